@@ -1,0 +1,287 @@
+//! The graph container. Nodes are graph inputs, constants or ops; a value is one output slot
+//! of a node. Each node records its inputs (the truth for operand order); petgraph edges
+//! mirror them so topological order and users are cheap.
+
+use super::{Constant, InferCx, Op, OpImpl, ValueType};
+use crate::tensor::Tensor;
+use anyhow::{Context, Result, bail};
+use petgraph::Direction;
+use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+use petgraph::visit::EdgeRef;
+
+pub type NodeId = NodeIndex<u32>;
+
+/// One output slot of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ValueId {
+    pub node: NodeId,
+    pub slot: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum NodeKind {
+    Input,
+    Const(Constant),
+    Op(Op),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Output {
+    pub name: String,
+    pub ty: ValueType,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub name: String,
+    pub kind: NodeKind,
+    /// `None` marks an absent optional input.
+    pub inputs: Vec<Option<ValueId>>,
+    pub outputs: Vec<Output>,
+}
+
+impl Node {
+    pub fn op(&self) -> Option<&Op> {
+        match &self.kind {
+            NodeKind::Op(op) => Some(op),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    g: StableDiGraph<Node, (usize, usize)>,
+    /// Graph inputs in signature order.
+    pub inputs: Vec<NodeId>,
+    /// Graph outputs in signature order, with their public names.
+    pub outputs: Vec<(String, ValueId)>,
+}
+
+impl PartialEq for Graph {
+    /// Structural equality: same nodes in the same topological order with the same operands.
+    fn eq(&self, other: &Self) -> bool {
+        let (Ok(a), Ok(b)) = (self.topo_order(), other.topo_order()) else { return false };
+        if a.len() != b.len() || self.inputs.len() != other.inputs.len() || self.outputs.len() != other.outputs.len() {
+            return false;
+        }
+        let pos_a: std::collections::HashMap<_, _> = a.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+        let pos_b: std::collections::HashMap<_, _> = b.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+        let map_a = |v: &ValueId| (pos_a[&v.node], v.slot);
+        let map_b = |v: &ValueId| (pos_b[&v.node], v.slot);
+        a.iter().zip(&b).all(|(x, y)| {
+            let (nx, ny) = (&self.g[*x], &other.g[*y]);
+            nx.kind == ny.kind
+                && nx.outputs.iter().map(|o| &o.ty).eq(ny.outputs.iter().map(|o| &o.ty))
+                && nx.inputs.iter().map(|i| i.as_ref().map(map_a)).eq(ny.inputs.iter().map(|i| i.as_ref().map(map_b)))
+        }) && self.outputs.iter().map(|(n, v)| (n, map_a(v))).eq(other.outputs.iter().map(|(n, v)| (n, map_b(v))))
+            && self.inputs.iter().map(|n| pos_a[n]).eq(other.inputs.iter().map(|n| pos_b[n]))
+    }
+}
+
+impl Graph {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.g[id]
+    }
+
+    pub fn node_mut(&mut self, id: NodeId) -> &mut Node {
+        &mut self.g[id]
+    }
+
+    pub fn node_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.g.node_indices()
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.g.node_count()
+    }
+
+    pub fn ty(&self, v: ValueId) -> &ValueType {
+        &self.g[v.node].outputs[v.slot].ty
+    }
+
+    pub fn value_name(&self, v: ValueId) -> &str {
+        &self.g[v.node].outputs[v.slot].name
+    }
+
+    /// The constant value of `v`, if it is produced by a constant node.
+    pub fn konst(&self, v: ValueId) -> Option<&Constant> {
+        match &self.g[v.node].kind {
+            NodeKind::Const(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn add_input(&mut self, name: &str, ty: ValueType) -> ValueId {
+        let id = self.g.add_node(Node {
+            name: name.to_string(),
+            kind: NodeKind::Input,
+            inputs: vec![],
+            outputs: vec![Output { name: name.to_string(), ty }],
+        });
+        self.inputs.push(id);
+        ValueId { node: id, slot: 0 }
+    }
+
+    pub fn add_const(&mut self, name: &str, c: Constant) -> ValueId {
+        let ty = c.ty().clone();
+        let id = self.g.add_node(Node {
+            name: name.to_string(),
+            kind: NodeKind::Const(c),
+            inputs: vec![],
+            outputs: vec![Output { name: name.to_string(), ty }],
+        });
+        ValueId { node: id, slot: 0 }
+    }
+
+    /// Runs `op`'s shape inference on the given operands.
+    pub fn infer(&self, op: &Op, inputs: &[Option<ValueId>], n_outputs: usize) -> Result<Vec<ValueType>> {
+        let mut facts = Vec::with_capacity(inputs.len());
+        for i in inputs {
+            facts.push(match i {
+                None => None,
+                Some(v) => {
+                    let k = match self.konst(*v) {
+                        Some(c) => Some(c.tensor()?),
+                        None => None,
+                    };
+                    Some((self.ty(*v).clone(), k))
+                }
+            });
+        }
+        let tys = op.infer(&InferCx { inputs: &facts, n_outputs })?;
+        if tys.len() < n_outputs {
+            bail!("{} produced {} output types for {} outputs", op.name(), tys.len(), n_outputs);
+        }
+        Ok(tys)
+    }
+
+    /// Adds an op node with `output_names.len()` outputs, inferring their types.
+    pub fn add_op(
+        &mut self,
+        name: &str,
+        op: Op,
+        inputs: Vec<Option<ValueId>>,
+        output_names: Vec<String>,
+    ) -> Result<Vec<ValueId>> {
+        let tys = self.infer(&op, &inputs, output_names.len())?;
+        let outputs = output_names.into_iter().zip(tys).map(|(name, ty)| Output { name, ty }).collect();
+        Ok(self.add_node_typed(name, op, inputs, outputs))
+    }
+
+    /// Adds an op node whose output types are already known (used by the parser and passes).
+    pub fn add_node_typed(&mut self, name: &str, op: Op, inputs: Vec<Option<ValueId>>, outputs: Vec<Output>) -> Vec<ValueId> {
+        let n = outputs.len();
+        let id = self.g.add_node(Node { name: name.to_string(), kind: NodeKind::Op(op), inputs: inputs.clone(), outputs });
+        for (slot, i) in inputs.iter().enumerate() {
+            if let Some(v) = i {
+                self.g.add_edge(v.node, id, (v.slot, slot));
+            }
+        }
+        (0..n).map(|slot| ValueId { node: id, slot }).collect()
+    }
+
+    /// Nodes in a topological order (inputs and constants first, in insertion order).
+    pub fn topo_order(&self) -> Result<Vec<NodeId>> {
+        petgraph::algo::toposort(&self.g, None).map_err(|c| anyhow::anyhow!("graph has a cycle through node '{}'", self.g[c.node_id()].name))
+    }
+
+    /// Every (consumer node, input slot) that reads `v`.
+    pub fn users(&self, v: ValueId) -> Vec<(NodeId, usize)> {
+        self.g
+            .edges_directed(v.node, Direction::Outgoing)
+            .filter(|e| e.weight().0 == v.slot)
+            .map(|e| (e.target(), e.weight().1))
+            .collect()
+    }
+
+    /// Makes every reader of `from` (and the graph outputs) read `to` instead.
+    pub fn replace_uses(&mut self, from: ValueId, to: ValueId) {
+        for (user, slot) in self.users(from) {
+            self.g[user].inputs[slot] = Some(to);
+            self.rewire(user);
+        }
+        for (_, v) in &mut self.outputs {
+            if *v == from {
+                *v = to;
+            }
+        }
+    }
+
+    /// Rebuilds the incoming edges of `node` from its `inputs` list.
+    fn rewire(&mut self, node: NodeId) {
+        let old: Vec<_> = self.g.edges_directed(node, Direction::Incoming).map(|e| e.id()).collect();
+        for e in old {
+            self.g.remove_edge(e);
+        }
+        let inputs = self.g[node].inputs.clone();
+        for (slot, i) in inputs.iter().enumerate() {
+            if let Some(v) = i {
+                self.g.add_edge(v.node, node, (v.slot, slot));
+            }
+        }
+    }
+
+    /// Replaces the operands of `node`.
+    pub fn set_inputs(&mut self, node: NodeId, inputs: Vec<Option<ValueId>>) {
+        self.g[node].inputs = inputs;
+        self.rewire(node);
+    }
+
+    pub fn remove_node(&mut self, id: NodeId) -> Option<Node> {
+        self.inputs.retain(|n| *n != id);
+        self.g.remove_node(id)
+    }
+
+    /// Removes nodes that no graph output depends on (graph inputs always stay).
+    /// Returns how many were removed.
+    pub fn remove_dead(&mut self) -> usize {
+        let mut live = std::collections::HashSet::new();
+        let mut stack: Vec<NodeId> = self.outputs.iter().map(|(_, v)| v.node).chain(self.inputs.iter().copied()).collect();
+        while let Some(n) = stack.pop() {
+            if live.insert(n) {
+                stack.extend(self.g[n].inputs.iter().flatten().map(|v| v.node));
+            }
+        }
+        let dead: Vec<_> = self.g.node_indices().filter(|n| !live.contains(n)).collect();
+        for n in &dead {
+            self.g.remove_node(*n);
+        }
+        dead.len()
+    }
+
+    /// Finds a value by its name (graph input, constant or op output).
+    pub fn find_value(&self, name: &str) -> Option<ValueId> {
+        self.g.node_indices().find_map(|n| {
+            self.g[n].outputs.iter().position(|o| o.name == name).map(|slot| ValueId { node: n, slot })
+        })
+    }
+
+    /// The signature of the graph inputs.
+    pub fn input_types(&self) -> Vec<(String, ValueType)> {
+        self.inputs.iter().map(|n| (self.g[*n].name.clone(), self.g[*n].outputs[0].ty.clone())).collect()
+    }
+
+    pub fn output_types(&self) -> Vec<(String, ValueType)> {
+        self.outputs.iter().map(|(n, v)| (n.clone(), self.ty(*v).clone())).collect()
+    }
+
+    /// Number of op nodes.
+    pub fn op_count(&self) -> usize {
+        self.g.node_weights().filter(|n| matches!(n.kind, NodeKind::Op(_))).count()
+    }
+
+    /// Adds a constant holding `t`.
+    pub fn add_tensor(&mut self, name: &str, t: Tensor) -> ValueId {
+        self.add_const(name, Constant::new(t))
+    }
+
+    /// Looks up a node by name, for error messages and tests.
+    pub fn node_by_name(&self, name: &str) -> Result<NodeId> {
+        self.g.node_indices().find(|n| self.g[*n].name == name).with_context(|| format!("no node named '{name}'"))
+    }
+}

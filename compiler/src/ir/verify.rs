@@ -1,0 +1,1 @@
+//! The IR verifier: collects every structural error in a graph.

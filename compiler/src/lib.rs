@@ -1,0 +1,9 @@
+//! neoc: an ahead-of-time compiler for trained neural networks.
+//!
+//! ONNX in ([`onnx`]), a typed graph IR ([`ir`]) with a reference evaluator ([`eval`]), passes,
+//! and backends.
+
+pub mod eval;
+pub mod ir;
+pub mod onnx;
+pub mod tensor;
