@@ -136,10 +136,15 @@ impl DType {
         (1..=26).filter_map(DType::from_onnx).find(|d| d.name() == s)
     }
 
-    /// Whether [`crate::tensor::Tensor`] can hold values of this type.
+    /// Whether [`crate::tensor::Tensor`] can hold values of this type (all but complex).
     pub fn is_supported(self) -> bool {
+        !matches!(self, DType::Complex64 | DType::Complex128)
+    }
+
+    /// Types held as one byte code per element in [`crate::tensor::Tensor::Low`].
+    pub fn is_low(self) -> bool {
         use DType::*;
-        matches!(self, F32 | F64 | F16 | BF16 | I8 | I16 | I32 | I64 | U8 | U16 | U32 | U64 | Bool | Str)
+        matches!(self, F8E4M3FN | F8E4M3FNUZ | F8E5M2 | F8E5M2FNUZ | F8E8M0 | F4E2M1 | U4 | I4 | U2 | I2)
     }
 
     pub fn is_float(self) -> bool {

@@ -31,6 +31,10 @@ pub enum Tensor {
     U64(ArrayD<u64>),
     Bool(ArrayD<bool>),
     Str(ArrayD<String>),
+    /// 8-bit float, 4-bit and 2-bit types (f8*, f4e2m1, i4, u4, i2, u2): one code per element,
+    /// unpacked (a 4-bit value sits in the low bits of its byte). Data-movement ops treat it
+    /// as bytes; only Cast (and quantisation) interpret the codes.
+    Low(DType, ArrayD<u8>),
 }
 
 /// Applies `$body` to the array inside any tensor, binding it to `$a`. The body must have one
@@ -53,6 +57,7 @@ macro_rules! with_array {
             $crate::tensor::Tensor::U64($a) => $body,
             $crate::tensor::Tensor::Bool($a) => $body,
             $crate::tensor::Tensor::Str($a) => $body,
+            $crate::tensor::Tensor::Low(_, $a) => $body,
         }
     };
 }
@@ -78,6 +83,7 @@ macro_rules! map_array {
             $crate::tensor::Tensor::U64($a) => $crate::tensor::Tensor::U64($body),
             $crate::tensor::Tensor::Bool($a) => $crate::tensor::Tensor::Bool($body),
             $crate::tensor::Tensor::Str($a) => $crate::tensor::Tensor::Str($body),
+            $crate::tensor::Tensor::Low(d, $a) => $crate::tensor::Tensor::Low(d.clone(), $body),
         }
     };
 }
@@ -232,6 +238,7 @@ macro_rules! with_scalar_array {
             $crate::tensor::Tensor::U64($a) => { type $T = u64; Ok($body) }
             $crate::tensor::Tensor::Bool($a) => { type $T = bool; Ok($body) }
             $crate::tensor::Tensor::Str(_) => Err(::anyhow::anyhow!("string tensors are not supported here")),
+            $crate::tensor::Tensor::Low(d, _) => Err(::anyhow::anyhow!("{} tensors are not supported here", d)),
         }
     };
 }
@@ -253,6 +260,7 @@ impl Tensor {
             Tensor::U64(_) => DType::U64,
             Tensor::Bool(_) => DType::Bool,
             Tensor::Str(_) => DType::Str,
+            Tensor::Low(d, _) => *d,
         }
     }
 
@@ -289,13 +297,12 @@ impl Tensor {
 
     /// A tensor of `dtype` and `shape` filled with zeros (false, "").
     pub fn zeros(dtype: DType, shape: &[usize]) -> Result<Tensor> {
-        Tensor::from_f64_array(dtype, ArrayD::zeros(IxDyn(shape))).or_else(|e| {
-            if dtype == DType::Str {
-                Ok(Tensor::Str(ArrayD::default(IxDyn(shape))))
-            } else {
-                Err(e)
-            }
-        })
+        match dtype {
+            DType::Str => Ok(Tensor::Str(ArrayD::default(IxDyn(shape)))),
+            // Code 0 is +0 for every low type except f8e8m0, which has no zero (code 0 is 2^-127).
+            d if d.is_low() => Ok(Tensor::Low(d, ArrayD::zeros(IxDyn(shape)))),
+            d => Tensor::from_f64_array(d, ArrayD::zeros(IxDyn(shape))),
+        }
     }
 
     /// Borrows the array if the tensor holds `T`.

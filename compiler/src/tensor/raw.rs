@@ -51,6 +51,7 @@ impl Tensor {
                 let v = bytes.chunks_exact(2).map(|c| bf16::from_bits(u16::from_le_bytes([c[0], c[1]]))).collect();
                 Tensor::BF16(ArrayD::from_shape_vec(IxDyn(shape), v)?)
             }
+            d if d.is_low() => Tensor::Low(d, ArrayD::from_shape_vec(IxDyn(shape), bytes.to_vec())?),
             DType::Bool => Tensor::Bool(ArrayD::from_shape_vec(IxDyn(shape), bytes.iter().map(|&b| b != 0).collect())?),
             other => bail!("dtype {other} is not supported"),
         })
@@ -64,6 +65,10 @@ impl Tensor {
             Tensor::BF16(a) => a.iter().for_each(|v| out.extend_from_slice(&v.to_bits().to_le_bytes())),
             Tensor::Bool(a) => a.iter().for_each(|&v| out.push(v as u8)),
             Tensor::Str(_) => bail!("string tensors have no raw layout"),
+            Tensor::Low(d, a) => match d.size_of() {
+                Some(1) => out.extend(a.iter().copied()),
+                _ => bail!("{d} tensors are packed below a byte; pack them explicitly"),
+            },
             Tensor::F32(a) => a.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
             Tensor::F64(a) => a.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
             Tensor::I8(a) => a.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
@@ -87,7 +92,7 @@ mod tests {
     fn round_trip_every_supported_dtype() {
         for code in 1..=26 {
             let d = DType::from_onnx(code).unwrap();
-            if !d.is_supported() || d == DType::Str {
+            if !d.is_supported() || d == DType::Str || d.is_low() {
                 continue;
             }
             let t = Tensor::from_f64_array(d, ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![0.0, 1.0, 2.0, 3.0]).unwrap())

@@ -60,5 +60,7 @@ families! {
     Reduce(reduce::Reduce),
     Rnn(rnn::Rnn),
     Quant(quant::Quant),
+    Attention(attention::Attention),
+    Loss(loss::Loss),
     If(control::If),
 }
