@@ -64,3 +64,51 @@ families! {
     Loss(loss::Loss),
     If(control::If),
 }
+
+/// Finds the importer for `op_type` in `domain` ("" or "ai.onnx" for the default domain).
+/// Errors name the op, the domain and the opset, and say whether only the opset is wrong.
+pub fn find_importer(op_type: &str, domain: &str, opset: i64) -> Result<&'static Importer> {
+    let domain = if domain == "ai.onnx" { "" } else { domain };
+    let mut candidates: Vec<&'static Importer> =
+        importers().filter(|i| i.op_type == op_type && i.domain == domain).collect();
+    if candidates.is_empty() {
+        let d = if domain.is_empty() { "ai.onnx" } else { domain };
+        return Err(anyhow::Error::new(super::Unsupported(format!("op {op_type} (domain {d}) is not implemented"))));
+    }
+    candidates.sort_by_key(|i| std::cmp::Reverse(i.since));
+    let latest = super::op::LATEST_OPSET;
+    candidates.into_iter().find(|i| i.since <= opset && (domain != "" || opset <= latest)).ok_or_else(|| {
+        anyhow::Error::new(super::Unsupported(format!("op {op_type} at opset {opset} is not implemented")))
+    })
+}
+
+/// Builds an IR op the way the ONNX importer does: finds the importer, runs it, and rejects
+/// attributes it did not read. The text-form parser and round-trip tests use this too.
+pub fn build(
+    op_type: &str,
+    domain: &str,
+    opset: i64,
+    node_name: &str,
+    attrs: &Attrs,
+    inputs: Vec<Option<super::NodeInput>>,
+    n_outputs: usize,
+) -> Result<(Op, Vec<Option<super::NodeInput>>)> {
+    let imp = find_importer(op_type, domain, opset)?;
+    let mut cx = super::NodeCtx::new(node_name, op_type, domain, opset, inputs, n_outputs, attrs);
+    let op = (imp.build)(&mut cx)?;
+    let unread = cx.unread_attrs();
+    if !unread.is_empty() {
+        return Err(anyhow::Error::new(super::Unsupported(format!(
+            "attribute{} {} of {op_type}",
+            if unread.len() > 1 { "s" } else { "" },
+            unread.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(", ")
+        ))));
+    }
+    Ok((op, cx.inputs))
+}
+
+/// Rebuilds `op` from its printed attributes at the latest opset, with `inputs` as operands.
+/// Round-trip tests assert that the result equals `op`.
+pub fn rebuild(op: &Op, inputs: Vec<Option<super::NodeInput>>, n_outputs: usize) -> Result<Op> {
+    Ok(build(op.name(), "", super::op::LATEST_OPSET, "rebuild", &op.attrs(), inputs, n_outputs)?.0)
+}
