@@ -7,3 +7,4 @@ pub mod eval;
 pub mod ir;
 pub mod onnx;
 pub mod tensor;
+pub mod conformance;

@@ -1,0 +1,48 @@
+//! Subcommands of the `neoc` binary.
+
+mod conformance;
+mod eval;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "neoc", version, about = "Ahead-of-time compiler for trained neural networks")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Evaluate a model with the reference evaluator on .npy inputs.
+    Eval(eval::Args),
+    /// Run ONNX backend conformance cases (folders with model.onnx + test_data_set_*).
+    Conformance(conformance::Args),
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Eval(a) => eval::run(a),
+        Command::Conformance(a) => conformance::run(a),
+    }
+}
+
+/// Parses `name=1,3,224,224` bindings.
+pub fn parse_shapes(items: &[String]) -> Result<HashMap<String, Vec<usize>>> {
+    let mut out = HashMap::new();
+    for it in items {
+        let (name, dims) = it.rsplit_once('=').with_context(|| format!("--input-shape '{it}' should be name=d0,d1,..."))?;
+        let dims = if dims.trim().is_empty() {
+            vec![]
+        } else {
+            dims.split(',')
+                .map(|d| d.trim().parse::<usize>().with_context(|| format!("--input-shape '{it}': '{d}' is not a dimension")))
+                .collect::<Result<Vec<_>>>()?
+        };
+        out.insert(name.to_string(), dims);
+    }
+    Ok(out)
+}
