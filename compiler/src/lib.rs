@@ -8,3 +8,4 @@ pub mod ir;
 pub mod onnx;
 pub mod tensor;
 pub mod conformance;
+pub mod target;

@@ -1,7 +1,10 @@
 //! Subcommands of the `neoc` binary.
 
+mod check;
 mod conformance;
 mod eval;
+mod inspect;
+mod targets;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -17,6 +20,12 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// List every unsupported op, attribute, dtype and unbound dimension in a model.
+    Check(check::Args),
+    /// Show a model's inputs, outputs, op histogram, parameters and estimated FLOPs.
+    Inspect(inspect::Args),
+    /// List the named targets.
+    Targets,
     /// Evaluate a model with the reference evaluator on .npy inputs.
     Eval(eval::Args),
     /// Run ONNX backend conformance cases (folders with model.onnx + test_data_set_*).
@@ -25,6 +34,9 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Check(a) => check::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Targets => targets::run(),
         Command::Eval(a) => eval::run(a),
         Command::Conformance(a) => conformance::run(a),
     }

@@ -422,9 +422,19 @@ impl<'m> Importer<'m> {
             }
         }
         if poisoned {
-            // An upstream node failed; still report whether this op itself is supported.
-            if let Err(e) = ops::find_importer(&op_type, &domain, opset) {
-                self.problems.push(problem(ProblemKind::Unsupported, strip_unsupported(&e)));
+            // An upstream node failed, so this one cannot be typed; still report whether the
+            // op, its opset and its attributes are supported, so every gap is listed at once.
+            let mut attrs = Attrs::new();
+            for a in n.attribute.iter().filter(|a| a.g.is_none() && a.graphs.is_empty()) {
+                if let Ok(v) = self.attribute(b, a, &mut vec![]) {
+                    attrs.insert(a.name.clone().unwrap_or_default(), v);
+                }
+            }
+            let inputs = vec![None; n.input.len()];
+            if let Err(e) = ops::build(&op_type, &domain, opset, &name, &attrs, inputs, n.output.len()) {
+                if e.downcast_ref::<Unsupported>().is_some() {
+                    self.problems.push(problem(ProblemKind::Unsupported, strip_unsupported(&e)));
+                }
             }
             return poison(b);
         }
