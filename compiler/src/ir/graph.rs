@@ -11,6 +11,9 @@ use petgraph::visit::{EdgeRef, IntoEdgeReferences};
 
 pub type NodeId = NodeIndex<u32>;
 
+/// The largest single value the IR accepts (a guard against corrupt or hostile shapes).
+pub const MAX_VALUE_BYTES: usize = 16 << 30;
+
 /// One output slot of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ValueId {
@@ -144,18 +147,22 @@ impl Graph {
         for i in inputs {
             facts.push(match i {
                 None => None,
-                Some(v) => {
-                    let k = match self.konst(*v) {
-                        Some(c) => Some(c.tensor()?),
-                        None => None,
-                    };
-                    Some((self.ty(*v).clone(), k))
-                }
+                Some(v) => Some((self.ty(*v).clone(), self.konst(*v))),
             });
         }
         let tys = op.infer(&InferCx { inputs: &facts, n_outputs })?;
         if tys.len() < n_outputs {
             bail!("{} produced {} output types for {} outputs", op.name(), tys.len(), n_outputs);
+        }
+        for t in &tys {
+            let elems = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            let bytes = elems.and_then(|e| e.checked_mul(t.dtype.size_of().unwrap_or(1)));
+            if bytes.is_none_or(|b| b > MAX_VALUE_BYTES) {
+                return Err(anyhow::Error::new(super::Unsupported(format!(
+                    "a value of type {t}, larger than the {} GiB limit for one value",
+                    MAX_VALUE_BYTES >> 30
+                ))));
+            }
         }
         Ok(tys)
     }

@@ -367,8 +367,7 @@ impl<'a> Parser<'a> {
                 None => None,
                 Some(n) => {
                     let id = *names.get(n).ok_or_else(|| self.err(&format!("use of undefined value %{n}")))?;
-                    let konst = g.konst(id).map(|c| c.tensor().cloned()).transpose()?;
-                    Some(NodeInput::Value { id, ty: g.ty(id).clone(), konst })
+                    Some(NodeInput::Value { id, ty: g.ty(id).clone(), konst: g.konst(id).cloned() })
                 }
             });
         }
