@@ -29,7 +29,7 @@ mod strings;
 
 use crate::ir::{Attr, Attrs, EvalInputs, InferCx, Importer, NodeCtx, Op, OpImpl, Unsupported, ValueType};
 use crate::tensor::low::{self, RoundMode};
-use crate::tensor::{ArrayD, DType, IxDyn, Tensor, bf16, f16};
+use crate::tensor::{ArrayD, DType, IxDyn, Tensor, bf16};
 use anyhow::{Result, anyhow, bail};
 use strings::FloatKind;
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::tensor::f16;
 use crate::ir::op::LATEST_OPSET;
 use crate::ir::{NodeInput, ops};
 
