@@ -29,7 +29,7 @@ use crate::tensor::{ArrayD, DType, IxDyn, Tensor, bf16, f16};
 use anyhow::{Result, anyhow, bail};
 
 /// The most elements a generated tensor may have (a guard against absurd shapes).
-const MAX_ELEMENTS: usize = 1 << 31;
+const MAX_ELEMENTS: usize = 1 << 30;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Generate {
@@ -118,7 +118,8 @@ impl OpImpl for Generate {
                 crate::try_map_array!(value, a => a
                     .iter()
                     .next()
-                    .map(|v| ArrayD::from_elem(IxDyn(&dims), v.clone()))
+                    .cloned()
+                    .map(|v| ArrayD::from_elem(IxDyn(&dims), v))
                     .ok_or_else(|| anyhow!("ConstantOfShape: value has no element")))?
             }
             Generate::Shape { start, end } => {
@@ -361,10 +362,13 @@ mod tests {
         Ok(out)
     }
 
+    /// Op type, opset, attributes, inputs.
+    type Case = (&'static str, i64, Vec<(&'static str, Attr)>, Vec<Tensor>);
+
     #[test]
     fn round_trips() {
         let x = t(&[2, 3], vec![0i32; 6]);
-        let cases: Vec<(&str, i64, Vec<(&str, Attr)>, Vec<Tensor>)> = vec![
+        let cases: Vec<Case> = vec![
             ("Constant", 25, vec![("value", Attr::Tensor(t(&[2], vec![1.5f32, 2.0])))], vec![]),
             ("Constant", 13, vec![("value_ints", Attr::Ints(vec![1, 2]))], vec![]),
             ("Constant", 13, vec![("value_string", Attr::Str("a".into()))], vec![]),
@@ -417,7 +421,7 @@ mod tests {
     #[test]
     fn shape_and_size() {
         let x = t(&[3, 4, 5], vec![0f32; 60]);
-        let shape = |start: i64, end: Option<i64>| run(&Op::Generate(Generate::Shape { start, end }), &[x.clone()]).unwrap();
+        let shape = |start: i64, end: Option<i64>| run(&Op::Generate(Generate::Shape { start, end }), std::slice::from_ref(&x)).unwrap();
         assert_eq!(shape(0, None), t(&[3], vec![3i64, 4, 5]));
         assert_eq!(shape(1, None), t(&[2], vec![4i64, 5]));
         assert_eq!(shape(0, Some(-1)), t(&[2], vec![3i64, 4]));
@@ -460,11 +464,11 @@ mod tests {
     #[test]
     fn eye_like() {
         let x = t(&[4, 5], vec![0i32; 20]);
-        let (op, _) = build("EyeLike", 22, &[("dtype", Attr::Int(1)), ("k", Attr::Int(1))], &[x.clone()]);
-        let y = run(&op, &[x.clone()]).unwrap();
+        let (op, _) = build("EyeLike", 22, &[("dtype", Attr::Int(1)), ("k", Attr::Int(1))], std::slice::from_ref(&x));
+        let y = run(&op, std::slice::from_ref(&x)).unwrap();
         let want: Vec<f32> = (0..20).map(|i| if i % 5 == i / 5 + 1 { 1.0 } else { 0.0 }).collect();
         assert_eq!(y, t(&[4, 5], want));
-        let (op, _) = build("EyeLike", 9, &[], &[x.clone()]);
+        let (op, _) = build("EyeLike", 9, &[], std::slice::from_ref(&x));
         assert_eq!(op, Op::Generate(Generate::EyeLike { dtype: DType::I32, k: 0 }));
         let y = run(&op, &[t(&[2, 2], vec![0i32; 4])]).unwrap();
         assert_eq!(y, t(&[2, 2], vec![1i32, 0, 0, 1]));

@@ -34,10 +34,13 @@ fn cast1(x: &Tensor, to: DType) -> Tensor {
     run(&cast_op(to, true), &[Some(x.clone())], 1).unwrap().remove(0)
 }
 
+/// Op type, opset, attributes, inputs, outputs.
+type Case = (&'static str, i64, Vec<(&'static str, Attr)>, Vec<Tensor>, usize);
+
 #[test]
 fn round_trips() {
     let x = t(&[2], vec![1.0f32, 2.0]);
-    let cases: Vec<(&str, i64, Vec<(&str, Attr)>, Vec<Tensor>, usize)> = vec![
+    let cases: Vec<Case> = vec![
         ("Cast", 25, vec![("to", Attr::Int(17)), ("saturate", Attr::Int(0))], vec![x.clone()], 1),
         ("Cast", 24, vec![("to", Attr::Int(24)), ("round_mode", Attr::Str("nearest".into()))], vec![x.clone()], 1),
         ("Cast", 1, vec![("to", Attr::Str("DOUBLE".into()))], vec![x.clone()], 1),
@@ -64,10 +67,10 @@ fn importers_normalise() {
     let (op, inputs) = build("CastLike", 19, &[("saturate", Attr::Int(0))], &[x.clone(), t(&[1], vec![1u16])], 1);
     assert_eq!(op, Op::Cast(Cast::Cast { to: DType::U16, saturate: false, round_mode: RoundMode::Up }));
     assert_eq!(inputs.len(), 1);
-    let (op, inputs) = build("Dropout", 7, &[("ratio", Attr::Float(0.25))], &[x.clone()], 2);
+    let (op, inputs) = build("Dropout", 7, &[("ratio", Attr::Float(0.25))], std::slice::from_ref(&x), 2);
     assert_eq!(op, Op::Cast(Cast::Dropout { seed: None, mask_like_input: true }));
     assert_eq!(inputs.len(), 2);
-    let (op, _) = build("Cast", 6, &[("to", Attr::Int(16))], &[x.clone()], 1);
+    let (op, _) = build("Cast", 6, &[("to", Attr::Int(16))], std::slice::from_ref(&x), 1);
     assert_eq!(op, Op::Cast(Cast::Cast { to: DType::BF16, saturate: true, round_mode: RoundMode::Up }));
     // Unsupported target types and unknown attributes are import errors.
     let attrs: Attrs = [("to".to_string(), Attr::Int(14))].into_iter().collect();
