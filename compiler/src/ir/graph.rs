@@ -7,7 +7,7 @@ use crate::tensor::Tensor;
 use anyhow::{Context, Result, bail};
 use petgraph::Direction;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
-use petgraph::visit::EdgeRef;
+use petgraph::visit::{EdgeRef, IntoEdgeReferences};
 
 pub type NodeId = NodeIndex<u32>;
 
@@ -185,9 +185,32 @@ impl Graph {
         (0..n).map(|slot| ValueId { node: id, slot }).collect()
     }
 
-    /// Nodes in a topological order (inputs and constants first, in insertion order).
+    /// Nodes in topological order; among ready nodes, the earliest inserted comes first, so
+    /// the order is deterministic and follows the source model where it can.
     pub fn topo_order(&self) -> Result<Vec<NodeId>> {
-        petgraph::algo::toposort(&self.g, None).map_err(|c| anyhow::anyhow!("graph has a cycle through node '{}'", self.g[c.node_id()].name))
+        use std::cmp::Reverse;
+        use std::collections::{BinaryHeap, HashMap};
+        let mut indeg: HashMap<NodeId, usize> = self.g.node_indices().map(|n| (n, 0)).collect();
+        for e in (&self.g).edge_references() {
+            *indeg.get_mut(&e.target()).expect("edge targets exist") += 1;
+        }
+        let mut ready: BinaryHeap<Reverse<NodeId>> = indeg.iter().filter(|(_, d)| **d == 0).map(|(n, _)| Reverse(*n)).collect();
+        let mut out = Vec::with_capacity(indeg.len());
+        while let Some(Reverse(n)) = ready.pop() {
+            out.push(n);
+            for e in self.g.edges_directed(n, Direction::Outgoing) {
+                let d = indeg.get_mut(&e.target()).expect("edge targets exist");
+                *d -= 1;
+                if *d == 0 {
+                    ready.push(Reverse(e.target()));
+                }
+            }
+        }
+        if out.len() != indeg.len() {
+            let stuck = indeg.iter().find(|(n, _)| !out.contains(n)).map(|(n, _)| self.g[*n].name.clone()).unwrap_or_default();
+            anyhow::bail!("graph has a cycle through node '{stuck}'");
+        }
+        Ok(out)
     }
 
     /// Every (consumer node, input slot) that reads `v`.
