@@ -188,16 +188,7 @@ fn eval_gather(data: &Tensor, indices: &Tensor, axis: i64) -> Result<Tensor> {
     let a = shape::axis(axis, ds.len())?;
     let idx = index_values(indices, "Gather", "indices")?;
     let idx = idx.iter().map(|&i| resolve_index(i, ds[a], "Gather")).collect::<Result<Vec<_>>>()?;
-    let outer: usize = ds[..a].iter().product();
-    let inner: usize = ds[a + 1..].iter().product();
-    let mut src = Vec::with_capacity(outer * idx.len() * inner);
-    for o in 0..outer {
-        for &i in &idx {
-            for k in 0..inner {
-                src.push((o * ds[a] + i) * inner + k);
-            }
-        }
-    }
+    let src = common::axis_positions(ds, a, &idx);
     take_flat(data, &src, &out_shape)
 }
 
@@ -294,7 +285,7 @@ fn nd_starts(data: &[usize], indices: &Tensor, l: &NdLayout, op: &str) -> Result
 fn eval_gather_nd(data: &Tensor, indices: &Tensor, batch_dims: i64) -> Result<Tensor> {
     let l = nd_layout(data.shape(), indices.shape(), batch_dims, "GatherND")?;
     let starts = nd_starts(data.shape(), indices, &l, "GatherND")?;
-    let src: Vec<usize> = starts.iter().flat_map(|&s| (s..s + l.slice)).collect();
+    let src: Vec<usize> = starts.iter().flat_map(|&s| s..s + l.slice).collect();
     take_flat(data, &src, &l.out_shape)
 }
 

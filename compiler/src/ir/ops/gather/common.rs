@@ -84,6 +84,25 @@ fn take_array<T: Elem>(a: &ArrayD<T>, src: &[usize], shape: &[usize]) -> Result<
     Ok(ArrayD::from_shape_vec(IxDyn(shape), out)?)
 }
 
+/// `(outer, n, inner)` for lines along `axis` of `shape`: element `k` of line `(o, i)` sits at
+/// row-major position `(o * n + k) * inner + i`.
+pub(crate) fn lines(shape: &[usize], axis: usize) -> (usize, usize, usize) {
+    (shape[..axis].iter().product(), shape[axis], shape[axis + 1..].iter().product())
+}
+
+/// Row-major source positions of `take(data, idx, axis)` (numpy), for already resolved
+/// `idx` (each `< shape[axis]`).
+pub(crate) fn axis_positions(shape: &[usize], axis: usize, idx: &[usize]) -> Vec<usize> {
+    let (outer, n, inner) = lines(shape, axis);
+    let mut src = Vec::with_capacity(outer * idx.len() * inner);
+    for o in 0..outer {
+        for &i in idx {
+            src.extend((0..inner).map(|k| (o * n + i) * inner + k));
+        }
+    }
+    src
+}
+
 /// How a scatter combines an update with the value already there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reduction {
