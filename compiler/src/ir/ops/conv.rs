@@ -10,7 +10,6 @@
 //! dilations and pads get their defaults, so the op always prints them all.
 //! Accumulation is in `f64`, rounded once to the output type.
 
-#[path = "conv/spatial.rs"]
 pub(super) mod spatial;
 
 use crate::ir::{Attr, Attrs, EvalInputs, InferCx, Importer, NodeCtx, Op, OpImpl, ValueType};
