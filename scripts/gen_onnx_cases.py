@@ -26,6 +26,38 @@ def to_proto(value, name, type_proto=None):
     return None  # sequences, optionals, maps: not written
 
 
+def write_light(src, dst):
+    """The `light/` models ship as `light_<name>.onnx` + expected outputs; ONNX's runner feeds
+    them deterministic dummy inputs (arange / n). Lay them out like every other case."""
+    from onnx.backend.test.case.model import collect_testcases as model_cases
+    from onnx.backend.test.runner import Runner
+
+    tolerances = {c.model_name: (c.rtol, c.atol) for c in model_cases() if c.kind == "real"}
+    os.makedirs(dst, exist_ok=True)
+    for name, (rtol, atol) in sorted(tolerances.items()):
+        model_path = os.path.join(src, f"light_{name}.onnx")
+        if not os.path.exists(model_path):
+            continue
+        d = os.path.join(dst, f"test_{name}")
+        sd = os.path.join(d, "test_data_set_0")
+        os.makedirs(sd, exist_ok=True)
+        shutil.copy(model_path, os.path.join(d, "model.onnx"))
+        model = onnx.load(model_path)
+        inits = {i.name for i in model.graph.initializer}
+        j = 0
+        for x in model.graph.input:
+            if x.name in inits:
+                continue
+            value = Runner.generate_dummy_data(x, seed=0, name=name, random=False)
+            with open(os.path.join(sd, f"input_{j}.pb"), "wb") as f:
+                f.write(numpy_helper.from_array(value).SerializeToString())
+            j += 1
+        for i in range(len(model.graph.output)):
+            shutil.copy(os.path.join(src, f"light_{name}_output_{i}.pb"), os.path.join(sd, f"output_{i}.pb"))
+        with open(os.path.join(d, "tolerance.json"), "w") as f:
+            json.dump({"rtol": rtol, "atol": atol}, f)
+
+
 def main(out):
     node_dir = os.path.join(out, "node")
     os.makedirs(node_dir, exist_ok=True)
@@ -54,11 +86,12 @@ def main(out):
         written += 1
         skipped += not ok
     data = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
-    for sub in ("simple", "pytorch-converted", "pytorch-operator", "light"):
+    for sub in ("simple", "pytorch-converted", "pytorch-operator"):
         dst = os.path.join(out, sub)
         if os.path.exists(dst):
             shutil.rmtree(dst)
         shutil.copytree(os.path.join(data, sub), dst)
+    write_light(os.path.join(data, "light"), os.path.join(out, "light"))
     print(f"wrote {written} node cases ({skipped} with non-tensor values) to {node_dir}")
 
 

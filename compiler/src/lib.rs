@@ -7,3 +7,5 @@ pub mod eval;
 pub mod ir;
 pub mod onnx;
 pub mod tensor;
+pub mod conformance;
+pub mod target;

@@ -2,6 +2,7 @@
 //! and a static shape.
 
 pub mod attr;
+pub mod cost;
 mod constant;
 mod graph;
 pub mod op;

@@ -73,12 +73,12 @@ pub fn find_importer(op_type: &str, domain: &str, opset: i64) -> Result<&'static
         importers().filter(|i| i.op_type == op_type && i.domain == domain).collect();
     if candidates.is_empty() {
         let d = if domain.is_empty() { "ai.onnx" } else { domain };
-        return Err(anyhow::Error::new(super::Unsupported(format!("op {op_type} (domain {d}) is not implemented"))));
+        return Err(anyhow::Error::new(super::Unsupported(format!("op {op_type} (domain {d})"))));
     }
     candidates.sort_by_key(|i| std::cmp::Reverse(i.since));
     let latest = super::op::LATEST_OPSET;
     candidates.into_iter().find(|i| i.since <= opset && (domain != "" || opset <= latest)).ok_or_else(|| {
-        anyhow::Error::new(super::Unsupported(format!("op {op_type} at opset {opset} is not implemented")))
+        anyhow::Error::new(super::Unsupported(format!("op {op_type} at opset {opset}")))
     })
 }
 

@@ -1,0 +1,59 @@
+//! `neoc conformance DIR --backend B [--json FILE]`
+
+use anyhow::Result;
+use neoc::conformance::{self, Backend};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A folder of cases in the standard layout (e.g. .../node), searched recursively.
+    pub dir: PathBuf,
+    #[arg(long, value_enum, default_value = "reference")]
+    pub backend: Backend,
+    /// Write the full report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Only cases whose name contains this (repeatable).
+    #[arg(long)]
+    pub filter: Vec<String>,
+    /// An expected-failure list: the run fails on a failure not listed, and on a listed case
+    /// that passes.
+    #[arg(long)]
+    pub expected_failures: Option<PathBuf>,
+    /// Print every failure with its reason.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let report = conformance::run(&a.dir, a.backend, &a.filter, threads)?;
+    print!("{}", report.table());
+    if a.verbose {
+        for c in report.cases.iter().filter(|c| !c.passed) {
+            println!("FAIL {}: {}", c.name, c.error.as_deref().unwrap_or(""));
+        }
+    }
+    if let Some(p) = &a.json {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)?;
+    }
+    let mut ok = true;
+    if let Some(p) = &a.expected_failures {
+        let expected = conformance::read_expected_failures(p)?;
+        let (unexpected, now_passing) = conformance::check_expected(&report, &expected);
+        for u in &unexpected {
+            println!("UNEXPECTED FAILURE {u}");
+        }
+        for n in &now_passing {
+            println!("NOW PASSING (remove it from the expected-failure list) {n}");
+        }
+        ok = unexpected.is_empty() && now_passing.is_empty();
+        println!("{} unexpected failures, {} listed cases now pass", unexpected.len(), now_passing.len());
+    }
+    println!("{} passed, {} failed", report.passed, report.failed);
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,60 @@
+//! Subcommands of the `neoc` binary.
+
+mod check;
+mod conformance;
+mod eval;
+mod inspect;
+mod targets;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "neoc", version, about = "Ahead-of-time compiler for trained neural networks")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// List every unsupported op, attribute, dtype and unbound dimension in a model.
+    Check(check::Args),
+    /// Show a model's inputs, outputs, op histogram, parameters and estimated FLOPs.
+    Inspect(inspect::Args),
+    /// List the named targets.
+    Targets,
+    /// Evaluate a model with the reference evaluator on .npy inputs.
+    Eval(eval::Args),
+    /// Run ONNX backend conformance cases (folders with model.onnx + test_data_set_*).
+    Conformance(conformance::Args),
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Check(a) => check::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Targets => targets::run(),
+        Command::Eval(a) => eval::run(a),
+        Command::Conformance(a) => conformance::run(a),
+    }
+}
+
+/// Parses `name=1,3,224,224` bindings.
+pub fn parse_shapes(items: &[String]) -> Result<HashMap<String, Vec<usize>>> {
+    let mut out = HashMap::new();
+    for it in items {
+        let (name, dims) = it.rsplit_once('=').with_context(|| format!("--input-shape '{it}' should be name=d0,d1,..."))?;
+        let dims = if dims.trim().is_empty() {
+            vec![]
+        } else {
+            dims.split(',')
+                .map(|d| d.trim().parse::<usize>().with_context(|| format!("--input-shape '{it}': '{d}' is not a dimension")))
+                .collect::<Result<Vec<_>>>()?
+        };
+        out.insert(name.to_string(), dims);
+    }
+    Ok(out)
+}

@@ -1,0 +1,345 @@
+//! The ONNX backend conformance runner.
+//!
+//! A case is a folder with `model.onnx` and `test_data_set_<i>/{input,output}_<j>.pb` (the
+//! standard layout). Each case is imported with its inputs' shapes bound; inputs whose values
+//! decide shapes (a Reshape's `shape` fed as a graph input, say) are baked in as constants, as
+//! a static-shape compiler must. Outputs are compared with the case's own tolerances
+//! (`tolerance.json`, written by `scripts/gen_onnx_cases.py`) or ONNX's defaults, rtol 1e-3
+//! and atol 1e-7.
+
+use crate::onnx::{self, ImportOptions};
+use crate::tensor::Tensor;
+use anyhow::{Context, Result, bail};
+use prost::Message;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// Where a case's model runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The reference evaluator.
+    Reference,
+    /// Compiled for the host CPU and run through the runtime.
+    Cpu,
+    /// Compiled to PTX and run on an NVIDIA GPU.
+    Cuda,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CaseResult {
+    pub name: String,
+    /// Op types in the case's main graph.
+    pub ops: Vec<String>,
+    pub passed: bool,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Graph inputs baked in as constants because they decide shapes.
+    pub constant_inputs: Vec<String>,
+    pub millis: f64,
+}
+
+pub const DEFAULT_RTOL: f64 = 1e-3;
+pub const DEFAULT_ATOL: f64 = 1e-7;
+
+/// Folders under `root` (itself included) that hold a `model.onnx`, sorted.
+pub fn discover(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = vec![];
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if d.join("model.onnx").is_file() {
+            out.push(d);
+            continue;
+        }
+        let entries = std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))?;
+        for e in entries {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub fn read_pb(path: &Path) -> Result<Tensor> {
+    let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let p = onnx::proto::TensorProto::decode(b.as_slice()).with_context(|| format!("decoding {}", path.display()))?;
+    onnx::tensor::to_tensor(&p, &onnx::tensor::ExternalData::default())
+}
+
+/// Reads `<kind>_<j>.pb` for j = 0, 1, ... until the next is missing; errors when fewer than
+/// `expected` were found (non-tensor values are not written by the case generator).
+fn read_set(dir: &Path, kind: &str, expected: usize) -> Result<Vec<Tensor>> {
+    let mut out = vec![];
+    for j in 0..expected {
+        let p = dir.join(format!("{kind}_{j}.pb"));
+        if !p.exists() {
+            bail!("{} is missing: the case uses a non-tensor value (sequence, optional or map), which neoc does not support", p.display());
+        }
+        out.push(read_pb(&p)?);
+    }
+    Ok(out)
+}
+
+/// How close an output must be.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Tolerance {
+    /// ONNX's rule, per element: `|got - want| <= atol + rtol * |want|`.
+    Elementwise { rtol: f64, atol: f64 },
+    /// Per element: `|got - want| <= r * max|want|` over the whole output (for whole models,
+    /// whose outputs are compared relative to their scale).
+    MaxRelative(f64),
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Tolerance::Elementwise { rtol: DEFAULT_RTOL, atol: DEFAULT_ATOL }
+    }
+}
+
+fn tolerance(dir: &Path) -> Tolerance {
+    let parsed = std::fs::read_to_string(dir.join("tolerance.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok());
+    match parsed {
+        Some(v) if v["max_relative"].is_number() => Tolerance::MaxRelative(v["max_relative"].as_f64().unwrap_or(0.0)),
+        Some(v) => Tolerance::Elementwise {
+            rtol: v["rtol"].as_f64().unwrap_or(DEFAULT_RTOL),
+            atol: v["atol"].as_f64().unwrap_or(DEFAULT_ATOL),
+        },
+        None => Tolerance::default(),
+    }
+}
+
+/// Compares `got` against `want`: equal dtype and shape, floats within the tolerance (NaN
+/// matches NaN, infinities match exactly), everything else exactly.
+pub fn compare(want: &Tensor, got: &Tensor, tol: Tolerance) -> Result<()> {
+    if want.dtype() != got.dtype() {
+        bail!("dtype {} expected, got {}", want.dtype(), got.dtype());
+    }
+    if want.shape() != got.shape() {
+        bail!("shape {:?} expected, got {:?}", want.shape(), got.shape());
+    }
+    let dt = want.dtype();
+    if dt.is_float() && !dt.is_low() {
+        let (w, g) = (want.to_f64_array()?, got.to_f64_array()?);
+        let (rtol, atol) = match tol {
+            Tolerance::Elementwise { rtol, atol } => (rtol, atol),
+            Tolerance::MaxRelative(r) => (0.0, r * w.iter().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()))),
+        };
+        let mut worst: Option<(usize, f64, f64)> = None;
+        let mut bad = 0;
+        for (i, (a, b)) in w.iter().zip(g.iter()).enumerate() {
+            let ok = if a.is_nan() || b.is_nan() {
+                a.is_nan() && b.is_nan()
+            } else if a.is_infinite() || b.is_infinite() {
+                a == b
+            } else {
+                (a - b).abs() <= atol + rtol * a.abs()
+            };
+            if !ok {
+                bad += 1;
+                if worst.is_none_or(|(_, x, y)| (a - b).abs() > (x - y).abs() || x.is_nan() != y.is_nan()) {
+                    worst = Some((i, *a, *b));
+                }
+            }
+        }
+        if let Some((i, a, b)) = worst {
+            bail!("{bad} of {} values differ beyond rtol {rtol:e} atol {atol:e}; worst at flat index {i}: expected {a}, got {b}", w.len());
+        }
+        return Ok(());
+    }
+    if want != got {
+        let (w, g) = (format!("{want:?}"), format!("{got:?}"));
+        bail!("values differ: expected {w}, got {g}");
+    }
+    Ok(())
+}
+
+/// Runs one case folder with `backend`.
+pub fn run_case(dir: &Path, backend: Backend) -> CaseResult {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let start = Instant::now();
+    let mut ops = vec![];
+    let mut constant_inputs = vec![];
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case_inner(dir, backend, &mut ops, &mut constant_inputs)))
+        .unwrap_or_else(|p| {
+            let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            Err(anyhow::anyhow!("PANIC: {msg}"))
+        });
+    CaseResult {
+        name,
+        ops,
+        passed: outcome.is_ok(),
+        error: outcome.err().map(|e| format!("{e:#}")),
+        constant_inputs,
+        millis: start.elapsed().as_secs_f64() * 1e3,
+    }
+}
+
+fn run_case_inner(dir: &Path, backend: Backend, ops: &mut Vec<String>, baked: &mut Vec<String>) -> Result<()> {
+    let model = onnx::load(&dir.join("model.onnx"))?;
+    let g = model.proto.graph.as_ref().context("model has no graph")?;
+    *ops = g.node.iter().filter_map(|n| n.op_type.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    if backend != Backend::Reference {
+        bail!("the {backend:?} backend is not built yet");
+    }
+    let inits: BTreeSet<&str> = g.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
+    let input_names: Vec<String> =
+        g.input.iter().filter_map(|i| i.name.clone()).filter(|n| !inits.contains(n.as_str())).collect();
+    let tol = tolerance(dir);
+    let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("test_data_set_")))
+        .collect();
+    sets.sort();
+    if sets.is_empty() {
+        bail!("no test_data_set_* folder");
+    }
+    for set in sets {
+        let inputs = read_set(&set, "input", input_names.len())?;
+        let expected = read_set(&set, "output", g.output.len())?;
+        let by_name: HashMap<String, Tensor> = input_names.iter().cloned().zip(inputs).collect();
+        let mut opts = ImportOptions {
+            input_shapes: by_name.iter().map(|(n, t)| (n.clone(), t.shape().to_vec())).collect(),
+            ..Default::default()
+        };
+        let graph = loop {
+            match onnx::import(&model, &opts) {
+                Ok(g) => break g,
+                Err(e) => {
+                    let need = e.inputs_needed_as_constants().filter(|n| n.iter().all(|x| by_name.contains_key(x) && !opts.input_values.contains_key(x)));
+                    match need {
+                        Some(names) if !names.is_empty() => {
+                            for n in names {
+                                opts.input_shapes.remove(&n);
+                                opts.input_values.insert(n.clone(), by_name[&n].clone());
+                                if !baked.contains(&n) {
+                                    baked.push(n);
+                                }
+                            }
+                        }
+                        _ => return Err(e.into()),
+                    }
+                }
+            }
+        };
+        let args: Vec<Tensor> = graph.inputs.iter().map(|n| by_name[&graph.node(*n).name].clone()).collect();
+        let got = crate::eval::run(&graph, &args)?;
+        if got.len() != expected.len() {
+            bail!("{} outputs expected, got {}", expected.len(), got.len());
+        }
+        for (j, (w, r)) in expected.iter().zip(&got).enumerate() {
+            let oname = graph.outputs.get(j).map(|(n, _)| n.as_str()).unwrap_or("?");
+            compare(w, r, tol).with_context(|| format!("output {j} ('{oname}')"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The result of a run over many cases.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub backend: Backend,
+    pub passed: usize,
+    pub failed: usize,
+    pub cases: Vec<CaseResult>,
+}
+
+/// Runs every case under `root` whose name contains one of `filters` (all when empty), on
+/// `threads` threads.
+pub fn run(root: &Path, backend: Backend, filters: &[String], threads: usize) -> Result<Report> {
+    let dirs: Vec<PathBuf> = discover(root)?
+        .into_iter()
+        .filter(|d| {
+            let n = d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            filters.is_empty() || filters.iter().any(|f| n.contains(f.as_str()))
+        })
+        .collect();
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::with_capacity(dirs.len()));
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(d) = dirs.get(i) else { break };
+                    let r = run_case(d, backend);
+                    results.lock().expect("no panics while holding the lock").push(r);
+                }
+            });
+        }
+    });
+    let mut cases = results.into_inner().map_err(|_| anyhow::anyhow!("result lock poisoned"))?;
+    cases.sort_by(|a, b| a.name.cmp(&b.name));
+    let passed = cases.iter().filter(|c| c.passed).count();
+    Ok(Report { backend, passed, failed: cases.len() - passed, cases })
+}
+
+impl Report {
+    /// Pass/fail counts per op type (a case counts for every op in it).
+    pub fn per_op(&self) -> BTreeMap<String, (usize, usize)> {
+        let mut t: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        for c in &self.cases {
+            for op in &c.ops {
+                let e = t.entry(op.clone()).or_default();
+                if c.passed {
+                    e.0 += 1
+                } else {
+                    e.1 += 1
+                }
+            }
+        }
+        t
+    }
+
+    pub fn table(&self) -> String {
+        let mut s = format!("{:<32} {:>6} {:>6}\n", "op", "passed", "failed");
+        for (op, (p, f)) in self.per_op() {
+            s += &format!("{op:<32} {p:>6} {f:>6}\n");
+        }
+        s
+    }
+}
+
+/// An explicit list of cases expected to fail, each with its reason. Lines are
+/// `case_name  reason`; `#` starts a comment.
+pub fn read_expected_failures(path: &Path) -> Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, reason) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        if reason.trim().is_empty() {
+            bail!("{}:{}: '{name}' has no reason", path.display(), i + 1);
+        }
+        if out.insert(name.to_string(), reason.trim().to_string()).is_some() {
+            bail!("{}:{}: '{name}' is listed twice", path.display(), i + 1);
+        }
+    }
+    Ok(out)
+}
+
+/// Checks a report against the expected-failure list: returns the unexpected failures and the
+/// listed cases that now pass (both must be empty for the suite to pass).
+pub fn check_expected(report: &Report, expected: &BTreeMap<String, String>) -> (Vec<String>, Vec<String>) {
+    let mut unexpected_failures = vec![];
+    let mut now_passing = vec![];
+    for c in &report.cases {
+        match (c.passed, expected.contains_key(&c.name)) {
+            (false, false) => unexpected_failures.push(format!("{}: {}", c.name, c.error.as_deref().unwrap_or(""))),
+            (true, true) => now_passing.push(c.name.clone()),
+            _ => {}
+        }
+    }
+    (unexpected_failures, now_passing)
+}
