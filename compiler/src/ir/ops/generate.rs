@@ -354,7 +354,8 @@ mod tests {
 
     /// Infers (with every input constant) and evaluates; checks that they agree.
     fn run(op: &Op, inputs: &[Tensor]) -> Result<Tensor> {
-        let tys: Vec<_> = inputs.iter().map(|t| Some((ValueType::of(t), Some(t)))).collect();
+        let consts: Vec<_> = inputs.iter().map(|t| crate::ir::Constant::new(t.clone())).collect();
+        let tys: Vec<_> = consts.iter().map(|c| Some((c.ty().clone(), Some(c)))).collect();
         let ty = op.infer(&InferCx { inputs: &tys, n_outputs: 1 })?.remove(0);
         let refs: Vec<_> = inputs.iter().map(Some).collect();
         let out = op.eval(&EvalInputs { inputs: &refs, n_outputs: 1 })?.remove(0);
