@@ -85,7 +85,7 @@ pub fn find_importer(op_type: &str, domain: &str, opset: i64) -> Result<&'static
     if domain.is_empty() {
         if let Some((_, v)) = VERSIONS_AFTER_25.iter().find(|(n, v)| *n == op_type && *v <= opset) {
             if imp.since < *v {
-                return Err(anyhow::Error::new(super::Unsupported(format!("op {op_type} version {v} (opset {opset}); versions up to opset 25 are"))));
+                return Err(anyhow::Error::new(super::Unsupported(format!("op {op_type} version {v} (the model's opset is {opset}; the importer predates it: once the family handles version {v}, it registers an Importer entry with since: {v})"))));
             }
         }
     }
