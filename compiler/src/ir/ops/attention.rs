@@ -327,7 +327,7 @@ impl Sdpa {
     }
 
     fn eval(&self, inputs: &EvalInputs) -> Result<Vec<Tensor>> {
-        let tys: Vec<Option<(ValueType, Option<&Tensor>)>> =
+        let tys: Vec<Option<(ValueType, Option<&crate::ir::Constant>)>> =
             inputs.inputs.iter().map(|t| t.map(|t| (ValueType::of(t), None))).collect();
         let types = self.infer(&InferCx { inputs: &tys, n_outputs: inputs.n_outputs })?;
         let (q, k, v) = (inputs.req(0)?, inputs.req(1)?, inputs.req(2)?);

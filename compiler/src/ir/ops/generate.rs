@@ -334,6 +334,7 @@ pub const IMPORTERS: &[Importer] = &[
     Importer { op_type: "Shape", domain: "", since: 1, build: import_shape },
     Importer { op_type: "Size", domain: "", since: 1, build: import_size },
     Importer { op_type: "Range", domain: "", since: 11, build: import_range },
+    Importer { op_type: "Range", domain: "", since: 27, build: import_range },
     Importer { op_type: "EyeLike", domain: "", since: 9, build: import_eye_like },
 ];
 
@@ -354,7 +355,8 @@ mod tests {
 
     /// Infers (with every input constant) and evaluates; checks that they agree.
     fn run(op: &Op, inputs: &[Tensor]) -> Result<Tensor> {
-        let tys: Vec<_> = inputs.iter().map(|t| Some((ValueType::of(t), Some(t)))).collect();
+        let consts: Vec<_> = inputs.iter().map(|t| crate::ir::Constant::new(t.clone())).collect();
+        let tys: Vec<_> = consts.iter().map(|c| Some((c.ty().clone(), Some(c)))).collect();
         let ty = op.infer(&InferCx { inputs: &tys, n_outputs: 1 })?.remove(0);
         let refs: Vec<_> = inputs.iter().map(Some).collect();
         let out = op.eval(&EvalInputs { inputs: &refs, n_outputs: 1 })?.remove(0);

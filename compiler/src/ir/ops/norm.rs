@@ -249,7 +249,7 @@ impl OpImpl for Norm {
     }
 
     fn eval(&self, inputs: &EvalInputs) -> Result<Vec<Tensor>> {
-        let tys: Vec<Option<(ValueType, Option<&Tensor>)>> =
+        let tys: Vec<Option<(ValueType, Option<&crate::ir::Constant>)>> =
             inputs.inputs.iter().map(|t| t.map(|t| (ValueType::of(t), None))).collect();
         let types = self.types(&InferCx { inputs: &tys, n_outputs: inputs.n_outputs })?;
         let xt = inputs.req(0)?;
@@ -493,7 +493,7 @@ mod tests {
     fn run(op: &Norm, inputs: &[Option<Tensor>], n_outputs: usize) -> Vec<Tensor> {
         let refs: Vec<Option<&Tensor>> = inputs.iter().map(|t| t.as_ref()).collect();
         let out = op.eval(&EvalInputs { inputs: &refs, n_outputs }).unwrap();
-        let tys: Vec<Option<(ValueType, Option<&Tensor>)>> =
+        let tys: Vec<Option<(ValueType, Option<&crate::ir::Constant>)>> =
             inputs.iter().map(|t| t.as_ref().map(|t| (ValueType::of(t), None))).collect();
         let types = op.infer(&InferCx { inputs: &tys, n_outputs }).unwrap();
         assert_eq!(types, out.iter().map(ValueType::of).collect::<Vec<_>>());

@@ -15,7 +15,8 @@ fn build(op_type: &str, opset: i64, attrs: &[(&str, Attr)], inputs: &[Tensor], n
 
 /// Runs infer and eval, checks that they agree, returns the outputs.
 fn run(op: &Op, inputs: &[Option<Tensor>], n_out: usize) -> Result<Vec<Tensor>> {
-    let tys: Vec<_> = inputs.iter().map(|i| i.as_ref().map(|t| (ValueType::of(t), Some(t)))).collect();
+    let consts: Vec<_> = inputs.iter().map(|i| i.as_ref().map(|t| crate::ir::Constant::new(t.clone()))).collect();
+    let tys: Vec<_> = consts.iter().map(|c| c.as_ref().map(|c| (c.ty().clone(), Some(c)))).collect();
     let types = op.infer(&InferCx { inputs: &tys, n_outputs: n_out })?;
     let refs: Vec<_> = inputs.iter().map(|i| i.as_ref()).collect();
     let out = op.eval(&EvalInputs { inputs: &refs, n_outputs: n_out })?;
