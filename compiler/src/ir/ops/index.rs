@@ -13,11 +13,12 @@
 //! Opset history that matters here:
 //! - CumSum 11, 14 (more types). CumProd 26. The axis is an input (scalar).
 //! - TopK 1 (`k` attribute, axis -1), 10 (`k` becomes input 1: normalised here), 11
-//!   (`largest`, `sorted`, negative axis). Ties go to the lower index; `sorted=0` still
+//!   (`largest`, `sorted`, negative axis), 24 (more types). Ties go to the lower index; `sorted=0` still
 //!   returns sorted output (any order is conformant).
 //! - ArgMax/ArgMin 1, 11 (negative axis), 12 (`select_last_index`), 13. NaN counts as the
 //!   extreme value, like numpy.
-//! - NonZero 9, 13. Unique 11. Compress 9, 11 (negative axis).
+//! - NonZero 9, 13. Unique 11, 28 (more types). Compress 9, 11 (negative axis), 28 (more
+//!   types).
 //!
 //! NonZero, Unique and Compress have data-dependent output shapes: shape inference needs the
 //! input that decides them (NonZero/Unique: the data, Compress: the condition) as a constant.
