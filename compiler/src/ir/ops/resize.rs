@@ -307,8 +307,10 @@ impl Resize {
         Ok(Plan { order: axes, scales: full, out_shape })
     }
 
+    /// The roi, which only tf_crop_and_resize reads (other modes ignore it: with scale 1 they
+    /// sample every input position exactly, so it cannot change their result).
     fn full_roi(&self, roi: Option<&Tensor>, rank: usize) -> Result<Option<Roi>> {
-        let Some(t) = roi else { return Ok(None) };
+        let Some(t) = roi.filter(|_| self.coord == Coord::TfCropAndResize) else { return Ok(None) };
         let v = t.to_f64_vec()?;
         let axes = self.resolved_axes(rank)?;
         if v.len() != 2 * axes.len() {
