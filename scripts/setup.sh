@@ -12,5 +12,6 @@ fi
 if [ ! -f build-cases/.complete ]; then
     rm -rf build-cases
     .venv/bin/python scripts/gen_onnx_cases.py build-cases
+    .venv/bin/python scripts/make_model_refs.py tests/models build-cases/models
     touch build-cases/.complete
 fi

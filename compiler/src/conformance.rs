@@ -67,7 +67,7 @@ pub fn discover(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn read_pb(path: &Path) -> Result<Tensor> {
+pub fn read_pb(path: &Path) -> Result<Tensor> {
     let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let p = onnx::proto::TensorProto::decode(b.as_slice()).with_context(|| format!("decoding {}", path.display()))?;
     onnx::tensor::to_tensor(&p, &onnx::tensor::ExternalData::default())
@@ -87,19 +87,39 @@ fn read_set(dir: &Path, kind: &str, expected: usize) -> Result<Vec<Tensor>> {
     Ok(out)
 }
 
-fn tolerance(dir: &Path) -> (f64, f64) {
+/// How close an output must be.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Tolerance {
+    /// ONNX's rule, per element: `|got - want| <= atol + rtol * |want|`.
+    Elementwise { rtol: f64, atol: f64 },
+    /// Per element: `|got - want| <= r * max|want|` over the whole output (for whole models,
+    /// whose outputs are compared relative to their scale).
+    MaxRelative(f64),
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Tolerance::Elementwise { rtol: DEFAULT_RTOL, atol: DEFAULT_ATOL }
+    }
+}
+
+fn tolerance(dir: &Path) -> Tolerance {
     let parsed = std::fs::read_to_string(dir.join("tolerance.json"))
         .ok()
         .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok());
     match parsed {
-        Some(v) => (v["rtol"].as_f64().unwrap_or(DEFAULT_RTOL), v["atol"].as_f64().unwrap_or(DEFAULT_ATOL)),
-        None => (DEFAULT_RTOL, DEFAULT_ATOL),
+        Some(v) if v["max_relative"].is_number() => Tolerance::MaxRelative(v["max_relative"].as_f64().unwrap_or(0.0)),
+        Some(v) => Tolerance::Elementwise {
+            rtol: v["rtol"].as_f64().unwrap_or(DEFAULT_RTOL),
+            atol: v["atol"].as_f64().unwrap_or(DEFAULT_ATOL),
+        },
+        None => Tolerance::default(),
     }
 }
 
-/// Compares `got` against `want`: equal dtype and shape, floats within `atol + rtol * |want|`
-/// (NaN matches NaN, infinities match exactly), everything else exactly.
-pub fn compare(want: &Tensor, got: &Tensor, rtol: f64, atol: f64) -> Result<()> {
+/// Compares `got` against `want`: equal dtype and shape, floats within the tolerance (NaN
+/// matches NaN, infinities match exactly), everything else exactly.
+pub fn compare(want: &Tensor, got: &Tensor, tol: Tolerance) -> Result<()> {
     if want.dtype() != got.dtype() {
         bail!("dtype {} expected, got {}", want.dtype(), got.dtype());
     }
@@ -109,6 +129,10 @@ pub fn compare(want: &Tensor, got: &Tensor, rtol: f64, atol: f64) -> Result<()> 
     let dt = want.dtype();
     if dt.is_float() && !dt.is_low() {
         let (w, g) = (want.to_f64_array()?, got.to_f64_array()?);
+        let (rtol, atol) = match tol {
+            Tolerance::Elementwise { rtol, atol } => (rtol, atol),
+            Tolerance::MaxRelative(r) => (0.0, r * w.iter().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()))),
+        };
         let mut worst: Option<(usize, f64, f64)> = None;
         let mut bad = 0;
         for (i, (a, b)) in w.iter().zip(g.iter()).enumerate() {
@@ -169,7 +193,7 @@ fn run_case_inner(dir: &Path, backend: Backend, ops: &mut Vec<String>, baked: &m
     let inits: BTreeSet<&str> = g.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
     let input_names: Vec<String> =
         g.input.iter().filter_map(|i| i.name.clone()).filter(|n| !inits.contains(n.as_str())).collect();
-    let (rtol, atol) = tolerance(dir);
+    let tol = tolerance(dir);
     let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("test_data_set_")))
@@ -213,7 +237,7 @@ fn run_case_inner(dir: &Path, backend: Backend, ops: &mut Vec<String>, baked: &m
         }
         for (j, (w, r)) in expected.iter().zip(&got).enumerate() {
             let oname = graph.outputs.get(j).map(|(n, _)| n.as_str()).unwrap_or("?");
-            compare(w, r, rtol, atol).with_context(|| format!("output {j} ('{oname}')"))?;
+            compare(w, r, tol).with_context(|| format!("output {j} ('{oname}')"))?;
         }
     }
     Ok(())

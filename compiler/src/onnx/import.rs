@@ -404,14 +404,7 @@ impl<'m> Importer<'m> {
             }
             match b.resolve(i) {
                 Some(Slot::Value(v)) => {
-                    let konst = match b.graph.konst(v).map(|c| c.tensor().cloned()) {
-                        Some(Ok(t)) => Some(t),
-                        Some(Err(e)) => {
-                            self.problems.push(problem(ProblemKind::Invalid, format!("input '{i}': {e:#}")));
-                            return poison(b);
-                        }
-                        None => None,
-                    };
+                    let konst = b.graph.konst(v).cloned();
                     inputs.push(Some(NodeInput::Value { id: v, ty: b.graph.ty(v).clone(), konst }))
                 }
                 Some(Slot::Poisoned) => poisoned = true,
@@ -536,29 +529,33 @@ impl<'m> Importer<'m> {
         }
         let out_names: Vec<String> =
             outputs.iter().enumerate().map(|(i, o)| if o.is_empty() { format!("{name}:out{i}") } else { o.clone() }).collect();
+        let tys = match b.graph.infer(&op, &ids, outputs.len()) {
+            Ok(t) => t,
+            Err(e) => {
+                if let Some(nc) = e.downcast_ref::<NeedsConstant>() {
+                    let deps = ids.get(nc.input).copied().flatten().map(|v| input_deps(&b.graph, v)).unwrap_or_default();
+                    return Err(anyhow::Error::new(NeedsConstantAt { inputs: deps, message: e.to_string() }));
+                }
+                return Err(e);
+            }
+        };
         if all_const && !self.opts.no_fold {
             let tensors: Vec<Option<&Tensor>> = inputs.iter().map(|i| i.as_ref().and_then(|i| i.konst())).collect();
             let results = op.eval(&EvalInputs { inputs: &tensors, n_outputs: outputs.len() })?;
             if results.len() < outputs.len() {
                 anyhow::bail!("{} produced {} outputs, the node declares {}", op.name(), results.len(), outputs.len());
             }
-            for (o, t) in out_names.iter().zip(results) {
+            for ((o, t), ty) in out_names.iter().zip(results).zip(&tys) {
+                if &ValueType::of(&t) != ty {
+                    anyhow::bail!("{} computed {} for '{o}', but its shape inference says {ty}", op.name(), ValueType::of(&t));
+                }
                 let v = b.graph.add_tensor(o, t);
                 b.scope.insert(o.clone(), Slot::Value(v));
             }
             return Ok(());
         }
-        let values = match b.graph.add_op(name, op, ids.clone(), out_names.clone()) {
-            Ok(v) => v,
-            Err(e) => {
-                if let Some(nc) = e.downcast_ref::<NeedsConstant>() {
-                    let deps = ids.get(nc.input).copied().flatten().map(|v| input_deps(&b.graph, v)).unwrap_or_default();
-                    let msg = format!("{e}");
-                    return Err(anyhow::Error::new(NeedsConstantAt { inputs: deps, message: msg }));
-                }
-                return Err(e);
-            }
-        };
+        let outs = out_names.iter().zip(tys).map(|(n, ty)| crate::ir::Output { name: n.clone(), ty }).collect();
+        let values = b.graph.add_node_typed(name, op, ids, outs);
         for (o, v) in out_names.iter().zip(values) {
             b.scope.insert(o.clone(), Slot::Value(v));
         }
