@@ -210,9 +210,10 @@ fn scatter_array<T: Elem>(
 /// given as a constant). For unit tests.
 #[cfg(test)]
 pub(crate) fn run(op: &crate::ir::Op, inputs: &[Option<Tensor>], n_outputs: usize) -> Result<Vec<Tensor>> {
-    use crate::ir::{EvalInputs, InferCx, OpImpl, ValueType};
-    let tys: Vec<Option<(ValueType, Option<&Tensor>)>> =
-        inputs.iter().map(|t| t.as_ref().map(|t| (ValueType::of(t), Some(t)))).collect();
+    use crate::ir::{Constant, EvalInputs, InferCx, OpImpl, ValueType};
+    let consts: Vec<Option<Constant>> = inputs.iter().map(|t| t.clone().map(Constant::new)).collect();
+    let tys: Vec<Option<(ValueType, Option<&Constant>)>> =
+        inputs.iter().zip(&consts).map(|(t, c)| t.as_ref().map(|t| (ValueType::of(t), c.as_ref()))).collect();
     let types = op.infer(&InferCx { inputs: &tys, n_outputs })?;
     let refs: Vec<Option<&Tensor>> = inputs.iter().map(|t| t.as_ref()).collect();
     let out = op.eval(&EvalInputs { inputs: &refs, n_outputs })?;
