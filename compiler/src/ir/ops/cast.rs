@@ -406,6 +406,7 @@ fn import_bitcast(ctx: &mut NodeCtx) -> Result<Op> {
 
 pub const IMPORTERS: &[Importer] = &[
     Importer { op_type: "Cast", domain: "", since: 1, build: import_cast },
+    Importer { op_type: "Cast", domain: "", since: 28, build: import_cast },
     Importer { op_type: "CastLike", domain: "", since: 15, build: import_cast_like },
     Importer { op_type: "Identity", domain: "", since: 1, build: import_identity },
     Importer { op_type: "Dropout", domain: "", since: 7, build: import_dropout },

@@ -334,6 +334,7 @@ pub const IMPORTERS: &[Importer] = &[
     Importer { op_type: "Shape", domain: "", since: 1, build: import_shape },
     Importer { op_type: "Size", domain: "", since: 1, build: import_size },
     Importer { op_type: "Range", domain: "", since: 11, build: import_range },
+    Importer { op_type: "Range", domain: "", since: 27, build: import_range },
     Importer { op_type: "EyeLike", domain: "", since: 9, build: import_eye_like },
 ];
 
