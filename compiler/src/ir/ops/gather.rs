@@ -78,6 +78,8 @@ pub const IMPORTERS: &[Importer] = &[
     Importer { op_type: "ScatterElements", domain: "", since: 11, build: import_scatter_elements },
     Importer { op_type: "Scatter", domain: "", since: 9, build: import_scatter },
     Importer { op_type: "OneHot", domain: "", since: 9, build: import_one_hot },
+    // OneHot-28 only widens the types.
+    Importer { op_type: "OneHot", domain: "", since: 28, build: import_one_hot },
 ];
 
 impl OpImpl for Gather {
