@@ -62,6 +62,11 @@ families! {
     Quant(quant::Quant),
     Attention(attention::Attention),
     Loss(loss::Loss),
+    Spatial(spatial::Spatial),
+    Signal(signal::Signal),
+    Text(text::Text),
+    Training(training::Training),
+    Ml(ml::Ml),
     If(control::If),
 }
 

@@ -130,7 +130,7 @@ pub(crate) fn run_op(
     let ins: Vec<_> = ins.into_iter().map(|i| i.and_then(|i| i.konst().cloned()).expect("constant input")).collect();
     let again = ops::rebuild(&op, node_inputs(&ins), 1)?;
     assert_eq!(again, op, "round trip of {op_type}");
-    let types: Vec<_> = ins.iter().map(|t| Some((ValueType::of(t), Some(t)))).collect();
+    let types: Vec<_> = ins.iter().map(|t| Some((ValueType::of(t), None))).collect();
     let inferred = op.infer(&InferCx { inputs: &types, n_outputs: 1 })?;
     let refs: Vec<_> = ins.iter().map(Some).collect();
     let out = op.eval(&EvalInputs { inputs: &refs, n_outputs: 1 })?.remove(0);
