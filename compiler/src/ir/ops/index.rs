@@ -222,6 +222,15 @@ enum Key {
 }
 
 impl Key {
+    /// Zero, false or the empty string.
+    fn is_zero(&self) -> bool {
+        match self {
+            Key::Num(v) => *v == 0.0,
+            Key::Int(v) => *v == 0,
+            Key::Str(s) => s.is_empty(),
+        }
+    }
+
     fn is_nan(&self) -> bool {
         matches!(self, Key::Num(v) if v.is_nan())
     }
@@ -297,7 +306,7 @@ fn scan(x: &Tensor, axis: &Tensor, prod: bool, exclusive: bool, reverse: bool) -
 /// The coordinates of the non-zero (true, non-empty) elements: shape `[rank, count]`.
 fn nonzero(x: &Tensor) -> Result<Tensor> {
     let nz: Vec<bool> = match keys(x) {
-        Ok(k) => k.iter().map(|k| !matches!(k, Key::Num(v) if *v == 0.0) && *k != Key::Int(0) && *k != Key::Str(String::new())).collect(),
+        Ok(k) => k.iter().map(|k| !k.is_zero()).collect(),
         Err(e) => bail!("NonZero: {e}"),
     };
     let s = x.shape();
