@@ -457,6 +457,7 @@ pub const IMPORTERS: &[Importer] = &[
     imp("Elu", 1, elu_imp),
     imp("Selu", 1, selu),
     imp("Celu", 12, celu),
+    imp("Celu", 28, celu),
     imp("Sigmoid", 1, sigmoid_imp),
     imp("HardSigmoid", 1, hard_sigmoid_imp),
     imp("HardSwish", 14, hard_swish),

@@ -64,6 +64,7 @@ pub const IMPORTERS: &[Importer] = &[
     Importer { op_type: "MatMul", domain: "", since: 1, build: import_matmul },
     Importer { op_type: "Gemm", domain: "", since: 1, build: import_gemm },
     Importer { op_type: "Einsum", domain: "", since: 12, build: import_einsum },
+    Importer { op_type: "Einsum", domain: "", since: 28, build: import_einsum },
 ];
 
 impl OpImpl for MatMul {

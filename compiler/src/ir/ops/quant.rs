@@ -223,7 +223,9 @@ fn import_dequantize(ctx: &mut NodeCtx) -> Result<Op> {
 
 pub const IMPORTERS: &[Importer] = &[
     Importer { op_type: "QuantizeLinear", domain: "", since: 10, build: import_quantize },
+    Importer { op_type: "QuantizeLinear", domain: "", since: 28, build: import_quantize },
     Importer { op_type: "DequantizeLinear", domain: "", since: 10, build: import_dequantize },
+    Importer { op_type: "DequantizeLinear", domain: "", since: 28, build: import_dequantize },
     Importer { op_type: "DynamicQuantizeLinear", domain: "", since: 11, build: |_| Ok(Op::Quant(Quant::DynamicQuantize)) },
     Importer { op_type: "MatMulInteger", domain: "", since: 10, build: |_| Ok(Op::Quant(Quant::MatMulInteger)) },
     Importer { op_type: "QLinearMatMul", domain: "", since: 10, build: |_| Ok(Op::Quant(Quant::QLinearMatMul)) },

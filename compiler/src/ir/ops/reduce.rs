@@ -292,7 +292,7 @@ fn import(ctx: &mut NodeCtx, kind: ReduceKind) -> Result<Op> {
 }
 
 macro_rules! importers {
-    ($($kind:ident),*) => {
+    ($($kind:ident),*; $($newer:ident $since:literal),*) => {
         pub const IMPORTERS: &[Importer] = &[$(
             Importer {
                 op_type: concat!("Reduce", stringify!($kind)),
@@ -300,10 +300,18 @@ macro_rules! importers {
                 since: 1,
                 build: |ctx| import(ctx, ReduceKind::$kind),
             }
+        ),*, $(
+            // Versions added after opset 25 that this family handles (type changes only).
+            Importer {
+                op_type: concat!("Reduce", stringify!($newer)),
+                domain: "",
+                since: $since,
+                build: |ctx| import(ctx, ReduceKind::$newer),
+            }
         ),*];
     };
 }
-importers!(Sum, Mean, Max, Min, Prod, L1, L2, LogSum, LogSumExp, SumSquare);
+importers!(Sum, Mean, Max, Min, Prod, L1, L2, LogSum, LogSumExp, SumSquare; LogSum 28, LogSumExp 28);
 
 #[cfg(test)]
 mod tests {
