@@ -481,7 +481,8 @@ mod tests {
     }
 
     fn run(op: &Activation, ins: &[Option<&Tensor>]) -> Result<Tensor> {
-        let tys: Vec<_> = ins.iter().map(|i| i.map(|t| (ValueType::of(t), Some(t)))).collect();
+        let consts: Vec<_> = ins.iter().map(|i| i.map(|t| crate::ir::Constant::new(t.clone()))).collect();
+        let tys: Vec<_> = consts.iter().map(|c| c.as_ref().map(|c| (c.ty().clone(), Some(c)))).collect();
         let inferred = op.infer(&InferCx { inputs: &tys, n_outputs: 1 })?;
         let y = op.eval(&EvalInputs { inputs: ins, n_outputs: 1 })?.remove(0);
         assert_eq!(inferred[0], ValueType::of(&y));
