@@ -27,7 +27,7 @@
 mod intconv;
 
 use crate::ir::{Attr, Attrs, EvalInputs, InferCx, Importer, NodeCtx, Op, OpImpl, ValueType, shape};
-use crate::tensor::{ArrayD, DType, IxDyn, Tensor, bf16, f16};
+use crate::tensor::{ArrayD, DType, IxDyn, Tensor, bf16, low};
 use anyhow::{Result, bail};
 use intconv::ConvAttrs;
 use ndarray::Dimension;
@@ -69,35 +69,16 @@ fn int_range(d: DType) -> Option<(f64, f64)> {
     })
 }
 
-/// The value of a low-precision code.
-fn decode_low(d: DType, code: u8) -> Result<f64> {
-    let (bits, signed) = match d {
-        DType::U4 => (4, false),
-        DType::I4 => (4, true),
-        DType::U2 => (2, false),
-        DType::I2 => (2, true),
-        _ => bail!("{d} values need the float8/float4 codec (tensor::low), which this build lacks"),
-    };
-    let v = (code as i64) & ((1 << bits) - 1);
-    Ok(if signed && v >= 1 << (bits - 1) { v - (1 << bits) } else { v } as f64)
-}
-
-/// The code of `v` in a low-precision type: integers are already rounded and in range.
-fn encode_low(d: DType, v: f64, _saturate: bool) -> Result<u8> {
-    match d {
-        DType::U4 | DType::I4 => Ok((v as i64 as u8) & 0xF),
-        DType::U2 | DType::I2 => Ok((v as i64 as u8) & 0x3),
-        _ => bail!("{d} values need the float8/float4 codec (tensor::low), which this build lacks"),
-    }
+/// The code of `v` in a low-precision type. Integers arrive rounded and in range; `saturate`
+/// only matters for the float8 types (f4e2m1 always saturates).
+fn encode_low(d: DType, v: f64, saturate: bool) -> u8 {
+    low::encode(d, v as f32, saturate || !d.is_float())
 }
 
 /// Every element as `f64`, decoding low-precision codes.
 fn values(t: &Tensor) -> Result<ArrayD<f64>> {
     match t {
-        Tensor::Low(d, a) => {
-            let v = a.iter().map(|&c| decode_low(*d, c)).collect::<Result<Vec<_>>>()?;
-            Ok(ArrayD::from_shape_vec(a.raw_dim(), v)?)
-        }
+        Tensor::Low(d, a) => Ok(a.mapv(|c| low::decode(*d, c) as f64)),
         _ => t.to_f64_array(),
     }
 }
@@ -105,18 +86,18 @@ fn values(t: &Tensor) -> Result<ArrayD<f64>> {
 /// A tensor of `dtype` from `f64` values (integers already rounded and clamped).
 fn from_values(dtype: DType, a: ArrayD<f64>, saturate: bool) -> Result<Tensor> {
     if dtype.is_low() {
-        let codes = a.iter().map(|&v| encode_low(dtype, v, saturate)).collect::<Result<Vec<_>>>()?;
-        return Ok(Tensor::Low(dtype, ArrayD::from_shape_vec(a.raw_dim(), codes)?));
+        return Ok(Tensor::Low(dtype, a.mapv(|v| encode_low(dtype, v, saturate))));
     }
-    Tensor::from_f64_array(dtype, a)
+    Tensor::from_f64_array(dtype, a.mapv(|v| round_to(dtype, v)))
 }
 
 /// `v` rounded to the float type `d` (a no-op for f64 and non-float types).
 fn round_to(d: DType, v: f64) -> f64 {
     match d {
         DType::F32 => v as f32 as f64,
-        DType::F16 => f16::from_f64(v).to_f64(),
-        DType::BF16 => bf16::from_f64(v).to_f64(),
+        DType::F16 => low::f64_to_f16(v).to_f64(),
+        // f64 -> f32 -> bf16 rounds once in effect (24 >= 2 * 8 + 2 bits).
+        DType::BF16 => bf16::from_f32(v as f32).to_f64(),
         _ => v,
     }
 }
@@ -475,7 +456,7 @@ impl Quant {
             let z = zero.as_ref().map_or(0.0, |z| z.at(idx.slice()));
             *v = (*v - z) * scale.at(idx.slice());
         }
-        Tensor::from_f64_array(out, y)
+        from_values(out, y, true)
     }
 
     fn dynamic_quantize(x: &Tensor) -> Result<Vec<Tensor>> {
@@ -667,7 +648,7 @@ impl OpImpl for Quant {
 mod tests {
     use super::*;
     use crate::ir::ops::{build, rebuild};
-    use crate::tensor::Elem;
+    use crate::tensor::{Elem, f16};
 
     fn t<T: Elem>(shape: &[usize], v: Vec<T>) -> Tensor {
         Tensor::from_vec(shape, v).unwrap()
