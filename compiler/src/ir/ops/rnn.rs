@@ -268,10 +268,10 @@ fn import(ctx: &mut NodeCtx, cell: Cell) -> Result<Op> {
         })
         .collect();
     let clip = ctx.opt_float("clip")?;
-    if let Some(c) = clip {
-        if !(c >= 0.0) {
-            bail!("{}: clip must be non-negative, got {c}", ctx.op_type);
-        }
+    if let Some(c) = clip
+        && (c.is_nan() || c < 0.0)
+    {
+        bail!("{}: clip must be non-negative, got {c}", ctx.op_type);
     }
     let layout = if ctx.opset >= 14 { ctx.int("layout", 0)? } else { 0 };
     if layout != 0 && layout != 1 {
@@ -523,16 +523,16 @@ impl OpImpl for Rnn {
             bail!("{}: X of type {dtype} is not supported (f16, bf16, f32, f64 are)", self.name());
         }
         for i in [1, 2, 3, 5, 6, 7] {
-            if let Some(t) = cx.opt_ty(i) {
-                if t.dtype != dtype {
-                    bail!("{}: input {i} has type {} but X has type {dtype}", self.name(), t.dtype);
-                }
+            if let Some(t) = cx.opt_ty(i)
+                && t.dtype != dtype
+            {
+                bail!("{}: input {i} has type {} but X has type {dtype}", self.name(), t.dtype);
             }
         }
-        if let Some(t) = cx.opt_ty(4) {
-            if !t.dtype.is_int() {
-                bail!("{}: sequence_lens must be an integer tensor, got {}", self.name(), t.dtype);
-            }
+        if let Some(t) = cx.opt_ty(4)
+            && !t.dtype.is_int()
+        {
+            bail!("{}: sequence_lens must be an integer tensor, got {}", self.name(), t.dtype);
         }
         if cx.n_outputs > self.cell.n_outputs() {
             bail!("{} has {} outputs, {} requested", self.name(), self.cell.n_outputs(), cx.n_outputs);

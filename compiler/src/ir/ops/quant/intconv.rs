@@ -119,10 +119,10 @@ impl ConvAttrs {
             bail!("{op}: x {x:?} and w {w:?} do not fit group {}", self.group);
         }
         let kernel = w[2..].to_vec();
-        if let Some(k) = &self.kernel_shape {
-            if *k != kernel {
-                bail!("{op}: kernel_shape {k:?} does not match w {w:?}");
-            }
+        if let Some(k) = &self.kernel_shape
+            && *k != kernel
+        {
+            bail!("{op}: kernel_shape {k:?} does not match w {w:?}");
         }
         let per_axis = |v: &Option<Vec<usize>>, what: &str, len: usize| -> Result<Vec<usize>> {
             match v {
