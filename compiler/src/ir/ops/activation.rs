@@ -16,8 +16,9 @@
 //!   ±FLT_MAX defaults, which only differ for f64 values beyond the f32 range) and became
 //!   optional scalar inputs in opset 11 (the normal form here); opset 12 added integer types.
 //!   When min > max every value becomes max (numpy `clip`).
-//! - Celu 12, Shrink 9, ThresholdedRelu 10, HardSwish 14, Mish 18, Gelu 20 (`approximate`
-//!   none/tanh), Swish 24 (`alpha`). Later versions (13, 16, 22) only added types (bf16).
+//! - Celu 12 (f32 only; 28 added f16/bf16/f64, accepted at every version), Shrink 9,
+//!   ThresholdedRelu 10, HardSwish 14, Mish 18, Gelu 20 (`approximate` none/tanh), Swish 24
+//!   (`alpha`). Later versions (13, 16, 22) only added types (bf16).
 //!
 //! Float kinds are computed in f64 and rounded once to the input type. Relu, PRelu and Clip
 //! work in the input type (integers wrap like numpy); Shrink accepts every numeric type and,
@@ -457,6 +458,8 @@ pub const IMPORTERS: &[Importer] = &[
     imp("Elu", 1, elu_imp),
     imp("Selu", 1, selu),
     imp("Celu", 12, celu),
+    // Celu 28 only added f16, bf16 and f64, which the importer of 12 already accepts.
+    imp("Celu", 28, celu),
     imp("Sigmoid", 1, sigmoid_imp),
     imp("HardSigmoid", 1, hard_sigmoid_imp),
     imp("HardSwish", 14, hard_swish),
