@@ -318,8 +318,9 @@ mod tests {
     fn run(op: &Op, inputs: &[Tensor]) -> Tensor {
         let refs: Vec<Option<&Tensor>> = inputs.iter().map(Some).collect();
         let out = op.eval(&EvalInputs { inputs: &refs, n_outputs: 1 }).unwrap().remove(0);
-        let tys: Vec<Option<(ValueType, Option<&Tensor>)>> =
-            inputs.iter().map(|t| Some((ValueType::of(t), Some(t)))).collect();
+        let consts: Vec<crate::ir::Constant> = inputs.iter().map(|t| crate::ir::Constant::new(t.clone())).collect();
+        let tys: Vec<Option<(ValueType, Option<&crate::ir::Constant>)>> =
+            inputs.iter().zip(&consts).map(|(t, c)| Some((ValueType::of(t), Some(c)))).collect();
         let ty = op.infer(&InferCx { inputs: &tys, n_outputs: 1 }).unwrap().remove(0);
         assert_eq!(ty, ValueType::of(&out));
         out
