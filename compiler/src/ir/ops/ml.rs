@@ -27,12 +27,19 @@ pub const DOMAIN: &str = "ai.onnx.ml";
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Ml {
-    /// `keys` and `values` are 1-D tensors of equal length; `default` holds one value of the
-    /// values' type.
-    LabelEncoder { keys: Tensor, values: Tensor, default: Tensor },
+    LabelEncoder(Box<LabelMap>),
     TreeEnsemble(Box<TreeEnsemble>),
     ArrayFeatureExtractor,
     Binarizer { threshold: f32 },
+}
+
+/// LabelEncoder's mapping: `keys` and `values` are 1-D tensors of equal length; `default`
+/// holds one value of the values' type.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LabelMap {
+    pub keys: Tensor,
+    pub values: Tensor,
+    pub default: Tensor,
 }
 
 const LABEL_TYPES: [DType; 6] = [DType::Str, DType::I64, DType::I32, DType::I16, DType::F32, DType::F64];
@@ -84,7 +91,7 @@ impl Ml {
 impl OpImpl for Ml {
     fn name(&self) -> &'static str {
         match self {
-            Ml::LabelEncoder { .. } => "LabelEncoder",
+            Ml::LabelEncoder(_) => "LabelEncoder",
             Ml::TreeEnsemble(_) => "TreeEnsemble",
             Ml::ArrayFeatureExtractor => "ArrayFeatureExtractor",
             Ml::Binarizer { .. } => "Binarizer",
@@ -94,10 +101,10 @@ impl OpImpl for Ml {
     fn attrs(&self) -> Attrs {
         let mut m = Attrs::new();
         match self {
-            Ml::LabelEncoder { keys, values, default } => {
-                m.insert("keys_tensor".into(), Attr::Tensor(keys.clone()));
-                m.insert("values_tensor".into(), Attr::Tensor(values.clone()));
-                m.insert("default_tensor".into(), Attr::Tensor(default.clone()));
+            Ml::LabelEncoder(le) => {
+                m.insert("keys_tensor".into(), Attr::Tensor(le.keys.clone()));
+                m.insert("values_tensor".into(), Attr::Tensor(le.values.clone()));
+                m.insert("default_tensor".into(), Attr::Tensor(le.default.clone()));
             }
             Ml::TreeEnsemble(t) => t.attrs(&mut m),
             Ml::ArrayFeatureExtractor => {}
@@ -112,7 +119,8 @@ impl OpImpl for Ml {
         let name = self.name();
         let x = cx.ty(0)?;
         match self {
-            Ml::LabelEncoder { keys, values, .. } => {
+            Ml::LabelEncoder(le) => {
+                let LabelMap { keys, values, .. } = &**le;
                 if x.dtype != keys.dtype() {
                     bail!("{name}: the input is {}, the keys {}", x.dtype, keys.dtype());
                 }
@@ -139,7 +147,8 @@ impl OpImpl for Ml {
         let name = self.name();
         let x = inputs.req(0)?;
         match self {
-            Ml::LabelEncoder { keys, values, default } => {
+            Ml::LabelEncoder(le) => {
+                let LabelMap { keys, values, default } = &**le;
                 if x.dtype() != keys.dtype() {
                     bail!("{name}: the input is {}, the keys {}", x.dtype(), keys.dtype());
                 }
@@ -244,7 +253,7 @@ fn label_encoder(ctx: &mut NodeCtx) -> Result<Op> {
     if keys.len() != values.len() || default.len() != 1 || default.dtype() != values.dtype() {
         bail!("LabelEncoder: {} keys, {} values ({}) and a default of {} values ({}) do not fit", keys.len(), values.len(), values.dtype(), default.len(), default.dtype());
     }
-    Ok(Ml::LabelEncoder { keys, values, default }.into())
+    Ok(Ml::LabelEncoder(Box::new(LabelMap { keys, values, default })).into())
 }
 
 fn array_feature_extractor(_ctx: &mut NodeCtx) -> Result<Op> {

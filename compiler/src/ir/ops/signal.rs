@@ -202,10 +202,10 @@ impl Signal {
         let Signal::Stft { onesided } = *self else { unreachable!() };
         let shape = x.shape();
         let wlen = window.map(|w| w.len());
-        if let Some(w) = window {
-            if w.rank() != 1 {
-                bail!("STFT: the window must be 1-D, got shape {:?}", w.shape());
-            }
+        if let Some(w) = window
+            && w.rank() != 1
+        {
+            bail!("STFT: the window must be 1-D, got shape {:?}", w.shape());
         }
         let (fl, frames, bins) = Self::stft_plan(shape, frame_step, wlen, frame_length, onesided)?;
         let w = match window {

@@ -39,14 +39,14 @@ impl Training {
     /// How many tensors the inputs optimise (`n`), after checking the input count.
     fn groups(&self, n_inputs: usize) -> Result<usize> {
         let per = 2 + self.n_states();
-        if n_inputs < 2 + per || (n_inputs - 2) % per != 0 {
+        if n_inputs < 2 + per || !(n_inputs - 2).is_multiple_of(per) {
             bail!("{}: expected R, T and a multiple of {per} tensors, got {n_inputs} inputs", self.name());
         }
         Ok((n_inputs - 2) / per)
     }
 
-    /// Updates one tensor: `x`, `g` and its states, in place. `r` is the learning rate, `t`
-    /// the iteration count. Returns the new x and the new states.
+    /// Updates one tensor `x` (gradient `g`) and its states in place. `r` is the learning
+    /// rate, `t` the iteration count.
     fn update(&self, r: f64, t: i64, x: &mut [f64], g: &[f64], states: &mut [Vec<f64>]) {
         let tf = t as f64;
         match *self {

@@ -31,7 +31,8 @@ fn ml(op: Op) -> Ml {
     }
 }
 
-/// The single-tree example of the ONNX TreeEnsemble cases.
+/// The single-tree example of the ONNX TreeEnsemble cases (3.14 is its threshold, not π).
+#[allow(clippy::approx_constant)]
 fn single_tree() -> Attrs {
     let f64s = |v: &[f64]| Attr::Tensor(Tensor::from_vec(&[v.len()], v.to_vec()).unwrap());
     attrs(vec![
