@@ -28,6 +28,9 @@ macro_rules! families {
             fn eval(&self, inputs: &EvalInputs) -> Result<Vec<Tensor>> {
                 match self { $(Op::$variant(o) => o.eval(inputs)),* }
             }
+            fn fold_from_types(&self, inputs: &[Option<ValueType>]) -> Option<Vec<Tensor>> {
+                match self { $(Op::$variant(o) => o.fold_from_types(inputs)),* }
+            }
         }
 
         $(impl From<$module::$ty> for Op {
