@@ -13,7 +13,7 @@
 //!     24     8  checksum (u64): XXH64, seed 0, of the whole file with these 8 bytes read as 0
 //!     32     4  section count (u32), at most 16
 //!     36     4  neoc version length (u32), at most 256
-//!     40     v  neoc version (UTF-8), zero-padded to a multiple of 8
+//!     40     v  neoc version (UTF-8, no control characters), zero-padded to a multiple of 8
 //!   40+v'  24n  section table, one entry per section:
 //!               kind u32 (1 metadata, 2 code, 3 weights), flags u32 (0),
 //!               offset u64, length u64 (from the start of the file)
@@ -448,8 +448,9 @@ impl<'a> Artifact<'a> {
                 "header length {header_len} does not match its contents ({expected_header_len} bytes) or the file"
             )));
         }
-        let Ok(neoc_version) = std::str::from_utf8(&bytes[FIXED_HEADER_LEN..FIXED_HEADER_LEN + ver_len]) else {
-            return Err(FormatError::BadHeader("neoc version is not valid UTF-8".into()));
+        let neoc_version = match std::str::from_utf8(&bytes[FIXED_HEADER_LEN..FIXED_HEADER_LEN + ver_len]) {
+            Ok(v) if !v.chars().any(char::is_control) => v,
+            _ => return Err(FormatError::BadHeader("the neoc version is not printable UTF-8".into())),
         };
         if bytes[FIXED_HEADER_LEN + ver_len..table].iter().any(|&b| b != 0) {
             return Err(FormatError::BadHeader("non-zero padding after the neoc version".into()));
@@ -606,6 +607,9 @@ impl ArtifactWriter {
         let version = self.neoc_version.as_bytes();
         if version.len() > MAX_NEOC_VERSION_LEN {
             return Err(FormatError::BadHeader(format!("neoc version is {} bytes long (at most {MAX_NEOC_VERSION_LEN})", version.len())));
+        }
+        if self.neoc_version.chars().any(char::is_control) {
+            return Err(FormatError::BadHeader("the neoc version is not printable UTF-8".into()));
         }
         let meta = self.metadata.encode();
         let table = FIXED_HEADER_LEN + pad8(version.len());
