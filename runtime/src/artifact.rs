@@ -225,7 +225,7 @@ impl Metadata {
         if self.entry_offset >= code_len {
             return meta_err(format!("entry offset {} is outside the {code_len}-byte code section", self.entry_offset));
         }
-        if self.isa == Isa::Aarch64 && self.entry_offset % 4 != 0 {
+        if self.isa == Isa::Aarch64 && !self.entry_offset.is_multiple_of(4) {
             return meta_err(format!("entry offset {} is not 4-byte aligned, as aarch64 instructions must be", self.entry_offset));
         }
         if self.kernel_abi_version == 0 {
@@ -473,7 +473,7 @@ impl<'a> Artifact<'a> {
             if !in_bounds {
                 return Err(FormatError::SectionOutOfBounds { section, offset, len, header_len: header_len as u64, file_len });
             }
-            if offset % section.align() != 0 {
+            if !offset.is_multiple_of(section.align()) {
                 return Err(FormatError::SectionMisaligned { section, offset, align: section.align() });
             }
             if found[section.index()].replace((offset, len)).is_some() {

@@ -322,7 +322,7 @@ fn check_tensor(role: Role, index: usize, sig: &TensorSig, dtype: DType, shape: 
         return Err(RunError::Shape { role, index, name: name(), expected: sig.shape.clone(), got: shape.to_vec() });
     }
     let align = dtype.align();
-    if data as usize % align != 0 {
+    if !(data as usize).is_multiple_of(align) {
         return Err(RunError::Misaligned { role, index, name: name(), dtype, align });
     }
     Ok(())

@@ -45,7 +45,7 @@ pub fn bytes_of_mut<T: Pod>(values: &mut [T]) -> &mut [u8] {
 /// `bytes` as `&[T]`, or `None` when misaligned or not a whole number of elements.
 pub fn cast_slice<T: Pod>(bytes: &[u8]) -> Option<&[T]> {
     let size = std::mem::size_of::<T>();
-    if bytes.as_ptr() as usize % std::mem::align_of::<T>() != 0 || bytes.len() % size != 0 {
+    if !(bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) || !bytes.len().is_multiple_of(size) {
         return None;
     }
     // SAFETY: alignment and length checked above; every bit pattern is a valid T.
@@ -54,7 +54,7 @@ pub fn cast_slice<T: Pod>(bytes: &[u8]) -> Option<&[T]> {
 
 pub fn cast_slice_mut<T: Pod>(bytes: &mut [u8]) -> Option<&mut [T]> {
     let size = std::mem::size_of::<T>();
-    if bytes.as_ptr() as usize % std::mem::align_of::<T>() != 0 || bytes.len() % size != 0 {
+    if !(bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) || !bytes.len().is_multiple_of(size) {
         return None;
     }
     // SAFETY: as in `cast_slice`, with the unique borrow carried over.

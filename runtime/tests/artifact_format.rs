@@ -75,7 +75,8 @@ fn empty_weights_and_no_inputs_round_trip() {
 
 #[test]
 fn writer_rejects_invalid_metadata() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Metadata)>, Vec<u8>)> = vec![
+    type Edit = Box<dyn Fn(&mut Metadata)>;
+    let cases: Vec<(&str, Edit, Vec<u8>)> = vec![
         ("entry outside code", Box::new(|m| m.entry_offset = 5), vec![0xc3]),
         ("empty code", Box::new(|_| {}), vec![]),
         ("unknown feature", Box::new(|m| m.cpu_features = vec!["avx9000".into()]), vec![0xc3]),

@@ -116,9 +116,9 @@ fn input_checks_are_clear_errors() {
     assert_eq!(err.to_string(), "input 0 ('x'): expected shape [4], got [1, 4]");
 
     // Misaligned f32 data (only reachable through raw bytes).
-    let raw = vec![0u8; 17];
+    let raw = [0u8; 17];
     let shape = [4usize];
-    let off = if raw.as_ptr() as usize % 4 == 0 { 1 } else { 0 };
+    let off = if (raw.as_ptr() as usize).is_multiple_of(4) { 1 } else { 0 };
     let view = TensorRef::new(DType::F32, &shape, &raw[off..off + 16]).unwrap();
     assert!(matches!(m.run_views(&[view]), Err(RunError::Misaligned { align: 4, .. })));
 

@@ -140,6 +140,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// C = alpha * op(A) * op(B) + beta * C computed in f64 with indices, for comparison.
+    #[allow(clippy::too_many_arguments)]
     fn reference(m: usize, n: usize, k: usize, alpha: f32, a: &[f32], sa: (isize, isize), b: &[f32], sb: (isize, isize), beta: f32, c: &mut [f32], sc: (isize, isize)) {
         for i in 0..m as isize {
             for j in 0..n as isize {
