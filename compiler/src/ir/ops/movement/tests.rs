@@ -1,5 +1,5 @@
 use super::*;
-use crate::ir::ops;
+use crate::ir::{NodeInput, ops};
 use crate::tensor::{ArrayD, IxDyn};
 
 fn i64s(v: &[i64]) -> Tensor {
@@ -17,7 +17,8 @@ fn iota(shape: &[usize]) -> Tensor {
 
 /// Runs infer (every input constant) and eval, checks they agree, returns the outputs.
 fn run_n(op: &Movement, inputs: &[Option<Tensor>], n_outputs: usize) -> Result<Vec<Tensor>> {
-    let tys: Vec<_> = inputs.iter().map(|t| t.as_ref().map(|t| (ValueType::of(t), Some(t)))).collect();
+    let consts: Vec<Option<crate::ir::Constant>> = inputs.iter().map(|t| t.clone().map(crate::ir::Constant::new)).collect();
+    let tys: Vec<_> = inputs.iter().zip(&consts).map(|(t, c)| t.as_ref().map(|t| (ValueType::of(t), c.as_ref()))).collect();
     let inferred = op.infer(&InferCx { inputs: &tys, n_outputs })?;
     let refs: Vec<_> = inputs.iter().map(|t| t.as_ref()).collect();
     let out = op.eval(&EvalInputs { inputs: &refs, n_outputs })?;
@@ -202,6 +203,22 @@ fn depth_to_space_and_back() {
     assert!(run(&Movement::DepthToSpace { blocksize: 3, mode: BlockMode::Dcr }, &[Some(x.clone())]).is_err());
     assert!(run(&Movement::SpaceToDepth { blocksize: 2, mode: BlockMode::Dcr }, &[Some(x)]).is_err());
     assert!(run(&dcr, &[Some(iota(&[4, 1, 1]))]).is_err());
+}
+
+#[test]
+fn block_mode_by_opset() {
+    let mut attrs = Attrs::new();
+    attrs.insert("blocksize".into(), Attr::Int(2));
+    attrs.insert("mode".into(), Attr::Str("CRD".into()));
+    // SpaceToDepth has `mode` from opset 28, DepthToSpace from 11.
+    assert!(ops::build("SpaceToDepth", "", 13, "n", &attrs, vec![], 1).is_err());
+    let (op, _) = ops::build("SpaceToDepth", "", 28, "n", &attrs, vec![], 1).unwrap();
+    assert_eq!(op, Op::from(Movement::SpaceToDepth { blocksize: 2, mode: BlockMode::Crd }));
+    assert!(ops::build("DepthToSpace", "", 10, "n", &attrs, vec![], 1).is_err());
+    let (op, _) = ops::build("DepthToSpace", "", 13, "n", &attrs, vec![], 1).unwrap();
+    assert_eq!(op, Op::from(Movement::DepthToSpace { blocksize: 2, mode: BlockMode::Crd }));
+    attrs.insert("blocksize".into(), Attr::Int(0));
+    assert!(ops::build("DepthToSpace", "", 13, "n", &attrs, vec![], 1).is_err());
 }
 
 #[test]
