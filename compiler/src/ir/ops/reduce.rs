@@ -292,7 +292,7 @@ fn import(ctx: &mut NodeCtx, kind: ReduceKind) -> Result<Op> {
 }
 
 macro_rules! importers {
-    ($($kind:ident),*) => {
+    ($($kind:ident),*; $($newer:ident $since:literal),*) => {
         pub const IMPORTERS: &[Importer] = &[$(
             Importer {
                 op_type: concat!("Reduce", stringify!($kind)),
@@ -300,10 +300,18 @@ macro_rules! importers {
                 since: 1,
                 build: |ctx| import(ctx, ReduceKind::$kind),
             }
+        ),*, $(
+            // Versions added after opset 25 that this family handles (type changes only).
+            Importer {
+                op_type: concat!("Reduce", stringify!($newer)),
+                domain: "",
+                since: $since,
+                build: |ctx| import(ctx, ReduceKind::$newer),
+            }
         ),*];
     };
 }
-importers!(Sum, Mean, Max, Min, Prod, L1, L2, LogSum, LogSumExp, SumSquare);
+importers!(Sum, Mean, Max, Min, Prod, L1, L2, LogSum, LogSumExp, SumSquare; LogSum 28, LogSumExp 28);
 
 #[cfg(test)]
 mod tests {
@@ -318,8 +326,9 @@ mod tests {
     fn run(op: &Op, inputs: &[Tensor]) -> Tensor {
         let refs: Vec<Option<&Tensor>> = inputs.iter().map(Some).collect();
         let out = op.eval(&EvalInputs { inputs: &refs, n_outputs: 1 }).unwrap().remove(0);
-        let tys: Vec<Option<(ValueType, Option<&Tensor>)>> =
-            inputs.iter().map(|t| Some((ValueType::of(t), Some(t)))).collect();
+        let consts: Vec<crate::ir::Constant> = inputs.iter().map(|t| crate::ir::Constant::new(t.clone())).collect();
+        let tys: Vec<Option<(ValueType, Option<&crate::ir::Constant>)>> =
+            inputs.iter().zip(&consts).map(|(t, c)| Some((ValueType::of(t), Some(c)))).collect();
         let ty = op.infer(&InferCx { inputs: &tys, n_outputs: 1 }).unwrap().remove(0);
         assert_eq!(ty, ValueType::of(&out));
         out
