@@ -5,7 +5,8 @@
 //! - Transpose (1; later versions add types): `perm`, default reversed axes.
 //! - Concat: opset 1 `axis` defaults to 1; required from 4; negative from 11.
 //! - Split: opset 1 takes `split` as input 1 or attribute; 2 and 11 as attribute; 13 as input 1;
-//!   18 adds `num_outputs` (the last part is smaller when the axis does not divide evenly).
+//!   18 adds `num_outputs` (parts of ceil(dim / n); the last ones are smaller, or empty, when
+//!   the axis does not divide evenly, as in the reference implementation).
 //! - Slice: opset 1 takes `starts`/`ends`/`axes` attributes; 10 takes them (and `steps`) as
 //!   inputs 1–4; 11 allows negative axes. Clamping follows the spec (negative steps included).
 //! - Tile: opset 6 (`repeats` input; opset 1 had `tiles`/`axis`, not supported).
