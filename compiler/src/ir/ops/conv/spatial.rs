@@ -3,7 +3,25 @@
 //! meets a row-major plane.
 
 use crate::ir::{Attr, Attrs, NodeCtx};
+use crate::tensor::{Scalar, Tensor};
 use anyhow::{Result, bail};
+
+/// The elements of a numeric tensor as `f64`, row-major (fast for standard-layout arrays,
+/// which is what the evaluator hands over).
+pub fn load_f64(t: &Tensor) -> Result<Vec<f64>> {
+    crate::with_scalar_array!(t, a, T => match a.as_slice() {
+        Some(s) => s.iter().map(|v: &T| v.to_f64()).collect(),
+        None => a.iter().map(|v: &T| v.to_f64()).collect(),
+    })
+}
+
+/// Like [`load_f64`], as `i64` (exact for every integer type).
+pub fn load_i64(t: &Tensor) -> Result<Vec<i64>> {
+    crate::with_scalar_array!(t, a, T => match a.as_slice() {
+        Some(s) => s.iter().map(|v: &T| v.to_i64()).collect(),
+        None => a.iter().map(|v: &T| v.to_i64()).collect(),
+    })
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AutoPad {
