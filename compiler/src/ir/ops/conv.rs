@@ -355,6 +355,23 @@ mod tests {
     }
 
     #[test]
+    fn bad_inputs_are_errors() {
+        let x = t32(&[1, 1, 4, 4], vec![0.; 16]);
+        let w0 = t32(&[1, 1, 0, 3], vec![]);
+        assert!(import("Conv", &[], &[&x, &w0]).is_err());
+        assert!(import("Conv", &[("kernel_shape", ints(&[]))], &[&x, &w0]).is_err());
+        assert!(import("Conv", &[("strides", ints(&[0, 1]))], &[&x, &t32(&[1, 1, 2, 2], vec![0.; 4])]).is_err());
+        let w = t32(&[1, 1, 2, 2], vec![1.; 4]);
+        let op = import("Conv", &[], &[&x, &w]).unwrap();
+        assert!(run(&op, &[&t32(&[1, 1, 4], vec![0.; 4]), &w]).is_err());
+        assert!(run(&op, &[&t32(&[1, 1, 1, 1], vec![0.]), &w]).is_err());
+        let xi = Tensor::from_vec(&[1, 1, 4, 4], vec![0i32; 16]).unwrap();
+        assert!(run(&op, &[&xi, &w]).is_err());
+        // Empty batch: an empty output, not a failure.
+        assert_eq!(run(&op, &[&t32(&[0, 1, 4, 4], vec![]), &w]).unwrap().shape(), &[0, 1, 3, 3]);
+    }
+
+    #[test]
     fn conv_transpose() {
         let x = t32(&[1, 1, 3, 3], (0..9).map(|v| v as f32).collect());
         let w = t32(&[1, 2, 3, 3], vec![1.; 18]);

@@ -89,8 +89,8 @@ fn import_global_lp(ctx: &mut NodeCtx) -> Result<Op> {
 
 fn import_max_unpool(ctx: &mut NodeCtx) -> Result<Op> {
     let k = ctx.opt_ints("kernel_shape")?.ok_or_else(|| anyhow::anyhow!("MaxUnpool: 'kernel_shape' is required"))?;
-    if k.iter().any(|&x| x <= 0) {
-        bail!("MaxUnpool: kernel_shape {k:?} must be positive");
+    if k.is_empty() || k.iter().any(|&x| x <= 0 || x > i32::MAX as i64) {
+        bail!("MaxUnpool: kernel_shape {k:?} must be non-empty and positive");
     }
     let r = k.len();
     Ok(Pool::MaxUnpool {
