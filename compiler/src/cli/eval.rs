@@ -16,6 +16,12 @@ pub struct Args {
     /// Write each output to D/<name>.npy instead of printing it.
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
+    /// Also print the indices of the K largest values of each output (e.g. top classes).
+    #[arg(long)]
+    pub top: Option<usize>,
+    /// Evaluate this many times and report the median time (the first run is a warm-up).
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
 }
 
 /// Output names become file names: anything but letters, digits, '-', '_' and '.' becomes '_'.
@@ -56,7 +62,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
             None => bail!("input '{name}' was not given (use --input {name}=file.npy)"),
         }
     }
-    let outputs = neoc::eval::run(&graph, &args)?;
+    let mut times = vec![];
+    let mut outputs = vec![];
+    for _ in 0..a.runs.max(1) {
+        let t = std::time::Instant::now();
+        outputs = neoc::eval::run(&graph, &args)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(|x, y| x.total_cmp(y));
     for ((name, _), t) in graph.outputs.iter().zip(&outputs) {
         match &a.output_dir {
             Some(d) => {
@@ -67,6 +80,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
             }
             None => println!("{name} = {t:?}"),
         }
+        if let Some(k) = a.top {
+            if let Ok(v) = t.to_f64_vec() {
+                let mut idx: Vec<usize> = (0..v.len()).collect();
+                idx.sort_by(|&x, &y| v[y].total_cmp(&v[x]));
+                let best: Vec<String> = idx.iter().take(k).map(|&i| format!("#{i} ({:.4})", v[i])).collect();
+                println!("{name} top {k}: {}", best.join(", "));
+            }
+        }
     }
+    println!("reference evaluation: median {:.3} ms over {} run{}", times[times.len() / 2], times.len(), if times.len() == 1 { "" } else { "s" });
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,9 @@ pub struct Args {
     /// has symbolic dimensions.
     #[arg(long = "input-shape")]
     pub input_shapes: Vec<String>,
+    /// Also print the imported IR in its text form (constants over 64 elements elided).
+    #[arg(long)]
+    pub ir: bool,
 }
 
 fn histogram(g: &GraphProto, h: &mut BTreeMap<String, usize>) {
@@ -80,6 +83,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Ok(graph) => {
             println!("after import and constant folding: {} ops", graph.op_count());
             println!("estimated FLOPs: {} (multiply-add = 2)", human(neoc::ir::cost::graph_flops(&graph) as f64));
+            if a.ir {
+                println!("{}", neoc::ir::print::graph_text(&graph, 0, true));
+            }
         }
         Err(e) => println!("estimated FLOPs: unknown, the model does not import ({} problems; see `neoc check`)", e.problems.len()),
     }

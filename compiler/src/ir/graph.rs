@@ -7,9 +7,12 @@ use crate::tensor::Tensor;
 use anyhow::{Context, Result, bail};
 use petgraph::Direction;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
-use petgraph::visit::EdgeRef;
+use petgraph::visit::{EdgeRef, IntoEdgeReferences};
 
 pub type NodeId = NodeIndex<u32>;
+
+/// The largest single value the IR accepts (a guard against corrupt or hostile shapes).
+pub const MAX_VALUE_BYTES: usize = 16 << 30;
 
 /// One output slot of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -144,18 +147,22 @@ impl Graph {
         for i in inputs {
             facts.push(match i {
                 None => None,
-                Some(v) => {
-                    let k = match self.konst(*v) {
-                        Some(c) => Some(c.tensor()?),
-                        None => None,
-                    };
-                    Some((self.ty(*v).clone(), k))
-                }
+                Some(v) => Some((self.ty(*v).clone(), self.konst(*v))),
             });
         }
         let tys = op.infer(&InferCx { inputs: &facts, n_outputs })?;
         if tys.len() < n_outputs {
             bail!("{} produced {} output types for {} outputs", op.name(), tys.len(), n_outputs);
+        }
+        for t in &tys {
+            let elems = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            let bytes = elems.and_then(|e| e.checked_mul(t.dtype.size_of().unwrap_or(1)));
+            if bytes.is_none_or(|b| b > MAX_VALUE_BYTES) {
+                return Err(anyhow::Error::new(super::Unsupported(format!(
+                    "a value of type {t}, larger than the {} GiB limit for one value",
+                    MAX_VALUE_BYTES >> 30
+                ))));
+            }
         }
         Ok(tys)
     }
@@ -185,9 +192,32 @@ impl Graph {
         (0..n).map(|slot| ValueId { node: id, slot }).collect()
     }
 
-    /// Nodes in a topological order (inputs and constants first, in insertion order).
+    /// Nodes in topological order; among ready nodes, the earliest inserted comes first, so
+    /// the order is deterministic and follows the source model where it can.
     pub fn topo_order(&self) -> Result<Vec<NodeId>> {
-        petgraph::algo::toposort(&self.g, None).map_err(|c| anyhow::anyhow!("graph has a cycle through node '{}'", self.g[c.node_id()].name))
+        use std::cmp::Reverse;
+        use std::collections::{BinaryHeap, HashMap};
+        let mut indeg: HashMap<NodeId, usize> = self.g.node_indices().map(|n| (n, 0)).collect();
+        for e in (&self.g).edge_references() {
+            *indeg.get_mut(&e.target()).expect("edge targets exist") += 1;
+        }
+        let mut ready: BinaryHeap<Reverse<NodeId>> = indeg.iter().filter(|(_, d)| **d == 0).map(|(n, _)| Reverse(*n)).collect();
+        let mut out = Vec::with_capacity(indeg.len());
+        while let Some(Reverse(n)) = ready.pop() {
+            out.push(n);
+            for e in self.g.edges_directed(n, Direction::Outgoing) {
+                let d = indeg.get_mut(&e.target()).expect("edge targets exist");
+                *d -= 1;
+                if *d == 0 {
+                    ready.push(Reverse(e.target()));
+                }
+            }
+        }
+        if out.len() != indeg.len() {
+            let stuck = indeg.iter().find(|(n, _)| !out.contains(n)).map(|(n, _)| self.g[*n].name.clone()).unwrap_or_default();
+            anyhow::bail!("graph has a cycle through node '{stuck}'");
+        }
+        Ok(out)
     }
 
     /// Every (consumer node, input slot) that reads `v`.

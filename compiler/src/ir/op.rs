@@ -18,8 +18,9 @@ use anyhow::{Result, bail};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 
-/// The newest default-domain opset this build knows (onnx 1.23).
-pub const LATEST_OPSET: i64 = 25;
+/// The newest default-domain opset this build knows (onnx 1.23.2 knows 28). Op versions
+/// added after opset 25 need an importer entry that names them (see `ops::find_importer`).
+pub const LATEST_OPSET: i64 = 28;
 
 pub trait OpImpl {
     /// The op's name in the IR text form: the ONNX op type for imported ops.
@@ -37,6 +38,12 @@ pub trait OpImpl {
 
     /// The reference evaluation: plain, obviously correct, not fast.
     fn eval(&self, inputs: &EvalInputs) -> Result<Vec<Tensor>>;
+
+    /// Results that follow from the input *types* alone (Shape, Size), so they fold to
+    /// constants even when the inputs are computed at run time. `None` for most ops.
+    fn fold_from_types(&self, _inputs: &[Option<ValueType>]) -> Option<Vec<Tensor>> {
+        None
+    }
 }
 
 /// One ONNX op type that a family imports.
@@ -54,7 +61,7 @@ pub struct Importer {
 pub enum NodeInput {
     /// An IR value (graph input, constant or another node's output), with its type and its
     /// value when it is a known constant.
-    Value { id: crate::ir::ValueId, ty: ValueType, konst: Option<Tensor> },
+    Value { id: crate::ir::ValueId, ty: ValueType, konst: Option<crate::ir::Constant> },
     /// A constant that the importer itself made (e.g. from an attribute of an old opset).
     Const(Tensor),
 }
@@ -66,10 +73,18 @@ impl NodeInput {
             NodeInput::Const(t) => ValueType::of(t),
         }
     }
+    /// The value, when it is a constant (decoded on first access).
     pub fn konst(&self) -> Option<&Tensor> {
         match self {
-            NodeInput::Value { konst, .. } => konst.as_ref(),
+            NodeInput::Value { konst, .. } => konst.as_ref().and_then(|c| c.tensor().ok()),
             NodeInput::Const(t) => Some(t),
+        }
+    }
+
+    pub fn is_const(&self) -> bool {
+        match self {
+            NodeInput::Value { konst, .. } => konst.is_some(),
+            NodeInput::Const(_) => true,
         }
     }
 }
@@ -239,9 +254,10 @@ impl<'a> NodeCtx<'a> {
     }
 }
 
-/// The input types (and constant values) an op's shape inference sees.
+/// The input types (and constant values) an op's shape inference sees. Constants decode
+/// only when an op asks for their value, so weights are never touched by inference.
 pub struct InferCx<'a> {
-    pub inputs: &'a [Option<(ValueType, Option<&'a Tensor>)>],
+    pub inputs: &'a [Option<(ValueType, Option<&'a crate::ir::Constant>)>],
     pub n_outputs: usize,
 }
 
@@ -258,14 +274,14 @@ impl<'a> InferCx<'a> {
     }
     /// The value of input `i` if it is a constant.
     pub fn konst(&self, i: usize) -> Option<&'a Tensor> {
-        self.inputs.get(i).and_then(|x| x.as_ref()).and_then(|(_, k)| *k)
+        self.inputs.get(i).and_then(|x| x.as_ref()).and_then(|(_, k)| *k).and_then(|c| c.tensor().ok())
     }
     /// The value of input `i`, which must be a constant because output shapes depend on it.
     /// `what` names the input in the error ("shape", "axes", ...).
     pub fn const_input(&self, i: usize, what: &str) -> Result<Option<&'a Tensor>> {
         match self.inputs.get(i).and_then(|x| x.as_ref()) {
             None => Ok(None),
-            Some((_, Some(t))) => Ok(Some(*t)),
+            Some((_, Some(c))) => Ok(Some(c.tensor()?)),
             Some((_, None)) => Err(anyhow::Error::new(crate::ir::NeedsConstant { input: i, what: what.to_string() })),
         }
     }

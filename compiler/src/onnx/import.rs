@@ -404,14 +404,7 @@ impl<'m> Importer<'m> {
             }
             match b.resolve(i) {
                 Some(Slot::Value(v)) => {
-                    let konst = match b.graph.konst(v).map(|c| c.tensor().cloned()) {
-                        Some(Ok(t)) => Some(t),
-                        Some(Err(e)) => {
-                            self.problems.push(problem(ProblemKind::Invalid, format!("input '{i}': {e:#}")));
-                            return poison(b);
-                        }
-                        None => None,
-                    };
+                    let konst = b.graph.konst(v).cloned();
                     inputs.push(Some(NodeInput::Value { id: v, ty: b.graph.ty(v).clone(), konst }))
                 }
                 Some(Slot::Poisoned) => poisoned = true,
@@ -426,7 +419,7 @@ impl<'m> Importer<'m> {
             // op, its opset and its attributes are supported, so every gap is listed at once.
             let mut attrs = Attrs::new();
             for a in n.attribute.iter().filter(|a| a.g.is_none() && a.graphs.is_empty()) {
-                if let Ok(v) = self.attribute(b, a, &mut vec![]) {
+                if let Ok(v) = self.attribute(b, a, &mut vec![], None) {
                     attrs.insert(a.name.clone().unwrap_or_default(), v);
                 }
             }
@@ -454,8 +447,9 @@ impl<'m> Importer<'m> {
         let mut attrs = Attrs::new();
         let mut captures: Vec<String> = vec![];
         let mut subgraphs: Vec<String> = vec![];
+        let hints = body_input_types(&op_type, opset, &inputs, n);
         for a in &n.attribute {
-            match self.attribute(b, a, &mut captures) {
+            match self.attribute(b, a, &mut captures, hints.as_deref()) {
                 Ok(v) => {
                     if matches!(v, Attr::Graph(_)) {
                         subgraphs.push(a.name.clone().unwrap_or_default());
@@ -470,6 +464,8 @@ impl<'m> Importer<'m> {
             }
         }
         if !captures.is_empty() {
+            // Ops with bodies learn how many trailing operands are captures.
+            attrs.insert("_captures".into(), Attr::Int(captures.len() as i64));
             // Every subgraph takes every capture, in one order, after its own inputs.
             for s in &subgraphs {
                 if let Some(Attr::Graph(g)) = attrs.get_mut(s) {
@@ -536,29 +532,39 @@ impl<'m> Importer<'m> {
         }
         let out_names: Vec<String> =
             outputs.iter().enumerate().map(|(i, o)| if o.is_empty() { format!("{name}:out{i}") } else { o.clone() }).collect();
-        if all_const && !self.opts.no_fold {
-            let tensors: Vec<Option<&Tensor>> = inputs.iter().map(|i| i.as_ref().and_then(|i| i.konst())).collect();
-            let results = op.eval(&EvalInputs { inputs: &tensors, n_outputs: outputs.len() })?;
+        let tys = match b.graph.infer(&op, &ids, outputs.len()) {
+            Ok(t) => t,
+            Err(e) => {
+                if let Some(nc) = e.downcast_ref::<NeedsConstant>() {
+                    let deps = ids.get(nc.input).copied().flatten().map(|v| input_deps(&b.graph, v)).unwrap_or_default();
+                    return Err(anyhow::Error::new(NeedsConstantAt { inputs: deps, message: e.to_string() }));
+                }
+                return Err(e);
+            }
+        };
+        let from_types = if self.opts.no_fold { None } else { op.fold_from_types(&inputs.iter().map(|i| i.as_ref().map(|i| i.ty())).collect::<Vec<_>>()) };
+        if from_types.is_some() || (all_const && !self.opts.no_fold) {
+            let results = match from_types {
+                Some(r) => r,
+                None => {
+                    let tensors: Vec<Option<&Tensor>> = inputs.iter().map(|i| i.as_ref().and_then(|i| i.konst())).collect();
+                    op.eval(&EvalInputs { inputs: &tensors, n_outputs: outputs.len() })?
+                }
+            };
             if results.len() < outputs.len() {
                 anyhow::bail!("{} produced {} outputs, the node declares {}", op.name(), results.len(), outputs.len());
             }
-            for (o, t) in out_names.iter().zip(results) {
+            for ((o, t), ty) in out_names.iter().zip(results).zip(&tys) {
+                if &ValueType::of(&t) != ty {
+                    anyhow::bail!("{} computed {} for '{o}', but its shape inference says {ty}", op.name(), ValueType::of(&t));
+                }
                 let v = b.graph.add_tensor(o, t);
                 b.scope.insert(o.clone(), Slot::Value(v));
             }
             return Ok(());
         }
-        let values = match b.graph.add_op(name, op, ids.clone(), out_names.clone()) {
-            Ok(v) => v,
-            Err(e) => {
-                if let Some(nc) = e.downcast_ref::<NeedsConstant>() {
-                    let deps = ids.get(nc.input).copied().flatten().map(|v| input_deps(&b.graph, v)).unwrap_or_default();
-                    let msg = format!("{e}");
-                    return Err(anyhow::Error::new(NeedsConstantAt { inputs: deps, message: msg }));
-                }
-                return Err(e);
-            }
-        };
+        let outs = out_names.iter().zip(tys).map(|(n, ty)| crate::ir::Output { name: n.clone(), ty }).collect();
+        let values = b.graph.add_node_typed(name, op, ids, outs);
         for (o, v) in out_names.iter().zip(values) {
             b.scope.insert(o.clone(), Slot::Value(v));
         }
@@ -582,7 +588,7 @@ impl<'m> Importer<'m> {
         }
     }
 
-    fn attribute(&mut self, b: &mut Builder, a: &AttributeProto, captures: &mut Vec<String>) -> Result<Attr> {
+    fn attribute(&mut self, b: &mut Builder, a: &AttributeProto, captures: &mut Vec<String>, hints: Option<&[ValueType]>) -> Result<Attr> {
         if a.ref_attr_name.as_deref().is_some_and(|s| !s.is_empty()) {
             return Err(anyhow::Error::new(Unsupported("attribute references (function bodies)".into())));
         }
@@ -597,7 +603,7 @@ impl<'m> Importer<'m> {
             AttributeType::Tensor => Attr::Tensor(to_tensor(a.t.as_ref().ok_or_else(|| anyhow!("tensor attribute without a tensor"))?, self.ext)?),
             AttributeType::Graph => {
                 let g = a.g.as_ref().ok_or_else(|| anyhow!("graph attribute without a graph"))?;
-                Attr::Graph(Box::new(self.subgraph(b, g, captures)?))
+                Attr::Graph(Box::new(self.subgraph(b, g, captures, hints)?))
             }
             AttributeType::Undefined => return Err(anyhow!("attribute has no type")),
             other => return Err(anyhow::Error::new(Unsupported(format!("{other:?} attributes")))),
@@ -606,12 +612,14 @@ impl<'m> Importer<'m> {
 
     /// Imports a subgraph. Names it reads from enclosing scopes become extra inputs
     /// (appended to `captures`) or, for constants, copies of the constant.
-    fn subgraph(&mut self, outer: &Builder, g: &GraphProto, captures: &mut Vec<String>) -> Result<Graph> {
+    /// `hints` gives the types of the subgraph's formal inputs where the op defines them
+    /// (Loop and Scan bodies), for bodies whose declared input shapes are not static.
+    fn subgraph(&mut self, outer: &Builder, g: &GraphProto, captures: &mut Vec<String>, hints: Option<&[ValueType]>) -> Result<Graph> {
         // Safety of the lifetime dance: the sub-builder borrows `outer` only inside this call.
         let mut sb = Builder::new(Some(outer));
-        for input in &g.input {
+        for (k, input) in g.input.iter().enumerate() {
             let name = input.name.clone().unwrap_or_default();
-            let slot = self.subgraph_input(&mut sb, input)?;
+            let slot = self.subgraph_input(&mut sb, input, hints.and_then(|h| h.get(k)))?;
             sb.scope.insert(name, slot);
         }
         let before = self.problems.len();
@@ -631,8 +639,23 @@ impl<'m> Importer<'m> {
         Ok(sb.graph)
     }
 
-    fn subgraph_input(&mut self, sb: &mut Builder, input: &ValueInfoProto) -> Result<Slot> {
+    fn subgraph_input(&mut self, sb: &mut Builder, input: &ValueInfoProto, hint: Option<&ValueType>) -> Result<Slot> {
         let name = input.name.clone().unwrap_or_default();
+        if let Some(h) = hint {
+            // The op defines this input's type; a declared type must agree where it is static.
+            if let Some(Ok((code, dims))) = input.r#type.as_ref().map(elem_type) {
+                if code != 0 && DType::from_onnx(code) != Some(h.dtype) {
+                    anyhow::bail!("subgraph input '{name}' is declared with element type {code}, but receives {h}");
+                }
+                if let Some(d) = dims {
+                    let clash = d.len() != h.rank() || d.iter().zip(&h.shape).any(|((v, _), &s)| v.is_some_and(|v| v >= 0 && v as usize != s));
+                    if clash && !d.is_empty() {
+                        anyhow::bail!("subgraph input '{name}' is declared with shape {:?}, but receives {h}", d.iter().map(|(v, p)| v.map(|v| v.to_string()).or(p.clone()).unwrap_or("?".into())).collect::<Vec<_>>());
+                    }
+                }
+            }
+            return Ok(Slot::Value(sb.graph.add_input(&name, h.clone())));
+        }
         let (code, dims) = input.r#type.as_ref().ok_or_else(|| anyhow!("subgraph input '{name}' has no type")).and_then(|t| elem_type(t).map_err(|w| anyhow::Error::new(Unsupported(w))))?;
         let dtype = DType::from_onnx(code).filter(|d| d.is_supported()).ok_or_else(|| anyhow::Error::new(Unsupported(format!("subgraph input '{name}' of type {code}"))))?;
         let shape = dims
@@ -642,6 +665,41 @@ impl<'m> Importer<'m> {
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| anyhow::Error::new(Unsupported(format!("subgraph input '{name}' without a static shape"))))?;
         Ok(Slot::Value(sb.graph.add_input(&name, ValueType::new(dtype, shape))))
+    }
+}
+
+/// The types a Loop or Scan body's formal inputs receive, derived from the node's operands.
+fn body_input_types(op_type: &str, opset: i64, inputs: &[Option<NodeInput>], n: &NodeProto) -> Option<Vec<ValueType>> {
+    let ty = |i: usize| inputs.get(i).and_then(|x| x.as_ref()).map(|x| x.ty());
+    let int_attr = |name: &str| n.attribute.iter().find(|a| a.name.as_deref() == Some(name)).and_then(|a| a.i);
+    let ints_attr = |name: &str| n.attribute.iter().find(|a| a.name.as_deref() == Some(name)).map(|a| a.ints.clone());
+    match op_type {
+        "Loop" => {
+            let mut v = vec![ValueType::new(DType::I64, vec![]), ValueType::new(DType::Bool, vec![])];
+            for i in 2..inputs.len() {
+                v.push(ty(i)?);
+            }
+            Some(v)
+        }
+        "Scan" if opset >= 9 => {
+            let m = usize::try_from(int_attr("num_scan_inputs")?).ok()?;
+            let n_state = inputs.len().checked_sub(m)?;
+            let axes = ints_attr("scan_input_axes").unwrap_or_else(|| vec![0; m]);
+            let mut v = vec![];
+            for i in 0..inputs.len() {
+                let t = ty(i)?;
+                if i < n_state {
+                    v.push(t);
+                } else {
+                    let ax = crate::ir::shape::axis(*axes.get(i - n_state)?, t.rank()).ok()?;
+                    let mut shape = t.shape.clone();
+                    shape.remove(ax);
+                    v.push(ValueType::new(t.dtype, shape));
+                }
+            }
+            Some(v)
+        }
+        _ => None,
     }
 }
 

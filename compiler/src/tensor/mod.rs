@@ -6,6 +6,7 @@
 
 mod dtype;
 pub mod npy;
+pub mod low;
 mod raw;
 
 pub use dtype::DType;
