@@ -292,18 +292,21 @@ fn import(ctx: &mut NodeCtx, kind: ReduceKind) -> Result<Op> {
 }
 
 macro_rules! importers {
-    ($($kind:ident),*) => {
+    ($($kind:ident $(@ $since:literal)?),*) => {
         pub const IMPORTERS: &[Importer] = &[$(
             Importer {
                 op_type: concat!("Reduce", stringify!($kind)),
                 domain: "",
-                since: 1,
+                since: importers!(@since $($since)?),
                 build: |ctx| import(ctx, ReduceKind::$kind),
             }
         ),*];
     };
+    (@since) => { 1 };
+    (@since $v:literal) => { $v };
 }
-importers!(Sum, Mean, Max, Min, Prod, L1, L2, LogSum, LogSumExp, SumSquare);
+// Opset 28 dropped integer types from LogSum and LogSumExp, which never accepted them here.
+importers!(Sum, Mean, Max, Min, Prod, L1, L2, LogSum, LogSumExp, SumSquare, LogSum @ 28, LogSumExp @ 28);
 
 #[cfg(test)]
 mod tests {
@@ -318,8 +321,9 @@ mod tests {
     fn run(op: &Op, inputs: &[Tensor]) -> Tensor {
         let refs: Vec<Option<&Tensor>> = inputs.iter().map(Some).collect();
         let out = op.eval(&EvalInputs { inputs: &refs, n_outputs: 1 }).unwrap().remove(0);
-        let tys: Vec<Option<(ValueType, Option<&Tensor>)>> =
-            inputs.iter().map(|t| Some((ValueType::of(t), Some(t)))).collect();
+        let consts: Vec<crate::ir::Constant> = inputs.iter().map(|t| crate::ir::Constant::new(t.clone())).collect();
+        let tys: Vec<Option<(ValueType, Option<&crate::ir::Constant>)>> =
+            inputs.iter().zip(&consts).map(|(t, c)| Some((ValueType::of(t), Some(c)))).collect();
         let ty = op.infer(&InferCx { inputs: &tys, n_outputs: 1 }).unwrap().remove(0);
         assert_eq!(ty, ValueType::of(&out));
         out
@@ -353,6 +357,11 @@ mod tests {
         assert_eq!(inputs[1].as_ref().unwrap().konst().unwrap().to_i64_vec().unwrap(), vec![1]);
         // At opset 18 the attribute is gone.
         assert!(build("ReduceMean", "", 18, "n", &attrs, vec![], 1).is_err());
+        // Version 28 of LogSum and LogSumExp has its own importer entry.
+        for op_type in ["ReduceLogSum", "ReduceLogSumExp"] {
+            assert_eq!(crate::ir::ops::find_importer(op_type, "", 28).unwrap().since, 28);
+            assert!(build(op_type, "", 28, "n", &Attrs::new(), vec![], 1).is_ok());
+        }
     }
 
     #[test]

@@ -30,7 +30,7 @@ fn sdpa() -> Sdpa {
 fn run(op: &Attention, inputs: &[Option<Tensor>]) -> Vec<Tensor> {
     let refs: Vec<Option<&Tensor>> = inputs.iter().map(|t| t.as_ref()).collect();
     let out = op.eval(&EvalInputs { inputs: &refs, n_outputs: 1 }).unwrap();
-    let tys: Vec<Option<(ValueType, Option<&Tensor>)>> =
+    let tys: Vec<Option<(ValueType, Option<&crate::ir::Constant>)>> =
         inputs.iter().map(|t| t.as_ref().map(|t| (ValueType::of(t), None))).collect();
     let types = op.infer(&InferCx { inputs: &tys, n_outputs: 1 }).unwrap();
     assert_eq!(types, out.iter().map(ValueType::of).collect::<Vec<_>>());
@@ -39,7 +39,7 @@ fn run(op: &Attention, inputs: &[Option<Tensor>]) -> Vec<Tensor> {
 
 fn fails(op: &Attention, inputs: &[Option<Tensor>]) -> bool {
     let refs: Vec<Option<&Tensor>> = inputs.iter().map(|t| t.as_ref()).collect();
-    let tys: Vec<Option<(ValueType, Option<&Tensor>)>> =
+    let tys: Vec<Option<(ValueType, Option<&crate::ir::Constant>)>> =
         inputs.iter().map(|t| t.as_ref().map(|t| (ValueType::of(t), None))).collect();
     let e = op.eval(&EvalInputs { inputs: &refs, n_outputs: 1 }).is_err();
     assert_eq!(e, op.infer(&InferCx { inputs: &tys, n_outputs: 1 }).is_err());
