@@ -419,7 +419,7 @@ impl<'m> Importer<'m> {
             // op, its opset and its attributes are supported, so every gap is listed at once.
             let mut attrs = Attrs::new();
             for a in n.attribute.iter().filter(|a| a.g.is_none() && a.graphs.is_empty()) {
-                if let Ok(v) = self.attribute(b, a, &mut vec![]) {
+                if let Ok(v) = self.attribute(b, a, &mut vec![], None) {
                     attrs.insert(a.name.clone().unwrap_or_default(), v);
                 }
             }
@@ -447,8 +447,9 @@ impl<'m> Importer<'m> {
         let mut attrs = Attrs::new();
         let mut captures: Vec<String> = vec![];
         let mut subgraphs: Vec<String> = vec![];
+        let hints = body_input_types(&op_type, opset, &inputs, n);
         for a in &n.attribute {
-            match self.attribute(b, a, &mut captures) {
+            match self.attribute(b, a, &mut captures, hints.as_deref()) {
                 Ok(v) => {
                     if matches!(v, Attr::Graph(_)) {
                         subgraphs.push(a.name.clone().unwrap_or_default());
@@ -463,6 +464,8 @@ impl<'m> Importer<'m> {
             }
         }
         if !captures.is_empty() {
+            // Ops with bodies learn how many trailing operands are captures.
+            attrs.insert("_captures".into(), Attr::Int(captures.len() as i64));
             // Every subgraph takes every capture, in one order, after its own inputs.
             for s in &subgraphs {
                 if let Some(Attr::Graph(g)) = attrs.get_mut(s) {
@@ -579,7 +582,7 @@ impl<'m> Importer<'m> {
         }
     }
 
-    fn attribute(&mut self, b: &mut Builder, a: &AttributeProto, captures: &mut Vec<String>) -> Result<Attr> {
+    fn attribute(&mut self, b: &mut Builder, a: &AttributeProto, captures: &mut Vec<String>, hints: Option<&[ValueType]>) -> Result<Attr> {
         if a.ref_attr_name.as_deref().is_some_and(|s| !s.is_empty()) {
             return Err(anyhow::Error::new(Unsupported("attribute references (function bodies)".into())));
         }
@@ -594,7 +597,7 @@ impl<'m> Importer<'m> {
             AttributeType::Tensor => Attr::Tensor(to_tensor(a.t.as_ref().ok_or_else(|| anyhow!("tensor attribute without a tensor"))?, self.ext)?),
             AttributeType::Graph => {
                 let g = a.g.as_ref().ok_or_else(|| anyhow!("graph attribute without a graph"))?;
-                Attr::Graph(Box::new(self.subgraph(b, g, captures)?))
+                Attr::Graph(Box::new(self.subgraph(b, g, captures, hints)?))
             }
             AttributeType::Undefined => return Err(anyhow!("attribute has no type")),
             other => return Err(anyhow::Error::new(Unsupported(format!("{other:?} attributes")))),
@@ -603,12 +606,14 @@ impl<'m> Importer<'m> {
 
     /// Imports a subgraph. Names it reads from enclosing scopes become extra inputs
     /// (appended to `captures`) or, for constants, copies of the constant.
-    fn subgraph(&mut self, outer: &Builder, g: &GraphProto, captures: &mut Vec<String>) -> Result<Graph> {
+    /// `hints` gives the types of the subgraph's formal inputs where the op defines them
+    /// (Loop and Scan bodies), for bodies whose declared input shapes are not static.
+    fn subgraph(&mut self, outer: &Builder, g: &GraphProto, captures: &mut Vec<String>, hints: Option<&[ValueType]>) -> Result<Graph> {
         // Safety of the lifetime dance: the sub-builder borrows `outer` only inside this call.
         let mut sb = Builder::new(Some(outer));
-        for input in &g.input {
+        for (k, input) in g.input.iter().enumerate() {
             let name = input.name.clone().unwrap_or_default();
-            let slot = self.subgraph_input(&mut sb, input)?;
+            let slot = self.subgraph_input(&mut sb, input, hints.and_then(|h| h.get(k)))?;
             sb.scope.insert(name, slot);
         }
         let before = self.problems.len();
@@ -628,8 +633,23 @@ impl<'m> Importer<'m> {
         Ok(sb.graph)
     }
 
-    fn subgraph_input(&mut self, sb: &mut Builder, input: &ValueInfoProto) -> Result<Slot> {
+    fn subgraph_input(&mut self, sb: &mut Builder, input: &ValueInfoProto, hint: Option<&ValueType>) -> Result<Slot> {
         let name = input.name.clone().unwrap_or_default();
+        if let Some(h) = hint {
+            // The op defines this input's type; a declared type must agree where it is static.
+            if let Some(Ok((code, dims))) = input.r#type.as_ref().map(elem_type) {
+                if code != 0 && DType::from_onnx(code) != Some(h.dtype) {
+                    anyhow::bail!("subgraph input '{name}' is declared with element type {code}, but receives {h}");
+                }
+                if let Some(d) = dims {
+                    let clash = d.len() != h.rank() || d.iter().zip(&h.shape).any(|((v, _), &s)| v.is_some_and(|v| v >= 0 && v as usize != s));
+                    if clash && !d.is_empty() {
+                        anyhow::bail!("subgraph input '{name}' is declared with shape {:?}, but receives {h}", d.iter().map(|(v, p)| v.map(|v| v.to_string()).or(p.clone()).unwrap_or("?".into())).collect::<Vec<_>>());
+                    }
+                }
+            }
+            return Ok(Slot::Value(sb.graph.add_input(&name, h.clone())));
+        }
         let (code, dims) = input.r#type.as_ref().ok_or_else(|| anyhow!("subgraph input '{name}' has no type")).and_then(|t| elem_type(t).map_err(|w| anyhow::Error::new(Unsupported(w))))?;
         let dtype = DType::from_onnx(code).filter(|d| d.is_supported()).ok_or_else(|| anyhow::Error::new(Unsupported(format!("subgraph input '{name}' of type {code}"))))?;
         let shape = dims
@@ -639,6 +659,41 @@ impl<'m> Importer<'m> {
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| anyhow::Error::new(Unsupported(format!("subgraph input '{name}' without a static shape"))))?;
         Ok(Slot::Value(sb.graph.add_input(&name, ValueType::new(dtype, shape))))
+    }
+}
+
+/// The types a Loop or Scan body's formal inputs receive, derived from the node's operands.
+fn body_input_types(op_type: &str, opset: i64, inputs: &[Option<NodeInput>], n: &NodeProto) -> Option<Vec<ValueType>> {
+    let ty = |i: usize| inputs.get(i).and_then(|x| x.as_ref()).map(|x| x.ty());
+    let int_attr = |name: &str| n.attribute.iter().find(|a| a.name.as_deref() == Some(name)).and_then(|a| a.i);
+    let ints_attr = |name: &str| n.attribute.iter().find(|a| a.name.as_deref() == Some(name)).map(|a| a.ints.clone());
+    match op_type {
+        "Loop" => {
+            let mut v = vec![ValueType::new(DType::I64, vec![]), ValueType::new(DType::Bool, vec![])];
+            for i in 2..inputs.len() {
+                v.push(ty(i)?);
+            }
+            Some(v)
+        }
+        "Scan" if opset >= 9 => {
+            let m = usize::try_from(int_attr("num_scan_inputs")?).ok()?;
+            let n_state = inputs.len().checked_sub(m)?;
+            let axes = ints_attr("scan_input_axes").unwrap_or_else(|| vec![0; m]);
+            let mut v = vec![];
+            for i in 0..inputs.len() {
+                let t = ty(i)?;
+                if i < n_state {
+                    v.push(t);
+                } else {
+                    let ax = crate::ir::shape::axis(*axes.get(i - n_state)?, t.rank()).ok()?;
+                    let mut shape = t.shape.clone();
+                    shape.remove(ax);
+                    v.push(ValueType::new(t.dtype, shape));
+                }
+            }
+            Some(v)
+        }
+        _ => None,
     }
 }
 

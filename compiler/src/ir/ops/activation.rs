@@ -457,6 +457,7 @@ pub const IMPORTERS: &[Importer] = &[
     imp("Elu", 1, elu_imp),
     imp("Selu", 1, selu),
     imp("Celu", 12, celu),
+    imp("Celu", 28, celu),
     imp("Sigmoid", 1, sigmoid_imp),
     imp("HardSigmoid", 1, hard_sigmoid_imp),
     imp("HardSwish", 14, hard_swish),
@@ -481,7 +482,8 @@ mod tests {
     }
 
     fn run(op: &Activation, ins: &[Option<&Tensor>]) -> Result<Tensor> {
-        let tys: Vec<_> = ins.iter().map(|i| i.map(|t| (ValueType::of(t), Some(t)))).collect();
+        let consts: Vec<_> = ins.iter().map(|i| i.map(|t| crate::ir::Constant::new(t.clone()))).collect();
+        let tys: Vec<_> = consts.iter().map(|c| c.as_ref().map(|c| (c.ty().clone(), Some(c)))).collect();
         let inferred = op.infer(&InferCx { inputs: &tys, n_outputs: 1 })?;
         let y = op.eval(&EvalInputs { inputs: ins, n_outputs: 1 })?.remove(0);
         assert_eq!(inferred[0], ValueType::of(&y));

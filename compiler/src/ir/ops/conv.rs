@@ -294,7 +294,7 @@ mod tests {
     fn run(op: &Conv, ins: &[&Tensor]) -> Result<Tensor> {
         let opts: Vec<Option<&Tensor>> = ins.iter().map(|t| Some(*t)).collect();
         let out = op.eval(&EvalInputs { inputs: &opts, n_outputs: 1 })?;
-        let tys: Vec<Option<(ValueType, Option<&Tensor>)>> = ins.iter().map(|t| Some((ValueType::of(t), None))).collect();
+        let tys: Vec<Option<(ValueType, Option<&crate::ir::Constant>)>> = ins.iter().map(|t| Some((ValueType::of(t), None))).collect();
         let inf = op.infer(&InferCx { inputs: &tys, n_outputs: 1 })?;
         assert_eq!(inf[0], ValueType::of(&out[0]));
         Ok(out.into_iter().next().unwrap())

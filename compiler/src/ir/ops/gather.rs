@@ -16,7 +16,7 @@
 //! - ScatterElements 11, 13, 16 (`reduction` none/add/mul), 18 (max/min).
 //! - Scatter 9 (deprecated in 11): the same as ScatterElements without reduction; imported as
 //!   ScatterElements.
-//! - OneHot 9, 11 (negative axis and indices). Indices outside `[-depth, depth)` give a row of
+//! - OneHot 9, 11 (negative axis and indices), 28 (more types). Indices outside `[-depth, depth)` give a row of
 //!   `off_value` (that is the spec, not an error). Everywhere else out-of-range indices are
 //!   errors.
 
@@ -78,6 +78,8 @@ pub const IMPORTERS: &[Importer] = &[
     Importer { op_type: "ScatterElements", domain: "", since: 11, build: import_scatter_elements },
     Importer { op_type: "Scatter", domain: "", since: 9, build: import_scatter },
     Importer { op_type: "OneHot", domain: "", since: 9, build: import_one_hot },
+    // OneHot-28 only widens the types.
+    Importer { op_type: "OneHot", domain: "", since: 28, build: import_one_hot },
 ];
 
 impl OpImpl for Gather {
@@ -331,7 +333,7 @@ fn one_hot_depth(t: &Tensor) -> Result<usize> {
         bail!("OneHot: depth must hold one value, got shape {:?}", t.shape());
     }
     let d = t.scalar_f64()?;
-    if !(d >= 1.0) || d > 1e12 {
+    if !(d >= 1.0) || d > common::MAX_ELEMENTS as f64 {
         bail!("OneHot: depth must be a positive integer, got {d}");
     }
     Ok(d as usize)
@@ -346,7 +348,9 @@ fn one_hot_indices_check(d: DType) -> Result<()> {
 
 fn one_hot_shape(idx: &[usize], depth: usize, axis: i64) -> Result<(usize, Vec<usize>)> {
     let a = shape::insert_axis(axis, idx.len())?;
-    Ok((a, [&idx[..a], &[depth], &idx[a..]].concat()))
+    let shape = [&idx[..a], &[depth], &idx[a..]].concat();
+    common::checked_len(&shape, "OneHot")?;
+    Ok((a, shape))
 }
 
 fn eval_one_hot(indices: &Tensor, depth: &Tensor, values: &Tensor, axis: i64) -> Result<Tensor> {

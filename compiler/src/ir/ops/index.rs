@@ -13,11 +13,12 @@
 //! Opset history that matters here:
 //! - CumSum 11, 14 (more types). CumProd 26. The axis is an input (scalar).
 //! - TopK 1 (`k` attribute, axis -1), 10 (`k` becomes input 1: normalised here), 11
-//!   (`largest`, `sorted`, negative axis). Ties go to the lower index; `sorted=0` still
+//!   (`largest`, `sorted`, negative axis), 24 (more types). Ties go to the lower index; `sorted=0` still
 //!   returns sorted output (any order is conformant).
 //! - ArgMax/ArgMin 1, 11 (negative axis), 12 (`select_last_index`), 13. NaN counts as the
 //!   extreme value, like numpy.
-//! - NonZero 9, 13. Unique 11. Compress 9, 11 (negative axis).
+//! - NonZero 9, 13. Unique 11, 28 (more types). Compress 9, 11 (negative axis), 28 (more
+//!   types).
 //!
 //! NonZero, Unique and Compress have data-dependent output shapes: shape inference needs the
 //! input that decides them (NonZero/Unique: the data, Compress: the condition) as a constant.
@@ -95,6 +96,9 @@ pub const IMPORTERS: &[Importer] = &[
     Importer { op_type: "ArgMin", domain: "", since: 1, build: import_argmin },
     Importer { op_type: "Unique", domain: "", since: 11, build: import_unique },
     Importer { op_type: "Compress", domain: "", since: 9, build: import_compress },
+    // Unique-28 and Compress-28 only widen the types.
+    Importer { op_type: "Unique", domain: "", since: 28, build: import_unique },
+    Importer { op_type: "Compress", domain: "", since: 28, build: import_compress },
 ];
 
 impl OpImpl for Index {
@@ -218,6 +222,15 @@ enum Key {
 }
 
 impl Key {
+    /// Zero, false or the empty string.
+    fn is_zero(&self) -> bool {
+        match self {
+            Key::Num(v) => *v == 0.0,
+            Key::Int(v) => *v == 0,
+            Key::Str(s) => s.is_empty(),
+        }
+    }
+
     fn is_nan(&self) -> bool {
         matches!(self, Key::Num(v) if v.is_nan())
     }
@@ -293,7 +306,7 @@ fn scan(x: &Tensor, axis: &Tensor, prod: bool, exclusive: bool, reverse: bool) -
 /// The coordinates of the non-zero (true, non-empty) elements: shape `[rank, count]`.
 fn nonzero(x: &Tensor) -> Result<Tensor> {
     let nz: Vec<bool> = match keys(x) {
-        Ok(k) => k.iter().map(|k| !matches!(k, Key::Num(v) if *v == 0.0) && *k != Key::Int(0) && *k != Key::Str(String::new())).collect(),
+        Ok(k) => k.iter().map(|k| !k.is_zero()).collect(),
         Err(e) => bail!("NonZero: {e}"),
     };
     let s = x.shape();
@@ -480,8 +493,9 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let mut all = vec![
+        let all = [
             Index::CumSum { exclusive: true, reverse: false },
+            Index::CumProd { exclusive: false, reverse: true },
             Index::NonZero,
             Index::TopK { axis: 0, largest: false, sorted: true },
             Index::ArgMax { axis: -1, keepdims: false, select_last_index: true },
@@ -491,10 +505,6 @@ mod tests {
             Index::Compress { axis: None },
             Index::Compress { axis: Some(1) },
         ];
-        // CumProd appeared in opset 26; it round-trips once LATEST_OPSET reaches it.
-        if crate::ir::op::LATEST_OPSET >= 26 {
-            all.push(Index::CumProd { exclusive: false, reverse: true });
-        }
         for x in all {
             let op = Op::from(x);
             assert_eq!(ops::rebuild(&op, vec![], 1).unwrap(), op);

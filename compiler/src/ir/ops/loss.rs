@@ -196,7 +196,8 @@ mod tests {
     use crate::ir::ops::rebuild;
 
     fn run(op: &Loss, ins: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
-        let tys: Vec<_> = ins.iter().map(|i| i.map(|t| (ValueType::of(t), Some(t)))).collect();
+        let consts: Vec<_> = ins.iter().map(|i| i.map(|t| crate::ir::Constant::new(t.clone()))).collect();
+        let tys: Vec<_> = consts.iter().map(|c| c.as_ref().map(|c| (c.ty().clone(), Some(c)))).collect();
         let n_out = if op.kind == LossKind::SoftmaxCrossEntropy { 2 } else { 1 };
         let types = op.infer(&InferCx { inputs: &tys, n_outputs: n_out })?;
         let out = op.eval(&EvalInputs { inputs: ins, n_outputs: n_out })?;

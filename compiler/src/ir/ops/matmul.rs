@@ -64,6 +64,7 @@ pub const IMPORTERS: &[Importer] = &[
     Importer { op_type: "MatMul", domain: "", since: 1, build: import_matmul },
     Importer { op_type: "Gemm", domain: "", since: 1, build: import_gemm },
     Importer { op_type: "Einsum", domain: "", since: 12, build: import_einsum },
+    Importer { op_type: "Einsum", domain: "", since: 28, build: import_einsum },
 ];
 
 impl OpImpl for MatMul {
@@ -591,7 +592,7 @@ mod tests {
     fn run(op: &MatMul, ins: &[&Tensor]) -> Tensor {
         let opts: Vec<Option<&Tensor>> = ins.iter().map(|t| Some(*t)).collect();
         let out = op.eval(&EvalInputs { inputs: &opts, n_outputs: 1 }).unwrap();
-        let tys: Vec<Option<(ValueType, Option<&Tensor>)>> = ins.iter().map(|t| Some((ValueType::of(t), None))).collect();
+        let tys: Vec<Option<(ValueType, Option<&crate::ir::Constant>)>> = ins.iter().map(|t| Some((ValueType::of(t), None))).collect();
         let inf = op.infer(&InferCx { inputs: &tys, n_outputs: 1 }).unwrap();
         assert_eq!(inf[0], ValueType::of(&out[0]));
         out.into_iter().next().unwrap()

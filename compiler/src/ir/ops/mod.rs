@@ -67,6 +67,7 @@ families! {
     Text(text::Text),
     Training(training::Training),
     Ml(ml::Ml),
+    LinearAttention(linear_attention::LinearAttention),
     If(control::If),
 }
 

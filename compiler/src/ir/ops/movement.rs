@@ -431,9 +431,12 @@ pub const IMPORTERS: &[Importer] = &[
     Importer { op_type: "Tile", domain: "", since: 6, build: import_tile },
     Importer { op_type: "Pad", domain: "", since: 1, build: import_pad },
     Importer { op_type: "DepthToSpace", domain: "", since: 1, build: import_depth_to_space },
+    Importer { op_type: "DepthToSpace", domain: "", since: 28, build: import_depth_to_space },
     Importer { op_type: "SpaceToDepth", domain: "", since: 1, build: import_space_to_depth },
+    Importer { op_type: "SpaceToDepth", domain: "", since: 28, build: import_space_to_depth },
     Importer { op_type: "Trilu", domain: "", since: 14, build: import_trilu },
     Importer { op_type: "ReverseSequence", domain: "", since: 10, build: import_reverse_sequence },
+    Importer { op_type: "ReverseSequence", domain: "", since: 28, build: import_reverse_sequence },
     Importer { op_type: "CenterCropPad", domain: "", since: 18, build: import_center_crop_pad },
 ];
 

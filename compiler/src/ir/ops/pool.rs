@@ -459,7 +459,8 @@ mod tests {
     fn run(op: &Pool, ins: &[&Tensor], n_outputs: usize) -> Result<Vec<Tensor>> {
         let opts: Vec<Option<&Tensor>> = ins.iter().map(|t| Some(*t)).collect();
         let out = op.eval(&EvalInputs { inputs: &opts, n_outputs })?;
-        let tys: Vec<Option<(ValueType, Option<&Tensor>)>> = ins.iter().map(|t| Some((ValueType::of(t), Some(*t)))).collect();
+        let consts: Vec<crate::ir::Constant> = ins.iter().map(|t| crate::ir::Constant::new((*t).clone())).collect();
+        let tys: Vec<Option<(ValueType, Option<&crate::ir::Constant>)>> = ins.iter().zip(&consts).map(|(t, c)| Some((ValueType::of(t), Some(c)))).collect();
         let inf = op.infer(&InferCx { inputs: &tys, n_outputs })?;
         for (i, o) in out.iter().enumerate() {
             assert_eq!(inf[i], ValueType::of(o));

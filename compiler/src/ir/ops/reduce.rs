@@ -292,21 +292,26 @@ fn import(ctx: &mut NodeCtx, kind: ReduceKind) -> Result<Op> {
 }
 
 macro_rules! importers {
-    ($($kind:ident $(@ $since:literal)?),*) => {
+    ($($kind:ident),*; $($newer:ident $since:literal),*) => {
         pub const IMPORTERS: &[Importer] = &[$(
             Importer {
                 op_type: concat!("Reduce", stringify!($kind)),
                 domain: "",
-                since: importers!(@since $($since)?),
+                since: 1,
                 build: |ctx| import(ctx, ReduceKind::$kind),
+            }
+        ),*, $(
+            // Versions added after opset 25 that this family handles (type changes only).
+            Importer {
+                op_type: concat!("Reduce", stringify!($newer)),
+                domain: "",
+                since: $since,
+                build: |ctx| import(ctx, ReduceKind::$newer),
             }
         ),*];
     };
-    (@since) => { 1 };
-    (@since $v:literal) => { $v };
 }
-// Opset 28 dropped integer types from LogSum and LogSumExp, which never accepted them here.
-importers!(Sum, Mean, Max, Min, Prod, L1, L2, LogSum, LogSumExp, SumSquare, LogSum @ 28, LogSumExp @ 28);
+importers!(Sum, Mean, Max, Min, Prod, L1, L2, LogSum, LogSumExp, SumSquare; LogSum 28, LogSumExp 28);
 
 #[cfg(test)]
 mod tests {

@@ -264,7 +264,8 @@ mod tests {
 
     /// Runs infer (with every input constant) and eval, checks they agree, returns the output.
     fn run(op: &Reshape, inputs: &[Option<Tensor>]) -> Result<Tensor> {
-        let tys: Vec<_> = inputs.iter().map(|t| t.as_ref().map(|t| (ValueType::of(t), Some(t)))).collect();
+        let consts: Vec<Option<crate::ir::Constant>> = inputs.iter().map(|t| t.clone().map(crate::ir::Constant::new)).collect();
+        let tys: Vec<_> = inputs.iter().zip(&consts).map(|(t, c)| t.as_ref().map(|t| (ValueType::of(t), c.as_ref()))).collect();
         let inferred = op.infer(&InferCx { inputs: &tys, n_outputs: 1 })?;
         let refs: Vec<_> = inputs.iter().map(|t| t.as_ref()).collect();
         let out = op.eval(&EvalInputs { inputs: &refs, n_outputs: 1 })?.remove(0);

@@ -6,6 +6,20 @@ use crate::tensor::{ArrayD, DType, Elem, IxDyn, Scalar, Tensor};
 use anyhow::{Result, anyhow, bail};
 use std::any::Any;
 
+/// The most elements an output sized by input *values* (not input shapes) may have: beyond
+/// this a size is treated as a mistake rather than allocated.
+pub(crate) const MAX_ELEMENTS: usize = 1 << 36;
+
+/// The element count of an output shape computed from input values, checked against
+/// overflow and [`MAX_ELEMENTS`].
+pub(crate) fn checked_len(shape: &[usize], op: &str) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= MAX_ELEMENTS)
+        .ok_or_else(|| anyhow!("{op}: output shape {shape:?} is too large"))
+}
+
 /// Row-major strides of `shape`, in elements.
 pub(crate) fn strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];
@@ -196,9 +210,10 @@ fn scatter_array<T: Elem>(
 /// given as a constant). For unit tests.
 #[cfg(test)]
 pub(crate) fn run(op: &crate::ir::Op, inputs: &[Option<Tensor>], n_outputs: usize) -> Result<Vec<Tensor>> {
-    use crate::ir::{EvalInputs, InferCx, OpImpl, ValueType};
-    let tys: Vec<Option<(ValueType, Option<&Tensor>)>> =
-        inputs.iter().map(|t| t.as_ref().map(|t| (ValueType::of(t), Some(t)))).collect();
+    use crate::ir::{Constant, EvalInputs, InferCx, OpImpl, ValueType};
+    let consts: Vec<Option<Constant>> = inputs.iter().map(|t| t.clone().map(Constant::new)).collect();
+    let tys: Vec<Option<(ValueType, Option<&Constant>)>> =
+        inputs.iter().zip(&consts).map(|(t, c)| t.as_ref().map(|t| (ValueType::of(t), c.as_ref()))).collect();
     let types = op.infer(&InferCx { inputs: &tys, n_outputs })?;
     let refs: Vec<Option<&Tensor>> = inputs.iter().map(|t| t.as_ref()).collect();
     let out = op.eval(&EvalInputs { inputs: &refs, n_outputs })?;

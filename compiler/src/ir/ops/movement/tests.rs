@@ -17,7 +17,8 @@ fn iota(shape: &[usize]) -> Tensor {
 
 /// Runs infer (every input constant) and eval, checks they agree, returns the outputs.
 fn run_n(op: &Movement, inputs: &[Option<Tensor>], n_outputs: usize) -> Result<Vec<Tensor>> {
-    let tys: Vec<_> = inputs.iter().map(|t| t.as_ref().map(|t| (ValueType::of(t), Some(t)))).collect();
+    let consts: Vec<Option<crate::ir::Constant>> = inputs.iter().map(|t| t.clone().map(crate::ir::Constant::new)).collect();
+    let tys: Vec<_> = inputs.iter().zip(&consts).map(|(t, c)| t.as_ref().map(|t| (ValueType::of(t), c.as_ref()))).collect();
     let inferred = op.infer(&InferCx { inputs: &tys, n_outputs })?;
     let refs: Vec<_> = inputs.iter().map(|t| t.as_ref()).collect();
     let out = op.eval(&EvalInputs { inputs: &refs, n_outputs })?;
