@@ -49,7 +49,7 @@ fn bench_load(path: &str, runs: usize, opts: &ImportOptions) -> Result<()> {
     println!("load:     median {:.2} ms over {runs} runs (mmap + protobuf decode)", median(load_ms));
     println!("import:   median {:.2} ms (IR, shape inference, constant folding)", median(import_ms));
     println!(
-        "weights:  {consts} constants; {:.1} MB still raw slices of the mapped file; {decoded} decoded ({:.1} kB, folded shape values)",
+        "weights:  {consts} constants; {:.1} MB still raw slices of the mapped file; {decoded} decoded ({:.1} kB: small constants whose values shape inference or folding read)",
         raw_bytes as f64 / 1e6,
         decoded_bytes as f64 / 1e3
     );

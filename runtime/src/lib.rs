@@ -1,4 +1,334 @@
 //! neoc-runtime: loads and runs `.neo` artifacts written by the neoc compiler.
 //!
-//! The artifact format and its loader arrive with the compiler backend; this crate
-//! deliberately depends on nothing from the compiler, Cranelift or prost.
+//! ```no_run
+//! use neoc_runtime::{Model, Tensor};
+//! let model = Model::load("digits.neo")?;
+//! println!("inputs: {:?}", model.inputs());
+//! let image = Tensor::from_vec([1, 1, 8, 8], vec![0f32; 64])?;
+//! let outputs = model.run(&[image])?;
+//! println!("{:?}", outputs[0].as_slice::<f32>()?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The crate depends on nothing from the compiler, Cranelift or prost: only `memmap2`
+//! (file mapping, executable memory) and `thiserror`.
+//!
+//! # The artifact
+//!
+//! One file, little-endian: a fixed header (magic `NEOC\0ART`, format version, header
+//! and file lengths, an XXH64 checksum over the whole file, the neoc version), a section
+//! table, then three sections: **metadata** (target, ISA, calling convention, required
+//! CPU features, input and output signatures, arena size, entry offset, kernel ABI
+//! version; a small length-prefixed binary encoding), **code** (page-aligned in the
+//! file) and **weights** (64-byte aligned). The byte-level layout is in [`artifact`].
+//! [`ArtifactWriter`] writes it; [`Artifact::parse`] validates all of it without ever
+//! panicking.
+//!
+//! # Loading
+//!
+//! [`Model::load`] memory-maps the file; [`Model::from_bytes`] copies the bytes into
+//! 64-byte-aligned memory. Before anything runs, load checks the format version, the
+//! checksum, the sections, the ISA against `std::env::consts::ARCH`, the calling
+//! convention, every required CPU feature against `is_x86_feature_detected!` /
+//! `is_aarch64_feature_detected!` ("artifact needs avx512f, this CPU lacks it"), and the
+//! kernel ABI version. The code is then copied into anonymous memory made read+execute.
+//!
+//! An artifact is a program: its code runs as it is. The checksum catches corruption,
+//! not malice; load artifacts you trust, as you would a shared library.
+//!
+//! # The ABI
+//!
+//! The entry point is `code + entry_offset`, an `extern "C" fn(*const RunContext) -> i32`
+//! (0 = success, anything else becomes [`RunError::Code`]). The [`abi::RunContext`] gives
+//! the code its input and output pointers (in signature order), a private 64-byte-aligned
+//! arena of `arena_size` bytes, the 64-byte-aligned weights, the [`abi::KernelTable`]
+//! (GEMM, `parallel_for`, memcpy, memset) and the thread count. Field offsets and the
+//! full contract are in [`abi`].
+//!
+//! # Running
+//!
+//! [`Model::run`] allocates its outputs; [`Model::run_into`] writes into caller buffers
+//! and allocates nothing once an arena is free (one is made at load; a run that finds
+//! every arena busy, because other threads are running, makes another and keeps it).
+//! Every run checks input and output count, dtype, shape and alignment first. `Model` is
+//! `Send + Sync`; concurrent runs each get their own arena.
+
+pub mod abi;
+pub mod artifact;
+mod checksum;
+mod error;
+mod host;
+pub mod kernels;
+mod sys;
+mod tensor;
+mod threads;
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Mutex;
+
+pub use artifact::{Artifact, ArtifactWriter, FormatError, Metadata, TensorSig};
+pub use checksum::{Xxh64, xxh64};
+pub use error::{LoadError, Role, RunError};
+pub use host::{AARCH64_FEATURES, CallConv, HostCpu, Isa, X86_64_FEATURES};
+pub use tensor::{DType, Element, Tensor, TensorError, TensorMut, TensorRef, byte_len, numel};
+pub use threads::default_thread_count;
+
+use abi::{KERNEL_ABI_VERSION, KernelTable};
+use sys::{AlignedBuf, ExecCode, PtrScratch};
+
+/// Where the artifact's bytes live while the model is loaded.
+enum Storage {
+    Mapped(memmap2::Mmap),
+    Owned(AlignedBuf),
+}
+
+impl Storage {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Storage::Mapped(m) => m,
+            Storage::Owned(b) => b.as_slice(),
+        }
+    }
+}
+
+/// One run's private memory: the arena and the pointer arrays of the context.
+struct RunState {
+    arena: AlignedBuf,
+    ptrs: PtrScratch,
+}
+
+impl RunState {
+    fn new(meta: &Metadata) -> Option<RunState> {
+        let arena = AlignedBuf::zeroed(meta.arena_size as usize).ok()?;
+        Some(RunState { arena, ptrs: PtrScratch::with_capacity(meta.inputs.len() + meta.outputs.len()) })
+    }
+}
+
+/// A loaded artifact, ready to run. `Send + Sync`: share it between threads (e.g. in an
+/// `Arc`) and call [`Model::run`] from all of them at once.
+pub struct Model {
+    storage: Storage,
+    format_version: u32,
+    neoc_version: String,
+    meta: Metadata,
+    weights: Range<usize>,
+    code: ExecCode,
+    kernels: &'static KernelTable,
+    threads: usize,
+    states: Mutex<Vec<RunState>>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("target", &self.meta.target)
+            .field("isa", &self.meta.isa)
+            .field("inputs", &self.meta.inputs)
+            .field("outputs", &self.meta.outputs)
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Model {
+    /// Memory-maps and loads an artifact file. The file must not be truncated or
+    /// rewritten while the model is alive (the weights are read from the mapping).
+    pub fn load(path: impl AsRef<Path>) -> Result<Model, LoadError> {
+        let path = path.as_ref();
+        let io = |source| LoadError::Io { path: path.to_path_buf(), source };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        if len < artifact::FIXED_HEADER_LEN as u64 {
+            // Too short to map usefully (and an empty file cannot be mapped at all).
+            return Err(FormatError::TooShort { len: len as usize }.into());
+        }
+        let map = sys::map_file(&file).map_err(io)?;
+        Model::from_storage(Storage::Mapped(map))
+    }
+
+    /// Loads an artifact from bytes, copying them into 64-byte-aligned memory.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Model, LoadError> {
+        let mut buf = AlignedBuf::zeroed(bytes.len()).map_err(|_| LoadError::OutOfMemory { bytes: bytes.len() as u64 })?;
+        buf.as_mut_slice().copy_from_slice(bytes);
+        Model::from_storage(Storage::Owned(buf))
+    }
+
+    fn from_storage(storage: Storage) -> Result<Model, LoadError> {
+        let art = Artifact::parse(storage.bytes())?;
+        HostCpu::detect().check(&art.metadata)?;
+        if art.metadata.kernel_abi_version > KERNEL_ABI_VERSION {
+            return Err(LoadError::KernelAbiTooNew { artifact: art.metadata.kernel_abi_version, runtime: KERNEL_ABI_VERSION });
+        }
+        let code = ExecCode::new(art.code()).map_err(LoadError::ExecMemory)?;
+        let weights = art.weights_range();
+        // Both storages start 64-byte aligned (a mapping starts on a page) and the section
+        // is 64-byte aligned in the file.
+        debug_assert_eq!(art.weights().as_ptr() as usize % abi::WEIGHTS_ALIGN, 0);
+        let Artifact { format_version, neoc_version, metadata: meta, .. } = art;
+        let state = RunState::new(&meta).ok_or(LoadError::OutOfMemory { bytes: meta.arena_size })?;
+        Ok(Model {
+            storage,
+            format_version,
+            neoc_version,
+            meta,
+            weights,
+            code,
+            kernels: kernels::for_host(),
+            threads: default_thread_count(),
+            states: Mutex::new(vec![state]),
+        })
+    }
+
+    pub fn inputs(&self) -> &[TensorSig] {
+        &self.meta.inputs
+    }
+
+    pub fn outputs(&self) -> &[TensorSig] {
+        &self.meta.outputs
+    }
+
+    pub fn metadata(&self) -> &Metadata {
+        &self.meta
+    }
+
+    /// The version of neoc that wrote the artifact.
+    pub fn neoc_version(&self) -> &str {
+        &self.neoc_version
+    }
+
+    pub fn format_version(&self) -> u32 {
+        self.format_version
+    }
+
+    /// Intra-op threads the code may use. Defaults to [`default_thread_count`].
+    pub fn thread_count(&self) -> usize {
+        self.threads
+    }
+
+    /// Sets the intra-op thread count (0 is taken as 1).
+    pub fn set_thread_count(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
+    pub fn with_thread_count(mut self, threads: usize) -> Model {
+        self.set_thread_count(threads);
+        self
+    }
+
+    /// Runs on `inputs` (in signature order) and returns newly allocated outputs.
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError> {
+        let views: Vec<TensorRef<'_>> = inputs.iter().map(Tensor::view).collect();
+        self.run_views(&views)
+    }
+
+    /// As [`Model::run`], with borrowed inputs.
+    pub fn run_views(&self, inputs: &[TensorRef<'_>]) -> Result<Vec<Tensor>, RunError> {
+        self.check_inputs(inputs)?;
+        let mut outputs = self
+            .meta
+            .outputs
+            .iter()
+            .map(|s| Tensor::zeros(s.dtype, s.shape.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut views: Vec<TensorMut<'_>> = outputs.iter_mut().map(Tensor::view_mut).collect();
+        self.run_into(inputs, &mut views)?;
+        Ok(outputs)
+    }
+
+    /// Runs on inputs given by name, in any order.
+    pub fn run_named(&self, inputs: &[(&str, TensorRef<'_>)]) -> Result<Vec<Tensor>, RunError> {
+        let mut ordered: Vec<Option<TensorRef<'_>>> = vec![None; self.meta.inputs.len()];
+        for (name, t) in inputs {
+            let Some(i) = self.meta.inputs.iter().position(|s| s.name == *name) else {
+                let known = self.meta.inputs.iter().map(|s| format!("'{}'", s.name)).collect();
+                return Err(RunError::UnknownInput { name: name.to_string(), known });
+            };
+            if ordered[i].replace(*t).is_some() {
+                return Err(RunError::DuplicateInput { name: name.to_string() });
+            }
+        }
+        let mut views = Vec::with_capacity(ordered.len());
+        for (slot, sig) in ordered.into_iter().zip(&self.meta.inputs) {
+            views.push(slot.ok_or_else(|| RunError::MissingInput { name: sig.name.clone() })?);
+        }
+        self.run_views(&views)
+    }
+
+    /// Runs on `inputs`, writing `outputs` (both in signature order). Allocates nothing
+    /// when an arena is free, which it is unless other threads are running this model.
+    pub fn run_into(&self, inputs: &[TensorRef<'_>], outputs: &mut [TensorMut<'_>]) -> Result<(), RunError> {
+        self.check_inputs(inputs)?;
+        check_count(Role::Output, &self.meta.outputs, outputs.len())?;
+        for (i, (t, sig)) in outputs.iter().zip(&self.meta.outputs).enumerate() {
+            check_tensor(Role::Output, i, sig, t.dtype(), t.shape(), t.bytes().as_ptr())?;
+        }
+
+        let mut state = self.take_state()?;
+        let status = sys::invoke(
+            &self.code,
+            sys::Call {
+                entry: self.meta.entry_offset as usize,
+                inputs,
+                outputs,
+                arena: &mut state.arena,
+                weights: &self.storage.bytes()[self.weights.clone()],
+                kernels: self.kernels,
+                thread_count: self.threads,
+                ptrs: &mut state.ptrs,
+            },
+        );
+        self.lock_states().push(state);
+        if status != 0 {
+            return Err(RunError::Code(status));
+        }
+        Ok(())
+    }
+
+    fn check_inputs(&self, inputs: &[TensorRef<'_>]) -> Result<(), RunError> {
+        check_count(Role::Input, &self.meta.inputs, inputs.len())?;
+        for (i, (t, sig)) in inputs.iter().zip(&self.meta.inputs).enumerate() {
+            check_tensor(Role::Input, i, sig, t.dtype(), t.shape(), t.bytes().as_ptr())?;
+        }
+        Ok(())
+    }
+
+    fn lock_states(&self) -> std::sync::MutexGuard<'_, Vec<RunState>> {
+        // The lock is only held for a push or a pop, which cannot panic half-way.
+        self.states.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take_state(&self) -> Result<RunState, RunError> {
+        if let Some(s) = self.lock_states().pop() {
+            return Ok(s);
+        }
+        RunState::new(&self.meta).ok_or(RunError::OutOfMemory { bytes: self.meta.arena_size })
+    }
+}
+
+fn check_count(role: Role, sigs: &[TensorSig], got: usize) -> Result<(), RunError> {
+    if sigs.len() != got {
+        return Err(RunError::Count { role, expected: sigs.len(), got });
+    }
+    Ok(())
+}
+
+fn check_tensor(role: Role, index: usize, sig: &TensorSig, dtype: DType, shape: &[usize], data: *const u8) -> Result<(), RunError> {
+    let name = || sig.name.clone();
+    if dtype != sig.dtype {
+        return Err(RunError::DType { role, index, name: name(), expected: sig.dtype, got: dtype });
+    }
+    if shape != sig.shape.as_slice() {
+        return Err(RunError::Shape { role, index, name: name(), expected: sig.shape.clone(), got: shape.to_vec() });
+    }
+    let align = dtype.align();
+    if !(data as usize).is_multiple_of(align) {
+        return Err(RunError::Misaligned { role, index, name: name(), dtype, align });
+    }
+    Ok(())
+}
+
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Model>();
+};

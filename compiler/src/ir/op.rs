@@ -38,6 +38,12 @@ pub trait OpImpl {
 
     /// The reference evaluation: plain, obviously correct, not fast.
     fn eval(&self, inputs: &EvalInputs) -> Result<Vec<Tensor>>;
+
+    /// Results that follow from the input *types* alone (Shape, Size), so they fold to
+    /// constants even when the inputs are computed at run time. `None` for most ops.
+    fn fold_from_types(&self, _inputs: &[Option<ValueType>]) -> Option<Vec<Tensor>> {
+        None
+    }
 }
 
 /// One ONNX op type that a family imports.

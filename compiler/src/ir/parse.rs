@@ -375,7 +375,9 @@ impl<'a> Parser<'a> {
             let i = self.i;
             self.i = op_at;
             let e = |err: anyhow::Error| self.err(&format!("{word}: {err:#}"));
-            let r = ops::build(&word, "", super::op::LATEST_OPSET, &outs[0], &attrs, inputs, outs.len()).map_err(e);
+            // Ops of other domains print as `domain.Name`.
+            let (domain, op_type) = word.rsplit_once('.').unwrap_or(("", word.as_str()));
+            let r = ops::build(op_type, domain, ops::latest_opset(domain), &outs[0], &attrs, inputs, outs.len()).map_err(e);
             self.i = i;
             r?
         };

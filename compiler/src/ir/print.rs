@@ -102,7 +102,9 @@ pub fn graph_text(g: &Graph, indent: usize, elide: bool) -> String {
                     format!("{{{}}}", parts.join(", "))
                 };
                 let tys: Vec<String> = node.outputs.iter().map(|o| o.ty.to_string()).collect();
-                let _ = writeln!(s, "{pad}{} = {}{attrs}({}) : {}", outs.join(", "), op.name(), args.join(", "), tys.join(", "));
+                let domain = super::ops::domain_of(op.name());
+                let name = if domain.is_empty() { op.name().to_string() } else { format!("{domain}.{}", op.name()) };
+                let _ = writeln!(s, "{pad}{} = {name}{attrs}({}) : {}", outs.join(", "), args.join(", "), tys.join(", "));
             }
         }
     }

@@ -542,9 +542,15 @@ impl<'m> Importer<'m> {
                 return Err(e);
             }
         };
-        if all_const && !self.opts.no_fold {
-            let tensors: Vec<Option<&Tensor>> = inputs.iter().map(|i| i.as_ref().and_then(|i| i.konst())).collect();
-            let results = op.eval(&EvalInputs { inputs: &tensors, n_outputs: outputs.len() })?;
+        let from_types = if self.opts.no_fold { None } else { op.fold_from_types(&inputs.iter().map(|i| i.as_ref().map(|i| i.ty())).collect::<Vec<_>>()) };
+        if from_types.is_some() || (all_const && !self.opts.no_fold) {
+            let results = match from_types {
+                Some(r) => r,
+                None => {
+                    let tensors: Vec<Option<&Tensor>> = inputs.iter().map(|i| i.as_ref().and_then(|i| i.konst())).collect();
+                    op.eval(&EvalInputs { inputs: &tensors, n_outputs: outputs.len() })?
+                }
+            };
             if results.len() < outputs.len() {
                 anyhow::bail!("{} produced {} outputs, the node declares {}", op.name(), results.len(), outputs.len());
             }

@@ -16,8 +16,9 @@
 //!   ±FLT_MAX defaults, which only differ for f64 values beyond the f32 range) and became
 //!   optional scalar inputs in opset 11 (the normal form here); opset 12 added integer types.
 //!   When min > max every value becomes max (numpy `clip`).
-//! - Celu 12, Shrink 9, ThresholdedRelu 10, HardSwish 14, Mish 18, Gelu 20 (`approximate`
-//!   none/tanh), Swish 24 (`alpha`). Later versions (13, 16, 22) only added types (bf16).
+//! - Celu 12 (f32 only; 28 added f16/bf16/f64, accepted at every version), Shrink 9,
+//!   ThresholdedRelu 10, HardSwish 14, Mish 18, Gelu 20 (`approximate` none/tanh), Swish 24
+//!   (`alpha`). Later versions (13, 16, 22) only added types (bf16).
 //!
 //! Float kinds are computed in f64 and rounded once to the input type. Relu, PRelu and Clip
 //! work in the input type (integers wrap like numpy); Shrink accepts every numeric type and,
@@ -376,6 +377,19 @@ fn leaky_relu(ctx: &mut NodeCtx) -> Result<Op> {
 }
 fn prelu_imp(ctx: &mut NodeCtx) -> Result<Op> {
     old_attrs(ctx);
+    if ctx.opset < 7 {
+        // Before opset 7 a 1-D slope of X's channel count applied per channel (axis 1), as
+        // PyTorch exported it; reshape it to [C, 1, ...] so numpy broadcasting does the same.
+        let x = ctx.input(0).map(|i| i.ty());
+        let slope = ctx.input(1).and_then(|i| i.konst()).cloned();
+        if let (Some(x), Some(slope)) = (x, slope) {
+            if slope.rank() == 1 && x.rank() > 2 && x.shape[1] == slope.len() && slope.len() > 1 {
+                let mut shape = vec![slope.len()];
+                shape.resize(x.rank() - 1, 1);
+                ctx.set_input(1, crate::ir::NodeInput::Const(slope.reshape(&shape)?));
+            }
+        }
+    }
     Ok(A::PRelu.into())
 }
 fn elu_imp(ctx: &mut NodeCtx) -> Result<Op> {
@@ -457,6 +471,7 @@ pub const IMPORTERS: &[Importer] = &[
     imp("Elu", 1, elu_imp),
     imp("Selu", 1, selu),
     imp("Celu", 12, celu),
+    // Celu 28 only added f16, bf16 and f64, which the importer of 12 already accepts.
     imp("Celu", 28, celu),
     imp("Sigmoid", 1, sigmoid_imp),
     imp("HardSigmoid", 1, hard_sigmoid_imp),

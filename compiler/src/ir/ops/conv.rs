@@ -15,7 +15,7 @@ pub(super) mod spatial;
 use crate::ir::{Attr, Attrs, EvalInputs, InferCx, Importer, NodeCtx, Op, OpImpl, ValueType};
 use crate::tensor::{ArrayD, DType, IxDyn, Tensor};
 use anyhow::{Result, bail};
-use spatial::{AutoPad, Window, read_dims, runs};
+use spatial::{AutoPad, Window, load_f64, read_dims, runs};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Conv {
@@ -197,8 +197,8 @@ impl OpImpl for Conv {
         let (x, w, b) = (inputs.req(0)?, inputs.req(1)?, inputs.opt(2));
         self.check_dtypes(x.dtype(), w.dtype(), b.map(|b| b.dtype()))?;
         let d = self.dims(x.shape(), w.shape(), b.map(|b| b.shape()))?;
-        let bias = b.map(|b| b.to_f64_vec()).transpose()?;
-        let out = self.compute(&d, &x.to_f64_vec()?, &w.to_f64_vec()?, bias.as_deref());
+        let bias = b.map(load_f64).transpose()?;
+        let out = self.compute(&d, &load_f64(x)?, &load_f64(w)?, bias.as_deref());
         let mut shape = vec![d.n, d.m];
         shape.extend(&d.out_sp);
         Ok(vec![Tensor::from_f64_array(x.dtype(), ArrayD::from_shape_vec(IxDyn(&shape), out)?)?])
@@ -254,21 +254,32 @@ impl Conv {
                     let wk = if transpose { &w[(c * mg + oc) * kp..] } else { &w[(m * cg + ic) * kp..] };
                     for (rs, &wv) in tap_runs.iter().zip(wk) {
                         for run in rs {
-                            if transpose {
-                                for j in 0..run.len {
-                                    o[run.b + j * s] += wv * xp[run.t + j];
-                                }
+                            // (destination, source) of this run; the strided side steps by s.
+                            let (dst, dst_step, src, src_step) = if transpose {
+                                (&mut o[run.b..], s, &xp[run.t..], 1)
                             } else {
-                                for j in 0..run.len {
-                                    o[run.t + j] += wv * xp[run.b + j * s];
-                                }
-                            }
+                                (&mut o[run.t..], 1, &xp[run.b..], s)
+                            };
+                            axpy(wv, src, src_step, dst, dst_step, run.len);
                         }
                     }
                 }
             }
         }
         out
+    }
+}
+
+/// `dst[j * dst_step] += a * src[j * src_step]` for `j < len`.
+fn axpy(a: f64, src: &[f64], src_step: usize, dst: &mut [f64], dst_step: usize, len: usize) {
+    if src_step == 1 && dst_step == 1 {
+        for (d, x) in dst[..len].iter_mut().zip(&src[..len]) {
+            *d += a * x;
+        }
+    } else {
+        for j in 0..len {
+            dst[j * dst_step] += a * src[j * src_step];
+        }
     }
 }
 
@@ -341,6 +352,23 @@ mod tests {
         // Mismatched channels and bias are errors, not panics.
         assert!(run(&op, &[&x, &t32(&[2, 2, 2], vec![0.; 8])]).is_err());
         assert!(run(&op, &[&x, &w, &t32(&[3], vec![0.; 3])]).is_err());
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let x = t32(&[1, 1, 4, 4], vec![0.; 16]);
+        let w0 = t32(&[1, 1, 0, 3], vec![]);
+        assert!(import("Conv", &[], &[&x, &w0]).is_err());
+        assert!(import("Conv", &[("kernel_shape", ints(&[]))], &[&x, &w0]).is_err());
+        assert!(import("Conv", &[("strides", ints(&[0, 1]))], &[&x, &t32(&[1, 1, 2, 2], vec![0.; 4])]).is_err());
+        let w = t32(&[1, 1, 2, 2], vec![1.; 4]);
+        let op = import("Conv", &[], &[&x, &w]).unwrap();
+        assert!(run(&op, &[&t32(&[1, 1, 4], vec![0.; 4]), &w]).is_err());
+        assert!(run(&op, &[&t32(&[1, 1, 1, 1], vec![0.]), &w]).is_err());
+        let xi = Tensor::from_vec(&[1, 1, 4, 4], vec![0i32; 16]).unwrap();
+        assert!(run(&op, &[&xi, &w]).is_err());
+        // Empty batch: an empty output, not a failure.
+        assert_eq!(run(&op, &[&t32(&[0, 1, 4, 4], vec![]), &w]).unwrap().shape(), &[0, 1, 3, 3]);
     }
 
     #[test]

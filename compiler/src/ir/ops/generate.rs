@@ -110,6 +110,18 @@ impl OpImpl for Generate {
         }])
     }
 
+    fn fold_from_types(&self, inputs: &[Option<ValueType>]) -> Option<Vec<Tensor>> {
+        let shape = &inputs.first()?.as_ref()?.shape;
+        match self {
+            Generate::Shape { start, end } => {
+                let (s, e) = shape_range(shape.len(), *start, *end);
+                Tensor::from_vec(&[e - s], shape[s..e].iter().map(|&d| d as i64).collect()).ok().map(|t| vec![t])
+            }
+            Generate::Size => Some(vec![Tensor::scalar(shape.iter().product::<usize>() as i64)]),
+            _ => None,
+        }
+    }
+
     fn eval(&self, inputs: &EvalInputs) -> Result<Vec<Tensor>> {
         Ok(vec![match self {
             Generate::Constant { value } => value.clone(),

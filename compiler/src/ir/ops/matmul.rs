@@ -180,7 +180,7 @@ trait Acc: Copy + Default {
 
 impl Acc for f64 {
     fn load(t: &Tensor) -> Result<Vec<f64>> {
-        t.to_f64_vec()
+        super::conv::spatial::load_f64(t)
     }
     fn store(dtype: DType, shape: &[usize], v: Vec<f64>) -> Result<Tensor> {
         Tensor::from_f64_array(dtype, ArrayD::from_shape_vec(IxDyn(shape), v)?)
@@ -204,7 +204,7 @@ impl Acc for f64 {
 
 impl Acc for i64 {
     fn load(t: &Tensor) -> Result<Vec<i64>> {
-        t.to_i64_vec()
+        super::conv::spatial::load_i64(t)
     }
     fn store(dtype: DType, shape: &[usize], v: Vec<i64>) -> Result<Tensor> {
         Tensor::from_vec(shape, v)?.cast(dtype)
@@ -275,16 +275,7 @@ fn matmul<A: Acc>(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         let ao: usize = idx.iter().zip(&sa).map(|(i, s)| i * s).sum::<usize>() * m * k;
         let bo: usize = idx.iter().zip(&sb).map(|(i, s)| i * s).sum::<usize>() * k * n;
         let o = &mut out[bi * m * n..(bi + 1) * m * n];
-        for i in 0..m {
-            let row = &mut o[i * n..(i + 1) * n];
-            for p in 0..k {
-                let x = av[ao + i * k + p];
-                let brow = &bv[bo + p * n..bo + (p + 1) * n];
-                for (r, &y) in row.iter_mut().zip(brow) {
-                    *r = r.add(x.mul(y));
-                }
-            }
-        }
+        matmul_block(&av[ao..ao + m * k], &bv[bo..bo + k * n], m, k, n, o);
         for d in (0..idx.len()).rev() {
             idx[d] += 1;
             if idx[d] < batch[d] {
@@ -294,6 +285,28 @@ fn matmul<A: Acc>(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         }
     }
     A::store(a.dtype(), &out_shape, out)
+}
+
+/// `out += a * b` for row-major `a` (m x k) and `b` (k x n).
+fn matmul_block<A: Acc>(a: &[A], b: &[A], m: usize, k: usize, n: usize, out: &mut [A]) {
+    for i in 0..m {
+        let row = &mut out[i * n..(i + 1) * n];
+        for p in 0..k {
+            let x = a[i * k + p];
+            for (r, &y) in row.iter_mut().zip(&b[p * n..(p + 1) * n]) {
+                *r = r.add(x.mul(y));
+            }
+        }
+    }
+}
+
+/// The transpose of a row-major `rows` x `cols` matrix.
+fn transpose<A: Acc>(v: &[A], rows: usize, cols: usize) -> Vec<A> {
+    let mut t = Vec::with_capacity(v.len());
+    for c in 0..cols {
+        t.extend((0..rows).map(|r| v[r * cols + c]));
+    }
+    t
 }
 
 /// (M, K, N) of a Gemm, checking that A and B are matrices with matching inner dimensions.
@@ -320,18 +333,20 @@ type GemmArgs<'a> = (&'a Tensor, &'a Tensor, Option<&'a Tensor>, f64, f64, bool,
 
 fn gemm<A: Acc>((a, b, c, alpha, beta, ta, tb): GemmArgs) -> Result<Tensor> {
     let (m, k, n) = gemm_dims(a.shape(), b.shape(), ta, tb)?;
+    // A' as m x k, row-major; B' as k x n, or B as n x k when transposed (rows of B are then
+    // the columns of B', so every output is a dot product of two contiguous rows).
     let (av, bv) = (A::load(a)?, A::load(b)?);
-    // Element (i, p) of A' and (p, j) of B'.
-    let ai = |i: usize, p: usize| if ta { av[p * m + i] } else { av[i * k + p] };
-    let bi = |p: usize, j: usize| if tb { bv[j * k + p] } else { bv[p * n + j] };
+    let av = if ta { transpose(&av, k, m) } else { av };
     let mut out = vec![A::default(); m * n];
-    for i in 0..m {
-        for p in 0..k {
-            let x = ai(i, p);
+    if tb {
+        for i in 0..m {
+            let arow = &av[i * k..(i + 1) * k];
             for j in 0..n {
-                out[i * n + j] = out[i * n + j].add(x.mul(bi(p, j)));
+                out[i * n + j] = arow.iter().zip(&bv[j * k..(j + 1) * k]).fold(A::default(), |s, (&x, &y)| s.add(x.mul(y)));
             }
         }
+    } else {
+        matmul_block(&av, &bv, m, k, n, &mut out);
     }
     // The reference skips C entirely when beta is 0.
     let c = match c {

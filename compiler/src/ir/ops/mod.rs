@@ -28,6 +28,9 @@ macro_rules! families {
             fn eval(&self, inputs: &EvalInputs) -> Result<Vec<Tensor>> {
                 match self { $(Op::$variant(o) => o.eval(inputs)),* }
             }
+            fn fold_from_types(&self, inputs: &[Option<ValueType>]) -> Option<Vec<Tensor>> {
+                match self { $(Op::$variant(o) => o.fold_from_types(inputs)),* }
+            }
         }
 
         $(impl From<$module::$ty> for Op {
@@ -153,8 +156,26 @@ pub fn build(
     Ok((op, cx.inputs))
 }
 
+/// The domain an IR op name belongs to ("" for the default domain, which wins ties).
+pub fn domain_of(op_type: &str) -> &'static str {
+    let mut domains = importers().filter(|i| i.op_type == op_type).map(|i| i.domain);
+    let first = domains.next().unwrap_or("");
+    if first.is_empty() { first } else { domains.find(|d| d.is_empty()).unwrap_or(first) }
+}
+
+/// The opset the text form and `rebuild` build ops at, per domain: the latest for the default
+/// domain, and the newest any importer knows for the others.
+pub fn latest_opset(domain: &str) -> i64 {
+    if domain.is_empty() {
+        super::op::LATEST_OPSET
+    } else {
+        importers().filter(|i| i.domain == domain).map(|i| i.since).max().unwrap_or(1)
+    }
+}
+
 /// Rebuilds `op` from its printed attributes at the latest opset, with `inputs` as operands.
 /// Round-trip tests assert that the result equals `op`.
 pub fn rebuild(op: &Op, inputs: Vec<Option<super::NodeInput>>, n_outputs: usize) -> Result<Op> {
-    Ok(build(op.name(), "", super::op::LATEST_OPSET, "rebuild", &op.attrs(), inputs, n_outputs)?.0)
+    let domain = domain_of(op.name());
+    Ok(build(op.name(), domain, latest_opset(domain), "rebuild", &op.attrs(), inputs, n_outputs)?.0)
 }

@@ -5,7 +5,8 @@
 //! - Transpose (1; later versions add types): `perm`, default reversed axes.
 //! - Concat: opset 1 `axis` defaults to 1; required from 4; negative from 11.
 //! - Split: opset 1 takes `split` as input 1 or attribute; 2 and 11 as attribute; 13 as input 1;
-//!   18 adds `num_outputs` (the last part is smaller when the axis does not divide evenly).
+//!   18 adds `num_outputs` (parts of ceil(dim / n); the last ones are smaller, or empty, when
+//!   the axis does not divide evenly, as in the reference implementation).
 //! - Slice: opset 1 takes `starts`/`ends`/`axes` attributes; 10 takes them (and `steps`) as
 //!   inputs 1–4; 11 allows negative axes. Clamping follows the spec (negative steps included).
 //! - Tile: opset 6 (`repeats` input; opset 1 had `tiles`/`axis`, not supported).
@@ -13,8 +14,8 @@
 //!   `constant_value` as inputs 1 and 2; 18 `axes` as input 3; 19 `wrap` mode. A negative pad
 //!   crops. Modes constant/reflect/edge follow numpy.pad.
 //! - DepthToSpace: opset 1 (DCR only); 11 adds `mode` (DCR/CRD).
-//! - SpaceToDepth: opset 1; `mode` (DCR/CRD) appears in opset 28. It is read at every opset
-//!   (a `mode` on an older node would be invalid ONNX anyway) so the text form round-trips.
+//! - SpaceToDepth: opset 1 (DCR order only); opset 28 adds `mode` (DCR/CRD).
+//! - Opset 28 also adds element types to DepthToSpace and ReverseSequence (no semantic change).
 //! - Trilu: opset 14; `k` is optional input 1.
 //! - ReverseSequence: opset 10; `batch_axis` (default 1) and `time_axis` (default 0).
 //! - CenterCropPad: opset 18; `axes` attribute, target `shape` as input 1; pads with zeros.
@@ -26,7 +27,7 @@ mod kernels;
 pub use kernels::PadMode;
 
 use crate::ir::shape;
-use crate::ir::{Attr, Attrs, EvalInputs, InferCx, Importer, NodeCtx, NodeInput, Op, OpImpl, ValueType};
+use crate::ir::{Attr, Attrs, EvalInputs, InferCx, Importer, NodeCtx, Op, OpImpl, ValueType};
 use crate::tensor::{DType, Tensor};
 use anyhow::{Result, anyhow, bail};
 use kernels::AxisMap;
@@ -407,7 +408,7 @@ fn import_depth_to_space(ctx: &mut NodeCtx) -> Result<Op> {
 }
 
 fn import_space_to_depth(ctx: &mut NodeCtx) -> Result<Op> {
-    let (blocksize, mode) = block_attrs(ctx, true)?;
+    let (blocksize, mode) = block_attrs(ctx, ctx.opset >= 28)?;
     Ok(Movement::SpaceToDepth { blocksize, mode }.into())
 }
 
@@ -431,6 +432,7 @@ pub const IMPORTERS: &[Importer] = &[
     Importer { op_type: "Tile", domain: "", since: 6, build: import_tile },
     Importer { op_type: "Pad", domain: "", since: 1, build: import_pad },
     Importer { op_type: "DepthToSpace", domain: "", since: 1, build: import_depth_to_space },
+    // Opset 28 adds types (DepthToSpace, ReverseSequence) and SpaceToDepth's `mode`.
     Importer { op_type: "DepthToSpace", domain: "", since: 28, build: import_depth_to_space },
     Importer { op_type: "SpaceToDepth", domain: "", since: 1, build: import_space_to_depth },
     Importer { op_type: "SpaceToDepth", domain: "", since: 28, build: import_space_to_depth },

@@ -18,7 +18,7 @@
 //! padded input (the explicit pads, not the extra room that `ceil_mode` adds).
 //! Values are computed in `f64` and rounded once.
 
-use super::conv::spatial::{Window, multi_indices, read_dims};
+use super::conv::spatial::{Window, load_f64, multi_indices, read_dims};
 use crate::ir::{Attr, Attrs, EvalInputs, InferCx, Importer, NodeCtx, Op, OpImpl, ValueType};
 use crate::tensor::{ArrayD, DType, IxDyn, Tensor};
 use anyhow::{Result, bail};
@@ -89,8 +89,8 @@ fn import_global_lp(ctx: &mut NodeCtx) -> Result<Op> {
 
 fn import_max_unpool(ctx: &mut NodeCtx) -> Result<Op> {
     let k = ctx.opt_ints("kernel_shape")?.ok_or_else(|| anyhow::anyhow!("MaxUnpool: 'kernel_shape' is required"))?;
-    if k.iter().any(|&x| x <= 0) {
-        bail!("MaxUnpool: kernel_shape {k:?} must be positive");
+    if k.is_empty() || k.iter().any(|&x| x <= 0 || x > i32::MAX as i64) {
+        bail!("MaxUnpool: kernel_shape {k:?} must be non-empty and positive");
     }
     let r = k.len();
     Ok(Pool::MaxUnpool {
@@ -190,7 +190,7 @@ impl OpImpl for Pool {
         self.check_dtype(x.dtype())?;
         let (n, c) = batch_channels(self.name(), x.shape())?;
         let sp = &x.shape()[2..];
-        let xv = x.to_f64_vec()?;
+        let xv = load_f64(x)?;
         let store = |shape: &[usize], v: Vec<f64>| -> Result<Tensor> {
             Tensor::from_f64_array(x.dtype(), ArrayD::from_shape_vec(IxDyn(shape), v)?)
         };

@@ -362,6 +362,11 @@ mod tests {
         assert_eq!(inputs[1].as_ref().unwrap().konst().unwrap().to_i64_vec().unwrap(), vec![1]);
         // At opset 18 the attribute is gone.
         assert!(build("ReduceMean", "", 18, "n", &attrs, vec![], 1).is_err());
+        // Version 28 of LogSum and LogSumExp has its own importer entry.
+        for op_type in ["ReduceLogSum", "ReduceLogSumExp"] {
+            assert_eq!(crate::ir::ops::find_importer(op_type, "", 28).unwrap().since, 28);
+            assert!(build(op_type, "", 28, "n", &Attrs::new(), vec![], 1).is_ok());
+        }
     }
 
     #[test]

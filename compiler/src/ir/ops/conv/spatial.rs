@@ -3,7 +3,25 @@
 //! meets a row-major plane.
 
 use crate::ir::{Attr, Attrs, NodeCtx};
+use crate::tensor::{Scalar, Tensor};
 use anyhow::{Result, bail};
+
+/// The elements of a numeric tensor as `f64`, row-major (fast for standard-layout arrays,
+/// which is what the evaluator hands over).
+pub fn load_f64(t: &Tensor) -> Result<Vec<f64>> {
+    crate::with_scalar_array!(t, a, T => match a.as_slice() {
+        Some(s) => s.iter().map(|v: &T| v.to_f64()).collect(),
+        None => a.iter().map(|v: &T| v.to_f64()).collect(),
+    })
+}
+
+/// Like [`load_f64`], as `i64` (exact for every integer type).
+pub fn load_i64(t: &Tensor) -> Result<Vec<i64>> {
+    crate::with_scalar_array!(t, a, T => match a.as_slice() {
+        Some(s) => s.iter().map(|v: &T| v.to_i64()).collect(),
+        None => a.iter().map(|v: &T| v.to_i64()).collect(),
+    })
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AutoPad {
@@ -35,6 +53,9 @@ pub struct Window {
     pub auto_pad: AutoPad,
 }
 
+/// The largest kernel, stride, dilation or pad accepted (keeps all size arithmetic exact).
+const MAX_DIM: i64 = i32::MAX as i64;
+
 /// Reads a list attribute of `n` positive (or, with `zero_ok`, non-negative) values.
 pub fn read_dims(ctx: &NodeCtx, name: &str, n: usize, default: usize, zero_ok: bool) -> Result<Vec<usize>> {
     match ctx.opt_ints(name)? {
@@ -43,7 +64,7 @@ pub fn read_dims(ctx: &NodeCtx, name: &str, n: usize, default: usize, zero_ok: b
             if v.len() != n {
                 bail!("{}: '{name}' has {} values, expected {n}", ctx.op_type, v.len());
             }
-            if v.iter().any(|&x| x < 0 || (x == 0 && !zero_ok)) {
+            if v.iter().any(|&x| x < 0 || (x == 0 && !zero_ok) || x > MAX_DIM) {
                 bail!("{}: '{name}' = {v:?} has a value out of range", ctx.op_type);
             }
             Ok(v.iter().map(|&x| x as usize).collect())
@@ -57,15 +78,23 @@ impl Window {
     pub fn import(ctx: &NodeCtx, kernel: Option<Vec<usize>>) -> Result<Window> {
         let kernel = match (ctx.opt_ints("kernel_shape")?, kernel) {
             (Some(k), _) => {
-                if k.iter().any(|&x| x <= 0) {
+                if k.iter().any(|&x| x <= 0 || x > MAX_DIM) {
                     bail!("{}: kernel_shape {k:?} must be positive", ctx.op_type);
                 }
                 k.iter().map(|&x| x as usize).collect()
             }
-            (None, Some(k)) => k,
+            (None, Some(k)) => {
+                if k.iter().any(|&x| x == 0 || x as i64 > MAX_DIM) {
+                    bail!("{}: W's spatial shape {k:?} is not a valid kernel", ctx.op_type);
+                }
+                k
+            }
             (None, None) => bail!("{}: 'kernel_shape' is required", ctx.op_type),
         };
         let r = kernel.len();
+        if r == 0 {
+            bail!("{}: the kernel needs at least one spatial dimension", ctx.op_type);
+        }
         let auto_pad = match ctx.string("auto_pad", "NOTSET")?.as_str() {
             "NOTSET" | "" => AutoPad::NotSet,
             "SAME_UPPER" => AutoPad::SameUpper,

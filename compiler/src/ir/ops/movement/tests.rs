@@ -1,5 +1,5 @@
 use super::*;
-use crate::ir::ops;
+use crate::ir::{NodeInput, ops};
 use crate::tensor::{ArrayD, IxDyn};
 
 fn i64s(v: &[i64]) -> Tensor {
@@ -203,6 +203,22 @@ fn depth_to_space_and_back() {
     assert!(run(&Movement::DepthToSpace { blocksize: 3, mode: BlockMode::Dcr }, &[Some(x.clone())]).is_err());
     assert!(run(&Movement::SpaceToDepth { blocksize: 2, mode: BlockMode::Dcr }, &[Some(x)]).is_err());
     assert!(run(&dcr, &[Some(iota(&[4, 1, 1]))]).is_err());
+}
+
+#[test]
+fn block_mode_by_opset() {
+    let mut attrs = Attrs::new();
+    attrs.insert("blocksize".into(), Attr::Int(2));
+    attrs.insert("mode".into(), Attr::Str("CRD".into()));
+    // SpaceToDepth has `mode` from opset 28, DepthToSpace from 11.
+    assert!(ops::build("SpaceToDepth", "", 13, "n", &attrs, vec![], 1).is_err());
+    let (op, _) = ops::build("SpaceToDepth", "", 28, "n", &attrs, vec![], 1).unwrap();
+    assert_eq!(op, Op::from(Movement::SpaceToDepth { blocksize: 2, mode: BlockMode::Crd }));
+    assert!(ops::build("DepthToSpace", "", 10, "n", &attrs, vec![], 1).is_err());
+    let (op, _) = ops::build("DepthToSpace", "", 13, "n", &attrs, vec![], 1).unwrap();
+    assert_eq!(op, Op::from(Movement::DepthToSpace { blocksize: 2, mode: BlockMode::Crd }));
+    attrs.insert("blocksize".into(), Attr::Int(0));
+    assert!(ops::build("DepthToSpace", "", 13, "n", &attrs, vec![], 1).is_err());
 }
 
 #[test]

@@ -1,0 +1,142 @@
+//! The contract between compiled code and the runtime.
+//!
+//! The artifact's code section holds position-independent machine code with **no
+//! relocations**: the runtime copies it into its own memory, makes it read+execute and
+//! calls `code + entry_offset` as an [`EntryFn`] with the platform's C calling convention
+//! (the artifact records which one, and load refuses a mismatch). Everything the code
+//! needs from the outside arrives through the one [`RunContext`] argument; runtime
+//! services (GEMM, threads, memcpy) are called through the [`KernelTable`] it points to.
+//!
+//! Layouts are `#[repr(C)]` and fixed; the `*_OFFSET` constants below are what the code
+//! generator should use (they are checked against the Rust layout at compile time, and
+//! are the same on every 64-bit target).
+
+use std::ffi::c_void;
+use std::mem::offset_of;
+
+/// The version of the [`KernelTable`] layout and of the meaning of its entries.
+///
+/// The table only ever grows at its end, and each addition bumps this number. An
+/// artifact records the version its code was built against; a runtime loads artifacts
+/// built for its own version or any older one, and refuses newer ones with a clear error.
+pub const KERNEL_ABI_VERSION: u32 = 1;
+
+/// The single argument of the entry point. All pointers are valid for the whole call.
+#[repr(C)]
+#[derive(Debug)]
+pub struct RunContext {
+    /// One pointer per graph input, in the artifact's input order. Each points to the
+    /// input's dense row-major little-endian bytes, aligned to at least the element's
+    /// scalar size ([`crate::DType::align`]; no more is promised, so vector loads must
+    /// be unaligned ones). Read-only; input buffers do not overlap outputs.
+    pub inputs: *const *const u8,
+    /// One pointer per graph output, in the artifact's output order, to buffers of
+    /// exactly the output's byte size, aligned as inputs are. Write-only as far as the
+    /// caller is concerned: their contents on entry are unspecified.
+    pub outputs: *const *mut u8,
+    /// Scratch memory of the artifact's `arena_size` bytes, 64-byte aligned, exclusive to
+    /// this call. Its contents on entry are unspecified (not necessarily zero).
+    pub arena: *mut u8,
+    /// The artifact's weights section, 64-byte aligned, read-only.
+    pub weights: *const u8,
+    /// The runtime's kernels; the table is at least as new as the artifact's
+    /// `kernel_abi_version`.
+    pub kernels: *const KernelTable,
+    /// How many threads the code may use for intra-op parallelism (always ≥ 1). Code
+    /// does not make threads itself: it passes work to `kernels.parallel_for`, and
+    /// kernels read this number from the context they are given.
+    pub thread_count: usize,
+}
+
+/// The entry point: `code + entry_offset`. Returns 0 on success, anything else is an
+/// error code that [`crate::RunError::Code`] hands to the caller.
+pub type EntryFn = unsafe extern "C" fn(ctx: *const RunContext) -> i32;
+
+/// Single-precision GEMM: `C = alpha * A * B + beta * C`, with `A` m×k, `B` k×n, `C` m×n.
+///
+/// Each matrix is given by a pointer and a row stride and a column stride **in elements**
+/// (so element (i, j) of C is at `c[i * rsc + j * csc]`): row-major is `(ld, 1)`,
+/// a transposed operand is `(1, ld)`. When `beta == 0`, C is not read (it may hold NaN
+/// or garbage), as in BLAS. `ctx` is the run's context (kernels read `thread_count`).
+pub type SgemmFn = unsafe extern "C" fn(
+    ctx: *const RunContext,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    beta: f32,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+);
+
+/// A piece of parallel work: handle indices `begin..end`; return 0, or an error code.
+pub type TaskFn = unsafe extern "C" fn(task_ctx: *mut c_void, begin: usize, end: usize) -> i32;
+
+/// Runs `task` over `0..n`, split into contiguous ranges over at most `ctx.thread_count`
+/// threads (the calling thread is one of them); every index is covered exactly once.
+/// Returns 0, or the first non-zero code a task returned (the other ranges still run).
+/// Tasks must be safe to run concurrently on disjoint ranges.
+pub type ParallelForFn =
+    unsafe extern "C" fn(ctx: *const RunContext, n: usize, task: TaskFn, task_ctx: *mut c_void) -> i32;
+
+/// `memcpy`: copies `n` bytes; the ranges must not overlap.
+pub type MemcpyFn = unsafe extern "C" fn(dst: *mut u8, src: *const u8, n: usize);
+
+/// `memset`: sets `n` bytes to the low byte of `value`.
+pub type MemsetFn = unsafe extern "C" fn(dst: *mut u8, value: i32, n: usize);
+
+/// Runtime services the compiled code calls. Entries are only ever appended.
+#[repr(C)]
+#[derive(Debug)]
+pub struct KernelTable {
+    /// [`KERNEL_ABI_VERSION`] of the runtime that built this table.
+    pub version: u32,
+    /// Zero; keeps the function pointers 8-byte aligned explicitly.
+    pub reserved: u32,
+    pub sgemm: SgemmFn,
+    pub parallel_for: ParallelForFn,
+    pub memcpy: MemcpyFn,
+    pub memset: MemsetFn,
+}
+
+pub const RUN_CONTEXT_INPUTS_OFFSET: usize = 0;
+pub const RUN_CONTEXT_OUTPUTS_OFFSET: usize = 8;
+pub const RUN_CONTEXT_ARENA_OFFSET: usize = 16;
+pub const RUN_CONTEXT_WEIGHTS_OFFSET: usize = 24;
+pub const RUN_CONTEXT_KERNELS_OFFSET: usize = 32;
+pub const RUN_CONTEXT_THREAD_COUNT_OFFSET: usize = 40;
+pub const RUN_CONTEXT_SIZE: usize = 48;
+
+pub const KERNEL_TABLE_VERSION_OFFSET: usize = 0;
+pub const KERNEL_TABLE_SGEMM_OFFSET: usize = 8;
+pub const KERNEL_TABLE_PARALLEL_FOR_OFFSET: usize = 16;
+pub const KERNEL_TABLE_MEMCPY_OFFSET: usize = 24;
+pub const KERNEL_TABLE_MEMSET_OFFSET: usize = 32;
+
+/// Alignment of the arena and the weights section in memory.
+pub const ARENA_ALIGN: usize = 64;
+pub const WEIGHTS_ALIGN: usize = 64;
+
+// The layout above is for 64-bit targets, the only ones neoc generates code for.
+const _: () = assert!(std::mem::size_of::<usize>() == 8, "neoc-runtime needs a 64-bit target");
+const _: () = {
+    assert!(offset_of!(RunContext, inputs) == RUN_CONTEXT_INPUTS_OFFSET);
+    assert!(offset_of!(RunContext, outputs) == RUN_CONTEXT_OUTPUTS_OFFSET);
+    assert!(offset_of!(RunContext, arena) == RUN_CONTEXT_ARENA_OFFSET);
+    assert!(offset_of!(RunContext, weights) == RUN_CONTEXT_WEIGHTS_OFFSET);
+    assert!(offset_of!(RunContext, kernels) == RUN_CONTEXT_KERNELS_OFFSET);
+    assert!(offset_of!(RunContext, thread_count) == RUN_CONTEXT_THREAD_COUNT_OFFSET);
+    assert!(std::mem::size_of::<RunContext>() == RUN_CONTEXT_SIZE);
+    assert!(offset_of!(KernelTable, version) == KERNEL_TABLE_VERSION_OFFSET);
+    assert!(offset_of!(KernelTable, sgemm) == KERNEL_TABLE_SGEMM_OFFSET);
+    assert!(offset_of!(KernelTable, parallel_for) == KERNEL_TABLE_PARALLEL_FOR_OFFSET);
+    assert!(offset_of!(KernelTable, memcpy) == KERNEL_TABLE_MEMCPY_OFFSET);
+    assert!(offset_of!(KernelTable, memset) == KERNEL_TABLE_MEMSET_OFFSET);
+};

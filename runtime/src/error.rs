@@ -1,0 +1,80 @@
+//! The runtime's errors: [`LoadError`] from loading, [`RunError`] from running.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::artifact::FormatError;
+use crate::host::{CallConv, Isa};
+use crate::tensor::{DType, ShapeDisplay, TensorError};
+
+/// Why an artifact cannot be loaded on this machine.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("artifact is for {artifact}, this machine is {host}")]
+    WrongIsa { artifact: Isa, host: String },
+    #[error("artifact uses the {artifact} calling convention, this platform uses {host}")]
+    WrongCallConv { artifact: CallConv, host: CallConv },
+    #[error("artifact needs {}, this CPU lacks {}", and_list(missing), if missing.len() == 1 { "it" } else { "them" })]
+    MissingCpuFeatures { missing: Vec<String> },
+    #[error("artifact needs kernel ABI version {artifact}, this runtime provides version {runtime}; upgrade neoc-runtime")]
+    KernelAbiTooNew { artifact: u32, runtime: u32 },
+    #[error("cannot map executable memory for the code: {0}")]
+    ExecMemory(io::Error),
+    #[error("out of memory allocating the {bytes}-byte arena")]
+    OutOfMemory { bytes: u64 },
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// Whether an error is about an input or an output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Input,
+    Output,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Input => "input",
+            Role::Output => "output",
+        })
+    }
+}
+
+/// Why a run did not happen or did not succeed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RunError {
+    #[error("the model takes {expected} {role}s, got {got}")]
+    Count { role: Role, expected: usize, got: usize },
+    #[error("{role} {index} ('{name}'): expected dtype {expected}, got {got}")]
+    DType { role: Role, index: usize, name: String, expected: DType, got: DType },
+    #[error("{role} {index} ('{name}'): expected shape {}, got {}", ShapeDisplay(expected), ShapeDisplay(got))]
+    Shape { role: Role, index: usize, name: String, expected: Vec<usize>, got: Vec<usize> },
+    #[error("{role} {index} ('{name}'): the buffer is not aligned to {align} bytes, as {dtype} data must be")]
+    Misaligned { role: Role, index: usize, name: String, dtype: DType, align: usize },
+    #[error("the model has no input named '{name}'; its inputs are {}", known.join(", "))]
+    UnknownInput { name: String, known: Vec<String> },
+    #[error("input '{name}' is given more than once")]
+    DuplicateInput { name: String },
+    #[error("input '{name}' is missing")]
+    MissingInput { name: String },
+    #[error("the compiled code failed with error code {0}")]
+    Code(i32),
+    #[error("out of memory allocating the {bytes}-byte arena")]
+    OutOfMemory { bytes: u64 },
+    #[error(transparent)]
+    Tensor(#[from] TensorError),
+}

@@ -1,0 +1,242 @@
+//! Every `unsafe` operation of the runtime, apart from the kernels (which take raw pointers
+//! by their nature), lives here, each with the reason it is sound:
+//!
+//! - viewing plain numeric slices as bytes and back ([`bytes_of`], [`cast_slice`]);
+//! - a 64-byte-aligned byte buffer ([`AlignedBuf`]);
+//! - memory-mapping an artifact file ([`map_file`]);
+//! - copying machine code into anonymous memory, making it read+execute ([`ExecCode`]);
+//! - calling the compiled entry point with a [`RunContext`] ([`invoke`]).
+//!
+//! Trust: an artifact is a program. Its code is executed as it is; the checksum catches
+//! corruption, not malice, so load only artifacts you trust (as with a shared library).
+
+use std::fs::File;
+use std::io;
+
+use memmap2::{Mmap, MmapMut};
+
+use crate::abi::{EntryFn, KernelTable, RunContext};
+use crate::tensor::{TensorMut, TensorRef};
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// Plain numeric types: every bit pattern is a valid value and there is no padding, so
+/// their slices can be reinterpreted as bytes and (when aligned) back.
+pub trait Pod: Copy + 'static + sealed::Sealed {}
+
+macro_rules! pod {
+    ($($t:ty),*) => { $(impl sealed::Sealed for $t {} impl Pod for $t {})* };
+}
+pod!(f32, f64, i8, u8, i16, u16, i32, u32, i64, u64);
+
+pub fn bytes_of<T: Pod>(values: &[T]) -> &[u8] {
+    // SAFETY: T is plain data without padding; the byte view covers exactly the same memory
+    // and lives as long as the borrow of `values`.
+    unsafe { std::slice::from_raw_parts(values.as_ptr().cast(), std::mem::size_of_val(values)) }
+}
+
+pub fn bytes_of_mut<T: Pod>(values: &mut [T]) -> &mut [u8] {
+    // SAFETY: as in `bytes_of`; any bytes written are a valid T since T is Pod.
+    unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast(), std::mem::size_of_val(values)) }
+}
+
+/// `bytes` as `&[T]`, or `None` when misaligned or not a whole number of elements.
+pub fn cast_slice<T: Pod>(bytes: &[u8]) -> Option<&[T]> {
+    let size = std::mem::size_of::<T>();
+    if !(bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) || !bytes.len().is_multiple_of(size) {
+        return None;
+    }
+    // SAFETY: alignment and length checked above; every bit pattern is a valid T.
+    Some(unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast(), bytes.len() / size) })
+}
+
+pub fn cast_slice_mut<T: Pod>(bytes: &mut [u8]) -> Option<&mut [T]> {
+    let size = std::mem::size_of::<T>();
+    if !(bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) || !bytes.len().is_multiple_of(size) {
+        return None;
+    }
+    // SAFETY: as in `cast_slice`, with the unique borrow carried over.
+    Some(unsafe { std::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast(), bytes.len() / size) })
+}
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Block([u8; 64]);
+
+/// A zero-initialised byte buffer whose start is 64-byte aligned.
+#[derive(Clone, Default)]
+pub struct AlignedBuf {
+    blocks: Vec<Block>,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// `len` zero bytes; an error instead of an abort when the memory is not there.
+    pub fn zeroed(len: usize) -> Result<AlignedBuf, std::collections::TryReserveError> {
+        let n = len.div_ceil(64);
+        let mut blocks = Vec::new();
+        blocks.try_reserve_exact(n)?;
+        blocks.resize(n, Block([0; 64]));
+        Ok(AlignedBuf { blocks, len })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: the blocks hold at least `len` initialised bytes, contiguously.
+        unsafe { std::slice::from_raw_parts(self.blocks.as_ptr().cast(), self.len) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`, with a unique borrow.
+        unsafe { std::slice::from_raw_parts_mut(self.blocks.as_mut_ptr().cast(), self.len) }
+    }
+}
+
+impl PartialEq for AlignedBuf {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for AlignedBuf {}
+
+/// Maps `file` read-only.
+pub fn map_file(file: &File) -> io::Result<Mmap> {
+    // SAFETY: the mapping is read-only and private to the model. Like every memory-mapped
+    // reader, we rely on nobody truncating or rewriting the file while it is loaded (that
+    // would fault or change weights under the running code); this is documented on
+    // `Model::load`.
+    unsafe { Mmap::map(file) }
+}
+
+/// Machine code copied into its own anonymous mapping and made read+execute (never
+/// writable and executable at once).
+pub struct ExecCode {
+    map: Mmap,
+    len: usize,
+}
+
+impl ExecCode {
+    pub fn new(code: &[u8]) -> io::Result<ExecCode> {
+        let mut map = MmapMut::map_anon(code.len().max(1))?;
+        map[..code.len()].copy_from_slice(code);
+        let map = map.make_exec()?;
+        flush_icache(map.as_ptr(), code.len());
+        Ok(ExecCode { map, len: code.len() })
+    }
+}
+
+/// Makes freshly written code visible to instruction fetch. x86 keeps the instruction
+/// and data caches coherent, so there is nothing to do.
+#[cfg(not(target_arch = "aarch64"))]
+fn flush_icache(_start: *const u8, _len: usize) {}
+
+/// aarch64 Linux and others: clean the data cache and invalidate the instruction cache
+/// to the point of unification, line by line, as compiler-rt's `__clear_cache` does
+/// (honouring CTR_EL0.IDC/DIC, which say a step is unnecessary). The invalidation is
+/// broadcast to every core; other threads get the model only through synchronisation
+/// that passes through the kernel, which is a context-synchronising event.
+#[cfg(all(target_arch = "aarch64", not(target_vendor = "apple")))]
+fn flush_icache(start: *const u8, len: usize) {
+    use std::arch::asm;
+    let start = start as usize;
+    let end = start + len;
+    // SAFETY: cache maintenance by virtual address on memory we own and have mapped
+    // readable; these instructions change no architectural state visible to Rust.
+    unsafe {
+        let ctr: u64;
+        asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags));
+        if (ctr >> 28) & 1 == 0 {
+            let line = 4usize << ((ctr >> 16) & 15);
+            let mut addr = start & !(line - 1);
+            while addr < end {
+                asm!("dc cvau, {}", in(reg) addr, options(nostack, preserves_flags));
+                addr += line;
+            }
+        }
+        asm!("dsb ish", options(nostack, preserves_flags));
+        if (ctr >> 29) & 1 == 0 {
+            let line = 4usize << (ctr & 15);
+            let mut addr = start & !(line - 1);
+            while addr < end {
+                asm!("ic ivau, {}", in(reg) addr, options(nostack, preserves_flags));
+                addr += line;
+            }
+            asm!("dsb ish", options(nostack, preserves_flags));
+        }
+        asm!("isb", options(nostack, preserves_flags));
+    }
+}
+
+/// Apple platforms provide the same operation in libSystem.
+#[cfg(all(target_arch = "aarch64", target_vendor = "apple"))]
+fn flush_icache(start: *const u8, len: usize) {
+    unsafe extern "C" {
+        fn sys_icache_invalidate(start: *mut std::ffi::c_void, len: usize);
+    }
+    // SAFETY: the range is memory we own and have just written.
+    unsafe { sys_icache_invalidate(start as *mut _, len) }
+}
+
+/// The pointer arrays handed to the code (`inputs` then `outputs`), kept between runs so
+/// a run allocates nothing. Empty outside a call.
+#[derive(Default)]
+pub struct PtrScratch(Vec<*mut u8>);
+
+// SAFETY: the vector is empty whenever it is not inside `invoke`, so no pointer ever
+// crosses a thread through it.
+unsafe impl Send for PtrScratch {}
+
+impl PtrScratch {
+    pub fn with_capacity(n: usize) -> PtrScratch {
+        PtrScratch(Vec::with_capacity(n))
+    }
+}
+
+/// Everything one call of the entry point needs. The caller has checked the tensors
+/// against the signatures (count, dtype, shape, alignment) and `entry < code.len()`.
+pub struct Call<'c, 'i, 'o> {
+    pub entry: usize,
+    pub inputs: &'c [TensorRef<'i>],
+    pub outputs: &'c mut [TensorMut<'o>],
+    pub arena: &'c mut AlignedBuf,
+    pub weights: &'c [u8],
+    pub kernels: &'static KernelTable,
+    pub thread_count: usize,
+    pub ptrs: &'c mut PtrScratch,
+}
+
+/// Calls the compiled entry point and returns its status (0 = ok).
+pub fn invoke(code: &ExecCode, call: Call<'_, '_, '_>) -> i32 {
+    assert!(call.entry < code.len, "entry offset checked at load");
+    let ptrs = &mut call.ptrs.0;
+    ptrs.clear();
+    ptrs.extend(call.inputs.iter().map(|t| t.bytes().as_ptr().cast_mut()));
+    ptrs.extend(call.outputs.iter_mut().map(|t| t.bytes_mut().as_mut_ptr()));
+    let ctx = RunContext {
+        inputs: ptrs.as_ptr().cast(),
+        // SAFETY: `inputs.len() <= ptrs.len()`, so this stays inside (or one past) the vector.
+        outputs: unsafe { ptrs.as_ptr().add(call.inputs.len()) },
+        arena: call.arena.as_mut_slice().as_mut_ptr(),
+        weights: call.weights.as_ptr(),
+        kernels: call.kernels,
+        thread_count: call.thread_count.max(1),
+    };
+    // SAFETY: `entry` lies inside the executable mapping, which holds the artifact's code,
+    // compiled for this ISA and calling convention (checked at load) to the contract in
+    // `abi`: it reads `inputs.len()` input buffers and writes `outputs.len()` output
+    // buffers of exactly the checked sizes, uses at most `arena.len()` bytes of the arena
+    // (exclusively ours for this call), reads the weights and calls only through `kernels`.
+    // Every pointer in `ctx` stays valid for the whole call: the borrows above outlive it.
+    let status = unsafe {
+        let entry: EntryFn = std::mem::transmute::<*const u8, EntryFn>(code.map.as_ptr().add(call.entry));
+        entry(&ctx)
+    };
+    ptrs.clear();
+    status
+}
