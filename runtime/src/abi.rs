@@ -92,6 +92,176 @@ pub type MemcpyFn = unsafe extern "C" fn(dst: *mut u8, src: *const u8, n: usize)
 /// `memset`: sets `n` bytes to the low byte of `value`.
 pub type MemsetFn = unsafe extern "C" fn(dst: *mut u8, value: i32, n: usize);
 
+/// Scalar math on f32 for ops the code generator does not expand inline: `op` is a
+/// [`MathOp`] as u32, `b` is ignored by one-argument ops.
+pub type MathF32Fn = unsafe extern "C" fn(op: u32, a: f32, b: f32) -> f32;
+/// As [`MathF32Fn`], on f64.
+pub type MathF64Fn = unsafe extern "C" fn(op: u32, a: f64, b: f64) -> f64;
+
+/// The functions behind [`KernelTable::math_f32`] / [`KernelTable::math_f64`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MathOp {
+    Exp = 0,
+    Log = 1,
+    Tanh = 2,
+    Erf = 3,
+    Sin = 4,
+    Cos = 5,
+    Tan = 6,
+    Asin = 7,
+    Acos = 8,
+    Atan = 9,
+    Sinh = 10,
+    Cosh = 11,
+    Asinh = 12,
+    Acosh = 13,
+    Atanh = 14,
+    /// `a.powf(b)`.
+    Pow = 15,
+    /// C `fmod(a, b)` (the dividend's sign).
+    Fmod = 16,
+    /// `1 / (1 + exp(-a))`, computed without overflow for large |a|.
+    Sigmoid = 17,
+    /// `ln(1 + exp(a))`, without overflow.
+    Softplus = 18,
+    /// `exp(a) - 1`.
+    Expm1 = 19,
+    /// `ln(1 + a)`.
+    Log1p = 20,
+}
+
+impl MathOp {
+    pub const ALL: [MathOp; 21] = [
+        MathOp::Exp,
+        MathOp::Log,
+        MathOp::Tanh,
+        MathOp::Erf,
+        MathOp::Sin,
+        MathOp::Cos,
+        MathOp::Tan,
+        MathOp::Asin,
+        MathOp::Acos,
+        MathOp::Atan,
+        MathOp::Sinh,
+        MathOp::Cosh,
+        MathOp::Asinh,
+        MathOp::Acosh,
+        MathOp::Atanh,
+        MathOp::Pow,
+        MathOp::Fmod,
+        MathOp::Sigmoid,
+        MathOp::Softplus,
+        MathOp::Expm1,
+        MathOp::Log1p,
+    ];
+
+    pub fn from_u32(v: u32) -> Option<MathOp> {
+        MathOp::ALL.get(v as usize).copied()
+    }
+}
+
+/// Up to this many spatial dimensions in [`ConvParams`] and [`PoolParams`].
+pub const MAX_SPATIAL: usize = 3;
+
+/// Activation applied by a kernel's epilogue (after bias and residual).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activation {
+    None = 0,
+    Relu = 1,
+    /// `min(max(x, alpha), beta)`.
+    Clip = 2,
+    /// `x < 0 ? alpha * x : x`.
+    LeakyRelu = 3,
+    Sigmoid = 4,
+    /// `x * sigmoid(x)`.
+    Silu = 5,
+    /// `x * clamp(x/6 + 1/2, 0, 1)`.
+    HardSwish = 6,
+}
+
+/// An N-d convolution (N = `spatial`, 1 to [`MAX_SPATIAL`]) on f32 in NC(D)HW layout,
+/// with groups, strides, dilations and begin padding (end padding follows from the
+/// sizes). Unused trailing entries of the arrays are 1 (sizes, strides, dilations) or 0
+/// (pads). `y = act(conv(x, w) + bias + residual)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConvParams {
+    pub spatial: u32,
+    pub group: u32,
+    pub batch: u64,
+    pub c_in: u64,
+    pub c_out: u64,
+    pub in_size: [u64; MAX_SPATIAL],
+    pub out_size: [u64; MAX_SPATIAL],
+    pub kernel: [u64; MAX_SPATIAL],
+    pub stride: [u64; MAX_SPATIAL],
+    pub dilation: [u64; MAX_SPATIAL],
+    pub pad_begin: [u64; MAX_SPATIAL],
+    /// An [`Activation`] as u32.
+    pub act: u32,
+    /// 0: `w` is ONNX's (C_out, C_in/group, k...) layout; other values name layouts
+    /// made by the runtime's own packing function (see `kernels`).
+    pub weight_layout: u32,
+    pub act_alpha: f32,
+    pub act_beta: f32,
+    /// Bytes of scratch memory the kernel needs (the compiler sizes it with the
+    /// runtime's own function and reserves it in the arena).
+    pub scratch_bytes: u64,
+}
+
+/// `conv(ctx, params, x, w, bias, residual, y, scratch)`: `bias` (c_out values) and
+/// `residual` (y's shape) may be null. `scratch` has `params.scratch_bytes` bytes,
+/// 64-byte aligned. Returns 0, or an error code.
+pub type ConvFn = unsafe extern "C" fn(
+    ctx: *const RunContext,
+    params: *const ConvParams,
+    x: *const f32,
+    w: *const f32,
+    bias: *const f32,
+    residual: *const f32,
+    y: *mut f32,
+    scratch: *mut u8,
+) -> i32;
+
+/// What [`PoolParams`] computes over each window.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PoolKind {
+    Max = 0,
+    /// The mean; the divisor counts padding when `count_include_pad` is 1.
+    Average = 1,
+    /// `(sum |x|^p)^(1/p)`.
+    Lp = 2,
+}
+
+/// N-d pooling on f32 in NC(D)HW layout; `channels` is N*C (every plane is pooled alike).
+/// Windows may run past the input (padding and ceil mode): padded positions are ignored
+/// by Max and Lp, and counted by Average only when `count_include_pad` is 1 (and then
+/// only up to the padded input's end, as ONNX specifies).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PoolParams {
+    pub kind: u32,
+    pub spatial: u32,
+    pub channels: u64,
+    pub in_size: [u64; MAX_SPATIAL],
+    pub out_size: [u64; MAX_SPATIAL],
+    pub kernel: [u64; MAX_SPATIAL],
+    pub stride: [u64; MAX_SPATIAL],
+    pub dilation: [u64; MAX_SPATIAL],
+    pub pad_begin: [u64; MAX_SPATIAL],
+    pub pad_end: [u64; MAX_SPATIAL],
+    pub count_include_pad: u32,
+    pub p: u32,
+}
+
+/// `pool(ctx, params, x, y, indices)`: `indices` (i64, y's shape, may be null) receives
+/// Max's argmax as a flat index into x's (N, C, spatial...) layout, row-major.
+pub type PoolFn =
+    unsafe extern "C" fn(ctx: *const RunContext, params: *const PoolParams, x: *const f32, y: *mut f32, indices: *mut i64) -> i32;
+
 /// Runtime services the compiled code calls. Entries are only ever appended.
 #[repr(C)]
 #[derive(Debug)]
@@ -104,6 +274,10 @@ pub struct KernelTable {
     pub parallel_for: ParallelForFn,
     pub memcpy: MemcpyFn,
     pub memset: MemsetFn,
+    pub math_f32: MathF32Fn,
+    pub math_f64: MathF64Fn,
+    pub conv: ConvFn,
+    pub pool: PoolFn,
 }
 
 pub const RUN_CONTEXT_INPUTS_OFFSET: usize = 0;
@@ -119,6 +293,10 @@ pub const KERNEL_TABLE_SGEMM_OFFSET: usize = 8;
 pub const KERNEL_TABLE_PARALLEL_FOR_OFFSET: usize = 16;
 pub const KERNEL_TABLE_MEMCPY_OFFSET: usize = 24;
 pub const KERNEL_TABLE_MEMSET_OFFSET: usize = 32;
+pub const KERNEL_TABLE_MATH_F32_OFFSET: usize = 40;
+pub const KERNEL_TABLE_MATH_F64_OFFSET: usize = 48;
+pub const KERNEL_TABLE_CONV_OFFSET: usize = 56;
+pub const KERNEL_TABLE_POOL_OFFSET: usize = 64;
 
 /// Alignment of the arena and the weights section in memory.
 pub const ARENA_ALIGN: usize = 64;
@@ -139,4 +317,8 @@ const _: () = {
     assert!(offset_of!(KernelTable, parallel_for) == KERNEL_TABLE_PARALLEL_FOR_OFFSET);
     assert!(offset_of!(KernelTable, memcpy) == KERNEL_TABLE_MEMCPY_OFFSET);
     assert!(offset_of!(KernelTable, memset) == KERNEL_TABLE_MEMSET_OFFSET);
+    assert!(offset_of!(KernelTable, math_f32) == KERNEL_TABLE_MATH_F32_OFFSET);
+    assert!(offset_of!(KernelTable, math_f64) == KERNEL_TABLE_MATH_F64_OFFSET);
+    assert!(offset_of!(KernelTable, conv) == KERNEL_TABLE_CONV_OFFSET);
+    assert!(offset_of!(KernelTable, pool) == KERNEL_TABLE_POOL_OFFSET);
 };

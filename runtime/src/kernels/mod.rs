@@ -4,7 +4,11 @@
 //! override entries after feature detection (AVX2 → AVX-512 → VNNI; NEON), each
 //! property-tested against the generic one; [`for_host`] is where that choice is made.
 
+mod erf;
 pub mod generic;
+pub mod math;
+
+pub use erf::erf;
 
 use crate::abi::{KERNEL_ABI_VERSION, KernelTable};
 
@@ -16,6 +20,10 @@ pub static GENERIC: KernelTable = KernelTable {
     parallel_for: generic::parallel_for,
     memcpy: generic::memcpy,
     memset: generic::memset,
+    math_f32: math::math_f32,
+    math_f64: math::math_f64,
+    conv: generic::conv_unimplemented,
+    pool: generic::pool_unimplemented,
 };
 
 /// The best table for this machine. For now, the generic one.

@@ -18,8 +18,8 @@
 //! Floats compute in f64 and round once to the element type; integers (Abs, Neg, Sign,
 //! BitwiseNot) wrap like numpy (`Abs(i8::MIN) = i8::MIN`).
 
-mod erf;
-pub use erf::erf;
+/// The error function in f64; the runtime's, so reference and compiled code agree.
+pub use neoc_runtime::kernels::erf;
 
 use super::binary::elementwise::{Num, is_float, is_int, is_num, with_num};
 use crate::ir::{Attr, Attrs, EvalInputs, InferCx, Importer, NodeCtx, Op, OpImpl, ValueType};
