@@ -100,7 +100,7 @@ pub unsafe extern "C" fn conv(
     {
         return ERR_CONV_BUFFERS;
     }
-    let in_place = residual == y as *const f32;
+    let in_place = std::ptr::eq(residual, y);
     let job = Job {
         g,
         x,
@@ -512,3 +512,6 @@ fn gather_row(out: &mut [f32], xrow: &[f32], ow0: usize, stride: usize, offset: 
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -208,9 +208,9 @@ mod tests {
     }
 
     /// One random problem: the fast sgemm against the plain one (the oracle), element
-    /// by element. Both differ from the exact result by at most γ_{k+2}·(|α|·Σₚ|aᵢₚbₚⱼ|
-    /// + |β·cᵢⱼ|) (k products, the α scaling and the β term), so they differ from each
-    /// other by at most twice that.
+    /// by element. Both differ from the exact result by at most
+    /// γ_{k+2}·(|α|·Σₚ|aᵢₚbₚⱼ| + |β·cᵢⱼ|) (k products, the α scaling and the β term), so
+    /// they differ from each other by at most twice that.
     #[allow(clippy::too_many_arguments)]
     fn check(rng: &mut Rng, m: usize, n: usize, k: usize, alpha: f32, beta: f32, threads: usize, c_nan: bool) {
         let (ta, tb, tc) = (rng.coin(), rng.coin(), rng.coin());

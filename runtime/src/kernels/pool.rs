@@ -246,3 +246,220 @@ impl Job {
         0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::{Rng, ctx};
+    use super::*;
+
+    fn base(kind: PoolKind, spatial: u32) -> PoolParams {
+        PoolParams {
+            kind: kind as u32,
+            spatial,
+            channels: 1,
+            in_size: [1; 3],
+            out_size: [1; 3],
+            kernel: [1; 3],
+            stride: [1; 3],
+            dilation: [1; 3],
+            pad_begin: [0; 3],
+            pad_end: [0; 3],
+            count_include_pad: 0,
+            p: 2,
+        }
+    }
+
+    /// Per output: (value, argmax, Σ|terms|), by plain loops over the ABI's own arrays
+    /// (trailing entries are 1 and 0), with the semantics of the module docs, in f64.
+    fn reference(p: &PoolParams, x: &[f32]) -> Vec<(f64, i64, f64)> {
+        let u = |a: [u64; 3]| a.map(|v| v as i64);
+        let (is, os, k, s, d, pb, pe) = (u(p.in_size), u(p.out_size), u(p.kernel), u(p.stride), u(p.dilation), u(p.pad_begin), u(p.pad_end));
+        let in_len = (is[0] * is[1] * is[2]) as usize;
+        let mut out = vec![];
+        for c in 0..p.channels as usize {
+            for o0 in 0..os[0] {
+                for o1 in 0..os[1] {
+                    for o2 in 0..os[2] {
+                        let (mut best, mut arg, mut sum, mut lp, mut mag, mut read, mut padded) = (None::<f32>, -1i64, 0f64, 0f64, 0f64, 0, 0);
+                        for k0 in 0..k[0] {
+                            for k1 in 0..k[1] {
+                                for k2 in 0..k[2] {
+                                    let pos = [o0 * s[0] + k0 * d[0] - pb[0], o1 * s[1] + k1 * d[1] - pb[1], o2 * s[2] + k2 * d[2] - pb[2]];
+                                    if (0..3).all(|i| pos[i] >= -pb[i] && pos[i] < is[i] + pe[i]) {
+                                        padded += 1;
+                                    }
+                                    if (0..3).any(|i| pos[i] < 0 || pos[i] >= is[i]) {
+                                        continue;
+                                    }
+                                    let flat = c * in_len + ((pos[0] * is[1] + pos[1]) * is[2] + pos[2]) as usize;
+                                    let v = x[flat];
+                                    read += 1;
+                                    if best.is_none_or(|b| v > b) {
+                                        (best, arg) = (Some(v), flat as i64);
+                                    }
+                                    sum += v as f64;
+                                    mag += (v as f64).abs();
+                                    lp += (v as f64).abs().powi(p.p as i32);
+                                }
+                            }
+                        }
+                        out.push(match p.kind {
+                            0 => (best.map_or(0.0, f64::from), arg, 0.0),
+                            1 => (sum / if p.count_include_pad == 1 { padded } else { read } as f64, -1, mag),
+                            _ => (lp.powf(1.0 / p.p as f64), -1, lp),
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Runs the kernel and compares with the reference: Max exactly (value and index,
+    /// NaN included), Average and Lp to the f32 rounding of the f64 result (both
+    /// accumulate in f64, whose error, n·2⁻⁵³·Σ|terms|, is far below that).
+    fn check(rng: &mut Rng, p: &PoolParams, threads: usize, small_ints: bool) {
+        let g = Geometry::new(p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+        let n_in = g.channels * g.in_len;
+        let x: Vec<f32> = if small_ints { (0..n_in).map(|_| rng.range(0, 3) as f32 - 1.0).collect() } else { rng.values(n_in) };
+        let want = reference(p, &x);
+        let n_out = g.channels * g.out_len;
+        let mut y = vec![f32::from_bits(0x7fc0_1234); n_out + 1];
+        let mut idx = vec![i64::MIN; n_out + 1];
+        let indices = if p.kind == PoolKind::Max as u32 { idx.as_mut_ptr() } else { std::ptr::null_mut() };
+        // SAFETY: buffers of the sizes the parameters describe (plus one guard element).
+        let code = unsafe { pool(&ctx(threads), p, x.as_ptr(), y.as_mut_ptr(), indices) };
+        assert_eq!(code, 0, "{p:?}");
+        for (i, (&got, &(exact, arg, mag))) in y.iter().zip(&want).enumerate() {
+            let ok = if exact.is_nan() {
+                got.is_nan()
+            } else if p.kind == PoolKind::Max as u32 {
+                got as f64 == exact && idx[i] == arg
+            } else {
+                (got as f64 - exact).abs() <= f64::from(f32::EPSILON) * exact.abs() + 1e-12 * mag
+            };
+            assert!(ok, "{p:?} threads {threads}: y[{i}] = {got} (index {}), want {exact} (index {arg})", idx[i]);
+        }
+        assert_eq!(y[n_out].to_bits(), 0x7fc0_1234, "{p:?}: wrote past y");
+        assert_eq!(idx[n_out], i64::MIN, "{p:?}: wrote past indices");
+    }
+
+    /// Random parameters with output sizes from ONNX's floor or ceil formula. Pads may
+    /// exceed the window, so some windows read nothing.
+    fn random_params(rng: &mut Rng, kind: PoolKind, spatial: u32) -> PoolParams {
+        let mut p = base(kind, spatial);
+        p.channels = rng.range(1, 4);
+        p.count_include_pad = rng.range(0, 1) as u32;
+        p.p = rng.range(1, 3) as u32;
+        let ceil = rng.coin();
+        for d in 0..spatial as usize {
+            let (k, s, dl, pb, pe) = (rng.range(1, 3), rng.range(1, 3), rng.range(1, 2), rng.range(0, 2), rng.range(0, 2));
+            let extent = dl * (k - 1) + 1;
+            let input = rng.range(1, 7).max(extent.saturating_sub(pb + pe));
+            let span = input + pb + pe - extent;
+            let mut out = if ceil { span.div_ceil(s) + 1 } else { span / s + 1 };
+            // ONNX: the last window starts inside the input or its begin padding.
+            if ceil && (out - 1) * s >= input + pb {
+                out -= 1;
+            }
+            (p.in_size[d], p.out_size[d], p.kernel[d], p.stride[d], p.dilation[d]) = (input, out, k, s, dl);
+            (p.pad_begin[d], p.pad_end[d]) = (pb, pe);
+        }
+        p
+    }
+
+    #[test]
+    fn matches_reference_on_random_pools() {
+        let mut rng = Rng::new(1);
+        for case in 0..900 {
+            let kind = [PoolKind::Max, PoolKind::Average, PoolKind::Lp][case % 3];
+            let spatial = [1, 2, 3][case / 3 % 3];
+            let p = random_params(&mut rng, kind, spatial);
+            check(&mut rng, &p, [1, 3][case % 2], case % 4 < 2);
+        }
+    }
+
+    #[test]
+    fn ceil_mode_average_counts_padding_only_inside_the_padded_input() {
+        // x = 1..=6, kernel 3, stride 3, pads 1 and 1, ceil mode: 3 windows over
+        // positions {-1,0,1}, {2,3,4}, {5,6,7}. The last reads only x[5] = 6, and of its
+        // positions 5 and 6 lie inside the padded input [-1, 7). (onnxruntime agrees.)
+        let mut p = base(PoolKind::Average, 1);
+        (p.in_size[0], p.out_size[0], p.kernel[0], p.stride[0], p.pad_begin[0], p.pad_end[0]) = (6, 3, 3, 3, 1, 1);
+        let x = [1f32, 2., 3., 4., 5., 6.];
+        let run = |p: &PoolParams| {
+            let mut y = [0f32; 3];
+            // SAFETY: 6 inputs, 3 outputs.
+            assert_eq!(unsafe { pool(std::ptr::null(), p, x.as_ptr(), y.as_mut_ptr(), std::ptr::null_mut()) }, 0);
+            y
+        };
+        p.count_include_pad = 1;
+        assert_eq!(run(&p), [3.0 / 3.0, 12.0 / 3.0, 6.0 / 2.0]);
+        p.count_include_pad = 0;
+        assert_eq!(run(&p), [3.0 / 2.0, 12.0 / 3.0, 6.0 / 1.0]);
+        // Lp sums what it reads: sqrt(1 + 4), sqrt(9 + 16 + 25), 6.
+        p.kind = PoolKind::Lp as u32;
+        assert_eq!(run(&p), [5f32.sqrt(), 50f32.sqrt(), 6.0]);
+    }
+
+    #[test]
+    fn max_takes_the_first_maximum_and_empty_windows_give_zero_and_minus_one() {
+        // Two channels of [3, 1, 3, NaN]: windows of 2 with stride 1 and pads 3/0, so the
+        // first two windows read nothing.
+        let mut p = base(PoolKind::Max, 1);
+        p.channels = 2;
+        (p.in_size[0], p.out_size[0], p.kernel[0], p.pad_begin[0]) = (4, 6, 2, 3);
+        let x = [3f32, 1., 3., f32::NAN, 3., 1., 3., f32::NAN];
+        let (mut y, mut idx) = ([0f32; 12], [0i64; 12]);
+        // SAFETY: 8 inputs, 12 outputs and indices.
+        assert_eq!(unsafe { pool(&ctx(2), &p, x.as_ptr(), y.as_mut_ptr(), idx.as_mut_ptr()) }, 0);
+        // Windows: {-3,-2} {-2,-1} {-1,0} {0,1} {1,2} {2,3}; NaN never replaces a number.
+        assert_eq!(&y[..6], &[0., 0., 3., 3., 3., 3.]);
+        assert_eq!(&idx[..6], &[-1, -1, 0, 0, 2, 2]);
+        assert_eq!(&idx[6..], &[-1, -1, 4, 4, 6, 6]);
+    }
+
+    #[test]
+    fn bad_parameters_and_buffers_give_error_codes() {
+        let mut good = base(PoolKind::Average, 2);
+        (good.in_size, good.out_size, good.kernel) = ([4, 4, 1], [2, 2, 1], [3, 3, 1]);
+        assert!(check_pool_params(&good).is_ok());
+        type Mutation = (&'static str, fn(&mut PoolParams));
+        let bad: Vec<Mutation> = vec![
+            ("kind", |p| p.kind = 3),
+            ("spatial 0", |p| p.spatial = 0),
+            ("spatial 4", |p| p.spatial = 4),
+            ("stride 0", |p| p.stride[0] = 0),
+            ("dilation 0", |p| p.dilation[1] = 0),
+            ("kernel 0", |p| p.kernel[1] = 0),
+            ("in_size 0", |p| p.in_size[0] = 0),
+            ("unused entry", |p| p.in_size[2] = 3),
+            ("unused pad", |p| p.pad_end[2] = 1),
+            ("count_include_pad 2", |p| p.count_include_pad = 2),
+            ("Lp p 0", |p| (p.kind, p.p) = (PoolKind::Lp as u32, 0)),
+            ("huge", |p| p.in_size[0] = u64::MAX / 2),
+            ("huge product", |p| (p.channels, p.in_size[0]) = (1 << 40, 1 << 30)),
+        ];
+        let x = [1f32; 16];
+        let (mut y, mut idx) = ([0f32; 4], [0i64; 4]);
+        for (what, mutate) in bad {
+            let mut p = good;
+            mutate(&mut p);
+            assert!(check_pool_params(&p).is_err(), "{what}");
+            // SAFETY: bad parameters are refused before any buffer is touched.
+            assert_eq!(unsafe { pool(std::ptr::null(), &p, x.as_ptr(), y.as_mut_ptr(), std::ptr::null_mut()) }, ERR_BAD_POOL_PARAMS, "{what}");
+        }
+        // SAFETY (below): 16 inputs and 4 outputs where pointers are given.
+        unsafe {
+            assert_eq!(pool(std::ptr::null(), std::ptr::null(), x.as_ptr(), y.as_mut_ptr(), std::ptr::null_mut()), ERR_BAD_POOL_PARAMS);
+            assert_eq!(pool(std::ptr::null(), &good, std::ptr::null(), y.as_mut_ptr(), std::ptr::null_mut()), ERR_POOL_BUFFERS);
+            assert_eq!(pool(std::ptr::null(), &good, x.as_ptr(), std::ptr::null_mut(), std::ptr::null_mut()), ERR_POOL_BUFFERS);
+            // Indices only come with Max.
+            assert_eq!(pool(std::ptr::null(), &good, x.as_ptr(), y.as_mut_ptr(), idx.as_mut_ptr()), ERR_POOL_BUFFERS);
+            assert_eq!(pool(std::ptr::null(), &good, x.as_ptr(), y.as_mut_ptr(), std::ptr::null_mut()), 0);
+            let mut empty = good;
+            empty.channels = 0;
+            assert_eq!(pool(std::ptr::null(), &empty, std::ptr::null(), std::ptr::null_mut(), std::ptr::null_mut()), 0);
+        }
+    }
+}
