@@ -33,11 +33,17 @@ use super::{ERR_BAD_CONV_PARAMS, ERR_CONV_BUFFERS, in_bounds, parallel, thread_c
 pub const MAX_CONV_LANES: usize = 8;
 
 /// The im2col tile holds about this many floats (256 KiB), to stay in a core's L2 cache
-/// between being written and being multiplied.
+/// between being written and being packed by the GEMM...
 const IM2COL_TILE_FLOATS: usize = 64 * 1024;
 
-/// Output columns per item of the pointwise path.
-const POINTWISE_TILE: usize = 512;
+/// ...but has at least this many columns (or all of them), because the GEMM packs the
+/// group's weights again for every tile: with 16-column tiles, a 3×3 256→256 conv at
+/// 14×14 ran at 40 GFLOP/s instead of 70 (`examples/kernel_speed.rs`).
+const MIN_IM2COL_TILE: usize = 256;
+
+/// Output columns per item of the pointwise path (matrixmultiply's own column block;
+/// 256 to 4096 measured the same on one thread).
+const POINTWISE_TILE: usize = 1024;
 
 /// Column tiles are multiples of this (the GEMM micro-kernels' widths divide it).
 const TILE_GRAIN: usize = 16;
@@ -260,7 +266,7 @@ impl Geometry {
         } else if self.kernel == [1; 3] && self.stride == [1; 3] && self.pad == [0; 3] && self.output == self.input {
             Path::Pointwise { tile: tile(POINTWISE_TILE) }
         } else {
-            Path::Im2col { tile: tile(IM2COL_TILE_FLOATS / self.kdim) }
+            Path::Im2col { tile: tile((IM2COL_TILE_FLOATS / self.kdim).max(MIN_IM2COL_TILE)) }
         }
     }
 
@@ -465,32 +471,74 @@ impl Job {
                         let id = od * g.stride[0] + kd * g.dilation[0] - g.pad[0];
                         let ih = oh * g.stride[1] + kh * g.dilation[1] - g.pad[1];
                         let xrow = &xp[(id * i1 + ih) * i2..][..i2];
-                        for kw in 0..k2 {
-                            let wv = wc[(kd * k1 + kh) * k2 + kw];
-                            let off = kw * g.dilation[2];
-                            let (lo, hi) = in_bounds(o2, i2, g.stride[2], off, g.pad[2]);
-                            if lo == hi {
-                                continue;
-                            }
-                            let first = lo * g.stride[2] + off - g.pad[2];
-                            if g.stride[2] == 1 {
-                                for (yv, xv) in yrow[lo..hi].iter_mut().zip(&xrow[first..first + (hi - lo)]) {
-                                    *yv += wv * xv;
-                                }
-                            } else {
-                                for (yv, xv) in yrow[lo..hi].iter_mut().zip(xrow[first..].iter().step_by(g.stride[2])) {
-                                    *yv += wv * xv;
-                                }
-                            }
-                        }
+                        let wrow = &wc[(kd * k1 + kh) * k2..][..k2];
+                        accumulate_row(yrow, xrow, wrow, g.stride[2], g.dilation[2], g.pad[2]);
                     }
                 }
-                let at = item * g.out_len + r * o2;
                 // SAFETY: this row of the plane, which only this item writes.
-                unsafe { self.epilogue(c, at, o2) };
+                unsafe { self.epilogue(c, item * g.out_len + r * o2, o2) };
             }
         }
         0
+    }
+}
+
+/// `y[o] += Σₜ w[t] · x[o·stride + t·dil − pad]` over the taps that land inside `x`: one
+/// row of a depthwise conv. With stride 1, the outputs whose taps all land inside take a
+/// loop over outputs with the taps unrolled (for 3, 5 and 7 taps), which vectorises;
+/// the rest go tap by tap.
+fn accumulate_row(y: &mut [f32], x: &[f32], w: &[f32], stride: usize, dil: usize, pad: usize) {
+    let (n, k) = (y.len(), w.len());
+    if stride == 1 && matches!(k, 3 | 5 | 7) {
+        // Every tap inside: o ≥ pad (the first tap) and o + (k − 1)·dil − pad < x.len()
+        // (the last).
+        let (lo, _) = in_bounds(n, x.len(), 1, 0, pad);
+        let (_, hi) = in_bounds(n, x.len(), 1, (k - 1) * dil, pad);
+        if lo < hi {
+            let (ys, xs) = (&mut y[lo..hi], &x[lo - pad..]);
+            match k {
+                3 => taps_unrolled::<3>(ys, xs, w, dil),
+                5 => taps_unrolled::<5>(ys, xs, w, dil),
+                _ => taps_unrolled::<7>(ys, xs, w, dil),
+            }
+            taps_one_by_one(y, x, w, stride, dil, pad, 0..lo);
+            taps_one_by_one(y, x, w, stride, dil, pad, hi..n);
+            return;
+        }
+    }
+    taps_one_by_one(y, x, w, stride, dil, pad, 0..n);
+}
+
+/// `y[j] += Σₜ w[t] · x[j + t·dil]` for K taps, all inside `x`.
+#[inline(always)]
+fn taps_unrolled<const K: usize>(y: &mut [f32], x: &[f32], w: &[f32], dil: usize) {
+    let n = y.len();
+    let w: [f32; K] = std::array::from_fn(|t| w[t]);
+    // Checked once here, so the loop below needs no checks and vectorises.
+    let x = &x[..n + (K - 1) * dil];
+    for (j, yv) in y.iter_mut().enumerate() {
+        let mut acc = *yv;
+        for (t, wt) in w.iter().enumerate() {
+            // SAFETY: j < n and t < K, so j + t·dil < x.len().
+            acc += wt * unsafe { x.get_unchecked(j + t * dil) };
+        }
+        *yv = acc;
+    }
+}
+
+/// [`accumulate_row`] for the outputs in `range`, one tap at a time.
+fn taps_one_by_one(y: &mut [f32], x: &[f32], w: &[f32], stride: usize, dil: usize, pad: usize, range: std::ops::Range<usize>) {
+    for (t, &wv) in w.iter().enumerate() {
+        let off = t * dil;
+        let (lo, hi) = in_bounds(y.len(), x.len(), stride, off, pad);
+        let (lo, hi) = (lo.clamp(range.start, range.end), hi.clamp(range.start, range.end));
+        if lo >= hi {
+            continue;
+        }
+        let first = lo * stride + off - pad;
+        for (yv, xv) in y[lo..hi].iter_mut().zip(x[first..].iter().step_by(stride)) {
+            *yv += wv * xv;
+        }
     }
 }
 

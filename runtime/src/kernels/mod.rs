@@ -85,11 +85,16 @@ unsafe fn parallel<F: Fn(usize, usize) -> i32 + Sync>(ctx: *const RunContext, n:
 /// land inside it.
 #[inline]
 fn in_bounds(n: usize, len: usize, step: usize, offset: usize, pad: usize) -> (usize, usize) {
-    // i*step + offset >= pad  ⇔  i >= ceil((pad - offset) / step).
-    let lo = if pad > offset { (pad - offset).div_ceil(step) } else { 0 }.min(n);
+    // i*step + offset >= pad  ⇔  i >= ceil((pad - offset) / step), and
     // i*step + offset - pad < len  ⇔  i*step < len + pad - offset  ⇔  i < ceil(… / step).
-    let hi = if len + pad > offset { (len + pad - offset).div_ceil(step) } else { 0 }.min(n);
-    (lo, hi.max(lo))
+    // Called per output or per tap, so the common step 1 avoids the divisions.
+    let (lo, hi) = if step == 1 {
+        (pad.saturating_sub(offset), (len + pad).saturating_sub(offset))
+    } else {
+        (pad.saturating_sub(offset).div_ceil(step), (len + pad).saturating_sub(offset).div_ceil(step))
+    };
+    let lo = lo.min(n);
+    (lo, hi.min(n).max(lo))
 }
 
 #[cfg(test)]

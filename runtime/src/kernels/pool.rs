@@ -148,16 +148,6 @@ impl Geometry {
         product(&[g.channels, g.out_len]).ok_or_else(too_big)?;
         Ok(g)
     }
-
-    /// The taps of output `o` in dimension `d` that land inside the input, and how many
-    /// of the window's taps lie inside the padded input.
-    fn taps(&self, d: usize, o: usize) -> ((usize, usize), usize) {
-        let start = o * self.stride[d];
-        let read = in_bounds(self.kernel[d], self.input[d], self.dilation[d], start, self.pad_begin[d]);
-        let padded_len = self.input[d] + self.pad_begin[d] + self.pad_end[d];
-        let (lo, hi) = in_bounds(self.kernel[d], padded_len, self.dilation[d], start, 0);
-        (read, hi - lo)
-    }
 }
 
 /// One pool call's buffers; each plane writes only its own outputs.
@@ -172,10 +162,15 @@ struct Job {
 // of y and indices.
 unsafe impl Sync for Job {}
 
+/// Outputs of one row pooled together, their accumulators on the stack: the taps are
+/// the outer loops and the outputs the inner one, so consecutive outputs do not wait on
+/// each other's comparisons or sums.
+const CHUNK: usize = 64;
+
 impl Job {
     fn planes(&self, begin: usize, end: usize) -> i32 {
         let g = &self.g;
-        let ([_, i1, i2], [o0, o1, o2]) = (g.input, g.output);
+        let [_, o1, o2] = g.output;
         for plane in begin..end {
             // SAFETY: the plane's input (read-only) and outputs, which only this range
             // writes (`pool`'s caller promises the sizes).
@@ -186,64 +181,205 @@ impl Job {
                     (!self.indices.is_null()).then(|| std::slice::from_raw_parts_mut(self.indices.add(plane * g.out_len), g.out_len)),
                 )
             };
-            let base = plane * g.in_len;
-            let mut out = 0;
-            for od in 0..o0 {
-                let ((d_lo, d_hi), d_pad) = g.taps(0, od);
-                for oh in 0..o1 {
-                    let ((h_lo, h_hi), h_pad) = g.taps(1, oh);
-                    for ow in 0..o2 {
-                        let ((w_lo, w_hi), w_pad) = g.taps(2, ow);
-                        // Flat offsets in the plane of the window's rows that lie inside it.
-                        let rows = (d_lo..d_hi).flat_map(|kd| (h_lo..h_hi).map(move |kh| (kd, kh))).map(|(kd, kh)| {
-                            let id = od * g.stride[0] + kd * g.dilation[0] - g.pad_begin[0];
-                            let ih = oh * g.stride[1] + kh * g.dilation[1] - g.pad_begin[1];
-                            (id * i1 + ih) * i2
-                        });
-                        let cols = (w_lo..w_hi).map(|kw| ow * g.stride[2] + kw * g.dilation[2] - g.pad_begin[2]);
-                        let read = (d_hi - d_lo) * (h_hi - h_lo) * (w_hi - w_lo);
-                        yp[out] = match g.kind {
-                            PoolKind::Max => {
-                                let mut best: Option<(usize, f32)> = None;
-                                for r in rows {
-                                    for c in cols.clone() {
-                                        let v = xp[r + c];
-                                        if best.is_none_or(|(_, b)| v > b) {
-                                            best = Some((r + c, v));
-                                        }
-                                    }
-                                }
-                                if let Some(ip) = ip.as_deref_mut() {
-                                    ip[out] = best.map_or(-1, |(i, _)| (base + i) as i64);
-                                }
-                                best.map_or(0.0, |(_, v)| v)
+            for (r, yrow) in yp.chunks_exact_mut(o2).enumerate() {
+                let chunk = Chunk { od: r / o1, oh: r % o1, c0: 0 };
+                for (c, ys) in yrow.chunks_mut(CHUNK).enumerate() {
+                    let chunk = Chunk { c0: c * CHUNK, ..chunk };
+                    match g.kind {
+                        PoolKind::Max => {
+                            let is = ip.as_deref_mut().map(|ip| &mut ip[r * o2 + chunk.c0..][..ys.len()]);
+                            max_chunk(g, chunk, xp, ys, is, plane * g.in_len);
+                        }
+                        PoolKind::Average => {
+                            let sums = sum_chunk(g, chunk, ys.len(), |v| v as f64, xp);
+                            for (j, y) in ys.iter_mut().enumerate() {
+                                let n = if g.count_include_pad { g.padded_taps(chunk, j) } else { g.taps_read(chunk, j) };
+                                *y = (sums[j] / n as f64) as f32;
                             }
-                            PoolKind::Average => {
-                                let mut sum = 0f64;
-                                for r in rows {
-                                    for c in cols.clone() {
-                                        sum += xp[r + c] as f64;
-                                    }
-                                }
-                                let n = if g.count_include_pad { d_pad * h_pad * w_pad } else { read };
-                                (sum / n as f64) as f32
+                        }
+                        PoolKind::Lp => {
+                            let sums = sum_chunk(g, chunk, ys.len(), |v| (v as f64).abs().powi(g.p), xp);
+                            for (y, s) in ys.iter_mut().zip(sums) {
+                                *y = s.powf(1.0 / g.p as f64) as f32;
                             }
-                            PoolKind::Lp => {
-                                let mut sum = 0f64;
-                                for r in rows {
-                                    for c in cols.clone() {
-                                        sum += (xp[r + c] as f64).abs().powi(g.p);
-                                    }
-                                }
-                                sum.powf(1.0 / g.p as f64) as f32
-                            }
-                        };
-                        out += 1;
+                        }
                     }
                 }
             }
         }
         0
+    }
+}
+
+/// Outputs `c0..` (at most [`CHUNK`]) of output row (od, oh) of a plane.
+#[derive(Clone, Copy)]
+struct Chunk {
+    od: usize,
+    oh: usize,
+    c0: usize,
+}
+
+/// Max of each window of the chunk's `y.len()` outputs, and the flat index of each
+/// maximum (offset by `base`, the plane's start in x) when `indices` is given.
+fn max_chunk(g: &Geometry, chunk: Chunk, xp: &[f32], y: &mut [f32], indices: Option<&mut [i64]>, base: usize) {
+    const NONE: usize = usize::MAX;
+    let n = y.len();
+    // Start each window at its first tap; then `if v > best { v } else { best }` over
+    // all of its taps (the first again, harmlessly) is the reference's fold, and has
+    // the form of a max instruction, with no branch on the data.
+    let (mut best, mut arg) = ([0f32; CHUNK], [NONE; CHUNK]);
+    let s2 = g.stride[2];
+    g.first_tap_runs(chunk, n, |js, i0| {
+        for (k, j) in js.enumerate() {
+            (arg[j], best[j]) = (i0 + k * s2, xp[i0 + k * s2]);
+        }
+    });
+    match indices {
+        None => g.for_each_tap_run(chunk, n, |js, i0| {
+            let fold = |b: &mut f32, v: f32| *b = if v > *b { v } else { *b };
+            // Strides 1 and 2 as constants, so the loop vectorises.
+            match s2 {
+                1 => strided_run::<1, _>(&mut best[js], &xp[i0..], fold),
+                2 => strided_run::<2, _>(&mut best[js], &xp[i0..], fold),
+                _ => best[js].iter_mut().zip(xp[i0..].iter().step_by(s2)).for_each(|(b, &v)| fold(b, v)),
+            }
+        }),
+        Some(indices) => {
+            g.for_each_tap_run(chunk, n, |js, i0| {
+                let (i1, best, arg) = (i0 + (js.len() - 1) * s2, &mut best[js.clone()], &mut arg[js]);
+                for (k, (i, &v)) in (i0..=i1).step_by(s2).zip(xp[i0..=i1].iter().step_by(s2)).enumerate() {
+                    let greater = v > best[k];
+                    best[k] = if greater { v } else { best[k] };
+                    arg[k] = if greater { i } else { arg[k] };
+                }
+            });
+            for (j, idx) in indices.iter_mut().enumerate() {
+                *idx = if arg[j] == NONE { -1 } else { (base + arg[j]) as i64 };
+            }
+        }
+    }
+    // Empty windows keep 0.
+    y.copy_from_slice(&best[..n]);
+}
+
+/// Σ f(x) over each window of the chunk's `n` outputs, in f64.
+#[inline(always)]
+fn sum_chunk(g: &Geometry, chunk: Chunk, n: usize, f: impl Fn(f32) -> f64, xp: &[f32]) -> [f64; CHUNK] {
+    let (mut sums, s2) = ([0f64; CHUNK], g.stride[2]);
+    g.for_each_tap_run(chunk, n, |js, i0| {
+        let add = |s: &mut f64, v: f32| *s += f(v);
+        match s2 {
+            1 => strided_run::<1, _>(&mut sums[js], &xp[i0..], add),
+            2 => strided_run::<2, _>(&mut sums[js], &xp[i0..], add),
+            _ => sums[js].iter_mut().zip(xp[i0..].iter().step_by(s2)).for_each(|(s, &v)| add(s, v)),
+        }
+    });
+    sums
+}
+
+/// `f(acc[k], x[k·S])` for every k: one run of taps, with the stride a constant.
+#[inline(always)]
+fn strided_run<const S: usize, A>(acc: &mut [A], x: &[f32], f: impl Fn(&mut A, f32)) {
+    let Some(last) = acc.len().checked_sub(1) else { return };
+    // Checked once here, so the loop needs no checks.
+    let x = &x[..last * S + 1];
+    for (k, a) in acc.iter_mut().enumerate() {
+        // SAFETY: k ≤ last, so k·S < x.len().
+        f(a, unsafe { *x.get_unchecked(k * S) });
+    }
+}
+
+impl Geometry {
+    /// Calls `f(j0..j1, i0)` for every run of taps of the chunk's first `n` outputs that
+    /// land inside the input: outputs `j0..j1` of the chunk read, for the same tap, the
+    /// plane's flat offsets `i0`, `i0 + stride`, …. Each output sees its taps in
+    /// row-major window order.
+    #[inline(always)]
+    fn for_each_tap_run(&self, chunk: Chunk, n: usize, mut f: impl FnMut(std::ops::Range<usize>, usize)) {
+        let ([_, _, k2], i2, s2, d2, p2) = (self.kernel, self.input[2], self.stride[2], self.dilation[2], self.pad_begin[2]);
+        let (d_lo, d_hi) = self.taps(0, chunk.od);
+        let (h_lo, h_hi) = self.taps(1, chunk.oh);
+        let (c0, c1) = (chunk.c0, chunk.c0 + n);
+        for kd in d_lo..d_hi {
+            for kh in h_lo..h_hi {
+                let row = self.row_offset(chunk, kd, kh);
+                for kw in 0..k2 {
+                    // The chunk's outputs whose tap kw lands inside the row.
+                    let off = kw * d2;
+                    let (lo, hi) = in_bounds(self.output[2], i2, s2, off, p2);
+                    let (lo, hi) = (lo.clamp(c0, c1), hi.clamp(c0, c1));
+                    if lo < hi {
+                        f(lo - c0..hi - c0, row + lo * s2 + off - p2);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Calls `f(j0..j1, i0)` as [`Geometry::for_each_tap_run`] does, but only for the
+    /// first tap of each output that has any.
+    fn first_tap_runs(&self, chunk: Chunk, n: usize, mut f: impl FnMut(std::ops::Range<usize>, usize)) {
+        let ((d_lo, d_hi), (h_lo, h_hi)) = (self.taps(0, chunk.od), self.taps(1, chunk.oh));
+        if d_lo == d_hi || h_lo == h_hi {
+            return;
+        }
+        let row = self.row_offset(chunk, d_lo, h_lo);
+        let ([_, _, k2], i2, s2, d2, p2) = (self.kernel, self.input[2], self.stride[2], self.dilation[2], self.pad_begin[2]);
+        let (c0, c1) = (chunk.c0, chunk.c0 + n);
+        // Output o reads tap kw for o in lo(kw)..hi(kw), and both bounds fall as kw
+        // grows; so kw is the first tap read by outputs lo(kw)..min(hi(kw), lo(kw − 1)).
+        let mut earlier_lo = c1;
+        for kw in 0..k2 {
+            let off = kw * d2;
+            let (lo, hi) = in_bounds(self.output[2], i2, s2, off, p2);
+            let (lo, hi) = (lo.clamp(c0, c1), hi.clamp(c0, c1).min(earlier_lo));
+            if lo < hi {
+                f(lo - c0..hi - c0, row + lo * s2 + off - p2);
+            }
+            earlier_lo = earlier_lo.min(lo);
+        }
+    }
+
+    /// The flat offset in the plane of the input row that taps (kd, kh) of the chunk's
+    /// output row read (both inside the input).
+    #[inline(always)]
+    fn row_offset(&self, chunk: Chunk, kd: usize, kh: usize) -> usize {
+        let id = chunk.od * self.stride[0] + kd * self.dilation[0] - self.pad_begin[0];
+        let ih = chunk.oh * self.stride[1] + kh * self.dilation[1] - self.pad_begin[1];
+        (id * self.input[1] + ih) * self.input[2]
+    }
+
+    /// The taps of output `o` in dimension `d` that land inside the input.
+    #[inline(always)]
+    fn taps(&self, d: usize, o: usize) -> (usize, usize) {
+        in_bounds(self.kernel[d], self.input[d], self.dilation[d], o * self.stride[d], self.pad_begin[d])
+    }
+
+    fn out_position(chunk: Chunk, j: usize) -> [usize; 3] {
+        [chunk.od, chunk.oh, chunk.c0 + j]
+    }
+
+    /// How many taps of output `j` of the chunk land inside the input.
+    fn taps_read(&self, chunk: Chunk, j: usize) -> usize {
+        let o = Self::out_position(chunk, j);
+        (0..3)
+            .map(|d| {
+                let (lo, hi) = self.taps(d, o[d]);
+                hi - lo
+            })
+            .product()
+    }
+
+    /// How many taps of output `j` of the chunk lie inside the padded input.
+    fn padded_taps(&self, chunk: Chunk, j: usize) -> usize {
+        let o = Self::out_position(chunk, j);
+        (0..3)
+            .map(|d| {
+                let padded_len = self.input[d] + self.pad_begin[d] + self.pad_end[d];
+                let (lo, hi) = in_bounds(self.kernel[d], padded_len, self.dilation[d], o[d] * self.stride[d], 0);
+                hi - lo
+            })
+            .product()
     }
 }
 
@@ -346,7 +482,7 @@ mod tests {
 
     /// Random parameters with output sizes from ONNX's floor or ceil formula. Pads may
     /// exceed the window, so some windows read nothing.
-    fn random_params(rng: &mut Rng, kind: PoolKind, spatial: u32) -> PoolParams {
+    fn random_params(rng: &mut Rng, kind: PoolKind, spatial: u32, wide: bool) -> PoolParams {
         let mut p = base(kind, spatial);
         p.channels = rng.range(1, 4);
         p.count_include_pad = rng.range(0, 1) as u32;
@@ -355,7 +491,9 @@ mod tests {
         for d in 0..spatial as usize {
             let (k, s, dl, pb, pe) = (rng.range(1, 3), rng.range(1, 3), rng.range(1, 2), rng.range(0, 2), rng.range(0, 2));
             let extent = dl * (k - 1) + 1;
-            let input = rng.range(1, 7).max(extent.saturating_sub(pb + pe));
+            // Wide rows span several chunks of outputs.
+            let widest = if wide && d + 1 == spatial as usize { 300 } else { 7 };
+            let input = rng.range(1, widest).max(extent.saturating_sub(pb + pe));
             let span = input + pb + pe - extent;
             let mut out = if ceil { span.div_ceil(s) + 1 } else { span / s + 1 };
             // ONNX: the last window starts inside the input or its begin padding.
@@ -374,7 +512,7 @@ mod tests {
         for case in 0..900 {
             let kind = [PoolKind::Max, PoolKind::Average, PoolKind::Lp][case % 3];
             let spatial = [1, 2, 3][case / 3 % 3];
-            let p = random_params(&mut rng, kind, spatial);
+            let p = random_params(&mut rng, kind, spatial, case % 5 == 0);
             check(&mut rng, &p, [1, 3][case % 2], case % 4 < 2);
         }
     }
@@ -404,19 +542,27 @@ mod tests {
 
     #[test]
     fn max_takes_the_first_maximum_and_empty_windows_give_zero_and_minus_one() {
-        // Two channels of [3, 1, 3, NaN]: windows of 2 with stride 1 and pads 3/0, so the
-        // first two windows read nothing.
+        // Channels [3, 1, 3, NaN] and [NaN, 5, 3, NaN]: windows of 2 with stride 1 and
+        // pads 3/0, so the first two windows read nothing.
         let mut p = base(PoolKind::Max, 1);
         p.channels = 2;
         (p.in_size[0], p.out_size[0], p.kernel[0], p.pad_begin[0]) = (4, 6, 2, 3);
-        let x = [3f32, 1., 3., f32::NAN, 3., 1., 3., f32::NAN];
+        let x = [3f32, 1., 3., f32::NAN, f32::NAN, 5., 3., f32::NAN];
         let (mut y, mut idx) = ([0f32; 12], [0i64; 12]);
         // SAFETY: 8 inputs, 12 outputs and indices.
         assert_eq!(unsafe { pool(&ctx(2), &p, x.as_ptr(), y.as_mut_ptr(), idx.as_mut_ptr()) }, 0);
-        // Windows: {-3,-2} {-2,-1} {-1,0} {0,1} {1,2} {2,3}; NaN never replaces a number.
+        // Windows: {-3,-2} {-2,-1} {-1,0} {0,1} {1,2} {2,3}. A NaN never replaces a
+        // number, and nothing replaces a NaN that comes first.
         assert_eq!(&y[..6], &[0., 0., 3., 3., 3., 3.]);
         assert_eq!(&idx[..6], &[-1, -1, 0, 0, 2, 2]);
-        assert_eq!(&idx[6..], &[-1, -1, 4, 4, 6, 6]);
+        assert_eq!((y[6], y[7], y[10], y[11]), (0., 0., 5., 3.));
+        assert!(y[8].is_nan() && y[9].is_nan());
+        assert_eq!(&idx[6..], &[-1, -1, 4, 4, 5, 6]);
+        // The same without indices.
+        let mut y2 = [1f32; 12];
+        // SAFETY: as above.
+        assert_eq!(unsafe { pool(&ctx(1), &p, x.as_ptr(), y2.as_mut_ptr(), std::ptr::null_mut()) }, 0);
+        assert!(y.iter().zip(&y2).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 
     #[test]

@@ -207,14 +207,15 @@ fn multi_tile_convs_on_one_to_many_threads() {
     let mut im2col = base(2);
     (im2col.batch, im2col.group, im2col.c_in, im2col.c_out) = (2, 2, 16, 6);
     (im2col.in_size, im2col.out_size, im2col.kernel, im2col.pad_begin) = ([40, 40, 1], [40, 40, 1], [3, 3, 1], [1, 1, 0]);
-    // A big kdim (3·3·3·24 = 648): tiles of 96 columns over 3-D outputs.
+    // A big kdim (3·3·3·24 = 648): tiles of MIN_IM2COL_TILE (256) columns over 275
+    // 3-D outputs, the second tile starting mid-row.
     let mut deep = base(3);
     (deep.c_in, deep.c_out) = (24, 5);
     (deep.in_size, deep.out_size, deep.kernel, deep.stride) = ([13, 12, 11], [11, 5, 5], [3, 3, 3], [1, 2, 2]);
-    // Pointwise: 4 groups over 1000 columns (tiles of 512).
+    // Pointwise: 4 groups over 1500 columns (tiles of 1024).
     let mut pointwise = base(1);
     (pointwise.batch, pointwise.group, pointwise.c_in, pointwise.c_out) = (2, 4, 8, 12);
-    (pointwise.in_size, pointwise.out_size) = ([1000, 1, 1], [1000, 1, 1]);
+    (pointwise.in_size, pointwise.out_size) = ([1500, 1, 1], [1500, 1, 1]);
     // Depthwise with stride 2 and dilation 2.
     let mut depthwise = base(2);
     (depthwise.group, depthwise.c_in, depthwise.c_out) = (6, 6, 6);
@@ -222,7 +223,7 @@ fn multi_tile_convs_on_one_to_many_threads() {
     (depthwise.stride, depthwise.dilation, depthwise.pad_begin) = ([2, 2, 1], [2, 2, 1], [1, 2, 0]);
     let path = |p: &ConvParams| Geometry::new(p).unwrap().path;
     assert_eq!(path(&im2col), Path::Im2col { tile: 896 });
-    assert_eq!(path(&deep), Path::Im2col { tile: 96 });
+    assert_eq!(path(&deep), Path::Im2col { tile: MIN_IM2COL_TILE });
     assert_eq!(path(&pointwise), Path::Pointwise { tile: POINTWISE_TILE });
     assert_eq!(path(&depthwise), Path::Depthwise);
     for p in [im2col, deep, pointwise, depthwise] {
@@ -231,6 +232,33 @@ fn multi_tile_convs_on_one_to_many_threads() {
             p.act = Activation::Relu as u32;
             check(&mut rng, p, Run { threads, bias: true, residual: threads % 2 == 0, in_place: threads == 3 });
         }
+    }
+}
+
+#[test]
+fn depthwise_rows_with_every_unrolled_tap_count() {
+    // Rows of 1 to 24 outputs with 3, 5 or 7 taps (unrolled when the stride is 1), and
+    // 2, 4 and 6 (tap by tap), with dilations and pads that leave no, some or every
+    // output with all of its taps inside.
+    let mut rng = Rng::new(77);
+    for case in 0..300 {
+        let mut p = base(2);
+        let c = rng.range(1, 3);
+        (p.group, p.c_in, p.c_out) = (c as u32, c, c);
+        let k = [3, 5, 7, 2, 4, 6][case % 6];
+        let (dl, s, pad) = (rng.range(1, 2), [1, 1, 2][case / 6 % 3], rng.range(0, 7));
+        let input = rng.range(1, 24);
+        let span = (input + 2 * pad).saturating_sub(dl * (k - 1) + 1);
+        if input + 2 * pad < dl * (k - 1) + 1 {
+            continue;
+        }
+        (p.in_size, p.out_size) = ([rng.range(1, 3), input, 1], [1, span / s + 1, 1]);
+        (p.kernel, p.dilation, p.stride, p.pad_begin) = ([1, k, 1], [1, dl, 1], [1, s, 1], [0, pad, 0]);
+        p.out_size[0] = p.in_size[0];
+        let act = rng.pick(&all_acts());
+        (p.act, p.act_alpha, p.act_beta) = (act.kind as u32, act.alpha, act.beta);
+        let run = random_run(&mut rng);
+        check(&mut rng, p, run);
     }
 }
 
