@@ -6,6 +6,7 @@
 pub mod eval;
 pub mod ir;
 pub mod onnx;
+pub mod passes;
 pub mod tensor;
 pub mod conformance;
 pub mod target;
