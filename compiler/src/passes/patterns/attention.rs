@@ -86,6 +86,11 @@ fn untranspose(g: &mut Graph, kt: ValueId, base: &str) -> Result<ValueId> {
         if p.len() == 4 && single_use(g, kt) {
             let perm = swap(p);
             let src = g.node(kt.node).inputs[0];
+            if perm == [0, 1, 2, 3] {
+                if let Some(src) = src {
+                    return Ok(src);
+                }
+            }
             return add_built(g, &format!("{base}.key"), "Transpose", &[("perm", Attr::Ints(perm))], &[src]);
         }
     }
