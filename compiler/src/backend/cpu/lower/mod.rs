@@ -6,9 +6,11 @@
 //! each naming the node, the op and what is missing.
 
 mod elementwise;
+mod index;
 mod linalg;
 mod movement;
 mod reduce;
+mod select;
 
 use std::collections::HashMap;
 
@@ -116,9 +118,13 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
     }
     match op {
         Op::Unary(_) | Op::Binary(_) | Op::Activation(_) | Op::Cast(_) => elementwise::lower(lw, id, op),
-        Op::Reshape(_) | Op::Movement(_) | Op::Gather(_) => movement::lower(lw, id, op),
+        Op::Gather(crate::ir::ops::gather::Gather::Gather { .. } | crate::ir::ops::gather::Gather::GatherElements { .. }) => movement::lower(lw, id, op),
+        Op::Gather(_) | Op::Generate(crate::ir::ops::generate::Generate::EyeLike { .. }) => select::lower(lw, id, op),
+        Op::Reshape(_) | Op::Movement(_) => movement::lower(lw, id, op),
         Op::MatMul(_) | Op::Conv(_) | Op::Pool(_) => linalg::lower(lw, id, op),
+        Op::Softmax(s) if s.kind == crate::ir::ops::softmax::SoftmaxKind::Hardmax => index::lower(lw, id, op),
         Op::Reduce(_) | Op::Softmax(_) | Op::Norm(_) => reduce::lower(lw, id, op),
+        Op::Index(_) => index::lower(lw, id, op),
         _ => bail!("the cpu backend has no kernel for this op yet"),
     }
 }
