@@ -170,7 +170,8 @@ fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize) -> Result<()> {
         act_beta: 0.0,
         scratch_bytes: 0,
     };
-    let params = ConvParams { scratch_bytes: im2col_bytes(&params), ..params };
+    neoc_runtime::kernels::check_conv_params(&params).map_err(|e| anyhow::anyhow!("Conv parameters: {e}"))?;
+    let params = ConvParams { scratch_bytes: neoc_runtime::kernels::conv_scratch_bytes(&params), ..params };
     let scratch = (params.scratch_bytes > 0).then(|| lw.temp_bytes(params.scratch_bytes));
     let pm = lw.blob(pod_bytes(&params));
     let (xm, wm) = (lw.mem(x)?, lw.mem(wv)?);
@@ -224,6 +225,7 @@ fn pool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
         count_include_pad: include_pad as u32,
         p: pp as u32,
     };
+    neoc_runtime::kernels::check_pool_params(&params).map_err(|e| anyhow::anyhow!("pool parameters: {e}"))?;
     let pm = lw.blob(pod_bytes(&params));
     let xm = lw.mem(x)?;
     let y = lw.out(id, 0);
@@ -271,9 +273,3 @@ fn global_pool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
     Ok(())
 }
 
-/// Scratch for an im2col buffer of one (image, group).
-fn im2col_bytes(p: &ConvParams) -> u64 {
-    let k: u64 = p.kernel.iter().product();
-    let o: u64 = p.out_size.iter().product();
-    (p.c_in / p.group.max(1) as u64) * k * o * 4
-}
