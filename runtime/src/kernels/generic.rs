@@ -221,21 +221,3 @@ mod tests {
         }
     }
 }
-
-// TEMPORARY (replaced by the conv/pool kernels being written on branch runtime/kernels):
-// error code -2 so nothing can silently use them.
-pub unsafe extern "C" fn conv_unimplemented(
-    _: *const RunContext,
-    _: *const crate::abi::ConvParams,
-    _: *const f32,
-    _: *const f32,
-    _: *const f32,
-    _: *const f32,
-    _: *mut f32,
-    _: *mut u8,
-) -> i32 {
-    -2
-}
-pub unsafe extern "C" fn pool_unimplemented(_: *const RunContext, _: *const crate::abi::PoolParams, _: *const f32, _: *mut f32, _: *mut i64) -> i32 {
-    -2
-}

@@ -48,6 +48,9 @@ pub fn math(op: MathOp, a: f64, b: f64) -> f64 {
 }
 
 /// See [`crate::abi::MathF32Fn`].
+///
+/// # Safety
+/// Always safe to call; `unsafe` only to have the table entry's type.
 pub unsafe extern "C" fn math_f32(op: u32, a: f32, b: f32) -> f32 {
     match MathOp::from_u32(op) {
         Some(op) => math(op, a as f64, b as f64) as f32,
@@ -56,6 +59,9 @@ pub unsafe extern "C" fn math_f32(op: u32, a: f32, b: f32) -> f32 {
 }
 
 /// See [`crate::abi::MathF64Fn`].
+///
+/// # Safety
+/// Always safe to call; `unsafe` only to have the table entry's type.
 pub unsafe extern "C" fn math_f64(op: u32, a: f64, b: f64) -> f64 {
     match MathOp::from_u32(op) {
         Some(op) => math(op, a, b),

@@ -1,32 +1,123 @@
 //! Runtime kernels the compiled code calls through the [`KernelTable`].
 //!
-//! `generic` holds plain, portable, correct versions. Faster per-ISA versions will
-//! override entries after feature detection (AVX2 → AVX-512 → VNNI; NEON), each
-//! property-tested against the generic one; [`for_host`] is where that choice is made.
+//! `generic` holds plain, portable, correct versions; `gemm`, `conv` and `pool` the fast
+//! ones, each property-tested against a plain reference. Faster per-ISA versions will
+//! override entries after feature detection (AVX2 → AVX-512 → VNNI; NEON); [`for_host`]
+//! is where that choice is made.
 
+pub mod conv;
+mod epilogue;
 mod erf;
+pub mod gemm;
 pub mod generic;
 pub mod math;
+pub mod pool;
+#[cfg(test)]
+mod test_util;
 
+pub use conv::{check_conv_params, conv_scratch_bytes};
 pub use erf::erf;
+pub use pool::check_pool_params;
 
-use crate::abi::{KERNEL_ABI_VERSION, KernelTable};
+use std::ffi::c_void;
+
+use crate::abi::{KERNEL_ABI_VERSION, KernelTable, RunContext};
 
 /// The generic table.
 pub static GENERIC: KernelTable = KernelTable {
     version: KERNEL_ABI_VERSION,
     reserved: 0,
-    sgemm: generic::sgemm,
+    sgemm: gemm::sgemm,
     parallel_for: generic::parallel_for,
     memcpy: generic::memcpy,
     memset: generic::memset,
     math_f32: math::math_f32,
     math_f64: math::math_f64,
-    conv: generic::conv_unimplemented,
-    pool: generic::pool_unimplemented,
+    conv: conv::conv,
+    pool: pool::pool,
 };
 
-/// The best table for this machine. For now, the generic one.
+/// Error codes the conv and pool kernels return (compiled code hands them on as its
+/// own result, which becomes [`crate::RunError::Code`]).
+pub const ERR_BAD_CONV_PARAMS: i32 = -10;
+/// The conv kernel was given less scratch than [`conv_scratch_bytes`] asks for, or a
+/// null or misaligned pointer.
+pub const ERR_CONV_BUFFERS: i32 = -11;
+pub const ERR_BAD_POOL_PARAMS: i32 = -12;
+/// The pool kernel was given a null or misaligned pointer.
+pub const ERR_POOL_BUFFERS: i32 = -13;
+
+/// The best table for this machine. For now, the generic one (whose sgemm already picks
+/// AVX-512/AVX2/NEON micro-kernels at run time).
 pub fn for_host() -> &'static KernelTable {
     &GENERIC
+}
+
+/// The number of threads `ctx` allows (1 for a null context).
+///
+/// # Safety
+/// `ctx` is null or points to a valid [`RunContext`].
+unsafe fn thread_count(ctx: *const RunContext) -> usize {
+    // SAFETY: the caller's promise.
+    if ctx.is_null() { 1 } else { unsafe { (*ctx).thread_count.max(1) } }
+}
+
+/// Runs `task(begin, end)` over `0..n` with [`generic::parallel_for`] on `ctx`'s threads;
+/// returns 0 or the first non-zero code a range returned.
+///
+/// # Safety
+/// `ctx` is null or valid. `task` may run concurrently on disjoint ranges, so whatever
+/// it writes through raw pointers must be disjoint between ranges.
+unsafe fn parallel<F: Fn(usize, usize) -> i32 + Sync>(ctx: *const RunContext, n: usize, task: &F) -> i32 {
+    unsafe extern "C" fn trampoline<F: Fn(usize, usize) -> i32 + Sync>(p: *mut c_void, begin: usize, end: usize) -> i32 {
+        // SAFETY: `p` is the `&F` passed below, alive for the whole `parallel_for` call;
+        // `F: Sync`, so sharing it between the threads is sound.
+        let task = unsafe { &*(p as *const F) };
+        task(begin, end)
+    }
+    // SAFETY: the caller's promises; `task` outlives the call.
+    unsafe { generic::parallel_for(ctx, n, trampoline::<F>, task as *const F as *mut c_void) }
+}
+
+/// The indices `i` in `0..n` for which `i * step + offset - pad` lies in `0..len`: one
+/// contiguous range (empty ranges come back as `(lo, lo)`). Convolution uses it for the
+/// outputs a kernel tap reaches inside the input, pooling for the taps of a window that
+/// land inside it.
+#[inline]
+fn in_bounds(n: usize, len: usize, step: usize, offset: usize, pad: usize) -> (usize, usize) {
+    // i*step + offset >= pad  ⇔  i >= ceil((pad - offset) / step), and
+    // i*step + offset - pad < len  ⇔  i*step < len + pad - offset  ⇔  i < ceil(… / step).
+    // Called per output or per tap, so the common step 1 avoids the divisions.
+    let (lo, hi) = if step == 1 {
+        (pad.saturating_sub(offset), (len + pad).saturating_sub(offset))
+    } else {
+        (pad.saturating_sub(offset).div_ceil(step), (len + pad).saturating_sub(offset).div_ceil(step))
+    };
+    let lo = lo.min(n);
+    (lo, hi.min(n).max(lo))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn in_bounds_matches_a_scan() {
+        for n in 0..7 {
+            for len in 0..6 {
+                for step in 1..4 {
+                    for offset in 0..5 {
+                        for pad in 0..5 {
+                            let inside: Vec<usize> = (0..n)
+                                .filter(|&i| {
+                                    let p = (i * step + offset) as i64 - pad as i64;
+                                    p >= 0 && p < len as i64
+                                })
+                                .collect();
+                            let (lo, hi) = super::in_bounds(n, len, step, offset, pad);
+                            assert_eq!((lo..hi).collect::<Vec<_>>(), inside, "n {n} len {len} step {step} offset {offset} pad {pad}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

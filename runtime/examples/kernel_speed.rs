@@ -1,0 +1,144 @@
+//! Speed of the runtime's heavy kernels on one thread (or `--threads N`):
+//! `cargo run --release -p neoc-runtime --example kernel_speed [-- --threads N]`.
+//!
+//! Each figure is the best of several timed runs after a warm-up (the minimum is the
+//! least disturbed by other work on a shared machine).
+
+use std::time::Instant;
+
+use neoc_runtime::abi::{Activation, ConvParams, PoolKind, PoolParams, RunContext};
+use neoc_runtime::kernels::{conv, conv_scratch_bytes, gemm, generic, pool};
+
+fn context(threads: usize) -> RunContext {
+    RunContext {
+        inputs: std::ptr::null(),
+        outputs: std::ptr::null(),
+        arena: std::ptr::null_mut(),
+        weights: std::ptr::null(),
+        kernels: std::ptr::null(),
+        thread_count: threads,
+    }
+}
+
+/// Best time in seconds of `f` over about 0.5 s of runs (at least 3).
+fn best_time(mut f: impl FnMut()) -> f64 {
+    f();
+    let (mut best, mut total, mut runs) = (f64::INFINITY, 0.0, 0);
+    while runs < 3 || total < 0.5 {
+        let t = Instant::now();
+        f();
+        let s = t.elapsed().as_secs_f64();
+        best = best.min(s);
+        total += s;
+        runs += 1;
+    }
+    best
+}
+
+fn values(n: usize) -> Vec<f32> {
+    (0..n as u64).map(|i| ((i.wrapping_mul(2654435761) >> 7) % 1000) as f32 / 500.0 - 1.0).collect()
+}
+
+fn sgemm_case(ctx: &RunContext, n: usize, plain: bool) {
+    let (a, b) = (values(n * n), values(n * n));
+    let mut c = vec![0f32; n * n];
+    let f = if plain { generic::sgemm } else { gemm::sgemm };
+    let s = best_time(|| unsafe {
+        // SAFETY: n×n row-major matrices.
+        f(ctx, n, n, n, 1.0, a.as_ptr(), n as isize, 1, b.as_ptr(), n as isize, 1, 0.0, c.as_mut_ptr(), n as isize, 1)
+    });
+    let name = if plain { "plain sgemm" } else { "sgemm" };
+    println!("{name:<12} {n:>4}³          {:>8.3} ms  {:>6.1} GFLOP/s", s * 1e3, 2.0 * (n * n * n) as f64 / s / 1e9);
+}
+
+/// A 2-D conv `c_in → c_out` at `hw`×`hw`, square kernel `k`, stride 1, pad `pad`,
+/// `group` groups, with bias and ReLU.
+fn conv_case(ctx: &RunContext, name: &str, c_in: u64, c_out: u64, hw: u64, k: u64, pad: u64, group: u32) {
+    let out = hw + 2 * pad - k + 1;
+    let mut p = ConvParams {
+        spatial: 2,
+        group,
+        batch: 1,
+        c_in,
+        c_out,
+        in_size: [hw, hw, 1],
+        out_size: [out, out, 1],
+        kernel: [k, k, 1],
+        stride: [1; 3],
+        dilation: [1; 3],
+        pad_begin: [pad, pad, 0],
+        act: Activation::Relu as u32,
+        weight_layout: 0,
+        act_alpha: 0.0,
+        act_beta: 0.0,
+        scratch_bytes: 0,
+    };
+    p.scratch_bytes = conv_scratch_bytes(&p);
+    let x = values((c_in * hw * hw) as usize);
+    let w = values((c_out * c_in / group as u64 * k * k) as usize);
+    let bias = values(c_out as usize);
+    let mut y = vec![0f32; (c_out * out * out) as usize];
+    let mut scratch = vec![0f32; p.scratch_bytes as usize / 4];
+    let s = best_time(|| {
+        // SAFETY: buffers of the sizes the parameters describe.
+        let code = unsafe {
+            conv::conv(ctx, &p, x.as_ptr(), w.as_ptr(), bias.as_ptr(), std::ptr::null(), y.as_mut_ptr(), scratch.as_mut_ptr().cast())
+        };
+        assert_eq!(code, 0);
+    });
+    let flops = 2.0 * (c_out * c_in / group as u64 * k * k * out * out) as f64;
+    println!(
+        "{name:<30} {:>8.3} ms  {:>6.1} GFLOP/s  (scratch {} KiB)",
+        s * 1e3,
+        flops / s / 1e9,
+        p.scratch_bytes / 1024
+    );
+}
+
+fn max_pool_case(ctx: &RunContext) {
+    let (c, hw) = (64u64, 112u64);
+    let p = PoolParams {
+        kind: PoolKind::Max as u32,
+        spatial: 2,
+        channels: c,
+        in_size: [hw, hw, 1],
+        out_size: [hw / 2, hw / 2, 1],
+        kernel: [3, 3, 1],
+        stride: [2, 2, 1],
+        dilation: [1; 3],
+        pad_begin: [1, 1, 0],
+        pad_end: [1, 1, 0],
+        count_include_pad: 0,
+        p: 0,
+    };
+    let x = values((c * hw * hw) as usize);
+    let mut y = vec![0f32; (c * hw * hw / 4) as usize];
+    let s = best_time(|| {
+        // SAFETY: buffers of the sizes the parameters describe.
+        assert_eq!(unsafe { pool::pool(ctx, &p, x.as_ptr(), y.as_mut_ptr(), std::ptr::null_mut()) }, 0);
+    });
+    let gbs = (x.len() + y.len()) as f64 * 4.0 / s / 1e9;
+    println!("{:<30} {:>8.3} ms  {gbs:>6.1} GB/s", "maxpool 3x3/2 64x112x112", s * 1e3);
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut threads = 1;
+    while let Some(a) = args.next() {
+        if a == "--threads" {
+            threads = args.next().and_then(|t| t.parse().ok()).unwrap_or(1);
+        }
+    }
+    let ctx = context(threads);
+    println!("threads: {threads}");
+    sgemm_case(&ctx, 256, true);
+    for n in [256, 512, 1024] {
+        sgemm_case(&ctx, n, false);
+    }
+    conv_case(&ctx, "conv 3x3 64->64 56x56 pad 1", 64, 64, 56, 3, 1, 1);
+    conv_case(&ctx, "conv 1x1 256->64 56x56", 256, 64, 56, 1, 0, 1);
+    conv_case(&ctx, "depthwise 3x3 144 56x56 pad 1", 144, 144, 56, 3, 1, 144);
+    conv_case(&ctx, "conv 3x3 256->256 14x14 pad 1", 256, 256, 14, 3, 1, 1);
+    conv_case(&ctx, "grouped 3x3 128->128 g32 28x28", 128, 128, 28, 3, 1, 32);
+    max_pool_case(&ctx);
+}

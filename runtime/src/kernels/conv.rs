@@ -1,0 +1,565 @@
+//! Convolution ([`crate::abi::ConvFn`]): f32, NC(D)HW, 1 to 3 spatial dimensions, groups,
+//! strides, dilations, begin padding, and the fused epilogue `y = act(conv + bias +
+//! residual)`.
+//!
+//! Three algorithms, chosen from the parameters alone (so the scratch size the compiler
+//! reserves with [`conv_scratch_bytes`] is known at compile time):
+//! - **pointwise**: 1×1 kernels, stride 1, no padding. Per (image, group) the output is
+//!   the GEMM `W[c_out/g × c_in/g] · X[c_in/g × spatial]`, read straight from `x`; no
+//!   scratch.
+//! - **depthwise**: one input and one output channel per group (`group == c_in ==
+//!   c_out`), any kernel. A direct loop: for each output row, one multiply-add pass per
+//!   kernel tap over the input row it reads; no scratch.
+//! - **im2col**: everything else. The output positions are cut into column tiles; a tile's
+//!   patch matrix (`c_in/g · k…` rows × tile columns, zeros where the window reads
+//!   padding) is built in scratch and multiplied by the group's weights.
+//!
+//! Every read index is bounds-checked against `in_size`, so any `out_size` is memory-safe
+//! (windows past the input read zeros, i.e. end padding follows from the sizes).
+//! Work is split into items (image × group × column tile, or image × channel) that run
+//! over `parallel_for`; the im2col path runs at most [`MAX_CONV_LANES`] items at a time,
+//! each with its own tile of scratch. Each output tile gets its epilogue while it is
+//! still in cache.
+
+use crate::abi::{ConvParams, MAX_SPATIAL, RunContext};
+
+use super::epilogue::{Act, activation};
+use super::gemm::sgemm_serial;
+use super::{ERR_BAD_CONV_PARAMS, ERR_CONV_BUFFERS, in_bounds, parallel, thread_count};
+
+/// The most items of im2col work that run at once (and so the number of scratch tiles
+/// [`conv_scratch_bytes`] asks for): more threads than this share the work of one conv
+/// only through the other paths.
+pub const MAX_CONV_LANES: usize = 8;
+
+/// The im2col tile holds about this many floats (256 KiB), to stay in a core's L2 cache
+/// between being written and being packed by the GEMM...
+const IM2COL_TILE_FLOATS: usize = 64 * 1024;
+
+/// ...but has at least this many columns (or all of them), because the GEMM packs the
+/// group's weights again for every tile: with 16-column tiles, a 3×3 256→256 conv at
+/// 14×14 ran at 40 GFLOP/s instead of 70 (`examples/kernel_speed.rs`).
+const MIN_IM2COL_TILE: usize = 256;
+
+/// Output columns per item of the pointwise path (matrixmultiply's own column block;
+/// 256 to 4096 measured the same on one thread).
+const POINTWISE_TILE: usize = 1024;
+
+/// Column tiles are multiples of this (the GEMM micro-kernels' widths divide it).
+const TILE_GRAIN: usize = 16;
+
+/// Checks `p` as [`conv`] would: `spatial` in 1..=3, `c_in` ≥ 1, `group` ≥ 1 dividing
+/// `c_in` and `c_out`, input sizes, kernel sizes, strides and dilations ≥ 1 (batch,
+/// `c_out` and output sizes may be 0), unused trailing entries 1 (sizes,
+/// strides, dilations) or 0 (pads), a known activation, `weight_layout` 0, and tensor
+/// sizes that fit in memory. Any `out_size` is accepted (reads are bounds-checked).
+/// `scratch_bytes` is not checked here: the kernel compares it with
+/// [`conv_scratch_bytes`].
+pub fn check_conv_params(p: &ConvParams) -> Result<(), String> {
+    Geometry::new(p).map(|_| ())
+}
+
+/// The scratch bytes [`conv`] needs for `p` (0 when `p` is invalid, which the kernel
+/// rejects anyway). Depends on the parameters only, not on the thread count.
+pub fn conv_scratch_bytes(p: &ConvParams) -> u64 {
+    Geometry::new(p).map_or(0, |g| g.scratch_bytes() as u64)
+}
+
+/// See [`crate::abi::ConvFn`]. Returns 0, [`ERR_BAD_CONV_PARAMS`] when
+/// [`check_conv_params`] fails, or [`ERR_CONV_BUFFERS`] when a needed pointer is null or
+/// misaligned for f32 or the scratch is smaller than [`conv_scratch_bytes`].
+///
+/// # Safety
+/// `ctx` is null (one thread) or valid; `params` is null or valid. `x`, `w`, `y`, and
+/// `bias` and `residual` when not null, point to the f32 tensors the parameters describe
+/// (x: batch×c_in×in_size, w: c_out×c_in/group×kernel, bias: c_out, residual and y:
+/// batch×c_out×out_size); `scratch` to `params.scratch_bytes` writable bytes. `y` and
+/// `scratch` overlap nothing else, except that `residual` may be exactly `y` (the
+/// output then accumulates onto the residual in place).
+pub unsafe extern "C" fn conv(
+    ctx: *const RunContext,
+    params: *const ConvParams,
+    x: *const f32,
+    w: *const f32,
+    bias: *const f32,
+    residual: *const f32,
+    y: *mut f32,
+    scratch: *mut u8,
+) -> i32 {
+    if params.is_null() {
+        return ERR_BAD_CONV_PARAMS;
+    }
+    // SAFETY: params is valid (not null, and the caller's promise).
+    let p = unsafe { *params };
+    let Ok(g) = Geometry::new(&p) else { return ERR_BAD_CONV_PARAMS };
+    if g.batch == 0 || g.c_out == 0 || g.out_len == 0 {
+        return 0;
+    }
+    let misaligned = |q: *const f32| q.is_null() || !q.is_aligned();
+    let optional = |q: *const f32| !q.is_null() && !q.is_aligned();
+    let needs_scratch = g.scratch_bytes();
+    if misaligned(x) || misaligned(w) || misaligned(y)
+        || optional(bias)
+        || optional(residual)
+        || (p.scratch_bytes as u128) < needs_scratch as u128
+        || needs_scratch > 0 && (scratch.is_null() || !scratch.cast::<f32>().is_aligned())
+    {
+        return ERR_CONV_BUFFERS;
+    }
+    let in_place = std::ptr::eq(residual, y);
+    let job = Job {
+        g,
+        x,
+        w,
+        bias,
+        residual: if in_place { std::ptr::null() } else { residual },
+        in_place,
+        y,
+        scratch: scratch.cast(),
+        // Never more lanes than the scratch has tiles for.
+        lanes: if g.tile_floats() == 0 { 0 } else { p.scratch_bytes as usize / 4 / g.tile_floats() },
+    };
+    // SAFETY: `ctx` is null or valid.
+    let threads = unsafe { thread_count(ctx) };
+    // SAFETY (each arm): the caller's promises about the buffers, checked above for null
+    // and alignment; items write disjoint parts of y (and of scratch), see `Job`.
+    match g.path {
+        Path::Depthwise => unsafe { parallel(ctx, g.batch * g.c_out, &|b, e| job.depthwise(b, e)) },
+        Path::Pointwise { tile } => unsafe { parallel(ctx, g.items(tile), &|b, e| job.pointwise(tile, b, e)) },
+        Path::Im2col { tile } => {
+            let lanes = threads.min(job.lanes).min(g.items(tile)).max(1);
+            unsafe { parallel(ctx, lanes, &|b, e| job.im2col(tile, lanes, b, e)) }
+        }
+    }
+}
+
+/// How a conv is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    Pointwise { tile: usize },
+    Depthwise,
+    Im2col { tile: usize },
+}
+
+/// [`ConvParams`], checked and in `usize`, with the spatial dimensions right-aligned
+/// into three (a 1-D conv of width W is a 3-D one of size 1×1×W), which changes no
+/// flat index.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    batch: usize,
+    c_in: usize,
+    c_out: usize,
+    group: usize,
+    /// Input and output channels per group.
+    cig: usize,
+    cog: usize,
+    input: [usize; 3],
+    output: [usize; 3],
+    kernel: [usize; 3],
+    stride: [usize; 3],
+    dilation: [usize; 3],
+    pad: [usize; 3],
+    in_len: usize,
+    out_len: usize,
+    /// The GEMM's inner dimension: `cig · Π kernel` (a weight row).
+    kdim: usize,
+    act: Act,
+    path: Path,
+}
+
+/// Sizes and offsets are kept below this, so index arithmetic (which adds a few of them)
+/// cannot overflow and byte sizes fit in `isize`.
+const SIZE_LIMIT: usize = isize::MAX as usize / 16;
+
+impl Geometry {
+    fn new(p: &ConvParams) -> Result<Geometry, String> {
+        let spatial = p.spatial as usize;
+        if !(1..=MAX_SPATIAL).contains(&spatial) {
+            return Err(format!("spatial must be 1 to {MAX_SPATIAL}, not {spatial}"));
+        }
+        let size = |v: u64, what: &str| -> Result<usize, String> {
+            usize::try_from(v).ok().filter(|&v| v <= SIZE_LIMIT).ok_or_else(|| format!("{what} {v} is too large"))
+        };
+        let (batch, c_in, c_out, group) = (size(p.batch, "batch")?, size(p.c_in, "c_in")?, size(p.c_out, "c_out")?, p.group as usize);
+        if c_in == 0 {
+            return Err("c_in must be at least 1".into());
+        }
+        if group == 0 || c_in % group != 0 || c_out % group != 0 {
+            return Err(format!("group {group} must be at least 1 and divide c_in {c_in} and c_out {c_out}"));
+        }
+        let (mut input, mut output, mut kernel) = ([1; 3], [1; 3], [1; 3]);
+        let (mut stride, mut dilation, mut pad) = ([1; 3], [1; 3], [0; 3]);
+        for d in 0..MAX_SPATIAL {
+            let fields = [p.in_size[d], p.out_size[d], p.kernel[d], p.stride[d], p.dilation[d], p.pad_begin[d]];
+            if d >= spatial {
+                if fields != [1, 1, 1, 1, 1, 0] {
+                    return Err(format!("unused spatial entry {d} must have sizes, stride and dilation 1 and pad 0"));
+                }
+                continue;
+            }
+            let i = MAX_SPATIAL - spatial + d;
+            input[i] = size(p.in_size[d], "in_size")?;
+            output[i] = size(p.out_size[d], "out_size")?;
+            kernel[i] = size(p.kernel[d], "kernel")?;
+            stride[i] = size(p.stride[d], "stride")?;
+            dilation[i] = size(p.dilation[d], "dilation")?;
+            pad[i] = size(p.pad_begin[d], "pad_begin")?;
+            if input[i] == 0 || kernel[i] == 0 || stride[i] == 0 || dilation[i] == 0 {
+                return Err(format!("in_size, kernel, stride and dilation must be at least 1 (dimension {d})"));
+            }
+            // The largest offset formed: (out - 1)·stride + (k - 1)·dilation (+ pad).
+            let reach = output[i].checked_mul(stride[i]).zip(kernel[i].checked_mul(dilation[i]));
+            if reach.is_none_or(|(a, b)| a.saturating_add(b) > SIZE_LIMIT) {
+                return Err(format!("window positions in dimension {d} are too large"));
+            }
+        }
+        let act = Act {
+            kind: activation(p.act).ok_or_else(|| format!("unknown activation {}", p.act))?,
+            alpha: p.act_alpha,
+            beta: p.act_beta,
+        };
+        if p.weight_layout != 0 {
+            return Err(format!("unknown weight layout {}", p.weight_layout));
+        }
+        let product = |xs: &[usize]| xs.iter().try_fold(1usize, |a, &b| a.checked_mul(b).filter(|&v| v <= SIZE_LIMIT));
+        let too_big = || "tensor sizes are too large".to_string();
+        let in_len = product(&input).ok_or_else(too_big)?;
+        let out_len = product(&output).ok_or_else(too_big)?;
+        let (cig, cog) = (c_in / group, c_out / group);
+        let kdim = product(&[cig, kernel[0], kernel[1], kernel[2]]).ok_or_else(too_big)?;
+        product(&[batch, c_in, in_len]).ok_or_else(too_big)?;
+        product(&[batch, c_out, out_len]).ok_or_else(too_big)?;
+        product(&[c_out, kdim]).ok_or_else(too_big)?;
+        // From here on every tensor has at least one element (batch, c_out and out_len
+        // aside, which `conv` checks for 0 first).
+        let mut g = Geometry {
+            batch,
+            c_in,
+            c_out,
+            group,
+            cig,
+            cog,
+            input,
+            output,
+            kernel,
+            stride,
+            dilation,
+            pad,
+            in_len,
+            out_len,
+            kdim,
+            act,
+            path: Path::Depthwise,
+        };
+        g.path = g.choose_path();
+        product(&[g.scratch_bytes(), 2]).ok_or_else(too_big)?;
+        Ok(g)
+    }
+
+    fn choose_path(&self) -> Path {
+        let tile = |target: usize| {
+            let t = (target / TILE_GRAIN).max(1) * TILE_GRAIN;
+            t.min(self.out_len).max(1)
+        };
+        if self.cig == 1 && self.cog == 1 {
+            Path::Depthwise
+        } else if self.kernel == [1; 3] && self.stride == [1; 3] && self.pad == [0; 3] && self.output == self.input {
+            Path::Pointwise { tile: tile(POINTWISE_TILE) }
+        } else {
+            Path::Im2col { tile: tile((IM2COL_TILE_FLOATS / self.kdim).max(MIN_IM2COL_TILE)) }
+        }
+    }
+
+    /// Items of the GEMM paths: (image, group, column tile).
+    fn items(&self, tile: usize) -> usize {
+        self.batch * self.group * self.out_len.div_ceil(tile)
+    }
+
+    /// Floats in one im2col tile (0 on the other paths).
+    fn tile_floats(&self) -> usize {
+        match self.path {
+            Path::Im2col { tile } => self.kdim * tile,
+            _ => 0,
+        }
+    }
+
+    fn scratch_bytes(&self) -> usize {
+        match self.path {
+            Path::Im2col { tile } => 4 * self.tile_floats() * self.items(tile).min(MAX_CONV_LANES),
+            _ => 0,
+        }
+    }
+
+    /// (image, group, first column, columns) of item `item` on a GEMM path.
+    fn item(&self, tile: usize, item: usize) -> (usize, usize, usize, usize) {
+        let tiles = self.out_len.div_ceil(tile);
+        let (bg, t) = (item / tiles, item % tiles);
+        let s0 = t * tile;
+        (bg / self.group, bg % self.group, s0, tile.min(self.out_len - s0))
+    }
+}
+
+/// One conv call's buffers, shared by its items. Every item writes only its own outputs
+/// (an (image, channel) plane, or an (image, group)'s rows × a column tile) and, on the
+/// im2col path, only its lane's tile of scratch; everything else is read-only.
+struct Job {
+    g: Geometry,
+    x: *const f32,
+    w: *const f32,
+    bias: *const f32,
+    /// Null when absent or when `in_place`.
+    residual: *const f32,
+    /// `residual == y`: y already holds the residual, and the conv accumulates onto it.
+    in_place: bool,
+    y: *mut f32,
+    scratch: *mut f32,
+    /// How many scratch tiles there are.
+    lanes: usize,
+}
+
+// SAFETY: see the struct's comment; `conv`'s caller promises the buffers for the call.
+unsafe impl Sync for Job {}
+
+impl Job {
+    fn bias(&self, channel: usize) -> f32 {
+        // SAFETY: bias, when not null, holds c_out values and channel < c_out.
+        if self.bias.is_null() { 0.0 } else { unsafe { *self.bias.add(channel) } }
+    }
+
+    /// Applies the epilogue to `len` outputs of `channel` starting at flat offset `at`
+    /// of y.
+    ///
+    /// # Safety
+    /// `at..at + len` is inside y and written by this item only.
+    unsafe fn epilogue(&self, channel: usize, at: usize, len: usize) {
+        // SAFETY: the caller's promise; the residual has y's shape.
+        let (row, residual) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(self.y.add(at), len),
+                (!self.residual.is_null()).then(|| std::slice::from_raw_parts(self.residual.add(at), len)),
+            )
+        };
+        self.g.act.apply_row(row, self.bias(channel), residual);
+    }
+
+    /// C = W_group · B (+ C when in place) for one (image, group) and `cols` columns
+    /// from `s0`, then the epilogue. `b` is the group's B with row stride `ldb`.
+    ///
+    /// # Safety
+    /// `b` holds kdim rows of `cols` values with stride `ldb`; the item owns the outputs.
+    unsafe fn gemm_tile(&self, image: usize, group: usize, s0: usize, cols: usize, b: *const f32, ldb: usize) {
+        let g = &self.g;
+        let c0 = group * g.cog;
+        let at = (image * g.c_out + c0) * g.out_len + s0;
+        let beta = if self.in_place { 1.0 } else { 0.0 };
+        // SAFETY: A is the group's cog×kdim block of w; C the item's cog rows × cols
+        // columns of y (row stride out_len); the caller's promise for B.
+        unsafe {
+            let a = self.w.add(c0 * g.kdim);
+            let c = self.y.add(at);
+            sgemm_serial(g.cog, cols, g.kdim, 1.0, a, (g.kdim as isize, 1), b, (ldb as isize, 1), beta, c, (g.out_len as isize, 1));
+            for co in 0..g.cog {
+                self.epilogue(c0 + co, at + co * g.out_len, cols);
+            }
+        }
+    }
+
+    /// Items `begin..end` of the pointwise path.
+    fn pointwise(&self, tile: usize, begin: usize, end: usize) -> i32 {
+        let g = &self.g;
+        for item in begin..end {
+            let (image, group, s0, cols) = g.item(tile, item);
+            // SAFETY: B is the group's cig input channels (rows of in_len = out_len
+            // values), columns s0..s0 + cols; the item owns its outputs.
+            unsafe {
+                let b = self.x.add((image * g.c_in + group * g.cig) * g.in_len + s0);
+                self.gemm_tile(image, group, s0, cols, b, g.in_len);
+            }
+        }
+        0
+    }
+
+    /// Lanes `begin..end` of `lanes` on the im2col path: lane `l` computes its share of
+    /// the items with scratch tile `l`.
+    fn im2col(&self, tile: usize, lanes: usize, begin: usize, end: usize) -> i32 {
+        let g = &self.g;
+        let items = g.items(tile);
+        for lane in begin..end {
+            // SAFETY: lane < lanes ≤ self.lanes, the number of tiles the scratch holds.
+            let col = unsafe { std::slice::from_raw_parts_mut(self.scratch.add(lane * g.tile_floats()), g.tile_floats()) };
+            for item in items * lane / lanes..items * (lane + 1) / lanes {
+                let (image, group, s0, cols) = g.item(tile, item);
+                let col = &mut col[..g.kdim * cols];
+                self.fill_patches(image, group, s0, cols, col);
+                // SAFETY: col holds kdim rows of cols values; the item owns its outputs.
+                unsafe { self.gemm_tile(image, group, s0, cols, col.as_ptr(), cols) };
+            }
+        }
+        0
+    }
+
+    /// Fills `col` (kdim rows × `cols`) with the patches of output positions
+    /// `s0..s0 + cols` of (image, group): row (ci, kd, kh, kw), column s holds the input
+    /// value that tap reads for output s, or 0 where it reads padding.
+    fn fill_patches(&self, image: usize, group: usize, s0: usize, cols: usize, col: &mut [f32]) {
+        let g = &self.g;
+        let ([_, i1, i2], [_, o1, o2]) = (g.input, g.output);
+        // SAFETY: the group's cig input planes, read-only.
+        let xg = unsafe { std::slice::from_raw_parts(self.x.add((image * g.c_in + group * g.cig) * g.in_len), g.cig * g.in_len) };
+        let mut rows = col.chunks_exact_mut(cols);
+        for plane in xg.chunks_exact(g.in_len) {
+            for kd in 0..g.kernel[0] {
+                for kh in 0..g.kernel[1] {
+                    for kw in 0..g.kernel[2] {
+                        let Some(dst) = rows.next() else { return };
+                        // Walk the columns in runs along the last output dimension.
+                        let (mut od, mut oh, mut ow) = (s0 / (o1 * o2), s0 / o2 % o1, s0 % o2);
+                        let mut j = 0;
+                        while j < cols {
+                            let run = (o2 - ow).min(cols - j);
+                            let out = &mut dst[j..j + run];
+                            let id = (od * g.stride[0] + kd * g.dilation[0]).wrapping_sub(g.pad[0]);
+                            let ih = (oh * g.stride[1] + kh * g.dilation[1]).wrapping_sub(g.pad[1]);
+                            if id < g.input[0] && ih < i1 {
+                                let xrow = &plane[(id * i1 + ih) * i2..][..i2];
+                                gather_row(out, xrow, ow, g.stride[2], kw * g.dilation[2], g.pad[2], o2);
+                            } else {
+                                out.fill(0.0);
+                            }
+                            j += run;
+                            ow += run;
+                            if ow == o2 {
+                                ow = 0;
+                                oh += 1;
+                                if oh == o1 {
+                                    oh = 0;
+                                    od += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Planes `begin..end` (image × channel) of the depthwise path.
+    fn depthwise(&self, begin: usize, end: usize) -> i32 {
+        let g = &self.g;
+        let ([k0, k1, k2], [i0, i1, i2], [_, o1, o2]) = (g.kernel, g.input, g.output);
+        let klen = k0 * k1 * k2;
+        for item in begin..end {
+            let c = item % g.c_out;
+            // SAFETY: the plane's input, the channel's weights (read-only) and the
+            // plane's outputs, which only this item writes.
+            let (xp, wc, yp) = unsafe {
+                (
+                    std::slice::from_raw_parts(self.x.add(item * g.in_len), g.in_len),
+                    std::slice::from_raw_parts(self.w.add(c * klen), klen),
+                    std::slice::from_raw_parts_mut(self.y.add(item * g.out_len), g.out_len),
+                )
+            };
+            for (r, yrow) in yp.chunks_exact_mut(o2).enumerate() {
+                let (od, oh) = (r / o1, r % o1);
+                if !self.in_place {
+                    yrow.fill(0.0);
+                }
+                let (d_lo, d_hi) = in_bounds(k0, i0, g.dilation[0], od * g.stride[0], g.pad[0]);
+                let (h_lo, h_hi) = in_bounds(k1, i1, g.dilation[1], oh * g.stride[1], g.pad[1]);
+                for kd in d_lo..d_hi {
+                    for kh in h_lo..h_hi {
+                        let id = od * g.stride[0] + kd * g.dilation[0] - g.pad[0];
+                        let ih = oh * g.stride[1] + kh * g.dilation[1] - g.pad[1];
+                        let xrow = &xp[(id * i1 + ih) * i2..][..i2];
+                        let wrow = &wc[(kd * k1 + kh) * k2..][..k2];
+                        accumulate_row(yrow, xrow, wrow, g.stride[2], g.dilation[2], g.pad[2]);
+                    }
+                }
+                // SAFETY: this row of the plane, which only this item writes.
+                unsafe { self.epilogue(c, item * g.out_len + r * o2, o2) };
+            }
+        }
+        0
+    }
+}
+
+/// `y[o] += Σₜ w[t] · x[o·stride + t·dil − pad]` over the taps that land inside `x`: one
+/// row of a depthwise conv. With stride 1, the outputs whose taps all land inside take a
+/// loop over outputs with the taps unrolled (for 3, 5 and 7 taps), which vectorises;
+/// the rest go tap by tap.
+fn accumulate_row(y: &mut [f32], x: &[f32], w: &[f32], stride: usize, dil: usize, pad: usize) {
+    let (n, k) = (y.len(), w.len());
+    if stride == 1 && matches!(k, 3 | 5 | 7) {
+        // Every tap inside: o ≥ pad (the first tap) and o + (k − 1)·dil − pad < x.len()
+        // (the last).
+        let (lo, _) = in_bounds(n, x.len(), 1, 0, pad);
+        let (_, hi) = in_bounds(n, x.len(), 1, (k - 1) * dil, pad);
+        if lo < hi {
+            let (ys, xs) = (&mut y[lo..hi], &x[lo - pad..]);
+            match k {
+                3 => taps_unrolled::<3>(ys, xs, w, dil),
+                5 => taps_unrolled::<5>(ys, xs, w, dil),
+                _ => taps_unrolled::<7>(ys, xs, w, dil),
+            }
+            taps_one_by_one(y, x, w, stride, dil, pad, 0..lo);
+            taps_one_by_one(y, x, w, stride, dil, pad, hi..n);
+            return;
+        }
+    }
+    taps_one_by_one(y, x, w, stride, dil, pad, 0..n);
+}
+
+/// `y[j] += Σₜ w[t] · x[j + t·dil]` for K taps, all inside `x`.
+#[inline(always)]
+fn taps_unrolled<const K: usize>(y: &mut [f32], x: &[f32], w: &[f32], dil: usize) {
+    let n = y.len();
+    let w: [f32; K] = std::array::from_fn(|t| w[t]);
+    // Checked once here, so the loop below needs no checks and vectorises.
+    let x = &x[..n + (K - 1) * dil];
+    for (j, yv) in y.iter_mut().enumerate() {
+        let mut acc = *yv;
+        for (t, wt) in w.iter().enumerate() {
+            // SAFETY: j < n and t < K, so j + t·dil < x.len().
+            acc += wt * unsafe { x.get_unchecked(j + t * dil) };
+        }
+        *yv = acc;
+    }
+}
+
+/// [`accumulate_row`] for the outputs in `range`, one tap at a time.
+fn taps_one_by_one(y: &mut [f32], x: &[f32], w: &[f32], stride: usize, dil: usize, pad: usize, range: std::ops::Range<usize>) {
+    for (t, &wv) in w.iter().enumerate() {
+        let off = t * dil;
+        let (lo, hi) = in_bounds(y.len(), x.len(), stride, off, pad);
+        let (lo, hi) = (lo.clamp(range.start, range.end), hi.clamp(range.start, range.end));
+        if lo >= hi {
+            continue;
+        }
+        let first = lo * stride + off - pad;
+        for (yv, xv) in y[lo..hi].iter_mut().zip(x[first..].iter().step_by(stride)) {
+            *yv += wv * xv;
+        }
+    }
+}
+
+/// `out[j] = xrow[(ow0 + j)·stride + offset − pad]`, or 0 where that is outside `xrow`,
+/// for the `out.len()` outputs from `ow0` (of `o2` in the row).
+fn gather_row(out: &mut [f32], xrow: &[f32], ow0: usize, stride: usize, offset: usize, pad: usize, o2: usize) {
+    let (lo, hi) = in_bounds(o2, xrow.len(), stride, offset, pad);
+    let (lo, hi) = (lo.clamp(ow0, ow0 + out.len()) - ow0, hi.clamp(ow0, ow0 + out.len()) - ow0);
+    out[..lo].fill(0.0);
+    out[hi..].fill(0.0);
+    if lo < hi {
+        let first = (ow0 + lo) * stride + offset - pad;
+        if stride == 1 {
+            out[lo..hi].copy_from_slice(&xrow[first..first + (hi - lo)]);
+        } else {
+            for (o, x) in out[lo..hi].iter_mut().zip(xrow[first..].iter().step_by(stride)) {
+                *o = *x;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

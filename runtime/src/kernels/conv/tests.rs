@@ -1,0 +1,340 @@
+//! The conv kernel against a plain nested-loop reference in f64, over random shapes and
+//! parameters on every path, plus the error codes.
+
+use super::super::epilogue::Act;
+use super::super::epilogue::tests::{act_f64, all_acts};
+use super::super::test_util::{Rng, ctx, gamma};
+use super::*;
+use crate::abi::Activation;
+
+/// Sentinel written around buffers to catch writes outside them.
+const GUARD: f32 = -7777.25;
+const GUARD_LEN: usize = 16;
+
+/// A valid conv with everything 1 or 0, to be filled in.
+fn base(spatial: u32) -> ConvParams {
+    ConvParams {
+        spatial,
+        group: 1,
+        batch: 1,
+        c_in: 1,
+        c_out: 1,
+        in_size: [1; 3],
+        out_size: [1; 3],
+        kernel: [1; 3],
+        stride: [1; 3],
+        dilation: [1; 3],
+        pad_begin: [0; 3],
+        act: 0,
+        weight_layout: 0,
+        act_alpha: 0.0,
+        act_beta: 0.0,
+        scratch_bytes: 0,
+    }
+}
+
+/// Each output as (conv + bias + residual, Σ|terms|), by plain loops over the ABI's own
+/// arrays (unused trailing entries are 1 and 0, so three nested spatial loops do for
+/// every `spatial`).
+fn reference(p: &ConvParams, x: &[f32], w: &[f32], bias: Option<&[f32]>, residual: Option<&[f32]>) -> Vec<(f64, f64)> {
+    let u = |a: [u64; 3]| a.map(|v| v as usize);
+    let (is, os, k, s, d, pb) = (u(p.in_size), u(p.out_size), u(p.kernel), u(p.stride), u(p.dilation), u(p.pad_begin));
+    let (ci, co, g) = (p.c_in as usize, p.c_out as usize, p.group as usize);
+    let (cig, cog) = (ci / g, co / g);
+    let mut out = Vec::new();
+    for b in 0..p.batch as usize {
+        for o in 0..co {
+            for z in 0..os[0] {
+                for yy in 0..os[1] {
+                    for xx in 0..os[2] {
+                        let (mut acc, mut mag) = (0f64, 0f64);
+                        for c in 0..cig {
+                            let ic = o / cog * cig + c;
+                            for kz in 0..k[0] {
+                                for ky in 0..k[1] {
+                                    for kx in 0..k[2] {
+                                        let pos = |o: usize, kk: usize, i: usize| (o * s[i] + kk * d[i]) as i64 - pb[i] as i64;
+                                        let (iz, iy, ix) = (pos(z, kz, 0), pos(yy, ky, 1), pos(xx, kx, 2));
+                                        if iz < 0 || iy < 0 || ix < 0 || iz >= is[0] as i64 || iy >= is[1] as i64 || ix >= is[2] as i64 {
+                                            continue;
+                                        }
+                                        let xi = (((b * ci + ic) * is[0] + iz as usize) * is[1] + iy as usize) * is[2] + ix as usize;
+                                        let wi = (((o * cig + c) * k[0] + kz) * k[1] + ky) * k[2] + kx;
+                                        let t = x[xi] as f64 * w[wi] as f64;
+                                        acc += t;
+                                        mag += t.abs();
+                                    }
+                                }
+                            }
+                        }
+                        let yi = out.len();
+                        for extra in [bias.map(|v| v[o]), residual.map(|r| r[yi])].into_iter().flatten() {
+                            acc += extra as f64;
+                            mag += (extra as f64).abs();
+                        }
+                        out.push((acc, mag));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Options of one run.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    threads: usize,
+    bias: bool,
+    residual: bool,
+    /// residual == y.
+    in_place: bool,
+}
+
+/// Runs the kernel with exactly `conv_scratch_bytes` of scratch and checks every output
+/// against the reference, and that nothing outside y and the scratch is written.
+///
+/// Tolerance: the kernel's pre-activation value is a sum of the kdim products plus bias
+/// and residual, added in some order in f32, so it is within γ_{kdim+2}·Σ|terms| of the
+/// exact sum (see `gamma`). The activations' slopes are at most 1.5 (HardSwish at 3;
+/// Silu's is 1.1) and their f32 evaluation (exp, a division, a product) adds a few ulp
+/// of the result: 8 ulp allowed.
+fn check(rng: &mut Rng, mut p: ConvParams, run: Run) {
+    let g = Geometry::new(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+    p.scratch_bytes = conv_scratch_bytes(&p);
+    let (x_len, y_len) = ((p.batch * p.c_in) as usize * g.in_len, (p.batch * p.c_out) as usize * g.out_len);
+    let x = rng.values(x_len);
+    let w = rng.values(p.c_out as usize * g.kdim);
+    let bias = rng.values(p.c_out as usize);
+    let residual = rng.values(y_len);
+    let (bias, residual) = (run.bias.then_some(&bias[..]), (run.residual || run.in_place).then_some(&residual[..]));
+    let want = reference(&p, &x, &w, bias, residual);
+    let mut y = vec![GUARD; y_len + 2 * GUARD_LEN];
+    if run.in_place {
+        y[GUARD_LEN..GUARD_LEN + y_len].copy_from_slice(residual.unwrap());
+    }
+    let scratch_len = p.scratch_bytes as usize / 4;
+    let mut scratch = vec![GUARD; scratch_len + GUARD_LEN];
+    let y_ptr = y[GUARD_LEN..].as_mut_ptr();
+    let r_ptr = if run.in_place { y_ptr as *const f32 } else { residual.map_or(std::ptr::null(), |r| r.as_ptr()) };
+    let context = ctx(run.threads);
+    // SAFETY: buffers of the sizes the parameters describe; scratch of scratch_bytes.
+    let code = unsafe {
+        conv(&context, &p, x.as_ptr(), w.as_ptr(), bias.map_or(std::ptr::null(), |b| b.as_ptr()), r_ptr, y_ptr, scratch.as_mut_ptr().cast())
+    };
+    assert_eq!(code, 0, "{p:?} {run:?}");
+    let act = Act { kind: activation(p.act).unwrap(), alpha: p.act_alpha, beta: p.act_beta };
+    for (i, (&got, &(pre, mag))) in y[GUARD_LEN..GUARD_LEN + y_len].iter().zip(&want).enumerate() {
+        let exact = act_f64(act, pre);
+        let tol = 1.5 * gamma(g.kdim + 2) * mag + 8.0 * f64::from(f32::EPSILON) * exact.abs() + 1e-30;
+        assert!((got as f64 - exact).abs() <= tol, "{p:?} {run:?} path {:?}: y[{i}] = {got}, want {exact} (tol {tol})", g.path);
+    }
+    assert!(y[..GUARD_LEN].iter().chain(&y[GUARD_LEN + y_len..]).all(|&v| v == GUARD), "{p:?}: wrote outside y");
+    assert!(scratch[scratch_len..].iter().all(|&v| v == GUARD), "{p:?}: wrote past scratch_bytes");
+}
+
+/// Random parameters: `spatial` dimensions, and the path's shape: "depthwise" (one
+/// channel per group), "pointwise" (1×1, stride 1, no padding) or anything.
+fn random_params(rng: &mut Rng, spatial: u32, shape: &str) -> ConvParams {
+    let mut p = base(spatial);
+    p.batch = rng.range(1, 2);
+    let (group, cig, cog) = match shape {
+        "depthwise" => (rng.range(1, 5), 1, 1),
+        _ => (rng.pick(&[1, 1, 2, 3]), rng.range(1, 3), rng.range(1, 3)),
+    };
+    (p.group, p.c_in, p.c_out) = (group as u32, group * cig, group * cog);
+    for d in 0..spatial as usize {
+        let (k, s, dl, pb, pe) = if shape == "pointwise" {
+            (1, 1, rng.range(1, 2), 0, 0)
+        } else {
+            (rng.range(1, 3), rng.pick(&[1, 1, 2, 3]), rng.range(1, 2), rng.range(0, 2), rng.range(0, 2))
+        };
+        // Big enough for one window; out_size from the ONNX formula, sometimes one
+        // more (a window past the end padding: memory-safe, reads zeros).
+        let extent = dl * (k - 1) + 1;
+        let input = rng.range(1, 6).max(extent.saturating_sub(pb + pe));
+        let out = (input + pb + pe - extent) / s + 1;
+        let extra = if shape == "pointwise" { 0 } else { u64::from(rng.range(0, 5) == 0) };
+        (p.in_size[d], p.out_size[d], p.kernel[d], p.stride[d], p.dilation[d], p.pad_begin[d]) = (input, out + extra, k, s, dl, pb);
+    }
+    let act = rng.pick(&all_acts());
+    (p.act, p.act_alpha, p.act_beta) = (act.kind as u32, act.alpha, act.beta);
+    p
+}
+
+fn random_run(rng: &mut Rng) -> Run {
+    let residual = rng.coin();
+    Run { threads: rng.pick(&[1, 3]), bias: rng.coin(), residual, in_place: !residual && rng.coin() }
+}
+
+#[test]
+fn matches_reference_on_random_small_convs() {
+    let mut rng = Rng::new(42);
+    let mut paths = std::collections::HashMap::new();
+    for case in 0..600 {
+        let spatial = [1, 2, 3][case % 3];
+        let shape = ["depthwise", "pointwise", "any", "any"][case / 3 % 4];
+        let p = random_params(&mut rng, spatial, shape);
+        let run = random_run(&mut rng);
+        let path = Geometry::new(&p).unwrap().path;
+        *paths.entry(std::mem::discriminant(&path)).or_insert(0) += 1;
+        check(&mut rng, p, run);
+    }
+    // Every path was exercised many times.
+    assert_eq!(paths.len(), 3);
+    assert!(paths.values().all(|&n| n >= 60), "{paths:?}");
+}
+
+#[test]
+fn every_activation_with_and_without_bias_and_residual() {
+    let mut rng = Rng::new(5);
+    for act in all_acts() {
+        for shape in ["depthwise", "pointwise", "any"] {
+            for (bias, residual, in_place) in [(false, false, false), (true, false, false), (true, true, false), (false, false, true)] {
+                let mut p = random_params(&mut rng, 2, shape);
+                (p.act, p.act_alpha, p.act_beta) = (act.kind as u32, act.alpha, act.beta);
+                check(&mut rng, p, Run { threads: 1, bias, residual, in_place });
+            }
+        }
+    }
+}
+
+#[test]
+fn multi_tile_convs_on_one_to_many_threads() {
+    let mut rng = Rng::new(9);
+    // im2col: kdim = 8·3·3 = 72, tile 64Ki/72 → 896 columns: a 40×40 output has two
+    // tiles, the second starting mid-row; 2 groups and 2 images make 8 items.
+    let mut im2col = base(2);
+    (im2col.batch, im2col.group, im2col.c_in, im2col.c_out) = (2, 2, 16, 6);
+    (im2col.in_size, im2col.out_size, im2col.kernel, im2col.pad_begin) = ([40, 40, 1], [40, 40, 1], [3, 3, 1], [1, 1, 0]);
+    // A big kdim (3·3·3·24 = 648): tiles of MIN_IM2COL_TILE (256) columns over 275
+    // 3-D outputs, the second tile starting mid-row.
+    let mut deep = base(3);
+    (deep.c_in, deep.c_out) = (24, 5);
+    (deep.in_size, deep.out_size, deep.kernel, deep.stride) = ([13, 12, 11], [11, 5, 5], [3, 3, 3], [1, 2, 2]);
+    // Pointwise: 4 groups over 1500 columns (tiles of 1024).
+    let mut pointwise = base(1);
+    (pointwise.batch, pointwise.group, pointwise.c_in, pointwise.c_out) = (2, 4, 8, 12);
+    (pointwise.in_size, pointwise.out_size) = ([1500, 1, 1], [1500, 1, 1]);
+    // Depthwise with stride 2 and dilation 2.
+    let mut depthwise = base(2);
+    (depthwise.group, depthwise.c_in, depthwise.c_out) = (6, 6, 6);
+    (depthwise.in_size, depthwise.out_size, depthwise.kernel) = ([20, 21, 1], [9, 10, 1], [3, 3, 1]);
+    (depthwise.stride, depthwise.dilation, depthwise.pad_begin) = ([2, 2, 1], [2, 2, 1], [1, 2, 0]);
+    let path = |p: &ConvParams| Geometry::new(p).unwrap().path;
+    assert_eq!(path(&im2col), Path::Im2col { tile: 896 });
+    assert_eq!(path(&deep), Path::Im2col { tile: MIN_IM2COL_TILE });
+    assert_eq!(path(&pointwise), Path::Pointwise { tile: POINTWISE_TILE });
+    assert_eq!(path(&depthwise), Path::Depthwise);
+    for p in [im2col, deep, pointwise, depthwise] {
+        for threads in [1, 2, 3, 16] {
+            let mut p = p;
+            p.act = Activation::Relu as u32;
+            check(&mut rng, p, Run { threads, bias: true, residual: threads % 2 == 0, in_place: threads == 3 });
+        }
+    }
+}
+
+#[test]
+fn depthwise_rows_with_every_unrolled_tap_count() {
+    // Rows of 1 to 24 outputs with 3, 5 or 7 taps (unrolled when the stride is 1), and
+    // 2, 4 and 6 (tap by tap), with dilations and pads that leave no, some or every
+    // output with all of its taps inside.
+    let mut rng = Rng::new(77);
+    for case in 0..300 {
+        let mut p = base(2);
+        let c = rng.range(1, 3);
+        (p.group, p.c_in, p.c_out) = (c as u32, c, c);
+        let k = [3, 5, 7, 2, 4, 6][case % 6];
+        let (dl, s, pad) = (rng.range(1, 2), [1, 1, 2][case / 6 % 3], rng.range(0, 7));
+        let input = rng.range(1, 24);
+        let span = (input + 2 * pad).saturating_sub(dl * (k - 1) + 1);
+        if input + 2 * pad < dl * (k - 1) + 1 {
+            continue;
+        }
+        (p.in_size, p.out_size) = ([rng.range(1, 3), input, 1], [1, span / s + 1, 1]);
+        (p.kernel, p.dilation, p.stride, p.pad_begin) = ([1, k, 1], [1, dl, 1], [1, s, 1], [0, pad, 0]);
+        p.out_size[0] = p.in_size[0];
+        let act = rng.pick(&all_acts());
+        (p.act, p.act_alpha, p.act_beta) = (act.kind as u32, act.alpha, act.beta);
+        let run = random_run(&mut rng);
+        check(&mut rng, p, run);
+    }
+}
+
+#[test]
+fn scratch_depends_on_parameters_only_and_covers_the_lanes() {
+    let mut p = base(2);
+    (p.c_in, p.c_out, p.in_size, p.out_size, p.kernel) = (64, 64, [56, 56, 1], [56, 56, 1], [3, 3, 1]);
+    p.pad_begin = [1, 1, 0];
+    let g = Geometry::new(&p).unwrap();
+    let Path::Im2col { tile } = g.path else { panic!("{:?}", g.path) };
+    assert_eq!(conv_scratch_bytes(&p), (4 * 576 * tile * MAX_CONV_LANES) as u64);
+    // No scratch on the direct paths.
+    p.kernel = [1, 1, 1];
+    p.pad_begin = [0; 3];
+    assert_eq!(conv_scratch_bytes(&p), 0);
+    (p.group, p.c_out, p.kernel) = (64, 64, [3, 3, 1]);
+    assert_eq!(conv_scratch_bytes(&p), 0);
+}
+
+#[test]
+fn bad_parameters_and_buffers_give_error_codes() {
+    let good = {
+        let mut p = base(2);
+        (p.group, p.c_in, p.c_out, p.in_size, p.out_size, p.kernel) = (2, 4, 4, [5, 5, 1], [3, 3, 1], [3, 3, 1]);
+        p.scratch_bytes = conv_scratch_bytes(&p);
+        p
+    };
+    assert!(check_conv_params(&good).is_ok());
+    type Mutation = (&'static str, fn(&mut ConvParams));
+    let bad: Vec<Mutation> = vec![
+        ("spatial 0", |p| p.spatial = 0),
+        ("spatial 4", |p| p.spatial = 4),
+        ("group 0", |p| p.group = 0),
+        ("group not dividing c_in", |p| p.group = 3),
+        ("group not dividing c_out", |p| p.c_out = 5),
+        ("c_in 0", |p| p.c_in = 0),
+        ("stride 0", |p| p.stride[1] = 0),
+        ("dilation 0", |p| p.dilation[0] = 0),
+        ("kernel 0", |p| p.kernel[0] = 0),
+        ("in_size 0", |p| p.in_size[1] = 0),
+        ("unused entry", |p| p.kernel[2] = 2),
+        ("unused pad", |p| p.pad_begin[2] = 1),
+        ("activation", |p| p.act = 99),
+        ("weight layout", |p| p.weight_layout = 1),
+        ("huge size", |p| p.in_size[0] = u64::MAX),
+        ("huge product", |p| (p.in_size[0], p.in_size[1]) = (1 << 40, 1 << 40)),
+    ];
+    let (x, w) = (vec![1f32; 200], vec![1f32; 200]);
+    let mut y = vec![0f32; 200];
+    let mut scratch = vec![0f32; 1000];
+    let call = |p: &ConvParams, x: *const f32, y: *mut f32, s: *mut f32| {
+        // SAFETY: buffers larger than `good` needs; bad parameters are refused first.
+        unsafe { conv(std::ptr::null(), p, x, w.as_ptr(), std::ptr::null(), std::ptr::null(), y, s.cast()) }
+    };
+    for (what, mutate) in bad {
+        let mut p = good;
+        mutate(&mut p);
+        assert!(check_conv_params(&p).is_err(), "{what}");
+        assert_eq!(conv_scratch_bytes(&p), 0, "{what}");
+        assert_eq!(call(&p, x.as_ptr(), y.as_mut_ptr(), scratch.as_mut_ptr()), ERR_BAD_CONV_PARAMS, "{what}");
+    }
+    // SAFETY: a null params pointer is refused.
+    assert_eq!(unsafe { conv(std::ptr::null(), std::ptr::null(), x.as_ptr(), w.as_ptr(), std::ptr::null(), std::ptr::null(), y.as_mut_ptr(), std::ptr::null_mut()) }, ERR_BAD_CONV_PARAMS);
+    let mut small = good;
+    small.scratch_bytes -= 4;
+    assert_eq!(call(&small, x.as_ptr(), y.as_mut_ptr(), scratch.as_mut_ptr()), ERR_CONV_BUFFERS);
+    assert_eq!(call(&good, std::ptr::null(), y.as_mut_ptr(), scratch.as_mut_ptr()), ERR_CONV_BUFFERS);
+    assert_eq!(call(&good, x.as_ptr(), std::ptr::null_mut(), scratch.as_mut_ptr()), ERR_CONV_BUFFERS);
+    assert_eq!(call(&good, x.as_ptr(), y.as_mut_ptr(), std::ptr::null_mut()), ERR_CONV_BUFFERS);
+    let misaligned = (x.as_ptr() as *const u8).wrapping_add(1) as *const f32;
+    assert_eq!(call(&good, misaligned, y.as_mut_ptr(), scratch.as_mut_ptr()), ERR_CONV_BUFFERS);
+    assert_eq!(call(&good, x.as_ptr(), y.as_mut_ptr(), scratch.as_mut_ptr()), 0);
+    // Empty outputs need no buffers at all.
+    for mutate in [|p: &mut ConvParams| p.batch = 0, |p: &mut ConvParams| p.out_size[0] = 0, |p: &mut ConvParams| (p.c_out, p.group) = (0, 1)] {
+        let mut p = good;
+        mutate(&mut p);
+        assert_eq!(call(&p, std::ptr::null(), std::ptr::null_mut(), std::ptr::null_mut()), 0);
+    }
+}

@@ -1,0 +1,294 @@
+//! Fast sgemm: `matrixmultiply`'s packed micro-kernels (it picks AVX-512, AVX2+FMA or
+//! NEON at run time), with the BLAS corner cases handled here and big problems split
+//! over the context's threads.
+//!
+//! `matrixmultiply` allocates its packing buffers on every call (about 1 MiB at most).
+
+use crate::abi::RunContext;
+
+use super::{parallel, thread_count};
+
+/// Problems with at least this many multiply-adds (m·n·k) are split over threads.
+pub const PARALLEL_MIN_WORK: usize = 1 << 18;
+
+/// Rows (or columns) of C per unit of work handed to threads: a multiple of the
+/// micro-kernels' register tiles, so that splits do not leave ragged edges in the middle.
+const SPLIT_GRAIN: usize = 16;
+
+/// See [`crate::abi::SgemmFn`]. Splits C into contiguous blocks of rows (of columns when
+/// C is wider than tall) over `ctx.thread_count` threads when m·n·k ≥
+/// [`PARALLEL_MIN_WORK`]; otherwise runs on the calling thread.
+///
+/// # Safety
+/// `ctx` is null (one thread) or valid. The pointers and strides describe valid m×k, k×n
+/// and m×n matrices; C is writable, its elements do not alias each other, and it does
+/// not overlap A or B.
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn sgemm(
+    ctx: *const RunContext,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    beta: f32,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+) {
+    let g = Gemm { m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc };
+    // SAFETY: the caller's promises.
+    let threads = unsafe { thread_count(ctx) };
+    let work = m.saturating_mul(n).saturating_mul(k);
+    if threads > 1 && work >= PARALLEL_MIN_WORK && alpha != 0.0 {
+        let by_rows = m >= n;
+        let units = (if by_rows { m } else { n }).div_ceil(SPLIT_GRAIN);
+        let task = |begin: usize, end: usize| {
+            // SAFETY: each range computes its own rows (or columns) of C, which do not
+            // alias the other ranges' elements; A and B are only read.
+            unsafe { g.block(by_rows, begin * SPLIT_GRAIN, end * SPLIT_GRAIN).run() };
+            0
+        };
+        // SAFETY: `ctx` is valid (threads > 1 came from it); ranges write disjoint parts of C.
+        unsafe { parallel(ctx, units, &task) };
+    } else {
+        // SAFETY: the caller's promises.
+        unsafe { g.run() };
+    }
+}
+
+/// `C = alpha·A·B + beta·C` on the calling thread, as [`sgemm`] describes.
+///
+/// # Safety
+/// As [`sgemm`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn sgemm_serial(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: *const f32,
+    (rsa, csa): (isize, isize),
+    b: *const f32,
+    (rsb, csb): (isize, isize),
+    beta: f32,
+    c: *mut f32,
+    (rsc, csc): (isize, isize),
+) {
+    // SAFETY: the caller's promises.
+    unsafe { Gemm { m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc }.run() }
+}
+
+/// One GEMM problem, as the ABI passes it.
+#[derive(Clone, Copy)]
+struct Gemm {
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    beta: f32,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+}
+
+// SAFETY: a `Gemm` is shared between the threads of one `sgemm` call only, during which
+// A and B are read-only and each thread writes a disjoint block of C (see `sgemm`).
+unsafe impl Sync for Gemm {}
+
+impl Gemm {
+    /// Rows (or columns) `begin..end` of C (clamped to its size) as a problem of its own.
+    ///
+    /// # Safety
+    /// Only pointer offsets inside the matrices `self` describes are formed.
+    unsafe fn block(&self, by_rows: bool, begin: usize, end: usize) -> Gemm {
+        let mut g = *self;
+        // SAFETY (offsets): begin < end ≤ the split dimension when the block is not
+        // empty, so the offset element exists; empty blocks are not offset.
+        if by_rows {
+            let (begin, end) = (begin.min(self.m), end.min(self.m));
+            g.m = end - begin;
+            if g.m > 0 {
+                g.a = unsafe { self.a.offset(begin as isize * self.rsa) };
+                g.c = unsafe { self.c.offset(begin as isize * self.rsc) };
+            }
+        } else {
+            let (begin, end) = (begin.min(self.n), end.min(self.n));
+            g.n = end - begin;
+            if g.n > 0 {
+                g.b = unsafe { self.b.offset(begin as isize * self.csb) };
+                g.c = unsafe { self.c.offset(begin as isize * self.csc) };
+            }
+        }
+        g
+    }
+
+    /// Computes the problem on the calling thread.
+    ///
+    /// # Safety
+    /// As [`sgemm`].
+    unsafe fn run(&self) {
+        let Gemm { m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc } = *self;
+        if m == 0 || n == 0 {
+            return;
+        }
+        if k == 0 || alpha == 0.0 {
+            // C = beta·C, with A and B not read (BLAS: alpha == 0 means A and B are not
+            // referenced, so NaN in them must not leak into C).
+            for i in 0..m as isize {
+                for j in 0..n as isize {
+                    // SAFETY: (i, j) is inside the m×n matrix C.
+                    unsafe {
+                        let cij = c.offset(i * rsc + j * csc);
+                        *cij = if beta == 0.0 { 0.0 } else { beta * *cij };
+                    }
+                }
+            }
+            return;
+        }
+        // SAFETY: the caller's promises, which are `matrixmultiply::sgemm`'s (strides in
+        // elements, C's elements not aliasing; it does not read C when beta == 0).
+        unsafe { matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::generic;
+    use super::super::test_util::{Rng, ctx, gamma};
+    use super::*;
+
+    /// A matrix stored in a buffer with a given layout: `(rows, cols)`, transposed or
+    /// not, with `pad` unused elements after each row (column, when transposed).
+    struct Stored {
+        buf: Vec<f32>,
+        /// Offset of element (0, 0) in `buf`.
+        origin: usize,
+        rs: isize,
+        cs: isize,
+    }
+
+    impl Stored {
+        fn new(rng: &mut Rng, rows: usize, cols: usize, transposed: bool, pad: usize, reversed_rows: bool) -> Stored {
+            let (outer, inner) = if transposed { (cols, rows) } else { (rows, cols) };
+            let ld = inner + pad;
+            let buf = rng.values(outer * ld);
+            let (mut rs, cs) = if transposed { (1, ld as isize) } else { (ld as isize, 1) };
+            let mut origin = 0;
+            // Rows stored last to first: a negative row stride.
+            if reversed_rows && rows > 0 && !transposed {
+                origin = (rows - 1) * ld;
+                rs = -rs;
+            }
+            Stored { buf, origin, rs, cs }
+        }
+
+        fn at(&self, i: usize, j: usize) -> f32 {
+            self.buf[(self.origin as isize + i as isize * self.rs + j as isize * self.cs) as usize]
+        }
+
+        fn ptr(&self) -> *const f32 {
+            self.buf[self.origin..].as_ptr()
+        }
+
+        fn mut_ptr(&mut self) -> *mut f32 {
+            self.buf[self.origin..].as_mut_ptr()
+        }
+    }
+
+    /// One random problem: the fast sgemm against the plain one (the oracle), element
+    /// by element. Both differ from the exact result by at most
+    /// γ_{k+2}·(|α|·Σₚ|aᵢₚbₚⱼ| + |β·cᵢⱼ|) (k products, the α scaling and the β term), so
+    /// they differ from each other by at most twice that.
+    #[allow(clippy::too_many_arguments)]
+    fn check(rng: &mut Rng, m: usize, n: usize, k: usize, alpha: f32, beta: f32, threads: usize, c_nan: bool) {
+        let (ta, tb, tc) = (rng.coin(), rng.coin(), rng.coin());
+        let (pa, reversed, pb, pc) = (rng.pick(&[0, 3]), rng.range(0, 4) == 0, rng.pick(&[0, 1]), rng.pick(&[0, 2]));
+        let a = Stored::new(rng, m, k, ta, pa, reversed);
+        let b = Stored::new(rng, k, n, tb, pb, false);
+        let mut c = Stored::new(rng, m, n, tc, pc, false);
+        if c_nan {
+            c.buf.fill(f32::NAN);
+        }
+        let mut want = Stored { buf: c.buf.clone(), origin: c.origin, rs: c.rs, cs: c.cs };
+        let before = Stored { buf: c.buf.clone(), origin: c.origin, rs: c.rs, cs: c.cs };
+        let context = ctx(threads);
+        // SAFETY: every Stored describes a valid matrix of the given size in its buffer.
+        unsafe {
+            generic::sgemm(&context, m, n, k, alpha, a.ptr(), a.rs, a.cs, b.ptr(), b.rs, b.cs, beta, want.mut_ptr(), want.rs, want.cs);
+            sgemm(&context, m, n, k, alpha, a.ptr(), a.rs, a.cs, b.ptr(), b.rs, b.cs, beta, c.mut_ptr(), c.rs, c.cs);
+        }
+        let what = format!("{m}x{n}x{k} alpha {alpha} beta {beta} threads {threads} ta {ta} tb {tb} tc {tc}");
+        for i in 0..m {
+            for j in 0..n {
+                let (got, exp) = (c.at(i, j), want.at(i, j));
+                let terms: f64 = (0..k).map(|p| (a.at(i, p) as f64 * b.at(p, j) as f64).abs()).sum::<f64>() * alpha.abs() as f64;
+                let old = if beta == 0.0 { 0.0 } else { (beta as f64 * before.at(i, j) as f64).abs() };
+                let tol = 2.0 * gamma(k + 2) * (terms + old);
+                assert!(((got - exp) as f64).abs() <= tol, "{what} C[{i},{j}]: {got} vs {exp} (tol {tol})");
+            }
+        }
+        // Padding between rows is never written.
+        if !c_nan {
+            let touched: std::collections::HashSet<usize> =
+                (0..m).flat_map(|i| (0..n).map(move |j| (i, j))).map(|(i, j)| (c.origin as isize + i as isize * c.rs + j as isize * c.cs) as usize).collect();
+            for (idx, (x, y)) in c.buf.iter().zip(&want.buf).enumerate() {
+                if !touched.contains(&idx) {
+                    assert_eq!(x.to_bits(), y.to_bits(), "{what}: padding [{idx}] written");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matches_plain_sgemm_over_shapes_layouts_and_scalars() {
+        let mut rng = Rng::new(7);
+        let sizes = [0usize, 1, 2, 3, 7, 16, 17, 33, 64];
+        for case in 0..400 {
+            let (m, n, k) = (rng.pick(&sizes), rng.pick(&sizes), rng.pick(&sizes));
+            let alpha = rng.pick(&[1.0, 0.5, -2.0, 0.0]);
+            let beta = rng.pick(&[0.0, 1.0, 0.25]);
+            let threads = if case % 2 == 0 { 1 } else { 3 };
+            check(&mut rng, m, n, k, alpha, beta, threads, false);
+        }
+    }
+
+    #[test]
+    fn splits_big_problems_over_threads() {
+        let mut rng = Rng::new(11);
+        // Tall, wide and ragged problems above the threshold, on 1 to 4 threads.
+        for &(m, n, k) in &[(130, 70, 40), (33, 300, 41), (97, 97, 97), (64, 64, 64)] {
+            assert!(m * n * k >= PARALLEL_MIN_WORK || (m, n, k) == (64, 64, 64));
+            for threads in 1..=4 {
+                let beta = rng.pick(&[0.0, 0.5]);
+                check(&mut rng, m, n, k, 1.0, beta, threads, false);
+            }
+        }
+    }
+
+    #[test]
+    fn beta_zero_does_not_read_c_and_alpha_zero_does_not_read_a_or_b() {
+        let mut rng = Rng::new(3);
+        for &(m, n, k) in &[(5, 6, 7), (130, 70, 40), (3, 4, 0)] {
+            for threads in [1, 3] {
+                check(&mut rng, m, n, k, 1.5, 0.0, threads, true);
+            }
+        }
+        let a = [f32::NAN; 4];
+        let mut c = [1f32, 2., 3., 4.];
+        // SAFETY: 2×2 row-major matrices.
+        unsafe { sgemm(std::ptr::null(), 2, 2, 2, 0.0, a.as_ptr(), 2, 1, a.as_ptr(), 2, 1, 2.0, c.as_mut_ptr(), 2, 1) };
+        assert_eq!(c, [2., 4., 6., 8.]);
+    }
+}
