@@ -33,6 +33,10 @@ fn fold_rule(g: &mut Graph, n: NodeId) -> Result<bool> {
     if RANDOM_OPS.contains(&op.name()) || node.inputs.iter().all(|i| i.is_none()) {
         return Ok(false);
     }
+    // Decide before decoding anything: a weight read by a run-time op stays undecoded.
+    if node.inputs.iter().flatten().any(|v| g.konst(*v).is_none()) {
+        return Ok(false);
+    }
     let mut args: Vec<Option<&Tensor>> = Vec::with_capacity(node.inputs.len());
     for i in &node.inputs {
         match i {
