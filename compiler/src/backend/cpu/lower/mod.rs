@@ -68,12 +68,19 @@ pub fn lower(g: &Graph) -> Result<Lowered, Vec<LowerProblem>> {
         Ok(o) => o,
         Err(e) => return Err(vec![problem("", "", format!("{e:#}"))]),
     };
+    let mut failed = std::collections::HashSet::new();
     for id in order {
         let node = g.node(id);
         let NodeKind::Op(op) = &node.kind else { continue };
         lw.current = node.name.clone();
+        // A node fed by a node that failed is not reported again: only root causes are.
+        if node.inputs.iter().flatten().any(|v| failed.contains(&v.node)) {
+            failed.insert(id);
+            continue;
+        }
         let steps_before = lw.steps.len();
         if let Err(e) = lower_node(&mut lw, id, op) {
+            failed.insert(id);
             lw.steps.truncate(steps_before);
             lw.step_nodes.truncate(steps_before);
             problems.push(problem(&node.name, op.name(), format!("{e:#}")));
@@ -82,6 +89,9 @@ pub fn lower(g: &Graph) -> Result<Lowered, Vec<LowerProblem>> {
     // Outputs that are not written in place: copies.
     for (j, (name, v)) in g.outputs.iter().enumerate() {
         if lw.vals.get(v) == Some(&Mem::Output(j as u32)) {
+            continue;
+        }
+        if failed.contains(&v.node) {
             continue;
         }
         lw.current = format!("output {name}");
