@@ -15,7 +15,7 @@ use super::PassCx;
 use super::rewrite::{add_op, is_graph_output, out, replace, single_use};
 use crate::ir::ops::cast::Cast;
 use crate::ir::ops::fused::Fused;
-use crate::ir::{Graph, NodeId, Op, Output, ValueId};
+use crate::ir::{Graph, NodeId, Op, ValueId};
 
 /// At most this many ops in one fused loop (keeps expressions and registers in bounds).
 const MAX_GROUP: usize = 24;
@@ -70,29 +70,27 @@ pub fn fuse_elementwise(g: &mut Graph, cx: &PassCx) -> Result<usize> {
 fn install(g: &mut Graph, root: NodeId, members: &[NodeId]) -> Result<()> {
     let set: HashSet<NodeId> = members.iter().copied().collect();
     let order: Vec<NodeId> = g.topo_order()?.into_iter().filter(|n| set.contains(n)).collect();
-    let mut body = Graph::new();
-    let mut map: HashMap<ValueId, ValueId> = HashMap::new();
+    // Inputs first (in order of first use), then the ops: the same layout the text form's
+    // parser builds, so a printed and re-parsed body is the same graph.
     let mut external: Vec<ValueId> = Vec::new();
     for &n in &order {
-        let node = g.node(n).clone();
-        let mut ins = Vec::new();
-        for v in &node.inputs {
-            ins.push(match v {
-                None => None,
-                Some(v) => Some(match map.get(v) {
-                    Some(b) => *b,
-                    None => {
-                        let b = body.add_input(&format!("in{}", external.len()), g.ty(*v).clone());
-                        external.push(*v);
-                        map.insert(*v, b);
-                        b
-                    }
-                }),
-            });
+        for v in g.node(n).inputs.iter().flatten() {
+            if !set.contains(&v.node) && !external.contains(v) {
+                external.push(*v);
+            }
         }
+    }
+    let mut body = Graph::new();
+    let mut map: HashMap<ValueId, ValueId> = HashMap::new();
+    for (k, v) in external.iter().enumerate() {
+        let b = body.add_input(&format!("in{k}"), g.ty(*v).clone());
+        map.insert(*v, b);
+    }
+    for &n in &order {
+        let node = g.node(n).clone();
+        let ins: Vec<Option<ValueId>> = node.inputs.iter().map(|v| v.map(|v| map[&v])).collect();
         let op = node.op().expect("elementwise op").clone();
-        let outs: Vec<Output> = node.outputs.clone();
-        let vals = body.add_node_typed(&node.name, op, ins, outs);
+        let vals = body.add_node_typed(&node.name, op, ins, node.outputs.clone());
         map.insert(out(n), vals[0]);
     }
     body.outputs.push((g.value_name(out(root)).to_string(), map[&out(root)]));
