@@ -116,19 +116,18 @@ pub unsafe extern "C" fn conv(
         in_place,
         y,
         scratch: scratch.cast(),
-        // Never more lanes than the scratch has tiles for.
-        lanes: if g.tile_floats() == 0 { 0 } else { p.scratch_bytes as usize / 4 / g.tile_floats() },
+        // Never more lanes than the scratch has room for.
+        lanes: if g.lane_floats() == 0 { 0 } else { p.scratch_bytes as usize / 4 / g.lane_floats() },
     };
     // SAFETY: `ctx` is null or valid.
     let threads = unsafe { thread_count(ctx) };
     // SAFETY (each arm): the caller's promises about the buffers, checked above for null
     // and alignment; items write disjoint parts of y (and of scratch), see `Job`.
     match g.path {
-        Path::Depthwise => unsafe { parallel(ctx, g.batch * g.c_out, &|b, e| job.depthwise(b, e)) },
         Path::Pointwise { tile } => unsafe { parallel(ctx, g.items(tile), &|b, e| job.pointwise(tile, b, e)) },
-        Path::Im2col { tile } => {
-            let lanes = threads.min(job.lanes).min(g.items(tile)).max(1);
-            unsafe { parallel(ctx, lanes, &|b, e| job.im2col(tile, lanes, b, e)) }
+        Path::Depthwise { .. } | Path::Im2col { .. } => {
+            let lanes = threads.min(job.lanes).min(g.lane_items()).max(1);
+            unsafe { parallel(ctx, lanes, &|b, e| job.lanes(lanes, b, e)) }
         }
     }
 }
@@ -137,7 +136,9 @@ pub unsafe extern "C" fn conv(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Path {
     Pointwise { tile: usize },
-    Depthwise,
+    /// `padded`: the size of the zero-padded copy of an input plane that each lane
+    /// keeps in scratch, so that every tap of every output lands inside it.
+    Depthwise { padded: [usize; 3] },
     Im2col { tile: usize },
 }
 
@@ -249,10 +250,13 @@ impl Geometry {
             out_len,
             kdim,
             act,
-            path: Path::Depthwise,
+            path: Path::Pointwise { tile: 1 },
         };
         g.path = g.choose_path();
-        product(&[g.scratch_bytes(), 2]).ok_or_else(too_big)?;
+        if let Path::Depthwise { padded } = g.path {
+            product(&padded).ok_or_else(too_big)?;
+        }
+        product(&[g.lane_floats(), g.lane_items().min(MAX_CONV_LANES), 8]).ok_or_else(too_big)?;
         Ok(g)
     }
 
@@ -262,7 +266,13 @@ impl Geometry {
             t.min(self.out_len).max(1)
         };
         if self.cig == 1 && self.cog == 1 {
-            Path::Depthwise
+            // The padded plane covers input positions -pad .. the last one a tap reads
+            // (or the input's end); sizes are below SIZE_LIMIT, so this cannot overflow.
+            let padded = std::array::from_fn(|i| {
+                let reach = (self.output[i].max(1) - 1) * self.stride[i] + (self.kernel[i] - 1) * self.dilation[i] + 1;
+                self.pad[i] + self.input[i].max(reach.saturating_sub(self.pad[i]))
+            });
+            Path::Depthwise { padded }
         } else if self.kernel == [1; 3] && self.stride == [1; 3] && self.pad == [0; 3] && self.output == self.input {
             Path::Pointwise { tile: tile(POINTWISE_TILE) }
         } else {
@@ -275,19 +285,26 @@ impl Geometry {
         self.batch * self.group * self.out_len.div_ceil(tile)
     }
 
-    /// Floats in one im2col tile (0 on the other paths).
-    fn tile_floats(&self) -> usize {
+    /// Scratch floats of one lane: an im2col tile, or a padded input plane (0 on the
+    /// pointwise path, which has no lanes).
+    fn lane_floats(&self) -> usize {
         match self.path {
             Path::Im2col { tile } => self.kdim * tile,
-            _ => 0,
+            Path::Depthwise { padded } => padded.iter().product(),
+            Path::Pointwise { .. } => 0,
+        }
+    }
+
+    /// Items shared out among the lanes: (image, group, tile) or (image, channel).
+    fn lane_items(&self) -> usize {
+        match self.path {
+            Path::Im2col { tile } => self.items(tile),
+            _ => self.batch * self.c_out,
         }
     }
 
     fn scratch_bytes(&self) -> usize {
-        match self.path {
-            Path::Im2col { tile } => 4 * self.tile_floats() * self.items(tile).min(MAX_CONV_LANES),
-            _ => 0,
-        }
+        4 * self.lane_floats() * self.lane_items().min(MAX_CONV_LANES)
     }
 
     /// (image, group, first column, columns) of item `item` on a GEMM path.
@@ -331,6 +348,7 @@ impl Job {
     ///
     /// # Safety
     /// `at..at + len` is inside y and written by this item only.
+    #[inline(always)]
     unsafe fn epilogue(&self, channel: usize, at: usize, len: usize) {
         // SAFETY: the caller's promise; the residual has y's shape.
         let (row, residual) = unsafe {
@@ -379,20 +397,34 @@ impl Job {
         0
     }
 
-    /// Lanes `begin..end` of `lanes` on the im2col path: lane `l` computes its share of
-    /// the items with scratch tile `l`.
-    fn im2col(&self, tile: usize, lanes: usize, begin: usize, end: usize) -> i32 {
+    /// Lanes `begin..end` of `lanes` on the im2col and depthwise paths: lane `l`
+    /// computes its share of the items with its own part of the scratch.
+    fn lanes(&self, lanes: usize, begin: usize, end: usize) -> i32 {
         let g = &self.g;
-        let items = g.items(tile);
+        let items = g.lane_items();
         for lane in begin..end {
-            // SAFETY: lane < lanes ≤ self.lanes, the number of tiles the scratch holds.
-            let col = unsafe { std::slice::from_raw_parts_mut(self.scratch.add(lane * g.tile_floats()), g.tile_floats()) };
-            for item in items * lane / lanes..items * (lane + 1) / lanes {
-                let (image, group, s0, cols) = g.item(tile, item);
-                let col = &mut col[..g.kdim * cols];
-                self.fill_patches(image, group, s0, cols, col);
-                // SAFETY: col holds kdim rows of cols values; the item owns its outputs.
-                unsafe { self.gemm_tile(image, group, s0, cols, col.as_ptr(), cols) };
+            // SAFETY: lane < lanes ≤ self.lanes, the number of lane_floats parts the
+            // scratch holds; only this lane uses its part.
+            let buf = unsafe { std::slice::from_raw_parts_mut(self.scratch.add(lane * g.lane_floats()), g.lane_floats()) };
+            let mine = items * lane / lanes..items * (lane + 1) / lanes;
+            match g.path {
+                Path::Im2col { tile } => {
+                    for item in mine {
+                        let (image, group, s0, cols) = g.item(tile, item);
+                        let col = &mut buf[..g.kdim * cols];
+                        self.fill_patches(image, group, s0, cols, col);
+                        // SAFETY: col holds kdim rows of cols values; the item owns its outputs.
+                        unsafe { self.gemm_tile(image, group, s0, cols, col.as_ptr(), cols) };
+                    }
+                }
+                Path::Depthwise { padded } => {
+                    // The borders stay zero for all of the lane's planes.
+                    buf.fill(0.0);
+                    for item in mine {
+                        self.depthwise_plane(item, padded, buf);
+                    }
+                }
+                Path::Pointwise { .. } => {}
             }
         }
         0
@@ -443,102 +475,146 @@ impl Job {
         }
     }
 
-    /// Planes `begin..end` (image × channel) of the depthwise path.
-    fn depthwise(&self, begin: usize, end: usize) -> i32 {
+    /// Plane `item` (image × channel) of the depthwise path: the input plane is copied
+    /// into the middle of `buf` (a zero-padded plane of size `padded`), so every tap of
+    /// every output reads inside it and output rows need no edge cases.
+    fn depthwise_plane(&self, item: usize, padded: [usize; 3], buf: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if super::has_avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { self.depthwise_plane_avx2(item, padded, buf) };
+        }
+        self.depthwise_plane_with::<false>(item, padded, buf)
+    }
+
+    /// [`Job::depthwise_plane`] compiled for AVX2 with FMA.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn depthwise_plane_avx2(&self, item: usize, padded: [usize; 3], buf: &mut [f32]) {
+        self.depthwise_plane_with::<true>(item, padded, buf)
+    }
+
+    /// [`Job::depthwise_plane`], with fused multiply-adds when `FMA`.
+    #[inline(always)]
+    fn depthwise_plane_with<const FMA: bool>(&self, item: usize, padded: [usize; 3], buf: &mut [f32]) {
         let g = &self.g;
-        let ([k0, k1, k2], [i0, i1, i2], [_, o1, o2]) = (g.kernel, g.input, g.output);
+        let ([k0, k1, k2], [_, i1, i2], [_, q1, q2]) = (g.kernel, g.input, padded);
+        let c = item % g.c_out;
         let klen = k0 * k1 * k2;
-        for item in begin..end {
-            let c = item % g.c_out;
-            // SAFETY: the plane's input, the channel's weights (read-only) and the
-            // plane's outputs, which only this item writes.
-            let (xp, wc, yp) = unsafe {
-                (
-                    std::slice::from_raw_parts(self.x.add(item * g.in_len), g.in_len),
-                    std::slice::from_raw_parts(self.w.add(c * klen), klen),
-                    std::slice::from_raw_parts_mut(self.y.add(item * g.out_len), g.out_len),
-                )
-            };
-            for (r, yrow) in yp.chunks_exact_mut(o2).enumerate() {
-                let (od, oh) = (r / o1, r % o1);
-                if !self.in_place {
-                    yrow.fill(0.0);
-                }
-                let (d_lo, d_hi) = in_bounds(k0, i0, g.dilation[0], od * g.stride[0], g.pad[0]);
-                let (h_lo, h_hi) = in_bounds(k1, i1, g.dilation[1], oh * g.stride[1], g.pad[1]);
-                for kd in d_lo..d_hi {
-                    for kh in h_lo..h_hi {
-                        let id = od * g.stride[0] + kd * g.dilation[0] - g.pad[0];
-                        let ih = oh * g.stride[1] + kh * g.dilation[1] - g.pad[1];
-                        let xrow = &xp[(id * i1 + ih) * i2..][..i2];
-                        let wrow = &wc[(kd * k1 + kh) * k2..][..k2];
-                        accumulate_row(yrow, xrow, wrow, g.stride[2], g.dilation[2], g.pad[2]);
+        // SAFETY: the plane's input, the channel's weights (read-only) and the plane's
+        // outputs, which only this item writes.
+        let (xp, wc, yp) = unsafe {
+            (
+                std::slice::from_raw_parts(self.x.add(item * g.in_len), g.in_len),
+                std::slice::from_raw_parts(self.w.add(c * klen), klen),
+                std::slice::from_raw_parts_mut(self.y.add(item * g.out_len), g.out_len),
+            )
+        };
+        for (r, xrow) in xp.chunks_exact(i2).enumerate() {
+            let (id, ih) = (r / i1, r % i1);
+            let at = ((id + g.pad[0]) * q1 + ih + g.pad[1]) * q2 + g.pad[2];
+            buf[at..at + i2].copy_from_slice(xrow);
+        }
+        let buf = &*buf;
+        match (k0 * k1, k2, g.stride[2]) {
+            (3, 3, 1) => self.depthwise_rows::<3, 3, 1, FMA>(item, padded, buf, wc, yp),
+            (3, 3, 2) => self.depthwise_rows::<3, 3, 2, FMA>(item, padded, buf, wc, yp),
+            (5, 5, 1) => self.depthwise_rows::<5, 5, 1, FMA>(item, padded, buf, wc, yp),
+            (5, 5, 2) => self.depthwise_rows::<5, 5, 2, FMA>(item, padded, buf, wc, yp),
+            (7, 7, 1) => self.depthwise_rows::<7, 7, 1, FMA>(item, padded, buf, wc, yp),
+            (7, 7, 2) => self.depthwise_rows::<7, 7, 2, FMA>(item, padded, buf, wc, yp),
+            _ => self.depthwise_rows_any(item, padded, buf, wc, yp),
+        }
+    }
+
+    /// The output rows of plane `item` from its padded copy `buf`, with R = k0·k1 rows of
+    /// K = k2 taps and the stride S as constants.
+    #[inline(always)]
+    fn depthwise_rows<const R: usize, const K: usize, const S: usize, const FMA: bool>(&self, item: usize, padded: [usize; 3], buf: &[f32], wc: &[f32], yp: &mut [f32]) {
+        let g = &self.g;
+        let mut w = [[0f32; K]; R];
+        let mut taps = [0usize; R];
+        for r in 0..R {
+            w[r].copy_from_slice(&wc[r * K..(r + 1) * K]);
+            taps[r] = g.tap_row_offset(padded, r);
+        }
+        let (o2, q2) = (g.output[2], padded[2]);
+        for (r, yrow) in yp.chunks_exact_mut(o2).enumerate() {
+            let base = g.out_row_offset(padded, r);
+            let mut rows: [&[f32]; R] = [&[]; R];
+            for (row, tap) in rows.iter_mut().zip(taps) {
+                *row = &buf[base + tap..base + tap + q2];
+            }
+            fused_rows::<R, K, S, FMA>(yrow, rows, &w, g.dilation[2], self.in_place);
+            // SAFETY: this row of the plane, which only this item writes.
+            unsafe { self.epilogue(item % g.c_out, item * g.out_len + r * o2, o2) };
+        }
+    }
+
+    /// [`Job::depthwise_rows`] for any kernel and stride, one tap at a time.
+    fn depthwise_rows_any(&self, item: usize, padded: [usize; 3], buf: &[f32], wc: &[f32], yp: &mut [f32]) {
+        let g = &self.g;
+        let (k2, o2, s2, d2) = (g.kernel[2], g.output[2], g.stride[2], g.dilation[2]);
+        for (r, yrow) in yp.chunks_exact_mut(o2).enumerate() {
+            if !self.in_place {
+                yrow.fill(0.0);
+            }
+            let base = g.out_row_offset(padded, r);
+            for (t, w) in wc.chunks_exact(k2).enumerate() {
+                let at = base + g.tap_row_offset(padded, t);
+                let xr = &buf[at..at + padded[2]];
+                for (kw, &wv) in w.iter().enumerate() {
+                    for (yv, xv) in yrow.iter_mut().zip(xr[kw * d2..].iter().step_by(s2)) {
+                        *yv += wv * xv;
                     }
                 }
-                // SAFETY: this row of the plane, which only this item writes.
-                unsafe { self.epilogue(c, item * g.out_len + r * o2, o2) };
             }
+            // SAFETY: this row of the plane, which only this item writes.
+            unsafe { self.epilogue(item % g.c_out, item * g.out_len + r * o2, o2) };
         }
-        0
     }
 }
 
-/// `y[o] += Σₜ w[t] · x[o·stride + t·dil − pad]` over the taps that land inside `x`: one
-/// row of a depthwise conv. With stride 1, the outputs whose taps all land inside take a
-/// loop over outputs with the taps unrolled (for 3, 5 and 7 taps), which vectorises;
-/// the rest go tap by tap.
-fn accumulate_row(y: &mut [f32], x: &[f32], w: &[f32], stride: usize, dil: usize, pad: usize) {
-    let (n, k) = (y.len(), w.len());
-    if stride == 1 && matches!(k, 3 | 5 | 7) {
-        // Every tap inside: o ≥ pad (the first tap) and o + (k − 1)·dil − pad < x.len()
-        // (the last).
-        let (lo, _) = in_bounds(n, x.len(), 1, 0, pad);
-        let (_, hi) = in_bounds(n, x.len(), 1, (k - 1) * dil, pad);
-        if lo < hi {
-            let (ys, xs) = (&mut y[lo..hi], &x[lo - pad..]);
-            match k {
-                3 => taps_unrolled::<3>(ys, xs, w, dil),
-                5 => taps_unrolled::<5>(ys, xs, w, dil),
-                _ => taps_unrolled::<7>(ys, xs, w, dil),
-            }
-            taps_one_by_one(y, x, w, stride, dil, pad, 0..lo);
-            taps_one_by_one(y, x, w, stride, dil, pad, hi..n);
-            return;
-        }
+impl Geometry {
+    /// Where in the padded plane (depthwise path) the taps of output row `r` start:
+    /// add [`Geometry::tap_row_offset`] for the row a tap reads.
+    #[inline(always)]
+    fn out_row_offset(&self, [_, q1, q2]: [usize; 3], r: usize) -> usize {
+        let (od, oh) = (r / self.output[1], r % self.output[1]);
+        (od * self.stride[0] * q1 + oh * self.stride[1]) * q2
     }
-    taps_one_by_one(y, x, w, stride, dil, pad, 0..n);
+
+    /// The offset of the padded row that taps (kd, kh) = (t / k1, t % k1) read,
+    /// relative to [`Geometry::out_row_offset`].
+    #[inline(always)]
+    fn tap_row_offset(&self, [_, q1, q2]: [usize; 3], t: usize) -> usize {
+        let (kd, kh) = (t / self.kernel[1], t % self.kernel[1]);
+        (kd * self.dilation[0] * q1 + kh * self.dilation[1]) * q2
+    }
 }
 
-/// `y[j] += Σₜ w[t] · x[j + t·dil]` for K taps, all inside `x`.
+/// `y[o] = (y[o] if accumulate, else 0) + Σᵣ Σₜ w[r][t] · rows[r][o·S + t·dil]`, with R rows of K taps and the
+/// stride S as constants so the loop over outputs vectorises; every tap is inside its
+/// (zero-padded) row. With `FMA`, each step is a fused multiply-add (only inlined into
+/// code compiled for a CPU that has one: elsewhere `mul_add` is a slow library call).
 #[inline(always)]
-fn taps_unrolled<const K: usize>(y: &mut [f32], x: &[f32], w: &[f32], dil: usize) {
-    let n = y.len();
-    let w: [f32; K] = std::array::from_fn(|t| w[t]);
-    // Checked once here, so the loop below needs no checks and vectorises.
-    let x = &x[..n + (K - 1) * dil];
-    for (j, yv) in y.iter_mut().enumerate() {
-        let mut acc = *yv;
-        for (t, wt) in w.iter().enumerate() {
-            // SAFETY: j < n and t < K, so j + t·dil < x.len().
-            acc += wt * unsafe { x.get_unchecked(j + t * dil) };
+fn fused_rows<const R: usize, const K: usize, const S: usize, const FMA: bool>(y: &mut [f32], rows: [&[f32]; R], w: &[[f32; K]; R], dil: usize, accumulate: bool) {
+    let Some(last) = y.len().checked_sub(1) else { return };
+    // Checked once here, so the loop needs no checks.
+    let rows = rows.map(|r| &r[..last * S + (K - 1) * dil + 1]);
+    for (o, yv) in y.iter_mut().enumerate() {
+        let mut acc = if accumulate { *yv } else { 0.0 };
+        for r in 0..R {
+            for t in 0..K {
+                // SAFETY: o ≤ last and t < K, so o·S + t·dil < rows[r].len().
+                let x = unsafe { *rows[r].get_unchecked(o * S + t * dil) };
+                acc = if FMA { w[r][t].mul_add(x, acc) } else { acc + w[r][t] * x };
+            }
         }
         *yv = acc;
-    }
-}
-
-/// [`accumulate_row`] for the outputs in `range`, one tap at a time.
-fn taps_one_by_one(y: &mut [f32], x: &[f32], w: &[f32], stride: usize, dil: usize, pad: usize, range: std::ops::Range<usize>) {
-    for (t, &wv) in w.iter().enumerate() {
-        let off = t * dil;
-        let (lo, hi) = in_bounds(y.len(), x.len(), stride, off, pad);
-        let (lo, hi) = (lo.clamp(range.start, range.end), hi.clamp(range.start, range.end));
-        if lo >= hi {
-            continue;
-        }
-        let first = lo * stride + off - pad;
-        for (yv, xv) in y[lo..hi].iter_mut().zip(x[first..].iter().step_by(stride)) {
-            *yv += wv * xv;
-        }
     }
 }
 
