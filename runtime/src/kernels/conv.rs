@@ -607,11 +607,11 @@ fn fused_rows<const R: usize, const K: usize, const S: usize, const FMA: bool>(y
     let rows = rows.map(|r| &r[..last * S + (K - 1) * dil + 1]);
     for (o, yv) in y.iter_mut().enumerate() {
         let mut acc = if accumulate { *yv } else { 0.0 };
-        for r in 0..R {
-            for t in 0..K {
-                // SAFETY: o ≤ last and t < K, so o·S + t·dil < rows[r].len().
-                let x = unsafe { *rows[r].get_unchecked(o * S + t * dil) };
-                acc = if FMA { w[r][t].mul_add(x, acc) } else { acc + w[r][t] * x };
+        for (row, w) in rows.iter().zip(w) {
+            for (t, &wt) in w.iter().enumerate() {
+                // SAFETY: o ≤ last and t < K, so o·S + t·dil < row.len().
+                let x = unsafe { *row.get_unchecked(o * S + t * dil) };
+                acc = if FMA { wt.mul_add(x, acc) } else { acc + wt * x };
             }
         }
         *yv = acc;
