@@ -3,6 +3,8 @@
 //! ONNX in ([`onnx`]), a typed graph IR ([`ir`]) with a reference evaluator ([`eval`]), passes,
 //! and backends.
 
+pub mod backend;
+pub mod driver;
 pub mod eval;
 pub mod ir;
 pub mod onnx;

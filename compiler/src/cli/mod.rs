@@ -1,9 +1,12 @@
 //! Subcommands of the `neoc` binary.
 
+mod bench;
 mod check;
+mod compile;
 mod conformance;
 mod eval;
 mod inspect;
+mod run;
 mod targets;
 
 use anyhow::{Context, Result};
@@ -20,6 +23,12 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Compile a model into a `.neo` artifact for a target.
+    Compile(compile::Args),
+    /// Run a compiled artifact on .npy inputs.
+    Run(run::Args),
+    /// Measure a compiled artifact's latency (p50/p90/p99) and throughput.
+    Bench(bench::Args),
     /// List every unsupported op, attribute, dtype and unbound dimension in a model.
     Check(check::Args),
     /// Show a model's inputs, outputs, op histogram, parameters and estimated FLOPs.
@@ -34,6 +43,9 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Compile(a) => compile::run(a),
+        Command::Run(a) => run::run(a),
+        Command::Bench(a) => bench::run(a),
         Command::Check(a) => check::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Targets => targets::run(),

@@ -10,7 +10,7 @@
 //! dilations and pads get their defaults, so the op always prints them all.
 //! Accumulation is in `f64`, rounded once to the output type.
 
-pub(super) mod spatial;
+pub mod spatial;
 
 use crate::ir::{Attr, Attrs, EvalInputs, InferCx, Importer, NodeCtx, Op, OpImpl, ValueType};
 use crate::tensor::{ArrayD, DType, IxDyn, Tensor};

@@ -22,7 +22,7 @@
 //!
 //! Normal form: every operand that moved from an attribute to an input is an input.
 
-mod kernels;
+pub mod kernels;
 
 pub use kernels::PadMode;
 
@@ -64,7 +64,7 @@ pub enum Movement {
 }
 
 /// How the outputs are made from the inputs; computed identically by `infer` and `eval`.
-enum Plan {
+pub enum Plan {
     /// One output from per-axis index maps over input 0.
     Gather(Vec<AxisMap>),
     /// One output per list of maps.
@@ -78,7 +78,7 @@ enum Plan {
 
 /// The integer values of input `i` (absent: `None`); from constants in `infer`, from the
 /// tensors in `eval`.
-type Ints<'a> = dyn Fn(usize, &str) -> Result<Option<Vec<i64>>> + 'a;
+pub type Ints<'a> = dyn Fn(usize, &str) -> Result<Option<Vec<i64>>> + 'a;
 
 fn int_values(t: &Tensor, op: &str, what: &str) -> Result<Vec<i64>> {
     if !t.dtype().is_int() {
@@ -92,7 +92,7 @@ fn req(v: Option<Vec<i64>>, op: &str, what: &str) -> Result<Vec<i64>> {
 }
 
 impl Movement {
-    fn plan(&self, shapes: &[Option<&[usize]>], ints: &Ints, n_outputs: usize) -> Result<Plan> {
+    pub fn plan(&self, shapes: &[Option<&[usize]>], ints: &Ints, n_outputs: usize) -> Result<Plan> {
         let name = self.name();
         let x = shapes.first().copied().flatten().ok_or_else(|| anyhow!("{name}: input 0 is missing"))?;
         let r = x.len();

@@ -178,13 +178,13 @@ pub struct Reduce {
 }
 
 /// What a reduction does for given input shape and axes.
-enum Plan {
+pub enum Plan {
     Identity,
     Reduce { axes: Vec<usize>, out_shape: Vec<usize> },
 }
 
 impl Reduce {
-    fn plan(&self, shape: &[usize], axes: Option<Vec<i64>>) -> Result<Plan> {
+    pub fn plan(&self, shape: &[usize], axes: Option<Vec<i64>>) -> Result<Plan> {
         let axes = axes.unwrap_or_default();
         let axes = if axes.is_empty() {
             if self.noop_with_empty_axes {

@@ -1,0 +1,922 @@
+//! Kernel language → Cranelift IR: one function per [`Step`], and the entry function that
+//! calls them in order.
+//!
+//! Every function takes the `*const RunContext` and returns an i32 status. Base pointers
+//! are loaded once in the entry block; loop nests hoist each access's partial address out
+//! of inner loops, loads that do not move in the innermost loop are done once before it,
+//! and an innermost loop over contiguous f32 data runs on f32x4 vectors (Cranelift's
+//! widest, see FACTS.md) unrolled twice, with a scalar tail.
+
+use std::collections::HashMap;
+
+use anyhow::{Result, bail};
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::types::{F32, F32X4, F64, I8, I16, I32, I64};
+use cranelift_codegen::ir::{
+    AbiParam, Block, ExtFuncData, ExternalName, Function, InstBuilder, MemFlagsData, Signature, Type, UserExternalName,
+    UserFuncName, Value,
+};
+use cranelift_codegen::isa::{CallConv, TargetIsa};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use neoc_runtime::abi;
+
+use super::kernel::{Access, BinOp, Call, ERR_INDEX, Expr, Lit, Loop, Matrix, Mem, Reduce, Step, UnOp};
+use crate::tensor::DType;
+
+/// Where a [`Mem`] lives after planning: a base pointer of the run context plus a byte
+/// offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Base {
+    Input(u32),
+    Output(u32),
+    Weights,
+    Arena,
+}
+
+pub struct Codegen<'a> {
+    pub isa: &'a dyn TargetIsa,
+    pub resolve: &'a dyn Fn(Mem) -> (Base, u64),
+}
+
+fn ptr_flags() -> MemFlagsData {
+    MemFlagsData::trusted()
+}
+
+/// Data loads and stores: never trap (buffers are valid), but vectors may be unaligned.
+fn data_flags() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+pub fn clif_type(d: DType) -> Result<Type> {
+    Ok(match d {
+        DType::F32 => F32,
+        DType::F64 => F64,
+        DType::I8 | DType::U8 | DType::Bool => I8,
+        DType::I16 | DType::U16 => I16,
+        DType::I32 | DType::U32 => I32,
+        DType::I64 | DType::U64 => I64,
+        other => bail!("the cpu backend does not compute on {} yet", other.name()),
+    })
+}
+
+fn esize(d: DType) -> i64 {
+    d.size_of().unwrap_or(1) as i64
+}
+
+/// The dtype an expression computes in.
+pub fn expr_dtype(e: &Expr, acc: DType) -> DType {
+    match e {
+        Expr::Load(a) => a.dtype,
+        Expr::LoadAt { dtype, .. } => *dtype,
+        Expr::Index(_) => DType::I64,
+        Expr::Lit(l) => l.dtype(),
+        Expr::Un(UnOp::IsNaN | UnOp::IsInf { .. }, _) => DType::Bool,
+        Expr::Un(_, a) => expr_dtype(a, acc),
+        Expr::Bin(op, a, _) => {
+            if op.is_comparison() {
+                DType::Bool
+            } else {
+                expr_dtype(a, acc)
+            }
+        }
+        Expr::Select(_, a, _) => expr_dtype(a, acc),
+        Expr::Cast(t, _) => *t,
+        Expr::Math(_, a, _) => expr_dtype(a, acc),
+        Expr::Acc => acc,
+    }
+}
+
+impl Codegen<'_> {
+    fn signature(&self, params: &[Type], ret: Option<Type>) -> Signature {
+        let mut sig = Signature::new(self.isa.default_call_conv());
+        sig.params.extend(params.iter().map(|t| AbiParam::new(*t)));
+        sig.returns.extend(ret.map(AbiParam::new));
+        sig
+    }
+
+    pub fn call_conv(&self) -> CallConv {
+        self.isa.default_call_conv()
+    }
+
+    /// The entry: calls step functions `0..n_steps` (user function indices) in order and
+    /// returns the first non-zero status.
+    pub fn entry_function(&self, n_steps: usize) -> Function {
+        let sig = self.signature(&[I64], Some(I32));
+        let mut func = Function::with_name_signature(UserFuncName::user(0, n_steps as u32), sig.clone());
+        let mut fctx = FunctionBuilderContext::new();
+        let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let ctx = b.block_params(entry)[0];
+        let sigref = b.import_signature(sig);
+        let fail = b.create_block();
+        b.append_block_param(fail, I32);
+        for k in 0..n_steps {
+            let name = b.func.declare_imported_user_function(UserExternalName::new(0, k as u32));
+            let fref = b.import_function(ExtFuncData {
+                name: ExternalName::user(name),
+                signature: sigref,
+                colocated: true,
+                patchable: false,
+            });
+            let call = b.ins().call(fref, &[ctx]);
+            let status = b.inst_results(call)[0];
+            let next = b.create_block();
+            b.ins().brif(status, fail, &[status.into()], next, &[]);
+            b.switch_to_block(next);
+        }
+        let zero = b.ins().iconst(I32, 0);
+        b.ins().return_(&[zero]);
+        b.switch_to_block(fail);
+        let status = b.block_params(fail)[0];
+        b.ins().return_(&[status]);
+        b.seal_all_blocks();
+        b.finalize(self.isa.frontend_config());
+        func
+    }
+
+    /// One step as a function `(ctx) -> status`, user function index `index`.
+    pub fn step_function(&self, index: usize, step: &Step) -> Result<Function> {
+        let sig = self.signature(&[I64], Some(I32));
+        let mut func = Function::with_name_signature(UserFuncName::user(0, index as u32), sig);
+        let mut fctx = FunctionBuilderContext::new();
+        {
+            let b = FunctionBuilder::new(&mut func, &mut fctx);
+            let mut g = StepGen::new(self, b);
+            g.emit(step)?;
+            g.b.seal_all_blocks();
+            g.b.finalize(self.isa.frontend_config());
+        }
+        Ok(func)
+    }
+}
+
+/// Builds one step function.
+struct StepGen<'a, 'b> {
+    cg: &'a Codegen<'a>,
+    b: FunctionBuilder<'b>,
+    ctx: Value,
+    bases: HashMap<Mem, Value>,
+    kernels: Option<Value>,
+    err: Option<Block>,
+    acc_var: Option<(Variable, DType)>,
+}
+
+/// What an expression sees at one point of the nest.
+struct Env<'e> {
+    /// Loop index values (i64), one per dim (only set for the dims already entered).
+    idx: &'e [Value],
+    /// Byte address of each access at this point (parallel to the access list).
+    addrs: &'e [Value],
+    accesses: &'e [Access],
+    /// Loads that do not move in the innermost loop, already done (by access index).
+    hoisted: &'e HashMap<usize, Value>,
+    /// f32x4 lanes instead of scalars.
+    vector: bool,
+}
+
+impl<'a, 'b> StepGen<'a, 'b> {
+    fn new(cg: &'a Codegen<'a>, mut b: FunctionBuilder<'b>) -> Self {
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let ctx = b.block_params(entry)[0];
+        StepGen { cg, b, ctx, bases: HashMap::new(), kernels: None, err: None, acc_var: None }
+    }
+
+    /// Loads the base pointers of `mems` (call in the entry block, before any loop).
+    fn load_bases(&mut self, mems: &[Mem]) {
+        for &m in mems {
+            if self.bases.contains_key(&m) {
+                continue;
+            }
+            let (base, off) = (self.cg.resolve)(m);
+            let p = match base {
+                Base::Input(i) | Base::Output(i) => {
+                    let field = if matches!(base, Base::Input(_)) {
+                        abi::RUN_CONTEXT_INPUTS_OFFSET
+                    } else {
+                        abi::RUN_CONTEXT_OUTPUTS_OFFSET
+                    };
+                    let arr = self.b.ins().load(I64, ptr_flags(), self.ctx, field as i32);
+                    self.b.ins().load(I64, ptr_flags(), arr, (8 * i) as i32)
+                }
+                Base::Weights => self.b.ins().load(I64, ptr_flags(), self.ctx, abi::RUN_CONTEXT_WEIGHTS_OFFSET as i32),
+                Base::Arena => self.b.ins().load(I64, ptr_flags(), self.ctx, abi::RUN_CONTEXT_ARENA_OFFSET as i32),
+            };
+            let p = if off != 0 { self.b.ins().iadd_imm_s(p, off as i64) } else { p };
+            self.bases.insert(m, p);
+        }
+        if self.kernels.is_none() {
+            self.kernels = Some(self.b.ins().load(I64, ptr_flags(), self.ctx, abi::RUN_CONTEXT_KERNELS_OFFSET as i32));
+        }
+    }
+
+    fn kernel_fn(&mut self, offset: usize) -> Value {
+        let table = self.kernels.expect("bases loaded first");
+        self.b.ins().load(I64, ptr_flags(), table, offset as i32)
+    }
+
+    fn emit(&mut self, step: &Step) -> Result<()> {
+        let (mut r, w) = step.mems();
+        r.extend(w);
+        self.load_bases(&r);
+        match step {
+            Step::Loop(l) => self.emit_loop(l)?,
+            Step::Reduce(red) => self.emit_reduce(red)?,
+            Step::Call(c) => self.emit_call(c)?,
+        }
+        let zero = self.b.ins().iconst(I32, 0);
+        self.b.ins().return_(&[zero]);
+        if let Some(err) = self.err {
+            self.b.switch_to_block(err);
+            let code = self.b.ins().iconst(I32, ERR_INDEX as i64);
+            self.b.ins().return_(&[code]);
+        }
+        Ok(())
+    }
+
+    /// `for i in 0..n { body(i) }`, leaving the builder after the loop.
+    fn for_range(&mut self, start: i64, end: i64, step: i64, body: &mut dyn FnMut(&mut Self, Value) -> Result<()>) -> Result<()> {
+        let header = self.b.create_block();
+        let body_blk = self.b.create_block();
+        let exit = self.b.create_block();
+        self.b.append_block_param(header, I64);
+        let init = self.b.ins().iconst(I64, start);
+        self.b.ins().jump(header, &[init.into()]);
+        self.b.switch_to_block(header);
+        let i = self.b.block_params(header)[0];
+        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, i, end);
+        self.b.ins().brif(more, body_blk, &[], exit, &[]);
+        self.b.switch_to_block(body_blk);
+        body(self, i)?;
+        let next = self.b.ins().iadd_imm_s(i, step);
+        self.b.ins().jump(header, &[next.into()]);
+        self.b.switch_to_block(exit);
+        Ok(())
+    }
+
+    /// `addr + i * stride_bytes`.
+    fn advance(&mut self, addr: Value, i: Value, stride_bytes: i64) -> Value {
+        match stride_bytes {
+            0 => addr,
+            s if s > 0 && (s as u64).is_power_of_two() => {
+                let sh = self.b.ins().ishl_imm_s(i, s.trailing_zeros() as i64);
+                self.b.ins().iadd(addr, sh)
+            }
+            s => {
+                let m = self.b.ins().imul_imm_s(i, s);
+                self.b.ins().iadd(addr, m)
+            }
+        }
+    }
+
+    fn start_addrs(&mut self, accesses: &[Access]) -> Vec<Value> {
+        accesses
+            .iter()
+            .map(|a| {
+                let base = self.bases[&a.mem];
+                if a.offset != 0 { self.b.ins().iadd_imm_s(base, a.offset * esize(a.dtype)) } else { base }
+            })
+            .collect()
+    }
+
+    fn emit_loop(&mut self, l: &Loop) -> Result<()> {
+        let (dims, out, value) = collapse(l);
+        if dims.contains(&0) {
+            return Ok(());
+        }
+        let mut accesses = vec![out.clone()];
+        collect_loads(&value, &mut accesses);
+        let addrs = self.start_addrs(&accesses);
+        let mut idx = Vec::new();
+        self.loop_level(&dims, 0, &accesses, addrs, &mut idx, &value)
+    }
+
+    fn loop_level(&mut self, dims: &[usize], d: usize, accesses: &[Access], addrs: Vec<Value>, idx: &mut Vec<Value>, value: &Expr) -> Result<()> {
+        if dims.is_empty() {
+            let hoisted = HashMap::new();
+            let env = Env { idx, addrs: &addrs, accesses, hoisted: &hoisted, vector: false };
+            let v = self.expr(value, &env)?;
+            self.b.ins().store(data_flags(), v, addrs[0], 0);
+            return Ok(());
+        }
+        if d + 1 == dims.len() {
+            return self.innermost(dims[d], d, accesses, &addrs, idx, value);
+        }
+        self.for_range(0, dims[d] as i64, 1, &mut |g, i| {
+            let next: Vec<Value> =
+                accesses.iter().zip(&addrs).map(|(a, &p)| g.advance(p, i, a.strides[d] * esize(a.dtype))).collect();
+            idx.push(i);
+            g.loop_level(dims, d + 1, accesses, next, idx, value)?;
+            idx.pop();
+            Ok(())
+        })
+    }
+
+    fn innermost(&mut self, n: usize, d: usize, accesses: &[Access], addrs: &[Value], idx: &mut Vec<Value>, value: &Expr) -> Result<()> {
+        // Loads that do not move along d: once, before the loop.
+        let mut hoisted = HashMap::new();
+        for (k, a) in accesses.iter().enumerate().skip(1) {
+            if a.strides[d] == 0 {
+                let v = self.b.ins().load(clif_type(a.dtype)?, data_flags(), addrs[k], 0);
+                hoisted.insert(k, v);
+            }
+        }
+        let n = n as i64;
+        let vectorisable = vectorisable(value, accesses, d) && n >= 4;
+        let vec_end = if vectorisable { n / 4 * 4 } else { 0 };
+        if vec_end > 0 {
+            // Splat the hoisted scalars once.
+            let splats: HashMap<usize, Value> = hoisted.iter().map(|(&k, &v)| (k, self.b.ins().splat(F32X4, v))).collect();
+            let unroll = if vec_end >= 8 { 2 } else { 1 };
+            let body_end = vec_end / (4 * unroll) * (4 * unroll);
+            let chunk = |g: &mut Self, i: Value, lanes: i64| -> Result<()> {
+                for u in 0..lanes {
+                    let iu = if u == 0 { i } else { g.b.ins().iadd_imm_s(i, 4 * u) };
+                    let here: Vec<Value> =
+                        accesses.iter().zip(addrs).map(|(a, &p)| g.advance(p, iu, a.strides[d] * esize(a.dtype))).collect();
+                    let env = Env { idx, addrs: &here, accesses, hoisted: &splats, vector: true };
+                    let v = g.expr(value, &env)?;
+                    g.b.ins().store(data_flags(), v, here[0], 0);
+                }
+                Ok(())
+            };
+            if body_end > 0 {
+                self.for_range(0, body_end, 4 * unroll, &mut |g, i| chunk(g, i, unroll))?;
+            }
+            if body_end < vec_end {
+                self.for_range(body_end, vec_end, 4, &mut |g, i| chunk(g, i, 1))?;
+            }
+        }
+        if vec_end < n {
+            let idx_ref: &mut Vec<Value> = idx;
+            self.for_range(vec_end, n, 1, &mut |g, i| {
+                let here: Vec<Value> =
+                    accesses.iter().zip(addrs).map(|(a, &p)| g.advance(p, i, a.strides[d] * esize(a.dtype))).collect();
+                idx_ref.push(i);
+                let env = Env { idx: idx_ref, addrs: &here, accesses, hoisted: &hoisted, vector: false };
+                let v = g.expr(value, &env);
+                idx_ref.pop();
+                let v = v?;
+                g.b.ins().store(data_flags(), v, here[0], 0);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    fn emit_reduce(&mut self, r: &Reduce) -> Result<()> {
+        if r.dims[..r.n_outer].contains(&0) {
+            return Ok(());
+        }
+        let mut accesses = vec![r.out.clone()];
+        // Pad the output's strides with zeros over the reduced dims.
+        accesses[0].strides.resize(r.dims.len(), 0);
+        collect_loads(&r.value, &mut accesses);
+        collect_loads(&r.finish, &mut accesses);
+        let addrs = self.start_addrs(&accesses);
+        let var = self.b.declare_var(clif_type(r.acc)?);
+        self.acc_var = Some((var, r.acc));
+        let mut idx = Vec::new();
+        self.reduce_level(r, 0, &accesses, addrs, &mut idx)
+    }
+
+    fn reduce_level(&mut self, r: &Reduce, d: usize, accesses: &[Access], addrs: Vec<Value>, idx: &mut Vec<Value>) -> Result<()> {
+        let (var, acc_ty) = self.acc_var.expect("set by emit_reduce");
+        if d == r.n_outer {
+            let init = self.lit(r.init)?;
+            self.b.def_var(var, init);
+        }
+        if d == r.dims.len() {
+            let hoisted = HashMap::new();
+            let env = Env { idx, addrs: &addrs, accesses, hoisted: &hoisted, vector: false };
+            let v = self.expr(&r.value, &env)?;
+            let acc = self.b.use_var(var);
+            let next = self.binary(r.combine, acc, v, acc_ty, false)?;
+            self.b.def_var(var, next);
+        } else {
+            self.for_range(0, r.dims[d] as i64, 1, &mut |g, i| {
+                let next: Vec<Value> =
+                    accesses.iter().zip(&addrs).map(|(a, &p)| g.advance(p, i, a.strides[d] * esize(a.dtype))).collect();
+                idx.push(i);
+                g.reduce_level(r, d + 1, accesses, next, idx)?;
+                idx.pop();
+                Ok(())
+            })?;
+        }
+        if d == r.n_outer {
+            let hoisted = HashMap::new();
+            let env = Env { idx, addrs: &addrs, accesses, hoisted: &hoisted, vector: false };
+            let v = self.expr(&r.finish, &env)?;
+            self.b.ins().store(data_flags(), v, addrs[0], 0);
+        }
+        Ok(())
+    }
+
+    fn lit(&mut self, l: Lit) -> Result<Value> {
+        Ok(match l {
+            Lit::F32(v) => self.b.ins().f32const(v),
+            Lit::F64(v) => self.b.ins().f64const(v),
+            Lit::Int(v, d) => self.b.ins().iconst(clif_type(d)?, v),
+        })
+    }
+
+    fn error_block(&mut self) -> Block {
+        if let Some(e) = self.err {
+            return e;
+        }
+        let e = self.b.create_block();
+        self.err = Some(e);
+        e
+    }
+
+    fn expr(&mut self, e: &Expr, env: &Env) -> Result<Value> {
+        let acc_ty = self.acc_var.map(|(_, t)| t).unwrap_or(DType::F32);
+        Ok(match e {
+            Expr::Load(a) => {
+                let k = env.accesses.iter().position(|x| x == a).expect("collected");
+                if let Some(v) = env.hoisted.get(&k) {
+                    *v
+                } else {
+                    let ty = if env.vector { F32X4 } else { clif_type(a.dtype)? };
+                    self.b.ins().load(ty, data_flags(), env.addrs[k], 0)
+                }
+            }
+            Expr::LoadAt { mem, dtype, len, index } => {
+                let i = self.expr(index, env)?;
+                let bad = self.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, i, *len);
+                let err = self.error_block();
+                let ok = self.b.create_block();
+                self.b.ins().brif(bad, err, &[], ok, &[]);
+                self.b.switch_to_block(ok);
+                let base = self.bases[mem];
+                let addr = self.advance(base, i, esize(*dtype));
+                self.b.ins().load(clif_type(*dtype)?, data_flags(), addr, 0)
+            }
+            Expr::Index(d) => env.idx[*d],
+            Expr::Lit(l) => {
+                let v = self.lit(*l)?;
+                if env.vector { self.b.ins().splat(F32X4, v) } else { v }
+            }
+            Expr::Acc => {
+                let (var, _) = self.acc_var.expect("Acc only in a reduction");
+                self.b.use_var(var)
+            }
+            Expr::Un(op, a) => {
+                let t = expr_dtype(a, acc_ty);
+                let x = self.expr(a, env)?;
+                self.unary(*op, x, t)?
+            }
+            Expr::Bin(op, a, b) => {
+                let t = expr_dtype(a, acc_ty);
+                let x = self.expr(a, env)?;
+                let y = self.expr(b, env)?;
+                self.binary(*op, x, y, t, env.vector)?
+            }
+            Expr::Select(c, a, b) => {
+                let c = self.expr(c, env)?;
+                let x = self.expr(a, env)?;
+                let y = self.expr(b, env)?;
+                self.b.ins().select(c, x, y)
+            }
+            Expr::Cast(to, a) => {
+                let from = expr_dtype(a, acc_ty);
+                let x = self.expr(a, env)?;
+                self.cast(x, from, *to)?
+            }
+            Expr::Math(op, a, b) => {
+                let t = expr_dtype(a, acc_ty);
+                let x = self.expr(a, env)?;
+                let y = match b {
+                    Some(b) => Some(self.expr(b, env)?),
+                    None => None,
+                };
+                self.math(*op, x, y, t)?
+            }
+        })
+    }
+
+    fn math(&mut self, op: abi::MathOp, x: Value, y: Option<Value>, t: DType) -> Result<Value> {
+        let (ty, offset) = match t {
+            DType::F32 => (F32, abi::KERNEL_TABLE_MATH_F32_OFFSET),
+            DType::F64 => (F64, abi::KERNEL_TABLE_MATH_F64_OFFSET),
+            other => bail!("math function {op:?} on {} is not supported by the cpu backend", other.name()),
+        };
+        let f = self.kernel_fn(offset);
+        let sig = self.cg.signature(&[I32, ty, ty], Some(ty));
+        let sigref = self.b.import_signature(sig);
+        let code = self.b.ins().iconst(I32, op as i64);
+        let y = match y {
+            Some(y) => y,
+            None => {
+                if ty == F32 {
+                    self.b.ins().f32const(0.0)
+                } else {
+                    self.b.ins().f64const(0.0)
+                }
+            }
+        };
+        let call = self.b.ins().call_indirect(sigref, f, &[code, x, y]);
+        Ok(self.b.inst_results(call)[0])
+    }
+
+    fn unary(&mut self, op: UnOp, x: Value, t: DType) -> Result<Value> {
+        let float = t.is_float();
+        let ins = self.b.ins();
+        Ok(match op {
+            UnOp::Neg if float => ins.fneg(x),
+            UnOp::Neg => ins.ineg(x),
+            UnOp::Abs if float => ins.fabs(x),
+            UnOp::Abs if t.is_unsigned_int() || t == DType::Bool => x,
+            UnOp::Abs => ins.iabs(x),
+            UnOp::Sqrt => ins.sqrt(x),
+            UnOp::Floor if float => ins.floor(x),
+            UnOp::Ceil if float => ins.ceil(x),
+            UnOp::Trunc if float => ins.trunc(x),
+            UnOp::Nearest if float => ins.nearest(x),
+            UnOp::Floor | UnOp::Ceil | UnOp::Trunc | UnOp::Nearest => x,
+            UnOp::Not if t == DType::Bool => ins.bxor_imm_s(x, 1),
+            UnOp::Not => ins.bnot(x),
+            UnOp::IsNaN => ins.fcmp(FloatCC::Unordered, x, x),
+            UnOp::IsInf { negative, positive } => {
+                let inf = if t == DType::F32 { ins.f32const(f32::INFINITY) } else { ins.f64const(f64::INFINITY) };
+                let pos = self.b.ins().fcmp(FloatCC::Equal, x, inf);
+                let ninf = self.b.ins().fneg(inf);
+                let neg = self.b.ins().fcmp(FloatCC::Equal, x, ninf);
+                match (negative, positive) {
+                    (true, true) => self.b.ins().bor(pos, neg),
+                    (true, false) => neg,
+                    (false, true) => pos,
+                    (false, false) => self.b.ins().iconst(I8, 0),
+                }
+            }
+        })
+    }
+
+    fn binary(&mut self, op: BinOp, x: Value, y: Value, t: DType, vector: bool) -> Result<Value> {
+        let float = t.is_float();
+        let signed = t.is_signed_int();
+        let _ = vector;
+        if float {
+            let ins = self.b.ins();
+            return Ok(match op {
+                BinOp::Add => ins.fadd(x, y),
+                BinOp::Sub => ins.fsub(x, y),
+                BinOp::Mul => ins.fmul(x, y),
+                BinOp::Div => ins.fdiv(x, y),
+                BinOp::Min => ins.fmin(x, y),
+                BinOp::Max => ins.fmax(x, y),
+                BinOp::Eq => ins.fcmp(FloatCC::Equal, x, y),
+                BinOp::Lt => ins.fcmp(FloatCC::LessThan, x, y),
+                BinOp::Le => ins.fcmp(FloatCC::LessThanOrEqual, x, y),
+                BinOp::Gt => ins.fcmp(FloatCC::GreaterThan, x, y),
+                BinOp::Ge => ins.fcmp(FloatCC::GreaterThanOrEqual, x, y),
+                other => bail!("{other:?} on {} is not supported by the cpu backend", t.name()),
+            });
+        }
+        let ty = clif_type(t)?;
+        let bits = ty.bits() as i64;
+        Ok(match op {
+            BinOp::Add => self.b.ins().iadd(x, y),
+            BinOp::Sub => self.b.ins().isub(x, y),
+            BinOp::Mul => self.b.ins().imul(x, y),
+            BinOp::Div | BinOp::TruncMod | BinOp::FloorMod => self.int_divide(op, x, y, ty, signed),
+            BinOp::Min if signed => self.b.ins().smin(x, y),
+            BinOp::Min => self.b.ins().umin(x, y),
+            BinOp::Max if signed => self.b.ins().smax(x, y),
+            BinOp::Max => self.b.ins().umax(x, y),
+            BinOp::And => self.b.ins().band(x, y),
+            BinOp::Or => self.b.ins().bor(x, y),
+            BinOp::Xor => self.b.ins().bxor(x, y),
+            BinOp::Shl | BinOp::Shr => {
+                // Shifting by the width or more gives 0 (numpy), not Cranelift's masked shift.
+                let shifted = match (op, signed) {
+                    (BinOp::Shl, _) => self.b.ins().ishl(x, y),
+                    (_, true) => self.b.ins().sshr(x, y),
+                    _ => self.b.ins().ushr(x, y),
+                };
+                let too_far = self.b.ins().icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, y, bits);
+                // Arithmetic right shifts by the width or more fill with the sign.
+                let beyond = if op == BinOp::Shr && signed {
+                    self.b.ins().sshr_imm_s(x, bits - 1)
+                } else {
+                    self.b.ins().iconst(ty, 0)
+                };
+                self.b.ins().select(too_far, beyond, shifted)
+            }
+            BinOp::Eq => self.b.ins().icmp(IntCC::Equal, x, y),
+            BinOp::Lt => self.b.ins().icmp(if signed { IntCC::SignedLessThan } else { IntCC::UnsignedLessThan }, x, y),
+            BinOp::Le => {
+                self.b.ins().icmp(if signed { IntCC::SignedLessThanOrEqual } else { IntCC::UnsignedLessThanOrEqual }, x, y)
+            }
+            BinOp::Gt => self.b.ins().icmp(if signed { IntCC::SignedGreaterThan } else { IntCC::UnsignedGreaterThan }, x, y),
+            BinOp::Ge => self.b.ins().icmp(
+                if signed { IntCC::SignedGreaterThanOrEqual } else { IntCC::UnsignedGreaterThanOrEqual },
+                x,
+                y,
+            ),
+        })
+    }
+
+    /// Integer division and remainders that never trap: `x / 0 = x % 0 = 0` (numpy), and
+    /// `MIN / -1` wraps.
+    fn int_divide(&mut self, op: BinOp, x: Value, y: Value, ty: Type, signed: bool) -> Value {
+        let zero = self.b.ins().iconst(ty, 0);
+        let one = self.b.ins().iconst(ty, 1);
+        let is_zero = self.b.ins().icmp_imm_s(IntCC::Equal, y, 0);
+        let is_m1 = self.b.ins().icmp_imm_s(IntCC::Equal, y, -1);
+        let bad = if signed { self.b.ins().bor(is_zero, is_m1) } else { is_zero };
+        let safe_y = self.b.ins().select(bad, one, y);
+        let (q, r) = if signed {
+            (self.b.ins().sdiv(x, safe_y), self.b.ins().srem(x, safe_y))
+        } else {
+            (self.b.ins().udiv(x, safe_y), self.b.ins().urem(x, safe_y))
+        };
+        // y == -1: q = -x, r = 0. y == 0: 0.
+        let (q, r) = if signed {
+            let negx = self.b.ins().ineg(x);
+            let q = self.b.ins().select(is_m1, negx, q);
+            let r = self.b.ins().select(is_m1, zero, r);
+            (q, r)
+        } else {
+            (q, r)
+        };
+        let result = match op {
+            BinOp::Div => q,
+            BinOp::TruncMod => r,
+            _ => {
+                if signed {
+                    // Floor mod: add y when r != 0 and the signs of r and y differ.
+                    let r_nz = self.b.ins().icmp_imm_s(IntCC::NotEqual, r, 0);
+                    let x_sign = self.b.ins().bxor(r, y);
+                    let differ = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, x_sign, 0);
+                    let fix = self.b.ins().band(r_nz, differ);
+                    let r_plus = self.b.ins().iadd(r, y);
+                    self.b.ins().select(fix, r_plus, r)
+                } else {
+                    r
+                }
+            }
+        };
+        self.b.ins().select(is_zero, zero, result)
+    }
+
+    fn cast(&mut self, x: Value, from: DType, to: DType) -> Result<Value> {
+        if from == to {
+            return Ok(x);
+        }
+        let to_ty = clif_type(to)?;
+        let from_ty = clif_type(from)?;
+        let ins = self.b.ins();
+        Ok(match (from.is_float(), to.is_float()) {
+            (true, true) => {
+                if from_ty == F32 {
+                    ins.fpromote(F64, x)
+                } else {
+                    ins.fdemote(F32, x)
+                }
+            }
+            (false, true) => {
+                let wide = self.int_to_i64(x, from, from_ty);
+                if from.is_unsigned_int() || from == DType::Bool {
+                    self.b.ins().fcvt_from_uint(to_ty, wide)
+                } else {
+                    self.b.ins().fcvt_from_sint(to_ty, wide)
+                }
+            }
+            (true, false) => {
+                if to == DType::Bool {
+                    let z = if from_ty == F32 { ins.f32const(0.0) } else { ins.f64const(0.0) };
+                    // NaN is true (numpy).
+                    self.b.ins().fcmp(FloatCC::NotEqual, x, z)
+                } else {
+                    let wide = if to == DType::U64 {
+                        ins.fcvt_to_uint_sat(I64, x)
+                    } else {
+                        ins.fcvt_to_sint_sat(I64, x)
+                    };
+                    if to_ty == I64 { wide } else { self.b.ins().ireduce(to_ty, wide) }
+                }
+            }
+            (false, false) => {
+                if to == DType::Bool {
+                    ins.icmp_imm_s(IntCC::NotEqual, x, 0)
+                } else if to_ty.bits() > from_ty.bits() {
+                    if from.is_signed_int() { ins.sextend(to_ty, x) } else { ins.uextend(to_ty, x) }
+                } else if to_ty.bits() < from_ty.bits() {
+                    ins.ireduce(to_ty, x)
+                } else {
+                    x
+                }
+            }
+        })
+    }
+
+    fn int_to_i64(&mut self, x: Value, from: DType, ty: Type) -> Value {
+        if ty == I64 {
+            x
+        } else if from.is_signed_int() {
+            self.b.ins().sextend(I64, x)
+        } else {
+            self.b.ins().uextend(I64, x)
+        }
+    }
+
+    fn emit_call(&mut self, c: &Call) -> Result<()> {
+        match c {
+            Call::Gemm { batch, m, n, k, alpha, beta, a, b, c } => self.emit_gemm(batch, [*m, *n, *k], *alpha, *beta, [a, b, c]),
+            Call::Conv { params, x, w, bias, residual, y, scratch } => {
+                let f = self.kernel_fn(abi::KERNEL_TABLE_CONV_OFFSET);
+                let sig = self.cg.signature(&[I64; 8], Some(I32));
+                let sigref = self.b.import_signature(sig);
+                let args = [Some(*params), Some(*x), Some(*w), *bias, *residual, Some(*y), *scratch];
+                let mut vals = vec![self.ctx];
+                for a in args {
+                    vals.push(match a {
+                        Some(m) => self.bases[&m],
+                        None => self.b.ins().iconst(I64, 0),
+                    });
+                }
+                let call = self.b.ins().call_indirect(sigref, f, &vals);
+                let status = self.b.inst_results(call)[0];
+                self.return_if_error(status);
+                Ok(())
+            }
+            Call::Pool { params, x, y, indices } => {
+                let f = self.kernel_fn(abi::KERNEL_TABLE_POOL_OFFSET);
+                let sig = self.cg.signature(&[I64; 5], Some(I32));
+                let sigref = self.b.import_signature(sig);
+                let ind = match indices {
+                    Some(m) => self.bases[m],
+                    None => self.b.ins().iconst(I64, 0),
+                };
+                let vals = [self.ctx, self.bases[params], self.bases[x], self.bases[y], ind];
+                let call = self.b.ins().call_indirect(sigref, f, &vals);
+                let status = self.b.inst_results(call)[0];
+                self.return_if_error(status);
+                Ok(())
+            }
+            Call::Copy { dst, src, bytes } => {
+                if *bytes == 0 {
+                    return Ok(());
+                }
+                let f = self.kernel_fn(abi::KERNEL_TABLE_MEMCPY_OFFSET);
+                let sig = self.cg.signature(&[I64; 3], None);
+                let sigref = self.b.import_signature(sig);
+                let n = self.b.ins().iconst(I64, *bytes as i64);
+                let vals = [self.bases[dst], self.bases[src], n];
+                self.b.ins().call_indirect(sigref, f, &vals);
+                Ok(())
+            }
+        }
+    }
+
+    fn return_if_error(&mut self, status: Value) {
+        let fail = self.b.create_block();
+        let ok = self.b.create_block();
+        self.b.ins().brif(status, fail, &[], ok, &[]);
+        self.b.switch_to_block(fail);
+        self.b.ins().return_(&[status]);
+        self.b.switch_to_block(ok);
+    }
+
+    fn emit_gemm(&mut self, batch: &[usize], mnk: [usize; 3], alpha: f32, beta: f32, ops: [&Matrix; 3]) -> Result<()> {
+        if mnk[0] == 0 || mnk[1] == 0 || batch.contains(&0) {
+            return Ok(());
+        }
+        let f = self.kernel_fn(abi::KERNEL_TABLE_SGEMM_OFFSET);
+        let mut params = vec![I64; 4];
+        params.push(F32);
+        params.extend([I64; 6]);
+        params.push(F32);
+        params.extend([I64; 3]);
+        let sig = self.cg.signature(&params, None);
+        let sigref = self.b.import_signature(sig);
+        let addrs: Vec<Value> = ops
+            .iter()
+            .map(|m| {
+                let base = self.bases[&m.mem];
+                if m.offset != 0 { self.b.ins().iadd_imm_s(base, m.offset * 4) } else { base }
+            })
+            .collect();
+        self.gemm_level(batch, 0, &ops, addrs, &mut |g, p| {
+            let mut vals = vec![g.ctx];
+            for v in mnk {
+                vals.push(g.b.ins().iconst(I64, v as i64));
+            }
+            vals.push(g.b.ins().f32const(alpha));
+            for (k, m) in ops.iter().enumerate() {
+                if k == 2 {
+                    vals.push(g.b.ins().f32const(beta));
+                }
+                vals.push(p[k]);
+                vals.push(g.b.ins().iconst(I64, m.rs));
+                vals.push(g.b.ins().iconst(I64, m.cs));
+            }
+            g.b.ins().call_indirect(sigref, f, &vals);
+            Ok(())
+        })
+    }
+
+    fn gemm_level(
+        &mut self,
+        batch: &[usize],
+        d: usize,
+        ops: &[&Matrix; 3],
+        addrs: Vec<Value>,
+        body: &mut dyn FnMut(&mut Self, &[Value]) -> Result<()>,
+    ) -> Result<()> {
+        if d == batch.len() {
+            return body(self, &addrs);
+        }
+        self.for_range(0, batch[d] as i64, 1, &mut |g, i| {
+            let next: Vec<Value> = ops.iter().zip(&addrs).map(|(m, &p)| g.advance(p, i, m.batch_strides[d] * 4)).collect();
+            g.gemm_level(batch, d + 1, ops, next, body)
+        })
+    }
+}
+
+/// Every distinct load access of `e`, appended to `out` (which starts with the store).
+fn collect_loads(e: &Expr, out: &mut Vec<Access>) {
+    e.visit(&mut |x| {
+        if let Expr::Load(a) = x {
+            if !out.iter().skip(1).any(|o| o == a) {
+                out.push(a.clone());
+            }
+        }
+    });
+}
+
+/// Whether the innermost loop (dim `d`) can run on f32x4: f32 everywhere, the store and
+/// every moving load contiguous, and only ops with a vector form.
+fn vectorisable(e: &Expr, accesses: &[Access], d: usize) -> bool {
+    if accesses.iter().any(|a| a.dtype != DType::F32) || accesses[0].strides[d] != 1 {
+        return false;
+    }
+    if accesses.iter().skip(1).any(|a| a.strides[d] != 0 && a.strides[d] != 1) {
+        return false;
+    }
+    let mut ok = true;
+    e.visit(&mut |x| {
+        ok &= match x {
+            Expr::Load(_) => true,
+            Expr::Lit(Lit::F32(_)) => true,
+            Expr::Un(op, _) => matches!(op, UnOp::Neg | UnOp::Abs | UnOp::Sqrt | UnOp::Floor | UnOp::Ceil | UnOp::Trunc | UnOp::Nearest),
+            Expr::Bin(op, _, _) => matches!(op, BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Min | BinOp::Max),
+            _ => false,
+        };
+    });
+    ok
+}
+
+/// Drops size-1 dims and merges dims that are contiguous for every access (when the
+/// expression does not use loop indices).
+fn collapse(l: &Loop) -> (Vec<usize>, Access, Expr) {
+    let mut uses_index = false;
+    l.value.visit(&mut |e| uses_index |= matches!(e, Expr::Index(_) | Expr::LoadAt { .. }));
+    if uses_index {
+        return (l.dims.clone(), l.out.clone(), l.value.clone());
+    }
+    let mut accesses = vec![l.out.clone()];
+    collect_loads(&l.value, &mut accesses);
+    // Groups of original dims that become one.
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for d in 0..l.dims.len() {
+        if l.dims[d] == 1 {
+            continue;
+        }
+        if let Some(last) = groups.last_mut() {
+            let p = *last.last().expect("non-empty");
+            if accesses.iter().all(|a| a.strides[p] == a.strides[d] * l.dims[d] as i64) {
+                last.push(d);
+                continue;
+            }
+        }
+        groups.push(vec![d]);
+    }
+    let dims: Vec<usize> = groups.iter().map(|g| g.iter().map(|&d| l.dims[d]).product()).collect();
+    let remap = |a: &Access| Access {
+        mem: a.mem,
+        dtype: a.dtype,
+        offset: a.offset,
+        strides: groups.iter().map(|g| a.strides[*g.last().expect("non-empty")]).collect(),
+    };
+    let value = map_loads(&l.value, &remap);
+    (dims, remap(&l.out), value)
+}
+
+fn map_loads(e: &Expr, f: &dyn Fn(&Access) -> Access) -> Expr {
+    let m = |x: &Expr| Box::new(map_loads(x, f));
+    match e {
+        Expr::Load(a) => Expr::Load(f(a)),
+        Expr::LoadAt { mem, dtype, len, index } => Expr::LoadAt { mem: *mem, dtype: *dtype, len: *len, index: m(index) },
+        Expr::Un(op, a) => Expr::Un(*op, m(a)),
+        Expr::Bin(op, a, b) => Expr::Bin(*op, m(a), m(b)),
+        Expr::Select(c, a, b) => Expr::Select(m(c), m(a), m(b)),
+        Expr::Cast(t, a) => Expr::Cast(*t, m(a)),
+        Expr::Math(op, a, b) => Expr::Math(*op, m(a), b.as_ref().map(|b| m(b))),
+        Expr::Index(_) | Expr::Lit(_) | Expr::Acc => e.clone(),
+    }
+}

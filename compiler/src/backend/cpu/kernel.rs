@@ -1,0 +1,328 @@
+//! The CPU backend's kernel language: what every IR op lowers to before code generation.
+//!
+//! A lowered graph is a list of [`Step`]s run in order. A step is a loop nest that stores
+//! one scalar expression per point of its iteration space ([`Loop`]), a loop nest with an
+//! accumulator ([`Reduce`]), or a call of a runtime kernel ([`Call`]). Memory is named
+//! symbolically ([`Mem`]) until the memory planner gives every temporary an arena offset.
+//!
+//! Indexing is affine: an [`Access`] is `mem + offset + Σ stride[d] · i[d]` (in elements)
+//! over the step's loop indices `i`. Data-dependent addressing (Gather and friends) uses
+//! [`Expr::LoadAt`], whose flat element index is itself an expression.
+
+use crate::tensor::DType;
+use neoc_runtime::abi::MathOp;
+
+/// A buffer, before memory planning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Mem {
+    /// Graph input `i` (read-only).
+    Input(u32),
+    /// Graph output `i`.
+    Output(u32),
+    /// Blob `i` of the weights section (constants and kernel parameter blocks).
+    Weight(u32),
+    /// Temporary `i`; the planner puts it in the arena.
+    Temp(u32),
+}
+
+/// An affine view of a buffer: element `i` of the loop nest is at
+/// `offset + Σ strides[d] · i[d]` elements from the start of `mem`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Access {
+    pub mem: Mem,
+    pub dtype: DType,
+    pub offset: i64,
+    /// One stride per loop dimension, in elements.
+    pub strides: Vec<i64>,
+}
+
+impl Access {
+    /// A dense row-major tensor of `shape`, indexed by loop dims of the same shape.
+    pub fn dense(mem: Mem, dtype: DType, shape: &[usize]) -> Access {
+        Access { mem, dtype, offset: 0, strides: dense_strides(shape) }
+    }
+}
+
+/// Row-major strides of `shape`, in elements.
+pub fn dense_strides(shape: &[usize]) -> Vec<i64> {
+    let mut strides = vec![0i64; shape.len()];
+    let mut s = 1i64;
+    for d in (0..shape.len()).rev() {
+        strides[d] = s;
+        s *= shape[d] as i64;
+    }
+    strides
+}
+
+/// Strides to read a dense tensor of `shape` broadcast (numpy rules) to `out` (rank of
+/// `out` ≥ rank of `shape`): size-1 and missing dims get stride 0.
+pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<i64> {
+    let dense = dense_strides(shape);
+    let lead = out.len() - shape.len();
+    (0..out.len())
+        .map(|d| if d < lead || shape[d - lead] == 1 { 0 } else { dense[d - lead] })
+        .collect()
+}
+
+/// A literal scalar.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Lit {
+    F32(f32),
+    F64(f64),
+    /// An integer (or bool, 0/1) of the given dtype, sign- or zero-extended into i64.
+    Int(i64, DType),
+}
+
+impl Lit {
+    pub fn dtype(self) -> DType {
+        match self {
+            Lit::F32(_) => DType::F32,
+            Lit::F64(_) => DType::F64,
+            Lit::Int(_, d) => d,
+        }
+    }
+
+    /// `v` as a literal of `dtype` (floats round, integers truncate toward zero).
+    pub fn of(dtype: DType, v: f64) -> Lit {
+        match dtype {
+            DType::F32 => Lit::F32(v as f32),
+            DType::F64 => Lit::F64(v),
+            d => Lit::Int(v as i64, d),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnOp {
+    Neg,
+    Abs,
+    Sqrt,
+    Floor,
+    Ceil,
+    Trunc,
+    /// Round half to even.
+    Nearest,
+    /// Logical not (bool) or bitwise not (integers).
+    Not,
+    IsNaN,
+    IsInf { negative: bool, positive: bool },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    /// Floats: IEEE division. Integers: truncating, and `x / 0 = 0` (numpy) instead of a trap.
+    Div,
+    /// Integers: remainder with the divisor's sign (numpy `mod`); `x % 0 = 0`.
+    FloorMod,
+    /// Integers: remainder with the dividend's sign (C `%`); `x % 0 = 0`.
+    TruncMod,
+    /// NaN-propagating for floats.
+    Min,
+    Max,
+    And,
+    Or,
+    Xor,
+    Shl,
+    /// Logical for unsigned, arithmetic for signed integers.
+    Shr,
+    Eq,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl BinOp {
+    pub fn is_comparison(self) -> bool {
+        matches!(self, BinOp::Eq | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge)
+    }
+}
+
+/// A scalar expression evaluated at one point of a loop nest.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    Load(Access),
+    /// The element at flat index `index` (an i64 expression) of `mem` (dense, `len`
+    /// elements). An index outside `0..len` makes the step return [`ERR_INDEX`].
+    LoadAt { mem: Mem, dtype: DType, len: i64, index: Box<Expr> },
+    /// Loop index `d`, as i64.
+    Index(usize),
+    Lit(Lit),
+    Un(UnOp, Box<Expr>),
+    Bin(BinOp, Box<Expr>, Box<Expr>),
+    /// `cond ? a : b` (cond is bool).
+    Select(Box<Expr>, Box<Expr>, Box<Expr>),
+    Cast(DType, Box<Expr>),
+    /// A runtime math function on f32 or f64.
+    Math(MathOp, Box<Expr>, Option<Box<Expr>>),
+    /// The accumulator, in a [`Reduce`]'s `finish` expression.
+    Acc,
+}
+
+/// Error code a step returns when an index read from a tensor is out of range.
+pub const ERR_INDEX: i32 = 1001;
+
+impl Expr {
+    pub fn lit_f(dtype: DType, v: f64) -> Expr {
+        Expr::Lit(Lit::of(dtype, v))
+    }
+    pub fn un(op: UnOp, a: Expr) -> Expr {
+        Expr::Un(op, Box::new(a))
+    }
+    pub fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
+        Expr::Bin(op, Box::new(a), Box::new(b))
+    }
+    pub fn select(c: Expr, a: Expr, b: Expr) -> Expr {
+        Expr::Select(Box::new(c), Box::new(a), Box::new(b))
+    }
+    pub fn cast(to: DType, a: Expr) -> Expr {
+        Expr::Cast(to, Box::new(a))
+    }
+    pub fn math(op: MathOp, a: Expr) -> Expr {
+        Expr::Math(op, Box::new(a), None)
+    }
+    pub fn math2(op: MathOp, a: Expr, b: Expr) -> Expr {
+        Expr::Math(op, Box::new(a), Some(Box::new(b)))
+    }
+
+    /// Visits this expression and every sub-expression, parents first.
+    pub fn visit(&self, f: &mut dyn FnMut(&Expr)) {
+        f(self);
+        match self {
+            Expr::LoadAt { index, .. } => index.visit(f),
+            Expr::Un(_, a) | Expr::Cast(_, a) => a.visit(f),
+            Expr::Bin(_, a, b) => {
+                a.visit(f);
+                b.visit(f);
+            }
+            Expr::Select(c, a, b) => {
+                c.visit(f);
+                a.visit(f);
+                b.visit(f);
+            }
+            Expr::Math(_, a, b) => {
+                a.visit(f);
+                if let Some(b) = b {
+                    b.visit(f);
+                }
+            }
+            Expr::Load(_) | Expr::Index(_) | Expr::Lit(_) | Expr::Acc => {}
+        }
+    }
+
+    /// Every memory this expression reads.
+    pub fn reads(&self, out: &mut Vec<Mem>) {
+        self.visit(&mut |e| match e {
+            Expr::Load(a) => out.push(a.mem),
+            Expr::LoadAt { mem, .. } => out.push(*mem),
+            _ => {}
+        });
+    }
+}
+
+/// `out[i] = value(i)` for every `i` in `dims`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Loop {
+    pub dims: Vec<usize>,
+    pub out: Access,
+    pub value: Expr,
+}
+
+/// For every outer point `o` in `dims[..n_outer]`: `acc = init`, then for every inner
+/// point `r` in `dims[n_outer..]`, `acc = combine(acc, value(o, r))`, and finally
+/// `out[o] = finish(acc, o)`. `out`'s strides cover the outer dims only.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reduce {
+    pub dims: Vec<usize>,
+    pub n_outer: usize,
+    /// The accumulator's dtype (`value` and `init` have it).
+    pub acc: DType,
+    pub init: Lit,
+    pub combine: BinOp,
+    pub value: Expr,
+    pub finish: Expr,
+    pub out: Access,
+}
+
+/// A matrix operand of a [`Call::Gemm`]: element (r, c) of batch point `b` is at
+/// `offset + Σ batch_strides[d]·b[d] + r·rs + c·cs`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Matrix {
+    pub mem: Mem,
+    pub offset: i64,
+    pub batch_strides: Vec<i64>,
+    pub rs: i64,
+    pub cs: i64,
+}
+
+/// Calls of runtime kernels.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Call {
+    /// For every point of `batch`: `C = alpha·A·B + beta·C` (f32).
+    Gemm { batch: Vec<usize>, m: usize, n: usize, k: usize, alpha: f32, beta: f32, a: Matrix, b: Matrix, c: Matrix },
+    /// `params` is a weights blob holding an `abi::ConvParams`.
+    Conv { params: Mem, x: Mem, w: Mem, bias: Option<Mem>, residual: Option<Mem>, y: Mem, scratch: Option<Mem> },
+    /// `params` is a weights blob holding an `abi::PoolParams`.
+    Pool { params: Mem, x: Mem, y: Mem, indices: Option<Mem> },
+    /// Copies `bytes` bytes.
+    Copy { dst: Mem, src: Mem, bytes: u64 },
+}
+
+impl Call {
+    /// (memory read, memory written) by the call.
+    pub fn mems(&self) -> (Vec<Mem>, Vec<Mem>) {
+        match self {
+            Call::Gemm { a, b, c, beta, .. } => {
+                let mut r = vec![a.mem, b.mem];
+                if *beta != 0.0 {
+                    r.push(c.mem);
+                }
+                (r, vec![c.mem])
+            }
+            Call::Conv { params, x, w, bias, residual, y, scratch } => {
+                let mut r = vec![*params, *x, *w];
+                r.extend(bias.iter().chain(residual));
+                let mut wr = vec![*y];
+                wr.extend(scratch);
+                (r, wr)
+            }
+            Call::Pool { params, x, y, indices } => {
+                let mut wr = vec![*y];
+                wr.extend(indices);
+                (vec![*params, *x], wr)
+            }
+            Call::Copy { dst, src, .. } => (vec![*src], vec![*dst]),
+        }
+    }
+}
+
+/// One unit of work of a lowered graph, run in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    Loop(Loop),
+    Reduce(Reduce),
+    Call(Call),
+}
+
+impl Step {
+    /// (memory read, memory written).
+    pub fn mems(&self) -> (Vec<Mem>, Vec<Mem>) {
+        match self {
+            Step::Loop(l) => {
+                let mut r = Vec::new();
+                l.value.reads(&mut r);
+                (r, vec![l.out.mem])
+            }
+            Step::Reduce(red) => {
+                let mut r = Vec::new();
+                red.value.reads(&mut r);
+                red.finish.reads(&mut r);
+                (r, vec![red.out.mem])
+            }
+            Step::Call(c) => c.mems(),
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! MatMul and Gemm (runtime sgemm for f32, a reduction loop for other dtypes),
+//! convolution and pooling (runtime kernels with parameter blocks in the weights).
+
+use anyhow::{Result, bail};
+use neoc_runtime::abi::{self, ConvParams, MAX_SPATIAL, PoolParams};
+
+use super::Lw;
+use crate::backend::cpu::kernel::{Access, BinOp, Call, Expr, Lit, Loop, Matrix, Reduce, Step, broadcast_strides, dense_strides};
+use crate::ir::ops::conv::Conv;
+use crate::ir::ops::conv::spatial::Window;
+use crate::ir::ops::matmul::MatMul;
+use crate::ir::ops::pool::Pool;
+use crate::ir::{NodeId, Op};
+use crate::tensor::DType;
+
+pub fn lower(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
+    match op {
+        Op::MatMul(MatMul::MatMul) => matmul(lw, id),
+        Op::MatMul(MatMul::Gemm { alpha, beta, trans_a, trans_b }) => gemm(lw, id, *alpha, *beta, *trans_a, *trans_b),
+        Op::Conv(Conv::Conv { w, group }) => conv(lw, id, w, *group),
+        Op::Pool(p) => pool(lw, id, p),
+        _ => bail!("the cpu backend has no kernel for this op yet"),
+    }
+}
+
+fn matmul(lw: &mut Lw, id: NodeId) -> Result<()> {
+    let (a, b) = (lw.input(id, 0)?, lw.input(id, 1)?);
+    let (at, bt) = (lw.ty(a).clone(), lw.ty(b).clone());
+    let out_ty = lw.g.node(id).outputs[0].ty.clone();
+    // Promote 1-D operands to matrices: A (K) is (1, K), B (K) is (K, 1).
+    let ash = if at.rank() == 1 { vec![1, at.shape[0]] } else { at.shape.clone() };
+    let bsh = if bt.rank() == 1 { vec![bt.shape[0], 1] } else { bt.shape.clone() };
+    let (m, k) = (ash[ash.len() - 2], ash[ash.len() - 1]);
+    let n = bsh[bsh.len() - 1];
+    if bsh[bsh.len() - 2] != k {
+        bail!("MatMul: inner dimensions {k} and {} differ", bsh[bsh.len() - 2]);
+    }
+    let batch_a = &ash[..ash.len() - 2];
+    let batch_b = &bsh[..bsh.len() - 2];
+    let batch = crate::ir::shape::broadcast(batch_a, batch_b)?;
+    let (am, bm) = (lw.mem(a)?, lw.mem(b)?);
+    let out = lw.out(id, 0);
+    let a_str = dense_strides(&ash);
+    let b_str = dense_strides(&bsh);
+    let a_batch: Vec<i64> = broadcast_strides(batch_a, &batch).into_iter().map(|s| s * (m * k) as i64).collect();
+    let b_batch: Vec<i64> = broadcast_strides(batch_b, &batch).into_iter().map(|s| s * (k * n) as i64).collect();
+    let c_batch = dense_strides(&batch).into_iter().map(|s| s * (m * n) as i64).collect::<Vec<_>>();
+    if at.dtype == DType::F32 {
+        let mat = |mem, batch_strides: Vec<i64>, rs, cs| Matrix { mem, offset: 0, batch_strides, rs, cs };
+        lw.push(Step::Call(Call::Gemm {
+            batch: batch.clone(),
+            m,
+            n,
+            k,
+            alpha: 1.0,
+            beta: 0.0,
+            a: mat(am, a_batch, a_str[a_str.len() - 2], 1),
+            b: mat(bm, b_batch, b_str[b_str.len() - 2], 1),
+            c: mat(out, c_batch, n as i64, 1),
+        }));
+        return Ok(());
+    }
+    // Other dtypes: out[batch, i, j] = Σ_p a[batch, i, p] · b[batch, p, j].
+    let nb = batch.len();
+    let mut dims = batch.clone();
+    dims.extend([m, n, k]);
+    let with = |mut bs: Vec<i64>, i: i64, j: i64, p: i64| {
+        bs.extend([i, j, p]);
+        bs
+    };
+    let a_acc = Access { mem: am, dtype: at.dtype, offset: 0, strides: with(a_batch, a_str[a_str.len() - 2], 0, 1) };
+    let b_acc = Access { mem: bm, dtype: bt.dtype, offset: 0, strides: with(b_batch, 0, 1, b_str[b_str.len() - 2]) };
+    let mut o_str = c_batch;
+    o_str.extend([n as i64, 1]);
+    let t = out_ty.dtype;
+    lw.push(Step::Reduce(Reduce {
+        dims,
+        n_outer: nb + 2,
+        acc: t,
+        init: Lit::of(t, 0.0),
+        combine: BinOp::Add,
+        value: Expr::bin(BinOp::Mul, Expr::Load(a_acc), Expr::Load(b_acc)),
+        finish: Expr::Acc,
+        out: Access { mem: out, dtype: t, offset: 0, strides: o_str },
+    }));
+    Ok(())
+}
+
+fn gemm(lw: &mut Lw, id: NodeId, alpha: f32, beta: f32, trans_a: bool, trans_b: bool) -> Result<()> {
+    let (a, b) = (lw.input(id, 0)?, lw.input(id, 1)?);
+    let (at, bt) = (lw.ty(a).clone(), lw.ty(b).clone());
+    let out_ty = lw.g.node(id).outputs[0].ty.clone();
+    if at.dtype != DType::F32 {
+        bail!("Gemm on {} is not supported by the cpu backend yet", at.dtype.name());
+    }
+    let (m, n) = (out_ty.shape[0], out_ty.shape[1]);
+    let k = if trans_a { at.shape[0] } else { at.shape[1] };
+    let out = lw.out(id, 0);
+    let mut c_beta = 0.0;
+    if let Some(c) = lw.opt_input(id, 2) {
+        if beta != 0.0 {
+            // out = beta · C (broadcast), then the product accumulates into it.
+            let load = lw.load_bcast(c, &out_ty.shape)?;
+            let value = Expr::bin(BinOp::Mul, load, Expr::Lit(Lit::F32(beta)));
+            lw.push(Step::Loop(Loop { dims: out_ty.shape.clone(), out: Access::dense(out, DType::F32, &out_ty.shape), value }));
+            c_beta = 1.0;
+        }
+    }
+    let (am, bm) = (lw.mem(a)?, lw.mem(b)?);
+    let (ra, ca) = (at.shape[1] as i64, 1);
+    let (rb, cb) = (bt.shape[1] as i64, 1);
+    let (rsa, csa) = if trans_a { (ca, ra) } else { (ra, ca) };
+    let (rsb, csb) = if trans_b { (cb, rb) } else { (rb, cb) };
+    lw.push(Step::Call(Call::Gemm {
+        batch: vec![],
+        m,
+        n,
+        k,
+        alpha,
+        beta: c_beta,
+        a: Matrix { mem: am, offset: 0, batch_strides: vec![], rs: rsa, cs: csa },
+        b: Matrix { mem: bm, offset: 0, batch_strides: vec![], rs: rsb, cs: csb },
+        c: Matrix { mem: out, offset: 0, batch_strides: vec![], rs: n as i64, cs: 1 },
+    }));
+    Ok(())
+}
+
+/// Fills the first `v.len()` entries of a spatial array, the rest with `fill`.
+fn spatial(v: &[usize], fill: u64) -> [u64; MAX_SPATIAL] {
+    let mut a = [fill; MAX_SPATIAL];
+    for (i, &x) in v.iter().enumerate() {
+        a[i] = x as u64;
+    }
+    a
+}
+
+/// The bytes of a `#[repr(C)]` plain-data parameter block.
+fn pod_bytes<T: Copy>(v: &T) -> Vec<u8> {
+    // SAFETY: `T` is one of the ABI's `#[repr(C)]` parameter structs: integers and floats
+    // only, whose padding (none, by their layout) would be the only uninitialised bytes.
+    unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }.to_vec()
+}
+
+fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize) -> Result<()> {
+    let (x, wv) = (lw.input(id, 0)?, lw.input(id, 1)?);
+    let (xt, wt) = (lw.ty(x).clone(), lw.ty(wv).clone());
+    if xt.dtype != DType::F32 {
+        bail!("Conv on {} is not supported by the cpu backend yet", xt.dtype.name());
+    }
+    let r = w.rank();
+    if r == 0 || r > MAX_SPATIAL {
+        bail!("Conv with {r} spatial dimensions is not supported by the cpu backend (1 to {MAX_SPATIAL})");
+    }
+    let (out_sp, pb, _pe) = w.forward(&xt.shape[2..], false, "Conv")?;
+    let params = ConvParams {
+        spatial: r as u32,
+        group: group as u32,
+        batch: xt.shape[0] as u64,
+        c_in: xt.shape[1] as u64,
+        c_out: wt.shape[0] as u64,
+        in_size: spatial(&xt.shape[2..], 1),
+        out_size: spatial(&out_sp, 1),
+        kernel: spatial(&w.kernel, 1),
+        stride: spatial(&w.strides, 1),
+        dilation: spatial(&w.dilations, 1),
+        pad_begin: spatial(&pb, 0),
+        act: abi::Activation::None as u32,
+        weight_layout: 0,
+        act_alpha: 0.0,
+        act_beta: 0.0,
+        scratch_bytes: 0,
+    };
+    let params = ConvParams { scratch_bytes: im2col_bytes(&params), ..params };
+    let scratch = (params.scratch_bytes > 0).then(|| lw.temp_bytes(params.scratch_bytes));
+    let pm = lw.blob(pod_bytes(&params));
+    let (xm, wm) = (lw.mem(x)?, lw.mem(wv)?);
+    let bias = match lw.opt_input(id, 2) {
+        Some(b) => Some(lw.mem(b)?),
+        None => None,
+    };
+    let y = lw.out(id, 0);
+    lw.push(Step::Call(Call::Conv { params: pm, x: xm, w: wm, bias, residual: None, y, scratch }));
+    Ok(())
+}
+
+fn pool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
+    let x = lw.input(id, 0)?;
+    let xt = lw.ty(x).clone();
+    let out_ty = lw.g.node(id).outputs[0].ty.clone();
+    let (kind, w, ceil, include_pad, pp) = match p {
+        Pool::Max { w, ceil_mode, storage_order } => {
+            if *storage_order && lw.g.node(id).outputs.len() > 1 {
+                bail!("MaxPool indices in column-major storage order are not supported by the cpu backend yet");
+            }
+            (abi::PoolKind::Max, w, *ceil_mode, false, 0)
+        }
+        Pool::Average { w, ceil_mode, count_include_pad } => (abi::PoolKind::Average, w, *ceil_mode, *count_include_pad, 0),
+        Pool::Lp { w, ceil_mode, p } => (abi::PoolKind::Lp, w, *ceil_mode, false, *p),
+        Pool::GlobalAverage | Pool::GlobalMax | Pool::GlobalLp { .. } => return global_pool(lw, id, p),
+        Pool::MaxUnpool { .. } => bail!("the cpu backend has no kernel for MaxUnpool yet"),
+    };
+    if xt.dtype != DType::F32 {
+        bail!("pooling on {} is not supported by the cpu backend yet", xt.dtype.name());
+    }
+    let r = w.rank();
+    if r == 0 || r > MAX_SPATIAL {
+        bail!("pooling with {r} spatial dimensions is not supported by the cpu backend (1 to {MAX_SPATIAL})");
+    }
+    let (out_sp, pb, pe) = w.forward(&xt.shape[2..], ceil, "pool")?;
+    if out_sp != out_ty.shape[2..] {
+        bail!("pool geometry {out_sp:?} disagrees with the inferred output {:?}", out_ty.shape);
+    }
+    let params = PoolParams {
+        kind: kind as u32,
+        spatial: r as u32,
+        channels: (xt.shape[0] * xt.shape[1]) as u64,
+        in_size: spatial(&xt.shape[2..], 1),
+        out_size: spatial(&out_sp, 1),
+        kernel: spatial(&w.kernel, 1),
+        stride: spatial(&w.strides, 1),
+        dilation: spatial(&w.dilations, 1),
+        pad_begin: spatial(&pb, 0),
+        pad_end: spatial(&pe, 0),
+        count_include_pad: include_pad as u32,
+        p: pp as u32,
+    };
+    let pm = lw.blob(pod_bytes(&params));
+    let xm = lw.mem(x)?;
+    let y = lw.out(id, 0);
+    let indices = (lw.g.node(id).outputs.len() > 1).then(|| lw.out(id, 1));
+    lw.push(Step::Call(Call::Pool { params: pm, x: xm, y, indices }));
+    Ok(())
+}
+
+/// Global pools reduce every (n, c) plane.
+fn global_pool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
+    let x = lw.input(id, 0)?;
+    let xt = lw.ty(x).clone();
+    let t = xt.dtype;
+    if !t.is_float() {
+        bail!("global pooling on {} is not supported by the cpu backend", t.name());
+    }
+    let planes = xt.shape[..2.min(xt.rank())].iter().product::<usize>();
+    let area = xt.shape.get(2..).map_or(1, |s| s.iter().product::<usize>());
+    let xm = lw.mem(x)?;
+    let y = lw.out(id, 0);
+    let src = Access { mem: xm, dtype: t, offset: 0, strides: vec![area as i64, 1] };
+    let load = Expr::Load(src);
+    let (init, combine, value, finish) = match p {
+        Pool::GlobalAverage => {
+            (Lit::of(t, 0.0), BinOp::Add, load, Expr::bin(BinOp::Div, Expr::Acc, Expr::lit_f(t, area as f64)))
+        }
+        Pool::GlobalMax => (Lit::of(t, f64::NEG_INFINITY), BinOp::Max, load, Expr::Acc),
+        Pool::GlobalLp { p } => {
+            let pf = *p as f64;
+            let v = Expr::math2(neoc_runtime::abi::MathOp::Pow, Expr::un(crate::backend::cpu::kernel::UnOp::Abs, load), Expr::lit_f(t, pf));
+            (Lit::of(t, 0.0), BinOp::Add, v, Expr::math2(neoc_runtime::abi::MathOp::Pow, Expr::Acc, Expr::lit_f(t, 1.0 / pf)))
+        }
+        _ => bail!("not a global pool"),
+    };
+    lw.push(Step::Reduce(Reduce {
+        dims: vec![planes, area],
+        n_outer: 1,
+        acc: t,
+        init,
+        combine,
+        value,
+        finish,
+        out: Access { mem: y, dtype: t, offset: 0, strides: vec![1] },
+    }));
+    Ok(())
+}
+
+/// Scratch for an im2col buffer of one (image, group).
+fn im2col_bytes(p: &ConvParams) -> u64 {
+    let k: u64 = p.kernel.iter().product();
+    let o: u64 = p.out_size.iter().product();
+    (p.c_in / p.group.max(1) as u64) * k * o * 4
+}

@@ -1,0 +1,240 @@
+//! IR → kernel language ([`super::kernel`]), one op family per file.
+//!
+//! Every value gets a [`Mem`]: graph inputs and outputs their context slots, constants a
+//! weights blob, everything else a temporary (shape-only ops alias their input instead of
+//! copying). Ops the backend cannot lower yet are all collected and reported together,
+//! each naming the node, the op and what is missing.
+
+mod elementwise;
+mod linalg;
+mod movement;
+mod reduce;
+
+use std::collections::HashMap;
+
+use anyhow::{Result, anyhow, bail};
+
+use super::kernel::{Access, Call, Expr, Mem, Step, broadcast_strides};
+use crate::ir::{Graph, NodeKind, Op, OpImpl, ValueId, ValueType};
+use crate::tensor::{DType, Tensor};
+
+/// A lowered graph, before memory planning.
+pub struct Lowered {
+    pub steps: Vec<Step>,
+    /// For each step, the node it came from (for reports and errors).
+    pub step_nodes: Vec<String>,
+    /// Byte size of each temporary.
+    pub temps: Vec<u64>,
+    /// Weights blobs: bytes (each placed 64-byte aligned).
+    pub blobs: Vec<Vec<u8>>,
+    pub inputs: Vec<(String, ValueType)>,
+    pub outputs: Vec<(String, ValueType)>,
+}
+
+/// One op the backend could not lower.
+#[derive(Clone, Debug)]
+pub struct LowerProblem {
+    pub node: String,
+    pub op: String,
+    pub message: String,
+}
+
+pub struct Lw<'g> {
+    pub g: &'g Graph,
+    vals: HashMap<ValueId, Mem>,
+    steps: Vec<Step>,
+    step_nodes: Vec<String>,
+    temps: Vec<u64>,
+    blobs: Vec<Vec<u8>>,
+    current: String,
+}
+
+/// Lowers every op of `g` (already optimised and verified).
+pub fn lower(g: &Graph) -> Result<Lowered, Vec<LowerProblem>> {
+    let mut lw = Lw { g, vals: HashMap::new(), steps: vec![], step_nodes: vec![], temps: vec![], blobs: vec![], current: String::new() };
+    let mut problems = Vec::new();
+    let problem = |node: &str, op: &str, message: String| LowerProblem { node: node.into(), op: op.into(), message };
+    for (i, &n) in g.inputs.iter().enumerate() {
+        lw.vals.insert(ValueId { node: n, slot: 0 }, Mem::Input(i as u32));
+    }
+    // Values that are graph outputs (once, produced by an op) are written in place.
+    let mut claimed = std::collections::HashSet::new();
+    for (j, (_, v)) in g.outputs.iter().enumerate() {
+        if matches!(g.node(v.node).kind, NodeKind::Op(_)) && claimed.insert(*v) {
+            lw.vals.insert(*v, Mem::Output(j as u32));
+        }
+    }
+    let order = match g.topo_order() {
+        Ok(o) => o,
+        Err(e) => return Err(vec![problem("", "", format!("{e:#}"))]),
+    };
+    for id in order {
+        let node = g.node(id);
+        let NodeKind::Op(op) = &node.kind else { continue };
+        lw.current = node.name.clone();
+        let steps_before = lw.steps.len();
+        if let Err(e) = lower_node(&mut lw, id, op) {
+            lw.steps.truncate(steps_before);
+            lw.step_nodes.truncate(steps_before);
+            problems.push(problem(&node.name, op.name(), format!("{e:#}")));
+        }
+    }
+    // Outputs that are not written in place: copies.
+    for (j, (name, v)) in g.outputs.iter().enumerate() {
+        if lw.vals.get(v) == Some(&Mem::Output(j as u32)) {
+            continue;
+        }
+        lw.current = format!("output {name}");
+        let bytes = g.ty(*v).bytes() as u64;
+        match lw.mem(*v) {
+            Ok(src) => lw.push(Step::Call(Call::Copy { dst: Mem::Output(j as u32), src, bytes })),
+            Err(e) => problems.push(problem(name, "output", format!("{e:#}"))),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Lowered {
+        steps: lw.steps,
+        step_nodes: lw.step_nodes,
+        temps: lw.temps,
+        blobs: lw.blobs,
+        inputs: g.input_types(),
+        outputs: g.output_types(),
+    })
+}
+
+fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
+    let node = lw.g.node(id);
+    for (i, o) in node.outputs.iter().enumerate() {
+        check_dtype(o.ty.dtype).map_err(|e| anyhow!("output {i}: {e}"))?;
+    }
+    for (i, v) in node.inputs.iter().enumerate() {
+        if let Some(v) = v {
+            check_dtype(lw.g.ty(*v).dtype).map_err(|e| anyhow!("input {i}: {e}"))?;
+        }
+    }
+    match op {
+        Op::Unary(_) | Op::Binary(_) | Op::Activation(_) | Op::Cast(_) => elementwise::lower(lw, id, op),
+        Op::Reshape(_) | Op::Movement(_) | Op::Gather(_) => movement::lower(lw, id, op),
+        Op::MatMul(_) | Op::Conv(_) | Op::Pool(_) => linalg::lower(lw, id, op),
+        Op::Reduce(_) | Op::Softmax(_) | Op::Norm(_) => reduce::lower(lw, id, op),
+        _ => bail!("the cpu backend has no kernel for this op yet"),
+    }
+}
+
+/// The dtypes compiled code computes on.
+fn check_dtype(d: DType) -> Result<()> {
+    match d {
+        DType::F32 | DType::F64 | DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32 | DType::U32 | DType::I64 | DType::U64 | DType::Bool => Ok(()),
+        other => bail!("dtype {} is not supported by the cpu backend yet", other.name()),
+    }
+}
+
+impl<'g> Lw<'g> {
+    pub fn push(&mut self, s: Step) {
+        self.steps.push(s);
+        self.step_nodes.push(self.current.clone());
+    }
+
+    pub fn ty(&self, v: ValueId) -> &'g ValueType {
+        self.g.ty(v)
+    }
+
+    /// Input `i` of node `id` (an error when absent).
+    pub fn input(&self, id: crate::ir::NodeId, i: usize) -> Result<ValueId> {
+        self.g.node(id).inputs.get(i).copied().flatten().ok_or_else(|| anyhow!("input {i} is missing"))
+    }
+
+    pub fn opt_input(&self, id: crate::ir::NodeId, i: usize) -> Option<ValueId> {
+        self.g.node(id).inputs.get(i).copied().flatten()
+    }
+
+    /// The constant value of `v`, if it is one.
+    pub fn konst(&self, v: ValueId) -> Option<&'g Tensor> {
+        self.g.konst(v).and_then(|c| c.tensor().ok())
+    }
+
+    /// The integer values of constant input `i` of `id`.
+    pub fn const_ints(&self, id: crate::ir::NodeId, i: usize, what: &str) -> Result<Option<Vec<i64>>> {
+        match self.opt_input(id, i) {
+            None => Ok(None),
+            Some(v) => {
+                let t = self.konst(v).ok_or_else(|| anyhow!("input {i} ({what}) must be a constant for the cpu backend"))?;
+                Ok(Some(t.to_i64_vec()?))
+            }
+        }
+    }
+
+    /// Where `v` lives (constants become weights blobs on first use).
+    pub fn mem(&mut self, v: ValueId) -> Result<Mem> {
+        if let Some(m) = self.vals.get(&v) {
+            return Ok(*m);
+        }
+        match &self.g.node(v.node).kind {
+            NodeKind::Const(c) => {
+                // Raw little-endian bytes straight from the model when it has them.
+                let bytes = match c.raw() {
+                    Some(raw) if raw.len() == c.ty().bytes() => raw.to_vec(),
+                    _ => c.tensor()?.to_le_bytes()?,
+                };
+                let m = self.blob(bytes);
+                self.vals.insert(v, m);
+                Ok(m)
+            }
+            _ => bail!("value {} has no buffer (its producer was not lowered)", self.g.value_name(v)),
+        }
+    }
+
+    /// A new weights blob.
+    pub fn blob(&mut self, bytes: Vec<u8>) -> Mem {
+        self.blobs.push(bytes);
+        Mem::Weight(self.blobs.len() as u32 - 1)
+    }
+
+    pub fn temp(&mut self, ty: &ValueType) -> Mem {
+        self.temp_bytes(ty.bytes() as u64)
+    }
+
+    pub fn temp_bytes(&mut self, bytes: u64) -> Mem {
+        self.temps.push(bytes);
+        Mem::Temp(self.temps.len() as u32 - 1)
+    }
+
+    /// The buffer output `slot` of `id` is written to (a new temporary unless it is a
+    /// graph output written in place).
+    pub fn out(&mut self, id: crate::ir::NodeId, slot: usize) -> Mem {
+        let v = ValueId { node: id, slot };
+        if let Some(m) = self.vals.get(&v) {
+            return *m;
+        }
+        let ty = self.g.node(id).outputs[slot].ty.clone();
+        let m = self.temp(&ty);
+        self.vals.insert(v, m);
+        m
+    }
+
+    /// Output `slot` of `id` is `src`'s bytes reinterpreted (Reshape, Identity): an alias,
+    /// or a copy when the output must land in a graph output buffer.
+    pub fn alias(&mut self, id: crate::ir::NodeId, slot: usize, src: ValueId) -> Result<()> {
+        let v = ValueId { node: id, slot };
+        let from = self.mem(src)?;
+        match self.vals.get(&v) {
+            Some(&dst) => {
+                let bytes = self.ty(v).bytes() as u64;
+                self.push(Step::Call(Call::Copy { dst, src: from, bytes }));
+            }
+            None => {
+                self.vals.insert(v, from);
+            }
+        }
+        Ok(())
+    }
+
+    /// A load of `v` broadcast to loop dims `out`.
+    pub fn load_bcast(&mut self, v: ValueId, out: &[usize]) -> Result<Expr> {
+        let ty = self.ty(v).clone();
+        let mem = self.mem(v)?;
+        Ok(Expr::Load(Access { mem, dtype: ty.dtype, offset: 0, strides: broadcast_strides(&ty.shape, out) }))
+    }
+}

@@ -1,0 +1,322 @@
+//! Reductions and the ops built on them: Reduce*, Softmax/LogSoftmax, LayerNorm,
+//! RMSNorm, inference BatchNorm, InstanceNorm and LpNormalization.
+//!
+//! A reduction over `axes` loops over the kept dims (outer) and then the reduced dims
+//! (inner). Statistics land in temporaries laid out densely over the kept dims, and the
+//! ops that normalise read them back broadcast over the reduced dims.
+
+use anyhow::{Result, bail};
+use neoc_runtime::abi::MathOp;
+
+use super::Lw;
+use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Mem, Reduce as ReduceStep, Step, UnOp, broadcast_strides, dense_strides};
+use crate::ir::ops::norm::Norm;
+use crate::ir::ops::reduce::{Plan, Reduce, ReduceKind};
+use crate::ir::ops::softmax::{Softmax, SoftmaxKind};
+use crate::ir::{NodeId, Op, ValueType};
+use crate::tensor::DType;
+
+pub fn lower(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
+    match op {
+        Op::Reduce(r) => reduce(lw, id, r),
+        Op::Softmax(s) => softmax(lw, id, s),
+        Op::Norm(n) => norm(lw, id, n),
+        _ => bail!("not a reduction"),
+    }
+}
+
+/// The iteration space of a reduction of `shape` over `axes`: (dims, n_outer, and the
+/// source strides permuted to match), plus the stats' strides in `shape`'s own space.
+struct Space {
+    dims: Vec<usize>,
+    n_outer: usize,
+    src: Vec<i64>,
+    /// Strides of a dense stats tensor (over the kept dims) indexed in `shape`'s space.
+    stat_in_x: Vec<i64>,
+    /// Elements per reduction.
+    count: usize,
+    kept: Vec<usize>,
+}
+
+fn space(shape: &[usize], axes: &[usize]) -> Space {
+    let xs = dense_strides(shape);
+    let kept: Vec<usize> = (0..shape.len()).filter(|d| !axes.contains(d)).collect();
+    let red: Vec<usize> = (0..shape.len()).filter(|d| axes.contains(d)).collect();
+    let kept_shape: Vec<usize> = kept.iter().map(|&d| shape[d]).collect();
+    let ks = dense_strides(&kept_shape);
+    let mut stat_in_x = vec![0i64; shape.len()];
+    for (k, &d) in kept.iter().enumerate() {
+        stat_in_x[d] = ks[k];
+    }
+    Space {
+        dims: kept.iter().chain(&red).map(|&d| shape[d]).collect(),
+        n_outer: kept.len(),
+        src: kept.iter().chain(&red).map(|&d| xs[d]).collect(),
+        stat_in_x,
+        count: red.iter().map(|&d| shape[d]).product(),
+        kept: kept_shape,
+    }
+}
+
+impl Space {
+    fn load(&self, mem: Mem, dtype: DType) -> Expr {
+        Expr::Load(Access { mem, dtype, offset: 0, strides: self.src.clone() })
+    }
+    /// A stats tensor read inside this reduction's loops (zero stride over reduced dims).
+    fn stat(&self, mem: Mem, dtype: DType) -> Expr {
+        let mut strides = dense_strides(&self.kept);
+        strides.resize(self.dims.len(), 0);
+        Expr::Load(Access { mem, dtype, offset: 0, strides })
+    }
+    fn stat_x(&self, mem: Mem, dtype: DType) -> Expr {
+        Expr::Load(Access { mem, dtype, offset: 0, strides: self.stat_in_x.clone() })
+    }
+    fn step(&self, acc: DType, init: Lit, combine: BinOp, value: Expr, finish: Expr, out: Mem, out_dtype: DType) -> Step {
+        Step::Reduce(ReduceStep {
+            dims: self.dims.clone(),
+            n_outer: self.n_outer,
+            acc,
+            init,
+            combine,
+            value,
+            finish,
+            out: Access { mem: out, dtype: out_dtype, offset: 0, strides: dense_strides(&self.kept) },
+        })
+    }
+    fn stat_temp(&self, lw: &mut Lw, dtype: DType) -> Mem {
+        lw.temp(&ValueType::new(dtype, self.kept.clone()))
+    }
+}
+
+fn lowest(t: DType) -> Lit {
+    match t {
+        DType::F32 | DType::F64 => Lit::of(t, f64::NEG_INFINITY),
+        DType::Bool => Lit::Int(0, t),
+        DType::I8 => Lit::Int(i8::MIN as i64, t),
+        DType::I16 => Lit::Int(i16::MIN as i64, t),
+        DType::I32 => Lit::Int(i32::MIN as i64, t),
+        DType::I64 => Lit::Int(i64::MIN, t),
+        _ => Lit::Int(0, t),
+    }
+}
+
+fn highest(t: DType) -> Lit {
+    match t {
+        DType::F32 | DType::F64 => Lit::of(t, f64::INFINITY),
+        DType::Bool => Lit::Int(1, t),
+        DType::I8 => Lit::Int(i8::MAX as i64, t),
+        DType::I16 => Lit::Int(i16::MAX as i64, t),
+        DType::I32 => Lit::Int(i32::MAX as i64, t),
+        DType::I64 => Lit::Int(i64::MAX, t),
+        DType::U8 => Lit::Int(u8::MAX as i64, t),
+        DType::U16 => Lit::Int(u16::MAX as i64, t),
+        DType::U32 => Lit::Int(u32::MAX as i64, t),
+        _ => Lit::Int(-1, t),
+    }
+}
+
+fn reduce(lw: &mut Lw, id: NodeId, r: &Reduce) -> Result<()> {
+    let x = lw.input(id, 0)?;
+    let xt = lw.ty(x).clone();
+    let axes = lw.const_ints(id, 1, "axes")?;
+    let t = xt.dtype;
+    let (axes, _) = match r.plan(&xt.shape, axes)? {
+        Plan::Identity => return lw.alias(id, 0, x),
+        Plan::Reduce { axes, out_shape } => (axes, out_shape),
+    };
+    let sp = space(&xt.shape, &axes);
+    let xm = lw.mem(x)?;
+    let v = sp.load(xm, t);
+    let float = t.is_float();
+    let need_float = |what: &str| -> Result<()> {
+        if !float {
+            bail!("{what} on {} is not supported by the cpu backend", t.name());
+        }
+        Ok(())
+    };
+    let zero = Lit::of(t, 0.0);
+    let sq = |v: Expr| Expr::bin(BinOp::Mul, v.clone(), v);
+    let (init, combine, value, finish) = match r.kind {
+        ReduceKind::Sum => (zero, BinOp::Add, v, Expr::Acc),
+        ReduceKind::Mean => (zero, BinOp::Add, v, Expr::bin(BinOp::Div, Expr::Acc, Expr::Lit(Lit::of(t, sp.count as f64)))),
+        ReduceKind::Max => (lowest(t), BinOp::Max, v, Expr::Acc),
+        ReduceKind::Min => (highest(t), BinOp::Min, v, Expr::Acc),
+        ReduceKind::Prod => (Lit::of(t, 1.0), BinOp::Mul, v, Expr::Acc),
+        ReduceKind::L1 => (zero, BinOp::Add, Expr::un(UnOp::Abs, v), Expr::Acc),
+        ReduceKind::L2 => {
+            need_float("ReduceL2")?;
+            (zero, BinOp::Add, sq(v), Expr::un(UnOp::Sqrt, Expr::Acc))
+        }
+        ReduceKind::SumSquare => (zero, BinOp::Add, sq(v), Expr::Acc),
+        ReduceKind::LogSum => {
+            need_float("ReduceLogSum")?;
+            (zero, BinOp::Add, v, Expr::math(MathOp::Log, Expr::Acc))
+        }
+        ReduceKind::LogSumExp => {
+            need_float("ReduceLogSumExp")?;
+            (zero, BinOp::Add, Expr::math(MathOp::Exp, v), Expr::math(MathOp::Log, Expr::Acc))
+        }
+    };
+    if t == DType::Bool {
+        bail!("reductions of bool are not supported by the cpu backend");
+    }
+    let out = lw.out(id, 0);
+    lw.push(sp.step(t, init, combine, value, finish, out, t));
+    Ok(())
+}
+
+fn softmax(lw: &mut Lw, id: NodeId, s: &Softmax) -> Result<()> {
+    let x = lw.input(id, 0)?;
+    let xt = lw.ty(x).clone();
+    let t = xt.dtype;
+    if !t.is_float() {
+        bail!("Softmax on {} is not supported by the cpu backend", t.name());
+    }
+    let r = xt.rank();
+    let a = crate::ir::shape::axis(s.axis, r)?;
+    let axes: Vec<usize> = if s.legacy_2d { (a..r).collect() } else { vec![a] };
+    let sp = space(&xt.shape, &axes);
+    let xm = lw.mem(x)?;
+    let tmax = sp.stat_temp(lw, t);
+    let tsum = sp.stat_temp(lw, t);
+    lw.push(sp.step(t, lowest(t), BinOp::Max, sp.load(xm, t), Expr::Acc, tmax, t));
+    let shifted = Expr::bin(BinOp::Sub, sp.load(xm, t), sp.stat(tmax, t));
+    lw.push(sp.step(t, Lit::of(t, 0.0), BinOp::Add, Expr::math(MathOp::Exp, shifted), Expr::Acc, tsum, t));
+    let xv = Expr::Load(Access::dense(xm, t, &xt.shape));
+    let shifted = Expr::bin(BinOp::Sub, xv, sp.stat_x(tmax, t));
+    let value = match s.kind {
+        SoftmaxKind::Softmax => Expr::bin(BinOp::Div, Expr::math(MathOp::Exp, shifted), sp.stat_x(tsum, t)),
+        SoftmaxKind::LogSoftmax => Expr::bin(BinOp::Sub, shifted, Expr::math(MathOp::Log, sp.stat_x(tsum, t))),
+        SoftmaxKind::Hardmax => bail!("Hardmax is not supported by the cpu backend yet"),
+    };
+    let out = lw.out(id, 0);
+    lw.push(Step::Loop(Loop { dims: xt.shape.clone(), out: Access::dense(out, t, &xt.shape), value }));
+    Ok(())
+}
+
+fn norm(lw: &mut Lw, id: NodeId, n: &Norm) -> Result<()> {
+    let x = lw.input(id, 0)?;
+    let xt = lw.ty(x).clone();
+    let t = xt.dtype;
+    if !t.is_float() {
+        bail!("normalisation on {} is not supported by the cpu backend", t.name());
+    }
+    let r = xt.rank();
+    let xm = lw.mem(x)?;
+    let xv = Expr::Load(Access::dense(xm, t, &xt.shape));
+    let lit = |v: f64| Expr::lit_f(t, v);
+    let n_out = lw.g.node(id).outputs.len();
+    // Per-channel parameter i (shape [C]) read over x's dims.
+    let channel = |lw: &mut Lw, i: usize| -> Result<Expr> {
+        let v = lw.input(id, i)?;
+        let mem = lw.mem(v)?;
+        let mut strides = vec![0i64; r];
+        if r > 1 {
+            strides[1] = 1;
+        }
+        Ok(Expr::Load(Access { mem, dtype: lw.ty(v).dtype, offset: 0, strides }))
+    };
+    let value = match n {
+        Norm::Batch { epsilon, training: false, .. } => {
+            if n_out > 1 {
+                bail!("BatchNormalization's running statistics outputs are not supported by the cpu backend");
+            }
+            let (scale, bias, mean, var) = (channel(lw, 1)?, channel(lw, 2)?, channel(lw, 3)?, channel(lw, 4)?);
+            let inv = Expr::un(UnOp::Sqrt, Expr::bin(BinOp::Add, var, lit(*epsilon as f64)));
+            let norm = Expr::bin(BinOp::Div, Expr::bin(BinOp::Sub, xv, mean), inv);
+            Expr::bin(BinOp::Add, Expr::bin(BinOp::Mul, norm, scale), bias)
+        }
+        Norm::Layer { axis, epsilon, .. } | Norm::Rms { axis, epsilon, .. } => {
+            let a = crate::ir::shape::axis(*axis, r)?;
+            let layer = matches!(n, Norm::Layer { .. });
+            return normalise(lw, id, x, (a..r).collect(), *epsilon, layer, Affine::Broadcast);
+        }
+        Norm::Instance { epsilon } => {
+            return normalise(lw, id, x, (2..r).collect(), *epsilon, true, Affine::Channel);
+        }
+        Norm::Lp { axis, p } => {
+            let a = crate::ir::shape::axis(*axis, r)?;
+            let sp = space(&xt.shape, &[a]);
+            let tn = sp.stat_temp(lw, t);
+            let v = sp.load(xm, t);
+            let (value, finish) = match p {
+                1 => (Expr::un(UnOp::Abs, v), Expr::Acc),
+                2 => (Expr::bin(BinOp::Mul, v.clone(), v), Expr::un(UnOp::Sqrt, Expr::Acc)),
+                p => bail!("LpNormalization with p={p}"),
+            };
+            lw.push(sp.step(t, Lit::of(t, 0.0), BinOp::Add, value, finish, tn, t));
+            let xv = Expr::Load(Access::dense(xm, t, &xt.shape));
+            let nv = sp.stat_x(tn, t);
+            // A zero norm gives 0 (the reference divides only where the norm is non-zero).
+            let is_zero = Expr::bin(BinOp::Eq, nv.clone(), lit(0.0));
+            Expr::select(is_zero, lit(0.0), Expr::bin(BinOp::Div, xv, nv))
+        }
+        _ => bail!("the cpu backend has no kernel for this normalisation yet"),
+    };
+    let out = lw.out(id, 0);
+    lw.push(Step::Loop(Loop { dims: xt.shape.clone(), out: Access::dense(out, t, &xt.shape), value }));
+    Ok(())
+}
+
+/// How scale and bias meet x: broadcast numpy-style (LayerNorm) or one per channel.
+enum Affine {
+    Broadcast,
+    Channel,
+}
+
+/// `y = (x - mean) / sqrt(var + eps) * scale + bias` over `axes` (mean 0 for RMSNorm),
+/// with LayerNorm's optional Mean and InvStdDev outputs.
+fn normalise(lw: &mut Lw, id: NodeId, x: crate::ir::ValueId, axes: Vec<usize>, eps: f32, centre: bool, affine: Affine) -> Result<()> {
+    let xt = lw.ty(x).clone();
+    let t = xt.dtype;
+    let r = xt.rank();
+    let sp = space(&xt.shape, &axes);
+    let xm = lw.mem(x)?;
+    let n_out = lw.g.node(id).outputs.len();
+    let lit = |v: f64| Expr::lit_f(t, v);
+    let count = lit(sp.count as f64);
+    // Mean (written straight to output 1 when LayerNorm asks for it).
+    let tmean = if centre {
+        let m = if n_out > 1 { lw.out(id, 1) } else { sp.stat_temp(lw, t) };
+        lw.push(sp.step(t, Lit::of(t, 0.0), BinOp::Add, sp.load(xm, t), Expr::bin(BinOp::Div, Expr::Acc, count.clone()), m, t));
+        Some(m)
+    } else {
+        None
+    };
+    let centred = |inner: Expr, mean: Option<Expr>| match mean {
+        Some(m) => Expr::bin(BinOp::Sub, inner, m),
+        None => inner,
+    };
+    let d = centred(sp.load(xm, t), tmean.map(|m| sp.stat(m, t)));
+    let tinv = if n_out > 2 { lw.out(id, 2) } else { sp.stat_temp(lw, t) };
+    let var = Expr::bin(BinOp::Div, Expr::Acc, count);
+    let inv = Expr::bin(BinOp::Div, lit(1.0), Expr::un(UnOp::Sqrt, Expr::bin(BinOp::Add, var, lit(eps as f64))));
+    lw.push(sp.step(t, Lit::of(t, 0.0), BinOp::Add, Expr::bin(BinOp::Mul, d.clone(), d), inv, tinv, t));
+    let xv = Expr::Load(Access::dense(xm, t, &xt.shape));
+    let mut y = Expr::bin(BinOp::Mul, centred(xv, tmean.map(|m| sp.stat_x(m, t))), sp.stat_x(tinv, t));
+    let param = |lw: &mut Lw, i: usize| -> Result<Option<Expr>> {
+        let Some(v) = lw.opt_input(id, i) else { return Ok(None) };
+        let pt = lw.ty(v).clone();
+        let mem = lw.mem(v)?;
+        let strides = match affine {
+            Affine::Broadcast => broadcast_strides(&pt.shape, &xt.shape),
+            Affine::Channel => {
+                let mut s = vec![0i64; r];
+                s[1] = 1;
+                s
+            }
+        };
+        Ok(Some(Expr::Load(Access { mem, dtype: pt.dtype, offset: 0, strides })))
+    };
+    if let Some(scale) = param(lw, 1)? {
+        y = Expr::bin(BinOp::Mul, y, scale);
+    }
+    if centre {
+        if let Some(bias) = param(lw, 2)? {
+            y = Expr::bin(BinOp::Add, y, bias);
+        }
+    }
+    let out = lw.out(id, 0);
+    lw.push(Step::Loop(Loop { dims: xt.shape.clone(), out: Access::dense(out, t, &xt.shape), value: y }));
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! The CPU backend: optimised IR → kernel language → Cranelift machine code → `.neo`.
+//!
+//! 1. [`lower`] turns every op into [`kernel::Step`]s over symbolic buffers;
+//! 2. [`plan`] gives temporaries arena offsets (static memory planning);
+//! 3. [`codegen`] emits one Cranelift function per step plus the entry function;
+//! 4. [`link`] compiles and lays them out into position-independent code;
+//! 5. the runtime's [`neoc_runtime::ArtifactWriter`] writes the artifact (the runtime
+//!    owns the format; the compiler only fills it in).
+
+pub mod codegen;
+pub mod isa;
+pub mod kernel;
+pub mod link;
+pub mod lower;
+pub mod plan;
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow};
+use neoc_runtime::{ArtifactWriter, CallConv, Metadata, TensorSig, abi};
+
+use crate::ir::{Graph, ValueType};
+use crate::target::Target;
+use codegen::{Base, Codegen};
+use kernel::Mem;
+pub use lower::LowerProblem;
+
+/// Why compilation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// Ops the backend cannot compile yet, all of them.
+    #[error("{} op(s) cannot be compiled for the cpu backend:\n{}", .0.len(), .0.iter().map(|p| format!("  node '{}' ({}): {}", p.node, p.op, p.message)).collect::<Vec<_>>().join("\n"))]
+    Unsupported(Vec<LowerProblem>),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// What one compilation did, for the CLI's summary.
+#[derive(Clone, Debug, Default)]
+pub struct BackendReport {
+    pub steps: usize,
+    pub arena_bytes: u64,
+    pub arena_unshared_bytes: u64,
+    pub weight_bytes: u64,
+    pub code_bytes: u64,
+    pub features: Vec<String>,
+    pub lower_ms: f64,
+    pub codegen_ms: f64,
+}
+
+/// A compiled artifact.
+pub struct CompiledArtifact {
+    pub bytes: Vec<u8>,
+    pub report: BackendReport,
+}
+
+fn runtime_sig(name: &str, ty: &ValueType) -> Result<TensorSig> {
+    let dtype = neoc_runtime::DType::from_onnx(ty.dtype.onnx_code() as u32)
+        .ok_or_else(|| anyhow!("'{name}': dtype {} cannot cross the runtime API", ty.dtype.name()))?;
+    Ok(TensorSig::new(name, dtype, ty.shape.clone()))
+}
+
+/// Compiles an optimised graph for a CPU target.
+pub fn compile(g: &Graph, target: &Target) -> Result<CompiledArtifact, CompileError> {
+    let cpu = isa::for_target(target)?;
+    let t0 = Instant::now();
+    let lowered = lower::lower(g).map_err(CompileError::Unsupported)?;
+    let memory = plan::plan(&lowered.steps, &lowered.temps);
+    let lower_ms = t0.elapsed().as_secs_f64() * 1e3;
+
+    // Weights: each blob 64-byte aligned.
+    let mut weights = Vec::<u8>::new();
+    let mut blob_offsets = Vec::with_capacity(lowered.blobs.len());
+    for b in &lowered.blobs {
+        while weights.len() % abi::WEIGHTS_ALIGN != 0 {
+            weights.push(0);
+        }
+        blob_offsets.push(weights.len() as u64);
+        weights.extend_from_slice(b);
+    }
+    let resolve = |m: Mem| -> (Base, u64) {
+        match m {
+            Mem::Input(i) => (Base::Input(i), 0),
+            Mem::Output(i) => (Base::Output(i), 0),
+            Mem::Weight(i) => (Base::Weights, blob_offsets[i as usize]),
+            Mem::Temp(i) => (Base::Arena, memory.offsets[i as usize]),
+        }
+    };
+    let t1 = Instant::now();
+    let cg = Codegen { isa: cpu.get(), resolve: &resolve };
+    let mut funcs = Vec::with_capacity(lowered.steps.len() + 1);
+    for (i, step) in lowered.steps.iter().enumerate() {
+        let f = cg.step_function(i, step).with_context(|| format!("node '{}'", lowered.step_nodes[i]))?;
+        funcs.push(f);
+    }
+    funcs.push(cg.entry_function(lowered.steps.len()));
+    let linked = link::compile_and_link(cpu.get(), funcs)?;
+    let codegen_ms = t1.elapsed().as_secs_f64() * 1e3;
+
+    let call_conv = CallConv::parse(&cg.call_conv().to_string())
+        .ok_or_else(|| anyhow!("calling convention {} is not one the runtime knows", cg.call_conv()))?;
+    let sigs = |list: &[(String, ValueType)]| list.iter().map(|(n, t)| runtime_sig(n, t)).collect::<Result<Vec<_>>>();
+    let meta = Metadata {
+        target: target.name.clone(),
+        isa: cpu.arch,
+        call_conv,
+        cpu_features: cpu.features.clone(),
+        inputs: sigs(&lowered.inputs)?,
+        outputs: sigs(&lowered.outputs)?,
+        arena_size: memory.arena_size,
+        entry_offset: *linked.offsets.last().expect("entry function") as u64,
+        kernel_abi_version: abi::KERNEL_ABI_VERSION,
+    };
+    let code_bytes = linked.code.len() as u64;
+    let mut w = ArtifactWriter::new(meta);
+    w.neoc_version(env!("CARGO_PKG_VERSION"));
+    w.set_code(linked.code);
+    w.push_weights(&weights);
+    let bytes = w.finish().map_err(|e| anyhow!("writing the artifact: {e}"))?;
+    Ok(CompiledArtifact {
+        bytes,
+        report: BackendReport {
+            steps: lowered.steps.len(),
+            arena_bytes: memory.arena_size,
+            arena_unshared_bytes: memory.unshared_size,
+            weight_bytes: weights.len() as u64,
+            code_bytes,
+            features: cpu.features,
+            lower_ms,
+            codegen_ms,
+        },
+    })
+}

@@ -1,0 +1,86 @@
+//! `neoc compile model.onnx --target <name|host> [-o model.neo] [--input-shape name=dims]...
+//! [--opt-level N] [--dump-ir after=<pass>]`
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use neoc::driver::CompileOptions;
+use neoc::ir::cost;
+use neoc::onnx::{self, ImportOptions};
+use neoc::target::Target;
+
+#[derive(clap::Args)]
+pub struct Args {
+    pub model: PathBuf,
+    /// A target name (see `neoc targets`) or `host`.
+    #[arg(long, default_value = "host")]
+    pub target: String,
+    /// The artifact to write (default: the model's name with `.neo`).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Bind an input's shape: name=d0,d1,... (repeatable).
+    #[arg(long = "input-shape")]
+    pub input_shapes: Vec<String>,
+    /// 0: no optimisation; 1: clean-up and folding; 2 and 3: + fusion.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub opt_level: u8,
+    /// Print the text IR after a pass: `after=<pass>` or `after=all`.
+    #[arg(long)]
+    pub dump_ir: Option<String>,
+}
+
+/// Stage progress on a terminal, silent otherwise.
+struct Progress {
+    tty: bool,
+    start: Instant,
+}
+
+impl Progress {
+    fn stage(&self, i: usize, n: usize, what: &str) {
+        if self.tty {
+            let filled = i * 20 / n;
+            eprint!("\r[{}{}] {i}/{n} {what:<24}", "#".repeat(filled), ".".repeat(20 - filled));
+            let _ = std::io::stderr().flush();
+        }
+    }
+    fn done(&self) {
+        if self.tty {
+            eprintln!("\r[{}] done in {:.2} s{}", "#".repeat(20), self.start.elapsed().as_secs_f64(), " ".repeat(16));
+        }
+    }
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let progress = Progress { tty: std::io::stdout().is_terminal(), start: Instant::now() };
+    let target = Target::by_name(&a.target)?;
+    let output = a.output.clone().unwrap_or_else(|| a.model.with_extension("neo"));
+    progress.stage(0, 4, "loading");
+    let model = onnx::load(&a.model)?;
+    progress.stage(1, 4, "importing");
+    let opts = ImportOptions { input_shapes: super::parse_shapes(&a.input_shapes)?, ..Default::default() };
+    let graph = onnx::import(&model, &opts).map_err(anyhow::Error::from)?;
+    let ops_before = graph.op_count();
+    let flops = cost::graph_flops(&graph) as f64;
+    progress.stage(2, 4, "optimising");
+    let copts = CompileOptions { opt_level: a.opt_level, dump_ir: a.dump_ir.clone() };
+    let (graph, passes) = neoc::driver::optimise(graph, &target, &copts)?;
+    progress.stage(3, 4, "generating code");
+    let art = neoc::driver::compile(&graph, &target, &copts)?;
+    std::fs::write(&output, &art.bytes).with_context(|| format!("writing {}", output.display()))?;
+    progress.done();
+    let r = &art.report;
+    println!("compiled {} for {} ({}) -> {}", a.model.display(), target.name, target.isa, output.display());
+    println!("  ops: {ops_before} imported, {} after optimisation, {} kernel steps", graph.op_count(), r.steps);
+    for p in passes.iter().filter(|p| p.rewrites > 0) {
+        println!("    {:<22} {} rewrite(s)", p.name, p.rewrites);
+    }
+    println!("  arena: {} bytes ({} without reuse)", r.arena_bytes, r.arena_unshared_bytes);
+    println!("  weights: {} bytes; code: {} bytes; artifact: {} bytes", r.weight_bytes, r.code_bytes, art.bytes.len());
+    println!("  estimated FLOPs: {flops:.3e}");
+    println!("  cpu features required: {}", if r.features.is_empty() { "none".into() } else { r.features.join(", ") });
+    println!("  time: {:.1} ms total (lowering {:.1} ms, code generation {:.1} ms)", progress.start.elapsed().as_secs_f64() * 1e3, r.lower_ms, r.codegen_ms);
+    Ok(ExitCode::SUCCESS)
+}
