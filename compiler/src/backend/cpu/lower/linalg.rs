@@ -271,9 +271,7 @@ fn global_pool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
     Ok(())
 }
 
-/// Scratch for an im2col buffer of one (image, group).
+/// The scratch the runtime's conv kernel asks for (it refuses to run with less).
 fn im2col_bytes(p: &ConvParams) -> u64 {
-    let k: u64 = p.kernel.iter().product();
-    let o: u64 = p.out_size.iter().product();
-    (p.c_in / p.group.max(1) as u64) * k * o * 4
+    neoc_runtime::kernels::conv_scratch_bytes(p)
 }
