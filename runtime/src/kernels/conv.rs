@@ -4,28 +4,31 @@
 //!
 //! Three algorithms, chosen from the parameters alone (so the scratch size the compiler
 //! reserves with [`conv_scratch_bytes`] is known at compile time):
+//! - **direct** (`direct.rs`): groups with at most 4 input and 4 output channels,
+//!   depthwise convs above all. Each (image, group)'s input planes are copied
+//!   zero-padded into scratch, and each output row is one vectorised pass over its taps.
 //! - **pointwise**: 1×1 kernels, stride 1, no padding. Per (image, group) the output is
 //!   the GEMM `W[c_out/g × c_in/g] · X[c_in/g × spatial]`, read straight from `x`; no
 //!   scratch.
-//! - **depthwise**: one input and one output channel per group (`group == c_in ==
-//!   c_out`), any kernel. A direct loop: for each output row, one multiply-add pass per
-//!   kernel tap over the input row it reads; no scratch.
 //! - **im2col**: everything else. The output positions are cut into column tiles; a tile's
 //!   patch matrix (`c_in/g · k…` rows × tile columns, zeros where the window reads
 //!   padding) is built in scratch and multiplied by the group's weights.
 //!
-//! Every read index is bounds-checked against `in_size`, so any `out_size` is memory-safe
-//! (windows past the input read zeros, i.e. end padding follows from the sizes).
-//! Work is split into items (image × group × column tile, or image × channel) that run
-//! over `parallel_for`; the im2col path runs at most [`MAX_CONV_LANES`] items at a time,
-//! each with its own tile of scratch. Each output tile gets its epilogue while it is
-//! still in cache.
+//! Every read index is bounds-checked against `in_size` (or lands in zero padding that
+//! the direct path sizes from `out_size`), so any `out_size` is memory-safe: windows past
+//! the input read zeros, i.e. end padding follows from the sizes.
+//! Work is split into items (image × group × column tile, or image × group) that run
+//! over `parallel_for`; the direct and im2col paths run at most [`MAX_CONV_LANES`] items
+//! at a time, each lane with its own part of the scratch. Each output row or tile gets
+//! its epilogue while it is still in cache.
 
 use crate::abi::{ConvParams, MAX_SPATIAL, RunContext};
 
 use super::epilogue::{Act, activation};
 use super::gemm::sgemm_serial;
 use super::{ERR_BAD_CONV_PARAMS, ERR_CONV_BUFFERS, in_bounds, parallel, thread_count};
+
+mod direct;
 
 /// The most items of im2col work that run at once (and so the number of scratch tiles
 /// [`conv_scratch_bytes`] asks for): more threads than this share the work of one conv
@@ -125,7 +128,7 @@ pub unsafe extern "C" fn conv(
     // and alignment; items write disjoint parts of y (and of scratch), see `Job`.
     match g.path {
         Path::Pointwise { tile } => unsafe { parallel(ctx, g.items(tile), &|b, e| job.pointwise(tile, b, e)) },
-        Path::Depthwise { .. } | Path::Im2col { .. } => {
+        Path::Direct { .. } | Path::Im2col { .. } => {
             let lanes = threads.min(job.lanes).min(g.lane_items()).max(1);
             unsafe { parallel(ctx, lanes, &|b, e| job.lanes(lanes, b, e)) }
         }
@@ -136,9 +139,9 @@ pub unsafe extern "C" fn conv(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Path {
     Pointwise { tile: usize },
-    /// `padded`: the size of the zero-padded copy of an input plane that each lane
-    /// keeps in scratch, so that every tap of every output lands inside it.
-    Depthwise { padded: [usize; 3] },
+    /// `padded`: the size of the zero-padded copies of the group's input planes that
+    /// each lane keeps in scratch, so that every tap of every output lands inside them.
+    Direct { padded: [usize; 3] },
     Im2col { tile: usize },
 }
 
@@ -253,8 +256,8 @@ impl Geometry {
             path: Path::Pointwise { tile: 1 },
         };
         g.path = g.choose_path();
-        if let Path::Depthwise { padded } = g.path {
-            product(&padded).ok_or_else(too_big)?;
+        if let Path::Direct { padded } = g.path {
+            product(&[padded[0], padded[1], padded[2], cig]).ok_or_else(too_big)?;
         }
         product(&[g.lane_floats(), g.lane_items().min(MAX_CONV_LANES), 8]).ok_or_else(too_big)?;
         Ok(g)
@@ -265,14 +268,8 @@ impl Geometry {
             let t = (target / TILE_GRAIN).max(1) * TILE_GRAIN;
             t.min(self.out_len).max(1)
         };
-        if self.cig == 1 && self.cog == 1 {
-            // The padded plane covers input positions -pad .. the last one a tap reads
-            // (or the input's end); sizes are below SIZE_LIMIT, so this cannot overflow.
-            let padded = std::array::from_fn(|i| {
-                let reach = (self.output[i].max(1) - 1) * self.stride[i] + (self.kernel[i] - 1) * self.dilation[i] + 1;
-                self.pad[i] + self.input[i].max(reach.saturating_sub(self.pad[i]))
-            });
-            Path::Depthwise { padded }
+        if self.cig <= direct::DIRECT_MAX_CHANNELS && self.cog <= direct::DIRECT_MAX_CHANNELS {
+            Path::Direct { padded: self.padded_plane() }
         } else if self.kernel == [1; 3] && self.stride == [1; 3] && self.pad == [0; 3] && self.output == self.input {
             Path::Pointwise { tile: tile(POINTWISE_TILE) }
         } else {
@@ -285,21 +282,21 @@ impl Geometry {
         self.batch * self.group * self.out_len.div_ceil(tile)
     }
 
-    /// Scratch floats of one lane: an im2col tile, or a padded input plane (0 on the
-    /// pointwise path, which has no lanes).
+    /// Scratch floats of one lane: an im2col tile, or a group's padded input planes (0
+    /// on the pointwise path, which has no lanes).
     fn lane_floats(&self) -> usize {
         match self.path {
             Path::Im2col { tile } => self.kdim * tile,
-            Path::Depthwise { padded } => padded.iter().product(),
+            Path::Direct { padded } => self.cig * padded.iter().product::<usize>(),
             Path::Pointwise { .. } => 0,
         }
     }
 
-    /// Items shared out among the lanes: (image, group, tile) or (image, channel).
+    /// Items shared out among the lanes: (image, group, tile) or (image, group).
     fn lane_items(&self) -> usize {
         match self.path {
             Path::Im2col { tile } => self.items(tile),
-            _ => self.batch * self.c_out,
+            _ => self.batch * self.group,
         }
     }
 
@@ -347,16 +344,19 @@ impl Job {
     /// of y.
     ///
     /// # Safety
-    /// `at..at + len` is inside y and written by this item only.
+    /// `at..at + len` is inside y, written by this item only, and not borrowed.
     #[inline(always)]
     unsafe fn epilogue(&self, channel: usize, at: usize, len: usize) {
-        // SAFETY: the caller's promise; the residual has y's shape.
-        let (row, residual) = unsafe {
-            (
-                std::slice::from_raw_parts_mut(self.y.add(at), len),
-                (!self.residual.is_null()).then(|| std::slice::from_raw_parts(self.residual.add(at), len)),
-            )
-        };
+        // SAFETY: the caller's promise.
+        self.finish_row(channel, at, unsafe { std::slice::from_raw_parts_mut(self.y.add(at), len) });
+    }
+
+    /// Applies the epilogue to `row`, the outputs of `channel` from flat offset `at` of y.
+    #[inline(always)]
+    fn finish_row(&self, channel: usize, at: usize, row: &mut [f32]) {
+        // SAFETY: the residual has y's shape (so `at..at + row.len()` is inside it) and
+        // is read-only; when it is y itself, `self.residual` is null.
+        let residual = (!self.residual.is_null()).then(|| unsafe { std::slice::from_raw_parts(self.residual.add(at), row.len()) });
         self.g.act.apply_row(row, self.bias(channel), residual);
     }
 
@@ -397,7 +397,7 @@ impl Job {
         0
     }
 
-    /// Lanes `begin..end` of `lanes` on the im2col and depthwise paths: lane `l`
+    /// Lanes `begin..end` of `lanes` on the im2col and direct paths: lane `l`
     /// computes its share of the items with its own part of the scratch.
     fn lanes(&self, lanes: usize, begin: usize, end: usize) -> i32 {
         let g = &self.g;
@@ -417,11 +417,11 @@ impl Job {
                         unsafe { self.gemm_tile(image, group, s0, cols, col.as_ptr(), cols) };
                     }
                 }
-                Path::Depthwise { padded } => {
-                    // The borders stay zero for all of the lane's planes.
+                Path::Direct { .. } => {
+                    // The borders stay zero for all of the lane's items.
                     buf.fill(0.0);
                     for item in mine {
-                        self.depthwise_plane(item, padded, buf);
+                        self.direct_item(item, buf);
                     }
                 }
                 Path::Pointwise { .. } => {}
@@ -473,148 +473,6 @@ impl Job {
                 }
             }
         }
-    }
-
-    /// Plane `item` (image × channel) of the depthwise path: the input plane is copied
-    /// into the middle of `buf` (a zero-padded plane of size `padded`), so every tap of
-    /// every output reads inside it and output rows need no edge cases.
-    fn depthwise_plane(&self, item: usize, padded: [usize; 3], buf: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if super::has_avx2_fma() {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { self.depthwise_plane_avx2(item, padded, buf) };
-        }
-        self.depthwise_plane_with::<false>(item, padded, buf)
-    }
-
-    /// [`Job::depthwise_plane`] compiled for AVX2 with FMA.
-    ///
-    /// # Safety
-    /// The CPU has AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn depthwise_plane_avx2(&self, item: usize, padded: [usize; 3], buf: &mut [f32]) {
-        self.depthwise_plane_with::<true>(item, padded, buf)
-    }
-
-    /// [`Job::depthwise_plane`], with fused multiply-adds when `FMA`.
-    #[inline(always)]
-    fn depthwise_plane_with<const FMA: bool>(&self, item: usize, padded: [usize; 3], buf: &mut [f32]) {
-        let g = &self.g;
-        let ([k0, k1, k2], [_, i1, i2], [_, q1, q2]) = (g.kernel, g.input, padded);
-        let c = item % g.c_out;
-        let klen = k0 * k1 * k2;
-        // SAFETY: the plane's input, the channel's weights (read-only) and the plane's
-        // outputs, which only this item writes.
-        let (xp, wc, yp) = unsafe {
-            (
-                std::slice::from_raw_parts(self.x.add(item * g.in_len), g.in_len),
-                std::slice::from_raw_parts(self.w.add(c * klen), klen),
-                std::slice::from_raw_parts_mut(self.y.add(item * g.out_len), g.out_len),
-            )
-        };
-        for (r, xrow) in xp.chunks_exact(i2).enumerate() {
-            let (id, ih) = (r / i1, r % i1);
-            let at = ((id + g.pad[0]) * q1 + ih + g.pad[1]) * q2 + g.pad[2];
-            buf[at..at + i2].copy_from_slice(xrow);
-        }
-        let buf = &*buf;
-        match (k0 * k1, k2, g.stride[2]) {
-            (3, 3, 1) => self.depthwise_rows::<3, 3, 1, FMA>(item, padded, buf, wc, yp),
-            (3, 3, 2) => self.depthwise_rows::<3, 3, 2, FMA>(item, padded, buf, wc, yp),
-            (5, 5, 1) => self.depthwise_rows::<5, 5, 1, FMA>(item, padded, buf, wc, yp),
-            (5, 5, 2) => self.depthwise_rows::<5, 5, 2, FMA>(item, padded, buf, wc, yp),
-            (7, 7, 1) => self.depthwise_rows::<7, 7, 1, FMA>(item, padded, buf, wc, yp),
-            (7, 7, 2) => self.depthwise_rows::<7, 7, 2, FMA>(item, padded, buf, wc, yp),
-            _ => self.depthwise_rows_any(item, padded, buf, wc, yp),
-        }
-    }
-
-    /// The output rows of plane `item` from its padded copy `buf`, with R = k0·k1 rows of
-    /// K = k2 taps and the stride S as constants.
-    #[inline(always)]
-    fn depthwise_rows<const R: usize, const K: usize, const S: usize, const FMA: bool>(&self, item: usize, padded: [usize; 3], buf: &[f32], wc: &[f32], yp: &mut [f32]) {
-        let g = &self.g;
-        let mut w = [[0f32; K]; R];
-        let mut taps = [0usize; R];
-        for r in 0..R {
-            w[r].copy_from_slice(&wc[r * K..(r + 1) * K]);
-            taps[r] = g.tap_row_offset(padded, r);
-        }
-        let (o2, q2) = (g.output[2], padded[2]);
-        for (r, yrow) in yp.chunks_exact_mut(o2).enumerate() {
-            let base = g.out_row_offset(padded, r);
-            let mut rows: [&[f32]; R] = [&[]; R];
-            for (row, tap) in rows.iter_mut().zip(taps) {
-                *row = &buf[base + tap..base + tap + q2];
-            }
-            fused_rows::<R, K, S, FMA>(yrow, rows, &w, g.dilation[2], self.in_place);
-            // SAFETY: this row of the plane, which only this item writes.
-            unsafe { self.epilogue(item % g.c_out, item * g.out_len + r * o2, o2) };
-        }
-    }
-
-    /// [`Job::depthwise_rows`] for any kernel and stride, one tap at a time.
-    fn depthwise_rows_any(&self, item: usize, padded: [usize; 3], buf: &[f32], wc: &[f32], yp: &mut [f32]) {
-        let g = &self.g;
-        let (k2, o2, s2, d2) = (g.kernel[2], g.output[2], g.stride[2], g.dilation[2]);
-        for (r, yrow) in yp.chunks_exact_mut(o2).enumerate() {
-            if !self.in_place {
-                yrow.fill(0.0);
-            }
-            let base = g.out_row_offset(padded, r);
-            for (t, w) in wc.chunks_exact(k2).enumerate() {
-                let at = base + g.tap_row_offset(padded, t);
-                let xr = &buf[at..at + padded[2]];
-                for (kw, &wv) in w.iter().enumerate() {
-                    for (yv, xv) in yrow.iter_mut().zip(xr[kw * d2..].iter().step_by(s2)) {
-                        *yv += wv * xv;
-                    }
-                }
-            }
-            // SAFETY: this row of the plane, which only this item writes.
-            unsafe { self.epilogue(item % g.c_out, item * g.out_len + r * o2, o2) };
-        }
-    }
-}
-
-impl Geometry {
-    /// Where in the padded plane (depthwise path) the taps of output row `r` start:
-    /// add [`Geometry::tap_row_offset`] for the row a tap reads.
-    #[inline(always)]
-    fn out_row_offset(&self, [_, q1, q2]: [usize; 3], r: usize) -> usize {
-        let (od, oh) = (r / self.output[1], r % self.output[1]);
-        (od * self.stride[0] * q1 + oh * self.stride[1]) * q2
-    }
-
-    /// The offset of the padded row that taps (kd, kh) = (t / k1, t % k1) read,
-    /// relative to [`Geometry::out_row_offset`].
-    #[inline(always)]
-    fn tap_row_offset(&self, [_, q1, q2]: [usize; 3], t: usize) -> usize {
-        let (kd, kh) = (t / self.kernel[1], t % self.kernel[1]);
-        (kd * self.dilation[0] * q1 + kh * self.dilation[1]) * q2
-    }
-}
-
-/// `y[o] = (y[o] if accumulate, else 0) + Σᵣ Σₜ w[r][t] · rows[r][o·S + t·dil]`, with R rows of K taps and the
-/// stride S as constants so the loop over outputs vectorises; every tap is inside its
-/// (zero-padded) row. With `FMA`, each step is a fused multiply-add (only inlined into
-/// code compiled for a CPU that has one: elsewhere `mul_add` is a slow library call).
-#[inline(always)]
-fn fused_rows<const R: usize, const K: usize, const S: usize, const FMA: bool>(y: &mut [f32], rows: [&[f32]; R], w: &[[f32; K]; R], dil: usize, accumulate: bool) {
-    let Some(last) = y.len().checked_sub(1) else { return };
-    // Checked once here, so the loop needs no checks.
-    let rows = rows.map(|r| &r[..last * S + (K - 1) * dil + 1]);
-    for (o, yv) in y.iter_mut().enumerate() {
-        let mut acc = if accumulate { *yv } else { 0.0 };
-        for (row, w) in rows.iter().zip(w) {
-            for (t, &wt) in w.iter().enumerate() {
-                // SAFETY: o ≤ last and t < K, so o·S + t·dil < row.len().
-                let x = unsafe { *row.get_unchecked(o * S + t * dil) };
-                acc = if FMA { wt.mul_add(x, acc) } else { acc + wt * x };
-            }
-        }
-        *yv = acc;
     }
 }
 

@@ -133,14 +133,18 @@ fn check(rng: &mut Rng, mut p: ConvParams, run: Run) {
     assert!(scratch[scratch_len..].iter().all(|&v| v == GUARD), "{p:?}: wrote past scratch_bytes");
 }
 
-/// Random parameters: `spatial` dimensions, and the path's shape: "depthwise" (one
-/// channel per group), "pointwise" (1×1, stride 1, no padding) or anything.
+/// Random parameters: `spatial` dimensions, and the shape of the groups: "depthwise"
+/// (one channel in and out), "direct" (1 to 4 in and out), "pointwise" (1×1, stride 1,
+/// no padding, and too many channels for the direct path) or "im2col" (the same
+/// channels, any kernel).
 fn random_params(rng: &mut Rng, spatial: u32, shape: &str) -> ConvParams {
     let mut p = base(spatial);
     p.batch = rng.range(1, 2);
     let (group, cig, cog) = match shape {
         "depthwise" => (rng.range(1, 5), 1, 1),
-        _ => (rng.pick(&[1, 1, 2, 3]), rng.range(1, 3), rng.range(1, 3)),
+        "direct" => (rng.pick(&[1, 1, 2, 3]), rng.range(1, 4), rng.range(1, 4)),
+        _ if rng.coin() => (rng.pick(&[1, 1, 2, 3]), rng.range(1, 3), rng.range(5, 6)),
+        _ => (rng.pick(&[1, 1, 2]), rng.range(5, 6), rng.range(1, 3)),
     };
     (p.group, p.c_in, p.c_out) = (group as u32, group * cig, group * cog);
     for d in 0..spatial as usize {
@@ -173,7 +177,7 @@ fn matches_reference_on_random_small_convs() {
     let mut paths = std::collections::HashMap::new();
     for case in 0..600 {
         let spatial = [1, 2, 3][case % 3];
-        let shape = ["depthwise", "pointwise", "any", "any"][case / 3 % 4];
+        let shape = ["depthwise", "direct", "pointwise", "im2col"][case / 3 % 4];
         let p = random_params(&mut rng, spatial, shape);
         let run = random_run(&mut rng);
         let path = Geometry::new(&p).unwrap().path;
@@ -189,7 +193,7 @@ fn matches_reference_on_random_small_convs() {
 fn every_activation_with_and_without_bias_and_residual() {
     let mut rng = Rng::new(5);
     for act in all_acts() {
-        for shape in ["depthwise", "pointwise", "any"] {
+        for shape in ["depthwise", "direct", "pointwise", "im2col"] {
             for (bias, residual, in_place) in [(false, false, false), (true, false, false), (true, true, false), (false, false, true)] {
                 let mut p = random_params(&mut rng, 2, shape);
                 (p.act, p.act_alpha, p.act_beta) = (act.kind as u32, act.alpha, act.beta);
@@ -214,18 +218,18 @@ fn multi_tile_convs_on_one_to_many_threads() {
     (deep.in_size, deep.out_size, deep.kernel, deep.stride) = ([13, 12, 11], [11, 5, 5], [3, 3, 3], [1, 2, 2]);
     // Pointwise: 4 groups over 1500 columns (tiles of 1024).
     let mut pointwise = base(1);
-    (pointwise.batch, pointwise.group, pointwise.c_in, pointwise.c_out) = (2, 4, 8, 12);
+    (pointwise.batch, pointwise.group, pointwise.c_in, pointwise.c_out) = (2, 4, 24, 12);
     (pointwise.in_size, pointwise.out_size) = ([1500, 1, 1], [1500, 1, 1]);
-    // Depthwise with stride 2 and dilation 2.
+    // Direct, 2 channels in and 3 out per group, with stride 2 and dilation 2.
     let mut depthwise = base(2);
-    (depthwise.group, depthwise.c_in, depthwise.c_out) = (6, 6, 6);
+    (depthwise.group, depthwise.c_in, depthwise.c_out) = (3, 6, 9);
     (depthwise.in_size, depthwise.out_size, depthwise.kernel) = ([20, 21, 1], [9, 10, 1], [3, 3, 1]);
     (depthwise.stride, depthwise.dilation, depthwise.pad_begin) = ([2, 2, 1], [2, 2, 1], [1, 2, 0]);
     let path = |p: &ConvParams| Geometry::new(p).unwrap().path;
     assert_eq!(path(&im2col), Path::Im2col { tile: 896 });
     assert_eq!(path(&deep), Path::Im2col { tile: MIN_IM2COL_TILE });
     assert_eq!(path(&pointwise), Path::Pointwise { tile: POINTWISE_TILE });
-    assert!(matches!(path(&depthwise), Path::Depthwise { .. }));
+    assert!(matches!(path(&depthwise), Path::Direct { .. }));
     for p in [im2col, deep, pointwise, depthwise] {
         for threads in [1, 2, 3, 16] {
             let mut p = p;
@@ -236,15 +240,16 @@ fn multi_tile_convs_on_one_to_many_threads() {
 }
 
 #[test]
-fn depthwise_with_every_specialised_kernel_and_stride() {
+fn direct_with_every_specialised_kernel_and_stride() {
     // 3×3, 5×5 and 7×7 with strides 1 and 2 have their own loops; 2×2, 3×5 and 1×3 the
     // general one. Dilations, pads (up to past the window) and sizes vary, and so does
     // out_size (sometimes one more than the ONNX formula).
     let mut rng = Rng::new(77);
     for case in 0..240 {
         let mut p = base(2);
-        let c = rng.range(1, 3);
-        (p.batch, p.group, p.c_in, p.c_out) = (rng.range(1, 2), c as u32, c, c);
+        // Depthwise, or up to 3 channels in and out per group.
+        let (g, cig, cog) = if rng.coin() { (rng.range(1, 3), 1, 1) } else { (rng.range(1, 2), rng.range(1, 3), rng.range(1, 3)) };
+        (p.batch, p.group, p.c_in, p.c_out) = (rng.range(1, 2), g as u32, g * cig, g * cog);
         let (kh, kw) = [(3, 3), (5, 5), (7, 7), (2, 2), (3, 5), (1, 3)][case % 6];
         let (s, dl) = ([1, 2][case / 6 % 2], rng.range(1, 2));
         for (d, k) in [(0, kh), (1, kw)] {
@@ -273,13 +278,13 @@ fn scratch_depends_on_parameters_only_and_covers_the_lanes() {
     p.kernel = [1, 1, 1];
     p.pad_begin = [0; 3];
     assert_eq!(conv_scratch_bytes(&p), 0);
-    // Depthwise: a zero-padded plane per lane, wide enough for the windows of all 56
-    // outputs (which here run 2 past the input: out_size is not the ONNX one).
+    // Depthwise (direct): a zero-padded plane per lane, wide enough for the windows of
+    // all 56 outputs (which here run 2 past the input: out_size is not the ONNX one).
     (p.group, p.c_out, p.kernel) = (64, 64, [3, 3, 1]);
-    assert_eq!(Geometry::new(&p).unwrap().path, Path::Depthwise { padded: [1, 58, 58] });
+    assert_eq!(Geometry::new(&p).unwrap().path, Path::Direct { padded: [1, 58, 58] });
     assert_eq!(conv_scratch_bytes(&p), (4 * 58 * 58 * MAX_CONV_LANES) as u64);
     p.pad_begin = [1, 1, 0];
-    assert_eq!(Geometry::new(&p).unwrap().path, Path::Depthwise { padded: [1, 58, 58] });
+    assert_eq!(Geometry::new(&p).unwrap().path, Path::Direct { padded: [1, 58, 58] });
     p.batch = 2;
     p.c_in = 3;
     (p.group, p.c_out) = (3, 3);
