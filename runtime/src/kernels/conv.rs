@@ -30,9 +30,9 @@ use super::{ERR_BAD_CONV_PARAMS, ERR_CONV_BUFFERS, in_bounds, parallel, thread_c
 
 mod direct;
 
-/// The most items of im2col work that run at once (and so the number of scratch tiles
-/// [`conv_scratch_bytes`] asks for): more threads than this share the work of one conv
-/// only through the other paths.
+/// The most items of im2col or direct work that run at once, each lane with its own part
+/// of the scratch (so [`conv_scratch_bytes`] asks for this many parts, or fewer when
+/// there are fewer items): a conv on those paths uses at most this many threads.
 pub const MAX_CONV_LANES: usize = 8;
 
 /// The im2col tile holds about this many floats (256 KiB), to stay in a core's L2 cache
