@@ -34,9 +34,41 @@ fn check(name: &str) {
     assert!(r.passed, "{name}: {}", r.error.unwrap_or_default());
 }
 
+/// The compiled CPU backend on a whole model: compiled for this machine, loaded by the
+/// runtime and run, it matches onnxruntime within the case's 1e-4 max-relative tolerance;
+/// it also compiles for c5 (x86-64, AVX-512) and rasp4b (aarch64, cross-compiled).
+fn check_compiled(name: &str) {
+    let dir = cases_dir().join("models").join(name);
+    let r = conformance::run_case(&dir, Backend::Cpu);
+    println!("{name}: compiled for the host and run in {:.0} ms", r.millis);
+    assert!(r.passed, "{name} (cpu backend): {}", r.error.unwrap_or_default());
+    let model = onnx::load(&dir.join("model.onnx")).expect("model loads");
+    let g = model.proto.graph.as_ref().expect("graph");
+    let mut opts = ImportOptions::default();
+    for (j, input) in g.input.iter().enumerate() {
+        let t = conformance::read_pb(&dir.join(format!("test_data_set_0/input_{j}.pb"))).expect("input data");
+        opts.input_shapes.insert(input.name.clone().unwrap_or_default(), t.shape().to_vec());
+    }
+    let graph = onnx::import(&model, &opts).expect("imports");
+    for target in ["c5", "rasp4b"] {
+        let t = neoc::target::Target::by_name(target).unwrap();
+        let copts = neoc::driver::CompileOptions::default();
+        let (g, _) = neoc::driver::optimise(graph.clone(), &t, &copts).expect("optimises");
+        let art = neoc::driver::compile(&g, &t, &copts).unwrap_or_else(|e| panic!("{name} for {target}: {e}"));
+        let meta = neoc_runtime::Artifact::parse(&art.bytes).expect("artifact parses").metadata;
+        assert_eq!(meta.isa.as_str(), t.isa, "{name} for {target}");
+        println!("{name} for {target}: {} steps, {} bytes of code, arena {} bytes", art.report.steps, art.report.code_bytes, art.report.arena_bytes);
+    }
+}
+
 #[test]
 fn resnet50() {
     check("resnet50");
+}
+
+#[test]
+fn resnet50_compiled() {
+    check_compiled("resnet50");
 }
 
 #[test]
@@ -45,13 +77,28 @@ fn mobilenet_v2() {
 }
 
 #[test]
+fn mobilenet_v2_compiled() {
+    check_compiled("mobilenet_v2");
+}
+
+#[test]
 fn efficientnet_b0() {
     check("efficientnet_b0");
 }
 
 #[test]
+fn efficientnet_b0_compiled() {
+    check_compiled("efficientnet_b0");
+}
+
+#[test]
 fn bert_encoder_with_attention_mask() {
     check("bert");
+}
+
+#[test]
+fn bert_encoder_with_attention_mask_compiled() {
+    check_compiled("bert");
 }
 
 #[test]

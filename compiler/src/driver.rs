@@ -29,9 +29,34 @@ pub struct PassSummary {
     pub rewrites: usize,
 }
 
-/// Runs the target's pass pipeline at `opts.opt_level`.
-pub fn optimise(g: Graph, _target: &Target, _opts: &CompileOptions) -> Result<(Graph, Vec<PassSummary>)> {
-    Ok((g, Vec::new()))
+/// Passes the CPU backend leaves out: it lowers the ops they make only by decomposing
+/// them again, so fusing first gains nothing.
+const CPU_SKIPS: &[&str] = &["fuse-attention"];
+
+/// Runs the target's pass pipeline at `opts.opt_level` (the verifier runs after every
+/// pass in debug builds and tests). `--dump-ir after=<pass>|all` prints the IR to stdout.
+pub fn optimise(mut g: Graph, target: &Target, opts: &CompileOptions) -> Result<(Graph, Vec<PassSummary>)> {
+    let passes: Vec<_> =
+        crate::passes::pipeline(target, opts.opt_level).into_iter().filter(|p| !CPU_SKIPS.contains(&p.name)).collect();
+    let dump_after = match &opts.dump_ir {
+        None => None,
+        Some(spec) => {
+            let name = spec.strip_prefix("after=").with_context(|| format!("--dump-ir '{spec}' should be after=<pass> or after=all"))?;
+            if name != "all" && !passes.iter().any(|p| p.name == name) {
+                let known: Vec<&str> = passes.iter().map(|p| p.name).collect();
+                anyhow::bail!("--dump-ir: no pass '{name}' runs at opt level {} (passes: {})", opts.opt_level, known.join(", "));
+            }
+            Some(name.to_string())
+        }
+    };
+    let cx = crate::passes::PassCx::new(target, opts.opt_level);
+    let run_opts = crate::passes::RunOptions { verify_each: cfg!(debug_assertions), dump_after };
+    let mut dump = |pass: &str, g: &Graph| {
+        println!("; IR after {pass}\n{}", crate::ir::print::graph_text(g, 0, true));
+    };
+    let report = crate::passes::run_pipeline(&mut g, &cx, &passes, &run_opts, &mut dump)?;
+    let summary = report.passes.iter().map(|p| PassSummary { name: p.name.to_string(), rewrites: p.rewrites }).collect();
+    Ok((g, summary))
 }
 
 /// Compiles an imported graph for `target`.
@@ -55,7 +80,9 @@ pub fn from_runtime(t: &neoc_runtime::Tensor) -> Result<Tensor> {
 
 /// Compiles `g` for this machine, loads the artifact and runs it on `inputs`.
 pub fn compile_and_run(g: &Graph, inputs: &[Tensor], opts: &CompileOptions) -> Result<Vec<Tensor>> {
-    let art = compile(g, &Target::host(), opts)?;
+    let host = Target::host();
+    let (g, _) = optimise(g.clone(), &host, opts)?;
+    let art = compile(&g, &host, opts)?;
     let model = neoc_runtime::Model::from_bytes(&art.bytes).map_err(|e| anyhow!("loading the artifact: {e}"))?;
     let ins = inputs.iter().map(to_runtime).collect::<Result<Vec<_>>>()?;
     let outs = model.run(&ins).map_err(|e| anyhow!("running: {e}"))?;

@@ -8,6 +8,7 @@ pub mod driver;
 pub mod eval;
 pub mod ir;
 pub mod onnx;
+pub mod passes;
 pub mod tensor;
 pub mod conformance;
 pub mod target;

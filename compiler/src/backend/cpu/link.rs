@@ -19,12 +19,15 @@ const FUNCTION_ALIGN: usize = 16;
 
 pub struct Linked {
     pub code: Vec<u8>,
+    /// Cranelift's listing of the machine instructions of each function, when asked for.
+    pub listing: Option<String>,
     /// Byte offset of each function (in the order given).
     pub offsets: Vec<usize>,
 }
 
 /// Compiles `funcs` (function `i` is named user(0, i)) and links them into one blob.
-pub fn compile_and_link(isa: &dyn TargetIsa, funcs: Vec<Function>) -> Result<Linked> {
+pub fn compile_and_link(isa: &dyn TargetIsa, funcs: Vec<Function>, want_listing: bool) -> Result<Linked> {
+    let mut listing = want_listing.then(String::new);
     let mut code = Vec::new();
     let mut offsets = Vec::new();
     let mut pending: Vec<(usize, Reloc, u32, i64)> = Vec::new(); // (site, kind, target fn, addend)
@@ -33,6 +36,7 @@ pub fn compile_and_link(isa: &dyn TargetIsa, funcs: Vec<Function>) -> Result<Lin
         ctx.clear();
         let names = func.params.user_named_funcs().clone();
         ctx.func = func;
+        ctx.set_disasm(want_listing);
         let compiled = ctx
             .compile(isa, &mut ControlPlane::default())
             .map_err(|e| anyhow::anyhow!("cranelift failed on function {i}: {:?}", e.inner))?;
@@ -42,6 +46,9 @@ pub fn compile_and_link(isa: &dyn TargetIsa, funcs: Vec<Function>) -> Result<Lin
         let start = code.len();
         offsets.push(start);
         code.extend_from_slice(compiled.code_buffer());
+        if let (Some(l), Some(text)) = (listing.as_mut(), compiled.vcode.as_ref()) {
+            l.push_str(&format!("; function {i} at offset {start}\n{text}\n"));
+        }
         for r in compiled.buffer.relocs() {
             let target = match &r.target {
                 FinalizedRelocTarget::ExternalName(ExternalName::User(name)) => {
@@ -71,5 +78,5 @@ pub fn compile_and_link(isa: &dyn TargetIsa, funcs: Vec<Function>) -> Result<Lin
             other => bail!("unsupported relocation kind {other:?}"),
         }
     }
-    Ok(Linked { code, offsets })
+    Ok(Linked { code, listing, offsets })
 }

@@ -52,6 +52,8 @@ pub struct BackendReport {
 pub struct CompiledArtifact {
     pub bytes: Vec<u8>,
     pub report: BackendReport,
+    /// Cranelift's listing of the generated machine code (only from [`compile_with_listing`]).
+    pub listing: Option<String>,
 }
 
 fn runtime_sig(name: &str, ty: &ValueType) -> Result<TensorSig> {
@@ -62,6 +64,16 @@ fn runtime_sig(name: &str, ty: &ValueType) -> Result<TensorSig> {
 
 /// Compiles an optimised graph for a CPU target.
 pub fn compile(g: &Graph, target: &Target) -> Result<CompiledArtifact, CompileError> {
+    build(g, target, false)
+}
+
+/// As [`compile`], also returning the disassembly of every function (as Cranelift
+/// printed the instructions it emitted), e.g. to inspect cross-compiled aarch64 code.
+pub fn compile_with_listing(g: &Graph, target: &Target) -> Result<CompiledArtifact, CompileError> {
+    build(g, target, true)
+}
+
+fn build(g: &Graph, target: &Target, listing: bool) -> Result<CompiledArtifact, CompileError> {
     let cpu = isa::for_target(target)?;
     let t0 = Instant::now();
     let lowered = lower::lower(g).map_err(CompileError::Unsupported)?;
@@ -94,7 +106,7 @@ pub fn compile(g: &Graph, target: &Target) -> Result<CompiledArtifact, CompileEr
         funcs.push(f);
     }
     funcs.push(cg.entry_function(lowered.steps.len()));
-    let linked = link::compile_and_link(cpu.get(), funcs)?;
+    let linked = link::compile_and_link(cpu.get(), funcs, listing)?;
     let codegen_ms = t1.elapsed().as_secs_f64() * 1e3;
 
     let call_conv = CallConv::parse(&cg.call_conv().to_string())
@@ -112,6 +124,7 @@ pub fn compile(g: &Graph, target: &Target) -> Result<CompiledArtifact, CompileEr
         kernel_abi_version: abi::KERNEL_ABI_VERSION,
     };
     let code_bytes = linked.code.len() as u64;
+    let listing = linked.listing;
     let mut w = ArtifactWriter::new(meta);
     w.neoc_version(env!("CARGO_PKG_VERSION"));
     w.set_code(linked.code);
@@ -129,5 +142,6 @@ pub fn compile(g: &Graph, target: &Target) -> Result<CompiledArtifact, CompileEr
             lower_ms,
             codegen_ms,
         },
+        listing,
     })
 }

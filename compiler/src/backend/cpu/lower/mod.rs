@@ -6,6 +6,7 @@
 //! each naming the node, the op and what is missing.
 
 mod elementwise;
+mod fused;
 mod linalg;
 mod movement;
 mod reduce;
@@ -68,12 +69,19 @@ pub fn lower(g: &Graph) -> Result<Lowered, Vec<LowerProblem>> {
         Ok(o) => o,
         Err(e) => return Err(vec![problem("", "", format!("{e:#}"))]),
     };
+    let mut failed = std::collections::HashSet::new();
     for id in order {
         let node = g.node(id);
         let NodeKind::Op(op) = &node.kind else { continue };
         lw.current = node.name.clone();
+        // A node fed by a node that failed is not reported again: only root causes are.
+        if node.inputs.iter().flatten().any(|v| failed.contains(&v.node)) {
+            failed.insert(id);
+            continue;
+        }
         let steps_before = lw.steps.len();
         if let Err(e) = lower_node(&mut lw, id, op) {
+            failed.insert(id);
             lw.steps.truncate(steps_before);
             lw.step_nodes.truncate(steps_before);
             problems.push(problem(&node.name, op.name(), format!("{e:#}")));
@@ -82,6 +90,9 @@ pub fn lower(g: &Graph) -> Result<Lowered, Vec<LowerProblem>> {
     // Outputs that are not written in place: copies.
     for (j, (name, v)) in g.outputs.iter().enumerate() {
         if lw.vals.get(v) == Some(&Mem::Output(j as u32)) {
+            continue;
+        }
+        if failed.contains(&v.node) {
             continue;
         }
         lw.current = format!("output {name}");
@@ -119,12 +130,13 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         Op::Reshape(_) | Op::Movement(_) | Op::Gather(_) => movement::lower(lw, id, op),
         Op::MatMul(_) | Op::Conv(_) | Op::Pool(_) => linalg::lower(lw, id, op),
         Op::Reduce(_) | Op::Softmax(_) | Op::Norm(_) => reduce::lower(lw, id, op),
+        Op::Fused(f) => fused::lower(lw, id, f),
         _ => bail!("the cpu backend has no kernel for this op yet"),
     }
 }
 
 /// The dtypes compiled code computes on.
-fn check_dtype(d: DType) -> Result<()> {
+pub(crate) fn check_dtype(d: DType) -> Result<()> {
     match d {
         DType::F32 | DType::F64 | DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32 | DType::U32 | DType::I64 | DType::U64 | DType::Bool => Ok(()),
         other => bail!("dtype {} is not supported by the cpu backend yet", other.name()),
@@ -229,6 +241,20 @@ impl<'g> Lw<'g> {
             }
         }
         Ok(())
+    }
+
+    /// `v` read at every point of loop dims `out`: a literal for one-element constants (so
+    /// vector loops splat it once), else a broadcast load.
+    pub fn operand(&mut self, v: ValueId, out: &[usize]) -> Result<Expr> {
+        if let Some(t) = self.konst(v) {
+            if t.len() == 1 && matches!(t.dtype(), DType::F32 | DType::F64) {
+                return Ok(Expr::lit_f(t.dtype(), t.to_f64_vec()?[0]));
+            }
+            if t.len() == 1 && t.dtype().is_int() || t.len() == 1 && t.dtype() == DType::Bool {
+                return Ok(Expr::Lit(super::kernel::Lit::Int(t.to_i64_vec()?[0], t.dtype())));
+            }
+        }
+        self.load_bcast(v, out)
     }
 
     /// A load of `v` broadcast to loop dims `out`.

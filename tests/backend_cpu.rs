@@ -1,0 +1,145 @@
+//! The compiled CPU path end to end: compile → artifact bytes → runtime → outputs, and the
+//! runtime's refusals (corruption, another ISA, wrong inputs), each a clear error.
+
+use std::sync::Arc;
+
+use neoc::driver::{self, CompileOptions};
+use neoc::onnx::{self, ImportOptions};
+use neoc::target::Target;
+use neoc::tensor::{Tensor, npy};
+use neoc_runtime::{LoadError, Model, RunError, TensorRef};
+use neoc_tests::root;
+
+fn digits_graph() -> neoc::ir::Graph {
+    let model = onnx::load(&root().join("models/digits.onnx")).expect("model loads");
+    onnx::import(&model, &ImportOptions::default()).expect("imports")
+}
+
+fn compile_for(target: &str) -> neoc::backend::cpu::CompiledArtifact {
+    let t = Target::by_name(target).expect("target");
+    let opts = CompileOptions::default();
+    let (g, _) = driver::optimise(digits_graph(), &t, &opts).expect("optimises");
+    driver::compile(&g, &t, &opts).expect("compiles")
+}
+
+fn sample(d: usize) -> Tensor {
+    npy::read(&root().join(format!("models/digits/sample_{d}.npy"))).expect("sample")
+}
+
+/// Compile → save → load (mapped) → run, against the reference evaluator: the digits model
+/// is one Gemm-ReLU-Gemm-Softmax chain, so the only differences are f32 summation order in
+/// the GEMMs (|err| ≤ a few ulp of the largest logit) through a softmax: 1e-5 absolute on
+/// probabilities is ample and far below any wrong answer.
+#[test]
+fn round_trip_matches_the_reference() {
+    let art = compile_for("host");
+    let dir = std::env::temp_dir().join(format!("neoc-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("digits.neo");
+    std::fs::write(&path, &art.bytes).unwrap();
+    let model = Model::load(&path).expect("loads");
+    let g = digits_graph();
+    for d in [0, 3, 7] {
+        let x = sample(d);
+        let want = neoc::eval::run(&g, std::slice::from_ref(&x)).expect("reference")[0].to_f64_vec().unwrap();
+        let out = model.run(&[driver::to_runtime(&x).unwrap()]).expect("runs");
+        let got = driver::from_runtime(&out[0]).unwrap().to_f64_vec().unwrap();
+        assert_eq!(got.len(), want.len());
+        for (a, b) in got.iter().zip(&want) {
+            assert!((a - b).abs() <= 1e-5, "digit {d}: {a} vs {b}");
+        }
+        let best = got.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+        assert_eq!(best, d, "the sample of a {d} is classified as {best}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn concurrent_runs_from_many_threads_agree() {
+    let model = Arc::new(Model::from_bytes(&compile_for("host").bytes).expect("loads"));
+    let inputs: Vec<_> = (0..10).map(|d| driver::to_runtime(&sample(d)).unwrap()).collect();
+    let serial: Vec<Vec<f32>> = inputs.iter().map(|x| model.run(std::slice::from_ref(x)).unwrap()[0].to_vec().unwrap()).collect();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (model, inputs, serial) = (model.clone(), &inputs, &serial);
+            s.spawn(move || {
+                for k in 0..50 {
+                    let d = (t + k) % 10;
+                    let got: Vec<f32> = model.run(std::slice::from_ref(&inputs[d])).unwrap()[0].to_vec().unwrap();
+                    assert_eq!(got, serial[d], "thread {t} run {k}");
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn a_flipped_bit_is_a_checksum_error() {
+    let bytes = compile_for("host").bytes;
+    for at in [bytes.len() / 3, bytes.len() / 2, bytes.len() - 1] {
+        let mut bad = bytes.clone();
+        bad[at] ^= 0x10;
+        let err = Model::from_bytes(&bad).expect_err("corrupt artifact must not load");
+        assert!(err.to_string().contains("checksum"), "byte {at}: {err}");
+    }
+}
+
+#[test]
+fn an_aarch64_artifact_is_refused_on_x86_64_with_the_reason() {
+    let art = compile_for("rasp4b");
+    if cfg!(target_arch = "x86_64") {
+        let err = Model::from_bytes(&art.bytes).expect_err("an aarch64 artifact must not load on x86-64");
+        assert!(matches!(err, LoadError::WrongIsa { .. }), "{err}");
+        assert_eq!(err.to_string(), "artifact is for aarch64, this machine is x86_64");
+    }
+}
+
+#[test]
+fn wrong_input_shape_and_dtype_are_clear_errors() {
+    let model = Model::from_bytes(&compile_for("host").bytes).expect("loads");
+    let sig = &model.inputs()[0];
+    let wrong_shape = vec![0f32; 65];
+    let err = model.run_views(&[TensorRef::from_slice(&[1, 65], &wrong_shape).unwrap()]).expect_err("wrong shape");
+    assert!(matches!(err, RunError::Shape { .. }), "{err}");
+    assert!(err.to_string().contains(&sig.name), "{err}");
+    let wrong_dtype = vec![0f64; 64];
+    let err = model.run_views(&[TensorRef::from_slice(&sig.shape, &wrong_dtype).unwrap()]).expect_err("wrong dtype");
+    assert!(matches!(err, RunError::DType { .. }), "{err}");
+    let err = model.run_views(&[]).expect_err("no inputs");
+    assert!(matches!(err, RunError::Count { .. }), "{err}");
+}
+
+/// Cross-compilation: the digits model for the Raspberry Pi 4 is real aarch64 code. The
+/// listing is Cranelift's rendering of the instructions it encoded; the bytes end every
+/// function with aarch64's `ret` (0xd65f03c0).
+#[test]
+fn cross_compiled_aarch64_code_is_aarch64() {
+    let t = Target::by_name("rasp4b").unwrap();
+    let opts = CompileOptions::default();
+    let (g, _) = driver::optimise(digits_graph(), &t, &opts).unwrap();
+    let art = neoc::backend::cpu::compile_with_listing(&g, &t).expect("cross-compiles");
+    let listing = art.listing.expect("listing");
+    for insn in ["ldr q", "fmax v", "ret", "blr x"] {
+        assert!(listing.contains(insn), "no '{insn}' in the aarch64 listing:\n{listing}");
+    }
+    let a = neoc_runtime::Artifact::parse(&art.bytes).expect("parses");
+    assert_eq!(a.metadata.isa, neoc_runtime::Isa::Aarch64);
+    let code = a.code();
+    let rets = code.chunks_exact(4).filter(|w| *w == 0xd65f03c0u32.to_le_bytes()).count();
+    assert!(rets >= art.report.steps, "{rets} aarch64 ret instructions for {} functions", art.report.steps + 1);
+    println!("{}", listing.lines().take(40).collect::<Vec<_>>().join("\n"));
+}
+
+/// Everything the backend cannot compile is reported at once, by node, op and reason.
+#[test]
+fn unsupported_ops_are_all_listed_by_node() {
+    let g = neoc::ir::parse::parse_graph(
+        "graph(%x: f32[3,4]) {\n  %h = Cast{round_mode=\"up\", saturate=1, to=10}(%x) : f16[3,4]\n  %e = Einsum{equation=\"ij->ji\"}(%x) : f32[4,3]\n  return %h, %e\n}\n",
+    )
+    .expect("parses");
+    let err = driver::compile(&g, &Target::host(), &CompileOptions::default()).err().expect("must not compile");
+    let msg = err.to_string();
+    assert!(msg.contains("2 op(s)"), "{msg}");
+    assert!(msg.contains("node 'h' (Cast)") && msg.contains("f16"), "{msg}");
+    assert!(msg.contains("node 'e' (Einsum)"), "{msg}");
+}
