@@ -25,7 +25,7 @@
 use crate::abi::{ConvParams, MAX_SPATIAL, RunContext};
 
 use super::epilogue::{Act, activation};
-use super::gemm::sgemm_serial;
+use super::gemm::{sgemm, sgemm_serial};
 use super::{ERR_BAD_CONV_PARAMS, ERR_CONV_BUFFERS, in_bounds, parallel, thread_count};
 
 mod direct;
@@ -110,6 +110,18 @@ pub unsafe extern "C" fn conv(
         return ERR_CONV_BUFFERS;
     }
     let in_place = std::ptr::eq(residual, y);
+    // SAFETY: `ctx` is null or valid.
+    let threads = unsafe { thread_count(ctx) };
+    // Never more lanes than the scratch has room for.
+    let lanes = if g.lane_floats() == 0 { 0 } else { p.scratch_bytes as usize / 4 / g.lane_floats() };
+    // How many ranges of items run at once: when that is one but there are more
+    // threads, the GEMMs split their rows over them instead.
+    let outer = match g.path {
+        Path::Pointwise { tile } => g.items(tile),
+        _ => lanes.min(g.lane_items()),
+    }
+    .min(threads)
+    .max(1);
     let job = Job {
         g,
         x,
@@ -119,19 +131,13 @@ pub unsafe extern "C" fn conv(
         in_place,
         y,
         scratch: scratch.cast(),
-        // Never more lanes than the scratch has room for.
-        lanes: if g.lane_floats() == 0 { 0 } else { p.scratch_bytes as usize / 4 / g.lane_floats() },
+        gemm_ctx: if outer == 1 && threads > 1 { ctx } else { std::ptr::null() },
     };
-    // SAFETY: `ctx` is null or valid.
-    let threads = unsafe { thread_count(ctx) };
     // SAFETY (each arm): the caller's promises about the buffers, checked above for null
     // and alignment; items write disjoint parts of y (and of scratch), see `Job`.
     match g.path {
         Path::Pointwise { tile } => unsafe { parallel(ctx, g.items(tile), &|b, e| job.pointwise(tile, b, e)) },
-        Path::Direct { .. } | Path::Im2col { .. } => {
-            let lanes = threads.min(job.lanes).min(g.lane_items()).max(1);
-            unsafe { parallel(ctx, lanes, &|b, e| job.lanes(lanes, b, e)) }
-        }
+        Path::Direct { .. } | Path::Im2col { .. } => unsafe { parallel(ctx, outer, &|b, e| job.lanes(outer, b, e)) },
     }
 }
 
@@ -327,8 +333,9 @@ struct Job {
     in_place: bool,
     y: *mut f32,
     scratch: *mut f32,
-    /// How many scratch tiles there are.
-    lanes: usize,
+    /// The context the GEMMs split their work with when the items run one at a time on
+    /// several threads; null (each GEMM on its item's thread) otherwise.
+    gemm_ctx: *const RunContext,
 }
 
 // SAFETY: see the struct's comment; `conv`'s caller promises the buffers for the call.
@@ -375,7 +382,12 @@ impl Job {
         unsafe {
             let a = self.w.add(c0 * g.kdim);
             let c = self.y.add(at);
-            sgemm_serial(g.cog, cols, g.kdim, 1.0, a, (g.kdim as isize, 1), b, (ldb as isize, 1), beta, c, (g.out_len as isize, 1));
+            let (lda, ldc) = (g.kdim as isize, g.out_len as isize);
+            if self.gemm_ctx.is_null() {
+                sgemm_serial(g.cog, cols, g.kdim, 1.0, a, (lda, 1), b, (ldb as isize, 1), beta, c, (ldc, 1));
+            } else {
+                sgemm(self.gemm_ctx, g.cog, cols, g.kdim, 1.0, a, lda, 1, b, ldb as isize, 1, beta, c, ldc, 1);
+            }
             for co in 0..g.cog {
                 self.epilogue(c0 + co, at + co * g.out_len, cols);
             }
@@ -398,12 +410,13 @@ impl Job {
     }
 
     /// Lanes `begin..end` of `lanes` on the im2col and direct paths: lane `l`
-    /// computes its share of the items with its own part of the scratch.
+    /// computes its share of the items with its own part of the scratch (`lanes` is at
+    /// most the number of parts the scratch holds).
     fn lanes(&self, lanes: usize, begin: usize, end: usize) -> i32 {
         let g = &self.g;
         let items = g.lane_items();
         for lane in begin..end {
-            // SAFETY: lane < lanes ≤ self.lanes, the number of lane_floats parts the
+            // SAFETY: lane < lanes ≤ the number of lane_floats parts the
             // scratch holds; only this lane uses its part.
             let buf = unsafe { std::slice::from_raw_parts_mut(self.scratch.add(lane * g.lane_floats()), g.lane_floats()) };
             let mine = items * lane / lanes..items * (lane + 1) / lanes;

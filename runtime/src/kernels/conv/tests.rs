@@ -225,12 +225,18 @@ fn multi_tile_convs_on_one_to_many_threads() {
     (depthwise.group, depthwise.c_in, depthwise.c_out) = (3, 6, 9);
     (depthwise.in_size, depthwise.out_size, depthwise.kernel) = ([20, 21, 1], [9, 10, 1], [3, 3, 1]);
     (depthwise.stride, depthwise.dilation, depthwise.pad_begin) = ([2, 2, 1], [2, 2, 1], [1, 2, 0]);
+    // One im2col item (a single tile of 144 columns), big enough for its GEMM to split
+    // its rows over the threads.
+    let mut single = base(2);
+    (single.c_in, single.c_out, single.in_size, single.out_size, single.kernel) = (16, 16, [14, 14, 1], [12, 12, 1], [3, 3, 1]);
+    assert!(16 * 144 * 144 >= super::super::gemm::PARALLEL_MIN_WORK);
     let path = |p: &ConvParams| Geometry::new(p).unwrap().path;
+    assert_eq!(path(&single), Path::Im2col { tile: 144 });
     assert_eq!(path(&im2col), Path::Im2col { tile: 896 });
     assert_eq!(path(&deep), Path::Im2col { tile: MIN_IM2COL_TILE });
     assert_eq!(path(&pointwise), Path::Pointwise { tile: POINTWISE_TILE });
     assert!(matches!(path(&depthwise), Path::Direct { .. }));
-    for p in [im2col, deep, pointwise, depthwise] {
+    for p in [im2col, deep, pointwise, depthwise, single] {
         for threads in [1, 2, 3, 16] {
             let mut p = p;
             p.act = Activation::Relu as u32;
