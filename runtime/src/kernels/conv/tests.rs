@@ -229,7 +229,7 @@ fn multi_tile_convs_on_one_to_many_threads() {
     // its rows over the threads.
     let mut single = base(2);
     (single.c_in, single.c_out, single.in_size, single.out_size, single.kernel) = (16, 16, [14, 14, 1], [12, 12, 1], [3, 3, 1]);
-    assert!(16 * 144 * 144 >= super::super::gemm::PARALLEL_MIN_WORK);
+    const { assert!(16 * 144 * 144 >= super::super::gemm::PARALLEL_MIN_WORK) };
     let path = |p: &ConvParams| Geometry::new(p).unwrap().path;
     assert_eq!(path(&single), Path::Im2col { tile: 144 });
     assert_eq!(path(&im2col), Path::Im2col { tile: 896 });
