@@ -7,9 +7,11 @@
 
 mod elementwise;
 mod fused;
+mod index;
 mod linalg;
 mod movement;
 mod reduce;
+mod select;
 
 use std::collections::HashMap;
 
@@ -127,10 +129,14 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
     }
     match op {
         Op::Unary(_) | Op::Binary(_) | Op::Activation(_) | Op::Cast(_) => elementwise::lower(lw, id, op),
-        Op::Reshape(_) | Op::Movement(_) | Op::Gather(_) => movement::lower(lw, id, op),
+        Op::Gather(crate::ir::ops::gather::Gather::Gather { .. } | crate::ir::ops::gather::Gather::GatherElements { .. }) => movement::lower(lw, id, op),
+        Op::Gather(_) | Op::Generate(crate::ir::ops::generate::Generate::EyeLike { .. }) => select::lower(lw, id, op),
+        Op::Reshape(_) | Op::Movement(_) => movement::lower(lw, id, op),
         Op::MatMul(_) | Op::Conv(_) | Op::Pool(_) => linalg::lower(lw, id, op),
+        Op::Softmax(s) if s.kind == crate::ir::ops::softmax::SoftmaxKind::Hardmax => index::lower(lw, id, op),
         Op::Reduce(_) | Op::Softmax(_) | Op::Norm(_) => reduce::lower(lw, id, op),
         Op::Fused(f) => fused::lower(lw, id, f),
+        Op::Index(_) => index::lower(lw, id, op),
         _ => bail!("the cpu backend has no kernel for this op yet"),
     }
 }
