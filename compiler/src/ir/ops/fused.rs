@@ -212,7 +212,7 @@ mod tests {
 
     #[test]
     fn text_form_round_trips() {
-        let text = "graph(%x: f32[1,2,4,4], %w: f32[3,2,3,3], %r: f32[1,3,2,2]) {\n  %y = neoc.FusedConv{_residual=1, act=\"clip\", alpha=0, beta=6, dilations=[1,1], group=1, kernel_shape=[3,3], pads=[0,0,0,0], strides=[1,1]}(%x, %w, , %r) : f32[1,3,2,2]\n  return %y\n}\n";
+        let text = "graph(%x: f32[1,2,4,4], %w: f32[3,2,3,3], %r: f32[1,3,2,2]) {\n  %y = neoc.FusedConv{_residual=1, act=\"clip\", alpha=0, beta=6, dilations=[1,1], group=1, kernel_shape=[3,3], pads=[0,0,0,0], strides=[1,1]}(%x, %w, _, %r) : f32[1,3,2,2]\n  return %y\n}\n";
         let g = parse_graph(text).expect("parses");
         let again = parse_graph(&graph_text(&g, 0, false)).expect("reparses");
         assert_eq!(graph_text(&g, 0, false), graph_text(&again, 0, false));
