@@ -1,5 +1,6 @@
 //! Speed of the runtime's heavy kernels on one thread (or `--threads N`):
-//! `cargo run --release -p neoc-runtime --example kernel_speed [-- --threads N]`.
+//! `cargo run --release -p neoc-runtime --example kernel_speed [-- --threads N] [NAME]`
+//! (only the cases whose name contains NAME).
 //!
 //! Each figure is the best of several timed runs after a warm-up (the minimum is the
 //! least disturbed by other work on a shared machine).
@@ -40,6 +41,10 @@ fn values(n: usize) -> Vec<f32> {
 }
 
 fn sgemm_case(ctx: &RunContext, n: usize, plain: bool) {
+    let name = if plain { "plain sgemm" } else { "sgemm" };
+    if !selected(name) {
+        return;
+    }
     let (a, b) = (values(n * n), values(n * n));
     let mut c = vec![0f32; n * n];
     let f = if plain { generic::sgemm } else { gemm::sgemm };
@@ -47,13 +52,26 @@ fn sgemm_case(ctx: &RunContext, n: usize, plain: bool) {
         // SAFETY: n×n row-major matrices.
         f(ctx, n, n, n, 1.0, a.as_ptr(), n as isize, 1, b.as_ptr(), n as isize, 1, 0.0, c.as_mut_ptr(), n as isize, 1)
     });
-    let name = if plain { "plain sgemm" } else { "sgemm" };
     println!("{name:<12} {n:>4}³          {:>8.3} ms  {:>6.1} GFLOP/s", s * 1e3, 2.0 * (n * n * n) as f64 / s / 1e9);
 }
 
 /// A 2-D conv `c_in → c_out` at `hw`×`hw`, square kernel `k`, stride 1, pad `pad`,
 /// `group` groups, with bias and ReLU.
-fn conv_case(ctx: &RunContext, name: &str, c_in: u64, c_out: u64, hw: u64, k: u64, pad: u64, group: u32) {
+struct Conv {
+    name: &'static str,
+    c_in: u64,
+    c_out: u64,
+    hw: u64,
+    k: u64,
+    pad: u64,
+    group: u32,
+}
+
+fn conv_case(ctx: &RunContext, c: Conv) {
+    let Conv { name, c_in, c_out, hw, k, pad, group } = c;
+    if !selected(name) {
+        return;
+    }
     let out = hw + 2 * pad - k + 1;
     let mut p = ConvParams {
         spatial: 2,
@@ -96,6 +114,9 @@ fn conv_case(ctx: &RunContext, name: &str, c_in: u64, c_out: u64, hw: u64, k: u6
 }
 
 fn max_pool_case(ctx: &RunContext) {
+    if !selected("maxpool") {
+        return;
+    }
     let (c, hw) = (64u64, 112u64);
     let p = PoolParams {
         kind: PoolKind::Max as u32,
@@ -121,12 +142,21 @@ fn max_pool_case(ctx: &RunContext) {
     println!("{:<30} {:>8.3} ms  {gbs:>6.1} GB/s", "maxpool 3x3/2 64x112x112", s * 1e3);
 }
 
+/// The NAME filter of the command line.
+static FILTER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn selected(name: &str) -> bool {
+    name.contains(FILTER.get().map_or("", |f| f.as_str()))
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let mut threads = 1;
     while let Some(a) = args.next() {
         if a == "--threads" {
             threads = args.next().and_then(|t| t.parse().ok()).unwrap_or(1);
+        } else {
+            FILTER.set(a).ok();
         }
     }
     let ctx = context(threads);
@@ -135,10 +165,12 @@ fn main() {
     for n in [256, 512, 1024] {
         sgemm_case(&ctx, n, false);
     }
-    conv_case(&ctx, "conv 3x3 64->64 56x56 pad 1", 64, 64, 56, 3, 1, 1);
-    conv_case(&ctx, "conv 1x1 256->64 56x56", 256, 64, 56, 1, 0, 1);
-    conv_case(&ctx, "depthwise 3x3 144 56x56 pad 1", 144, 144, 56, 3, 1, 144);
-    conv_case(&ctx, "conv 3x3 256->256 14x14 pad 1", 256, 256, 14, 3, 1, 1);
-    conv_case(&ctx, "grouped 3x3 128->128 g32 28x28", 128, 128, 28, 3, 1, 32);
+    let conv = |name, c_in, c_out, hw, k, pad, group| Conv { name, c_in, c_out, hw, k, pad, group };
+    conv_case(&ctx, conv("conv 3x3 64->64 56x56 pad 1", 64, 64, 56, 3, 1, 1));
+    conv_case(&ctx, conv("conv 1x1 256->64 56x56", 256, 64, 56, 1, 0, 1));
+    conv_case(&ctx, conv("depthwise 3x3 144 56x56 pad 1", 144, 144, 56, 3, 1, 144));
+    conv_case(&ctx, conv("conv 3x3 256->256 14x14 pad 1", 256, 256, 14, 3, 1, 1));
+    conv_case(&ctx, conv("grouped 3x3 128->128 g32 28x28", 128, 128, 28, 3, 1, 32));
+    conv_case(&ctx, conv("conv 7x7/1 3->64 224x224 pad 3", 3, 64, 224, 7, 3, 1));
     max_pool_case(&ctx);
 }

@@ -201,19 +201,22 @@ pub struct ConvParams {
     pub pad_begin: [u64; MAX_SPATIAL],
     /// An [`Activation`] as u32.
     pub act: u32,
-    /// 0: `w` is ONNX's (C_out, C_in/group, k...) layout; other values name layouts
-    /// made by the runtime's own packing function (see `kernels`).
+    /// 0: `w` is ONNX's (C_out, C_in/group, k...) layout; other values are reserved for
+    /// layouts made by a runtime packing function (none yet: the kernel refuses them).
     pub weight_layout: u32,
     pub act_alpha: f32,
     pub act_beta: f32,
-    /// Bytes of scratch memory the kernel needs (the compiler sizes it with the
-    /// runtime's own function and reserves it in the arena).
+    /// Bytes of scratch memory at `scratch`: at least
+    /// [`crate::kernels::conv_scratch_bytes`] of these parameters (the compiler calls it
+    /// and reserves that much in the arena; the kernel refuses less and uses no more).
     pub scratch_bytes: u64,
 }
 
 /// `conv(ctx, params, x, w, bias, residual, y, scratch)`: `bias` (c_out values) and
 /// `residual` (y's shape) may be null. `scratch` has `params.scratch_bytes` bytes,
-/// 64-byte aligned. Returns 0, or an error code.
+/// 64-byte aligned. `y` and `scratch` overlap no other buffer, except that `residual`
+/// may be exactly `y` (the conv then accumulates onto the residual in place). Returns 0,
+/// or an error code (`kernels::ERR_BAD_CONV_PARAMS`, `kernels::ERR_CONV_BUFFERS`).
 pub type ConvFn = unsafe extern "C" fn(
     ctx: *const RunContext,
     params: *const ConvParams,
@@ -257,8 +260,11 @@ pub struct PoolParams {
     pub p: u32,
 }
 
-/// `pool(ctx, params, x, y, indices)`: `indices` (i64, y's shape, may be null) receives
-/// Max's argmax as a flat index into x's (N, C, spatial...) layout, row-major.
+/// `pool(ctx, params, x, y, indices)`: `indices` (i64, y's shape, may be null; only for
+/// Max) receives Max's argmax as a flat index into x's (N, C, spatial...) layout,
+/// row-major. A window that reads no input gives 0 and index -1 for Max, and 0/0 (NaN)
+/// for Average without `count_include_pad`. Returns 0, or an error code
+/// (`kernels::ERR_BAD_POOL_PARAMS`, `kernels::ERR_POOL_BUFFERS`).
 pub type PoolFn =
     unsafe extern "C" fn(ctx: *const RunContext, params: *const PoolParams, x: *const f32, y: *mut f32, indices: *mut i64) -> i32;
 

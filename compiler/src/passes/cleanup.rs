@@ -10,7 +10,7 @@
 //!   two outputs never alias one value.
 
 use super::PassCx;
-use super::rewrite::{Rule, apply_rules, is_graph_output, replace};
+use super::rewrite::{Rule, apply_rules, is_graph_output, is_live, replace};
 use crate::ir::{EvalInputs, Graph, NodeId, NodeKind, OpImpl, ValueId};
 use crate::tensor::Tensor;
 use anyhow::{Context, Result};
@@ -31,6 +31,10 @@ fn fold_rule(g: &mut Graph, n: NodeId) -> Result<bool> {
     let node = g.node(n);
     let Some(op) = node.op() else { return Ok(false) };
     if RANDOM_OPS.contains(&op.name()) || node.inputs.iter().all(|i| i.is_none()) {
+        return Ok(false);
+    }
+    // Decide before decoding anything: a weight read by a run-time op stays undecoded.
+    if node.inputs.iter().flatten().any(|v| g.konst(*v).is_none()) {
         return Ok(false);
     }
     let mut args: Vec<Option<&Tensor>> = Vec::with_capacity(node.inputs.len());
@@ -65,10 +69,7 @@ fn fold_rule(g: &mut Graph, n: NodeId) -> Result<bool> {
 }
 
 pub fn fold_constants(g: &mut Graph, cx: &PassCx) -> Result<usize> {
-    let n = apply_rules(g, cx, &[Rule { name: "fold", apply: fold_rule }], true)?;
-    // Operands that fed only folded nodes are unused now.
-    g.remove_dead();
-    Ok(n)
+    apply_rules(g, cx, &[Rule { name: "fold", apply: fold_rule }], true)
 }
 
 pub fn dead_code(g: &mut Graph, cx: &PassCx) -> Result<usize> {
@@ -116,6 +117,10 @@ pub fn cse(g: &mut Graph, cx: &PassCx) -> Result<usize> {
         let mut seen: HashMap<Key, NodeId> = HashMap::new();
         let mut merged = 0;
         for n in g.topo_order()? {
+            // Dead nodes are for `dead-code`; merging them would only inflate the counts.
+            if !is_live(g, n) {
+                continue;
+            }
             let Some(k) = key(g, n) else { continue };
             let outputs = g.node(n).outputs.len();
             let is_out = (0..outputs).any(|slot| is_graph_output(g, ValueId { node: n, slot }));

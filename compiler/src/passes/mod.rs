@@ -12,6 +12,8 @@
 mod algebra;
 mod batchnorm;
 mod cleanup;
+pub mod fuse_elementwise;
+mod fuse_epilogue;
 mod identity;
 mod patterns;
 pub mod rewrite;
@@ -75,6 +77,8 @@ pub static PASSES: &[PassInfo] = &[
     PassInfo { name: "fuse-layernorm", opt_level: 2, run: patterns::layernorm::fuse_layernorm },
     PassInfo { name: "fuse-activations", opt_level: 2, run: patterns::activation::fuse_activations },
     PassInfo { name: "fuse-attention", opt_level: 2, run: patterns::attention::fuse_attention },
+    PassInfo { name: "fuse-epilogue", opt_level: 2, run: fuse_epilogue::fuse_epilogue },
+    PassInfo { name: "fuse-elementwise", opt_level: 2, run: fuse_elementwise::fuse_elementwise },
 ];
 
 /// The pass called `name`.
@@ -93,7 +97,7 @@ fn named(names: &[&str]) -> Vec<&'static PassInfo> {
 pub fn pipeline(_target: &Target, opt_level: u8) -> Vec<&'static PassInfo> {
     const CLEANUP: &[&str] = &["fold-constants", "remove-identity", "scalar-algebra", "fold-batchnorm", "cse", "dead-code"];
     const PATTERNS: &[&str] = &["fuse-softmax", "fuse-gelu", "fuse-layernorm", "fuse-activations", "fuse-attention"];
-    const AFTER: &[&str] = &["remove-identity", "cse", "dead-code"];
+    const AFTER: &[&str] = &["remove-identity", "cse", "dead-code", "fuse-epilogue", "fuse-elementwise"];
     match opt_level {
         0 => vec![],
         1 => named(CLEANUP),

@@ -248,3 +248,45 @@ pub fn pair(g: &Graph, n: NodeId) -> Option<(ValueId, ValueId)> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::parse::parse_graph;
+    use crate::passes::{PassInfo, RunOptions, run_pipeline};
+    use crate::target::Target;
+
+    fn failing_rule(g: &mut Graph, n: NodeId) -> Result<bool> {
+        if g.node(n).op().is_some() {
+            bail!("cannot rewrite this");
+        }
+        Ok(false)
+    }
+
+    fn failing_pass(g: &mut Graph, cx: &PassCx) -> Result<usize> {
+        apply_rules(g, cx, &[Rule { name: "always-fails", apply: failing_rule }], false)
+    }
+
+    #[test]
+    fn rule_errors_name_the_pass_the_rule_and_the_node() {
+        static P: PassInfo = PassInfo { name: "demo", opt_level: 1, run: failing_pass };
+        let mut g = parse_graph("graph(%x: f32[2]) {\n  %y = Relu(%x) : f32[2]\n  return %y\n}").unwrap();
+        let t = Target::host();
+        let e = run_pipeline(&mut g, &PassCx::new(&t, 1), &[&P], &RunOptions::default(), &mut |_, _| {}).unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(msg.contains("pass 'demo'") && msg.contains("rule 'always-fails' at node 'y'") && msg.contains("cannot rewrite"), "{msg}");
+    }
+
+    #[test]
+    fn replace_hands_names_over_and_refuses_aliasing_outputs() {
+        let mut g = parse_graph("graph(%x: f32[2]) {\n  %a = Relu(%x) : f32[2]\n  %y = Neg(%a) : f32[2]\n  return %y, %a\n}").unwrap();
+        let (x, a, y) = (g.find_value("x").unwrap(), g.find_value("a").unwrap(), g.find_value("y").unwrap());
+        // y → a would make two outputs one value; y → x an output alias an input.
+        assert!(!replace(&mut g, y, a, false) && !replace(&mut g, y, x, false));
+        let fresh = add_built(&mut g, "z", "Abs", &[], &[Some(a)]).unwrap();
+        assert!(replace(&mut g, y, fresh, true));
+        assert_eq!(g.value_name(fresh), "y");
+        assert_eq!(g.outputs[0], ("y".to_string(), fresh));
+        assert_eq!(fresh_name(&g, "y"), "y.1");
+    }
+}

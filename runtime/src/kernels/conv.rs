@@ -4,32 +4,35 @@
 //!
 //! Three algorithms, chosen from the parameters alone (so the scratch size the compiler
 //! reserves with [`conv_scratch_bytes`] is known at compile time):
+//! - **direct** (`direct.rs`): groups with at most 4 input and 4 output channels,
+//!   depthwise convs above all. Each (image, group)'s input planes are copied
+//!   zero-padded into scratch, and each output row is one vectorised pass over its taps.
 //! - **pointwise**: 1×1 kernels, stride 1, no padding. Per (image, group) the output is
 //!   the GEMM `W[c_out/g × c_in/g] · X[c_in/g × spatial]`, read straight from `x`; no
 //!   scratch.
-//! - **depthwise**: one input and one output channel per group (`group == c_in ==
-//!   c_out`), any kernel. A direct loop: for each output row, one multiply-add pass per
-//!   kernel tap over the input row it reads; no scratch.
 //! - **im2col**: everything else. The output positions are cut into column tiles; a tile's
 //!   patch matrix (`c_in/g · k…` rows × tile columns, zeros where the window reads
 //!   padding) is built in scratch and multiplied by the group's weights.
 //!
-//! Every read index is bounds-checked against `in_size`, so any `out_size` is memory-safe
-//! (windows past the input read zeros, i.e. end padding follows from the sizes).
-//! Work is split into items (image × group × column tile, or image × channel) that run
-//! over `parallel_for`; the im2col path runs at most [`MAX_CONV_LANES`] items at a time,
-//! each with its own tile of scratch. Each output tile gets its epilogue while it is
-//! still in cache.
+//! Every read index is bounds-checked against `in_size` (or lands in zero padding that
+//! the direct path sizes from `out_size`), so any `out_size` is memory-safe: windows past
+//! the input read zeros, i.e. end padding follows from the sizes.
+//! Work is split into items (image × group × column tile, or image × group) that run
+//! over `parallel_for`; the direct and im2col paths run at most [`MAX_CONV_LANES`] items
+//! at a time, each lane with its own part of the scratch. Each output row or tile gets
+//! its epilogue while it is still in cache.
 
 use crate::abi::{ConvParams, MAX_SPATIAL, RunContext};
 
 use super::epilogue::{Act, activation};
-use super::gemm::sgemm_serial;
+use super::gemm::{sgemm, sgemm_serial};
 use super::{ERR_BAD_CONV_PARAMS, ERR_CONV_BUFFERS, in_bounds, parallel, thread_count};
 
-/// The most items of im2col work that run at once (and so the number of scratch tiles
-/// [`conv_scratch_bytes`] asks for): more threads than this share the work of one conv
-/// only through the other paths.
+mod direct;
+
+/// The most items of im2col or direct work that run at once, each lane with its own part
+/// of the scratch (so [`conv_scratch_bytes`] asks for this many parts, or fewer when
+/// there are fewer items): a conv on those paths uses at most this many threads.
 pub const MAX_CONV_LANES: usize = 8;
 
 /// The im2col tile holds about this many floats (256 KiB), to stay in a core's L2 cache
@@ -107,6 +110,18 @@ pub unsafe extern "C" fn conv(
         return ERR_CONV_BUFFERS;
     }
     let in_place = std::ptr::eq(residual, y);
+    // SAFETY: `ctx` is null or valid.
+    let threads = unsafe { thread_count(ctx) };
+    // Never more lanes than the scratch has room for.
+    let lanes = if g.lane_floats() == 0 { 0 } else { p.scratch_bytes as usize / 4 / g.lane_floats() };
+    // How many ranges of items run at once: when that is one but there are more
+    // threads, the GEMMs split their rows over them instead.
+    let outer = match g.path {
+        Path::Pointwise { tile } => g.items(tile),
+        _ => lanes.min(g.lane_items()),
+    }
+    .min(threads)
+    .max(1);
     let job = Job {
         g,
         x,
@@ -116,20 +131,13 @@ pub unsafe extern "C" fn conv(
         in_place,
         y,
         scratch: scratch.cast(),
-        // Never more lanes than the scratch has tiles for.
-        lanes: if g.tile_floats() == 0 { 0 } else { p.scratch_bytes as usize / 4 / g.tile_floats() },
+        gemm_ctx: if outer == 1 && threads > 1 { ctx } else { std::ptr::null() },
     };
-    // SAFETY: `ctx` is null or valid.
-    let threads = unsafe { thread_count(ctx) };
     // SAFETY (each arm): the caller's promises about the buffers, checked above for null
     // and alignment; items write disjoint parts of y (and of scratch), see `Job`.
     match g.path {
-        Path::Depthwise => unsafe { parallel(ctx, g.batch * g.c_out, &|b, e| job.depthwise(b, e)) },
         Path::Pointwise { tile } => unsafe { parallel(ctx, g.items(tile), &|b, e| job.pointwise(tile, b, e)) },
-        Path::Im2col { tile } => {
-            let lanes = threads.min(job.lanes).min(g.items(tile)).max(1);
-            unsafe { parallel(ctx, lanes, &|b, e| job.im2col(tile, lanes, b, e)) }
-        }
+        Path::Direct { .. } | Path::Im2col { .. } => unsafe { parallel(ctx, outer, &|b, e| job.lanes(outer, b, e)) },
     }
 }
 
@@ -137,7 +145,9 @@ pub unsafe extern "C" fn conv(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Path {
     Pointwise { tile: usize },
-    Depthwise,
+    /// `padded`: the size of the zero-padded copies of the group's input planes that
+    /// each lane keeps in scratch, so that every tap of every output lands inside them.
+    Direct { padded: [usize; 3] },
     Im2col { tile: usize },
 }
 
@@ -249,10 +259,13 @@ impl Geometry {
             out_len,
             kdim,
             act,
-            path: Path::Depthwise,
+            path: Path::Pointwise { tile: 1 },
         };
         g.path = g.choose_path();
-        product(&[g.scratch_bytes(), 2]).ok_or_else(too_big)?;
+        if let Path::Direct { padded } = g.path {
+            product(&[padded[0], padded[1], padded[2], cig]).ok_or_else(too_big)?;
+        }
+        product(&[g.lane_floats(), g.lane_items().min(MAX_CONV_LANES), 8]).ok_or_else(too_big)?;
         Ok(g)
     }
 
@@ -261,8 +274,8 @@ impl Geometry {
             let t = (target / TILE_GRAIN).max(1) * TILE_GRAIN;
             t.min(self.out_len).max(1)
         };
-        if self.cig == 1 && self.cog == 1 {
-            Path::Depthwise
+        if self.cig <= direct::DIRECT_MAX_CHANNELS && self.cog <= direct::DIRECT_MAX_CHANNELS {
+            Path::Direct { padded: self.padded_plane() }
         } else if self.kernel == [1; 3] && self.stride == [1; 3] && self.pad == [0; 3] && self.output == self.input {
             Path::Pointwise { tile: tile(POINTWISE_TILE) }
         } else {
@@ -275,19 +288,26 @@ impl Geometry {
         self.batch * self.group * self.out_len.div_ceil(tile)
     }
 
-    /// Floats in one im2col tile (0 on the other paths).
-    fn tile_floats(&self) -> usize {
+    /// Scratch floats of one lane: an im2col tile, or a group's padded input planes (0
+    /// on the pointwise path, which has no lanes).
+    fn lane_floats(&self) -> usize {
         match self.path {
             Path::Im2col { tile } => self.kdim * tile,
-            _ => 0,
+            Path::Direct { padded } => self.cig * padded.iter().product::<usize>(),
+            Path::Pointwise { .. } => 0,
+        }
+    }
+
+    /// Items shared out among the lanes: (image, group, tile) or (image, group).
+    fn lane_items(&self) -> usize {
+        match self.path {
+            Path::Im2col { tile } => self.items(tile),
+            _ => self.batch * self.group,
         }
     }
 
     fn scratch_bytes(&self) -> usize {
-        match self.path {
-            Path::Im2col { tile } => 4 * self.tile_floats() * self.items(tile).min(MAX_CONV_LANES),
-            _ => 0,
-        }
+        4 * self.lane_floats() * self.lane_items().min(MAX_CONV_LANES)
     }
 
     /// (image, group, first column, columns) of item `item` on a GEMM path.
@@ -313,8 +333,9 @@ struct Job {
     in_place: bool,
     y: *mut f32,
     scratch: *mut f32,
-    /// How many scratch tiles there are.
-    lanes: usize,
+    /// The context the GEMMs split their work with when the items run one at a time on
+    /// several threads; null (each GEMM on its item's thread) otherwise.
+    gemm_ctx: *const RunContext,
 }
 
 // SAFETY: see the struct's comment; `conv`'s caller promises the buffers for the call.
@@ -330,15 +351,19 @@ impl Job {
     /// of y.
     ///
     /// # Safety
-    /// `at..at + len` is inside y and written by this item only.
+    /// `at..at + len` is inside y, written by this item only, and not borrowed.
+    #[inline(always)]
     unsafe fn epilogue(&self, channel: usize, at: usize, len: usize) {
-        // SAFETY: the caller's promise; the residual has y's shape.
-        let (row, residual) = unsafe {
-            (
-                std::slice::from_raw_parts_mut(self.y.add(at), len),
-                (!self.residual.is_null()).then(|| std::slice::from_raw_parts(self.residual.add(at), len)),
-            )
-        };
+        // SAFETY: the caller's promise.
+        self.finish_row(channel, at, unsafe { std::slice::from_raw_parts_mut(self.y.add(at), len) });
+    }
+
+    /// Applies the epilogue to `row`, the outputs of `channel` from flat offset `at` of y.
+    #[inline(always)]
+    fn finish_row(&self, channel: usize, at: usize, row: &mut [f32]) {
+        // SAFETY: the residual has y's shape (so `at..at + row.len()` is inside it) and
+        // is read-only; when it is y itself, `self.residual` is null.
+        let residual = (!self.residual.is_null()).then(|| unsafe { std::slice::from_raw_parts(self.residual.add(at), row.len()) });
         self.g.act.apply_row(row, self.bias(channel), residual);
     }
 
@@ -357,7 +382,12 @@ impl Job {
         unsafe {
             let a = self.w.add(c0 * g.kdim);
             let c = self.y.add(at);
-            sgemm_serial(g.cog, cols, g.kdim, 1.0, a, (g.kdim as isize, 1), b, (ldb as isize, 1), beta, c, (g.out_len as isize, 1));
+            let (lda, ldc) = (g.kdim as isize, g.out_len as isize);
+            if self.gemm_ctx.is_null() {
+                sgemm_serial(g.cog, cols, g.kdim, 1.0, a, (lda, 1), b, (ldb as isize, 1), beta, c, (ldc, 1));
+            } else {
+                sgemm(self.gemm_ctx, g.cog, cols, g.kdim, 1.0, a, lda, 1, b, ldb as isize, 1, beta, c, ldc, 1);
+            }
             for co in 0..g.cog {
                 self.epilogue(c0 + co, at + co * g.out_len, cols);
             }
@@ -379,20 +409,35 @@ impl Job {
         0
     }
 
-    /// Lanes `begin..end` of `lanes` on the im2col path: lane `l` computes its share of
-    /// the items with scratch tile `l`.
-    fn im2col(&self, tile: usize, lanes: usize, begin: usize, end: usize) -> i32 {
+    /// Lanes `begin..end` of `lanes` on the im2col and direct paths: lane `l`
+    /// computes its share of the items with its own part of the scratch (`lanes` is at
+    /// most the number of parts the scratch holds).
+    fn lanes(&self, lanes: usize, begin: usize, end: usize) -> i32 {
         let g = &self.g;
-        let items = g.items(tile);
+        let items = g.lane_items();
         for lane in begin..end {
-            // SAFETY: lane < lanes ≤ self.lanes, the number of tiles the scratch holds.
-            let col = unsafe { std::slice::from_raw_parts_mut(self.scratch.add(lane * g.tile_floats()), g.tile_floats()) };
-            for item in items * lane / lanes..items * (lane + 1) / lanes {
-                let (image, group, s0, cols) = g.item(tile, item);
-                let col = &mut col[..g.kdim * cols];
-                self.fill_patches(image, group, s0, cols, col);
-                // SAFETY: col holds kdim rows of cols values; the item owns its outputs.
-                unsafe { self.gemm_tile(image, group, s0, cols, col.as_ptr(), cols) };
+            // SAFETY: lane < lanes ≤ the number of lane_floats parts the
+            // scratch holds; only this lane uses its part.
+            let buf = unsafe { std::slice::from_raw_parts_mut(self.scratch.add(lane * g.lane_floats()), g.lane_floats()) };
+            let mine = items * lane / lanes..items * (lane + 1) / lanes;
+            match g.path {
+                Path::Im2col { tile } => {
+                    for item in mine {
+                        let (image, group, s0, cols) = g.item(tile, item);
+                        let col = &mut buf[..g.kdim * cols];
+                        self.fill_patches(image, group, s0, cols, col);
+                        // SAFETY: col holds kdim rows of cols values; the item owns its outputs.
+                        unsafe { self.gemm_tile(image, group, s0, cols, col.as_ptr(), cols) };
+                    }
+                }
+                Path::Direct { .. } => {
+                    // The borders stay zero for all of the lane's items.
+                    buf.fill(0.0);
+                    for item in mine {
+                        self.direct_item(item, buf);
+                    }
+                }
+                Path::Pointwise { .. } => {}
             }
         }
         0
@@ -440,104 +485,6 @@ impl Job {
                     }
                 }
             }
-        }
-    }
-
-    /// Planes `begin..end` (image × channel) of the depthwise path.
-    fn depthwise(&self, begin: usize, end: usize) -> i32 {
-        let g = &self.g;
-        let ([k0, k1, k2], [i0, i1, i2], [_, o1, o2]) = (g.kernel, g.input, g.output);
-        let klen = k0 * k1 * k2;
-        for item in begin..end {
-            let c = item % g.c_out;
-            // SAFETY: the plane's input, the channel's weights (read-only) and the
-            // plane's outputs, which only this item writes.
-            let (xp, wc, yp) = unsafe {
-                (
-                    std::slice::from_raw_parts(self.x.add(item * g.in_len), g.in_len),
-                    std::slice::from_raw_parts(self.w.add(c * klen), klen),
-                    std::slice::from_raw_parts_mut(self.y.add(item * g.out_len), g.out_len),
-                )
-            };
-            for (r, yrow) in yp.chunks_exact_mut(o2).enumerate() {
-                let (od, oh) = (r / o1, r % o1);
-                if !self.in_place {
-                    yrow.fill(0.0);
-                }
-                let (d_lo, d_hi) = in_bounds(k0, i0, g.dilation[0], od * g.stride[0], g.pad[0]);
-                let (h_lo, h_hi) = in_bounds(k1, i1, g.dilation[1], oh * g.stride[1], g.pad[1]);
-                for kd in d_lo..d_hi {
-                    for kh in h_lo..h_hi {
-                        let id = od * g.stride[0] + kd * g.dilation[0] - g.pad[0];
-                        let ih = oh * g.stride[1] + kh * g.dilation[1] - g.pad[1];
-                        let xrow = &xp[(id * i1 + ih) * i2..][..i2];
-                        let wrow = &wc[(kd * k1 + kh) * k2..][..k2];
-                        accumulate_row(yrow, xrow, wrow, g.stride[2], g.dilation[2], g.pad[2]);
-                    }
-                }
-                // SAFETY: this row of the plane, which only this item writes.
-                unsafe { self.epilogue(c, item * g.out_len + r * o2, o2) };
-            }
-        }
-        0
-    }
-}
-
-/// `y[o] += Σₜ w[t] · x[o·stride + t·dil − pad]` over the taps that land inside `x`: one
-/// row of a depthwise conv. With stride 1, the outputs whose taps all land inside take a
-/// loop over outputs with the taps unrolled (for 3, 5 and 7 taps), which vectorises;
-/// the rest go tap by tap.
-fn accumulate_row(y: &mut [f32], x: &[f32], w: &[f32], stride: usize, dil: usize, pad: usize) {
-    let (n, k) = (y.len(), w.len());
-    if stride == 1 && matches!(k, 3 | 5 | 7) {
-        // Every tap inside: o ≥ pad (the first tap) and o + (k − 1)·dil − pad < x.len()
-        // (the last).
-        let (lo, _) = in_bounds(n, x.len(), 1, 0, pad);
-        let (_, hi) = in_bounds(n, x.len(), 1, (k - 1) * dil, pad);
-        if lo < hi {
-            let (ys, xs) = (&mut y[lo..hi], &x[lo - pad..]);
-            match k {
-                3 => taps_unrolled::<3>(ys, xs, w, dil),
-                5 => taps_unrolled::<5>(ys, xs, w, dil),
-                _ => taps_unrolled::<7>(ys, xs, w, dil),
-            }
-            taps_one_by_one(y, x, w, stride, dil, pad, 0..lo);
-            taps_one_by_one(y, x, w, stride, dil, pad, hi..n);
-            return;
-        }
-    }
-    taps_one_by_one(y, x, w, stride, dil, pad, 0..n);
-}
-
-/// `y[j] += Σₜ w[t] · x[j + t·dil]` for K taps, all inside `x`.
-#[inline(always)]
-fn taps_unrolled<const K: usize>(y: &mut [f32], x: &[f32], w: &[f32], dil: usize) {
-    let n = y.len();
-    let w: [f32; K] = std::array::from_fn(|t| w[t]);
-    // Checked once here, so the loop below needs no checks and vectorises.
-    let x = &x[..n + (K - 1) * dil];
-    for (j, yv) in y.iter_mut().enumerate() {
-        let mut acc = *yv;
-        for (t, wt) in w.iter().enumerate() {
-            // SAFETY: j < n and t < K, so j + t·dil < x.len().
-            acc += wt * unsafe { x.get_unchecked(j + t * dil) };
-        }
-        *yv = acc;
-    }
-}
-
-/// [`accumulate_row`] for the outputs in `range`, one tap at a time.
-fn taps_one_by_one(y: &mut [f32], x: &[f32], w: &[f32], stride: usize, dil: usize, pad: usize, range: std::ops::Range<usize>) {
-    for (t, &wv) in w.iter().enumerate() {
-        let off = t * dil;
-        let (lo, hi) = in_bounds(y.len(), x.len(), stride, off, pad);
-        let (lo, hi) = (lo.clamp(range.start, range.end), hi.clamp(range.start, range.end));
-        if lo >= hi {
-            continue;
-        }
-        let first = lo * stride + off - pad;
-        for (yv, xv) in y[lo..hi].iter_mut().zip(x[first..].iter().step_by(stride)) {
-            *yv += wv * xv;
         }
     }
 }

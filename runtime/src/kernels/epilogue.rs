@@ -70,7 +70,9 @@ impl Act {
     }
 
     /// `y[i] = act(y[i] + bias + residual[i])` (no residual term when `residual` is
-    /// `None`; it must then be as long as `y`).
+    /// `None`; it must then be as long as `y`). Always inlined, so that kernels compiled
+    /// for wider vectors (`#[target_feature]`) get their epilogue compiled alike.
+    #[inline(always)]
     pub fn apply_row(self, y: &mut [f32], bias: f32, residual: Option<&[f32]>) {
         let (lo, hi, alpha) = (self.alpha, self.beta, self.alpha);
         match self.kind {

@@ -79,6 +79,14 @@ unsafe fn parallel<F: Fn(usize, usize) -> i32 + Sync>(ctx: *const RunContext, n:
     unsafe { generic::parallel_for(ctx, n, trampoline::<F>, task as *const F as *mut c_void) }
 }
 
+/// Whether this CPU has AVX2 and FMA: kernels then run copies of their hot loops
+/// compiled for them (`#[target_feature]`), and the rest of the crate stays portable.
+#[cfg(target_arch = "x86_64")]
+fn has_avx2_fma() -> bool {
+    // std caches the detection: this is two relaxed loads.
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
 /// The indices `i` in `0..n` for which `i * step + offset - pad` lies in `0..len`: one
 /// contiguous range (empty ranges come back as `(lo, lo)`). Convolution uses it for the
 /// outputs a kernel tap reaches inside the input, pooling for the taps of a window that

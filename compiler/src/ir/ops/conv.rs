@@ -33,7 +33,7 @@ pub enum Conv {
 }
 
 /// kernel_shape from the attribute or, when absent, from W's spatial dimensions.
-fn import_window(ctx: &NodeCtx) -> Result<(Window, usize)> {
+pub(crate) fn import_window(ctx: &NodeCtx) -> Result<(Window, usize)> {
     let from_w = ctx.input(1).map(|w| w.ty().shape).filter(|s| s.len() >= 3).map(|s| s[2..].to_vec());
     let w = Window::import(ctx, from_w)?;
     let group = ctx.int("group", 1)?;

@@ -72,6 +72,7 @@ families! {
     Ml(ml::Ml),
     LinearAttention(linear_attention::LinearAttention),
     If(control::If),
+    Fused(fused::Fused),
 }
 
 /// Finds the importer for `op_type` in `domain` ("" or "ai.onnx" for the default domain).

@@ -82,17 +82,16 @@ fn finite_constant(g: &Graph, v: ValueId) -> bool {
 /// The key tensor `[B, H, S, D]` for a given `Kᵀ` `[B, H, D, S]`.
 fn untranspose(g: &mut Graph, kt: ValueId, base: &str) -> Result<ValueId> {
     let swap = |p: &[i64]| vec![p[0], p[1], p[3], p[2]];
-    if let Some(Op::Movement(Movement::Transpose { perm: Some(p) })) = g.node(kt.node).op() {
-        if p.len() == 4 && single_use(g, kt) {
-            let perm = swap(p);
-            let src = g.node(kt.node).inputs[0];
-            if perm == [0, 1, 2, 3] {
-                if let Some(src) = src {
-                    return Ok(src);
-                }
-            }
-            return add_built(g, &format!("{base}.key"), "Transpose", &[("perm", Attr::Ints(perm))], &[src]);
+    if let Some(Op::Movement(Movement::Transpose { perm: Some(p) })) = g.node(kt.node).op()
+        && p.len() == 4
+        && single_use(g, kt)
+    {
+        let perm = swap(p);
+        let src = g.node(kt.node).inputs[0];
+        if let (true, Some(src)) = (perm == [0, 1, 2, 3], src) {
+            return Ok(src);
         }
+        return add_built(g, &format!("{base}.key"), "Transpose", &[("perm", Attr::Ints(perm))], &[src]);
     }
     add_built(g, &format!("{base}.key"), "Transpose", &[("perm", Attr::Ints(vec![0, 1, 3, 2]))], &[Some(kt)])
 }

@@ -89,7 +89,7 @@ fn layernorm(g: &mut Graph, n: NodeId) -> Result<bool> {
         (Some(c), None) => (eb, c),
         _ => return Ok(false),
     };
-    if !single_use(g, e) || !(eps > 0.0) || g.ty(e) != g.ty(v) {
+    if !single_use(g, e) || eps.is_nan() || eps <= 0.0 || g.ty(e) != g.ty(v) {
         return Ok(false);
     }
     let Some((p, axis2)) = trailing_mean(g, v) else { return Ok(false) };
@@ -109,17 +109,17 @@ fn layernorm(g: &mut Graph, n: NodeId) -> Result<bool> {
     let mut root = out(n);
     let mut gamma = None;
     let mut beta = None;
-    if let Some(u) = sole_user(g, root) {
-        if let Some(t) = affine_operand(g, u, root, Binary::Mul).and_then(|t| to_norm_shape(&t, xt.rank(), &norm_shape)) {
-            gamma = Some(t);
-            root = out(u);
-        }
+    if let Some(u) = sole_user(g, root)
+        && let Some(t) = affine_operand(g, u, root, Binary::Mul).and_then(|t| to_norm_shape(&t, xt.rank(), &norm_shape))
+    {
+        gamma = Some(t);
+        root = out(u);
     }
-    if let Some(u) = sole_user(g, root) {
-        if let Some(t) = affine_operand(g, u, root, Binary::Add).and_then(|t| to_norm_shape(&t, xt.rank(), &norm_shape)) {
-            beta = Some(t);
-            root = out(u);
-        }
+    if let Some(u) = sole_user(g, root)
+        && let Some(t) = affine_operand(g, u, root, Binary::Add).and_then(|t| to_norm_shape(&t, xt.rank(), &norm_shape))
+    {
+        beta = Some(t);
+        root = out(u);
     }
     let gamma = match gamma {
         Some(t) => t,
@@ -163,7 +163,7 @@ mod tests {
         crate::ir::verify::verify(&g).unwrap();
         assert_eq!(g.op_count(), 1, "{g}");
         let x = Tensor::from_vec(&[2, 3], vec![1.0f32, -2.0, 0.5, 3.0, 3.5, -1.0]).unwrap();
-        let (a, b) = (crate::eval::run(&before, &[x.clone()]).unwrap(), crate::eval::run(&g, &[x]).unwrap());
+        let (a, b) = (crate::eval::run(&before, std::slice::from_ref(&x)).unwrap(), crate::eval::run(&g, &[x]).unwrap());
         for (u, w) in a[0].to_f64_vec().unwrap().iter().zip(b[0].to_f64_vec().unwrap()) {
             assert!((u - w).abs() < 1e-5, "{u} vs {w}");
         }

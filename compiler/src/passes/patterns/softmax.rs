@@ -49,12 +49,14 @@ fn softmax(g: &mut Graph, n: NodeId) -> Result<bool> {
     let Some(z) = g.node(e.node).inputs[0] else { return Ok(false) };
     // With the max subtraction, the Softmax input is x; otherwise z itself.
     let mut x = z;
-    if single_use(g, z) && matches!(g.node(z.node).op(), Some(Op::Binary(Binary::Sub))) {
-        if let Some((a, mx)) = pair(g, z.node) {
-            if reduce_one_axis(g, mx, ReduceKind::Max) == Some((a, axis)) && single_use(g, mx) && g.ty(z) == g.ty(a) {
-                x = a;
-            }
-        }
+    if single_use(g, z)
+        && matches!(g.node(z.node).op(), Some(Op::Binary(Binary::Sub)))
+        && let Some((a, mx)) = pair(g, z.node)
+        && reduce_one_axis(g, mx, ReduceKind::Max) == Some((a, axis))
+        && single_use(g, mx)
+        && g.ty(z) == g.ty(a)
+    {
+        x = a;
     }
     let rank = g.ty(x).rank() as i64;
     if g.ty(out(n)) != g.ty(x) || !g.ty(x).dtype.is_float() || g.ty(x).dtype.is_low() {

@@ -133,14 +133,18 @@ fn check(rng: &mut Rng, mut p: ConvParams, run: Run) {
     assert!(scratch[scratch_len..].iter().all(|&v| v == GUARD), "{p:?}: wrote past scratch_bytes");
 }
 
-/// Random parameters: `spatial` dimensions, and the path's shape: "depthwise" (one
-/// channel per group), "pointwise" (1×1, stride 1, no padding) or anything.
+/// Random parameters: `spatial` dimensions, and the shape of the groups: "depthwise"
+/// (one channel in and out), "direct" (1 to 4 in and out), "pointwise" (1×1, stride 1,
+/// no padding, and too many channels for the direct path) or "im2col" (the same
+/// channels, any kernel).
 fn random_params(rng: &mut Rng, spatial: u32, shape: &str) -> ConvParams {
     let mut p = base(spatial);
     p.batch = rng.range(1, 2);
     let (group, cig, cog) = match shape {
         "depthwise" => (rng.range(1, 5), 1, 1),
-        _ => (rng.pick(&[1, 1, 2, 3]), rng.range(1, 3), rng.range(1, 3)),
+        "direct" => (rng.pick(&[1, 1, 2, 3]), rng.range(1, 4), rng.range(1, 4)),
+        _ if rng.coin() => (rng.pick(&[1, 1, 2, 3]), rng.range(1, 3), rng.range(5, 6)),
+        _ => (rng.pick(&[1, 1, 2]), rng.range(5, 6), rng.range(1, 3)),
     };
     (p.group, p.c_in, p.c_out) = (group as u32, group * cig, group * cog);
     for d in 0..spatial as usize {
@@ -173,7 +177,7 @@ fn matches_reference_on_random_small_convs() {
     let mut paths = std::collections::HashMap::new();
     for case in 0..600 {
         let spatial = [1, 2, 3][case % 3];
-        let shape = ["depthwise", "pointwise", "any", "any"][case / 3 % 4];
+        let shape = ["depthwise", "direct", "pointwise", "im2col"][case / 3 % 4];
         let p = random_params(&mut rng, spatial, shape);
         let run = random_run(&mut rng);
         let path = Geometry::new(&p).unwrap().path;
@@ -189,7 +193,7 @@ fn matches_reference_on_random_small_convs() {
 fn every_activation_with_and_without_bias_and_residual() {
     let mut rng = Rng::new(5);
     for act in all_acts() {
-        for shape in ["depthwise", "pointwise", "any"] {
+        for shape in ["depthwise", "direct", "pointwise", "im2col"] {
             for (bias, residual, in_place) in [(false, false, false), (true, false, false), (true, true, false), (false, false, true)] {
                 let mut p = random_params(&mut rng, 2, shape);
                 (p.act, p.act_alpha, p.act_beta) = (act.kind as u32, act.alpha, act.beta);
@@ -214,19 +218,25 @@ fn multi_tile_convs_on_one_to_many_threads() {
     (deep.in_size, deep.out_size, deep.kernel, deep.stride) = ([13, 12, 11], [11, 5, 5], [3, 3, 3], [1, 2, 2]);
     // Pointwise: 4 groups over 1500 columns (tiles of 1024).
     let mut pointwise = base(1);
-    (pointwise.batch, pointwise.group, pointwise.c_in, pointwise.c_out) = (2, 4, 8, 12);
+    (pointwise.batch, pointwise.group, pointwise.c_in, pointwise.c_out) = (2, 4, 24, 12);
     (pointwise.in_size, pointwise.out_size) = ([1500, 1, 1], [1500, 1, 1]);
-    // Depthwise with stride 2 and dilation 2.
+    // Direct, 2 channels in and 3 out per group, with stride 2 and dilation 2.
     let mut depthwise = base(2);
-    (depthwise.group, depthwise.c_in, depthwise.c_out) = (6, 6, 6);
+    (depthwise.group, depthwise.c_in, depthwise.c_out) = (3, 6, 9);
     (depthwise.in_size, depthwise.out_size, depthwise.kernel) = ([20, 21, 1], [9, 10, 1], [3, 3, 1]);
     (depthwise.stride, depthwise.dilation, depthwise.pad_begin) = ([2, 2, 1], [2, 2, 1], [1, 2, 0]);
+    // One im2col item (a single tile of 144 columns), big enough for its GEMM to split
+    // its rows over the threads.
+    let mut single = base(2);
+    (single.c_in, single.c_out, single.in_size, single.out_size, single.kernel) = (16, 16, [14, 14, 1], [12, 12, 1], [3, 3, 1]);
+    const { assert!(16 * 144 * 144 >= super::super::gemm::PARALLEL_MIN_WORK) };
     let path = |p: &ConvParams| Geometry::new(p).unwrap().path;
+    assert_eq!(path(&single), Path::Im2col { tile: 144 });
     assert_eq!(path(&im2col), Path::Im2col { tile: 896 });
     assert_eq!(path(&deep), Path::Im2col { tile: MIN_IM2COL_TILE });
     assert_eq!(path(&pointwise), Path::Pointwise { tile: POINTWISE_TILE });
-    assert_eq!(path(&depthwise), Path::Depthwise);
-    for p in [im2col, deep, pointwise, depthwise] {
+    assert!(matches!(path(&depthwise), Path::Direct { .. }));
+    for p in [im2col, deep, pointwise, depthwise, single] {
         for threads in [1, 2, 3, 16] {
             let mut p = p;
             p.act = Activation::Relu as u32;
@@ -236,25 +246,25 @@ fn multi_tile_convs_on_one_to_many_threads() {
 }
 
 #[test]
-fn depthwise_rows_with_every_unrolled_tap_count() {
-    // Rows of 1 to 24 outputs with 3, 5 or 7 taps (unrolled when the stride is 1), and
-    // 2, 4 and 6 (tap by tap), with dilations and pads that leave no, some or every
-    // output with all of its taps inside.
+fn direct_with_every_specialised_kernel_and_stride() {
+    // 3×3, 5×5 and 7×7 with strides 1 and 2 have their own loops; 2×2, 3×5 and 1×3 the
+    // general one. Dilations, pads (up to past the window) and sizes vary, and so does
+    // out_size (sometimes one more than the ONNX formula).
     let mut rng = Rng::new(77);
-    for case in 0..300 {
+    for case in 0..240 {
         let mut p = base(2);
-        let c = rng.range(1, 3);
-        (p.group, p.c_in, p.c_out) = (c as u32, c, c);
-        let k = [3, 5, 7, 2, 4, 6][case % 6];
-        let (dl, s, pad) = (rng.range(1, 2), [1, 1, 2][case / 6 % 3], rng.range(0, 7));
-        let input = rng.range(1, 24);
-        let span = (input + 2 * pad).saturating_sub(dl * (k - 1) + 1);
-        if input + 2 * pad < dl * (k - 1) + 1 {
-            continue;
+        // Depthwise, or up to 3 channels in and out per group.
+        let (g, cig, cog) = if rng.coin() { (rng.range(1, 3), 1, 1) } else { (rng.range(1, 2), rng.range(1, 3), rng.range(1, 3)) };
+        (p.batch, p.group, p.c_in, p.c_out) = (rng.range(1, 2), g as u32, g * cig, g * cog);
+        let (kh, kw) = [(3, 3), (5, 5), (7, 7), (2, 2), (3, 5), (1, 3)][case % 6];
+        let (s, dl) = ([1, 2][case / 6 % 2], rng.range(1, 2));
+        for (d, k) in [(0, kh), (1, kw)] {
+            let pad = rng.range(0, 4);
+            let extent = dl * (k - 1) + 1;
+            let input = rng.range(1, 20).max(extent.saturating_sub(2 * pad));
+            let out = (input + 2 * pad - extent) / s + 1 + u64::from(rng.range(0, 4) == 0);
+            (p.in_size[d], p.out_size[d], p.kernel[d], p.stride[d], p.dilation[d], p.pad_begin[d]) = (input, out, k, s, dl, pad);
         }
-        (p.in_size, p.out_size) = ([rng.range(1, 3), input, 1], [1, span / s + 1, 1]);
-        (p.kernel, p.dilation, p.stride, p.pad_begin) = ([1, k, 1], [1, dl, 1], [1, s, 1], [0, pad, 0]);
-        p.out_size[0] = p.in_size[0];
         let act = rng.pick(&all_acts());
         (p.act, p.act_alpha, p.act_beta) = (act.kind as u32, act.alpha, act.beta);
         let run = random_run(&mut rng);
@@ -270,12 +280,21 @@ fn scratch_depends_on_parameters_only_and_covers_the_lanes() {
     let g = Geometry::new(&p).unwrap();
     let Path::Im2col { tile } = g.path else { panic!("{:?}", g.path) };
     assert_eq!(conv_scratch_bytes(&p), (4 * 576 * tile * MAX_CONV_LANES) as u64);
-    // No scratch on the direct paths.
+    // No scratch on the pointwise path.
     p.kernel = [1, 1, 1];
     p.pad_begin = [0; 3];
     assert_eq!(conv_scratch_bytes(&p), 0);
+    // Depthwise (direct): a zero-padded plane per lane, wide enough for the windows of
+    // all 56 outputs (which here run 2 past the input: out_size is not the ONNX one).
     (p.group, p.c_out, p.kernel) = (64, 64, [3, 3, 1]);
-    assert_eq!(conv_scratch_bytes(&p), 0);
+    assert_eq!(Geometry::new(&p).unwrap().path, Path::Direct { padded: [1, 58, 58] });
+    assert_eq!(conv_scratch_bytes(&p), (4 * 58 * 58 * MAX_CONV_LANES) as u64);
+    p.pad_begin = [1, 1, 0];
+    assert_eq!(Geometry::new(&p).unwrap().path, Path::Direct { padded: [1, 58, 58] });
+    p.batch = 2;
+    p.c_in = 3;
+    (p.group, p.c_out) = (3, 3);
+    assert_eq!(conv_scratch_bytes(&p), (4 * 58 * 58 * 6) as u64);
 }
 
 #[test]

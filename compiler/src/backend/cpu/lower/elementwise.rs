@@ -57,7 +57,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
         match v {
             Some(v) => {
                 types.push(Some(lw.ty(v).dtype));
-                ins.push(Some(lw.load_bcast(v, &dims)?));
+                ins.push(Some(lw.operand(v, &dims)?));
             }
             None => {
                 types.push(None);

@@ -8,6 +8,7 @@ use super::Lw;
 use crate::backend::cpu::kernel::{Access, BinOp, Call, Expr, Lit, Loop, Matrix, Reduce, Step, broadcast_strides, dense_strides};
 use crate::ir::ops::conv::Conv;
 use crate::ir::ops::conv::spatial::Window;
+use crate::ir::ops::fused::Act;
 use crate::ir::ops::matmul::MatMul;
 use crate::ir::ops::pool::Pool;
 use crate::ir::{NodeId, Op};
@@ -17,7 +18,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
     match op {
         Op::MatMul(MatMul::MatMul) => matmul(lw, id),
         Op::MatMul(MatMul::Gemm { alpha, beta, trans_a, trans_b }) => gemm(lw, id, *alpha, *beta, *trans_a, *trans_b),
-        Op::Conv(Conv::Conv { w, group }) => conv(lw, id, w, *group),
+        Op::Conv(Conv::Conv { w, group }) => conv(lw, id, w, *group, Act::None, false),
         Op::Pool(p) => pool(lw, id, p),
         _ => bail!("the cpu backend has no kernel for this op yet"),
     }
@@ -141,7 +142,8 @@ fn pod_bytes<T: Copy>(v: &T) -> Vec<u8> {
     unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }.to_vec()
 }
 
-fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize) -> Result<()> {
+/// Conv, with the epilogue of a FusedConv (`act`, and input 3 as the residual).
+pub fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize, act: Act, residual: bool) -> Result<()> {
     let (x, wv) = (lw.input(id, 0)?, lw.input(id, 1)?);
     let (xt, wt) = (lw.ty(x).clone(), lw.ty(wv).clone());
     if xt.dtype != DType::F32 {
@@ -164,10 +166,25 @@ fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize) -> Result<()> {
         stride: spatial(&w.strides, 1),
         dilation: spatial(&w.dilations, 1),
         pad_begin: spatial(&pb, 0),
-        act: abi::Activation::None as u32,
+        act: match act {
+            Act::None => abi::Activation::None,
+            Act::Relu => abi::Activation::Relu,
+            Act::Clip { .. } => abi::Activation::Clip,
+            Act::LeakyRelu { .. } => abi::Activation::LeakyRelu,
+            Act::Sigmoid => abi::Activation::Sigmoid,
+            Act::Silu => abi::Activation::Silu,
+            Act::HardSwish => abi::Activation::HardSwish,
+        } as u32,
         weight_layout: 0,
-        act_alpha: 0.0,
-        act_beta: 0.0,
+        act_alpha: match act {
+            Act::Clip { lo, .. } => lo,
+            Act::LeakyRelu { alpha } => alpha,
+            _ => 0.0,
+        },
+        act_beta: match act {
+            Act::Clip { hi, .. } => hi,
+            _ => 0.0,
+        },
         scratch_bytes: 0,
     };
     neoc_runtime::kernels::check_conv_params(&params).map_err(|e| anyhow::anyhow!("Conv parameters: {e}"))?;
@@ -179,8 +196,13 @@ fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize) -> Result<()> {
         Some(b) => Some(lw.mem(b)?),
         None => None,
     };
+    let residual = match (residual, lw.opt_input(id, 3)) {
+        (true, Some(r)) => Some(lw.mem(r)?),
+        (true, None) => bail!("FusedConv: the residual input is missing"),
+        (false, _) => None,
+    };
     let y = lw.out(id, 0);
-    lw.push(Step::Call(Call::Conv { params: pm, x: xm, w: wm, bias, residual: None, y, scratch }));
+    lw.push(Step::Call(Call::Conv { params: pm, x: xm, w: wm, bias, residual, y, scratch }));
     Ok(())
 }
 

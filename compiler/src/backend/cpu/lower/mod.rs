@@ -6,9 +6,12 @@
 //! each naming the node, the op and what is missing.
 
 mod elementwise;
+mod fused;
+mod index;
 mod linalg;
 mod movement;
 mod reduce;
+mod select;
 
 use std::collections::HashMap;
 
@@ -126,15 +129,20 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
     }
     match op {
         Op::Unary(_) | Op::Binary(_) | Op::Activation(_) | Op::Cast(_) => elementwise::lower(lw, id, op),
-        Op::Reshape(_) | Op::Movement(_) | Op::Gather(_) => movement::lower(lw, id, op),
+        Op::Gather(crate::ir::ops::gather::Gather::Gather { .. } | crate::ir::ops::gather::Gather::GatherElements { .. }) => movement::lower(lw, id, op),
+        Op::Gather(_) | Op::Generate(crate::ir::ops::generate::Generate::EyeLike { .. }) => select::lower(lw, id, op),
+        Op::Reshape(_) | Op::Movement(_) => movement::lower(lw, id, op),
         Op::MatMul(_) | Op::Conv(_) | Op::Pool(_) => linalg::lower(lw, id, op),
+        Op::Softmax(s) if s.kind == crate::ir::ops::softmax::SoftmaxKind::Hardmax => index::lower(lw, id, op),
         Op::Reduce(_) | Op::Softmax(_) | Op::Norm(_) => reduce::lower(lw, id, op),
+        Op::Fused(f) => fused::lower(lw, id, f),
+        Op::Index(_) => index::lower(lw, id, op),
         _ => bail!("the cpu backend has no kernel for this op yet"),
     }
 }
 
 /// The dtypes compiled code computes on.
-fn check_dtype(d: DType) -> Result<()> {
+pub(crate) fn check_dtype(d: DType) -> Result<()> {
     match d {
         DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32 | DType::U32 | DType::I64 | DType::U64 | DType::Bool => Ok(()),
         other => bail!("dtype {} is not supported by the cpu backend yet", other.name()),
@@ -239,6 +247,20 @@ impl<'g> Lw<'g> {
             }
         }
         Ok(())
+    }
+
+    /// `v` read at every point of loop dims `out`: a literal for one-element constants (so
+    /// vector loops splat it once), else a broadcast load.
+    pub fn operand(&mut self, v: ValueId, out: &[usize]) -> Result<Expr> {
+        if let Some(t) = self.konst(v) {
+            if t.len() == 1 && matches!(t.dtype(), DType::F32 | DType::F64) {
+                return Ok(Expr::lit_f(t.dtype(), t.to_f64_vec()?[0]));
+            }
+            if t.len() == 1 && t.dtype().is_int() || t.len() == 1 && t.dtype() == DType::Bool {
+                return Ok(Expr::Lit(super::kernel::Lit::Int(t.to_i64_vec()?[0], t.dtype())));
+            }
+        }
+        self.load_bcast(v, out)
     }
 
     /// A load of `v` broadcast to loop dims `out`.

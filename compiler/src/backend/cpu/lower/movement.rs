@@ -83,14 +83,26 @@ fn movement(lw: &mut Lw, id: NodeId, m: &Movement) -> Result<()> {
         }
         Plan::Same => match m {
             Movement::Trilu { upper } => {
-                let k = match lw.const_ints(id, 1, "k")? {
-                    Some(v) => *v.first().unwrap_or(&0),
-                    None => 0,
-                };
                 let r = x_ty.rank();
+                // A constant k is a literal; a runtime k (one int64) is read at every point.
+                let k = match lw.opt_input(id, 1) {
+                    None => Expr::Lit(Lit::Int(0, DType::I64)),
+                    Some(v) if lw.konst(v).is_some() => {
+                        let k = lw.const_ints(id, 1, "k")?.and_then(|v| v.first().copied()).unwrap_or(0);
+                        Expr::Lit(Lit::Int(k, DType::I64))
+                    }
+                    Some(v) => {
+                        let kt = lw.ty(v).clone();
+                        if kt.dtype != DType::I64 || kt.len() != 1 {
+                            bail!("Trilu's k must be one int64, got {kt}");
+                        }
+                        let mem = lw.mem(v)?;
+                        Expr::Load(Access { mem, dtype: DType::I64, offset: 0, strides: vec![0; r] })
+                    }
+                };
                 // Keep (i, j) when j - i >= k (upper) or j - i <= k (lower).
                 let diff = Expr::bin(BinOp::Sub, Expr::Index(r - 1), Expr::Index(r - 2));
-                let keep = Expr::bin(if *upper { BinOp::Ge } else { BinOp::Le }, diff, Expr::Lit(Lit::Int(k, DType::I64)));
+                let keep = Expr::bin(if *upper { BinOp::Ge } else { BinOp::Le }, diff, k);
                 let value = Expr::select(keep, Expr::Load(Access::dense(xm, x_ty.dtype, &x_ty.shape)), Expr::Lit(Lit::of(x_ty.dtype, 0.0)));
                 let out = lw.out(id, 0);
                 lw.push(Step::Loop(Loop { dims: x_ty.shape.clone(), out: Access::dense(out, x_ty.dtype, &x_ty.shape), value }));

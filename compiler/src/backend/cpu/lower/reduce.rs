@@ -88,7 +88,7 @@ impl Space {
     }
 }
 
-fn lowest(t: DType) -> Lit {
+pub(super) fn lowest(t: DType) -> Lit {
     match t {
         DType::F32 | DType::F64 | DType::F16 | DType::BF16 => Lit::of(t, f64::NEG_INFINITY),
         DType::Bool => Lit::Int(0, t),
@@ -100,7 +100,7 @@ fn lowest(t: DType) -> Lit {
     }
 }
 
-fn highest(t: DType) -> Lit {
+pub(super) fn highest(t: DType) -> Lit {
     match t {
         DType::F32 | DType::F64 | DType::F16 | DType::BF16 => Lit::of(t, f64::INFINITY),
         DType::Bool => Lit::Int(1, t),

@@ -1,0 +1,229 @@
+//! Ops made by neoc's fusion passes (domain `neoc`); they never come from ONNX files.
+//!
+//! - `neoc.FusedConv`: `y = act(conv(x, w) + bias + residual)`. Inputs: X, W, B
+//!   (optional), residual (optional, Y's shape). Attributes: Conv's, plus `act`
+//!   (`none`, `relu`, `clip`, `leaky_relu`, `sigmoid`, `silu`, `hard_swish`), `alpha`,
+//!   `beta` (clip's bounds, leaky_relu's slope) and `_residual`.
+//! - `neoc.Elementwise`: a chain of elementwise ops, given as a `body` graph whose inputs
+//!   are the node's inputs (numpy broadcasting to the body's output); compiled as one loop.
+//!
+//! Both evaluate through the ops they replace, so the reference is the unfused graph's.
+
+use anyhow::{Result, anyhow, bail};
+
+use super::conv::Conv;
+use super::conv::spatial::Window;
+use crate::ir::{Attr, Attrs, EvalInputs, Graph, InferCx, Importer, NodeCtx, Op, OpImpl, ValueType};
+use crate::tensor::{DType, Tensor};
+
+/// The activation at the end of a fused kernel.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Act {
+    None,
+    Relu,
+    /// `min(max(x, lo), hi)`.
+    Clip { lo: f32, hi: f32 },
+    LeakyRelu { alpha: f32 },
+    Sigmoid,
+    Silu,
+    HardSwish,
+}
+
+impl Act {
+    fn name(self) -> &'static str {
+        match self {
+            Act::None => "none",
+            Act::Relu => "relu",
+            Act::Clip { .. } => "clip",
+            Act::LeakyRelu { .. } => "leaky_relu",
+            Act::Sigmoid => "sigmoid",
+            Act::Silu => "silu",
+            Act::HardSwish => "hard_swish",
+        }
+    }
+
+    fn params(self) -> (f32, f32) {
+        match self {
+            Act::Clip { lo, hi } => (lo, hi),
+            Act::LeakyRelu { alpha } => (alpha, 0.0),
+            _ => (0.0, 0.0),
+        }
+    }
+
+    fn parse(name: &str, alpha: f32, beta: f32) -> Option<Act> {
+        Some(match name {
+            "none" => Act::None,
+            "relu" => Act::Relu,
+            "clip" => Act::Clip { lo: alpha, hi: beta },
+            "leaky_relu" => Act::LeakyRelu { alpha },
+            "sigmoid" => Act::Sigmoid,
+            "silu" => Act::Silu,
+            "hard_swish" => Act::HardSwish,
+            _ => return None,
+        })
+    }
+
+    /// The activation in f64, as the reference evaluates it.
+    pub fn apply(self, x: f64) -> f64 {
+        let sigmoid = |v: f64| neoc_runtime::kernels::math::math(neoc_runtime::abi::MathOp::Sigmoid, v, 0.0);
+        match self {
+            Act::None => x,
+            Act::Relu => x.max(0.0),
+            Act::Clip { lo, hi } => x.max(lo as f64).min(hi as f64),
+            Act::LeakyRelu { alpha } => {
+                if x < 0.0 {
+                    alpha as f64 * x
+                } else {
+                    x
+                }
+            }
+            Act::Sigmoid => sigmoid(x),
+            Act::Silu => x * sigmoid(x),
+            Act::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fused {
+    Conv { w: Window, group: usize, act: Act, residual: bool },
+    Elementwise { body: Graph },
+}
+
+pub const IMPORTERS: &[Importer] = &[
+    Importer { op_type: "FusedConv", domain: "neoc", since: 1, build: import_conv },
+    Importer { op_type: "Elementwise", domain: "neoc", since: 1, build: import_elementwise },
+];
+
+fn import_conv(ctx: &mut NodeCtx) -> Result<Op> {
+    let (w, group) = super::conv::import_window(ctx)?;
+    let name = ctx.string("act", "none")?;
+    let act = Act::parse(&name, ctx.float("alpha", 0.0)?, ctx.float("beta", 0.0)?)
+        .ok_or_else(|| anyhow!("FusedConv: unknown activation '{name}'"))?;
+    let residual = ctx.int("_residual", 0)? != 0;
+    Ok(Fused::Conv { w, group, act, residual }.into())
+}
+
+fn import_elementwise(ctx: &mut NodeCtx) -> Result<Op> {
+    let body = ctx.opt_graph("body")?.ok_or_else(|| anyhow!("Elementwise needs a 'body' graph"))?.clone();
+    if body.inputs.len() != ctx.inputs.len() || body.outputs.len() != 1 {
+        bail!("Elementwise: the body takes {} inputs and gives {} outputs; the node has {} inputs", body.inputs.len(), body.outputs.len(), ctx.inputs.len());
+    }
+    Ok(Fused::Elementwise { body }.into())
+}
+
+impl Fused {
+    fn conv(&self) -> Option<Conv> {
+        match self {
+            Fused::Conv { w, group, .. } => Some(Conv::Conv { w: w.clone(), group: *group }),
+            _ => None,
+        }
+    }
+}
+
+impl OpImpl for Fused {
+    fn name(&self) -> &'static str {
+        match self {
+            Fused::Conv { .. } => "FusedConv",
+            Fused::Elementwise { .. } => "Elementwise",
+        }
+    }
+
+    fn attrs(&self) -> Attrs {
+        let mut a = Attrs::new();
+        match self {
+            Fused::Conv { w, group, act, residual } => {
+                w.write_attrs(&mut a);
+                a.insert("group".into(), Attr::Int(*group as i64));
+                a.insert("act".into(), Attr::Str(act.name().into()));
+                let (alpha, beta) = act.params();
+                if matches!(act, Act::Clip { .. } | Act::LeakyRelu { .. }) {
+                    a.insert("alpha".into(), Attr::Float(alpha));
+                }
+                if matches!(act, Act::Clip { .. }) {
+                    a.insert("beta".into(), Attr::Float(beta));
+                }
+                a.insert("_residual".into(), Attr::Int(*residual as i64));
+            }
+            Fused::Elementwise { body } => {
+                a.insert("body".into(), Attr::Graph(Box::new(body.clone())));
+            }
+        }
+        a
+    }
+
+    fn infer(&self, cx: &InferCx) -> Result<Vec<ValueType>> {
+        match self {
+            Fused::Conv { residual, .. } => {
+                let conv_inputs = &cx.inputs[..cx.inputs.len().min(3)];
+                let out = self.conv().expect("conv").infer(&InferCx { inputs: conv_inputs, n_outputs: 1 })?;
+                if *residual {
+                    let r = cx.ty(3)?;
+                    if r != &out[0] {
+                        bail!("FusedConv: residual {r} does not match the output {}", out[0]);
+                    }
+                }
+                if out[0].dtype != DType::F32 {
+                    bail!("FusedConv computes on f32, got {}", out[0].dtype);
+                }
+                Ok(out)
+            }
+            Fused::Elementwise { body } => {
+                for (i, (name, ty)) in body.input_types().iter().enumerate() {
+                    let given = cx.ty(i)?;
+                    if given != ty {
+                        bail!("Elementwise: input {i} is {given}, the body's '{name}' is {ty}");
+                    }
+                }
+                Ok(body.output_types().into_iter().map(|(_, t)| t).collect())
+            }
+        }
+    }
+
+    fn eval(&self, inputs: &EvalInputs) -> Result<Vec<Tensor>> {
+        match self {
+            Fused::Conv { act, residual, .. } => {
+                let conv_inputs = &inputs.inputs[..inputs.inputs.len().min(3)];
+                let y = self.conv().expect("conv").eval(&EvalInputs { inputs: conv_inputs, n_outputs: 1 })?.remove(0);
+                let mut v = y.to_f64_array()?;
+                if *residual {
+                    let r = inputs.req(3)?.to_f64_array()?;
+                    if r.shape() != v.shape() {
+                        bail!("FusedConv: residual shape {:?} differs from the output {:?}", r.shape(), v.shape());
+                    }
+                    v += &r;
+                }
+                v.mapv_inplace(|x| act.apply(x));
+                Ok(vec![Tensor::from_f64_array(y.dtype(), v)?])
+            }
+            Fused::Elementwise { body } => {
+                let args: Vec<Tensor> = (0..inputs.len()).map(|i| inputs.req(i).cloned()).collect::<Result<_>>()?;
+                crate::eval::run(body, &args)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::parse::parse_graph;
+    use crate::ir::print::graph_text;
+
+    #[test]
+    fn text_form_round_trips() {
+        let text = "graph(%x: f32[1,2,4,4], %w: f32[3,2,3,3], %r: f32[1,3,2,2]) {\n  %y = neoc.FusedConv{_residual=1, act=\"clip\", alpha=0, beta=6, dilations=[1,1], group=1, kernel_shape=[3,3], pads=[0,0,0,0], strides=[1,1]}(%x, %w, , %r) : f32[1,3,2,2]\n  return %y\n}\n";
+        let g = parse_graph(text).expect("parses");
+        let again = parse_graph(&graph_text(&g, 0, false)).expect("reparses");
+        assert_eq!(graph_text(&g, 0, false), graph_text(&again, 0, false));
+    }
+
+    #[test]
+    fn activations_match_their_definitions() {
+        assert_eq!(Act::Relu.apply(-2.0), 0.0);
+        assert_eq!(Act::Clip { lo: 0.0, hi: 6.0 }.apply(7.0), 6.0);
+        assert!((Act::LeakyRelu { alpha: 0.1 }.apply(-2.0) - 0.1f32 as f64 * -2.0).abs() < 1e-15);
+        assert_eq!(Act::HardSwish.apply(3.0), 3.0);
+        assert!((Act::Silu.apply(1.0) - 1.0 / (1.0 + (-1f64).exp())).abs() < 1e-15);
+    }
+}
