@@ -504,10 +504,11 @@ impl<'a, 'b> StepGen<'a, 'b> {
                 let x = self.expr(a, env)?;
                 self.unary(*op, x, t)?
             }
-            Expr::Bin(op @ (BinOp::Max | BinOp::Min), a, b) if expr_dtype(a, acc_ty) == DType::F32 => {
+            Expr::Bin(op @ (BinOp::Max | BinOp::Min), a, b) if expr_dtype(a, acc_ty) == DType::F32 && self.cg.isa.name() == "x64" => {
                 // NaN-propagating max/min as a compare and a select (Cranelift's fmax/fmin
-                // are slow on vectors, FACTS.md). With a non-NaN literal operand, one
-                // compare suffices.
+                // are slow on x86 vectors, FACTS.md; aarch64's fmax is one NaN-propagating
+                // instruction and stays). With a non-NaN literal operand, one compare
+                // suffices.
                 let (a, b) = if is_non_nan_lit(a) { (b, a) } else { (a, b) };
                 let x = self.expr(a, env)?;
                 let y = self.expr(b, env)?;
