@@ -21,6 +21,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use neoc_runtime::abi;
 
 use super::kernel::{Access, BinOp, Call, ERR_INDEX, Expr, Lit, Loop, Matrix, Mem, Reduce, Step, UnOp};
+use super::vmath;
 use crate::tensor::DType;
 
 /// Where a [`Mem`] lives after planning: a base pointer of the run context plus a byte
@@ -47,9 +48,10 @@ fn data_flags() -> MemFlagsData {
     MemFlagsData::new().with_notrap()
 }
 
+/// The type values of dtype `d` compute in (f16 and bf16 compute in f32).
 pub fn clif_type(d: DType) -> Result<Type> {
     Ok(match d {
-        DType::F32 => F32,
+        DType::F32 | DType::F16 | DType::BF16 => F32,
         DType::F64 => F64,
         DType::I8 | DType::U8 | DType::Bool => I8,
         DType::I16 | DType::U16 => I16,
@@ -57,6 +59,14 @@ pub fn clif_type(d: DType) -> Result<Type> {
         DType::I64 | DType::U64 => I64,
         other => bail!("the cpu backend does not compute on {} yet", other.name()),
     })
+}
+
+/// The type of `d` in memory.
+fn mem_type(d: DType) -> Result<Type> {
+    match d {
+        DType::F16 | DType::BF16 => Ok(I16),
+        d => clif_type(d),
+    }
 }
 
 fn esize(d: DType) -> i64 {
@@ -299,7 +309,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
             let hoisted = HashMap::new();
             let env = Env { idx, addrs: &addrs, accesses, hoisted: &hoisted, vector: false };
             let v = self.expr(value, &env)?;
-            self.b.ins().store(data_flags(), v, addrs[0], 0);
+            self.store_value(accesses[0].dtype, v, addrs[0]);
             return Ok(());
         }
         if d + 1 == dims.len() {
@@ -320,12 +330,12 @@ impl<'a, 'b> StepGen<'a, 'b> {
         let mut hoisted = HashMap::new();
         for (k, a) in accesses.iter().enumerate().skip(1) {
             if a.strides[d] == 0 {
-                let v = self.b.ins().load(clif_type(a.dtype)?, data_flags(), addrs[k], 0);
+                let v = self.load_value(a.dtype, addrs[k])?;
                 hoisted.insert(k, v);
             }
         }
         let n = n as i64;
-        let vectorisable = vectorisable(value, accesses, d) && n >= 4;
+        let vectorisable = vectorisable(value, accesses, d) && n >= 4 && !scalar_only();
         let vec_end = if vectorisable { n / 4 * 4 } else { 0 };
         if vec_end > 0 {
             // Splat the hoisted scalars once.
@@ -360,7 +370,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
                 let v = g.expr(value, &env);
                 idx_ref.pop();
                 let v = v?;
-                g.b.ins().store(data_flags(), v, here[0], 0);
+                g.store_value(accesses[0].dtype, v, here[0]);
                 Ok(())
             })?;
         }
@@ -410,7 +420,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
             let hoisted = HashMap::new();
             let env = Env { idx, addrs: &addrs, accesses, hoisted: &hoisted, vector: false };
             let v = self.expr(&r.finish, &env)?;
-            self.b.ins().store(data_flags(), v, addrs[0], 0);
+            self.store_value(accesses[0].dtype, v, addrs[0]);
         }
         Ok(())
     }
@@ -419,8 +429,29 @@ impl<'a, 'b> StepGen<'a, 'b> {
         Ok(match l {
             Lit::F32(v) => self.b.ins().f32const(v),
             Lit::F64(v) => self.b.ins().f64const(v),
+            Lit::Int(v, DType::F16 | DType::BF16) => self.b.ins().f32const(v as f32),
             Lit::Int(v, d) => self.b.ins().iconst(clif_type(d)?, v),
         })
+    }
+
+    /// Loads an element of dtype `d` as its compute type (f16/bf16 widen to f32, exactly).
+    fn load_value(&mut self, d: DType, addr: Value) -> Result<Value> {
+        let v = self.b.ins().load(mem_type(d)?, data_flags(), addr, 0);
+        Ok(match d {
+            DType::F16 => vmath::f16_to_f32(&mut self.b, v),
+            DType::BF16 => vmath::bf16_to_f32(&mut self.b, v),
+            _ => v,
+        })
+    }
+
+    /// Stores compute-type value `v` as dtype `d` (f32 rounds to nearest even f16/bf16).
+    fn store_value(&mut self, d: DType, v: Value, addr: Value) {
+        let v = match d {
+            DType::F16 => vmath::f32_to_f16(&mut self.b, v),
+            DType::BF16 => vmath::f32_to_bf16(&mut self.b, v),
+            _ => v,
+        };
+        self.b.ins().store(data_flags(), v, addr, 0);
     }
 
     fn error_block(&mut self) -> Block {
@@ -440,8 +471,11 @@ impl<'a, 'b> StepGen<'a, 'b> {
                 if let Some(v) = env.hoisted.get(&k) {
                     *v
                 } else {
-                    let ty = if env.vector { F32X4 } else { clif_type(a.dtype)? };
-                    self.b.ins().load(ty, data_flags(), env.addrs[k], 0)
+                    if env.vector {
+                        self.b.ins().load(F32X4, data_flags(), env.addrs[k], 0)
+                    } else {
+                        self.load_value(a.dtype, env.addrs[k])?
+                    }
                 }
             }
             Expr::LoadAt { mem, dtype, len, index } => {
@@ -453,9 +487,10 @@ impl<'a, 'b> StepGen<'a, 'b> {
                 self.b.switch_to_block(ok);
                 let base = self.bases[mem];
                 let addr = self.advance(base, i, esize(*dtype));
-                self.b.ins().load(clif_type(*dtype)?, data_flags(), addr, 0)
+                self.load_value(*dtype, addr)?
             }
             Expr::Index(d) => env.idx[*d],
+            Expr::Lit(Lit::F32(v)) if env.vector => vmath::f32_const(&mut self.b, *v, true),
             Expr::Lit(l) => {
                 let v = self.lit(*l)?;
                 if env.vector { self.b.ins().splat(F32X4, v) } else { v }
@@ -469,6 +504,24 @@ impl<'a, 'b> StepGen<'a, 'b> {
                 let x = self.expr(a, env)?;
                 self.unary(*op, x, t)?
             }
+            Expr::Bin(op @ (BinOp::Max | BinOp::Min), a, b) if expr_dtype(a, acc_ty) == DType::F32 && self.cg.isa.name() == "x64" => {
+                // NaN-propagating max/min as a compare and a select (Cranelift's fmax/fmin
+                // are slow on x86 vectors, FACTS.md; aarch64's fmax is one NaN-propagating
+                // instruction and stays). With a non-NaN literal operand, one compare
+                // suffices.
+                let (a, b) = if is_non_nan_lit(a) { (b, a) } else { (a, b) };
+                let x = self.expr(a, env)?;
+                let y = self.expr(b, env)?;
+                // Take y when it is strictly better than x, or when y is NaN.
+                let better = if *op == BinOp::Max { vmath::less(&mut self.b, x, y) } else { vmath::less(&mut self.b, y, x) };
+                let take_y = if is_non_nan_lit(b) {
+                    better
+                } else {
+                    let y_nan = self.b.ins().fcmp(FloatCC::Unordered, y, y);
+                    self.b.ins().bor(better, y_nan)
+                };
+                vmath::select(&mut self.b, take_y, y, x, env.vector)
+            }
             Expr::Bin(op, a, b) => {
                 let t = expr_dtype(a, acc_ty);
                 let x = self.expr(a, env)?;
@@ -479,7 +532,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
                 let c = self.expr(c, env)?;
                 let x = self.expr(a, env)?;
                 let y = self.expr(b, env)?;
-                self.b.ins().select(c, x, y)
+                vmath::select(&mut self.b, c, x, y, env.vector)
             }
             Expr::Cast(to, a) => {
                 let from = expr_dtype(a, acc_ty);
@@ -493,14 +546,19 @@ impl<'a, 'b> StepGen<'a, 'b> {
                     Some(b) => Some(self.expr(b, env)?),
                     None => None,
                 };
-                self.math(*op, x, y, t)?
+                if matches!(t, DType::F32 | DType::F16 | DType::BF16) && y.is_none() && vmath::inline(*op) {
+                    let fma = self.cg.isa.has_native_fma();
+                    vmath::emit(&mut self.b, *op, x, env.vector, fma)
+                } else {
+                    self.math(*op, x, y, t)?
+                }
             }
         })
     }
 
     fn math(&mut self, op: abi::MathOp, x: Value, y: Option<Value>, t: DType) -> Result<Value> {
         let (ty, offset) = match t {
-            DType::F32 => (F32, abi::KERNEL_TABLE_MATH_F32_OFFSET),
+            DType::F32 | DType::F16 | DType::BF16 => (F32, abi::KERNEL_TABLE_MATH_F32_OFFSET),
             DType::F64 => (F64, abi::KERNEL_TABLE_MATH_F64_OFFSET),
             other => bail!("math function {op:?} on {} is not supported by the cpu backend", other.name()),
         };
@@ -541,7 +599,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
             UnOp::Not => ins.bnot(x),
             UnOp::IsNaN => ins.fcmp(FloatCC::Unordered, x, x),
             UnOp::IsInf { negative, positive } => {
-                let inf = if t == DType::F32 { ins.f32const(f32::INFINITY) } else { ins.f64const(f64::INFINITY) };
+                let inf = if t == DType::F64 { ins.f64const(f64::INFINITY) } else { ins.f32const(f32::INFINITY) };
                 let pos = self.b.ins().fcmp(FloatCC::Equal, x, inf);
                 let ninf = self.b.ins().fneg(inf);
                 let neg = self.b.ins().fcmp(FloatCC::Equal, x, ninf);
@@ -663,16 +721,60 @@ impl<'a, 'b> StepGen<'a, 'b> {
         self.b.ins().select(is_zero, zero, result)
     }
 
+    /// Casts between compute-type values; a cast to f16/bf16 rounds to that precision (the
+    /// result is still an f32 value, stored exactly).
     fn cast(&mut self, x: Value, from: DType, to: DType) -> Result<Value> {
         if from == to {
             return Ok(x);
         }
+        if from == DType::F64 && matches!(to, DType::F16 | DType::BF16) {
+            // f64 → f32 → f16 would round twice; rounding to odd first makes it exact.
+            let r = self.f64_to_f32_odd(x);
+            return self.cast(r, DType::F32, to);
+        }
+        let v = self.cast_compute(x, from, to)?;
+        Ok(match to {
+            DType::F16 => {
+                let h = vmath::f32_to_f16(&mut self.b, v);
+                vmath::f16_to_f32(&mut self.b, h)
+            }
+            DType::BF16 => {
+                let h = vmath::f32_to_bf16(&mut self.b, v);
+                vmath::bf16_to_f32(&mut self.b, h)
+            }
+            _ => v,
+        })
+    }
+
+    /// f64 `x` to f32 rounded to odd (inexact results get an odd last bit), so that a second
+    /// rounding to a narrower format is correctly rounded.
+    fn f64_to_f32_odd(&mut self, x: Value) -> Value {
+        let r = self.b.ins().fdemote(F32, x);
+        let back = self.b.ins().fpromote(F64, r);
+        let inexact = self.b.ins().fcmp(FloatCC::NotEqual, back, x);
+        let bits = self.b.ins().bitcast(I32, MemFlagsData::new(), r);
+        let low = self.b.ins().band_imm_s(bits, 1);
+        let even = self.b.ins().icmp_imm_s(IntCC::Equal, low, 0);
+        let fix = self.b.ins().band(inexact, even);
+        let ab = self.b.ins().fabs(back);
+        let ax = self.b.ins().fabs(x);
+        let away = self.b.ins().fcmp(FloatCC::GreaterThan, ab, ax);
+        let down = self.b.ins().iadd_imm_s(bits, -1);
+        let up = self.b.ins().iadd_imm_s(bits, 1);
+        let other = self.b.ins().select(away, down, up);
+        let bits = self.b.ins().select(fix, other, bits);
+        self.b.ins().bitcast(F32, MemFlagsData::new(), bits)
+    }
+
+    fn cast_compute(&mut self, x: Value, from: DType, to: DType) -> Result<Value> {
         let to_ty = clif_type(to)?;
         let from_ty = clif_type(from)?;
         let ins = self.b.ins();
         Ok(match (from.is_float(), to.is_float()) {
             (true, true) => {
-                if from_ty == F32 {
+                if from_ty == to_ty {
+                    x
+                } else if from_ty == F32 {
                     ins.fpromote(F64, x)
                 } else {
                     ins.fdemote(F32, x)
@@ -849,6 +951,27 @@ fn collect_loads(e: &Expr, out: &mut Vec<Access>) {
     });
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: compile every loop on this thread on the scalar path (to check the scalar
+    /// forms of what is normally vectorised).
+    pub static SCALAR_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+fn scalar_only() -> bool {
+    SCALAR_ONLY.with(|s| s.get())
+}
+
+#[cfg(not(test))]
+fn scalar_only() -> bool {
+    false
+}
+
+fn is_non_nan_lit(e: &Expr) -> bool {
+    matches!(e, Expr::Lit(Lit::F32(v)) if !v.is_nan())
+}
+
 /// Whether the innermost loop (dim `d`) can run on f32x4: f32 everywhere, the store and
 /// every moving load contiguous, and only ops with a vector form.
 fn vectorisable(e: &Expr, accesses: &[Access], d: usize) -> bool {
@@ -858,17 +981,35 @@ fn vectorisable(e: &Expr, accesses: &[Access], d: usize) -> bool {
     if accesses.iter().skip(1).any(|a| a.strides[d] != 0 && a.strides[d] != 1) {
         return false;
     }
-    let mut ok = true;
-    e.visit(&mut |x| {
-        ok &= match x {
-            Expr::Load(_) => true,
-            Expr::Lit(Lit::F32(_)) => true,
-            Expr::Un(op, _) => matches!(op, UnOp::Neg | UnOp::Abs | UnOp::Sqrt | UnOp::Floor | UnOp::Ceil | UnOp::Trunc | UnOp::Nearest),
-            Expr::Bin(op, _, _) => matches!(op, BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Min | BinOp::Max),
-            _ => false,
-        };
-    });
-    ok
+    vector_value(e)
+}
+
+/// An f32 expression with a lane-wise vector form.
+fn vector_value(e: &Expr) -> bool {
+    match e {
+        Expr::Load(_) | Expr::Lit(Lit::F32(_)) => true,
+        Expr::Un(op, a) => {
+            matches!(op, UnOp::Neg | UnOp::Abs | UnOp::Sqrt | UnOp::Floor | UnOp::Ceil | UnOp::Trunc | UnOp::Nearest)
+                && vector_value(a)
+        }
+        Expr::Bin(op, a, b) => {
+            matches!(op, BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Min | BinOp::Max)
+                && vector_value(a)
+                && vector_value(b)
+        }
+        Expr::Select(c, a, b) => vector_mask(c) && vector_value(a) && vector_value(b),
+        Expr::Math(op, a, None) => vmath::inline(*op) && vector_value(a),
+        _ => false,
+    }
+}
+
+/// A condition with a vector form: a lane mask from a comparison of f32 values.
+fn vector_mask(e: &Expr) -> bool {
+    match e {
+        Expr::Bin(op, a, b) => op.is_comparison() && vector_value(a) && vector_value(b),
+        Expr::Un(UnOp::IsNaN, a) => vector_value(a),
+        _ => false,
+    }
 }
 
 /// Drops size-1 dims and merges dims that are contiguous for every access (when the

@@ -85,7 +85,8 @@ impl Lit {
     /// `v` as a literal of `dtype` (floats round, integers truncate toward zero).
     pub fn of(dtype: DType, v: f64) -> Lit {
         match dtype {
-            DType::F32 => Lit::F32(v as f32),
+            // f16 and bf16 compute in f32.
+            DType::F32 | DType::F16 | DType::BF16 => Lit::F32(v as f32),
             DType::F64 => Lit::F64(v),
             d => Lit::Int(v as i64, d),
         }

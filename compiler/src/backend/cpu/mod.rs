@@ -13,6 +13,7 @@ pub mod kernel;
 pub mod link;
 pub mod lower;
 pub mod plan;
+pub mod vmath;
 
 use std::time::Instant;
 

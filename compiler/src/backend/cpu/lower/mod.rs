@@ -144,7 +144,7 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
 /// The dtypes compiled code computes on.
 pub(crate) fn check_dtype(d: DType) -> Result<()> {
     match d {
-        DType::F32 | DType::F64 | DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32 | DType::U32 | DType::I64 | DType::U64 | DType::Bool => Ok(()),
+        DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32 | DType::U32 | DType::I64 | DType::U64 | DType::Bool => Ok(()),
         other => bail!("dtype {} is not supported by the cpu backend yet", other.name()),
     }
 }

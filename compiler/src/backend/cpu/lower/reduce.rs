@@ -90,7 +90,7 @@ impl Space {
 
 pub(super) fn lowest(t: DType) -> Lit {
     match t {
-        DType::F32 | DType::F64 => Lit::of(t, f64::NEG_INFINITY),
+        DType::F32 | DType::F64 | DType::F16 | DType::BF16 => Lit::of(t, f64::NEG_INFINITY),
         DType::Bool => Lit::Int(0, t),
         DType::I8 => Lit::Int(i8::MIN as i64, t),
         DType::I16 => Lit::Int(i16::MIN as i64, t),
@@ -102,7 +102,7 @@ pub(super) fn lowest(t: DType) -> Lit {
 
 pub(super) fn highest(t: DType) -> Lit {
     match t {
-        DType::F32 | DType::F64 => Lit::of(t, f64::INFINITY),
+        DType::F32 | DType::F64 | DType::F16 | DType::BF16 => Lit::of(t, f64::INFINITY),
         DType::Bool => Lit::Int(1, t),
         DType::I8 => Lit::Int(i8::MAX as i64, t),
         DType::I16 => Lit::Int(i16::MAX as i64, t),
