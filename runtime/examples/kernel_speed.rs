@@ -182,6 +182,10 @@ fn main() {
     conv_case(&ctx, conv("conv 1x1 32->192 112x112", 32, 192, 112, 1, 0, 1));
     conv_case(&ctx, conv("conv 1x1 96->24 56x56", 96, 24, 56, 1, 0, 1));
     conv_case(&ctx, conv("conv 1x1 320->1280 7x7", 320, 1280, 7, 1, 0, 1));
+    conv_case(&ctx, conv("conv 1x1 96->576 14x14", 96, 576, 14, 1, 0, 1));
+    conv_case(&ctx, conv("conv 1x1 576->96 14x14", 576, 96, 14, 1, 0, 1));
+    conv_case(&ctx, conv("conv 1x1 960->160 7x7", 960, 160, 7, 1, 0, 1));
+    conv_case(&ctx, conv("conv 1x1 144->24 56x56", 144, 24, 56, 1, 0, 1));
     conv_case(&ctx, conv("depthwise 3x3 144 56x56 pad 1", 144, 144, 56, 3, 1, 144));
     conv_case(&ctx, conv("conv 3x3 256->256 14x14 pad 1", 256, 256, 14, 3, 1, 1));
     conv_case(&ctx, conv("grouped 3x3 128->128 g32 28x28", 128, 128, 28, 3, 1, 32));

@@ -96,7 +96,7 @@ unsafe fn gemm_avx512(t: &mut Tile) {
     // SAFETY: the caller's promise.
     unsafe {
         let j = strips_with::<32>(t, 0, |w, x, ldx, rows, j, a| store(&x86::micro_avx512(w, x, ldx), rows, j, a));
-        gemm_tail::<true>(t, j)
+        gemm_tail::<false>(t, j)
     }
 }
 
@@ -108,7 +108,7 @@ unsafe fn gemm_avx2(t: &mut Tile) {
     // SAFETY: the caller's promise.
     unsafe {
         let j = strips_with::<16>(t, 0, |w, x, ldx, rows, j, a| x86::micro_avx2(w, x, ldx, rows, j, a));
-        gemm_tail::<true>(t, j)
+        gemm_tail::<false>(t, j)
     }
 }
 
@@ -126,7 +126,9 @@ pub(super) unsafe fn gemm_body<const NR: usize, const FMA: bool>(t: &mut Tile) {
     }
 }
 
-/// The columns from `j` on, in strips of 8, 4 and 1.
+/// The columns from `j` on, in strips of 8, 4 and 1. (The x86 kernels call it with
+/// FMA false: its closures are not compiled with their target features, where
+/// `mul_add` would be a call to libm's `fmaf`.)
 ///
 /// # Safety
 /// As [`gemm`].
