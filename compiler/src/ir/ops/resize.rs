@@ -187,22 +187,11 @@ impl OpImpl for Resize {
     fn eval(&self, inputs: &EvalInputs) -> Result<Vec<Tensor>> {
         let x = inputs.req(0)?;
         check_dtype(x.dtype())?;
-        let plan = self.plan(x.shape(), nonempty(inputs.opt(2)), nonempty(inputs.opt(3)))?;
-        let roi = self.full_roi(nonempty(inputs.opt(1)), x.rank())?;
         let mut shape = x.shape().to_vec();
         let mut data: Vec<f64> = x.to_f64_vec()?;
-        for &a in &plan.order {
-            let (scale, out) = (plan.scales[a], plan.out_shape[a]);
-            let axis_roi = roi.as_ref().map(|r| (r.starts[a], r.ends[a], r.f32));
-            let roi_identity = axis_roi.is_none_or(|(s, e, _)| is_close(s, 0.0) && is_close(e, 1.0));
-            if is_close(scale, 1.0) && out == shape[a] && roi_identity {
-                continue;
-            }
-            if self.coord == Coord::TfCropAndResize && axis_roi.is_none() {
-                bail!("Resize: coordinate_transformation_mode 'tf_crop_and_resize' needs the roi input");
-            }
-            data = self.resize_axis(&data, &shape, a, scale, out, axis_roi)?;
-            shape[a] = out;
+        for pass in self.passes(x.shape(), nonempty(inputs.opt(1)), nonempty(inputs.opt(2)), nonempty(inputs.opt(3)))? {
+            data = resize_axis(&data, &shape, &pass)?;
+            shape[pass.axis] = pass.out_w;
         }
         Ok(vec![saturate(x.dtype(), &shape, data)?])
     }
@@ -415,28 +404,36 @@ impl Resize {
         }
     }
 
-    /// Resizes the row-major f64 `data` of `shape` along `axis` to `out_w`.
-    fn resize_axis(
-        &self,
-        data: &[f64],
-        shape: &[usize],
-        axis: usize,
-        scale: f64,
-        out_w: usize,
-        roi: Option<(f64, f64, bool)>,
-    ) -> Result<Vec<f64>> {
-        let (outer, in_w, inner) = lines(shape, axis);
+    /// The separable passes of this Resize on an input of `in_shape`, in processing order
+    /// (axes whose scale is 1, size unchanged and roi the identity are skipped).
+    pub(crate) fn passes(&self, in_shape: &[usize], roi: Option<&Tensor>, scales: Option<&Tensor>, sizes: Option<&Tensor>) -> Result<Vec<AxisPass>> {
+        let plan = self.plan(in_shape, scales, sizes)?;
+        let roi = self.full_roi(roi, in_shape.len())?;
+        let mut passes = Vec::new();
+        for &a in &plan.order {
+            let (scale, out) = (plan.scales[a], plan.out_shape[a]);
+            let axis_roi = roi.as_ref().map(|r| (r.starts[a], r.ends[a], r.f32));
+            let roi_identity = axis_roi.is_none_or(|(s, e, _)| is_close(s, 0.0) && is_close(e, 1.0));
+            if is_close(scale, 1.0) && out == in_shape[a] && roi_identity {
+                continue;
+            }
+            if self.coord == Coord::TfCropAndResize && axis_roi.is_none() {
+                bail!("Resize: coordinate_transformation_mode 'tf_crop_and_resize' needs the roi input");
+            }
+            passes.push(self.axis_pass(a, in_shape[a], scale, out, axis_roi)?);
+        }
+        Ok(passes)
+    }
+
+    /// The taps of every output coordinate of one axis.
+    fn axis_pass(&self, axis: usize, in_w: usize, scale: f64, out_w: usize, roi: Option<(f64, f64, bool)>) -> Result<AxisPass> {
         if in_w == 0 && out_w > 0 {
             bail!("Resize: cannot resize the empty axis {axis} to {out_w}");
         }
-        let mut out = vec![0.0; outer * out_w * inner];
+        let mut taps = Vec::with_capacity(out_w);
         for y in 0..out_w {
             let Some(x) = self.source_coord(y as f64, scale, in_w, out_w, roi) else {
-                for o in 0..outer {
-                    for i in 0..inner {
-                        out[(o * out_w + y) * inner + i] = self.extrapolation_value as f64;
-                    }
-                }
+                taps.push(None);
                 continue;
             };
             let x_int = x.floor();
@@ -467,18 +464,38 @@ impl Resize {
                 c.iter_mut().for_each(|v| *v /= sum);
             }
             let clamped: Vec<usize> = idx.iter().map(|&i| i.clamp(0, in_w as i64 - 1) as usize).collect();
-            for o in 0..outer {
-                for i in 0..inner {
-                    let mut acc = 0.0;
-                    for (cj, &k) in c.iter().zip(&clamped) {
-                        acc += cj * data[(o * in_w + k) * inner + i];
-                    }
-                    out[(o * out_w + y) * inner + i] = acc;
-                }
+            taps.push(Some(clamped.into_iter().zip(c).collect()));
+        }
+        Ok(AxisPass { axis, out_w, taps, extrapolation_value: self.extrapolation_value as f64 })
+    }
+}
+
+/// One separable step of a Resize: axis `axis` goes to `out_w` positions, each a weighted sum
+/// of input positions along that axis (`None`: outside the tf_crop_and_resize roi, so
+/// `extrapolation_value`).
+pub(crate) struct AxisPass {
+    pub axis: usize,
+    pub out_w: usize,
+    pub taps: Vec<Option<Vec<(usize, f64)>>>,
+    pub extrapolation_value: f64,
+}
+
+/// Resizes the row-major f64 `data` of `shape` along one axis.
+fn resize_axis(data: &[f64], shape: &[usize], pass: &AxisPass) -> Result<Vec<f64>> {
+    let (outer, in_w, inner) = lines(shape, pass.axis);
+    let out_w = pass.out_w;
+    let mut out = vec![0.0; outer * out_w * inner];
+    for (y, taps) in pass.taps.iter().enumerate() {
+        for o in 0..outer {
+            for i in 0..inner {
+                out[(o * out_w + y) * inner + i] = match taps {
+                    None => pass.extrapolation_value,
+                    Some(taps) => taps.iter().map(|&(k, cj)| cj * data[(o * in_w + k) * inner + i]).fold(0.0, |acc, v| acc + v),
+                };
             }
         }
-        Ok(out)
     }
+    Ok(out)
 }
 
 fn normalise(c: Vec<f64>) -> Vec<f64> {
@@ -489,7 +506,16 @@ fn normalise(c: Vec<f64>) -> Vec<f64> {
 /// numpy_helper.saturate_cast: integers round half to even, then everything clips to the
 /// type's finite range.
 fn saturate(dtype: DType, shape: &[usize], v: Vec<f64>) -> Result<Tensor> {
-    let (lo, hi) = match dtype {
+    let (lo, hi) = saturation_range(dtype)?;
+    let int = dtype.is_int();
+    let v: Vec<f64> =
+        v.into_iter().map(|x| if int { x.round_ties_even() } else { x }).map(|x| if x.is_nan() { x } else { x.clamp(lo, hi) }).collect();
+    Tensor::from_f64_array(dtype, ArrayD::from_shape_vec(IxDyn(shape), v)?)
+}
+
+/// The finite range of `dtype`, which results are clipped to.
+pub(crate) fn saturation_range(dtype: DType) -> Result<(f64, f64)> {
+    Ok(match dtype {
         DType::F32 => (f32::MIN as f64, f32::MAX as f64),
         DType::F64 => (f64::MIN, f64::MAX),
         DType::F16 => (f16::MIN.to_f64(), f16::MAX.to_f64()),
@@ -503,11 +529,7 @@ fn saturate(dtype: DType, shape: &[usize], v: Vec<f64>) -> Result<Tensor> {
         DType::U32 => (0.0, u32::MAX as f64),
         DType::U64 => (0.0, u64::MAX as f64),
         d => bail!("Resize: {d} outputs are not supported"),
-    };
-    let int = dtype.is_int();
-    let v: Vec<f64> =
-        v.into_iter().map(|x| if int { x.round_ties_even() } else { x }).map(|x| if x.is_nan() { x } else { x.clamp(lo, hi) }).collect();
-    Tensor::from_f64_array(dtype, ArrayD::from_shape_vec(IxDyn(shape), v)?)
+    })
 }
 
 #[cfg(test)]

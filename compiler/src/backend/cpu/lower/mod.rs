@@ -9,8 +9,10 @@ mod elementwise;
 mod fused;
 mod index;
 mod linalg;
+mod loss;
 mod movement;
 mod reduce;
+mod resize;
 mod select;
 
 use std::collections::HashMap;
@@ -137,6 +139,8 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         Op::Reduce(_) | Op::Softmax(_) | Op::Norm(_) => reduce::lower(lw, id, op),
         Op::Fused(f) => fused::lower(lw, id, f),
         Op::Index(_) => index::lower(lw, id, op),
+        Op::Loss(l) => loss::lower(lw, id, l),
+        Op::Resize(r) => resize::lower(lw, id, r),
         _ => bail!("the cpu backend has no kernel for this op yet"),
     }
 }
