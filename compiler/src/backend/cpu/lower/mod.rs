@@ -5,6 +5,7 @@
 //! copying). Ops the backend cannot lower yet are all collected and reported together,
 //! each naming the node, the op and what is missing.
 
+mod attention;
 mod elementwise;
 mod fused;
 mod index;
@@ -137,6 +138,7 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         Op::Reduce(_) | Op::Softmax(_) | Op::Norm(_) => reduce::lower(lw, id, op),
         Op::Fused(f) => fused::lower(lw, id, f),
         Op::Index(_) => index::lower(lw, id, op),
+        Op::Attention(a) => attention::lower(lw, id, a),
         _ => bail!("the cpu backend has no kernel for this op yet"),
     }
 }
