@@ -1,4 +1,4 @@
-//! Attention (scaled dot-product attention), decomposed into kernel steps.
+//! Attention (scaled dot-product attention) and RotaryEmbedding, decomposed into kernel steps.
 //!
 //! Everything works in the 4-D `[B, heads, S, head]` index space; 3-D inputs
 //! (`[B, S, heads·head]`) are read and written through strides, so no transposes are
@@ -30,7 +30,7 @@ use crate::tensor::DType;
 pub fn lower(lw: &mut Lw, id: NodeId, op: &Attention) -> Result<()> {
     match op {
         Attention::Sdpa(s) => sdpa(lw, id, s),
-        Attention::Rotary { .. } => bail!("the cpu backend has no kernel for RotaryEmbedding yet"),
+        Attention::Rotary { interleaved, rotary_embedding_dim, num_heads } => rotary(lw, id, *interleaved, *rotary_embedding_dim, *num_heads),
     }
 }
 
@@ -140,15 +140,16 @@ fn bmm(lw: &mut Lw, p: Bmm, pre: Option<(f64, DType)>) -> Result<()> {
 
 /// Concatenates `past` (dense `[B, H, P, D]`) and the new rows (`new`, `[B, H, S, D]`)
 /// into the present buffer `dst` (`[B, H, P+S, D]`).
+#[allow(clippy::too_many_arguments)]
 fn concat(lw: &mut Lw, dst: Mem, dt: DType, past: Option<(Mem, DType)>, new: View, b: usize, h: usize, p: usize, s: usize, d: usize) {
     let total = p + s;
     let ds = dense_strides(&[b, h, total, d]);
-    if let Some((pm, pt)) = past {
-        if p > 0 {
-            let dims = vec![b, h, p, d];
-            let value = Expr::cast(dt, Expr::Load(Access::dense(pm, pt, &dims)));
-            lw.push(Step::Loop(Loop { dims, out: Access { mem: dst, dtype: dt, offset: 0, strides: ds.clone() }, value }));
-        }
+    if let Some((pm, pt)) = past
+        && p > 0
+    {
+        let dims = vec![b, h, p, d];
+        let value = Expr::cast(dt, Expr::Load(Access::dense(pm, pt, &dims)));
+        lw.push(Step::Loop(Loop { dims, out: Access { mem: dst, dtype: dt, offset: 0, strides: ds.clone() }, value }));
     }
     let value = Expr::cast(dt, Expr::Load(new.access(new.s.to_vec())));
     let out = Access { mem: dst, dtype: dt, offset: (p * d) as i64, strides: ds };
@@ -428,4 +429,77 @@ fn bias(lw: &mut Lw, a: &Sdpa, mask: Option<crate::ir::ValueId>, nonpad: Option<
         terms.push(gate(bin(BinOp::Lt, j, n), c));
     }
     Ok(terms.into_iter().reduce(|x, y| bin(BinOp::Add, x, y)))
+}
+
+/// RotaryEmbedding: three loops over `(B, S, H, ·)`: the first and second halves of each
+/// rotated pair, and a copy of the features past `rotary_embedding_dim`.
+fn rotary(lw: &mut Lw, id: NodeId, interleaved: bool, dim: i64, num_heads: Option<i64>) -> Result<()> {
+    let (x, cos, sin, pos) = (lw.input(id, 0)?, lw.input(id, 1)?, lw.input(id, 2)?, lw.opt_input(id, 3));
+    let xt = lw.ty(x).clone();
+    let t = xt.dtype;
+    if !t.is_float() {
+        bail!("RotaryEmbedding on {} is not supported by the cpu backend", t.name());
+    }
+    let c = compute(t);
+    let (b, s, h, d, xs) = match xt.shape[..] {
+        [b, h, s, d] => (b, s, h, d, [h * s * d, d, s * d, 1]),
+        [b, s, hidden] => match num_heads {
+            Some(n) if n > 0 && hidden % n as usize == 0 => {
+                let (h, d) = (n as usize, hidden / n as usize);
+                (b, s, h, d, [s * hidden, hidden, d, 1])
+            }
+            _ => bail!("RotaryEmbedding with 3-D input needs num_heads dividing {hidden}"),
+        },
+        _ => bail!("RotaryEmbedding needs a 3-D or 4-D input, got {:?}", xt.shape),
+    };
+    let rd = if dim == 0 { d } else { dim as usize };
+    if dim < 0 || rd > d || rd % 2 != 0 {
+        bail!("RotaryEmbedding: rotary_embedding_dim {rd} must be even and at most the head size {d}");
+    }
+    let half = rd / 2;
+    let xs: Vec<i64> = xs.iter().map(|&v| v as i64).collect();
+    let (xm, cm, sm) = (lw.mem(x)?, lw.mem(cos)?, lw.mem(sin)?);
+    let y = lw.out(id, 0);
+    let rows = lw.ty(cos).shape.first().copied().unwrap_or(0);
+    let (ct, stt) = (lw.ty(cos).dtype, lw.ty(sin).dtype);
+    let pos = match pos {
+        Some(p) => Some((lw.mem(p)?, lw.ty(p).dtype)),
+        None => None,
+    };
+    // Element k of the cache row for (b, s), over loop dims (b, s, h, k).
+    let cache = |mem: Mem, dt: DType| -> Expr {
+        match pos {
+            None => Expr::Load(Access { mem, dtype: dt, offset: 0, strides: vec![(s * half) as i64, half as i64, 0, 1] }),
+            Some((pm, pt)) => {
+                let i64l = |v: i64| Expr::Lit(Lit::Int(v, DType::I64));
+                let flat = bin(BinOp::Add, bin(BinOp::Mul, Expr::Index(0), i64l(s as i64)), Expr::Index(1));
+                let row = Expr::cast(DType::I64, Expr::LoadAt { mem: pm, dtype: pt, len: (b * s) as i64, index: Box::new(flat) });
+                let index = bin(BinOp::Add, bin(BinOp::Mul, row, i64l(half as i64)), Expr::Index(3));
+                Expr::LoadAt { mem, dtype: dt, len: (rows * half) as i64, index: Box::new(index) }
+            }
+        }
+    };
+    let (cv, sv) = (Expr::cast(c, cache(cm, ct)), Expr::cast(c, cache(sm, stt)));
+    // The pair (x1, x2) of rotated element k: (k, k + half), or (2k, 2k + 1) interleaved.
+    let (step, second) = if interleaved { (2, 1) } else { (1, half as i64) };
+    let pair_strides = vec![xs[0], xs[1], xs[2], step];
+    let at = |mem: Mem, offset: i64| Access { mem, dtype: t, offset, strides: pair_strides.clone() };
+    let (x1, x2) = (Expr::cast(c, Expr::Load(at(xm, 0))), Expr::cast(c, Expr::Load(at(xm, second))));
+    let mul = |a: &Expr, b: &Expr| round(bin(BinOp::Mul, a.clone(), b.clone()), t);
+    let first = round(bin(BinOp::Sub, mul(&cv, &x1), mul(&sv, &x2)), t);
+    let other = round(bin(BinOp::Add, mul(&sv, &x1), mul(&cv, &x2)), t);
+    let dims = vec![b, s, h, half];
+    // The inputs are read whole before the output is written only when they are distinct.
+    if lw.mem(x)? == y {
+        bail!("RotaryEmbedding in place is not supported by the cpu backend");
+    }
+    lw.push(Step::Loop(Loop { dims: dims.clone(), out: at(y, 0), value: first }));
+    lw.push(Step::Loop(Loop { dims, out: at(y, second), value: other }));
+    if rd < d {
+        let dims = vec![b, s, h, d - rd];
+        let st = vec![xs[0], xs[1], xs[2], 1];
+        let value = Expr::Load(Access { mem: xm, dtype: t, offset: rd as i64, strides: st.clone() });
+        lw.push(Step::Loop(Loop { dims, out: Access { mem: y, dtype: t, offset: rd as i64, strides: st }, value }));
+    }
+    Ok(())
 }
