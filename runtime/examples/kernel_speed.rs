@@ -111,6 +111,17 @@ fn conv_case(ctx: &RunContext, c: Conv) {
         flops / s / 1e9,
         p.scratch_bytes / 1024
     );
+    if let Some(packed) = conv::pack_conv_weights(&p, &w) {
+        let p = ConvParams { weight_layout: 1, ..p };
+        let s = best_time(|| {
+            // SAFETY: buffers of the sizes the parameters describe, w packed for them.
+            let code = unsafe {
+                conv::conv(ctx, &p, x.as_ptr(), packed.as_ptr(), bias.as_ptr(), std::ptr::null(), y.as_mut_ptr(), scratch.as_mut_ptr().cast())
+            };
+            assert_eq!(code, 0);
+        });
+        println!("{:<30} {:>8.3} ms  {:>6.1} GFLOP/s", format!("  packed weights"), s * 1e3, flops / s / 1e9);
+    }
 }
 
 fn max_pool_case(ctx: &RunContext) {
@@ -168,6 +179,13 @@ fn main() {
     let conv = |name, c_in, c_out, hw, k, pad, group| Conv { name, c_in, c_out, hw, k, pad, group };
     conv_case(&ctx, conv("conv 3x3 64->64 56x56 pad 1", 64, 64, 56, 3, 1, 1));
     conv_case(&ctx, conv("conv 1x1 256->64 56x56", 256, 64, 56, 1, 0, 1));
+    conv_case(&ctx, conv("conv 1x1 32->192 112x112", 32, 192, 112, 1, 0, 1));
+    conv_case(&ctx, conv("conv 1x1 96->24 56x56", 96, 24, 56, 1, 0, 1));
+    conv_case(&ctx, conv("conv 1x1 320->1280 7x7", 320, 1280, 7, 1, 0, 1));
+    conv_case(&ctx, conv("conv 1x1 96->576 14x14", 96, 576, 14, 1, 0, 1));
+    conv_case(&ctx, conv("conv 1x1 576->96 14x14", 576, 96, 14, 1, 0, 1));
+    conv_case(&ctx, conv("conv 1x1 960->160 7x7", 960, 160, 7, 1, 0, 1));
+    conv_case(&ctx, conv("conv 1x1 144->24 56x56", 144, 24, 56, 1, 0, 1));
     conv_case(&ctx, conv("depthwise 3x3 144 56x56 pad 1", 144, 144, 56, 3, 1, 144));
     conv_case(&ctx, conv("conv 3x3 256->256 14x14 pad 1", 256, 256, 14, 3, 1, 1));
     conv_case(&ctx, conv("grouped 3x3 128->128 g32 28x28", 128, 128, 28, 3, 1, 32));

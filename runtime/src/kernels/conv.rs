@@ -29,6 +29,9 @@ use super::gemm::{sgemm, sgemm_serial};
 use super::{ERR_BAD_CONV_PARAMS, ERR_CONV_BUFFERS, in_bounds, parallel, thread_count};
 
 mod direct;
+mod packed;
+
+pub use packed::pack_conv_weights;
 
 /// The most items of im2col or direct work that run at once, each lane with its own part
 /// of the scratch (so [`conv_scratch_bytes`] asks for this many parts, or fewer when
@@ -48,13 +51,18 @@ const MIN_IM2COL_TILE: usize = 256;
 /// 256 to 4096 measured the same on one thread).
 const POINTWISE_TILE: usize = 1024;
 
+/// The packed pointwise path computes its items in column chunks of about this many
+/// output floats (64 KiB), each finished (epilogue) while still in L1/L2.
+const PACKED_CHUNK_FLOATS: usize = 16 * 1024;
+
 /// Column tiles are multiples of this (the GEMM micro-kernels' widths divide it).
 const TILE_GRAIN: usize = 16;
 
 /// Checks `p` as [`conv`] would: `spatial` in 1..=3, `c_in` ≥ 1, `group` ≥ 1 dividing
 /// `c_in` and `c_out`, input sizes, kernel sizes, strides and dilations ≥ 1 (batch,
 /// `c_out` and output sizes may be 0), unused trailing entries 1 (sizes,
-/// strides, dilations) or 0 (pads), a known activation, `weight_layout` 0, and tensor
+/// strides, dilations) or 0 (pads), a known activation, `weight_layout` 0 (or 1 on the
+/// pointwise path, see [`pack_conv_weights`]), and tensor
 /// sizes that fit in memory. Any `out_size` is accepted (reads are bounds-checked).
 /// `scratch_bytes` is not checked here: the kernel compares it with
 /// [`conv_scratch_bytes`].
@@ -75,7 +83,8 @@ pub fn conv_scratch_bytes(p: &ConvParams) -> u64 {
 /// # Safety
 /// `ctx` is null (one thread) or valid; `params` is null or valid. `x`, `w`, `y`, and
 /// `bias` and `residual` when not null, point to the f32 tensors the parameters describe
-/// (x: batch×c_in×in_size, w: c_out×c_in/group×kernel, bias: c_out, residual and y:
+/// (x: batch×c_in×in_size, w: c_out×c_in/group×kernel, or with `weight_layout` 1 the
+/// `group·⌈(c_out/group)/6⌉·6·c_in/group` floats of [`pack_conv_weights`], bias: c_out, residual and y:
 /// batch×c_out×out_size); `scratch` to `params.scratch_bytes` writable bytes. `y` and
 /// `scratch` overlap nothing else, except that `residual` may be exactly `y` (the
 /// output then accumulates onto the residual in place).
@@ -136,6 +145,10 @@ pub unsafe extern "C" fn conv(
     // SAFETY (each arm): the caller's promises about the buffers, checked above for null
     // and alignment; items write disjoint parts of y (and of scratch), see `Job`.
     match g.path {
+        Path::Pointwise { tile } if g.packed => {
+            let split = threads.div_ceil(g.items(tile));
+            unsafe { parallel(ctx, g.items(tile) * split, &|b, e| job.pointwise_packed(tile, split, b, e)) }
+        }
         Path::Pointwise { tile } => unsafe { parallel(ctx, g.items(tile), &|b, e| job.pointwise(tile, b, e)) },
         Path::Direct { .. } | Path::Im2col { .. } => unsafe { parallel(ctx, outer, &|b, e| job.lanes(outer, b, e)) },
     }
@@ -175,6 +188,8 @@ struct Geometry {
     kdim: usize,
     act: Act,
     path: Path,
+    /// `weight_layout` 1: w holds [`packed::pack_conv_weights`]'s panels (pointwise only).
+    packed: bool,
 }
 
 /// Sizes and offsets are kept below this, so index arithmetic (which adds a few of them)
@@ -228,7 +243,7 @@ impl Geometry {
             alpha: p.act_alpha,
             beta: p.act_beta,
         };
-        if p.weight_layout != 0 {
+        if p.weight_layout > 1 {
             return Err(format!("unknown weight layout {}", p.weight_layout));
         }
         let product = |xs: &[usize]| xs.iter().try_fold(1usize, |a, &b| a.checked_mul(b).filter(|&v| v <= SIZE_LIMIT));
@@ -260,8 +275,12 @@ impl Geometry {
             kdim,
             act,
             path: Path::Pointwise { tile: 1 },
+            packed: p.weight_layout == 1,
         };
         g.path = g.choose_path();
+        if g.packed && !matches!(g.path, Path::Pointwise { .. }) {
+            return Err("weight layout 1 (packed) applies to pointwise convs only".into());
+        }
         if let Path::Direct { padded } = g.path {
             product(&[padded[0], padded[1], padded[2], cig]).ok_or_else(too_big)?;
         }
@@ -404,6 +423,45 @@ impl Job {
             unsafe {
                 let b = self.x.add((image * g.c_in + group * g.cig) * g.in_len + s0);
                 self.gemm_tile(image, group, s0, cols, b, g.in_len);
+            }
+        }
+        0
+    }
+
+    /// Items `begin..end` of the pointwise path with packed weights (layout 1).
+    /// Each item is cut into `split` column ranges (multiples of 16 columns), so that a
+    /// conv with fewer items than threads still uses them all.
+    fn pointwise_packed(&self, tile: usize, split: usize, begin: usize, end: usize) -> i32 {
+        let g = &self.g;
+        let group_w = packed::packed_len(g) / g.group;
+        for part in begin..end {
+            let (image, group, s0, cols) = g.item(tile, part / split);
+            let per = cols.div_ceil(split).next_multiple_of(TILE_GRAIN);
+            let first = part % split * per;
+            if first >= cols {
+                continue;
+            }
+            let (s0, cols) = (s0 + first, per.min(cols - first));
+            // Column chunks whose cog output rows (about 64 KiB) stay in cache until
+            // their epilogue.
+            let chunk = (PACKED_CHUNK_FLOATS / g.cog / TILE_GRAIN).max(1) * TILE_GRAIN;
+            for c0 in (s0..s0 + cols).step_by(chunk) {
+                let n = chunk.min(s0 + cols - c0);
+                let at = (image * g.c_out + group * g.cog) * g.out_len + c0;
+                // SAFETY: the group's packed panels inside w (which holds `packed_len`
+                // floats, the caller's promise for layout 1); the group's cig input rows
+                // (stride in_len) from column c0, read-only; the item's cog output rows of
+                // `n` values from `at` (stride out_len), disjoint from x and w, written by
+                // this item only.
+                unsafe {
+                    let w = std::slice::from_raw_parts(self.w.add(group * group_w), group_w);
+                    let x = std::slice::from_raw_parts(self.x.add((image * g.c_in + group * g.cig) * g.in_len + c0), (g.cig - 1) * g.in_len + n);
+                    let y = self.y.add(at);
+                    packed::gemm(&mut packed::Tile { w, x, ldx: g.in_len, y, ldy: g.out_len, rows: g.cog, cols: n, accumulate: self.in_place });
+                    for co in 0..g.cog {
+                        self.epilogue(group * g.cog + co, at + co * g.out_len, n);
+                    }
+                }
             }
         }
         0

@@ -4,8 +4,12 @@
 //! Placement is greedy by decreasing size, each at the lowest 64-byte-aligned offset that
 //! does not collide with an already placed temporary that is alive at the same time, the
 //! classic heuristic for this interval-colouring problem (optimal is NP-hard).
+//!
+//! In place: a loop whose output has the same size, dtype and indexing as one of its
+//! inputs, when that input dies at this step (and the step reads it only that way), writes
+//! over the input: each point is read before it is written, by the same iteration.
 
-use super::kernel::{Mem, Step};
+use super::kernel::{Access, Expr, Mem, Step};
 
 pub const ALIGN: u64 = 64;
 
@@ -35,7 +39,27 @@ pub fn plan(steps: &[Step], temps: &[u64]) -> MemoryPlan {
             }
         }
     }
-    let mut order: Vec<usize> = (0..temps.len()).filter(|&t| live[t].is_some()).collect();
+    // In-place pairs: `root[b] = a` when step i may write b over a.
+    let mut root: Vec<usize> = (0..temps.len()).collect();
+    for (i, s) in steps.iter().enumerate() {
+        if let Some((a, b)) = in_place(s) {
+            let (Some((_, a_last)), Some((b_first, _))) = (live[a], live[b]) else { continue };
+            if a_last == i && b_first == i && temps[a] == temps[b] && root[b] == b {
+                let ra = find(&root, a);
+                root[b] = ra;
+            }
+        }
+    }
+    // A root's lifetime covers its whole chain.
+    for t in 0..temps.len() {
+        let r = find(&root, t);
+        if r != t {
+            if let (Some((f, l)), Some((rf, rl))) = (live[t], live[r]) {
+                live[r] = Some((rf.min(f), rl.max(l)));
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..temps.len()).filter(|&t| live[t].is_some() && find(&root, t) == t).collect();
     order.sort_by_key(|&t| (std::cmp::Reverse(temps[t]), t));
     let mut offsets = vec![0u64; temps.len()];
     let mut placed: Vec<(u64, u64, usize, usize)> = Vec::new(); // (start, end, first, last)
@@ -55,9 +79,39 @@ pub fn plan(steps: &[Step], temps: &[u64]) -> MemoryPlan {
         offsets[t] = at;
         placed.push((at, at + size, first, last));
     }
+    for t in 0..temps.len() {
+        offsets[t] = offsets[find(&root, t)];
+    }
     let arena_size = placed.iter().map(|p| p.1).max().unwrap_or(0);
     let unshared_size = temps.iter().map(|&b| align(b.max(1))).sum();
     MemoryPlan { offsets, arena_size, unshared_size }
+}
+
+fn find(root: &[usize], mut t: usize) -> usize {
+    while root[t] != t {
+        t = root[t];
+    }
+    t
+}
+
+/// (input temp, output temp) when the loop step can write its output over that input.
+fn in_place(s: &Step) -> Option<(usize, usize)> {
+    let Step::Loop(l) = s else { return None };
+    let Mem::Temp(b) = l.out.mem else { return None };
+    let mut reads: Vec<(Mem, Option<Access>)> = Vec::new();
+    l.value.visit(&mut |e| match e {
+        Expr::Load(a) => reads.push((a.mem, Some(a.clone()))),
+        Expr::LoadAt { mem, .. } => reads.push((*mem, None)),
+        _ => {}
+    });
+    reads.iter().find_map(|(m, acc)| {
+        let Mem::Temp(a) = *m else { return None };
+        let same = |x: &Option<Access>| {
+            x.as_ref().is_some_and(|x| x.offset == l.out.offset && x.strides == l.out.strides && x.dtype.size_of() == l.out.dtype.size_of())
+        };
+        let only_same_way = reads.iter().filter(|(m2, _)| *m2 == Mem::Temp(a)).all(|(_, x)| same(x));
+        (a != b && same(acc) && only_same_way).then_some((a as usize, b as usize))
+    })
 }
 
 #[cfg(test)]
@@ -80,6 +134,26 @@ mod tests {
             assert_ne!(p.offsets[a], p.offsets[b], "t{a} and t{b} are alive together");
         }
         assert!(p.offsets.iter().all(|o| o % ALIGN == 0));
+    }
+
+    #[test]
+    fn an_elementwise_loop_writes_over_an_input_that_dies_there() {
+        use crate::backend::cpu::kernel::{Access, Expr, Loop, UnOp};
+        use crate::tensor::DType;
+        let neg = |dst: u32, src: u32| {
+            Step::Loop(Loop {
+                dims: vec![16],
+                out: Access::dense(Mem::Temp(dst), DType::F32, &[16]),
+                value: Expr::un(UnOp::Neg, Expr::Load(Access::dense(Mem::Temp(src), DType::F32, &[16]))),
+            })
+        };
+        // t0 → t1 → t2: each dies in the step that makes the next, so all three share one buffer.
+        let p = plan(&[copy(0, 3), neg(1, 0), neg(2, 1), copy(3, 2)], &[64, 64, 64, 64]);
+        assert_eq!(p.offsets[0], p.offsets[1]);
+        assert_eq!(p.offsets[1], p.offsets[2]);
+        // t0 still read after step 1: no in-place write over it.
+        let p = plan(&[neg(1, 0), neg(2, 0)], &[64, 64, 64]);
+        assert_ne!(p.offsets[0], p.offsets[1]);
     }
 
     #[test]

@@ -109,28 +109,37 @@ fn check(rng: &mut Rng, mut p: ConvParams, run: Run) {
     let residual = rng.values(y_len);
     let (bias, residual) = (run.bias.then_some(&bias[..]), (run.residual || run.in_place).then_some(&residual[..]));
     let want = reference(&p, &x, &w, bias, residual);
-    let mut y = vec![GUARD; y_len + 2 * GUARD_LEN];
-    if run.in_place {
-        y[GUARD_LEN..GUARD_LEN + y_len].copy_from_slice(residual.unwrap());
+    // Layout 0, then layout 1 with the packed weights where the packer takes `p`.
+    let packed = pack_conv_weights(&p, &w);
+    assert_eq!(packed.is_some(), matches!(g.path, Path::Pointwise { .. }), "{p:?}");
+    let mut packed_p = p;
+    packed_p.weight_layout = 1;
+    let mut layouts = vec![(p, w)];
+    layouts.extend(packed.map(|w| (packed_p, w)));
+    for (p, w) in layouts {
+        let mut y = vec![GUARD; y_len + 2 * GUARD_LEN];
+        if run.in_place {
+            y[GUARD_LEN..GUARD_LEN + y_len].copy_from_slice(residual.unwrap());
+        }
+        let scratch_len = p.scratch_bytes as usize / 4;
+        let mut scratch = vec![GUARD; scratch_len + GUARD_LEN];
+        let y_ptr = y[GUARD_LEN..].as_mut_ptr();
+        let r_ptr = if run.in_place { y_ptr as *const f32 } else { residual.map_or(std::ptr::null(), |r| r.as_ptr()) };
+        let context = ctx(run.threads);
+        // SAFETY: buffers of the sizes the parameters describe; scratch of scratch_bytes.
+        let code = unsafe {
+            conv(&context, &p, x.as_ptr(), w.as_ptr(), bias.map_or(std::ptr::null(), |b| b.as_ptr()), r_ptr, y_ptr, scratch.as_mut_ptr().cast())
+        };
+        assert_eq!(code, 0, "{p:?} {run:?}");
+        let act = Act { kind: activation(p.act).unwrap(), alpha: p.act_alpha, beta: p.act_beta };
+        for (i, (&got, &(pre, mag))) in y[GUARD_LEN..GUARD_LEN + y_len].iter().zip(&want).enumerate() {
+            let exact = act_f64(act, pre);
+            let tol = 1.5 * gamma(g.kdim + 2) * mag + 8.0 * f64::from(f32::EPSILON) * exact.abs() + 1e-30;
+            assert!((got as f64 - exact).abs() <= tol, "{p:?} {run:?} path {:?}: y[{i}] = {got}, want {exact} (tol {tol})", g.path);
+        }
+        assert!(y[..GUARD_LEN].iter().chain(&y[GUARD_LEN + y_len..]).all(|&v| v == GUARD), "{p:?}: wrote outside y");
+        assert!(scratch[scratch_len..].iter().all(|&v| v == GUARD), "{p:?}: wrote past scratch_bytes");
     }
-    let scratch_len = p.scratch_bytes as usize / 4;
-    let mut scratch = vec![GUARD; scratch_len + GUARD_LEN];
-    let y_ptr = y[GUARD_LEN..].as_mut_ptr();
-    let r_ptr = if run.in_place { y_ptr as *const f32 } else { residual.map_or(std::ptr::null(), |r| r.as_ptr()) };
-    let context = ctx(run.threads);
-    // SAFETY: buffers of the sizes the parameters describe; scratch of scratch_bytes.
-    let code = unsafe {
-        conv(&context, &p, x.as_ptr(), w.as_ptr(), bias.map_or(std::ptr::null(), |b| b.as_ptr()), r_ptr, y_ptr, scratch.as_mut_ptr().cast())
-    };
-    assert_eq!(code, 0, "{p:?} {run:?}");
-    let act = Act { kind: activation(p.act).unwrap(), alpha: p.act_alpha, beta: p.act_beta };
-    for (i, (&got, &(pre, mag))) in y[GUARD_LEN..GUARD_LEN + y_len].iter().zip(&want).enumerate() {
-        let exact = act_f64(act, pre);
-        let tol = 1.5 * gamma(g.kdim + 2) * mag + 8.0 * f64::from(f32::EPSILON) * exact.abs() + 1e-30;
-        assert!((got as f64 - exact).abs() <= tol, "{p:?} {run:?} path {:?}: y[{i}] = {got}, want {exact} (tol {tol})", g.path);
-    }
-    assert!(y[..GUARD_LEN].iter().chain(&y[GUARD_LEN + y_len..]).all(|&v| v == GUARD), "{p:?}: wrote outside y");
-    assert!(scratch[scratch_len..].iter().all(|&v| v == GUARD), "{p:?}: wrote past scratch_bytes");
 }
 
 /// Random parameters: `spatial` dimensions, and the shape of the groups: "depthwise"
@@ -356,4 +365,57 @@ fn bad_parameters_and_buffers_give_error_codes() {
         mutate(&mut p);
         assert_eq!(call(&p, std::ptr::null(), std::ptr::null_mut(), std::ptr::null_mut()), 0);
     }
+}
+
+/// Layout 1 over pointwise shapes whose channels and columns are not multiples of the
+/// packed GEMM's tiles (6 rows × 16 or 32 columns, then 8, 4 and 1), with groups, every
+/// activation, bias and residual, on one and several threads (`check` runs both layouts).
+#[test]
+fn packed_pointwise_over_ragged_shapes() {
+    let mut rng = Rng::new(77);
+    let acts = all_acts();
+    for case in 0..120 {
+        let mut p = base(2);
+        let group = rng.pick(&[1, 1, 2, 3]);
+        let (cig, cog) = (rng.range(5, 40), rng.range(1, 40));
+        (p.batch, p.group, p.c_in, p.c_out) = (rng.range(1, 2), group as u32, group * cig, group * cog);
+        let (h, w) = (rng.range(1, 20), rng.range(1, 70));
+        (p.in_size, p.out_size) = ([h, w, 1], [h, w, 1]);
+        let act = acts[case % acts.len()];
+        (p.act, p.act_alpha, p.act_beta) = (act.kind as u32, act.alpha, act.beta);
+        assert!(matches!(Geometry::new(&p).unwrap().path, Path::Pointwise { .. }), "{p:?}");
+        let run = random_run(&mut rng);
+        check(&mut rng, p, run);
+    }
+}
+
+/// Weight layout 1 for parameters the packer refuses (they are not on the pointwise
+/// path) is an error code, never a run over misread weights.
+#[test]
+fn packed_layout_for_refused_params_is_an_error() {
+    let mut im2col = base(2);
+    (im2col.c_in, im2col.c_out, im2col.in_size, im2col.out_size, im2col.kernel) = (8, 8, [6, 6, 1], [4, 4, 1], [3, 3, 1]);
+    let mut strided = base(2);
+    (strided.c_in, strided.c_out, strided.in_size, strided.out_size, strided.stride) = (8, 8, [6, 6, 1], [3, 3, 1], [2, 2, 1]);
+    let mut direct = base(2);
+    (direct.c_in, direct.c_out, direct.in_size, direct.out_size) = (2, 2, [6, 6, 1], [6, 6, 1]);
+    let (x, w) = (vec![1f32; 8 * 36], vec![1f32; 8 * 8 * 9]);
+    let mut y = vec![0f32; 8 * 36];
+    let mut scratch = vec![0f32; 8 * 9 * 36];
+    for p in [im2col, strided, direct] {
+        assert!(check_conv_params(&p).is_ok());
+        assert!(pack_conv_weights(&p, &w[..p.c_out as usize * Geometry::new(&p).unwrap().kdim]).is_none(), "{p:?}");
+        let p = ConvParams { weight_layout: 1, scratch_bytes: (scratch.len() * 4) as u64, ..p };
+        assert!(check_conv_params(&p).is_err(), "{p:?}");
+        // SAFETY: buffers larger than p needs; the parameters are refused first.
+        let code = unsafe { conv(std::ptr::null(), &p, x.as_ptr(), w.as_ptr(), std::ptr::null(), std::ptr::null(), y.as_mut_ptr(), scratch.as_mut_ptr().cast()) };
+        assert_eq!(code, ERR_BAD_CONV_PARAMS, "{p:?}");
+    }
+    // The packer also refuses weights of the wrong length and params already packed.
+    let mut pointwise = base(2);
+    (pointwise.c_in, pointwise.c_out, pointwise.in_size, pointwise.out_size) = (8, 8, [6, 6, 1], [6, 6, 1]);
+    assert!(pack_conv_weights(&pointwise, &w[..64]).is_some());
+    assert!(pack_conv_weights(&pointwise, &w[..63]).is_none());
+    assert!(pack_conv_weights(&ConvParams { weight_layout: 1, ..pointwise }, &w[..64]).is_none());
+    assert!(check_conv_params(&ConvParams { weight_layout: 2, ..pointwise }).is_err());
 }

@@ -190,8 +190,21 @@ pub fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize, act: Act, residua
     neoc_runtime::kernels::check_conv_params(&params).map_err(|e| anyhow::anyhow!("Conv parameters: {e}"))?;
     let params = ConvParams { scratch_bytes: neoc_runtime::kernels::conv_scratch_bytes(&params), ..params };
     let scratch = (params.scratch_bytes > 0).then(|| lw.temp_bytes(params.scratch_bytes));
+    // Constant f32 weights go pre-packed (layout 1) where the runtime has a packed
+    // layout for these parameters; otherwise as ONNX OIHW.
+    let packed = match lw.konst(wv) {
+        Some(t) if wt.dtype == DType::F32 => {
+            let w: Vec<f32> = t.to_f64_vec()?.into_iter().map(|v| v as f32).collect();
+            neoc_runtime::kernels::pack_conv_weights(&params, &w)
+        }
+        _ => None,
+    };
+    let (params, wm) = match packed {
+        Some(w) => (ConvParams { weight_layout: 1, ..params }, lw.blob(w.iter().flat_map(|v| v.to_le_bytes()).collect())),
+        None => (params, lw.mem(wv)?),
+    };
     let pm = lw.blob(pod_bytes(&params));
-    let (xm, wm) = (lw.mem(x)?, lw.mem(wv)?);
+    let xm = lw.mem(x)?;
     let bias = match lw.opt_input(id, 2) {
         Some(b) => Some(lw.mem(b)?),
         None => None,

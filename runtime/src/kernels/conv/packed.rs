@@ -1,0 +1,362 @@
+//! Weight layout 1 ([`crate::abi::ConvParams::weight_layout`]): pointwise weights packed
+//! at compile time by [`pack_conv_weights`], and the GEMM that reads them.
+//!
+//! Packing: per group, the `cog × cig` weight block is cut into panels of [`MR`] output
+//! channels (the last one padded with zero rows); a panel holds, for each input channel
+//! `k`, its MR weights `w[c0..c0 + MR][k]` next to each other. The GEMM computes an
+//! MR × NR tile of `Y = W · X` by broadcasting those weights against NR contiguous
+//! values of one input row: X is read in place (its rows are the contiguous input
+//! planes), so neither operand is repacked at run time.
+//!
+//! The micro-kernel is plain Rust over fixed-size arrays, compiled three times: for
+//! AVX-512, for AVX2+FMA (both chosen with `is_x86_feature_detected!`), and portable.
+
+use super::{ConvParams, Geometry, Path};
+
+/// Output channels per weight panel.
+pub const MR: usize = 6;
+
+/// Floats of the packed weights for a geometry on the pointwise path.
+pub(super) fn packed_len(g: &Geometry) -> usize {
+    g.group * g.cog.div_ceil(MR) * MR * g.cig
+}
+
+/// Packs ONNX OIHW weights `w` (c_out × c_in/group × kernel) for `p` into layout 1, or
+/// `None` when that layout does not apply to `p` (not a pointwise conv on the GEMM path,
+/// invalid parameters, `weight_layout` not 0, or `w` of the wrong length). The result
+/// goes with `p` changed to `weight_layout = 1`, everything else the same.
+pub fn pack_conv_weights(p: &ConvParams, w: &[f32]) -> Option<Vec<f32>> {
+    if p.weight_layout != 0 {
+        return None;
+    }
+    let g = Geometry::new(p).ok()?;
+    if !matches!(g.path, Path::Pointwise { .. }) || w.len() != g.c_out * g.kdim {
+        return None;
+    }
+    let mut out = vec![0f32; packed_len(&g)];
+    let panels = g.cog.div_ceil(MR);
+    for grp in 0..g.group {
+        for panel in 0..panels {
+            let dst = &mut out[(grp * panels + panel) * MR * g.cig..][..MR * g.cig];
+            for r in 0..MR.min(g.cog - panel * MR) {
+                let row = &w[(grp * g.cog + panel * MR + r) * g.cig..][..g.cig];
+                for (k, &v) in row.iter().enumerate() {
+                    dst[k * MR + r] = v;
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+/// One (image, group, column range) of the packed pointwise GEMM.
+pub(super) struct Tile<'a> {
+    /// The group's packed panels (`cog.div_ceil(MR) · MR · cig` floats).
+    pub w: &'a [f32],
+    /// Input rows: row k starts at `k · ldx` and holds at least `cols` values.
+    pub x: &'a [f32],
+    pub ldx: usize,
+    /// Output rows: `rows` of them, row r the `cols` floats from `y + r · ldy`, written
+    /// by this tile only (see [`gemm`]).
+    pub y: *mut f32,
+    pub ldy: usize,
+    pub rows: usize,
+    pub cols: usize,
+    /// Accumulate onto y (in-place residual) instead of overwriting it.
+    pub accumulate: bool,
+}
+
+/// Computes the tile with the widest micro-kernel the CPU runs.
+///
+/// # Safety
+/// `t.y`'s rows (see [`Tile`]) are valid for writes, disjoint from `t.w` and `t.x`, and
+/// not accessed by anything else during the call; `t.w` holds `rows.div_ceil(MR)`
+/// panels.
+pub(super) unsafe fn gemm(t: &mut Tile) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above); the caller's promise.
+            return unsafe { gemm_avx512(t) };
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above); the caller's promise.
+            return unsafe { gemm_avx2(t) };
+        }
+    }
+    // SAFETY: the caller's promise.
+    unsafe { gemm_body::<8, false>(t) }
+}
+
+/// # Safety
+/// As [`gemm`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn gemm_avx512(t: &mut Tile) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        let j = strips_with::<32>(t, 0, |w, x, ldx, rows, j, a| store(&x86::micro_avx512(w, x, ldx), rows, j, a));
+        gemm_tail::<false>(t, j)
+    }
+}
+
+/// # Safety
+/// As [`gemm`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gemm_avx2(t: &mut Tile) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        let j = strips_with::<16>(t, 0, |w, x, ldx, rows, j, a| x86::micro_avx2(w, x, ldx, rows, j, a));
+        gemm_tail::<false>(t, j)
+    }
+}
+
+/// The loops over column strips of NR (then narrower strips for the rest) and, inside,
+/// over the weight panels, so that a strip of X stays in L1 for all the panels.
+///
+/// # Safety
+/// As [`gemm`].
+#[inline(always)]
+pub(super) unsafe fn gemm_body<const NR: usize, const FMA: bool>(t: &mut Tile) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        let j = strips::<NR, FMA>(t, 0);
+        gemm_tail::<FMA>(t, j)
+    }
+}
+
+/// The columns from `j` on, in strips of 8, 4 and 1. (The x86 kernels call it with
+/// FMA false: its closures are not compiled with their target features, where
+/// `mul_add` would be a call to libm's `fmaf`.)
+///
+/// # Safety
+/// As [`gemm`].
+#[inline(always)]
+unsafe fn gemm_tail<const FMA: bool>(t: &mut Tile, mut j: usize) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        j = strips::<8, FMA>(t, j);
+        j = strips::<4, FMA>(t, j);
+        strips::<1, FMA>(t, j);
+    }
+}
+
+/// Strips of N columns from `j` while they fit; returns the first column left.
+///
+/// # Safety
+/// As [`gemm`].
+#[inline(always)]
+unsafe fn strips<const N: usize, const FMA: bool>(t: &mut Tile, j: usize) -> usize {
+    // SAFETY: the caller's promise.
+    unsafe { strips_with::<N>(t, j, |w, x, ldx, rows, j, accumulate| store(&micro::<N, FMA>(w, x, ldx), rows, j, accumulate)) }
+}
+
+/// [`strips`] with the micro-kernel `micro`.
+///
+/// # Safety
+/// As [`gemm`].
+#[inline(always)]
+unsafe fn strips_with<const N: usize>(t: &mut Tile, mut j: usize, micro: impl Fn(&[f32], &[f32], usize, &mut [&mut [f32]], usize, bool)) -> usize {
+    let k = t.w.len() / (t.rows.div_ceil(MR) * MR).max(1);
+    while j + N <= t.cols {
+        // X from column j: row kk at kk·ldx; the last row needs only N values.
+        let x = &t.x[j..(k.max(1) - 1) * t.ldx + j + N];
+        for (panel, w) in t.w.chunks_exact(MR * k).enumerate().take(t.rows.div_ceil(MR)) {
+            let first = panel * MR;
+            let mut rows: [&mut [f32]; MR] = std::array::from_fn(|r| {
+                if first + r < t.rows {
+                    // SAFETY: row first + r < t.rows, columns j..j + N ≤ cols of y, this
+                    // tile's alone (`gemm`'s caller's promise); one slice per row.
+                    unsafe { std::slice::from_raw_parts_mut(t.y.add((first + r) * t.ldy + j), N) }
+                } else {
+                    Default::default()
+                }
+            });
+            micro(w, x, t.ldx, &mut rows[..MR.min(t.rows - first)], 0, t.accumulate);
+        }
+        j += N;
+    }
+    j
+}
+
+/// Writes (or adds, when `accumulate`) the tile's rows to `rows[r][j..j + N]`.
+#[inline(always)]
+fn store<const N: usize>(acc: &[[f32; N]; MR], rows: &mut [&mut [f32]], j: usize, accumulate: bool) {
+    for (a, row) in acc.iter().zip(rows.iter_mut()) {
+        let out = &mut row[j..j + N];
+        if accumulate {
+            for (o, v) in out.iter_mut().zip(a) {
+                *o += v;
+            }
+        } else {
+            out.copy_from_slice(a);
+        }
+    }
+}
+
+/// The MR × N tile `Σ_k w[k][r] · x[k·ldx + c]`, with `w` one panel (k · MR floats).
+#[inline(always)]
+fn micro<const N: usize, const FMA: bool>(w: &[f32], x: &[f32], ldx: usize) -> [[f32; N]; MR] {
+    let mut acc = [[0f32; N]; MR];
+    // (`strips` passes x long enough for every row; the `break` is never taken.)
+    for (wk, xrow) in w.chunks_exact(MR).zip(x.chunks(ldx)) {
+        let Some(xk) = xrow.first_chunk::<N>() else { break };
+        for r in 0..MR {
+            let wr = wk[r];
+            for c in 0..N {
+                acc[r][c] = if FMA { wr.mul_add(xk[c], acc[r][c]) } else { acc[r][c] + wr * xk[c] };
+            }
+        }
+    }
+    acc
+}
+
+/// The x86 micro-kernels with intrinsics, holding the MR × N tile in registers (the
+/// plain-Rust [`micro`] keeps it in memory on every step).
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{MR, micro, store};
+    use std::arch::x86_64::*;
+
+    /// [`micro`] for N = 32 with AVX-512: 12 zmm accumulators.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) fn micro_avx512(w: &[f32], x: &[f32], ldx: usize) -> [[f32; 32]; MR] {
+        let k = w.len() / MR;
+        if k > 0 && x.len() < (k - 1) * ldx + 32 {
+            return micro::<32, true>(w, x, ldx);
+        }
+        let mut acc = [_mm512_setzero_ps(); 2 * MR];
+        for kk in 0..k {
+            // SAFETY: kk < k, so w[kk·MR..kk·MR + MR] is inside w, and row kk of x has
+            // 32 values from kk·ldx (x.len() checked above).
+            let (x0, x1, wk) = unsafe {
+                let xp = x.as_ptr().add(kk * ldx);
+                (_mm512_loadu_ps(xp), _mm512_loadu_ps(xp.add(16)), w.as_ptr().add(kk * MR))
+            };
+            for r in 0..MR {
+                // SAFETY: r < MR, inside the panel row (see above).
+                let b = _mm512_set1_ps(unsafe { *wk.add(r) });
+                acc[2 * r] = _mm512_fmadd_ps(b, x0, acc[2 * r]);
+                acc[2 * r + 1] = _mm512_fmadd_ps(b, x1, acc[2 * r + 1]);
+            }
+        }
+        let mut out = [[0f32; 32]; MR];
+        for (r, o) in out.iter_mut().enumerate() {
+            // SAFETY: o holds 32 floats.
+            unsafe {
+                _mm512_storeu_ps(o.as_mut_ptr(), acc[2 * r]);
+                _mm512_storeu_ps(o.as_mut_ptr().add(16), acc[2 * r + 1]);
+            }
+        }
+        out
+    }
+
+    /// [`micro`] for N = 16 with AVX2 and FMA (12 ymm accumulators), then [`store`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn micro_avx2(w: &[f32], x: &[f32], ldx: usize, rows: &mut [&mut [f32]], j: usize, accumulate: bool) {
+        let k = w.len() / MR;
+        if k > 0 && x.len() < (k - 1) * ldx + 16 {
+            return store(&micro::<16, true>(w, x, ldx), rows, j, accumulate);
+        }
+        let mut acc = [_mm256_setzero_ps(); 2 * MR];
+        for kk in 0..k {
+            // SAFETY: kk < k, so w[kk·MR..kk·MR + MR] is inside w, and row kk of x has
+            // 16 values from kk·ldx (x.len() checked above).
+            let (x0, x1, wk) = unsafe {
+                let xp = x.as_ptr().add(kk * ldx);
+                (_mm256_loadu_ps(xp), _mm256_loadu_ps(xp.add(8)), w.as_ptr().add(kk * MR))
+            };
+            for r in 0..MR {
+                // SAFETY: r < MR, inside the panel row (see above).
+                let b = _mm256_set1_ps(unsafe { *wk.add(r) });
+                acc[2 * r] = _mm256_fmadd_ps(b, x0, acc[2 * r]);
+                acc[2 * r + 1] = _mm256_fmadd_ps(b, x1, acc[2 * r + 1]);
+            }
+        }
+        if rows.len() == MR && rows.iter().all(|row| row.len() >= j + 16) {
+            for r in 0..MR {
+                let out = rows[r][j..].as_mut_ptr();
+                // SAFETY: out has 16 floats (row lengths checked just above).
+                unsafe {
+                    let (mut lo, mut hi) = (acc[2 * r], acc[2 * r + 1]);
+                    if accumulate {
+                        lo = _mm256_add_ps(lo, _mm256_loadu_ps(out));
+                        hi = _mm256_add_ps(hi, _mm256_loadu_ps(out.add(8)));
+                    }
+                    _mm256_storeu_ps(out, lo);
+                    _mm256_storeu_ps(out.add(8), hi);
+                }
+            }
+        } else {
+            let mut out = [[0f32; 16]; MR];
+            for (r, o) in out.iter_mut().enumerate() {
+                // SAFETY: o holds 16 floats.
+                unsafe {
+                    _mm256_storeu_ps(o.as_mut_ptr(), acc[2 * r]);
+                    _mm256_storeu_ps(o.as_mut_ptr().add(8), acc[2 * r + 1]);
+                }
+            }
+            store(&out, rows, j, accumulate);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::test_util::Rng;
+
+    /// The dispatched (widest) micro-kernels against the portable loop, on tiles whose
+    /// rows and columns are not multiples of theirs, overwriting and accumulating. Both
+    /// sum each output's k products in the same order, from the same start (0, then y
+    /// added); FMA rounds once per step where the plain loop rounds twice, so they may
+    /// differ by k·2ε·Σ|products| + ε|y| at most.
+    #[test]
+    fn dispatched_matches_portable() {
+        let mut rng = Rng::new(3);
+        for _ in 0..200 {
+            let (k, rows, cols) = (rng.range(5, 50) as usize, rng.range(1, 20) as usize, rng.range(1, 90) as usize);
+            let ldx = cols + rng.range(0, 7) as usize;
+            let w = rng.values(rows * k);
+            let x = rng.values((k - 1) * ldx + cols);
+            let p = ConvParams {
+                spatial: 1,
+                group: 1,
+                batch: 1,
+                c_in: k as u64,
+                c_out: rows as u64,
+                in_size: [cols as u64, 1, 1],
+                out_size: [cols as u64, 1, 1],
+                kernel: [1; 3],
+                stride: [1; 3],
+                dilation: [1; 3],
+                pad_begin: [0; 3],
+                act: 0,
+                weight_layout: 0,
+                act_alpha: 0.0,
+                act_beta: 0.0,
+                scratch_bytes: 0,
+            };
+            let packed = pack_conv_weights(&p, &w).expect("a pointwise conv");
+            let accumulate = rng.coin();
+            let start = rng.values(rows * cols);
+            let run = |portable: bool| {
+                let mut y = start.clone();
+                let mut t = Tile { w: &packed, x: &x, ldx, y: y.as_mut_ptr(), ldy: cols, rows, cols, accumulate };
+                // SAFETY: y holds `rows` rows of `cols` floats, and nothing else uses it.
+                unsafe {
+                    if portable { gemm_body::<8, false>(&mut t) } else { gemm(&mut t) }
+                }
+                y
+            };
+            let (fast, plain) = (run(false), run(true));
+            for (i, (a, b)) in fast.iter().zip(&plain).enumerate() {
+                let (r, c) = (i / cols, i % cols);
+                let mag: f32 = (0..k).map(|kk| (w[r * k + kk] * x[kk * ldx + c]).abs()).sum::<f32>();
+                let tol = 2.0 * k as f32 * f32::EPSILON * mag + f32::EPSILON * start[i].abs() + 1e-30;
+                assert!((a - b).abs() <= tol, "k {k} rows {rows} cols {cols}: [{r}][{c}] {a} vs {b}");
+            }
+        }
+    }
+}
