@@ -5,6 +5,7 @@
 //! copying). Ops the backend cannot lower yet are all collected and reported together,
 //! each naming the node, the op and what is missing.
 
+mod attention;
 mod elementwise;
 mod fused;
 mod index;
@@ -141,6 +142,7 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         Op::Index(_) => index::lower(lw, id, op),
         Op::Loss(l) => loss::lower(lw, id, l),
         Op::Resize(r) => resize::lower(lw, id, r),
+        Op::Attention(a) => attention::lower(lw, id, a),
         _ => bail!("the cpu backend has no kernel for this op yet"),
     }
 }
