@@ -251,6 +251,7 @@ fn norm(lw: &mut Lw, id: NodeId, n: &Norm) -> Result<()> {
             let is_zero = Expr::bin(BinOp::Eq, nv.clone(), lit(0.0));
             Expr::select(is_zero, lit(0.0), Expr::bin(BinOp::Div, xv, nv))
         }
+        Norm::Lrn { alpha, beta, bias, size } => return lrn(lw, id, x, *alpha, *beta, *bias, *size),
         _ => bail!("the cpu backend has no kernel for this normalisation yet"),
     };
     let out = lw.out(id, 0);
@@ -318,5 +319,54 @@ fn normalise(lw: &mut Lw, id: NodeId, x: crate::ir::ValueId, axes: Vec<usize>, e
     }
     let out = lw.out(id, 0);
     lw.push(Step::Loop(Loop { dims: xt.shape.clone(), out: Access::dense(out, t, &xt.shape), value: y }));
+    Ok(())
+}
+
+/// LRN: `y = x / (bias + alpha/size · Σ x[c']²)^beta` over the channels `c'` in
+/// `[c - (size-1)/2, c + size/2]` that exist: a reduction over `size` taps per output,
+/// whose missing channels add 0.
+#[allow(clippy::too_many_arguments)]
+fn lrn(lw: &mut Lw, id: NodeId, x: crate::ir::ValueId, alpha: f32, beta: f32, bias: f32, size: i64) -> Result<()> {
+    let xt = lw.ty(x).clone();
+    let t = xt.dtype;
+    let r = xt.rank();
+    if r < 2 || size < 1 {
+        bail!("LRN needs rank >= 2 and a positive size");
+    }
+    let size = size as usize;
+    let lo = ((size - 1) / 2) as i64;
+    let xm = lw.mem(x)?;
+    let xs = dense_strides(&xt.shape);
+    let int = |v: i64| Expr::Lit(Lit::Int(v, DType::I64));
+    // Channel k = c - lo + j of tap j.
+    let k = Expr::bin(BinOp::Add, Expr::bin(BinOp::Sub, Expr::Index(1), int(lo)), Expr::Index(r));
+    let valid = Expr::bin(BinOp::And, Expr::bin(BinOp::Ge, k.clone(), int(0)), Expr::bin(BinOp::Lt, k.clone(), int(xt.shape[1] as i64)));
+    let mut flat = Expr::bin(BinOp::Mul, k, int(xs[1]));
+    for (d, &stride) in xs.iter().enumerate() {
+        if d != 1 {
+            flat = Expr::bin(BinOp::Add, flat, Expr::bin(BinOp::Mul, Expr::Index(d), int(stride)));
+        }
+    }
+    let idx = Expr::select(valid.clone(), flat, int(0));
+    let v = Expr::LoadAt { mem: xm, dtype: t, len: xt.len() as i64, index: Box::new(idx) };
+    let value = Expr::select(valid, Expr::bin(BinOp::Mul, v.clone(), v), Expr::lit_f(t, 0.0));
+    let mut x_strides = xs.clone();
+    x_strides.push(0);
+    let here = Expr::Load(Access { mem: xm, dtype: t, offset: 0, strides: x_strides });
+    let denom = Expr::bin(BinOp::Add, Expr::lit_f(t, bias as f64), Expr::bin(BinOp::Mul, Expr::lit_f(t, alpha as f64 / size as f64), Expr::Acc));
+    let finish = Expr::bin(BinOp::Div, here, Expr::math2(MathOp::Pow, denom, Expr::lit_f(t, beta as f64)));
+    let mut dims = xt.shape.clone();
+    dims.push(size);
+    let out = lw.out(id, 0);
+    lw.push(Step::Reduce(ReduceStep {
+        dims,
+        n_outer: r,
+        acc: t,
+        init: Lit::of(t, 0.0),
+        combine: BinOp::Add,
+        value,
+        finish,
+        out: Access::dense(out, t, &xt.shape),
+    }));
     Ok(())
 }
