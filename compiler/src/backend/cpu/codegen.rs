@@ -404,7 +404,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
             let env = Env { idx, addrs: &addrs, accesses, hoisted: &hoisted, vector: false };
             let v = self.expr(&r.value, &env)?;
             let acc = self.b.use_var(var);
-            let next = self.binary(r.combine, acc, v, acc_ty, false)?;
+            let next = self.binary(r.combine, acc, v, acc_ty)?;
             self.b.def_var(var, next);
         } else {
             self.for_range(0, r.dims[d] as i64, 1, &mut |g, i| {
@@ -526,7 +526,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
                 let t = expr_dtype(a, acc_ty);
                 let x = self.expr(a, env)?;
                 let y = self.expr(b, env)?;
-                self.binary(*op, x, y, t, env.vector)?
+                self.binary(*op, x, y, t)?
             }
             Expr::Select(c, a, b) => {
                 let c = self.expr(c, env)?;
@@ -613,10 +613,9 @@ impl<'a, 'b> StepGen<'a, 'b> {
         })
     }
 
-    fn binary(&mut self, op: BinOp, x: Value, y: Value, t: DType, vector: bool) -> Result<Value> {
+    fn binary(&mut self, op: BinOp, x: Value, y: Value, t: DType) -> Result<Value> {
         let float = t.is_float();
         let signed = t.is_signed_int();
-        let _ = vector;
         if float {
             let ins = self.b.ins();
             return Ok(match op {

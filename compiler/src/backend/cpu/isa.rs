@@ -5,8 +5,6 @@
 //! `sse4.1`. Only features Cranelift can use are enabled and recorded; a target's other
 //! features are harmless extra information.
 
-use std::sync::Arc;
-
 use anyhow::{Context, Result, bail};
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
@@ -98,10 +96,4 @@ pub fn for_target(target: &Target) -> Result<CpuIsa> {
     features.dedup();
     let isa = builder.finish(settings::Flags::new(shared)).map_err(|e| anyhow::anyhow!("cranelift ISA for {triple}: {e}"))?;
     Ok(CpuIsa { isa, arch, features })
-}
-
-/// Kept so `OwnedTargetIsa` stays the `Arc` it is in 0.135 (a change would show here).
-#[allow(dead_code)]
-fn _owned_is_arc(i: OwnedTargetIsa) -> Arc<dyn TargetIsa> {
-    i
 }
