@@ -19,7 +19,7 @@ use std::mem::offset_of;
 /// The table only ever grows at its end, and each addition bumps this number. An
 /// artifact records the version its code was built against; a runtime loads artifacts
 /// built for its own version or any older one, and refuses newer ones with a clear error.
-pub const KERNEL_ABI_VERSION: u32 = 1;
+pub const KERNEL_ABI_VERSION: u32 = 2;
 
 /// The single argument of the entry point. All pointers are valid for the whole call.
 #[repr(C)]
@@ -75,6 +75,47 @@ pub type SgemmFn = unsafe extern "C" fn(
     rsc: isize,
     csc: isize,
 );
+
+/// A GEMM with a fused epilogue: `C = act(alpha·A·B + bias + residual)` (f32), for
+/// [`SgemmEpilogueFn`]. Strides are in elements; `bias` and `residual` are read at
+/// `r·rs + c·cs` for element (r, c) of C (a stride of 0 broadcasts, e.g. a per-column
+/// bias has `rs_bias == 0`). Unlike [`SgemmFn`]'s `beta`, C is never read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GemmParams {
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    pub rsa: i64,
+    pub csa: i64,
+    pub rsb: i64,
+    pub csb: i64,
+    pub rsc: i64,
+    pub csc: i64,
+    pub rs_bias: i64,
+    pub cs_bias: i64,
+    pub rs_residual: i64,
+    pub cs_residual: i64,
+    pub alpha: f32,
+    /// An [`Activation`] as u32.
+    pub act: u32,
+    pub act_alpha: f32,
+    pub act_beta: f32,
+}
+
+/// `sgemm_epilogue(ctx, params, a, b, bias, residual, c)` (since [`KERNEL_ABI_VERSION`]
+/// 2): `bias` and `residual` may be null. C's rows are contiguous (`csc == 1`) and C
+/// overlaps none of the other buffers. Returns 0, or `kernels::ERR_BAD_GEMM_PARAMS` for
+/// an unknown activation or `csc != 1`.
+pub type SgemmEpilogueFn = unsafe extern "C" fn(
+    ctx: *const RunContext,
+    params: *const GemmParams,
+    a: *const f32,
+    b: *const f32,
+    bias: *const f32,
+    residual: *const f32,
+    c: *mut f32,
+) -> i32;
 
 /// A piece of parallel work: handle indices `begin..end`; return 0, or an error code.
 pub type TaskFn = unsafe extern "C" fn(task_ctx: *mut c_void, begin: usize, end: usize) -> i32;
@@ -284,6 +325,8 @@ pub struct KernelTable {
     pub math_f64: MathF64Fn,
     pub conv: ConvFn,
     pub pool: PoolFn,
+    /// Since version 2.
+    pub sgemm_epilogue: SgemmEpilogueFn,
 }
 
 pub const RUN_CONTEXT_INPUTS_OFFSET: usize = 0;
@@ -303,6 +346,7 @@ pub const KERNEL_TABLE_MATH_F32_OFFSET: usize = 40;
 pub const KERNEL_TABLE_MATH_F64_OFFSET: usize = 48;
 pub const KERNEL_TABLE_CONV_OFFSET: usize = 56;
 pub const KERNEL_TABLE_POOL_OFFSET: usize = 64;
+pub const KERNEL_TABLE_SGEMM_EPILOGUE_OFFSET: usize = 72;
 
 /// Alignment of the arena and the weights section in memory.
 pub const ARENA_ALIGN: usize = 64;
@@ -327,4 +371,5 @@ const _: () = {
     assert!(offset_of!(KernelTable, math_f64) == KERNEL_TABLE_MATH_F64_OFFSET);
     assert!(offset_of!(KernelTable, conv) == KERNEL_TABLE_CONV_OFFSET);
     assert!(offset_of!(KernelTable, pool) == KERNEL_TABLE_POOL_OFFSET);
+    assert!(offset_of!(KernelTable, sgemm_epilogue) == KERNEL_TABLE_SGEMM_EPILOGUE_OFFSET);
 };

@@ -13,7 +13,7 @@ pub const PARALLEL_MIN_WORK: usize = 1 << 18;
 
 /// Rows (or columns) of C per unit of work handed to threads: a multiple of the
 /// micro-kernels' register tiles, so that splits do not leave ragged edges in the middle.
-const SPLIT_GRAIN: usize = 16;
+pub(super) const SPLIT_GRAIN: usize = 16;
 
 /// See [`crate::abi::SgemmFn`]. Splits C into contiguous blocks of rows (of columns when
 /// C is wider than tall) over `ctx.thread_count` threads when m·n·k ≥
@@ -86,21 +86,21 @@ pub(crate) unsafe fn sgemm_serial(
 
 /// One GEMM problem, as the ABI passes it.
 #[derive(Clone, Copy)]
-struct Gemm {
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    a: *const f32,
-    rsa: isize,
-    csa: isize,
-    b: *const f32,
-    rsb: isize,
-    csb: isize,
-    beta: f32,
-    c: *mut f32,
-    rsc: isize,
-    csc: isize,
+pub(super) struct Gemm {
+    pub(super) m: usize,
+    pub(super) n: usize,
+    pub(super) k: usize,
+    pub(super) alpha: f32,
+    pub(super) a: *const f32,
+    pub(super) rsa: isize,
+    pub(super) csa: isize,
+    pub(super) b: *const f32,
+    pub(super) rsb: isize,
+    pub(super) csb: isize,
+    pub(super) beta: f32,
+    pub(super) c: *mut f32,
+    pub(super) rsc: isize,
+    pub(super) csc: isize,
 }
 
 // SAFETY: a `Gemm` is shared between the threads of one `sgemm` call only, during which
@@ -112,7 +112,7 @@ impl Gemm {
     ///
     /// # Safety
     /// Only pointer offsets inside the matrices `self` describes are formed.
-    unsafe fn block(&self, by_rows: bool, begin: usize, end: usize) -> Gemm {
+    pub(super) unsafe fn block(&self, by_rows: bool, begin: usize, end: usize) -> Gemm {
         let mut g = *self;
         // SAFETY (offsets): begin < end ≤ the split dimension when the block is not
         // empty, so the offset element exists; empty blocks are not offset.
@@ -138,7 +138,7 @@ impl Gemm {
     ///
     /// # Safety
     /// As [`sgemm`].
-    unsafe fn run(&self) {
+    pub(super) unsafe fn run(&self) {
         let Gemm { m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc } = *self;
         if m == 0 || n == 0 {
             return;

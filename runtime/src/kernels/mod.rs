@@ -9,6 +9,7 @@ pub mod conv;
 mod epilogue;
 mod erf;
 pub mod gemm;
+mod gemm_epilogue;
 pub mod generic;
 pub mod math;
 pub mod pool;
@@ -35,6 +36,7 @@ pub static GENERIC: KernelTable = KernelTable {
     math_f64: math::math_f64,
     conv: conv::conv,
     pool: pool::pool,
+    sgemm_epilogue: gemm_epilogue::sgemm_epilogue,
 };
 
 /// Error codes the conv and pool kernels return (compiled code hands them on as its
@@ -46,6 +48,8 @@ pub const ERR_CONV_BUFFERS: i32 = -11;
 pub const ERR_BAD_POOL_PARAMS: i32 = -12;
 /// The pool kernel was given a null or misaligned pointer.
 pub const ERR_POOL_BUFFERS: i32 = -13;
+/// `sgemm_epilogue` was given an unknown activation.
+pub const ERR_BAD_GEMM_PARAMS: i32 = -14;
 
 /// The best table for this machine. For now, the generic one (whose sgemm already picks
 /// AVX-512/AVX2/NEON micro-kernels at run time).

@@ -828,6 +828,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
     fn emit_call(&mut self, c: &Call) -> Result<()> {
         match c {
             Call::Gemm { batch, m, n, k, alpha, beta, a, b, c } => self.emit_gemm(batch, [*m, *n, *k], *alpha, *beta, [a, b, c]),
+            Call::GemmEpilogue { batch, params, a, b, bias, residual, c } => self.emit_gemm_epilogue(batch, *params, [Some(a), Some(b), bias.as_ref(), residual.as_ref(), Some(c)]),
             Call::Conv { params, x, w, bias, residual, y, scratch } => {
                 let f = self.kernel_fn(abi::KERNEL_TABLE_CONV_OFFSET);
                 let sig = self.cg.signature(&[I64; 8], Some(I32));
@@ -902,7 +903,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
                 if m.offset != 0 { self.b.ins().iadd_imm_s(base, m.offset * 4) } else { base }
             })
             .collect();
-        self.gemm_level(batch, 0, &ops, addrs, &mut |g, p| {
+        self.gemm_level(batch, 0, &ops[..], addrs, &mut |g, p| {
             let mut vals = vec![g.ctx];
             for v in mnk {
                 vals.push(g.b.ins().iconst(I64, v as i64));
@@ -921,11 +922,45 @@ impl<'a, 'b> StepGen<'a, 'b> {
         })
     }
 
+    /// `sgemm_epilogue(ctx, params, a, b, bias, residual, c)` at every batch point; absent
+    /// matrices are passed as null.
+    fn emit_gemm_epilogue(&mut self, batch: &[usize], params: Mem, ops: [Option<&Matrix>; 5]) -> Result<()> {
+        if batch.contains(&0) {
+            return Ok(());
+        }
+        let f = self.kernel_fn(abi::KERNEL_TABLE_SGEMM_EPILOGUE_OFFSET);
+        let sig = self.cg.signature(&[I64; 7], Some(I32));
+        let sigref = self.b.import_signature(sig);
+        let present: Vec<&Matrix> = ops.iter().flatten().copied().collect();
+        let addrs: Vec<Value> = present
+            .iter()
+            .map(|m| {
+                let base = self.bases[&m.mem];
+                if m.offset != 0 { self.b.ins().iadd_imm_s(base, m.offset * 4) } else { base }
+            })
+            .collect();
+        let pbase = self.bases[&params];
+        self.gemm_level(batch, 0, &present, addrs, &mut |g, p| {
+            let mut vals = vec![g.ctx, pbase];
+            let mut next = p.iter();
+            for m in ops {
+                vals.push(match m {
+                    Some(_) => *next.next().expect("one address per present matrix"),
+                    None => g.b.ins().iconst(I64, 0),
+                });
+            }
+            let call = g.b.ins().call_indirect(sigref, f, &vals);
+            let status = g.b.inst_results(call)[0];
+            g.return_if_error(status);
+            Ok(())
+        })
+    }
+
     fn gemm_level(
         &mut self,
         batch: &[usize],
         d: usize,
-        ops: &[&Matrix; 3],
+        ops: &[&Matrix],
         addrs: Vec<Value>,
         body: &mut dyn FnMut(&mut Self, &[Value]) -> Result<()>,
     ) -> Result<()> {

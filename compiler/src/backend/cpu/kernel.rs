@@ -264,6 +264,10 @@ pub struct Matrix {
 pub enum Call {
     /// For every point of `batch`: `C = alpha·A·B + beta·C` (f32).
     Gemm { batch: Vec<usize>, m: usize, n: usize, k: usize, alpha: f32, beta: f32, a: Matrix, b: Matrix, c: Matrix },
+    /// For every point of `batch`: `C = act(alpha·A·B + bias + residual)` (f32), by the
+    /// runtime's `sgemm_epilogue`. `params` is a weights blob holding an
+    /// `abi::GemmParams`, whose sizes and strides are the matrices' own.
+    GemmEpilogue { batch: Vec<usize>, params: Mem, a: Matrix, b: Matrix, bias: Option<Matrix>, residual: Option<Matrix>, c: Matrix },
     /// `params` is a weights blob holding an `abi::ConvParams`.
     Conv { params: Mem, x: Mem, w: Mem, bias: Option<Mem>, residual: Option<Mem>, y: Mem, scratch: Option<Mem> },
     /// `params` is a weights blob holding an `abi::PoolParams`.
@@ -281,6 +285,11 @@ impl Call {
                 if *beta != 0.0 {
                     r.push(c.mem);
                 }
+                (r, vec![c.mem])
+            }
+            Call::GemmEpilogue { params, a, b, bias, residual, c, .. } => {
+                let mut r = vec![*params, a.mem, b.mem];
+                r.extend(bias.iter().chain(residual).map(|m| m.mem));
                 (r, vec![c.mem])
             }
             Call::Conv { params, x, w, bias, residual, y, scratch } => {

@@ -4,6 +4,10 @@
 //!   (optional), residual (optional, Y's shape). Attributes: Conv's, plus `act`
 //!   (`none`, `relu`, `clip`, `leaky_relu`, `sigmoid`, `silu`, `hard_swish`), `alpha`,
 //!   `beta` (clip's bounds, leaky_relu's slope) and `_residual`.
+//! - `neoc.FusedMatMul`: `y = act(scale · A·B + addends…)`. Inputs: A, B, then up to two
+//!   addends (a bias, a residual), each broadcast numpy-style to the product's shape.
+//!   Attributes: `_gemm` (1: Gemm's 2-D form with `trans_a`/`trans_b`; 0: MatMul's
+//!   batched form), `scale`, and `act`, `alpha`, `beta` as for FusedConv.
 //! - `neoc.Elementwise`: a chain of elementwise ops, given as a `body` graph whose inputs
 //!   are the node's inputs (numpy broadcasting to the body's output); compiled as one loop.
 //!
@@ -63,6 +67,22 @@ impl Act {
         })
     }
 
+    /// The runtime ABI's code for this activation and its two parameters.
+    pub fn abi(self) -> (neoc_runtime::abi::Activation, f32, f32) {
+        use neoc_runtime::abi::Activation as A;
+        let kind = match self {
+            Act::None => A::None,
+            Act::Relu => A::Relu,
+            Act::Clip { .. } => A::Clip,
+            Act::LeakyRelu { .. } => A::LeakyRelu,
+            Act::Sigmoid => A::Sigmoid,
+            Act::Silu => A::Silu,
+            Act::HardSwish => A::HardSwish,
+        };
+        let (alpha, beta) = self.params();
+        (kind, alpha, beta)
+    }
+
     /// The activation in f64, as the reference evaluates it.
     pub fn apply(self, x: f64) -> f64 {
         let sigmoid = |v: f64| neoc_runtime::kernels::math::math(neoc_runtime::abi::MathOp::Sigmoid, v, 0.0);
@@ -87,21 +107,36 @@ impl Act {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fused {
     Conv { w: Window, group: usize, act: Act, residual: bool },
+    MatMul { gemm: Option<(bool, bool)>, scale: f32, act: Act },
     Elementwise { body: Graph },
 }
 
 pub const IMPORTERS: &[Importer] = &[
     Importer { op_type: "FusedConv", domain: "neoc", since: 1, build: import_conv },
+    Importer { op_type: "FusedMatMul", domain: "neoc", since: 1, build: import_matmul },
     Importer { op_type: "Elementwise", domain: "neoc", since: 1, build: import_elementwise },
 ];
 
 fn import_conv(ctx: &mut NodeCtx) -> Result<Op> {
     let (w, group) = super::conv::import_window(ctx)?;
-    let name = ctx.string("act", "none")?;
-    let act = Act::parse(&name, ctx.float("alpha", 0.0)?, ctx.float("beta", 0.0)?)
-        .ok_or_else(|| anyhow!("FusedConv: unknown activation '{name}'"))?;
+    let act = import_act(ctx, "FusedConv")?;
     let residual = ctx.int("_residual", 0)? != 0;
     Ok(Fused::Conv { w, group, act, residual }.into())
+}
+
+fn import_act(ctx: &mut NodeCtx, op: &str) -> Result<Act> {
+    let name = ctx.string("act", "none")?;
+    Act::parse(&name, ctx.float("alpha", 0.0)?, ctx.float("beta", 0.0)?).ok_or_else(|| anyhow!("{op}: unknown activation '{name}'"))
+}
+
+fn import_matmul(ctx: &mut NodeCtx) -> Result<Op> {
+    let gemm = if ctx.int("_gemm", 0)? != 0 { Some((ctx.int("trans_a", 0)? != 0, ctx.int("trans_b", 0)? != 0)) } else { None };
+    let scale = ctx.float("scale", 1.0)?;
+    let act = import_act(ctx, "FusedMatMul")?;
+    if ctx.inputs.len() > 4 {
+        bail!("FusedMatMul takes A, B and at most two addends, got {} inputs", ctx.inputs.len());
+    }
+    Ok(Fused::MatMul { gemm, scale, act }.into())
 }
 
 fn import_elementwise(ctx: &mut NodeCtx) -> Result<Op> {
@@ -119,12 +154,35 @@ impl Fused {
             _ => None,
         }
     }
+
+    /// The plain product op of a FusedMatMul (scale applied separately).
+    fn product(&self) -> Option<crate::ir::ops::matmul::MatMul> {
+        use crate::ir::ops::matmul::MatMul;
+        match self {
+            Fused::MatMul { gemm: Some((trans_a, trans_b)), .. } => Some(MatMul::Gemm { alpha: 1.0, beta: 0.0, trans_a: *trans_a, trans_b: *trans_b }),
+            Fused::MatMul { gemm: None, .. } => Some(MatMul::MatMul),
+            _ => None,
+        }
+    }
+}
+
+/// Writes an activation's attributes (`act`, and `alpha`/`beta` where it has them).
+fn write_act(a: &mut Attrs, act: Act) {
+    a.insert("act".into(), Attr::Str(act.name().into()));
+    let (alpha, beta) = act.params();
+    if matches!(act, Act::Clip { .. } | Act::LeakyRelu { .. }) {
+        a.insert("alpha".into(), Attr::Float(alpha));
+    }
+    if matches!(act, Act::Clip { .. }) {
+        a.insert("beta".into(), Attr::Float(beta));
+    }
 }
 
 impl OpImpl for Fused {
     fn name(&self) -> &'static str {
         match self {
             Fused::Conv { .. } => "FusedConv",
+            Fused::MatMul { .. } => "FusedMatMul",
             Fused::Elementwise { .. } => "Elementwise",
         }
     }
@@ -135,15 +193,17 @@ impl OpImpl for Fused {
             Fused::Conv { w, group, act, residual } => {
                 w.write_attrs(&mut a);
                 a.insert("group".into(), Attr::Int(*group as i64));
-                a.insert("act".into(), Attr::Str(act.name().into()));
-                let (alpha, beta) = act.params();
-                if matches!(act, Act::Clip { .. } | Act::LeakyRelu { .. }) {
-                    a.insert("alpha".into(), Attr::Float(alpha));
-                }
-                if matches!(act, Act::Clip { .. }) {
-                    a.insert("beta".into(), Attr::Float(beta));
-                }
+                write_act(&mut a, *act);
                 a.insert("_residual".into(), Attr::Int(*residual as i64));
+            }
+            Fused::MatMul { gemm, scale, act } => {
+                a.insert("_gemm".into(), Attr::Int(gemm.is_some() as i64));
+                if let Some((trans_a, trans_b)) = gemm {
+                    a.insert("trans_a".into(), Attr::Int(*trans_a as i64));
+                    a.insert("trans_b".into(), Attr::Int(*trans_b as i64));
+                }
+                a.insert("scale".into(), Attr::Float(*scale));
+                write_act(&mut a, *act);
             }
             Fused::Elementwise { body } => {
                 a.insert("body".into(), Attr::Graph(Box::new(body.clone())));
@@ -165,6 +225,19 @@ impl OpImpl for Fused {
                 }
                 if out[0].dtype != DType::F32 {
                     bail!("FusedConv computes on f32, got {}", out[0].dtype);
+                }
+                Ok(out)
+            }
+            Fused::MatMul { .. } => {
+                let out = self.product().expect("matmul").infer(&InferCx { inputs: &cx.inputs[..cx.n_inputs().min(2)], n_outputs: 1 })?;
+                if out[0].dtype != DType::F32 {
+                    bail!("FusedMatMul computes on f32, got {}", out[0].dtype);
+                }
+                for t in (2..cx.n_inputs()).filter_map(|i| cx.opt_ty(i)) {
+                    let b = crate::ir::shape::broadcast(&t.shape, &out[0].shape)?;
+                    if t.dtype != DType::F32 || b != out[0].shape {
+                        bail!("FusedMatMul: addend {t} does not broadcast to the product {}", out[0]);
+                    }
                 }
                 Ok(out)
             }
@@ -192,6 +265,18 @@ impl OpImpl for Fused {
                         bail!("FusedConv: residual shape {:?} differs from the output {:?}", r.shape(), v.shape());
                     }
                     v += &r;
+                }
+                v.mapv_inplace(|x| act.apply(x));
+                Ok(vec![Tensor::from_f64_array(y.dtype(), v)?])
+            }
+            Fused::MatMul { scale, act, .. } => {
+                let y = self.product().expect("matmul").eval(&EvalInputs { inputs: &inputs.inputs[..inputs.len().min(2)], n_outputs: 1 })?.remove(0);
+                let mut v = y.to_f64_array()?;
+                v.mapv_inplace(|x| x * *scale as f64);
+                for t in (2..inputs.len()).filter_map(|i| inputs.opt(i)) {
+                    let t = t.to_f64_array()?;
+                    let t = t.broadcast(v.shape()).ok_or_else(|| anyhow!("FusedMatMul: addend {:?} does not broadcast to {:?}", t.shape(), v.shape()))?.to_owned();
+                    v += &t;
                 }
                 v.mapv_inplace(|x| act.apply(x));
                 Ok(vec![Tensor::from_f64_array(y.dtype(), v)?])

@@ -1,4 +1,5 @@
-//! The fusion passes' ops: `neoc.FusedConv` (one conv kernel call with its epilogue) and
+//! The fusion passes' ops: `neoc.FusedConv` and `neoc.FusedMatMul` (one kernel call with
+//! its epilogue) and
 //! `neoc.Elementwise` (the whole chain as one expression in one loop).
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use crate::ir::{NodeId, NodeKind, ValueId};
 pub fn lower(lw: &mut Lw, id: NodeId, f: &Fused) -> Result<()> {
     match f {
         Fused::Conv { w, group, act, residual } => super::linalg::conv(lw, id, w, *group, *act, *residual),
+        Fused::MatMul { gemm, scale, act } => super::gemm::fused_matmul(lw, id, *gemm, *scale, *act),
         Fused::Elementwise { body } => {
             let out_ty = lw.g.node(id).outputs[0].ty.clone();
             let dims = out_ty.shape.clone();

@@ -136,7 +136,7 @@ fn spatial(v: &[usize], fill: u64) -> [u64; MAX_SPATIAL] {
 }
 
 /// The bytes of a `#[repr(C)]` plain-data parameter block.
-fn pod_bytes<T: Copy>(v: &T) -> Vec<u8> {
+pub(super) fn pod_bytes<T: Copy>(v: &T) -> Vec<u8> {
     // SAFETY: `T` is one of the ABI's `#[repr(C)]` parameter structs: integers and floats
     // only, whose padding (none, by their layout) would be the only uninitialised bytes.
     unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }.to_vec()

@@ -8,6 +8,7 @@
 mod attention;
 mod elementwise;
 mod fused;
+mod gemm;
 mod index;
 mod linalg;
 mod loss;

@@ -1,0 +1,86 @@
+//! `neoc.FusedMatMul`: one call of the runtime's `sgemm_epilogue` per batch point, which
+//! adds the bias and residual and applies the activation to each block of C right after
+//! computing it.
+
+use anyhow::{Result, bail};
+use neoc_runtime::abi::GemmParams;
+
+use super::Lw;
+use super::linalg::pod_bytes;
+use crate::backend::cpu::kernel::{Call, Matrix, Step, broadcast_strides, dense_strides};
+use crate::ir::NodeId;
+use crate::ir::ops::fused::Act;
+use crate::tensor::DType;
+
+/// A matrix view of a dense tensor of `shape` broadcast (numpy rules) to `full`
+/// (`batch ++ [rows, cols]` as stored), with `trans` swapping its row and column strides.
+fn view(mem: crate::backend::cpu::kernel::Mem, shape: &[usize], full: &[usize], trans: bool) -> Matrix {
+    let s = broadcast_strides(shape, full);
+    let r = s.len();
+    let (rs, cs) = if trans { (s[r - 1], s[r - 2]) } else { (s[r - 2], s[r - 1]) };
+    Matrix { mem, offset: 0, batch_strides: s[..r - 2].to_vec(), rs, cs }
+}
+
+pub fn fused_matmul(lw: &mut Lw, id: NodeId, gemm: Option<(bool, bool)>, scale: f32, act: Act) -> Result<()> {
+    let (a, b) = (lw.input(id, 0)?, lw.input(id, 1)?);
+    let (at, bt) = (lw.ty(a).clone(), lw.ty(b).clone());
+    let out_ty = lw.g.node(id).outputs[0].ty.clone();
+    if at.dtype != DType::F32 || bt.dtype != DType::F32 || out_ty.dtype != DType::F32 {
+        bail!("FusedMatMul computes on f32 only");
+    }
+    if at.rank() < 2 || bt.rank() < 2 {
+        bail!("FusedMatMul with a 1-D operand is not supported by the cpu backend");
+    }
+    let full = out_ty.shape.clone();
+    let r = full.len();
+    let (m, n) = (full[r - 2], full[r - 1]);
+    let (ta, tb) = gemm.unwrap_or((false, false));
+    let k = if ta { at.shape[at.rank() - 2] } else { at.shape[at.rank() - 1] };
+    let batch = full[..r - 2].to_vec();
+    // A and B as stored ([batch.., rows, cols], or [.., cols, rows] when transposed),
+    // broadcast over the product's batch dims.
+    let stored = |rows: usize, cols: usize, trans: bool| {
+        let mut f = batch.clone();
+        f.extend(if trans { [cols, rows] } else { [rows, cols] });
+        f
+    };
+    let (am, bm) = (lw.mem(a)?, lw.mem(b)?);
+    let ma = view(am, &at.shape, &stored(m, k, ta), ta);
+    let mb = view(bm, &bt.shape, &stored(k, n, tb), tb);
+    let mut addends = Vec::new();
+    for i in 2..lw.g.node(id).inputs.len() {
+        if let Some(v) = lw.opt_input(id, i) {
+            let t = lw.ty(v).clone();
+            let mem = lw.mem(v)?;
+            addends.push(view(mem, &t.shape, &full, false));
+        }
+    }
+    let mut addends = addends.into_iter();
+    let (bias, residual) = (addends.next(), addends.next());
+    let out = lw.out(id, 0);
+    let c = Matrix { mem: out, offset: 0, batch_strides: dense_strides(&full)[..r - 2].to_vec(), rs: n as i64, cs: 1 };
+    let (kind, act_alpha, act_beta) = act.abi();
+    let zero = Matrix { mem: out, offset: 0, batch_strides: vec![], rs: 0, cs: 0 };
+    let params = GemmParams {
+        m: m as u64,
+        n: n as u64,
+        k: k as u64,
+        rsa: ma.rs,
+        csa: ma.cs,
+        rsb: mb.rs,
+        csb: mb.cs,
+        rsc: c.rs,
+        csc: c.cs,
+        rs_bias: bias.as_ref().unwrap_or(&zero).rs,
+        cs_bias: bias.as_ref().unwrap_or(&zero).cs,
+        rs_residual: residual.as_ref().unwrap_or(&zero).rs,
+        cs_residual: residual.as_ref().unwrap_or(&zero).cs,
+        alpha: scale,
+        act: kind as u32,
+        act_alpha,
+        act_beta,
+    };
+    let params = lw.blob(pod_bytes(&params));
+    lw.push(Step::Call(Call::GemmEpilogue { batch, params, a: ma, b: mb, bias, residual, c }));
+    Ok(())
+}
