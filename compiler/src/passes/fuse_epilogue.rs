@@ -9,6 +9,13 @@
 //!   activation (the epilogue adds the residual first);
 //! - `conv-activation`: Relu, Clip with constant bounds, LeakyRelu, Sigmoid, Swish(1) and
 //!   HardSwish, when the conv has no activation yet.
+//!
+//! And the same for matrix products, giving `neoc.FusedMatMul`
+//! (`y = act(scale·A·B + addends)`), on the op after a MatMul (both operands at least 2-D),
+//! a Gemm (with beta = 1 or no C) or a FusedMatMul:
+//! - `matmul-add`: `Add(mm, c)` with `c` f32 broadcasting to the product's shape without
+//!   changing it, while the product has fewer than two addends and no activation;
+//! - `matmul-activation`: the activations above, when the product has none yet.
 
 use anyhow::Result;
 
@@ -26,6 +33,8 @@ pub fn fuse_epilogue(g: &mut Graph, cx: &PassCx) -> Result<usize> {
         Rule { name: "conv-bias", apply: conv_bias },
         Rule { name: "conv-residual", apply: conv_residual },
         Rule { name: "conv-activation", apply: conv_activation },
+        Rule { name: "matmul-add", apply: matmul_add },
+        Rule { name: "matmul-activation", apply: matmul_activation },
     ];
     apply_rules(g, cx, RULES, true)
 }
@@ -108,9 +117,10 @@ fn scalar(g: &Graph, v: Option<ValueId>) -> Option<f32> {
     (t.len() == 1).then(|| t.to_f64_vec().ok().map(|v| v[0] as f32)).flatten()
 }
 
-fn conv_activation(g: &mut Graph, n: NodeId) -> Result<bool> {
+/// The activation node `n` computes, as an epilogue activation.
+fn activation_of(g: &Graph, n: NodeId) -> Option<Act> {
     let node = g.node(n);
-    let act = match node.op() {
+    Some(match node.op() {
         Some(Op::Activation(Activation::Relu)) => Act::Relu,
         Some(Op::Activation(Activation::LeakyRelu { alpha })) => Act::LeakyRelu { alpha: *alpha },
         Some(Op::Activation(Activation::Sigmoid)) => Act::Sigmoid,
@@ -121,20 +131,25 @@ fn conv_activation(g: &mut Graph, n: NodeId) -> Result<bool> {
                 None => f32::NEG_INFINITY,
                 v => match scalar(g, v) {
                     Some(x) => x,
-                    None => return Ok(false),
+                    None => return None,
                 },
             };
             let hi = match node.inputs.get(2).copied().flatten() {
                 None => f32::INFINITY,
                 v => match scalar(g, v) {
                     Some(x) => x,
-                    None => return Ok(false),
+                    None => return None,
                 },
             };
             Act::Clip { lo, hi }
         }
-        _ => return Ok(false),
-    };
+        _ => return None,
+    })
+}
+
+fn conv_activation(g: &mut Graph, n: NodeId) -> Result<bool> {
+    let Some(act) = activation_of(g, n) else { return Ok(false) };
+    let node = g.node(n);
     let Some(x) = node.inputs.first().copied().flatten() else { return Ok(false) };
     let Some((f, inputs)) = conv_before(g, x) else { return Ok(false) };
     let Fused::Conv { w, group, act: Act::None, residual } = f else { return Ok(false) };
@@ -142,4 +157,56 @@ fn conv_activation(g: &mut Graph, n: NodeId) -> Result<bool> {
         return Ok(false);
     }
     install(g, n, Fused::Conv { w, group, act, residual }, inputs)
+}
+
+/// The matrix product producing `v` (its only reader being the candidate), as a
+/// FusedMatMul and its inputs [a, b, addends...].
+fn matmul_before(g: &Graph, v: ValueId) -> Option<(Fused, Vec<Option<ValueId>>)> {
+    use crate::ir::ops::matmul::MatMul;
+    if !single_use(g, v) || v.slot != 0 || g.ty(v).dtype != DType::F32 {
+        return None;
+    }
+    let node = g.node(v.node);
+    let inputs = node.inputs.clone();
+    let at_least_2d = |i: usize| inputs.get(i).copied().flatten().is_some_and(|x| g.ty(x).rank() >= 2 && g.ty(x).dtype == DType::F32);
+    match node.op()? {
+        Op::MatMul(MatMul::MatMul) if at_least_2d(0) && at_least_2d(1) => Some((Fused::MatMul { gemm: None, scale: 1.0, act: Act::None }, inputs[..2].to_vec())),
+        Op::MatMul(MatMul::Gemm { alpha, beta, trans_a, trans_b }) if at_least_2d(0) && at_least_2d(1) => {
+            let c = inputs.get(2).copied().flatten();
+            if c.is_some() && *beta != 1.0 || c.is_some_and(|c| g.ty(c).dtype != DType::F32) {
+                return None;
+            }
+            let mut ins = inputs[..2].to_vec();
+            ins.extend(c.map(Some));
+            Some((Fused::MatMul { gemm: Some((*trans_a, *trans_b)), scale: *alpha, act: Act::None }, ins))
+        }
+        Op::Fused(f @ Fused::MatMul { .. }) => Some((f.clone(), inputs)),
+        _ => None,
+    }
+}
+
+fn matmul_add(g: &mut Graph, n: NodeId) -> Result<bool> {
+    for (p, k) in add_operands(g, n) {
+        let Some((f, mut inputs)) = matmul_before(g, p) else { continue };
+        let Fused::MatMul { act: Act::None, .. } = f else { continue };
+        let (pt, kt) = (g.ty(p), g.ty(k));
+        let fits = kt.dtype == DType::F32 && kt.rank() <= pt.rank() && crate::ir::shape::broadcast(&kt.shape, &pt.shape).is_ok_and(|b| b == pt.shape);
+        if inputs.len() >= 4 || !fits || g.ty(out(n)) != pt || k == p {
+            continue;
+        }
+        inputs.push(Some(k));
+        return install(g, n, f, inputs);
+    }
+    Ok(false)
+}
+
+fn matmul_activation(g: &mut Graph, n: NodeId) -> Result<bool> {
+    let Some(act) = activation_of(g, n) else { return Ok(false) };
+    let Some(x) = g.node(n).inputs.first().copied().flatten() else { return Ok(false) };
+    let Some((f, inputs)) = matmul_before(g, x) else { return Ok(false) };
+    let Fused::MatMul { gemm, scale, act: Act::None } = f else { return Ok(false) };
+    if g.ty(out(n)) != g.ty(x) {
+        return Ok(false);
+    }
+    install(g, n, Fused::MatMul { gemm, scale, act }, inputs)
 }
