@@ -146,7 +146,9 @@ fn pod_bytes<T: Copy>(v: &T) -> Vec<u8> {
 pub fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize, act: Act, residual: bool) -> Result<()> {
     let (x, wv) = (lw.input(id, 0)?, lw.input(id, 1)?);
     let (xt, wt) = (lw.ty(x).clone(), lw.ty(wv).clone());
-    if xt.dtype != DType::F32 {
+    // f16 and bf16 convolve through f32 temporaries (their values are exact in f32).
+    let half = matches!(xt.dtype, DType::F16 | DType::BF16);
+    if xt.dtype != DType::F32 && !half {
         bail!("Conv on {} is not supported by the cpu backend yet", xt.dtype.name());
     }
     let r = w.rank();
@@ -193,7 +195,7 @@ pub fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize, act: Act, residua
     // Constant f32 weights go pre-packed (layout 1) where the runtime has a packed
     // layout for these parameters; otherwise as ONNX OIHW.
     let packed = match lw.konst(wv) {
-        Some(t) if wt.dtype == DType::F32 => {
+        Some(t) if wt.dtype == DType::F32 || half => {
             let w: Vec<f32> = t.to_f64_vec()?.into_iter().map(|v| v as f32).collect();
             neoc_runtime::kernels::pack_conv_weights(&params, &w)
         }
@@ -201,22 +203,43 @@ pub fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize, act: Act, residua
     };
     let (params, wm) = match packed {
         Some(w) => (ConvParams { weight_layout: 1, ..params }, lw.blob(w.iter().flat_map(|v| v.to_le_bytes()).collect())),
-        None => (params, lw.mem(wv)?),
+        None => (params, as_f32(lw, wv)?),
     };
     let pm = lw.blob(pod_bytes(&params));
-    let xm = lw.mem(x)?;
+    let xm = as_f32(lw, x)?;
     let bias = match lw.opt_input(id, 2) {
-        Some(b) => Some(lw.mem(b)?),
+        Some(b) => Some(as_f32(lw, b)?),
         None => None,
     };
     let residual = match (residual, lw.opt_input(id, 3)) {
-        (true, Some(r)) => Some(lw.mem(r)?),
+        (true, Some(r)) => Some(as_f32(lw, r)?),
         (true, None) => bail!("FusedConv: the residual input is missing"),
         (false, _) => None,
     };
-    let y = lw.out(id, 0);
+    let out_ty = lw.g.node(id).outputs[0].ty.clone();
+    let y = if half { lw.temp_bytes(4 * out_ty.len() as u64) } else { lw.out(id, 0) };
     lw.push(Step::Call(Call::Conv { params: pm, x: xm, w: wm, bias, residual, y, scratch }));
+    if half {
+        let out = lw.out(id, 0);
+        let n = out_ty.len();
+        let value = Expr::cast(out_ty.dtype, Expr::Load(Access::dense(y, DType::F32, &[n])));
+        lw.push(Step::Loop(Loop { dims: vec![n], out: Access::dense(out, out_ty.dtype, &[n]), value }));
+    }
     Ok(())
+}
+
+/// The buffer of `v`, or for f16/bf16 an f32 copy of it.
+fn as_f32(lw: &mut Lw, v: crate::ir::ValueId) -> Result<crate::backend::cpu::kernel::Mem> {
+    let ty = lw.ty(v).clone();
+    let m = lw.mem(v)?;
+    if ty.dtype == DType::F32 {
+        return Ok(m);
+    }
+    let n = ty.len();
+    let t = lw.temp_bytes(4 * n as u64);
+    let value = Expr::cast(DType::F32, Expr::Load(Access::dense(m, ty.dtype, &[n])));
+    lw.push(Step::Loop(Loop { dims: vec![n], out: Access::dense(t, DType::F32, &[n]), value }));
+    Ok(t)
 }
 
 fn pool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {

@@ -6,12 +6,15 @@
 //! each naming the node, the op and what is missing.
 
 mod attention;
+mod control;
 mod elementwise;
 mod fused;
 mod index;
 mod linalg;
+mod linear_attention;
 mod loss;
 mod movement;
+mod recurrent;
 mod reduce;
 mod resize;
 mod select;
@@ -143,6 +146,9 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         Op::Loss(l) => loss::lower(lw, id, l),
         Op::Resize(r) => resize::lower(lw, id, r),
         Op::Attention(a) => attention::lower(lw, id, a),
+        Op::Rnn(r) => recurrent::lower(lw, id, r),
+        Op::LinearAttention(a) => linear_attention::lower(lw, id, a),
+        Op::If(c) => control::lower(lw, id, c),
         _ => bail!("the cpu backend has no kernel for this op yet"),
     }
 }
