@@ -12,7 +12,10 @@
 //!   computed and every output selects elementwise on the condition. That is only sound when
 //!   the branch not taken cannot fail, so a branch whose code can report a run-time error
 //!   (a checked data-dependent load) is refused rather than compiled.
-//! - Loop is not lowered (a run-time condition can end it early).
+//! - Loop: unrolled like Scan, when its trip count is a constant (at most
+//!   [`MAX_ITERATIONS`]) and nothing can end it early: the initial condition is absent or
+//!   a constant true, and the body's condition output is a constant true (or the incoming
+//!   condition passed through). A loop that a run-time condition can stop is refused.
 
 use std::collections::HashMap;
 
@@ -31,7 +34,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, op: &If) -> Result<()> {
     match op {
         If::Scan(s) => scan(lw, id, s),
         If::If { then_branch, else_branch, .. } => if_else(lw, id, then_branch, else_branch),
-        If::Loop { .. } => bail!("the cpu backend has no kernel for Loop yet"),
+        If::Loop { body, captures } => loop_(lw, id, body, *captures),
     }
 }
 
@@ -162,6 +165,66 @@ fn scan(lw: &mut Lw, id: NodeId, s: &Scan) -> Result<()> {
     Ok(())
 }
 
+/// Whether `v` of `g` is a constant whose every element is non-zero.
+fn const_true(g: &Graph, v: ValueId) -> bool {
+    g.konst(v).and_then(|c| c.tensor().ok()).and_then(|t| t.to_i64_vec().ok()).is_some_and(|x| !x.is_empty() && x.iter().all(|&b| b != 0))
+}
+
+fn loop_(lw: &mut Lw, id: NodeId, body: &Graph, captures: usize) -> Result<()> {
+    let n_in = lw.g.node(id).inputs.len();
+    let n_carried = n_in - 2 - captures;
+    let trip = lw
+        .const_ints(id, 0, "trip count")?
+        .and_then(|v| v.first().copied())
+        .ok_or_else(|| anyhow!("Loop without a constant trip count is not supported by the cpu backend"))?;
+    let trip = usize::try_from(trip).unwrap_or(0);
+    if trip > MAX_ITERATIONS {
+        bail!("Loop over {trip} iterations is more than the cpu backend unrolls ({MAX_ITERATIONS})");
+    }
+    if let Some(c) = lw.opt_input(id, 1) {
+        if !const_true(lw.g, c) {
+            bail!("Loop with a run-time initial condition is not supported by the cpu backend");
+        }
+    }
+    let (_, cond_out) = body.outputs.first().ok_or_else(|| anyhow!("the Loop body has no outputs"))?;
+    let passes_cond = body.inputs.get(1).is_some_and(|&n| *cond_out == ValueId { node: n, slot: 0 });
+    if !passes_cond && !const_true(body, *cond_out) {
+        bail!("Loop whose body computes its condition at run time (it can stop early) is not supported by the cpu backend");
+    }
+    let mut carried = Vec::with_capacity(n_carried);
+    for k in 0..n_carried {
+        let v = lw.input(id, 2 + k)?;
+        carried.push(lw.mem(v)?);
+    }
+    let mut outer = Vec::with_capacity(captures);
+    for k in 0..captures {
+        let v = lw.input(id, 2 + n_carried + k)?;
+        outer.push(lw.mem(v)?);
+    }
+    let body_tys = body.output_types();
+    let scans: Vec<(Mem, crate::ir::ValueType)> =
+        (1 + n_carried..body_tys.len()).map(|k| (lw.out(id, k - 1), body_tys[k].1.clone())).collect();
+    let cond = lw.blob(vec![1u8]);
+    let mut consts = HashMap::new();
+    for i in 0..trip {
+        let iter = lw.blob((i as i64).to_le_bytes().to_vec());
+        let mut args = vec![iter, cond];
+        args.extend(&carried);
+        args.extend(&outer);
+        let res = lower_body(lw, body, &args, &mut consts).with_context(|| format!("Loop iteration {i}"))?;
+        carried = res[1..1 + n_carried].to_vec();
+        for (j, (out, ty)) in scans.iter().enumerate() {
+            let n = ty.len();
+            let value = Expr::Load(Access::dense(res[1 + n_carried + j], ty.dtype, &[n]));
+            lw.push(Step::Loop(Loop { dims: vec![n], out: Access { mem: *out, dtype: ty.dtype, offset: (i * n) as i64, strides: vec![1] }, value }));
+        }
+    }
+    for (k, m) in carried.into_iter().enumerate() {
+        bind(lw, id, k, m);
+    }
+    Ok(())
+}
+
 fn if_else(lw: &mut Lw, id: NodeId, then_branch: &Graph, else_branch: &Graph) -> Result<()> {
     let cond = lw.input(id, 0)?;
     let ct = lw.ty(cond).clone();
@@ -257,6 +320,28 @@ mod tests {
 }";
         let ins = [t(&[2], vec![3.0, 4.0]), t(&[2], vec![0.25, 0.5]), t(&[4, 2], (0..8).map(|v| v as f32 * 0.5 - 1.0).collect())];
         same_as_reference(text, &ins);
+    }
+
+    #[test]
+    fn loop_with_a_constant_trip_count_matches_the_reference() {
+        let text = "graph(%x: f32[2], %y: f32[]) {
+  %m = const i64[]{3}
+  %t = const bool[]{true}
+  %a, %ys = Loop{_captures=1, body=graph(%i: i64[], %c: bool[], %acc: f32[2], %w: f32[]) {
+    %fi = Cast{to=1}(%i) : f32[]
+    %s = Mul(%fi, %w) : f32[]
+    %n = Add(%acc, %s) : f32[2]
+    %d = Neg(%n) : f32[2]
+    return %c, %n, %d
+  }}(%m, %t, %x, %y) : f32[2], f32[3,2]
+  return %a, %ys
+}";
+        same_as_reference(text, &[t(&[2], vec![1.0, -2.0]), t(&[], vec![0.5])]);
+        // A condition computed at run time can end the loop early: refused.
+        let stops = text.replace("return %c, %n, %d", "%z = const f32[]{0.0}\n    %c2 = Less(%w, %z) : bool[]\n    return %c2, %n, %d");
+        let g = parse_graph(&stops).expect("parses");
+        let e = crate::driver::compile_and_run(&g, &[t(&[2], vec![1.0, -2.0]), t(&[], vec![0.5])], &Default::default());
+        assert!(format!("{:#}", e.err().expect("refused")).contains("can stop early"));
     }
 
     #[test]
