@@ -365,12 +365,12 @@ mod tests {
             "mode=\"nearest\"",
             "mode=\"nearest\", nearest_mode=\"ceil\"",
             "mode=\"cubic\"",
-            "cubic_coeff_a=-0.5, exclude_outside=1, mode=\"cubic\"",
+            "cubic_coeff_a=-0.5f, exclude_outside=1, mode=\"cubic\"",
         ];
         for cfg in configs {
             for (size, out) in [("3,4", "f32[1,2,3,4]"), ("1,7", "f32[1,2,1,7]")] {
                 let text = format!(
-                    "graph(%x: f32[1,2,4,5], %roi: f32[8]) {{\n  %s = const i64[4]{{1,2,{size}}}\n  %y = Resize{{coordinate_transformation_mode=\"tf_crop_and_resize\", extrapolation_value=-7, {cfg}}}(%x, %roi, _, %s) : {out}\n  return %y\n}}"
+                    "graph(%x: f32[1,2,4,5], %roi: f32[8]) {{\n  %s = const i64[4]{{1,2,{size}}}\n  %y = Resize{{coordinate_transformation_mode=\"tf_crop_and_resize\", extrapolation_value=-7.0f, {cfg}}}(%x, %roi, _, %s) : {out}\n  return %y\n}}"
                 );
                 for roi in &rois {
                     let roi = Tensor::from_vec(&[8], roi.clone()).unwrap();

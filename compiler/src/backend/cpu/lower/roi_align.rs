@@ -228,7 +228,7 @@ mod tests {
             for ct in ["half_pixel", "output_half_pixel"] {
                 for ratio in [1, 2, 3] {
                     let text = format!(
-                        "graph(%x: f32[2,2,5,6], %r: f32[4,4], %b: i64[4]) {{\n  %y = RoiAlign{{coordinate_transformation_mode=\"{ct}\", mode=\"{mode}\", output_height=3, output_width=2, sampling_ratio={ratio}, spatial_scale=0.9}}(%x, %r, %b) : f32[4,2,3,2]\n  return %y\n}}"
+                        "graph(%x: f32[2,2,5,6], %r: f32[4,4], %b: i64[4]) {{\n  %y = RoiAlign{{coordinate_transformation_mode=\"{ct}\", mode=\"{mode}\", output_height=3, output_width=2, sampling_ratio={ratio}, spatial_scale=0.9f}}(%x, %r, %b) : f32[4,2,3,2]\n  return %y\n}}"
                     );
                     same_as_reference(&text, &[x.clone(), rois.clone(), bi.clone()]);
                 }
