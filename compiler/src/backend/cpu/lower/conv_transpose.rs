@@ -370,8 +370,8 @@ pub fn max_unpool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
         sum((0..r).map(|a| mul(Expr::Index(2 + a), fs[a]))),
     );
     let mut inside = None::<Expr>;
-    for a in 0..r {
-        let v = Expr::bin(BinOp::Lt, Expr::Index(2 + a), int(inf_sp[a] as i64));
+    for (a, &size) in inf_sp.iter().enumerate() {
+        let v = Expr::bin(BinOp::Lt, Expr::Index(2 + a), int(size as i64));
         inside = Some(match inside {
             None => v,
             Some(p) => and(p, v),
