@@ -258,7 +258,10 @@ fn pool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
         Pool::GlobalAverage | Pool::GlobalMax | Pool::GlobalLp { .. } => return global_pool(lw, id, p),
         Pool::MaxUnpool { .. } => bail!("the cpu backend has no kernel for MaxUnpool yet"),
     };
-    if xt.dtype != DType::F32 {
+    // MaxPool on small integers: through f32 temporaries (exact: every value of these types
+    // is an f32, and the max of exact values is exact).
+    let via_f32 = kind == abi::PoolKind::Max && matches!(xt.dtype, DType::U8 | DType::I8 | DType::U16 | DType::I16);
+    if xt.dtype != DType::F32 && !via_f32 {
         bail!("pooling on {} is not supported by the cpu backend yet", xt.dtype.name());
     }
     let r = w.rank();
@@ -285,10 +288,21 @@ fn pool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
     };
     neoc_runtime::kernels::check_pool_params(&params).map_err(|e| anyhow::anyhow!("pool parameters: {e}"))?;
     let pm = lw.blob(pod_bytes(&params));
-    let xm = lw.mem(x)?;
+    let mut xm = lw.mem(x)?;
     let y = lw.out(id, 0);
     let indices = (lw.g.node(id).outputs.len() > 1).then(|| lw.out(id, 1));
-    lw.push(Step::Call(Call::Pool { params: pm, x: xm, y, indices }));
+    if !via_f32 {
+        lw.push(Step::Call(Call::Pool { params: pm, x: xm, y, indices }));
+        return Ok(());
+    }
+    let widen = |m, t, shape: &[usize]| Expr::cast(DType::F32, Expr::Load(Access::dense(m, t, shape)));
+    let xf = lw.temp(&crate::ir::ValueType::new(DType::F32, xt.shape.clone()));
+    lw.push(Step::Loop(Loop { dims: xt.shape.clone(), out: Access::dense(xf, DType::F32, &xt.shape), value: widen(xm, xt.dtype, &xt.shape) }));
+    xm = xf;
+    let yf = lw.temp(&crate::ir::ValueType::new(DType::F32, out_ty.shape.clone()));
+    lw.push(Step::Call(Call::Pool { params: pm, x: xm, y: yf, indices }));
+    let back = Expr::cast(xt.dtype, Expr::Load(Access::dense(yf, DType::F32, &out_ty.shape)));
+    lw.push(Step::Loop(Loop { dims: out_ty.shape.clone(), out: Access::dense(y, xt.dtype, &out_ty.shape), value: back }));
     Ok(())
 }
 

@@ -7,6 +7,8 @@
 
 mod attention;
 mod control;
+mod conv_transpose;
+mod deform_conv;
 mod elementwise;
 mod fused;
 mod index;
@@ -17,6 +19,8 @@ mod movement;
 mod recurrent;
 mod reduce;
 mod resize;
+mod roi_align;
+mod sample;
 mod select;
 
 use std::collections::HashMap;
@@ -138,6 +142,13 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         Op::Gather(crate::ir::ops::gather::Gather::Gather { .. } | crate::ir::ops::gather::Gather::GatherElements { .. }) => movement::lower(lw, id, op),
         Op::Gather(_) | Op::Generate(crate::ir::ops::generate::Generate::EyeLike { .. }) => select::lower(lw, id, op),
         Op::Reshape(_) | Op::Movement(_) => movement::lower(lw, id, op),
+        Op::Conv(c @ crate::ir::ops::conv::Conv::Transpose { .. }) => conv_transpose::conv_transpose(lw, id, c),
+        Op::Pool(p @ crate::ir::ops::pool::Pool::MaxUnpool { .. }) => conv_transpose::max_unpool(lw, id, p),
+        Op::Spatial(crate::ir::ops::spatial::Spatial::Col2Im(w)) => conv_transpose::col2im(lw, id, w),
+        Op::Spatial(crate::ir::ops::spatial::Spatial::GridSample { mode, padding, align_corners }) => sample::grid_sample(lw, id, *mode, *padding, *align_corners),
+        Op::Spatial(s @ crate::ir::ops::spatial::Spatial::RoiAlign { .. }) => roi_align::roi_align(lw, id, s),
+        Op::Spatial(crate::ir::ops::spatial::Spatial::DeformConv { w, kernel, group, offset_group }) => deform_conv::deform_conv(lw, id, w, kernel, *group, *offset_group),
+        Op::Spatial(crate::ir::ops::spatial::Spatial::AffineGrid { align_corners }) => sample::affine_grid(lw, id, *align_corners),
         Op::MatMul(_) | Op::Conv(_) | Op::Pool(_) => linalg::lower(lw, id, op),
         Op::Softmax(s) if s.kind == crate::ir::ops::softmax::SoftmaxKind::Hardmax => index::lower(lw, id, op),
         Op::Reduce(_) | Op::Softmax(_) | Op::Norm(_) => reduce::lower(lw, id, op),
