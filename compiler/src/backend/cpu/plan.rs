@@ -10,6 +10,7 @@
 //! over the input: each point is read before it is written, by the same iteration.
 
 use super::kernel::{Access, Expr, Mem, Step};
+use crate::tensor::DType;
 
 pub const ALIGN: u64 = 64;
 
@@ -94,6 +95,16 @@ fn find(root: &[usize], mut t: usize) -> usize {
     t
 }
 
+/// Whether elements of `a` and `b` take the same bits, so that element `i` of one lies exactly
+/// where element `i` of the other does. (Packed sub-byte types have no byte size: only the
+/// same type qualifies, never one of another width.)
+fn same_width(a: DType, b: DType) -> bool {
+    match (a.size_of(), b.size_of()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
 /// (input temp, output temp) when the loop step can write its output over that input.
 fn in_place(s: &Step) -> Option<(usize, usize)> {
     let Step::Loop(l) = s else { return None };
@@ -107,7 +118,7 @@ fn in_place(s: &Step) -> Option<(usize, usize)> {
     reads.iter().find_map(|(m, acc)| {
         let Mem::Temp(a) = *m else { return None };
         let same = |x: &Option<Access>| {
-            x.as_ref().is_some_and(|x| x.offset == l.out.offset && x.strides == l.out.strides && x.dtype.size_of() == l.out.dtype.size_of())
+            x.as_ref().is_some_and(|x| x.offset == l.out.offset && x.strides == l.out.strides && same_width(x.dtype, l.out.dtype))
         };
         let only_same_way = reads.iter().filter(|(m2, _)| *m2 == Mem::Temp(a)).all(|(_, x)| same(x));
         (a != b && same(acc) && only_same_way).then_some((a as usize, b as usize))

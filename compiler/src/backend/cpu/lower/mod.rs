@@ -12,6 +12,7 @@ mod index;
 mod linalg;
 mod loss;
 mod movement;
+mod quant;
 mod reduce;
 mod resize;
 mod select;
@@ -143,6 +144,9 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         Op::Loss(l) => loss::lower(lw, id, l),
         Op::Resize(r) => resize::lower(lw, id, r),
         Op::Attention(a) => attention::lower(lw, id, a),
+        Op::Quant(q @ (crate::ir::ops::quant::Quant::Quantize { .. } | crate::ir::ops::quant::Quant::Dequantize { .. } | crate::ir::ops::quant::Quant::DynamicQuantize)) => {
+            quant::lower(lw, id, q)
+        }
         _ => bail!("the cpu backend has no kernel for this op yet"),
     }
 }
@@ -151,6 +155,8 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
 pub(crate) fn check_dtype(d: DType) -> Result<()> {
     match d {
         DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32 | DType::U32 | DType::I64 | DType::U64 | DType::Bool => Ok(()),
+        // The low-precision types: see `backend::cpu::lowbit`.
+        d if d.is_low() => Ok(()),
         other => bail!("dtype {} is not supported by the cpu backend yet", other.name()),
     }
 }
@@ -262,7 +268,7 @@ impl<'g> Lw<'g> {
             if t.len() == 1 && matches!(t.dtype(), DType::F32 | DType::F64) {
                 return Ok(Expr::lit_f(t.dtype(), t.to_f64_vec()?[0]));
             }
-            if t.len() == 1 && t.dtype().is_int() || t.len() == 1 && t.dtype() == DType::Bool {
+            if t.len() == 1 && (t.dtype().is_int() && !t.dtype().is_low() || t.dtype() == DType::Bool) {
                 return Ok(Expr::Lit(super::kernel::Lit::Int(t.to_i64_vec()?[0], t.dtype())));
             }
         }
