@@ -168,6 +168,25 @@ mod tests {
     }
 
     #[test]
+    fn packed_outputs_never_overwrite_inputs_of_another_width() {
+        use crate::backend::cpu::kernel::{Access, Expr, Loop};
+        let cast = |dst: u32, to: DType, src: u32, from: DType| {
+            Step::Loop(Loop {
+                dims: vec![8],
+                out: Access::dense(Mem::Temp(dst), to, &[8]),
+                value: Expr::cast(to, Expr::Load(Access::dense(Mem::Temp(src), from, &[8]))),
+            })
+        };
+        // Both temporaries take 4 bytes, but element i of an i4 buffer does not lie where
+        // element i of a u2 buffer does.
+        let p = plan(&[copy(0, 2), cast(1, DType::I4, 0, DType::U2), copy(2, 1)], &[4, 4, 4]);
+        assert_ne!(p.offsets[0], p.offsets[1]);
+        // The same packed type lines up element for element: in place is fine.
+        let p = plan(&[copy(0, 2), cast(1, DType::I4, 0, DType::I4), copy(2, 1)], &[4, 4, 4]);
+        assert_eq!(p.offsets[0], p.offsets[1]);
+    }
+
+    #[test]
     fn unused_temporaries_take_no_space() {
         let p = plan(&[copy(1, 0)], &[64, 64, 1 << 20]);
         assert_eq!(p.arena_size, 128);
