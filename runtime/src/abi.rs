@@ -19,7 +19,7 @@ use std::mem::offset_of;
 /// The table only ever grows at its end, and each addition bumps this number. An
 /// artifact records the version its code was built against; a runtime loads artifacts
 /// built for its own version or any older one, and refuses newer ones with a clear error.
-pub const KERNEL_ABI_VERSION: u32 = 1;
+pub const KERNEL_ABI_VERSION: u32 = 2;
 
 /// The single argument of the entry point. All pointers are valid for the whole call.
 #[repr(C)]
@@ -97,6 +97,21 @@ pub type MemsetFn = unsafe extern "C" fn(dst: *mut u8, value: i32, n: usize);
 pub type MathF32Fn = unsafe extern "C" fn(op: u32, a: f32, b: f32) -> f32;
 /// As [`MathF32Fn`], on f64.
 pub type MathF64Fn = unsafe extern "C" fn(op: u32, a: f64, b: f64) -> f64;
+
+/// Decodes one element of a low-precision type (the 8-, 4- and 2-bit floats and integers):
+/// `dtype` is its ONNX `DataType` code, `code` holds the element in its low bits. Unknown
+/// dtypes give NaN. Rules: [`crate::kernels::lowbit`].
+pub type LowDecodeFn = unsafe extern "C" fn(dtype: u32, code: u32) -> f32;
+/// Encodes `v` as a low-precision type with ONNX Cast's rules, returning the code in the low
+/// bits. `flags`: [`LOW_SATURATE`] or'ed with one of the `LOW_ROUND_*` modes (f8e8m0 only).
+/// Unknown dtypes give 0.
+pub type LowEncodeFn = unsafe extern "C" fn(dtype: u32, v: f32, flags: u32) -> u32;
+/// [`LowEncodeFn`] flag: out-of-range values saturate instead of becoming inf/NaN.
+pub const LOW_SATURATE: u32 = 1;
+/// [`LowEncodeFn`] round modes for f8e8m0 (the other types round to nearest even).
+pub const LOW_ROUND_UP: u32 = 0;
+pub const LOW_ROUND_DOWN: u32 = 2;
+pub const LOW_ROUND_NEAREST: u32 = 4;
 
 /// The functions behind [`KernelTable::math_f32`] / [`KernelTable::math_f64`].
 #[repr(u32)]
@@ -284,6 +299,10 @@ pub struct KernelTable {
     pub math_f64: MathF64Fn,
     pub conv: ConvFn,
     pub pool: PoolFn,
+    /// Since version 2.
+    pub low_decode: LowDecodeFn,
+    /// Since version 2.
+    pub low_encode: LowEncodeFn,
 }
 
 pub const RUN_CONTEXT_INPUTS_OFFSET: usize = 0;
@@ -303,6 +322,8 @@ pub const KERNEL_TABLE_MATH_F32_OFFSET: usize = 40;
 pub const KERNEL_TABLE_MATH_F64_OFFSET: usize = 48;
 pub const KERNEL_TABLE_CONV_OFFSET: usize = 56;
 pub const KERNEL_TABLE_POOL_OFFSET: usize = 64;
+pub const KERNEL_TABLE_LOW_DECODE_OFFSET: usize = 72;
+pub const KERNEL_TABLE_LOW_ENCODE_OFFSET: usize = 80;
 
 /// Alignment of the arena and the weights section in memory.
 pub const ARENA_ALIGN: usize = 64;
@@ -327,4 +348,6 @@ const _: () = {
     assert!(offset_of!(KernelTable, math_f64) == KERNEL_TABLE_MATH_F64_OFFSET);
     assert!(offset_of!(KernelTable, conv) == KERNEL_TABLE_CONV_OFFSET);
     assert!(offset_of!(KernelTable, pool) == KERNEL_TABLE_POOL_OFFSET);
+    assert!(offset_of!(KernelTable, low_decode) == KERNEL_TABLE_LOW_DECODE_OFFSET);
+    assert!(offset_of!(KernelTable, low_encode) == KERNEL_TABLE_LOW_ENCODE_OFFSET);
 };

@@ -10,6 +10,7 @@ mod epilogue;
 mod erf;
 pub mod gemm;
 pub mod generic;
+pub mod lowbit;
 pub mod math;
 pub mod pool;
 #[cfg(test)]
@@ -35,6 +36,8 @@ pub static GENERIC: KernelTable = KernelTable {
     math_f64: math::math_f64,
     conv: conv::conv,
     pool: pool::pool,
+    low_decode: lowbit::low_decode,
+    low_encode: lowbit::low_encode,
 };
 
 /// Error codes the conv and pool kernels return (compiled code hands them on as its

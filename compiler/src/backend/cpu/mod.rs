@@ -11,6 +11,7 @@ pub mod codegen;
 pub mod isa;
 pub mod kernel;
 pub mod link;
+pub mod lowbit;
 pub mod lower;
 pub mod plan;
 pub mod vmath;

@@ -17,6 +17,7 @@ mod linear_attention;
 mod loss;
 mod movement;
 mod recurrent;
+mod quant;
 mod reduce;
 mod resize;
 mod roi_align;
@@ -160,6 +161,9 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         Op::Rnn(r) => recurrent::lower(lw, id, r),
         Op::LinearAttention(a) => linear_attention::lower(lw, id, a),
         Op::If(c) => control::lower(lw, id, c),
+        Op::Quant(q @ (crate::ir::ops::quant::Quant::Quantize { .. } | crate::ir::ops::quant::Quant::Dequantize { .. } | crate::ir::ops::quant::Quant::DynamicQuantize)) => {
+            quant::lower(lw, id, q)
+        }
         _ => bail!("the cpu backend has no kernel for this op yet"),
     }
 }
@@ -168,6 +172,8 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
 pub(crate) fn check_dtype(d: DType) -> Result<()> {
     match d {
         DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32 | DType::U32 | DType::I64 | DType::U64 | DType::Bool => Ok(()),
+        // The low-precision types: see `backend::cpu::lowbit`.
+        d if d.is_low() => Ok(()),
         other => bail!("dtype {} is not supported by the cpu backend yet", other.name()),
     }
 }
@@ -279,7 +285,7 @@ impl<'g> Lw<'g> {
             if t.len() == 1 && matches!(t.dtype(), DType::F32 | DType::F64) {
                 return Ok(Expr::lit_f(t.dtype(), t.to_f64_vec()?[0]));
             }
-            if t.len() == 1 && t.dtype().is_int() || t.len() == 1 && t.dtype() == DType::Bool {
+            if t.len() == 1 && (t.dtype().is_int() && !t.dtype().is_low() || t.dtype() == DType::Bool) {
                 return Ok(Expr::Lit(super::kernel::Lit::Int(t.to_i64_vec()?[0], t.dtype())));
             }
         }
