@@ -201,8 +201,11 @@ pub struct ConvParams {
     pub pad_begin: [u64; MAX_SPATIAL],
     /// An [`Activation`] as u32.
     pub act: u32,
-    /// 0: `w` is ONNX's (C_out, C_in/group, k...) layout; other values are reserved for
-    /// layouts made by a runtime packing function (none yet: the kernel refuses them).
+    /// 0: `w` is ONNX's (C_out, C_in/group, k...) layout. 1: pointwise weights packed by
+    /// [`crate::kernels::pack_conv_weights`]. 2: depthwise weights packed in blocks of 8
+    /// channels by [`crate::kernels::pack_depthwise_weights`] (the kernel then computes
+    /// on channel blocks). The kernel refuses other values, and layouts that do not apply
+    /// to the parameters.
     pub weight_layout: u32,
     pub act_alpha: f32,
     pub act_beta: f32,
