@@ -287,8 +287,8 @@ impl Geometry {
             packed: p.weight_layout == 1,
         };
         g.path = g.choose_path();
-        if g.packed && !matches!(g.path, Path::Pointwise { .. }) {
-            return Err("weight layout 1 (packed) applies to pointwise convs only".into());
+        if g.packed && !matches!(g.path, Path::Pointwise { .. } | Path::Im2col { .. }) {
+            return Err("weight layout 1 (packed) applies to convs on the pointwise and im2col paths only".into());
         }
         if p.weight_layout == 2 {
             if (cig, cog) != (1, 1) {
@@ -517,6 +517,41 @@ impl Job {
         0
     }
 
+    /// C = W_group · col (+ C when in place) for one im2col tile (`col`: kdim rows of
+    /// `cols` values) with packed weights (layout 1), then the epilogue. When the items
+    /// run one at a time on several threads, the weight panels are split over them.
+    fn packed_tile(&self, image: usize, group: usize, s0: usize, cols: usize, col: &[f32]) {
+        let g = &self.g;
+        let group_w = packed::packed_len(g) / g.group;
+        let at = (image * g.c_out + group * g.cog) * g.out_len + s0;
+        let panels = g.cog.div_ceil(packed::MR);
+        let panel_w = packed::MR * g.kdim;
+        // Panels `begin..end` (output rows from begin·MR).
+        let run = |begin: usize, end: usize| {
+            let first = begin * packed::MR;
+            // SAFETY: panels begin..end of the group's packed panels inside w (which holds
+            // `packed_len` floats, the caller's promise for layout 1), read-only; the
+            // item's output rows first.. (< cog) of `cols` values from `at` (stride
+            // out_len), written by this range of panels only.
+            unsafe {
+                let w = std::slice::from_raw_parts(self.w.add(group * group_w + begin * panel_w), (end - begin) * panel_w);
+                let rows = (end * packed::MR).min(g.cog) - first;
+                let y = self.y.add(at + first * g.out_len);
+                packed::gemm(&mut packed::Tile { w, x: col, ldx: cols, y, ldy: g.out_len, rows, cols, accumulate: self.in_place });
+            }
+            0
+        };
+        if self.gemm_ctx.is_null() {
+            run(0, panels);
+        } else {
+            // SAFETY: `gemm_ctx` is valid (it is `conv`'s context); the ranges write
+            // disjoint rows.
+            unsafe { parallel(self.gemm_ctx, panels, &run) };
+        }
+        // SAFETY: the item's cog rows × cols outputs from `at`.
+        unsafe { self.epilogue_rows(group * g.cog, g.cog, at, cols) };
+    }
+
     /// Lanes `begin..end` of `lanes` on the im2col and direct paths: lane `l`
     /// computes its share of the items with its own part of the scratch (`lanes` is at
     /// most the number of parts the scratch holds).
@@ -534,6 +569,10 @@ impl Job {
                         let (image, group, s0, cols) = g.item(tile, item);
                         let col = &mut buf[..g.kdim * cols];
                         self.fill_patches(image, group, s0, cols, col);
+                        if g.packed {
+                            self.packed_tile(image, group, s0, cols, col);
+                            continue;
+                        }
                         // SAFETY: col holds kdim rows of cols values; the item owns its outputs.
                         unsafe { self.gemm_tile(image, group, s0, cols, col.as_ptr(), cols) };
                     }

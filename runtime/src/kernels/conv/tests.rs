@@ -111,7 +111,7 @@ fn check(rng: &mut Rng, mut p: ConvParams, run: Run) {
     let want = reference(&p, &x, &w, bias, residual);
     // Layout 0, then layout 1 with the packed weights where the packer takes `p`.
     let packed = pack_conv_weights(&p, &w);
-    assert_eq!(packed.is_some(), matches!(g.path, Path::Pointwise { .. }), "{p:?}");
+    assert_eq!(packed.is_some(), matches!(g.path, Path::Pointwise { .. } | Path::Im2col { .. }), "{p:?}");
     let mut packed_p = p;
     packed_p.weight_layout = 1;
     let mut layouts = vec![(p, w.clone())];
@@ -397,8 +397,8 @@ fn packed_pointwise_over_ragged_shapes() {
     }
 }
 
-/// Weight layout 1 for parameters the packer refuses (they are not on the pointwise
-/// path) is an error code, never a run over misread weights.
+/// Weight layout 1 for parameters the packer refuses (they are not on a GEMM path) is an
+/// error code, never a run over misread weights.
 #[test]
 fn packed_layout_for_refused_params_is_an_error() {
     let mut im2col = base(2);
@@ -407,10 +407,17 @@ fn packed_layout_for_refused_params_is_an_error() {
     (strided.c_in, strided.c_out, strided.in_size, strided.out_size, strided.stride) = (8, 8, [6, 6, 1], [3, 3, 1], [2, 2, 1]);
     let mut direct = base(2);
     (direct.c_in, direct.c_out, direct.in_size, direct.out_size) = (2, 2, [6, 6, 1], [6, 6, 1]);
+    let mut depthwise = base(2);
+    (depthwise.group, depthwise.c_in, depthwise.c_out, depthwise.in_size, depthwise.out_size, depthwise.kernel) = (8, 8, 8, [6, 6, 1], [4, 4, 1], [3, 3, 1]);
     let (x, w) = (vec![1f32; 8 * 36], vec![1f32; 8 * 8 * 9]);
     let mut y = vec![0f32; 8 * 36];
     let mut scratch = vec![0f32; 8 * 9 * 36];
-    for p in [im2col, strided, direct] {
+    // The GEMM paths (im2col, strided 1×1 on im2col) take layout 1.
+    for p in [im2col, strided] {
+        assert!(pack_conv_weights(&p, &w[..p.c_out as usize * Geometry::new(&p).unwrap().kdim]).is_some(), "{p:?}");
+        assert!(check_conv_params(&ConvParams { weight_layout: 1, ..p }).is_ok(), "{p:?}");
+    }
+    for p in [direct, depthwise] {
         assert!(check_conv_params(&p).is_ok());
         assert!(pack_conv_weights(&p, &w[..p.c_out as usize * Geometry::new(&p).unwrap().kdim]).is_none(), "{p:?}");
         let p = ConvParams { weight_layout: 1, scratch_bytes: (scratch.len() * 4) as u64, ..p };

@@ -336,3 +336,80 @@ fn global_pool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
     Ok(())
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::parse::parse_graph;
+    use crate::tensor::Tensor;
+
+    /// A 2-D conv's parameters, as `conv` builds them.
+    fn params(c_in: u64, c_out: u64, group: u32, k: u64, stride: u64) -> ConvParams {
+        let (size, pad) = (10, k / 2);
+        let out = (size + 2 * pad - k) / stride + 1;
+        ConvParams {
+            spatial: 2,
+            group,
+            batch: 1,
+            c_in,
+            c_out,
+            in_size: [size, size, 1],
+            out_size: [out, out, 1],
+            kernel: [k, k, 1],
+            stride: [stride, stride, 1],
+            dilation: [1; 3],
+            pad_begin: [pad, pad, 0],
+            act: 0,
+            weight_layout: 0,
+            act_alpha: 0.0,
+            act_beta: 0.0,
+            scratch_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn weight_layout_by_conv_shape() {
+        let layout = |p: ConvParams| {
+            let w = vec![0.5f32; (p.c_out * p.c_in / p.group as u64 * p.kernel[0] * p.kernel[1]) as usize];
+            choose_weight_layout(&p, &w).map(|(layout, _)| layout)
+        };
+        // Depthwise with at least 8 channels: blocked, whatever the kernel and stride.
+        assert_eq!(layout(params(32, 32, 32, 3, 1)), Some(2));
+        assert_eq!(layout(params(144, 144, 144, 5, 2)), Some(2));
+        assert_eq!(layout(params(9, 9, 9, 1, 1)), Some(2));
+        // Too few channels to fill a block, or several channels per group: ONNX layout.
+        assert_eq!(layout(params(4, 4, 4, 3, 1)), None);
+        assert_eq!(layout(params(16, 32, 16, 3, 1)), None);
+        // Pointwise and im2col convs: packed GEMM panels.
+        assert_eq!(layout(params(16, 24, 1, 1, 1)), Some(1));
+        assert_eq!(layout(params(16, 24, 1, 3, 1)), Some(1));
+        assert_eq!(layout(params(16, 24, 2, 1, 2)), Some(1));
+    }
+
+    /// Depthwise convs that take layout 2 (and one with too few channels that does not),
+    /// compiled and run against the reference evaluator. Both sum the k·k products of
+    /// values in [-1, 1] (the reference in f64): the f32 sum is within γ_{k²+1}·Σ|terms|
+    /// ≤ 26·2⁻²⁴·26 ≈ 4.1e-5 of it for k = 5 (plus bias).
+    #[test]
+    fn blocked_depthwise_matches_reference() {
+        for (c, k, stride, act) in [(12, 5, 2, "Relu"), (20, 3, 1, "Sigmoid"), (9, 5, 1, "Identity"), (4, 3, 2, "Relu")] {
+            let n = 13;
+            let pad = k / 2;
+            let out = (n + 2 * pad - k) / stride + 1;
+            let vals = |len: usize, seed: usize| (0..len).map(|i| format!("{}", (((i * 7 + seed) % 17) as f32 / 8.0 - 1.0))).collect::<Vec<_>>().join(",");
+            let text = format!(
+                "graph(%x: f32[1,{c},{n},{n}]) {{\n  %w = const f32[{c},1,{k},{k}]{{{}}}\n  %b = const f32[{c}]{{{}}}\n  %c = Conv{{group={c}, kernel_shape=[{k},{k}], pads=[{pad},{pad},{pad},{pad}], strides=[{stride},{stride}]}}(%x, %w, %b) : f32[1,{c},{out},{out}]\n  %y = {act}(%c) : f32[1,{c},{out},{out}]\n  return %y\n}}",
+                vals(c * k * k, 3),
+                vals(c, 5)
+            );
+            let g = parse_graph(&text).expect("parses");
+            let x = Tensor::from_vec(&[1, c, n, n], (0..c * n * n).map(|i| (i * 13 % 29) as f32 / 14.0 - 1.0).collect()).unwrap();
+            let want = crate::eval::run(&g, std::slice::from_ref(&x)).expect("reference");
+            let got = crate::driver::compile_and_run(&g, &[x], &Default::default()).expect("compiles and runs");
+            assert_eq!(got[0].shape(), want[0].shape());
+            for (a, b) in got[0].to_f64_vec().unwrap().iter().zip(want[0].to_f64_vec().unwrap()) {
+                assert!((a - b).abs() <= 4.2e-5, "{a} vs {b}\n{text}");
+            }
+        }
+    }
+}
