@@ -19,7 +19,9 @@ use std::mem::offset_of;
 /// The table only ever grows at its end, and each addition bumps this number. An
 /// artifact records the version its code was built against; a runtime loads artifacts
 /// built for its own version or any older one, and refuses newer ones with a clear error.
-pub const KERNEL_ABI_VERSION: u32 = 1;
+///
+/// 2: conv weight layout 2 (channel-blocked depthwise), and layout 1 on the im2col path.
+pub const KERNEL_ABI_VERSION: u32 = 2;
 
 /// The single argument of the entry point. All pointers are valid for the whole call.
 #[repr(C)]

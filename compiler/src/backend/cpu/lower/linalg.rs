@@ -234,7 +234,11 @@ pub fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize, act: Act, residua
 /// EfficientNet-B0 from 45.3 ms to (see the branch's report) with layout 2, MobileNetV2
 /// likewise; ResNet-50 has no depthwise convs.
 fn choose_weight_layout(p: &ConvParams, w: &[f32]) -> Option<(u32, Vec<f32>)> {
-    if let Some(packed) = neoc_runtime::kernels::pack_conv_weights(p, w) {
+    // (The runtime also takes layout 1 on its im2col path, but there it measured slower
+    // than the im2col GEMM with run-time packing on ResNet-50's 3×3 convs: 566 and 589
+    // against 524 and 554 ms for the whole model, 1 thread, load average 14.)
+    let pointwise = p.kernel == [1; MAX_SPATIAL] && p.stride == [1; MAX_SPATIAL] && p.pad_begin == [0; MAX_SPATIAL] && p.out_size == p.in_size;
+    if let Some(packed) = neoc_runtime::kernels::pack_conv_weights(p, w).filter(|_| pointwise) {
         return Some((1, packed));
     }
     if p.c_out >= BLOCKED_MIN_CHANNELS {
@@ -380,10 +384,10 @@ mod tests {
         // Too few channels to fill a block, or several channels per group: ONNX layout.
         assert_eq!(layout(params(4, 4, 4, 3, 1)), None);
         assert_eq!(layout(params(16, 32, 16, 3, 1)), None);
-        // Pointwise and im2col convs: packed GEMM panels.
+        // Pointwise convs: packed GEMM panels; other full convs (im2col): ONNX layout.
         assert_eq!(layout(params(16, 24, 1, 1, 1)), Some(1));
-        assert_eq!(layout(params(16, 24, 1, 3, 1)), Some(1));
-        assert_eq!(layout(params(16, 24, 2, 1, 2)), Some(1));
+        assert_eq!(layout(params(16, 24, 1, 3, 1)), None);
+        assert_eq!(layout(params(16, 24, 2, 1, 2)), None);
     }
 
     /// Depthwise convs that take layout 2 (and one with too few channels that does not),
