@@ -229,10 +229,12 @@ pub fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize, act: Act, residua
 ///   8 floats = one AVX2 vector, two SSE or NEON ones, so the layout pays on every ISA
 ///   neoc targets, and the kernel picks its code by the CPU's features at run time).
 ///
-/// Measured, 1 thread, AVX2+FMA (the build machine, shared and noisy: medians of
-/// repeated `benches/compare_ort.py` runs), the whole model against onnxruntime:
-/// EfficientNet-B0 from 45.3 ms to (see the branch's report) with layout 2, MobileNetV2
-/// likewise; ResNet-50 has no depthwise convs.
+/// Measured with `benches/compare_ort.py`, 1 thread, AVX2+FMA, on a shared machine at
+/// load average 12 to 16 (so absolute times are 4-10× inflated; the ratio neoc /
+/// onnxruntime of the same run is what carries over), median of 4 interleaved runs each,
+/// before (ONNX layout on the direct path) and after (layout 2, with the epilogues'
+/// AVX2 copies): EfficientNet-B0 2.92 → 1.52 (e.g. 197 → 90 ms in one quieter pair of
+/// runs), MobileNetV2 1.47 → 1.26, ResNet-50 (no depthwise convs) 1.41 → 1.41.
 fn choose_weight_layout(p: &ConvParams, w: &[f32]) -> Option<(u32, Vec<f32>)> {
     // (The runtime also takes layout 1 on its im2col path, but there it measured slower
     // than the im2col GEMM with run-time packing on ResNet-50's 3×3 convs: 566 and 589
