@@ -19,7 +19,10 @@ use std::mem::offset_of;
 /// The table only ever grows at its end, and each addition bumps this number. An
 /// artifact records the version its code was built against; a runtime loads artifacts
 /// built for its own version or any older one, and refuses newer ones with a clear error.
-pub const KERNEL_ABI_VERSION: u32 = 2;
+///
+/// 2: `low_decode` and `low_encode` (the 8-, 4- and 2-bit types).
+/// 3: conv weight layout 2 (channel-blocked depthwise), and layout 1 on the im2col path.
+pub const KERNEL_ABI_VERSION: u32 = 3;
 
 /// The single argument of the entry point. All pointers are valid for the whole call.
 #[repr(C)]
@@ -216,8 +219,11 @@ pub struct ConvParams {
     pub pad_begin: [u64; MAX_SPATIAL],
     /// An [`Activation`] as u32.
     pub act: u32,
-    /// 0: `w` is ONNX's (C_out, C_in/group, k...) layout; other values are reserved for
-    /// layouts made by a runtime packing function (none yet: the kernel refuses them).
+    /// 0: `w` is ONNX's (C_out, C_in/group, k...) layout. 1: pointwise weights packed by
+    /// [`crate::kernels::pack_conv_weights`]. 2: depthwise weights packed in blocks of 8
+    /// channels by [`crate::kernels::pack_depthwise_weights`] (the kernel then computes
+    /// on channel blocks). The kernel refuses other values, and layouts that do not apply
+    /// to the parameters.
     pub weight_layout: u32,
     pub act_alpha: f32,
     pub act_beta: f32,

@@ -16,7 +16,7 @@ pub mod pool;
 #[cfg(test)]
 mod test_util;
 
-pub use conv::{check_conv_params, conv_scratch_bytes, pack_conv_weights};
+pub use conv::{check_conv_params, conv_scratch_bytes, pack_conv_weights, pack_depthwise_weights};
 pub use erf::erf;
 pub use pool::check_pool_params;
 
