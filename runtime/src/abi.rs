@@ -19,7 +19,7 @@ use std::mem::offset_of;
 /// The table only ever grows at its end, and each addition bumps this number. An
 /// artifact records the version its code was built against; a runtime loads artifacts
 /// built for its own version or any older one, and refuses newer ones with a clear error.
-pub const KERNEL_ABI_VERSION: u32 = 1;
+pub const KERNEL_ABI_VERSION: u32 = 2;
 
 /// The single argument of the entry point. All pointers are valid for the whole call.
 #[repr(C)]
@@ -46,6 +46,11 @@ pub struct RunContext {
     /// does not make threads itself: it passes work to `kernels.parallel_for`, and
     /// kernels read this number from the context they are given.
     pub thread_count: usize,
+    /// The run's string heap (a `kernels::strings::StringHeap`), read only by the
+    /// [`KernelTable::strings`] kernel; compiled code passes the context on and never
+    /// reads this field. Null when the caller made no heap (the string kernel then fails
+    /// with `kernels::ERR_STRINGS`). Added with kernel ABI version 2.
+    pub strings: *mut c_void,
 }
 
 /// The entry point: `code + entry_offset`. Returns 0 on success, anything else is an
@@ -268,6 +273,19 @@ pub struct PoolParams {
 pub type PoolFn =
     unsafe extern "C" fn(ctx: *const RunContext, params: *const PoolParams, x: *const f32, y: *mut f32, indices: *mut i64) -> i32;
 
+/// `strings(ctx, params, a, b, c)`: one string operation (kernel ABI version 2).
+///
+/// `params` points into the weights section at a parameter blob that names the operation
+/// and its sizes (`kernels::strings` documents the encoding); `a`, `b` and `c` are the
+/// operation's buffers (unused ones may be null). A string tensor in compiled memory is an
+/// array of u64 **handles** into the run's string heap (`RunContext::strings`): 0 is the
+/// empty string, so zeroed memory holds empty strings. The kernel checks every handle,
+/// every offset and every length it reads, including the blob's own place in the weights,
+/// so a corrupt blob or handle is an error code, never undefined behaviour. Returns 0, or
+/// an error code (`kernels::ERR_STRINGS`, `kernels::ERR_STRINGS_PARAMS`,
+/// `kernels::ERR_STRINGS_FEATURE`).
+pub type StringsFn = unsafe extern "C" fn(ctx: *const RunContext, params: *const u8, a: *mut u8, b: *mut u8, c: *mut u8) -> i32;
+
 /// Runtime services the compiled code calls. Entries are only ever appended.
 #[repr(C)]
 #[derive(Debug)]
@@ -284,6 +302,8 @@ pub struct KernelTable {
     pub math_f64: MathF64Fn,
     pub conv: ConvFn,
     pub pool: PoolFn,
+    /// Since kernel ABI version 2.
+    pub strings: StringsFn,
 }
 
 pub const RUN_CONTEXT_INPUTS_OFFSET: usize = 0;
@@ -292,7 +312,8 @@ pub const RUN_CONTEXT_ARENA_OFFSET: usize = 16;
 pub const RUN_CONTEXT_WEIGHTS_OFFSET: usize = 24;
 pub const RUN_CONTEXT_KERNELS_OFFSET: usize = 32;
 pub const RUN_CONTEXT_THREAD_COUNT_OFFSET: usize = 40;
-pub const RUN_CONTEXT_SIZE: usize = 48;
+pub const RUN_CONTEXT_STRINGS_OFFSET: usize = 48;
+pub const RUN_CONTEXT_SIZE: usize = 56;
 
 pub const KERNEL_TABLE_VERSION_OFFSET: usize = 0;
 pub const KERNEL_TABLE_SGEMM_OFFSET: usize = 8;
@@ -303,6 +324,7 @@ pub const KERNEL_TABLE_MATH_F32_OFFSET: usize = 40;
 pub const KERNEL_TABLE_MATH_F64_OFFSET: usize = 48;
 pub const KERNEL_TABLE_CONV_OFFSET: usize = 56;
 pub const KERNEL_TABLE_POOL_OFFSET: usize = 64;
+pub const KERNEL_TABLE_STRINGS_OFFSET: usize = 72;
 
 /// Alignment of the arena and the weights section in memory.
 pub const ARENA_ALIGN: usize = 64;
@@ -317,6 +339,7 @@ const _: () = {
     assert!(offset_of!(RunContext, weights) == RUN_CONTEXT_WEIGHTS_OFFSET);
     assert!(offset_of!(RunContext, kernels) == RUN_CONTEXT_KERNELS_OFFSET);
     assert!(offset_of!(RunContext, thread_count) == RUN_CONTEXT_THREAD_COUNT_OFFSET);
+    assert!(offset_of!(RunContext, strings) == RUN_CONTEXT_STRINGS_OFFSET);
     assert!(std::mem::size_of::<RunContext>() == RUN_CONTEXT_SIZE);
     assert!(offset_of!(KernelTable, version) == KERNEL_TABLE_VERSION_OFFSET);
     assert!(offset_of!(KernelTable, sgemm) == KERNEL_TABLE_SGEMM_OFFSET);
@@ -327,4 +350,5 @@ const _: () = {
     assert!(offset_of!(KernelTable, math_f64) == KERNEL_TABLE_MATH_F64_OFFSET);
     assert!(offset_of!(KernelTable, conv) == KERNEL_TABLE_CONV_OFFSET);
     assert!(offset_of!(KernelTable, pool) == KERNEL_TABLE_POOL_OFFSET);
+    assert!(offset_of!(KernelTable, strings) == KERNEL_TABLE_STRINGS_OFFSET);
 };

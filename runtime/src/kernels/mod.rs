@@ -12,6 +12,8 @@ pub mod gemm;
 pub mod generic;
 pub mod math;
 pub mod pool;
+pub mod strings;
+mod tfidf;
 #[cfg(test)]
 mod test_util;
 
@@ -35,6 +37,7 @@ pub static GENERIC: KernelTable = KernelTable {
     math_f64: math::math_f64,
     conv: conv::conv,
     pool: pool::pool,
+    strings: strings::strings,
 };
 
 /// Error codes the conv and pool kernels return (compiled code hands them on as its

@@ -122,7 +122,10 @@ fn build(g: &Graph, target: &Target, listing: bool) -> Result<CompiledArtifact, 
         outputs: sigs(&lowered.outputs)?,
         arena_size: memory.arena_size,
         entry_offset: *linked.offsets.last().expect("entry function") as u64,
-        kernel_abi_version: abi::KERNEL_ABI_VERSION,
+        // Version 1 unless the code calls the string kernel (added in version 2), so
+        // artifacts without strings still load on older runtimes.
+        kernel_abi_version: if lowered.steps.iter().any(|s| matches!(s, kernel::Step::Call(kernel::Call::Strings { .. }))) { 2 } else { 1 },
+        runtime_features: lowered.runtime_features.clone(),
     };
     let code_bytes = linked.code.len() as u64;
     let listing = linked.listing;
