@@ -283,7 +283,8 @@ pub type PoolFn =
 /// every offset and every length it reads, including the blob's own place in the weights,
 /// so a corrupt blob or handle is an error code, never undefined behaviour. Returns 0, or
 /// an error code (`kernels::ERR_STRINGS`, `kernels::ERR_STRINGS_PARAMS`,
-/// `kernels::ERR_STRINGS_FEATURE`).
+/// `kernels::ERR_STRINGS_FEATURE`). The heap is the run's, unsynchronised: call it from
+/// the thread running the entry point, never from `parallel_for` tasks.
 pub type StringsFn = unsafe extern "C" fn(ctx: *const RunContext, params: *const u8, a: *mut u8, b: *mut u8, c: *mut u8) -> i32;
 
 /// Runtime services the compiled code calls. Entries are only ever appended.

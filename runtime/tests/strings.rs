@@ -22,7 +22,7 @@ fn copy_model(input: DType) -> Model {
 fn strings_round_trip() {
     let model = copy_model(DType::String);
     let x = Tensor::from_strings([2], strings(&["héllo", ""])).unwrap();
-    let out = model.run(&[x.clone()]).unwrap();
+    let out = model.run(std::slice::from_ref(&x)).unwrap();
     assert_eq!(out[0].dtype(), DType::String);
     assert_eq!(out[0].as_strings().unwrap(), x.as_strings().unwrap());
 

@@ -83,7 +83,7 @@ fn tfidf_counts_like_the_reference() {
     for (mode, min, max, skip) in [("TF", 2, 2, 0), ("TF", 1, 2, 5), ("IDF", 1, 2, 1), ("TFIDF", 2, 2, 5)] {
         let w = if mode == "TF" { "" } else { ", weights=f[0.5,1,1.5,2,2.5,3,3.5]" };
         let text = format!("graph(%x: i32[2,6]) {{\n  %y = TfIdfVectorizer{{mode=\"{mode}\", min_gram_length={min}, max_gram_length={max}, max_skip_count={skip}, {pool}{w}}}(%x) : f32[2,7]\n  return %y\n}}");
-        same_as_reference(&text, &[x.clone()]);
+        same_as_reference(&text, std::slice::from_ref(&x));
     }
     let text = "graph(%x: string[5]) {\n  %y = TfIdfVectorizer{mode=\"TF\", min_gram_length=1, max_gram_length=2, max_skip_count=1, ngram_counts=[0,2], ngram_indexes=[1,0,2], pool_strings=s[\"a\",\"b\",\"a\",\"b\"]}(%x) : f32[3]\n  return %y\n}";
     same_as_reference(text, &[s(&[5], &["a", "b", "x", "b", "a"])]);
