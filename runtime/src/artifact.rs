@@ -166,7 +166,8 @@ impl TensorSig {
         TensorSig { name: name.into(), dtype, shape: shape.into() }
     }
 
-    /// Bytes of one dense tensor of this signature (validated metadata always has one).
+    /// Bytes of one dense tensor of this signature as compiled code sees it (8-byte
+    /// handles for strings); validated metadata always has one.
     pub fn byte_len(&self) -> usize {
         tensor::byte_len(self.dtype, &self.shape).expect("validated signature")
     }
