@@ -22,7 +22,8 @@ use std::mem::offset_of;
 ///
 /// 2: `low_decode` and `low_encode` (the 8-, 4- and 2-bit types).
 /// 3: conv weight layout 2 (channel-blocked depthwise), and layout 1 on the im2col path.
-pub const KERNEL_ABI_VERSION: u32 = 3;
+/// 4: `strings` (string tensors).
+pub const KERNEL_ABI_VERSION: u32 = 4;
 
 /// The single argument of the entry point. All pointers are valid for the whole call.
 #[repr(C)]
@@ -49,6 +50,11 @@ pub struct RunContext {
     /// does not make threads itself: it passes work to `kernels.parallel_for`, and
     /// kernels read this number from the context they are given.
     pub thread_count: usize,
+    /// The run's string heap (a `kernels::strings::StringHeap`), read only by the
+    /// [`KernelTable::strings`] kernel; compiled code passes the context on and never
+    /// reads this field. Null when the caller made no heap (the string kernel then fails
+    /// with `kernels::ERR_STRINGS`). Added with kernel ABI version 2.
+    pub strings: *mut c_void,
 }
 
 /// The entry point: `code + entry_offset`. Returns 0 on success, anything else is an
@@ -289,6 +295,20 @@ pub struct PoolParams {
 pub type PoolFn =
     unsafe extern "C" fn(ctx: *const RunContext, params: *const PoolParams, x: *const f32, y: *mut f32, indices: *mut i64) -> i32;
 
+/// `strings(ctx, params, a, b, c)`: one string operation (kernel ABI version 2).
+///
+/// `params` points into the weights section at a parameter blob that names the operation
+/// and its sizes (`kernels::strings` documents the encoding); `a`, `b` and `c` are the
+/// operation's buffers (unused ones may be null). A string tensor in compiled memory is an
+/// array of u64 **handles** into the run's string heap (`RunContext::strings`): 0 is the
+/// empty string, so zeroed memory holds empty strings. The kernel checks every handle,
+/// every offset and every length it reads, including the blob's own place in the weights,
+/// so a corrupt blob or handle is an error code, never undefined behaviour. Returns 0, or
+/// an error code (`kernels::ERR_STRINGS`, `kernels::ERR_STRINGS_PARAMS`,
+/// `kernels::ERR_STRINGS_FEATURE`). The heap is the run's, unsynchronised: call it from
+/// the thread running the entry point, never from `parallel_for` tasks.
+pub type StringsFn = unsafe extern "C" fn(ctx: *const RunContext, params: *const u8, a: *mut u8, b: *mut u8, c: *mut u8) -> i32;
+
 /// Runtime services the compiled code calls. Entries are only ever appended.
 #[repr(C)]
 #[derive(Debug)]
@@ -309,6 +329,8 @@ pub struct KernelTable {
     pub low_decode: LowDecodeFn,
     /// Since version 2.
     pub low_encode: LowEncodeFn,
+    /// Since kernel ABI version 4.
+    pub strings: StringsFn,
 }
 
 pub const RUN_CONTEXT_INPUTS_OFFSET: usize = 0;
@@ -317,7 +339,8 @@ pub const RUN_CONTEXT_ARENA_OFFSET: usize = 16;
 pub const RUN_CONTEXT_WEIGHTS_OFFSET: usize = 24;
 pub const RUN_CONTEXT_KERNELS_OFFSET: usize = 32;
 pub const RUN_CONTEXT_THREAD_COUNT_OFFSET: usize = 40;
-pub const RUN_CONTEXT_SIZE: usize = 48;
+pub const RUN_CONTEXT_STRINGS_OFFSET: usize = 48;
+pub const RUN_CONTEXT_SIZE: usize = 56;
 
 pub const KERNEL_TABLE_VERSION_OFFSET: usize = 0;
 pub const KERNEL_TABLE_SGEMM_OFFSET: usize = 8;
@@ -330,6 +353,7 @@ pub const KERNEL_TABLE_CONV_OFFSET: usize = 56;
 pub const KERNEL_TABLE_POOL_OFFSET: usize = 64;
 pub const KERNEL_TABLE_LOW_DECODE_OFFSET: usize = 72;
 pub const KERNEL_TABLE_LOW_ENCODE_OFFSET: usize = 80;
+pub const KERNEL_TABLE_STRINGS_OFFSET: usize = 88;
 
 /// Alignment of the arena and the weights section in memory.
 pub const ARENA_ALIGN: usize = 64;
@@ -344,6 +368,7 @@ const _: () = {
     assert!(offset_of!(RunContext, weights) == RUN_CONTEXT_WEIGHTS_OFFSET);
     assert!(offset_of!(RunContext, kernels) == RUN_CONTEXT_KERNELS_OFFSET);
     assert!(offset_of!(RunContext, thread_count) == RUN_CONTEXT_THREAD_COUNT_OFFSET);
+    assert!(offset_of!(RunContext, strings) == RUN_CONTEXT_STRINGS_OFFSET);
     assert!(std::mem::size_of::<RunContext>() == RUN_CONTEXT_SIZE);
     assert!(offset_of!(KernelTable, version) == KERNEL_TABLE_VERSION_OFFSET);
     assert!(offset_of!(KernelTable, sgemm) == KERNEL_TABLE_SGEMM_OFFSET);
@@ -356,4 +381,5 @@ const _: () = {
     assert!(offset_of!(KernelTable, pool) == KERNEL_TABLE_POOL_OFFSET);
     assert!(offset_of!(KernelTable, low_decode) == KERNEL_TABLE_LOW_DECODE_OFFSET);
     assert!(offset_of!(KernelTable, low_encode) == KERNEL_TABLE_LOW_ENCODE_OFFSET);
+    assert!(offset_of!(KernelTable, strings) == KERNEL_TABLE_STRINGS_OFFSET);
 };

@@ -13,6 +13,8 @@ pub mod generic;
 pub mod lowbit;
 pub mod math;
 pub mod pool;
+pub mod strings;
+mod tfidf;
 #[cfg(test)]
 mod test_util;
 
@@ -38,6 +40,7 @@ pub static GENERIC: KernelTable = KernelTable {
     pool: pool::pool,
     low_decode: lowbit::low_decode,
     low_encode: lowbit::low_encode,
+    strings: strings::strings,
 };
 
 /// Error codes the conv and pool kernels return (compiled code hands them on as its

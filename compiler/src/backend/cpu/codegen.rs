@@ -937,7 +937,28 @@ impl<'a, 'b> StepGen<'a, 'b> {
                 self.b.ins().call_indirect(sigref, f, &vals);
                 Ok(())
             }
+            Call::Strings { params, a, b, c } => {
+                self.emit_strings(*params, [*a, *b, Some(*c)]);
+                Ok(())
+            }
         }
+    }
+
+    /// `strings(ctx, params, a, b, c)`; absent buffers are null.
+    fn emit_strings(&mut self, params: Mem, bufs: [Option<Mem>; 3]) {
+        let f = self.kernel_fn(abi::KERNEL_TABLE_STRINGS_OFFSET);
+        let sig = self.cg.signature(&[I64; 5], Some(I32));
+        let sigref = self.b.import_signature(sig);
+        let mut vals = vec![self.ctx, self.bases[&params]];
+        for m in bufs {
+            vals.push(match m {
+                Some(m) => self.bases[&m],
+                None => self.b.ins().iconst(I64, 0),
+            });
+        }
+        let call = self.b.ins().call_indirect(sigref, f, &vals);
+        let status = self.b.inst_results(call)[0];
+        self.return_if_error(status);
     }
 
     fn return_if_error(&mut self, status: Value) {

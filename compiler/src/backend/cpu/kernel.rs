@@ -299,6 +299,9 @@ pub enum Call {
     Pool { params: Mem, x: Mem, y: Mem, indices: Option<Mem> },
     /// Copies `bytes` bytes.
     Copy { dst: Mem, src: Mem, bytes: u64 },
+    /// The runtime's string kernel: `params` is a weights blob naming the op
+    /// (`neoc_runtime::kernels::strings`); it reads `a` and `b` and writes `c`.
+    Strings { params: Mem, a: Option<Mem>, b: Option<Mem>, c: Mem },
 }
 
 impl Call {
@@ -325,6 +328,11 @@ impl Call {
                 (vec![*params, *x], wr)
             }
             Call::Copy { dst, src, .. } => (vec![*src], vec![*dst]),
+            Call::Strings { params, a, b, c } => {
+                let mut r = vec![*params];
+                r.extend(a.iter().chain(b));
+                (r, vec![*c])
+            }
         }
     }
 }

@@ -23,6 +23,7 @@ mod resize;
 mod roi_align;
 mod sample;
 mod select;
+mod text;
 
 use std::collections::HashMap;
 
@@ -43,6 +44,8 @@ pub struct Lowered {
     pub blobs: Vec<Vec<u8>>,
     pub inputs: Vec<(String, ValueType)>,
     pub outputs: Vec<(String, ValueType)>,
+    /// Cargo features of neoc-runtime the code needs (`strings-regex`).
+    pub runtime_features: Vec<String>,
 }
 
 /// One op the backend could not lower.
@@ -61,11 +64,12 @@ pub struct Lw<'g> {
     temps: Vec<u64>,
     blobs: Vec<Vec<u8>>,
     current: String,
+    runtime_features: Vec<String>,
 }
 
 /// Lowers every op of `g` (already optimised and verified).
 pub fn lower(g: &Graph) -> Result<Lowered, Vec<LowerProblem>> {
-    let mut lw = Lw { g, vals: HashMap::new(), steps: vec![], step_nodes: vec![], temps: vec![], blobs: vec![], current: String::new() };
+    let mut lw = Lw { g, vals: HashMap::new(), steps: vec![], step_nodes: vec![], temps: vec![], blobs: vec![], current: String::new(), runtime_features: vec![] };
     let mut problems = Vec::new();
     let problem = |node: &str, op: &str, message: String| LowerProblem { node: node.into(), op: op.into(), message };
     for (i, &n) in g.inputs.iter().enumerate() {
@@ -109,7 +113,7 @@ pub fn lower(g: &Graph) -> Result<Lowered, Vec<LowerProblem>> {
             continue;
         }
         lw.current = format!("output {name}");
-        let bytes = g.ty(*v).bytes() as u64;
+        let bytes = buf_bytes(g.ty(*v));
         match lw.mem(*v) {
             Ok(src) => lw.push(Step::Call(Call::Copy { dst: Mem::Output(j as u32), src, bytes })),
             Err(e) => problems.push(problem(name, "output", format!("{e:#}"))),
@@ -125,10 +129,14 @@ pub fn lower(g: &Graph) -> Result<Lowered, Vec<LowerProblem>> {
         blobs: lw.blobs,
         inputs: g.input_types(),
         outputs: g.output_types(),
+        runtime_features: lw.runtime_features,
     })
 }
 
 fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
+    if text::handles(lw, id, op) {
+        return text::lower(lw, id, op);
+    }
     let node = lw.g.node(id);
     for (i, o) in node.outputs.iter().enumerate() {
         check_dtype(o.ty.dtype).map_err(|e| anyhow!("output {i}: {e}"))?;
@@ -166,6 +174,11 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         }
         _ => bail!("the cpu backend has no kernel for this op yet"),
     }
+}
+
+/// Bytes of a value's buffer: its dense data, or one u64 handle per string.
+pub(crate) fn buf_bytes(ty: &ValueType) -> u64 {
+    if ty.dtype == DType::Str { 8 * ty.len() as u64 } else { ty.bytes() as u64 }
 }
 
 /// The dtypes compiled code computes on.
@@ -219,6 +232,11 @@ impl<'g> Lw<'g> {
             return Ok(*m);
         }
         match &self.g.node(v.node).kind {
+            NodeKind::Const(c) if c.ty().dtype == DType::Str => {
+                let m = text::const_strings(self, c.tensor()?)?;
+                self.vals.insert(v, m);
+                Ok(m)
+            }
             NodeKind::Const(c) => {
                 // Raw little-endian bytes straight from the model when it has them.
                 let bytes = match c.raw() {
@@ -240,7 +258,14 @@ impl<'g> Lw<'g> {
     }
 
     pub fn temp(&mut self, ty: &ValueType) -> Mem {
-        self.temp_bytes(ty.bytes() as u64)
+        self.temp_bytes(buf_bytes(ty))
+    }
+
+    /// Records that the code needs a cargo feature of neoc-runtime.
+    pub fn need_runtime_feature(&mut self, feature: &str) {
+        if !self.runtime_features.iter().any(|f| f == feature) {
+            self.runtime_features.push(feature.to_string());
+        }
     }
 
     pub fn temp_bytes(&mut self, bytes: u64) -> Mem {
@@ -268,7 +293,7 @@ impl<'g> Lw<'g> {
         let from = self.mem(src)?;
         match self.vals.get(&v) {
             Some(&dst) => {
-                let bytes = self.ty(v).bytes() as u64;
+                let bytes = buf_bytes(self.ty(v));
                 self.push(Step::Call(Call::Copy { dst, src: from, bytes }));
             }
             None => {
