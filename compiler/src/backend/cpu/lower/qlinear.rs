@@ -242,9 +242,7 @@ fn conv(lw: &mut Lw, id: NodeId, ins: [usize; 4], scales: Option<[usize; 5]>) ->
         let mut wstr = vec![0i64; n_dims];
         wstr[1] = ws[0];
         wstr[dc] = ws[1];
-        for i in 0..sp {
-            wstr[dk + i] = ws[2 + i];
-        }
+        wstr[dk..dk + sp].copy_from_slice(&ws[2..2 + sp]);
         let wv = load(lw, w, wstr, (grp * mg) as i64 * ws[0])?;
         let wzp = match lw.opt_input(id, ins[3]) {
             Some(z) => Some(per_channel(lw, z, n_dims, grp * mg, g.out_channels, "w_zero_point")?),

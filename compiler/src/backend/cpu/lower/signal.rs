@@ -46,11 +46,13 @@ struct Coeffs {
     bins: usize,
     used: usize,
     c_out: usize,
+    /// Applied to each sum (`acc op value`): the inverse transforms' 1/n.
+    scale: Option<(BinOp, f64)>,
 }
 
 impl Coeffs {
     fn new(bins: usize, used: usize, c_out: usize) -> Coeffs {
-        Coeffs { w: vec![0.0; c_out * 2 * bins * used], bins, used, c_out }
+        Coeffs { w: vec![0.0; c_out * 2 * bins * used], bins, used, c_out, scale: None }
     }
     fn add(&mut self, co: usize, ci: usize, k: usize, t: usize, v: f64) {
         self.w[((co * 2 + ci) * self.bins + k) * self.used + t] += v;
@@ -76,7 +78,7 @@ impl Coeffs {
 
 /// `out[.., k, .., co] = finish(Σ_t Σ_ci in(ci, t) · W[co][ci][k][t])` over loop dims
 /// `[outer.., bins, inner, c_out, t]`; `load(ci)` reads input component `ci` at those dims.
-fn transform(lw: &mut Lw, id: NodeId, c: &Coeffs, outer: &[usize], inner: usize, c_in: usize, load: &dyn Fn(usize) -> Expr, scale: Option<(BinOp, f64)>) {
+fn transform(lw: &mut Lw, id: NodeId, c: &Coeffs, outer: &[usize], inner: usize, c_in: usize, load: &dyn Fn(usize) -> Expr) {
     let out_ty = lw.g.node(id).outputs[0].ty.clone();
     let wm = lw.blob(c.bytes());
     let (bins, used) = (c.bins as i64, c.used as i64);
@@ -90,7 +92,7 @@ fn transform(lw: &mut Lw, id: NodeId, c: &Coeffs, outer: &[usize], inner: usize,
             Some(v) => Expr::bin(BinOp::Add, v, term),
         });
     }
-    let finish = match scale {
+    let finish = match c.scale {
         Some((op, s)) => Expr::bin(op, Expr::Acc, f64lit(s)),
         None => Expr::Acc,
     };
@@ -145,7 +147,7 @@ pub fn dft(lw: &mut Lw, id: NodeId, inverse: bool, onesided: bool) -> Result<()>
     if n == 0 || out_ty.is_empty() {
         return Ok(());
     }
-    let coeffs = if inverse && onesided {
+    let mut coeffs = if inverse && onesided {
         // IRFFT: the full spectrum is bins 0..m and the conjugates of bins n-k; output real.
         let m = n / 2 + 1;
         let used = n_in.min(m);
@@ -170,12 +172,12 @@ pub fn dft(lw: &mut Lw, id: NodeId, inverse: bool, onesided: bool) -> Result<()>
     let xm = lw.mem(x)?;
     let (n_i, inner_i, c_i) = (n_in as i64, inner as i64, c_in as i64);
     let load = |ci: usize| Expr::cast(F, Expr::Load(Access { mem: xm, dtype: xt.dtype, offset: ci as i64, strides: vec![n_i * inner_i * c_i, 0, c_i, 0, inner_i * c_i] }));
-    let scale = match (inverse, onesided) {
+    coeffs.scale = match (inverse, onesided) {
         (true, true) => Some((BinOp::Div, n as f64)),
         (true, false) => Some((BinOp::Mul, 1.0 / n as f64)),
         _ => None,
     };
-    transform(lw, id, &coeffs, &[outer], inner, c_in, &load, scale);
+    transform(lw, id, &coeffs, &[outer], inner, c_in, &load);
     Ok(())
 }
 
@@ -221,7 +223,7 @@ pub fn stft(lw: &mut Lw, id: NodeId, onesided: bool) -> Result<()> {
             None => s,
         }
     };
-    transform(lw, id, &coeffs, &[xt.shape[0], frames], 1, c_in, &load, None);
+    transform(lw, id, &coeffs, &[xt.shape[0], frames], 1, c_in, &load);
     Ok(())
 }
 
