@@ -5,10 +5,12 @@
 //! copying). Ops the backend cannot lower yet are all collected and reported together,
 //! each naming the node, the op and what is missing.
 
+mod along_axis;
 mod attention;
 mod control;
 mod conv_transpose;
 mod deform_conv;
+mod einsum;
 mod elementwise;
 mod fused;
 mod index;
@@ -18,12 +20,15 @@ mod loss;
 mod movement;
 mod recurrent;
 mod quant;
+mod qlinear;
 mod reduce;
 mod resize;
 mod roi_align;
 mod sample;
 mod select;
 mod text;
+mod signal;
+mod topk;
 
 use std::collections::HashMap;
 
@@ -147,6 +152,15 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         }
     }
     match op {
+        Op::MatMul(crate::ir::ops::matmul::MatMul::Einsum { equation }) => einsum::lower(lw, id, equation),
+        Op::Index(crate::ir::ops::index::Index::Compress { axis }) => along_axis::compress(lw, id, *axis),
+        Op::Movement(crate::ir::ops::movement::Movement::ReverseSequence { batch_axis, time_axis }) => along_axis::reverse_sequence(lw, id, *batch_axis, *time_axis),
+        Op::Spatial(crate::ir::ops::spatial::Spatial::TensorScatter { circular, axis }) => along_axis::tensor_scatter(lw, id, *circular, *axis),
+        Op::Index(crate::ir::ops::index::Index::TopK { axis, largest, .. }) => topk::lower(lw, id, *axis, *largest),
+        Op::Signal(crate::ir::ops::signal::Signal::Dft { inverse, onesided }) => signal::dft(lw, id, *inverse, *onesided),
+        Op::Signal(crate::ir::ops::signal::Signal::Stft { onesided }) => signal::stft(lw, id, *onesided),
+        Op::Signal(crate::ir::ops::signal::Signal::MelWeightMatrix { .. }) => signal::mel_weight_matrix(lw, id),
+        Op::Quant(q @ (crate::ir::ops::quant::Quant::MatMulInteger | crate::ir::ops::quant::Quant::QLinearMatMul | crate::ir::ops::quant::Quant::ConvInteger(_) | crate::ir::ops::quant::Quant::QLinearConv(_))) => qlinear::lower(lw, id, q),
         Op::Unary(_) | Op::Binary(_) | Op::Activation(_) | Op::Cast(_) => elementwise::lower(lw, id, op),
         Op::Gather(crate::ir::ops::gather::Gather::Gather { .. } | crate::ir::ops::gather::Gather::GatherElements { .. }) => movement::lower(lw, id, op),
         Op::Gather(_) | Op::Generate(crate::ir::ops::generate::Generate::EyeLike { .. }) => select::lower(lw, id, op),
