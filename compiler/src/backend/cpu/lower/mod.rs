@@ -5,22 +5,28 @@
 //! copying). Ops the backend cannot lower yet are all collected and reported together,
 //! each naming the node, the op and what is missing.
 
+mod affine_grid;
 mod attention;
 mod elementwise;
 mod fused;
 mod index;
 mod linalg;
 mod loss;
+mod ml;
 mod movement;
+mod norm_extra;
 mod reduce;
 mod resize;
 mod select;
+mod swiglu;
+mod training;
 
 use std::collections::HashMap;
 
 use anyhow::{Result, anyhow, bail};
 
 use super::kernel::{Access, Call, Expr, Mem, Step, broadcast_strides};
+use crate::ir::ops::norm::Norm;
 use crate::ir::{Graph, NodeKind, Op, OpImpl, ValueId, ValueType};
 use crate::tensor::{DType, Tensor};
 
@@ -131,18 +137,24 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         }
     }
     match op {
+        Op::Cast(c @ crate::ir::ops::cast::Cast::Dropout { .. }) => training::dropout(lw, id, c),
         Op::Unary(_) | Op::Binary(_) | Op::Activation(_) | Op::Cast(_) => elementwise::lower(lw, id, op),
         Op::Gather(crate::ir::ops::gather::Gather::Gather { .. } | crate::ir::ops::gather::Gather::GatherElements { .. }) => movement::lower(lw, id, op),
         Op::Gather(_) | Op::Generate(crate::ir::ops::generate::Generate::EyeLike { .. }) => select::lower(lw, id, op),
         Op::Reshape(_) | Op::Movement(_) => movement::lower(lw, id, op),
         Op::MatMul(_) | Op::Conv(_) | Op::Pool(_) => linalg::lower(lw, id, op),
         Op::Softmax(s) if s.kind == crate::ir::ops::softmax::SoftmaxKind::Hardmax => index::lower(lw, id, op),
+        Op::Norm(n @ (Norm::Batch { training: true, .. } | Norm::Group { .. } | Norm::MeanVariance { .. })) => norm_extra::lower(lw, id, n),
         Op::Reduce(_) | Op::Softmax(_) | Op::Norm(_) => reduce::lower(lw, id, op),
         Op::Fused(f) => fused::lower(lw, id, f),
         Op::Index(_) => index::lower(lw, id, op),
         Op::Loss(l) => loss::lower(lw, id, l),
         Op::Resize(r) => resize::lower(lw, id, r),
         Op::Attention(a) => attention::lower(lw, id, a),
+        Op::Training(t) => training::optimizer(lw, id, t),
+        Op::Ml(m) => ml::lower(lw, id, m),
+        Op::Spatial(crate::ir::ops::spatial::Spatial::SwiGlu { alpha }) => swiglu::lower(lw, id, *alpha),
+        Op::Spatial(crate::ir::ops::spatial::Spatial::AffineGrid { align_corners }) => affine_grid::lower(lw, id, *align_corners),
         _ => bail!("the cpu backend has no kernel for this op yet"),
     }
 }
