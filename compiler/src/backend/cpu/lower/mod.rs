@@ -12,6 +12,7 @@ mod fused;
 mod index;
 mod linalg;
 mod loss;
+mod mel;
 mod ml;
 mod movement;
 mod norm_extra;
@@ -155,6 +156,7 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         Op::Ml(m) => ml::lower(lw, id, m),
         Op::Spatial(crate::ir::ops::spatial::Spatial::SwiGlu { alpha }) => swiglu::lower(lw, id, *alpha),
         Op::Spatial(crate::ir::ops::spatial::Spatial::AffineGrid { align_corners }) => affine_grid::lower(lw, id, *align_corners),
+        Op::Signal(crate::ir::ops::signal::Signal::MelWeightMatrix { .. }) => mel::lower(lw, id),
         _ => bail!("the cpu backend has no kernel for this op yet"),
     }
 }

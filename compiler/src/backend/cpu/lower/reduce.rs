@@ -378,3 +378,30 @@ fn lrn(lw: &mut Lw, id: NodeId, x: crate::ir::ValueId, alpha: f32, beta: f32, bi
     }));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::ir::parse::parse_graph;
+    use crate::tensor::Tensor;
+
+    /// Bool ReduceMax ("any") and ReduceMin ("all") against the reference evaluator, over
+    /// each axis, all axes and the empty set (false for max, true for min): exact.
+    #[test]
+    fn bool_max_and_min_match_the_reference() {
+        let x = Tensor::from_vec(&[3, 2], vec![true, false, false, false, true, true]).unwrap();
+        let empty = Tensor::from_vec(&[2, 0], Vec::<bool>::new()).unwrap();
+        for op in ["ReduceMax", "ReduceMin"] {
+            for (axes, out, input) in [("{0}", "[1,2]", &x), ("{1}", "[3,1]", &x), ("{0,1}", "[1,1]", &x), ("{1}", "[2,1]", &empty)] {
+                let ty = format!("bool{:?}", input.shape()).replace(' ', "");
+                let text = format!(
+                    "graph(%x: {ty}) {{\n  %a = const i64[{}]{axes}\n  %y = {op}{{keepdims=1}}(%x, %a) : bool{out}\n  return %y\n}}",
+                    axes.matches(',').count() + 1
+                );
+                let g = parse_graph(&text).expect("parses");
+                let want = crate::eval::run(&g, std::slice::from_ref(input)).expect("reference");
+                let got = crate::driver::compile_and_run(&g, std::slice::from_ref(input), &Default::default()).expect("compiles and runs");
+                assert_eq!(got, want, "{text}");
+            }
+        }
+    }
+}
