@@ -117,7 +117,7 @@ fn batch_training(lw: &mut Lw, id: NodeId, x: ValueId, eps: f32, momentum: f32) 
 /// per `(n, g)`, scale and bias per channel (or per group for the opset-18 form).
 fn group(lw: &mut Lw, id: NodeId, x: ValueId, groups: i64, eps: f32, per_group: bool) -> Result<()> {
     let xt = lw.ty(x).clone();
-    if xt.rank() < 2 || groups <= 0 || xt.shape[1] % groups as usize != 0 {
+    if xt.rank() < 2 || groups <= 0 || !xt.shape[1].is_multiple_of(groups as usize) {
         bail!("GroupNormalization of {xt} into {groups} groups");
     }
     let (n, c, g) = (xt.shape[0], xt.shape[1], groups as usize);

@@ -71,6 +71,7 @@ impl Space {
     pub(super) fn stat_x(&self, mem: Mem, dtype: DType) -> Expr {
         Expr::Load(Access { mem, dtype, offset: 0, strides: self.stat_in_x.clone() })
     }
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn step(&self, acc: DType, init: Lit, combine: BinOp, value: Expr, finish: Expr, out: Mem, out_dtype: DType) -> Step {
         Step::Reduce(ReduceStep {
             dims: self.dims.clone(),

@@ -163,7 +163,7 @@ pub fn dropout(lw: &mut Lw, id: NodeId, op: &Cast) -> Result<()> {
                     Some(r) => const_vals(lw, r).map(|v| v.first().copied().unwrap_or(0.0)),
                 };
                 match (known_training.is_some(), ratio_const) {
-                    (_, Some(r)) if r == 0.0 => None,
+                    (_, Some(0.0)) => None,
                     (true, Some(r)) => bail!("Dropout in training mode with ratio {r} draws random numbers, which the cpu backend does not do"),
                     _ => Some(tm),
                 }
