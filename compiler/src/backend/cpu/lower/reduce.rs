@@ -186,16 +186,19 @@ fn softmax(lw: &mut Lw, id: NodeId, s: &Softmax) -> Result<()> {
     let axes: Vec<usize> = if s.legacy_2d { (a..r).collect() } else { vec![a] };
     let sp = space(&xt.shape, &axes);
     let xm = lw.mem(x)?;
+    // f16/bf16 compute in f32 registers; the sum stays in f32 too, so the result is
+    // rounded once, as the reference (f64, one rounding) does.
+    let st = compute_type(t);
     let tmax = sp.stat_temp(lw, t);
-    let tsum = sp.stat_temp(lw, t);
+    let tsum = sp.stat_temp(lw, st);
     lw.push(sp.step(t, lowest(t), BinOp::Max, sp.load(xm, t), Expr::Acc, tmax, t));
     let shifted = Expr::bin(BinOp::Sub, sp.load(xm, t), sp.stat(tmax, t));
-    lw.push(sp.step(t, Lit::of(t, 0.0), BinOp::Add, Expr::math(MathOp::Exp, shifted), Expr::Acc, tsum, t));
+    lw.push(sp.step(st, Lit::of(st, 0.0), BinOp::Add, Expr::math(MathOp::Exp, shifted), Expr::Acc, tsum, st));
     let xv = Expr::Load(Access::dense(xm, t, &xt.shape));
     let shifted = Expr::bin(BinOp::Sub, xv, sp.stat_x(tmax, t));
     let value = match s.kind {
-        SoftmaxKind::Softmax => Expr::bin(BinOp::Div, Expr::math(MathOp::Exp, shifted), sp.stat_x(tsum, t)),
-        SoftmaxKind::LogSoftmax => Expr::bin(BinOp::Sub, shifted, Expr::math(MathOp::Log, sp.stat_x(tsum, t))),
+        SoftmaxKind::Softmax => Expr::bin(BinOp::Div, Expr::math(MathOp::Exp, shifted), sp.stat_x(tsum, st)),
+        SoftmaxKind::LogSoftmax => Expr::bin(BinOp::Sub, shifted, Expr::math(MathOp::Log, sp.stat_x(tsum, st))),
         SoftmaxKind::Hardmax => bail!("Hardmax is not supported by the cpu backend yet"),
     };
     let out = lw.out(id, 0);
@@ -268,6 +271,26 @@ fn norm(lw: &mut Lw, id: NodeId, n: &Norm) -> Result<()> {
     Ok(())
 }
 
+/// Where statistic `slot` (LayerNorm's Mean = 1, InvStdDev = 2) of a normalisation of
+/// `t` goes, and its dtype: the node's output when it has one (of the stash type), else a
+/// temporary in the compute type (f32 for f16/bf16, so the statistic is not rounded to
+/// the narrow type before it is used).
+fn stat_buffer(lw: &mut Lw, id: NodeId, slot: usize, sp: &Space, t: DType) -> (Mem, DType) {
+    let node = lw.g.node(id);
+    if node.outputs.len() > slot {
+        let dt = node.outputs[slot].ty.dtype;
+        (lw.out(id, slot), dt)
+    } else {
+        let dt = compute_type(t);
+        (sp.stat_temp(lw, dt), dt)
+    }
+}
+
+/// The type f16 and bf16 are computed in (f32); other types compute in themselves.
+fn compute_type(t: DType) -> DType {
+    if matches!(t, DType::F16 | DType::BF16) { DType::F32 } else { t }
+}
+
 /// How scale and bias meet x: broadcast numpy-style (LayerNorm) or one per channel.
 enum Affine {
     Broadcast,
@@ -282,14 +305,13 @@ fn normalise(lw: &mut Lw, id: NodeId, x: crate::ir::ValueId, axes: Vec<usize>, e
     let r = xt.rank();
     let sp = space(&xt.shape, &axes);
     let xm = lw.mem(x)?;
-    let n_out = lw.g.node(id).outputs.len();
     let lit = |v: f64| Expr::lit_f(t, v);
     let count = lit(sp.count as f64);
     // Mean (written straight to output 1 when LayerNorm asks for it).
     let tmean = if centre {
-        let m = if n_out > 1 { lw.out(id, 1) } else { sp.stat_temp(lw, t) };
-        lw.push(sp.step(t, Lit::of(t, 0.0), BinOp::Add, sp.load(xm, t), Expr::bin(BinOp::Div, Expr::Acc, count.clone()), m, t));
-        Some(m)
+        let (m, mt) = stat_buffer(lw, id, 1, &sp, t);
+        lw.push(sp.step(mt, Lit::of(mt, 0.0), BinOp::Add, sp.load(xm, t), Expr::bin(BinOp::Div, Expr::Acc, count.clone()), m, mt));
+        Some((m, mt))
     } else {
         None
     };
@@ -297,13 +319,13 @@ fn normalise(lw: &mut Lw, id: NodeId, x: crate::ir::ValueId, axes: Vec<usize>, e
         Some(m) => Expr::bin(BinOp::Sub, inner, m),
         None => inner,
     };
-    let d = centred(sp.load(xm, t), tmean.map(|m| sp.stat(m, t)));
-    let tinv = if n_out > 2 { lw.out(id, 2) } else { sp.stat_temp(lw, t) };
+    let d = centred(sp.load(xm, t), tmean.map(|(m, mt)| sp.stat(m, mt)));
+    let (tinv, it) = stat_buffer(lw, id, 2, &sp, t);
     let var = Expr::bin(BinOp::Div, Expr::Acc, count);
     let inv = Expr::bin(BinOp::Div, lit(1.0), Expr::un(UnOp::Sqrt, Expr::bin(BinOp::Add, var, lit(eps as f64))));
-    lw.push(sp.step(t, Lit::of(t, 0.0), BinOp::Add, Expr::bin(BinOp::Mul, d.clone(), d), inv, tinv, t));
+    lw.push(sp.step(it, Lit::of(it, 0.0), BinOp::Add, Expr::bin(BinOp::Mul, d.clone(), d), inv, tinv, it));
     let xv = Expr::Load(Access::dense(xm, t, &xt.shape));
-    let mut y = Expr::bin(BinOp::Mul, centred(xv, tmean.map(|m| sp.stat_x(m, t))), sp.stat_x(tinv, t));
+    let mut y = Expr::bin(BinOp::Mul, centred(xv, tmean.map(|(m, mt)| sp.stat_x(m, mt))), sp.stat_x(tinv, it));
     let param = |lw: &mut Lw, i: usize| -> Result<Option<Expr>> {
         let Some(v) = lw.opt_input(id, i) else { return Ok(None) };
         let pt = lw.ty(v).clone();
@@ -383,7 +405,51 @@ fn lrn(lw: &mut Lw, id: NodeId, x: crate::ir::ValueId, alpha: f32, beta: f32, bi
 #[cfg(test)]
 mod tests {
     use crate::ir::parse::parse_graph;
-    use crate::tensor::Tensor;
+    use crate::tensor::{DType, Tensor};
+
+    /// Compiled against the reference. f16 results must be within one f16 ulp (2^-10
+    /// relative) and 95% of them bit-identical: both compute in wide precision and round
+    /// once, so only a value whose f32 and f64 results straddle a rounding boundary may
+    /// differ (rounding an intermediate to f16 instead shifts about a third of them).
+    /// f32 statistics: 1e-6 relative.
+    fn same_as_reference(text: &str, inputs: &[Tensor]) {
+        let g = parse_graph(text).expect("parses");
+        let want = crate::eval::run(&g, inputs).expect("reference");
+        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!((g.dtype(), g.shape()), (w.dtype(), w.shape()));
+            let tol = if w.dtype() == DType::F16 { 1.0 / 1024.0 } else { 1e-6 };
+            let (a, b) = (g.to_f64_vec().unwrap(), w.to_f64_vec().unwrap());
+            for (a, b) in a.iter().zip(&b) {
+                assert!((a - b).abs() <= tol * b.abs().max(1e-3), "{a} vs {b}\n{text}");
+            }
+            let same = a.iter().zip(&b).filter(|(a, b)| a == b).count();
+            assert!(w.dtype() != DType::F16 || same * 20 >= a.len() * 19, "only {same} of {} values bit-identical\n{text}", a.len());
+        }
+    }
+
+    fn x_f16() -> Tensor {
+        Tensor::from_vec(&[3, 40], (0..120).map(|v| ((v * 37) % 101) as f32 * 0.061 - 2.9).collect()).unwrap().cast(DType::F16).unwrap()
+    }
+
+    #[test]
+    fn f16_softmax_sums_in_f32() {
+        for kind in ["Softmax", "LogSoftmax"] {
+            let text = format!("graph(%x: f16[3,40]) {{\n  %y = {kind}{{axis=1}}(%x) : f16[3,40]\n  return %y\n}}");
+            same_as_reference(&text, &[x_f16()]);
+        }
+    }
+
+    #[test]
+    fn f16_layernorm_writes_f32_statistics() {
+        let list = |f: fn(usize) -> f32| (0..40).map(|i| f(i).to_string()).collect::<Vec<_>>().join(",");
+        let (s, b) = (list(|i| 0.5 + i as f32 / 32.0), list(|i| i as f32 / 64.0 - 0.25));
+        let text = format!("graph(%x: f16[3,40]) {{\n  %s = const f16[40]{{{s}}}\n  %b = const f16[40]{{{b}}}\n  %y, %m, %i = LayerNormalization{{axis=1, epsilon=1e-5f}}(%x, %s, %b) : f16[3,40], f32[3,1], f32[3,1]\n  return %y, %m, %i\n}}");
+        same_as_reference(&text, &[x_f16()]);
+        let text = format!("graph(%x: f16[3,40]) {{\n  %s = const f16[40]{{{s}}}\n  %y = LayerNormalization{{axis=-1}}(%x, %s) : f16[3,40]\n  return %y\n}}");
+        same_as_reference(&text, &[x_f16()]);
+    }
 
     /// Bool ReduceMax ("any") and ReduceMin ("all") against the reference evaluator, over
     /// each axis, all axes and the empty set (false for max, true for min): exact.
