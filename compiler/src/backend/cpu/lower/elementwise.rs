@@ -21,31 +21,6 @@ pub fn lower(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
     let node = lw.g.node(id);
     match op {
         Op::Cast(Cast::Identity) => return lw.alias(id, 0, lw.input(id, 0)?),
-        Op::Cast(Cast::Dropout { .. }) => {
-            // Training mode draws random numbers: only a constant false (or ratio 0) is
-            // the identity that compiled code may compute.
-            if let Some(tm) = lw.opt_input(id, 2) {
-                let training = lw.konst(tm).map(|t| t.to_i64_vec().map(|v| v.iter().any(|&x| x != 0)));
-                let ratio_zero = match lw.opt_input(id, 1) {
-                    Some(r) => lw.konst(r).and_then(|t| t.to_f64_vec().ok()).is_some_and(|v| v.iter().all(|&x| x == 0.0)),
-                    None => false,
-                };
-                match training {
-                    Some(Ok(false)) => {}
-                    _ if ratio_zero => {}
-                    _ => bail!("Dropout's training_mode must be a constant false (training-mode dropout is random)"),
-                }
-            }
-            lw.alias(id, 0, lw.input(id, 0)?)?;
-            if node.outputs.len() > 1 {
-                // The inference-mode mask: all true (or all ones, opsets 7-9).
-                let ty = node.outputs[1].ty.clone();
-                let out = lw.out(id, 1);
-                let value = Expr::Lit(Lit::of(ty.dtype, 1.0));
-                lw.push(Step::Loop(Loop { dims: ty.shape.clone(), out: Access::dense(out, ty.dtype, &ty.shape), value }));
-            }
-            return Ok(());
-        }
         Op::Cast(Cast::BitCast { to }) => return bitcast(lw, id, *to),
         _ => {}
     }

@@ -17,10 +17,12 @@ mod index;
 mod linalg;
 mod linear_attention;
 mod loss;
+mod ml;
 mod movement;
 mod recurrent;
 mod quant;
 mod qlinear;
+mod norm_extra;
 mod reduce;
 mod resize;
 mod roi_align;
@@ -29,12 +31,15 @@ mod select;
 mod text;
 mod signal;
 mod topk;
+mod swiglu;
+mod training;
 
 use std::collections::HashMap;
 
 use anyhow::{Result, anyhow, bail};
 
 use super::kernel::{Access, Call, Expr, Mem, Step, broadcast_strides};
+use crate::ir::ops::norm::Norm;
 use crate::ir::{Graph, NodeKind, Op, OpImpl, ValueId, ValueType};
 use crate::tensor::{DType, Tensor};
 
@@ -161,6 +166,7 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         Op::Signal(crate::ir::ops::signal::Signal::Stft { onesided }) => signal::stft(lw, id, *onesided),
         Op::Signal(crate::ir::ops::signal::Signal::MelWeightMatrix { .. }) => signal::mel_weight_matrix(lw, id),
         Op::Quant(q @ (crate::ir::ops::quant::Quant::MatMulInteger | crate::ir::ops::quant::Quant::QLinearMatMul | crate::ir::ops::quant::Quant::ConvInteger(_) | crate::ir::ops::quant::Quant::QLinearConv(_))) => qlinear::lower(lw, id, q),
+        Op::Cast(c @ crate::ir::ops::cast::Cast::Dropout { .. }) => training::dropout(lw, id, c),
         Op::Unary(_) | Op::Binary(_) | Op::Activation(_) | Op::Cast(_) => elementwise::lower(lw, id, op),
         Op::Gather(crate::ir::ops::gather::Gather::Gather { .. } | crate::ir::ops::gather::Gather::GatherElements { .. }) => movement::lower(lw, id, op),
         Op::Gather(_) | Op::Generate(crate::ir::ops::generate::Generate::EyeLike { .. }) => select::lower(lw, id, op),
@@ -174,6 +180,7 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         Op::Spatial(crate::ir::ops::spatial::Spatial::AffineGrid { align_corners }) => sample::affine_grid(lw, id, *align_corners),
         Op::MatMul(_) | Op::Conv(_) | Op::Pool(_) => linalg::lower(lw, id, op),
         Op::Softmax(s) if s.kind == crate::ir::ops::softmax::SoftmaxKind::Hardmax => index::lower(lw, id, op),
+        Op::Norm(n @ (Norm::Batch { training: true, .. } | Norm::Group { .. } | Norm::MeanVariance { .. })) => norm_extra::lower(lw, id, n),
         Op::Reduce(_) | Op::Softmax(_) | Op::Norm(_) => reduce::lower(lw, id, op),
         Op::Fused(f) => fused::lower(lw, id, f),
         Op::Index(_) => index::lower(lw, id, op),
@@ -186,6 +193,9 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         Op::Quant(q @ (crate::ir::ops::quant::Quant::Quantize { .. } | crate::ir::ops::quant::Quant::Dequantize { .. } | crate::ir::ops::quant::Quant::DynamicQuantize)) => {
             quant::lower(lw, id, q)
         }
+        Op::Training(t) => training::optimizer(lw, id, t),
+        Op::Ml(m) => ml::lower(lw, id, m),
+        Op::Spatial(crate::ir::ops::spatial::Spatial::SwiGlu { alpha }) => swiglu::lower(lw, id, *alpha),
         _ => bail!("the cpu backend has no kernel for this op yet"),
     }
 }
