@@ -53,6 +53,7 @@ fn lower_body(lw: &mut Lw, body: &Graph, inputs: &[Mem], consts: &mut HashMap<Va
         temps: std::mem::take(&mut lw.temps),
         blobs: std::mem::take(&mut lw.blobs),
         current: outer.clone(),
+        runtime_features: std::mem::take(&mut lw.runtime_features),
     };
     for (&n, &m) in body.inputs.iter().zip(inputs) {
         sub.vals.insert(ValueId { node: n, slot: 0 }, m);
@@ -76,6 +77,7 @@ fn lower_body(lw: &mut Lw, body: &Graph, inputs: &[Mem], consts: &mut HashMap<Va
     lw.step_nodes = sub.step_nodes;
     lw.temps = sub.temps;
     lw.blobs = sub.blobs;
+    lw.runtime_features = sub.runtime_features;
     res
 }
 

@@ -198,10 +198,8 @@ pub fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize, act: Act, residua
         _ => None,
     };
     let (params, wm) = match packed {
-        Some(w) => (ConvParams { weight_layout: 1, ..params }, lw.blob(w.iter().flat_map(|v| v.to_le_bytes()).collect())),
-        None => (params, as_f32(lw, wv)?),
         Some((layout, w)) => (ConvParams { weight_layout: layout, ..params }, lw.blob(w.iter().flat_map(|v| v.to_le_bytes()).collect())),
-        None => (params, lw.mem(wv)?),
+        None => (params, as_f32(lw, wv)?),
     };
     let params = ConvParams { scratch_bytes: neoc_runtime::kernels::conv_scratch_bytes(&params), ..params };
     let scratch = (params.scratch_bytes > 0).then(|| lw.temp_bytes(params.scratch_bytes));
@@ -283,10 +281,7 @@ fn pool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
     let xt = lw.ty(x).clone();
     let out_ty = lw.g.node(id).outputs[0].ty.clone();
     let (kind, w, ceil, include_pad, pp) = match p {
-        Pool::Max { w, ceil_mode, storage_order } => {
-            if *storage_order && lw.g.node(id).outputs.len() > 1 {
-                bail!("MaxPool indices in column-major storage order are not supported by the cpu backend yet");
-            }
+        Pool::Max { w, ceil_mode, .. } => {
             (abi::PoolKind::Max, w, *ceil_mode, false, 0)
         }
         Pool::Average { w, ceil_mode, count_include_pad } => (abi::PoolKind::Average, w, *ceil_mode, *count_include_pad, 0),
@@ -329,6 +324,9 @@ fn pool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
     let indices = (lw.g.node(id).outputs.len() > 1).then(|| lw.out(id, 1));
     if !via_f32 {
         lw.push(Step::Call(Call::Pool { params: pm, x: xm, y, indices }));
+        if let (Some(ind), Pool::Max { storage_order: true, .. }) = (indices, p) {
+            column_major_indices(lw, ind, &out_ty.shape, &xt.shape[2..]);
+        }
         return Ok(());
     }
     let widen = |m, t, shape: &[usize]| Expr::cast(DType::F32, Expr::Load(Access::dense(m, t, shape)));
@@ -337,9 +335,31 @@ fn pool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
     xm = xf;
     let yf = lw.temp(&crate::ir::ValueType::new(DType::F32, out_ty.shape.clone()));
     lw.push(Step::Call(Call::Pool { params: pm, x: xm, y: yf, indices }));
+    if let (Some(ind), Pool::Max { storage_order: true, .. }) = (indices, p) {
+        column_major_indices(lw, ind, &out_ty.shape, &xt.shape[2..]);
+    }
     let back = Expr::cast(xt.dtype, Expr::Load(Access::dense(yf, DType::F32, &out_ty.shape)));
     lw.push(Step::Loop(Loop { dims: out_ty.shape.clone(), out: Access::dense(y, xt.dtype, &out_ty.shape), value: back }));
     Ok(())
+}
+
+/// Rewrites MaxPool's row-major flat indices (as the kernel writes them) in place into
+/// ONNX's `storage_order = 1` form: the plane's offset plus the position inside the
+/// plane counted column-major, `Σ coord[d] · Π_{e<d} plane[e]`.
+fn column_major_indices(lw: &mut Lw, ind: crate::backend::cpu::kernel::Mem, out_shape: &[usize], plane: &[usize]) {
+    let int = |v: usize| Expr::Lit(Lit::Int(v as i64, DType::I64));
+    let area: usize = plane.iter().product();
+    let idx = || Expr::Load(Access::dense(ind, DType::I64, out_shape));
+    let within = Expr::bin(BinOp::TruncMod, idx(), int(area));
+    let mut value = Expr::bin(BinOp::Sub, idx(), within.clone());
+    let row = dense_strides(plane);
+    let mut col = 1;
+    for (d, &size) in plane.iter().enumerate() {
+        let coord = Expr::bin(BinOp::TruncMod, Expr::bin(BinOp::Div, within.clone(), int(row[d] as usize)), int(size));
+        value = Expr::bin(BinOp::Add, value, Expr::bin(BinOp::Mul, coord, int(col)));
+        col *= size;
+    }
+    lw.push(Step::Loop(Loop { dims: out_shape.to_vec(), out: Access::dense(ind, DType::I64, out_shape), value }));
 }
 
 /// Global pools reduce every (n, c) plane.
