@@ -107,6 +107,16 @@ fn crnn_ocr_with_lstm() {
 }
 
 #[test]
+fn crnn_ocr_with_lstm_compiled() {
+    check_compiled("crnn_ocr");
+}
+
+#[test]
 fn voice_activity_lstm() {
     check("vad_lstm");
+}
+
+#[test]
+fn voice_activity_lstm_compiled() {
+    check_compiled("vad_lstm");
 }

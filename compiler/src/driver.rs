@@ -64,8 +64,12 @@ pub fn compile(g: &Graph, target: &Target, _opts: &CompileOptions) -> Result<Com
     cpu::compile(g, target)
 }
 
-/// A compiler tensor as a runtime tensor (same bytes).
+/// A compiler tensor as a runtime tensor (same bytes; strings as strings).
 pub fn to_runtime(t: &Tensor) -> Result<neoc_runtime::Tensor> {
+    if let Tensor::Str(a) = t {
+        let values: Vec<String> = a.iter().cloned().collect();
+        return neoc_runtime::Tensor::from_strings(t.shape().to_vec(), values).map_err(|e| anyhow!("{e}"));
+    }
     let dtype = neoc_runtime::DType::from_onnx(t.dtype().onnx_code() as u32)
         .ok_or_else(|| anyhow!("dtype {} cannot be passed to compiled code", t.dtype().name()))?;
     let bytes = t.to_le_bytes()?;
@@ -74,6 +78,9 @@ pub fn to_runtime(t: &Tensor) -> Result<neoc_runtime::Tensor> {
 
 /// A runtime tensor as a compiler tensor.
 pub fn from_runtime(t: &neoc_runtime::Tensor) -> Result<Tensor> {
+    if let Ok(strings) = t.as_strings() {
+        return Tensor::from_vec(t.shape(), strings.to_vec());
+    }
     let dtype = DType::from_onnx(t.dtype().onnx_code() as i32).with_context(|| format!("dtype {}", t.dtype()))?;
     Tensor::from_le_bytes(dtype, t.shape(), t.bytes())
 }

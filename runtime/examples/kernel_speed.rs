@@ -18,6 +18,7 @@ fn context(threads: usize) -> RunContext {
         weights: std::ptr::null(),
         kernels: std::ptr::null(),
         thread_count: threads,
+        strings: std::ptr::null_mut(),
     }
 }
 

@@ -19,7 +19,12 @@ use std::mem::offset_of;
 /// The table only ever grows at its end, and each addition bumps this number. An
 /// artifact records the version its code was built against; a runtime loads artifacts
 /// built for its own version or any older one, and refuses newer ones with a clear error.
-pub const KERNEL_ABI_VERSION: u32 = 2;
+///
+/// 2: `low_decode` and `low_encode` (the 8-, 4- and 2-bit types).
+/// 3: conv weight layout 2 (channel-blocked depthwise), and layout 1 on the im2col path.
+/// 4: `strings` (string tensors).
+/// 5: `sgemm_epilogue`.
+pub const KERNEL_ABI_VERSION: u32 = 5;
 
 /// The single argument of the entry point. All pointers are valid for the whole call.
 #[repr(C)]
@@ -46,6 +51,11 @@ pub struct RunContext {
     /// does not make threads itself: it passes work to `kernels.parallel_for`, and
     /// kernels read this number from the context they are given.
     pub thread_count: usize,
+    /// The run's string heap (a `kernels::strings::StringHeap`), read only by the
+    /// [`KernelTable::strings`] kernel; compiled code passes the context on and never
+    /// reads this field. Null when the caller made no heap (the string kernel then fails
+    /// with `kernels::ERR_STRINGS`). Added with kernel ABI version 2.
+    pub strings: *mut c_void,
 }
 
 /// The entry point: `code + entry_offset`. Returns 0 on success, anything else is an
@@ -104,7 +114,7 @@ pub struct GemmParams {
 }
 
 /// `sgemm_epilogue(ctx, params, a, b, bias, residual, c)` (since [`KERNEL_ABI_VERSION`]
-/// 2): `bias` and `residual` may be null. C's rows are contiguous (`csc == 1`) and C
+/// 5): `bias` and `residual` may be null. C's rows are contiguous (`csc == 1`) and C
 /// overlaps none of the other buffers. Returns 0, or `kernels::ERR_BAD_GEMM_PARAMS` for
 /// an unknown activation or `csc != 1`.
 pub type SgemmEpilogueFn = unsafe extern "C" fn(
@@ -138,6 +148,21 @@ pub type MemsetFn = unsafe extern "C" fn(dst: *mut u8, value: i32, n: usize);
 pub type MathF32Fn = unsafe extern "C" fn(op: u32, a: f32, b: f32) -> f32;
 /// As [`MathF32Fn`], on f64.
 pub type MathF64Fn = unsafe extern "C" fn(op: u32, a: f64, b: f64) -> f64;
+
+/// Decodes one element of a low-precision type (the 8-, 4- and 2-bit floats and integers):
+/// `dtype` is its ONNX `DataType` code, `code` holds the element in its low bits. Unknown
+/// dtypes give NaN. Rules: [`crate::kernels::lowbit`].
+pub type LowDecodeFn = unsafe extern "C" fn(dtype: u32, code: u32) -> f32;
+/// Encodes `v` as a low-precision type with ONNX Cast's rules, returning the code in the low
+/// bits. `flags`: [`LOW_SATURATE`] or'ed with one of the `LOW_ROUND_*` modes (f8e8m0 only).
+/// Unknown dtypes give 0.
+pub type LowEncodeFn = unsafe extern "C" fn(dtype: u32, v: f32, flags: u32) -> u32;
+/// [`LowEncodeFn`] flag: out-of-range values saturate instead of becoming inf/NaN.
+pub const LOW_SATURATE: u32 = 1;
+/// [`LowEncodeFn`] round modes for f8e8m0 (the other types round to nearest even).
+pub const LOW_ROUND_UP: u32 = 0;
+pub const LOW_ROUND_DOWN: u32 = 2;
+pub const LOW_ROUND_NEAREST: u32 = 4;
 
 /// The functions behind [`KernelTable::math_f32`] / [`KernelTable::math_f64`].
 #[repr(u32)]
@@ -242,8 +267,11 @@ pub struct ConvParams {
     pub pad_begin: [u64; MAX_SPATIAL],
     /// An [`Activation`] as u32.
     pub act: u32,
-    /// 0: `w` is ONNX's (C_out, C_in/group, k...) layout; other values are reserved for
-    /// layouts made by a runtime packing function (none yet: the kernel refuses them).
+    /// 0: `w` is ONNX's (C_out, C_in/group, k...) layout. 1: pointwise weights packed by
+    /// [`crate::kernels::pack_conv_weights`]. 2: depthwise weights packed in blocks of 8
+    /// channels by [`crate::kernels::pack_depthwise_weights`] (the kernel then computes
+    /// on channel blocks). The kernel refuses other values, and layouts that do not apply
+    /// to the parameters.
     pub weight_layout: u32,
     pub act_alpha: f32,
     pub act_beta: f32,
@@ -309,6 +337,20 @@ pub struct PoolParams {
 pub type PoolFn =
     unsafe extern "C" fn(ctx: *const RunContext, params: *const PoolParams, x: *const f32, y: *mut f32, indices: *mut i64) -> i32;
 
+/// `strings(ctx, params, a, b, c)`: one string operation (kernel ABI version 2).
+///
+/// `params` points into the weights section at a parameter blob that names the operation
+/// and its sizes (`kernels::strings` documents the encoding); `a`, `b` and `c` are the
+/// operation's buffers (unused ones may be null). A string tensor in compiled memory is an
+/// array of u64 **handles** into the run's string heap (`RunContext::strings`): 0 is the
+/// empty string, so zeroed memory holds empty strings. The kernel checks every handle,
+/// every offset and every length it reads, including the blob's own place in the weights,
+/// so a corrupt blob or handle is an error code, never undefined behaviour. Returns 0, or
+/// an error code (`kernels::ERR_STRINGS`, `kernels::ERR_STRINGS_PARAMS`,
+/// `kernels::ERR_STRINGS_FEATURE`). The heap is the run's, unsynchronised: call it from
+/// the thread running the entry point, never from `parallel_for` tasks.
+pub type StringsFn = unsafe extern "C" fn(ctx: *const RunContext, params: *const u8, a: *mut u8, b: *mut u8, c: *mut u8) -> i32;
+
 /// Runtime services the compiled code calls. Entries are only ever appended.
 #[repr(C)]
 #[derive(Debug)]
@@ -326,6 +368,12 @@ pub struct KernelTable {
     pub conv: ConvFn,
     pub pool: PoolFn,
     /// Since version 2.
+    pub low_decode: LowDecodeFn,
+    /// Since version 2.
+    pub low_encode: LowEncodeFn,
+    /// Since kernel ABI version 4.
+    pub strings: StringsFn,
+    /// Since version 5.
     pub sgemm_epilogue: SgemmEpilogueFn,
 }
 
@@ -335,7 +383,8 @@ pub const RUN_CONTEXT_ARENA_OFFSET: usize = 16;
 pub const RUN_CONTEXT_WEIGHTS_OFFSET: usize = 24;
 pub const RUN_CONTEXT_KERNELS_OFFSET: usize = 32;
 pub const RUN_CONTEXT_THREAD_COUNT_OFFSET: usize = 40;
-pub const RUN_CONTEXT_SIZE: usize = 48;
+pub const RUN_CONTEXT_STRINGS_OFFSET: usize = 48;
+pub const RUN_CONTEXT_SIZE: usize = 56;
 
 pub const KERNEL_TABLE_VERSION_OFFSET: usize = 0;
 pub const KERNEL_TABLE_SGEMM_OFFSET: usize = 8;
@@ -346,7 +395,10 @@ pub const KERNEL_TABLE_MATH_F32_OFFSET: usize = 40;
 pub const KERNEL_TABLE_MATH_F64_OFFSET: usize = 48;
 pub const KERNEL_TABLE_CONV_OFFSET: usize = 56;
 pub const KERNEL_TABLE_POOL_OFFSET: usize = 64;
-pub const KERNEL_TABLE_SGEMM_EPILOGUE_OFFSET: usize = 72;
+pub const KERNEL_TABLE_LOW_DECODE_OFFSET: usize = 72;
+pub const KERNEL_TABLE_LOW_ENCODE_OFFSET: usize = 80;
+pub const KERNEL_TABLE_STRINGS_OFFSET: usize = 88;
+pub const KERNEL_TABLE_SGEMM_EPILOGUE_OFFSET: usize = 96;
 
 /// Alignment of the arena and the weights section in memory.
 pub const ARENA_ALIGN: usize = 64;
@@ -361,6 +413,7 @@ const _: () = {
     assert!(offset_of!(RunContext, weights) == RUN_CONTEXT_WEIGHTS_OFFSET);
     assert!(offset_of!(RunContext, kernels) == RUN_CONTEXT_KERNELS_OFFSET);
     assert!(offset_of!(RunContext, thread_count) == RUN_CONTEXT_THREAD_COUNT_OFFSET);
+    assert!(offset_of!(RunContext, strings) == RUN_CONTEXT_STRINGS_OFFSET);
     assert!(std::mem::size_of::<RunContext>() == RUN_CONTEXT_SIZE);
     assert!(offset_of!(KernelTable, version) == KERNEL_TABLE_VERSION_OFFSET);
     assert!(offset_of!(KernelTable, sgemm) == KERNEL_TABLE_SGEMM_OFFSET);
@@ -371,5 +424,8 @@ const _: () = {
     assert!(offset_of!(KernelTable, math_f64) == KERNEL_TABLE_MATH_F64_OFFSET);
     assert!(offset_of!(KernelTable, conv) == KERNEL_TABLE_CONV_OFFSET);
     assert!(offset_of!(KernelTable, pool) == KERNEL_TABLE_POOL_OFFSET);
+    assert!(offset_of!(KernelTable, low_decode) == KERNEL_TABLE_LOW_DECODE_OFFSET);
+    assert!(offset_of!(KernelTable, low_encode) == KERNEL_TABLE_LOW_ENCODE_OFFSET);
+    assert!(offset_of!(KernelTable, strings) == KERNEL_TABLE_STRINGS_OFFSET);
     assert!(offset_of!(KernelTable, sgemm_epilogue) == KERNEL_TABLE_SGEMM_EPILOGUE_OFFSET);
 };

@@ -43,8 +43,12 @@
 //! u64 arena_size        bytes of scratch the code needs
 //! u64 entry_offset      of the entry function, from the start of the code section
 //! u32 kernel_abi_version
+//! [u32 n, n × str]      runtime features the artifact needs (cargo features of
+//!                       neoc-runtime, e.g. "strings-regex"); written only when n > 0
 //! ```
-//! and nothing after.
+//! and nothing after. The optional last list keeps artifacts that need no runtime feature
+//! byte-identical to those of earlier writers; a runtime too old to know the list refuses
+//! the artifacts that have one (trailing bytes), which is what they need.
 
 use std::fmt;
 use std::ops::Range;
@@ -162,7 +166,8 @@ impl TensorSig {
         TensorSig { name: name.into(), dtype, shape: shape.into() }
     }
 
-    /// Bytes of one dense tensor of this signature (validated metadata always has one).
+    /// Bytes of one dense tensor of this signature as compiled code sees it (8-byte
+    /// handles for strings); validated metadata always has one.
     pub fn byte_len(&self) -> usize {
         tensor::byte_len(self.dtype, &self.shape).expect("validated signature")
     }
@@ -191,6 +196,9 @@ pub struct Metadata {
     pub entry_offset: u64,
     /// The [`crate::abi::KernelTable`] version the code was built against.
     pub kernel_abi_version: u32,
+    /// Cargo features of neoc-runtime the code needs (e.g. `strings-regex` for
+    /// RegexFullMatch); load refuses the artifact when this build lacks one.
+    pub runtime_features: Vec<String>,
 }
 
 impl Metadata {
@@ -257,6 +265,12 @@ impl Metadata {
         put_u64(&mut w, self.arena_size);
         put_u64(&mut w, self.entry_offset);
         put_u32(&mut w, self.kernel_abi_version);
+        if !self.runtime_features.is_empty() {
+            put_u32(&mut w, self.runtime_features.len() as u32);
+            for f in &self.runtime_features {
+                put_str(&mut w, f);
+            }
+        }
         w
     }
 
@@ -281,10 +295,20 @@ impl Metadata {
         let arena_size = r.u64("arena size")?;
         let entry_offset = r.u64("entry offset")?;
         let kernel_abi_version = r.u32("kernel ABI version")?;
+        let mut runtime_features = Vec::new();
+        if bytes.len() - r.pos >= 4 {
+            let n = r.u32("runtime feature count")?;
+            if n == 0 {
+                return meta_err("an empty runtime feature list (writers leave it out)");
+            }
+            for i in 0..n {
+                runtime_features.push(r.str(&format!("runtime feature {i}"))?);
+            }
+        }
         if r.pos != bytes.len() {
             return meta_err(format!("{} unexpected bytes after the last field", bytes.len() - r.pos));
         }
-        Ok(Metadata { target, isa, call_conv, cpu_features, inputs, outputs, arena_size, entry_offset, kernel_abi_version })
+        Ok(Metadata { target, isa, call_conv, cpu_features, inputs, outputs, arena_size, entry_offset, kernel_abi_version, runtime_features })
     }
 }
 
@@ -539,7 +563,7 @@ impl<'a> Artifact<'a> {
 ///     cpu_features: vec!["avx2".into()],
 ///     inputs: vec![TensorSig::new("x", DType::F32, [1, 4])],
 ///     outputs: vec![TensorSig::new("y", DType::F32, [1, 4])],
-///     arena_size: 0, entry_offset: 0, kernel_abi_version: 1,
+///     arena_size: 0, entry_offset: 0, kernel_abi_version: 1, runtime_features: vec![],
 /// };
 /// let mut w = ArtifactWriter::new(meta);
 /// let bias_offset = w.push_weights(&[0u8; 16]); // 64-byte aligned inside the weights section

@@ -23,6 +23,8 @@ pub enum LoadError {
     MissingCpuFeatures { missing: Vec<String> },
     #[error("artifact needs kernel ABI version {artifact}, this runtime provides version {runtime}; upgrade neoc-runtime")]
     KernelAbiTooNew { artifact: u32, runtime: u32 },
+    #[error("artifact needs the neoc-runtime cargo feature '{feature}', which this build of the runtime lacks; rebuild it with features = [\"{feature}\"]")]
+    MissingRuntimeFeature { feature: String },
     #[error("cannot map executable memory for the code: {0}")]
     ExecMemory(io::Error),
     #[error("out of memory allocating the {bytes}-byte arena")]
@@ -73,6 +75,8 @@ pub enum RunError {
     MissingInput { name: String },
     #[error("the compiled code failed with error code {0}")]
     Code(i32),
+    #[error("output {index} ('{name}'): the compiled code left an invalid string handle {handle}")]
+    BadStringHandle { index: usize, name: String, handle: u64 },
     #[error("out of memory allocating the {bytes}-byte arena")]
     OutOfMemory { bytes: u64 },
     #[error(transparent)]

@@ -52,6 +52,17 @@
 //! every arena busy, because other threads are running, makes another and keeps it).
 //! Every run checks input and output count, dtype, shape and alignment first. `Model` is
 //! `Send + Sync`; concurrent runs each get their own arena.
+//!
+//! # Strings
+//!
+//! String tensors ([`DType::String`]) hold Rust `String`s: build inputs with
+//! [`Tensor::from_strings`] / [`TensorRef::from_strings`] and read outputs with
+//! [`Tensor::as_strings`]. Inside a run they are handles into a heap that lives for that
+//! run only ([`kernels::strings`] describes the design); a model with string inputs or
+//! outputs allocates per run (the handle arrays, the heap and the output strings).
+//! RegexFullMatch needs this crate's `strings-regex` cargo feature (the `regex` crate);
+//! loading an artifact that uses it on a runtime built without the feature fails with
+//! [`LoadError::MissingRuntimeFeature`].
 
 pub mod abi;
 pub mod artifact;
@@ -75,6 +86,7 @@ pub use tensor::{DType, Element, Tensor, TensorError, TensorMut, TensorRef, byte
 pub use threads::default_thread_count;
 
 use abi::{KERNEL_ABI_VERSION, KernelTable};
+use kernels::strings::StringHeap;
 use sys::{AlignedBuf, ExecCode, PtrScratch};
 
 /// Where the artifact's bytes live while the model is loaded.
@@ -117,6 +129,8 @@ pub struct Model {
     kernels: &'static KernelTable,
     threads: usize,
     states: Mutex<Vec<RunState>>,
+    /// Whether an input or output is a string tensor (runs then go through handles).
+    string_io: bool,
 }
 
 impl std::fmt::Debug for Model {
@@ -160,6 +174,11 @@ impl Model {
         if art.metadata.kernel_abi_version > KERNEL_ABI_VERSION {
             return Err(LoadError::KernelAbiTooNew { artifact: art.metadata.kernel_abi_version, runtime: KERNEL_ABI_VERSION });
         }
+        for f in &art.metadata.runtime_features {
+            if !kernels::strings::RUNTIME_FEATURES.iter().any(|(name, on)| name == f && *on) {
+                return Err(LoadError::MissingRuntimeFeature { feature: f.clone() });
+            }
+        }
         let code = ExecCode::new(art.code()).map_err(LoadError::ExecMemory)?;
         let weights = art.weights_range();
         // Both storages start 64-byte aligned (a mapping starts on a page) and the section
@@ -167,6 +186,7 @@ impl Model {
         debug_assert_eq!(art.weights().as_ptr() as usize % abi::WEIGHTS_ALIGN, 0);
         let Artifact { format_version, neoc_version, metadata: meta, .. } = art;
         let state = RunState::new(&meta).ok_or(LoadError::OutOfMemory { bytes: meta.arena_size })?;
+        let string_io = meta.inputs.iter().chain(&meta.outputs).any(|s| s.dtype.is_string());
         Ok(Model {
             storage,
             format_version,
@@ -177,6 +197,7 @@ impl Model {
             kernels: kernels::for_host(),
             threads: default_thread_count(),
             states: Mutex::new(vec![state]),
+            string_io,
         })
     }
 
@@ -256,14 +277,51 @@ impl Model {
     }
 
     /// Runs on `inputs`, writing `outputs` (both in signature order). Allocates nothing
-    /// when an arena is free, which it is unless other threads are running this model.
+    /// when an arena is free, which it is unless other threads are running this model,
+    /// and the model has no string inputs or outputs.
     pub fn run_into(&self, inputs: &[TensorRef<'_>], outputs: &mut [TensorMut<'_>]) -> Result<(), RunError> {
         self.check_inputs(inputs)?;
         check_count(Role::Output, &self.meta.outputs, outputs.len())?;
         for (i, (t, sig)) in outputs.iter().zip(&self.meta.outputs).enumerate() {
             check_tensor(Role::Output, i, sig, t.dtype(), t.shape(), t.bytes().as_ptr())?;
         }
+        let weights = &self.storage.bytes()[self.weights.clone()];
+        let mut heap = StringHeap::new(weights);
+        if !self.string_io {
+            return self.invoke(inputs, outputs, &mut heap);
+        }
 
+        // String inputs become handles into the heap, borrowing the caller's strings.
+        let in_handles: Vec<Vec<u64>> =
+            inputs.iter().map(|t| t.strings().map_or_else(Vec::new, |s| s.iter().map(|s| heap.push_borrowed(s)).collect())).collect();
+        let in_views = inputs
+            .iter()
+            .zip(&in_handles)
+            .map(|(t, h)| if t.dtype().is_string() { TensorRef::from_slice::<u64>(t.shape(), h) } else { Ok(*t) })
+            .collect::<Result<Vec<_>, _>>()?;
+        // String outputs are written as handles (zero: the empty string), then resolved.
+        let mut out_handles: Vec<Vec<u64>> =
+            outputs.iter().map(|t| if t.dtype().is_string() { vec![0; numel(t.shape()).unwrap_or(0)] } else { Vec::new() }).collect();
+        {
+            let mut out_views = Vec::with_capacity(outputs.len());
+            for (t, h) in outputs.iter_mut().zip(out_handles.iter_mut()) {
+                out_views.push(if t.dtype().is_string() { TensorMut::from_slice::<u64>(t.shape(), h)? } else { t.reborrow() });
+            }
+            self.invoke(&in_views, &mut out_views, &mut heap)?;
+        }
+        for (index, ((t, h), sig)) in outputs.iter_mut().zip(&out_handles).zip(&self.meta.outputs).enumerate() {
+            let Some(dst) = t.strings_mut() else { continue };
+            for (d, &handle) in dst.iter_mut().zip(h) {
+                let s = heap.get(handle).ok_or_else(|| RunError::BadStringHandle { index, name: sig.name.clone(), handle })?;
+                d.clear();
+                d.push_str(s);
+            }
+        }
+        Ok(())
+    }
+
+    /// One call of the entry point on checked buffers.
+    fn invoke(&self, inputs: &[TensorRef<'_>], outputs: &mut [TensorMut<'_>], heap: &mut StringHeap<'_>) -> Result<(), RunError> {
         let mut state = self.take_state()?;
         let status = sys::invoke(
             &self.code,
@@ -276,6 +334,7 @@ impl Model {
                 kernels: self.kernels,
                 thread_count: self.threads,
                 ptrs: &mut state.ptrs,
+                strings: (heap as *mut StringHeap<'_>).cast(),
             },
         );
         self.lock_states().push(state);
@@ -322,7 +381,7 @@ fn check_tensor(role: Role, index: usize, sig: &TensorSig, dtype: DType, shape: 
         return Err(RunError::Shape { role, index, name: name(), expected: sig.shape.clone(), got: shape.to_vec() });
     }
     let align = dtype.align();
-    if !(data as usize).is_multiple_of(align) {
+    if !dtype.is_string() && !(data as usize).is_multiple_of(align) {
         return Err(RunError::Misaligned { role, index, name: name(), dtype, align });
     }
     Ok(())

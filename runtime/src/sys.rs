@@ -209,6 +209,8 @@ pub struct Call<'c, 'i, 'o> {
     pub kernels: &'static KernelTable,
     pub thread_count: usize,
     pub ptrs: &'c mut PtrScratch,
+    /// The run's string heap (`RunContext::strings`), alive for the whole call.
+    pub strings: *mut std::ffi::c_void,
 }
 
 /// Calls the compiled entry point and returns its status (0 = ok).
@@ -226,13 +228,15 @@ pub fn invoke(code: &ExecCode, call: Call<'_, '_, '_>) -> i32 {
         weights: call.weights.as_ptr(),
         kernels: call.kernels,
         thread_count: call.thread_count.max(1),
+        strings: call.strings,
     };
     // SAFETY: `entry` lies inside the executable mapping, which holds the artifact's code,
     // compiled for this ISA and calling convention (checked at load) to the contract in
     // `abi`: it reads `inputs.len()` input buffers and writes `outputs.len()` output
     // buffers of exactly the checked sizes, uses at most `arena.len()` bytes of the arena
     // (exclusively ours for this call), reads the weights and calls only through `kernels`.
-    // Every pointer in `ctx` stays valid for the whole call: the borrows above outlive it.
+    // Every pointer in `ctx` stays valid for the whole call: the borrows above outlive it,
+    // and the caller keeps the string heap alive and otherwise untouched until we return.
     let status = unsafe {
         let entry: EntryFn = std::mem::transmute::<*const u8, EntryFn>(code.map.as_ptr().add(call.entry));
         entry(&ctx)

@@ -1,13 +1,14 @@
 //! The runtime's small tensor types: an element type ([`DType`], ONNX's codes), an owned
 //! [`Tensor`], and the borrowed views [`TensorRef`] and [`TensorMut`] that
-//! [`crate::Model::run_into`] takes. Data is dense, row-major, little-endian raw bytes.
+//! [`crate::Model::run_into`] takes. Data is dense, row-major, little-endian raw bytes,
+//! except for [`DType::String`] tensors, which hold one Rust `String` per element (compiled
+//! code sees them as handles into a per-run string heap; see [`crate::kernels::strings`]).
 
 use std::fmt;
 
 use crate::sys::{self, AlignedBuf};
 
-/// Element types. The numeric codes are ONNX's `TensorProto.DataType` values; strings
-/// (code 8) cannot cross the compiled-code boundary and are not represented.
+/// Element types. The numeric codes are ONNX's `TensorProto.DataType` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
     F32,
@@ -35,10 +36,12 @@ pub enum DType {
     F8E8M0,
     U2,
     I2,
+    /// UTF-8 strings (ONNX code 8). A string tensor's elements are `String`s, not bytes.
+    String,
 }
 
 impl DType {
-    /// From ONNX's `TensorProto.DataType` code; `None` for unknown codes and for strings.
+    /// From ONNX's `TensorProto.DataType` code; `None` for unknown codes.
     pub fn from_onnx(code: u32) -> Option<DType> {
         use DType::*;
         Some(match code {
@@ -67,6 +70,7 @@ impl DType {
             24 => F8E8M0,
             25 => U2,
             26 => I2,
+            8 => String,
             _ => return None,
         })
     }
@@ -99,6 +103,7 @@ impl DType {
             F8E8M0 => 24,
             U2 => 25,
             I2 => 26,
+            String => 8,
         }
     }
 
@@ -131,11 +136,13 @@ impl DType {
             F8E8M0 => "f8e8m0",
             U2 => "u2",
             I2 => "i2",
+            String => "string",
         }
     }
 
     /// Bits per element. Sub-byte types (4 and 2 bits) are packed as ONNX packs them,
-    /// the first element in the low bits of the first byte.
+    /// the first element in the low bits of the first byte. A string element is 64 bits
+    /// in compiled memory: one handle into the run's string heap.
     pub fn bits(self) -> usize {
         use DType::*;
         match self {
@@ -144,7 +151,7 @@ impl DType {
             U8 | I8 | Bool | F8E4M3FN | F8E4M3FNUZ | F8E5M2 | F8E5M2FNUZ | F8E8M0 => 8,
             U16 | I16 | F16 | BF16 => 16,
             F32 | I32 | U32 => 32,
-            F64 | I64 | U64 | Complex64 => 64,
+            F64 | I64 | U64 | Complex64 | String => 64,
             Complex128 => 128,
         }
     }
@@ -159,7 +166,13 @@ impl DType {
         }
     }
 
-    /// Bytes needed for `numel` elements, or `None` on overflow.
+    /// Whether elements are strings (not raw bytes).
+    pub fn is_string(self) -> bool {
+        self == DType::String
+    }
+
+    /// Bytes needed for `numel` elements, or `None` on overflow (for strings: the bytes
+    /// of their handles in compiled memory).
     pub fn byte_len(self, numel: usize) -> Option<usize> {
         let bits = numel.checked_mul(self.bits())?;
         Some(bits.div_ceil(8))
@@ -216,6 +229,10 @@ pub enum TensorError {
     DType { actual: DType, requested: DType },
     #[error("out of memory allocating {bytes} bytes for a tensor")]
     OutOfMemory { bytes: usize },
+    #[error("a string tensor of shape {} needs {expected} strings, got {got}", ShapeDisplay(shape))]
+    StringCount { shape: Vec<usize>, expected: usize, got: usize },
+    #[error("string tensors hold strings, not raw bytes; use the *_strings methods")]
+    StringsNotBytes,
 }
 
 fn checked_len(dtype: DType, shape: &[usize]) -> Result<usize, TensorError> {
@@ -223,6 +240,9 @@ fn checked_len(dtype: DType, shape: &[usize]) -> Result<usize, TensorError> {
 }
 
 fn check_len(dtype: DType, shape: &[usize], got: usize) -> Result<(), TensorError> {
+    if dtype.is_string() {
+        return Err(TensorError::StringsNotBytes);
+    }
     let expected = checked_len(dtype, shape)?;
     if expected != got {
         return Err(TensorError::Length { dtype, shape: shape.to_vec(), expected, got });
@@ -230,27 +250,74 @@ fn check_len(dtype: DType, shape: &[usize], got: usize) -> Result<(), TensorErro
     Ok(())
 }
 
-/// An owned tensor. Its bytes are 64-byte aligned.
+fn check_count(shape: &[usize], got: usize) -> Result<(), TensorError> {
+    let expected = checked_len(DType::String, shape)? / 8;
+    if expected != got {
+        return Err(TensorError::StringCount { shape: shape.to_vec(), expected, got });
+    }
+    Ok(())
+}
+
+/// An owned tensor's elements.
+#[derive(Clone, PartialEq, Eq)]
+enum Data {
+    Bytes(AlignedBuf),
+    Strings(Vec<String>),
+}
+
+/// An owned tensor. Its bytes are 64-byte aligned; a string tensor holds `String`s.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Tensor {
     dtype: DType,
     shape: Vec<usize>,
-    data: AlignedBuf,
+    data: Data,
 }
 
 impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Tensor({} {}, {} bytes)", self.dtype, ShapeDisplay(&self.shape), self.data.len())
+        match &self.data {
+            Data::Bytes(b) => write!(f, "Tensor({} {}, {} bytes)", self.dtype, ShapeDisplay(&self.shape), b.len()),
+            Data::Strings(s) => write!(f, "Tensor({} {}, {:?})", self.dtype, ShapeDisplay(&self.shape), s),
+        }
     }
 }
 
 impl Tensor {
-    /// A tensor of zero bytes.
+    /// A tensor of zero bytes (of empty strings for [`DType::String`]).
     pub fn zeros(dtype: DType, shape: impl Into<Vec<usize>>) -> Result<Tensor, TensorError> {
         let shape = shape.into();
         let len = checked_len(dtype, &shape)?;
+        if dtype.is_string() {
+            let mut v = Vec::new();
+            v.try_reserve_exact(len / 8).map_err(|_| TensorError::OutOfMemory { bytes: len })?;
+            v.resize(len / 8, String::new());
+            return Ok(Tensor { dtype, shape, data: Data::Strings(v) });
+        }
         let data = AlignedBuf::zeroed(len).map_err(|_| TensorError::OutOfMemory { bytes: len })?;
-        Ok(Tensor { dtype, shape, data })
+        Ok(Tensor { dtype, shape, data: Data::Bytes(data) })
+    }
+
+    /// A string tensor, e.g. `Tensor::from_strings([2], vec!["a".into(), "b".into()])`;
+    /// the number of strings must match the shape.
+    pub fn from_strings(shape: impl Into<Vec<usize>>, values: Vec<String>) -> Result<Tensor, TensorError> {
+        let shape = shape.into();
+        check_count(&shape, values.len())?;
+        Ok(Tensor { dtype: DType::String, shape, data: Data::Strings(values) })
+    }
+
+    /// The elements of a string tensor; an error for other dtypes.
+    pub fn as_strings(&self) -> Result<&[String], TensorError> {
+        match &self.data {
+            Data::Strings(s) => Ok(s),
+            Data::Bytes(_) => Err(TensorError::DType { actual: self.dtype, requested: DType::String }),
+        }
+    }
+
+    pub fn as_strings_mut(&mut self) -> Result<&mut [String], TensorError> {
+        match &mut self.data {
+            Data::Strings(s) => Ok(s),
+            Data::Bytes(_) => Err(TensorError::DType { actual: self.dtype, requested: DType::String }),
+        }
     }
 
     /// A tensor from raw little-endian bytes (copied); the length must match the shape.
@@ -259,7 +326,7 @@ impl Tensor {
         check_len(dtype, &shape, bytes.len())?;
         let mut data = AlignedBuf::zeroed(bytes.len()).map_err(|_| TensorError::OutOfMemory { bytes: bytes.len() })?;
         data.as_mut_slice().copy_from_slice(bytes);
-        Ok(Tensor { dtype, shape, data })
+        Ok(Tensor { dtype, shape, data: Data::Bytes(data) })
     }
 
     /// A tensor from typed values (copied into aligned storage).
@@ -280,23 +347,31 @@ impl Tensor {
         &self.shape
     }
 
+    /// The raw bytes; empty for a string tensor (see [`Tensor::as_strings`]).
     pub fn bytes(&self) -> &[u8] {
-        self.data.as_slice()
+        match &self.data {
+            Data::Bytes(b) => b.as_slice(),
+            Data::Strings(_) => &[],
+        }
     }
 
+    /// The raw bytes; empty for a string tensor (see [`Tensor::as_strings_mut`]).
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        self.data.as_mut_slice()
+        match &mut self.data {
+            Data::Bytes(b) => b.as_mut_slice(),
+            Data::Strings(_) => &mut [],
+        }
     }
 
     /// The values as `&[T]`; an error if `T` is not this tensor's type.
     pub fn as_slice<T: Element>(&self) -> Result<&[T], TensorError> {
         self.check_type::<T>()?;
-        Ok(sys::cast_slice(self.data.as_slice()).expect("tensor storage is 64-byte aligned"))
+        Ok(sys::cast_slice(self.bytes()).expect("tensor storage is 64-byte aligned"))
     }
 
     pub fn as_slice_mut<T: Element>(&mut self) -> Result<&mut [T], TensorError> {
         self.check_type::<T>()?;
-        Ok(sys::cast_slice_mut(self.data.as_mut_slice()).expect("tensor storage is 64-byte aligned"))
+        Ok(sys::cast_slice_mut(self.bytes_mut()).expect("tensor storage is 64-byte aligned"))
     }
 
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>, TensorError> {
@@ -311,26 +386,61 @@ impl Tensor {
     }
 
     pub fn view(&self) -> TensorRef<'_> {
-        TensorRef { dtype: self.dtype, shape: &self.shape, bytes: self.data.as_slice() }
+        let data = match &self.data {
+            Data::Bytes(b) => RefData::Bytes(b.as_slice()),
+            Data::Strings(s) => RefData::Strings(s),
+        };
+        TensorRef { dtype: self.dtype, shape: &self.shape, data }
     }
 
     pub fn view_mut(&mut self) -> TensorMut<'_> {
-        TensorMut { dtype: self.dtype, shape: &self.shape, bytes: self.data.as_mut_slice() }
+        let data = match &mut self.data {
+            Data::Bytes(b) => MutData::Bytes(b.as_mut_slice()),
+            Data::Strings(s) => MutData::Strings(s),
+        };
+        TensorMut { dtype: self.dtype, shape: &self.shape, data }
     }
 }
 
-/// A borrowed input tensor. The byte length always matches the shape.
+#[derive(Clone, Copy, Debug)]
+enum RefData<'a> {
+    Bytes(&'a [u8]),
+    Strings(&'a [String]),
+}
+
+#[derive(Debug)]
+enum MutData<'a> {
+    Bytes(&'a mut [u8]),
+    Strings(&'a mut [String]),
+}
+
+/// A borrowed input tensor. The byte length (or string count) always matches the shape.
 #[derive(Clone, Copy, Debug)]
 pub struct TensorRef<'a> {
     dtype: DType,
     shape: &'a [usize],
-    bytes: &'a [u8],
+    data: RefData<'a>,
 }
 
 impl<'a> TensorRef<'a> {
+    /// A view of raw bytes (not for strings: see [`TensorRef::from_strings`]).
     pub fn new(dtype: DType, shape: &'a [usize], bytes: &'a [u8]) -> Result<TensorRef<'a>, TensorError> {
         check_len(dtype, shape, bytes.len())?;
-        Ok(TensorRef { dtype, shape, bytes })
+        Ok(TensorRef { dtype, shape, data: RefData::Bytes(bytes) })
+    }
+
+    /// A view of strings; the count must match the shape.
+    pub fn from_strings(shape: &'a [usize], values: &'a [String]) -> Result<TensorRef<'a>, TensorError> {
+        check_count(shape, values.len())?;
+        Ok(TensorRef { dtype: DType::String, shape, data: RefData::Strings(values) })
+    }
+
+    /// The strings of a string tensor (`None` for other dtypes).
+    pub fn strings(&self) -> Option<&'a [String]> {
+        match self.data {
+            RefData::Strings(s) => Some(s),
+            RefData::Bytes(_) => None,
+        }
     }
 
     pub fn from_slice<T: Element>(shape: &'a [usize], values: &'a [T]) -> Result<TensorRef<'a>, TensorError> {
@@ -345,23 +455,51 @@ impl<'a> TensorRef<'a> {
         self.shape
     }
 
+    /// The raw bytes; empty for a string tensor.
     pub fn bytes(&self) -> &'a [u8] {
-        self.bytes
+        match self.data {
+            RefData::Bytes(b) => b,
+            RefData::Strings(_) => &[],
+        }
     }
 }
 
-/// A borrowed output buffer. The byte length always matches the shape.
+/// A borrowed output buffer. The byte length (or string count) always matches the shape.
 #[derive(Debug)]
 pub struct TensorMut<'a> {
     dtype: DType,
     shape: &'a [usize],
-    bytes: &'a mut [u8],
+    data: MutData<'a>,
 }
 
 impl<'a> TensorMut<'a> {
+    /// A view of raw bytes (not for strings: see [`TensorMut::from_strings`]).
     pub fn new(dtype: DType, shape: &'a [usize], bytes: &'a mut [u8]) -> Result<TensorMut<'a>, TensorError> {
         check_len(dtype, shape, bytes.len())?;
-        Ok(TensorMut { dtype, shape, bytes })
+        Ok(TensorMut { dtype, shape, data: MutData::Bytes(bytes) })
+    }
+
+    /// A view of strings to be overwritten; the count must match the shape.
+    pub fn from_strings(shape: &'a [usize], values: &'a mut [String]) -> Result<TensorMut<'a>, TensorError> {
+        check_count(shape, values.len())?;
+        Ok(TensorMut { dtype: DType::String, shape, data: MutData::Strings(values) })
+    }
+
+    /// A shorter-lived view of the same buffer.
+    pub(crate) fn reborrow(&mut self) -> TensorMut<'_> {
+        let data = match &mut self.data {
+            MutData::Bytes(b) => MutData::Bytes(b),
+            MutData::Strings(s) => MutData::Strings(s),
+        };
+        TensorMut { dtype: self.dtype, shape: self.shape, data }
+    }
+
+    /// The strings of a string tensor (`None` for other dtypes).
+    pub fn strings_mut(&mut self) -> Option<&mut [String]> {
+        match &mut self.data {
+            MutData::Strings(s) => Some(s),
+            MutData::Bytes(_) => None,
+        }
     }
 
     pub fn from_slice<T: Element>(shape: &'a [usize], values: &'a mut [T]) -> Result<TensorMut<'a>, TensorError> {
@@ -376,12 +514,20 @@ impl<'a> TensorMut<'a> {
         self.shape
     }
 
+    /// The raw bytes; empty for a string tensor.
     pub fn bytes(&self) -> &[u8] {
-        self.bytes
+        match &self.data {
+            MutData::Bytes(b) => b,
+            MutData::Strings(_) => &[],
+        }
     }
 
+    /// The raw bytes; empty for a string tensor.
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        self.bytes
+        match &mut self.data {
+            MutData::Bytes(b) => b,
+            MutData::Strings(_) => &mut [],
+        }
     }
 }
 
@@ -396,7 +542,7 @@ mod tests {
                 assert_eq!(d.onnx_code(), code);
             }
         }
-        assert_eq!(DType::from_onnx(8), None, "strings are not runtime tensors");
+        assert_eq!(DType::from_onnx(8), Some(DType::String));
     }
 
     #[test]
@@ -418,5 +564,20 @@ mod tests {
         assert_eq!(t.bytes().as_ptr() as usize % 64, 0);
         assert!(matches!(t.as_slice::<i32>(), Err(TensorError::DType { .. })));
         assert!(matches!(Tensor::from_vec([3], vec![1f32, 2.]), Err(TensorError::Length { expected: 12, got: 8, .. })));
+    }
+
+    #[test]
+    fn string_tensors() {
+        let t = Tensor::from_strings([2], vec!["a".into(), "bé".into()]).unwrap();
+        assert_eq!(t.dtype(), DType::String);
+        assert_eq!(t.as_strings().unwrap(), &["a", "bé"]);
+        assert!(t.bytes().is_empty());
+        assert!(matches!(t.as_slice::<u64>(), Err(TensorError::DType { .. })));
+        assert_eq!(t.view().strings().unwrap().len(), 2);
+        assert!(matches!(Tensor::from_strings([3], vec![]), Err(TensorError::StringCount { expected: 3, got: 0, .. })));
+        assert_eq!(Tensor::from_bytes(DType::String, [1], &[0; 8]), Err(TensorError::StringsNotBytes));
+        assert_eq!(Tensor::zeros(DType::String, [2, 1]).unwrap().as_strings().unwrap(), &["", ""]);
+        let f = Tensor::from_vec([1], vec![1f32]).unwrap();
+        assert!(matches!(f.as_strings(), Err(TensorError::DType { .. })));
     }
 }

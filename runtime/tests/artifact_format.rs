@@ -22,6 +22,7 @@ fn rich_meta() -> Metadata {
         arena_size: 1 << 20,
         entry_offset: 2,
         kernel_abi_version: 1,
+        runtime_features: vec![],
     }
 }
 
@@ -362,9 +363,9 @@ fn metadata_decoding_errors_name_the_field() {
     stamp_checksum(&mut b);
     let msg = Artifact::parse(&b).unwrap_err().to_string();
     assert!(msg.contains("input 0 ('x')") && msg.contains("dtype code 99"), "{msg}");
-    set_u32(&mut b, at - 8, 8); // strings cannot be runtime tensors
+    set_u32(&mut b, at - 8, 8); // strings (code 8) are runtime tensors: one handle per element
     stamp_checksum(&mut b);
-    assert!(Artifact::parse(&b).unwrap_err().to_string().contains("dtype code 8"));
+    assert_eq!(Artifact::parse(&b).unwrap().metadata.inputs[0].dtype, DType::String);
 }
 
 #[test]
@@ -378,4 +379,17 @@ fn checksum_of_100_mb_is_fast() {
     let dt = t.elapsed();
     eprintln!("parsed (and hashed) a {} MB artifact in {dt:?}", bytes.len() >> 20);
     assert!(dt.as_secs_f64() < 5.0, "hashing 100 MB took {dt:?}");
+}
+
+#[test]
+fn runtime_features_round_trip_and_stay_optional() {
+    let plain = write(meta_f32x4(), &[0xc3], &[]);
+    let mut m = meta_f32x4();
+    m.runtime_features = vec!["strings-regex".into()];
+    let with = write(m.clone(), &[0xc3], &[]);
+    assert_eq!(Artifact::parse(&with).unwrap().metadata, m);
+    assert_eq!(Artifact::parse(&plain).unwrap().metadata.runtime_features, Vec::<String>::new());
+    // Without features the metadata ends at the kernel ABI version, as before the list existed.
+    let meta_len = |b: &[u8]| u64::from_le_bytes(b[table_at(4) + 16..table_at(4) + 24].try_into().unwrap());
+    assert_eq!(meta_len(&with) - meta_len(&plain), 4 + 4 + "strings-regex".len() as u64);
 }

@@ -44,9 +44,9 @@ impl ValueType {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Bytes of the dense data (0 for strings).
+    /// Bytes of the dense data (0 for strings); sub-byte types are packed.
     pub fn bytes(&self) -> usize {
-        self.len() * self.dtype.size_of().unwrap_or(0)
+        (self.len() * self.dtype.bits().unwrap_or(0)).div_ceil(8)
     }
 }
 

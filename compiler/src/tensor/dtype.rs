@@ -182,6 +182,18 @@ impl DType {
     }
 }
 
+impl DType {
+    /// Bits per element (4 or 2 for the packed sub-byte types); `None` for strings.
+    pub fn bits(self) -> Option<usize> {
+        use DType::*;
+        match self {
+            U4 | I4 | F4E2M1 => Some(4),
+            U2 | I2 => Some(2),
+            d => d.size_of().map(|s| s * 8),
+        }
+    }
+}
+
 impl fmt::Display for DType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

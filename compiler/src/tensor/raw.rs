@@ -19,6 +19,9 @@ impl Tensor {
     /// must match exactly.
     pub fn from_le_bytes(dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor> {
         let count: usize = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
+        if let Some(bits @ (2 | 4)) = dtype.bits() {
+            return unpack(dtype, bits, count, shape, bytes);
+        }
         let Some(size) = dtype.size_of() else {
             bail!("{dtype} tensors have no fixed-size raw layout");
         };
@@ -65,9 +68,17 @@ impl Tensor {
             Tensor::BF16(a) => a.iter().for_each(|v| out.extend_from_slice(&v.to_bits().to_le_bytes())),
             Tensor::Bool(a) => a.iter().for_each(|&v| out.push(v as u8)),
             Tensor::Str(_) => bail!("string tensors have no raw layout"),
-            Tensor::Low(d, a) => match d.size_of() {
-                Some(1) => out.extend(a.iter().copied()),
-                _ => bail!("{d} tensors are packed below a byte; pack them explicitly"),
+            Tensor::Low(d, a) => match d.bits() {
+                Some(8) => out.extend(a.iter().copied()),
+                Some(bits @ (2 | 4)) => {
+                    // ONNX packing: the first element in the low bits of the first byte.
+                    let per = 8 / bits;
+                    out.resize(a.len().div_ceil(per), 0);
+                    for (i, &c) in a.iter().enumerate() {
+                        out[i / per] |= (c & ((1 << bits) - 1)) << ((i % per) * bits);
+                    }
+                }
+                _ => bail!("{d} tensors have no raw layout"),
             },
             Tensor::F32(a) => a.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
             Tensor::F64(a) => a.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
@@ -82,6 +93,18 @@ impl Tensor {
         }
         Ok(out)
     }
+}
+
+/// Packed 4- or 2-bit codes (ONNX packing) as one code per element.
+fn unpack(dtype: DType, bits: usize, count: usize, shape: &[usize], bytes: &[u8]) -> Result<Tensor> {
+    let per = 8 / bits;
+    let need = count.div_ceil(per);
+    if bytes.len() != need {
+        bail!("raw data holds {} bytes but a {dtype} tensor of shape {shape:?} needs {need}", bytes.len());
+    }
+    let mask = (1u8 << bits) - 1;
+    let codes = (0..count).map(|i| (bytes[i / per] >> ((i % per) * bits)) & mask).collect();
+    Ok(Tensor::Low(dtype, ArrayD::from_shape_vec(IxDyn(shape), codes)?))
 }
 
 #[cfg(test)]
@@ -100,6 +123,19 @@ mod tests {
             let b = t.to_le_bytes().unwrap();
             assert_eq!(Tensor::from_le_bytes(d, &[2, 2], &b).unwrap(), t, "{d}");
         }
+    }
+
+    #[test]
+    fn sub_byte_types_pack_low_bits_first() {
+        let t = Tensor::Low(DType::I4, ArrayD::from_shape_vec(IxDyn(&[5]), vec![1, 2, 15, 8, 7]).unwrap());
+        let b = t.to_le_bytes().unwrap();
+        assert_eq!(b, vec![0x21, 0x8F, 0x07]);
+        assert_eq!(Tensor::from_le_bytes(DType::I4, &[5], &b).unwrap(), t);
+        let t = Tensor::Low(DType::U2, ArrayD::from_shape_vec(IxDyn(&[5]), vec![1, 2, 3, 0, 3]).unwrap());
+        let b = t.to_le_bytes().unwrap();
+        assert_eq!(b, vec![0b0011_1001, 0b11]);
+        assert_eq!(Tensor::from_le_bytes(DType::U2, &[5], &b).unwrap(), t);
+        assert!(Tensor::from_le_bytes(DType::U4, &[5], &[0u8; 2]).is_err());
     }
 
     #[test]

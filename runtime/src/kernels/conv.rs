@@ -10,6 +10,8 @@
 //! - **pointwise**: 1×1 kernels, stride 1, no padding. Per (image, group) the output is
 //!   the GEMM `W[c_out/g × c_in/g] · X[c_in/g × spatial]`, read straight from `x`; no
 //!   scratch.
+//! - **blocked** (`blocked.rs`, weight layout 2 only): depthwise convs on blocks of 8
+//!   channels interleaved in scratch (NCHW8c inside the kernel), with pre-packed weights.
 //! - **im2col**: everything else. The output positions are cut into column tiles; a tile's
 //!   patch matrix (`c_in/g · k…` rows × tile columns, zeros where the window reads
 //!   padding) is built in scratch and multiplied by the group's weights.
@@ -28,9 +30,11 @@ use super::epilogue::{Act, activation};
 use super::gemm::{sgemm, sgemm_serial};
 use super::{ERR_BAD_CONV_PARAMS, ERR_CONV_BUFFERS, in_bounds, parallel, thread_count};
 
+mod blocked;
 mod direct;
 mod packed;
 
+pub use blocked::pack_depthwise_weights;
 pub use packed::pack_conv_weights;
 
 /// The most items of im2col or direct work that run at once, each lane with its own part
@@ -62,7 +66,8 @@ const TILE_GRAIN: usize = 16;
 /// `c_in` and `c_out`, input sizes, kernel sizes, strides and dilations ≥ 1 (batch,
 /// `c_out` and output sizes may be 0), unused trailing entries 1 (sizes,
 /// strides, dilations) or 0 (pads), a known activation, `weight_layout` 0 (or 1 on the
-/// pointwise path, see [`pack_conv_weights`]), and tensor
+/// pointwise path, see [`pack_conv_weights`], or 2 with one input and one output channel
+/// per group, see [`pack_depthwise_weights`]), and tensor
 /// sizes that fit in memory. Any `out_size` is accepted (reads are bounds-checked).
 /// `scratch_bytes` is not checked here: the kernel compares it with
 /// [`conv_scratch_bytes`].
@@ -84,7 +89,8 @@ pub fn conv_scratch_bytes(p: &ConvParams) -> u64 {
 /// `ctx` is null (one thread) or valid; `params` is null or valid. `x`, `w`, `y`, and
 /// `bias` and `residual` when not null, point to the f32 tensors the parameters describe
 /// (x: batch×c_in×in_size, w: c_out×c_in/group×kernel, or with `weight_layout` 1 the
-/// `group·⌈(c_out/group)/6⌉·6·c_in/group` floats of [`pack_conv_weights`], bias: c_out, residual and y:
+/// `group·⌈(c_out/group)/6⌉·6·c_in/group` floats of [`pack_conv_weights`], or with
+/// `weight_layout` 2 the `⌈c_out/8⌉·8·Π kernel` floats of [`pack_depthwise_weights`], bias: c_out, residual and y:
 /// batch×c_out×out_size); `scratch` to `params.scratch_bytes` writable bytes. `y` and
 /// `scratch` overlap nothing else, except that `residual` may be exactly `y` (the
 /// output then accumulates onto the residual in place).
@@ -150,7 +156,7 @@ pub unsafe extern "C" fn conv(
             unsafe { parallel(ctx, g.items(tile) * split, &|b, e| job.pointwise_packed(tile, split, b, e)) }
         }
         Path::Pointwise { tile } => unsafe { parallel(ctx, g.items(tile), &|b, e| job.pointwise(tile, b, e)) },
-        Path::Direct { .. } | Path::Im2col { .. } => unsafe { parallel(ctx, outer, &|b, e| job.lanes(outer, b, e)) },
+        Path::Direct { .. } | Path::Blocked { .. } | Path::Im2col { .. } => unsafe { parallel(ctx, outer, &|b, e| job.lanes(outer, b, e)) },
     }
 }
 
@@ -161,6 +167,9 @@ enum Path {
     /// `padded`: the size of the zero-padded copies of the group's input planes that
     /// each lane keeps in scratch, so that every tap of every output lands inside them.
     Direct { padded: [usize; 3] },
+    /// Weight layout 2 (`blocked.rs`): depthwise on blocks of channels, each lane with
+    /// an interleaved padded plane of `padded` pixels and one output row.
+    Blocked { padded: [usize; 3] },
     Im2col { tile: usize },
 }
 
@@ -243,7 +252,7 @@ impl Geometry {
             alpha: p.act_alpha,
             beta: p.act_beta,
         };
-        if p.weight_layout > 1 {
+        if p.weight_layout > 2 {
             return Err(format!("unknown weight layout {}", p.weight_layout));
         }
         let product = |xs: &[usize]| xs.iter().try_fold(1usize, |a, &b| a.checked_mul(b).filter(|&v| v <= SIZE_LIMIT));
@@ -278,12 +287,20 @@ impl Geometry {
             packed: p.weight_layout == 1,
         };
         g.path = g.choose_path();
-        if g.packed && !matches!(g.path, Path::Pointwise { .. }) {
-            return Err("weight layout 1 (packed) applies to pointwise convs only".into());
+        if g.packed && !matches!(g.path, Path::Pointwise { .. } | Path::Im2col { .. }) {
+            return Err("weight layout 1 (packed) applies to convs on the pointwise and im2col paths only".into());
         }
-        if let Path::Direct { padded } = g.path {
-            product(&[padded[0], padded[1], padded[2], cig]).ok_or_else(too_big)?;
+        if p.weight_layout == 2 {
+            if (cig, cog) != (1, 1) {
+                return Err("weight layout 2 (channel-blocked) applies to depthwise convs with one input and one output channel per group only".into());
+            }
+            g.path = Path::Blocked { padded: g.padded_plane() };
         }
+        match g.path {
+            Path::Direct { padded } => product(&[padded[0], padded[1], padded[2], cig]).ok_or_else(too_big)?,
+            Path::Blocked { padded } => product(&[padded[0], padded[1], padded[2], blocked::BLOCK]).ok_or_else(too_big)?,
+            _ => 0,
+        };
         product(&[g.lane_floats(), g.lane_items().min(MAX_CONV_LANES), 8]).ok_or_else(too_big)?;
         Ok(g)
     }
@@ -313,6 +330,7 @@ impl Geometry {
         match self.path {
             Path::Im2col { tile } => self.kdim * tile,
             Path::Direct { padded } => self.cig * padded.iter().product::<usize>(),
+            Path::Blocked { padded } => blocked::BLOCK * (padded.iter().product::<usize>() + self.output[2]),
             Path::Pointwise { .. } => 0,
         }
     }
@@ -321,6 +339,7 @@ impl Geometry {
     fn lane_items(&self) -> usize {
         match self.path {
             Path::Im2col { tile } => self.items(tile),
+            Path::Blocked { .. } => self.batch * self.c_out.div_ceil(blocked::BLOCK),
             _ => self.batch * self.group,
         }
     }
@@ -407,9 +426,42 @@ impl Job {
             } else {
                 sgemm(self.gemm_ctx, g.cog, cols, g.kdim, 1.0, a, lda, 1, b, ldb as isize, 1, beta, c, ldc, 1);
             }
-            for co in 0..g.cog {
-                self.epilogue(c0 + co, at + co * g.out_len, cols);
-            }
+            self.epilogue_rows(c0, g.cog, at, cols);
+        }
+    }
+
+    /// The epilogue of `rows` output rows of `len` values, row r being channel
+    /// `channel + r` from flat offset `at + r · out_len`, with code compiled for AVX2 and
+    /// FMA where the CPU has them (the activations' exp then runs on 8 lanes).
+    ///
+    /// # Safety
+    /// Those rows are inside y, written by this item only, and not borrowed.
+    unsafe fn epilogue_rows(&self, channel: usize, rows: usize, at: usize, len: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if super::has_avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA; the caller's promise.
+            return unsafe { self.epilogue_rows_avx2(channel, rows, at, len) };
+        }
+        // SAFETY: the caller's promise.
+        unsafe { self.epilogue_rows_with(channel, rows, at, len) }
+    }
+
+    /// # Safety
+    /// As [`Job::epilogue_rows`]; the CPU has AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn epilogue_rows_avx2(&self, channel: usize, rows: usize, at: usize, len: usize) {
+        // SAFETY: the caller's promise.
+        unsafe { self.epilogue_rows_with(channel, rows, at, len) }
+    }
+
+    /// # Safety
+    /// As [`Job::epilogue_rows`].
+    #[inline(always)]
+    unsafe fn epilogue_rows_with(&self, channel: usize, rows: usize, at: usize, len: usize) {
+        for r in 0..rows {
+            // SAFETY: the caller's promise.
+            unsafe { self.epilogue(channel + r, at + r * self.g.out_len, len) };
         }
     }
 
@@ -458,13 +510,46 @@ impl Job {
                     let x = std::slice::from_raw_parts(self.x.add((image * g.c_in + group * g.cig) * g.in_len + c0), (g.cig - 1) * g.in_len + n);
                     let y = self.y.add(at);
                     packed::gemm(&mut packed::Tile { w, x, ldx: g.in_len, y, ldy: g.out_len, rows: g.cog, cols: n, accumulate: self.in_place });
-                    for co in 0..g.cog {
-                        self.epilogue(group * g.cog + co, at + co * g.out_len, n);
-                    }
+                    self.epilogue_rows(group * g.cog, g.cog, at, n);
                 }
             }
         }
         0
+    }
+
+    /// C = W_group · col (+ C when in place) for one im2col tile (`col`: kdim rows of
+    /// `cols` values) with packed weights (layout 1), then the epilogue. When the items
+    /// run one at a time on several threads, the weight panels are split over them.
+    fn packed_tile(&self, image: usize, group: usize, s0: usize, cols: usize, col: &[f32]) {
+        let g = &self.g;
+        let group_w = packed::packed_len(g) / g.group;
+        let at = (image * g.c_out + group * g.cog) * g.out_len + s0;
+        let panels = g.cog.div_ceil(packed::MR);
+        let panel_w = packed::MR * g.kdim;
+        // Panels `begin..end` (output rows from begin·MR).
+        let run = |begin: usize, end: usize| {
+            let first = begin * packed::MR;
+            // SAFETY: panels begin..end of the group's packed panels inside w (which holds
+            // `packed_len` floats, the caller's promise for layout 1), read-only; the
+            // item's output rows first.. (< cog) of `cols` values from `at` (stride
+            // out_len), written by this range of panels only.
+            unsafe {
+                let w = std::slice::from_raw_parts(self.w.add(group * group_w + begin * panel_w), (end - begin) * panel_w);
+                let rows = (end * packed::MR).min(g.cog) - first;
+                let y = self.y.add(at + first * g.out_len);
+                packed::gemm(&mut packed::Tile { w, x: col, ldx: cols, y, ldy: g.out_len, rows, cols, accumulate: self.in_place });
+            }
+            0
+        };
+        if self.gemm_ctx.is_null() {
+            run(0, panels);
+        } else {
+            // SAFETY: `gemm_ctx` is valid (it is `conv`'s context); the ranges write
+            // disjoint rows.
+            unsafe { parallel(self.gemm_ctx, panels, &run) };
+        }
+        // SAFETY: the item's cog rows × cols outputs from `at`.
+        unsafe { self.epilogue_rows(group * g.cog, g.cog, at, cols) };
     }
 
     /// Lanes `begin..end` of `lanes` on the im2col and direct paths: lane `l`
@@ -484,6 +569,10 @@ impl Job {
                         let (image, group, s0, cols) = g.item(tile, item);
                         let col = &mut buf[..g.kdim * cols];
                         self.fill_patches(image, group, s0, cols, col);
+                        if g.packed {
+                            self.packed_tile(image, group, s0, cols, col);
+                            continue;
+                        }
                         // SAFETY: col holds kdim rows of cols values; the item owns its outputs.
                         unsafe { self.gemm_tile(image, group, s0, cols, col.as_ptr(), cols) };
                     }
@@ -493,6 +582,13 @@ impl Job {
                     buf.fill(0.0);
                     for item in mine {
                         self.direct_item(item, buf);
+                    }
+                }
+                Path::Blocked { padded } => {
+                    buf.fill(0.0);
+                    let taps = g.tap_offsets(padded);
+                    for item in mine {
+                        self.blocked_item(item, buf, &taps);
                     }
                 }
                 Path::Pointwise { .. } => {}

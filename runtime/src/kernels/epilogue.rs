@@ -50,7 +50,8 @@ pub(crate) fn exp(x: f32) -> f32 {
     // 1.5·2^23: adding and subtracting it rounds to the nearest integer (SSE2 has no roundps).
     const ROUND: f32 = 12_582_912.0;
     let xc = x.clamp(-104.0, 88.72);
-    let n = (xc * LOG2E + ROUND) - ROUND;
+    let t = xc * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = xc - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4f32;
     let p = p * r + 1.398_199_9e-3;
@@ -59,9 +60,12 @@ pub(crate) fn exp(x: f32) -> f32 {
     let p = p * r + 0.166_666_66;
     let p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    let n = n as i32;
+    // n as an integer, read from t's low mantissa bits (t = 1.5·2^23 + n, |n| ≤ 151):
+    // integer arithmetic that vectorises, where `n as i32` (saturating, NaN to 0) became
+    // a scalar conversion per lane. A NaN x gives some n, and e (hence y) stays NaN.
+    let n = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let half = n >> 1;
-    let scale = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
+    let scale = |k: i32| f32::from_bits((k.wrapping_add(127) as u32) << 23);
     let y = e * scale(half) * scale(n - half);
     if x < -104.0 {
         0.0

@@ -213,6 +213,7 @@ mod tests {
                     weights: std::ptr::null(),
                     kernels: std::ptr::null(),
                     thread_count: threads,
+                    strings: std::ptr::null_mut(),
                 };
                 let status = unsafe { parallel_for(&ctx, n, count_task, &hits as *const _ as *mut c_void) };
                 assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "threads {threads} n {n}");

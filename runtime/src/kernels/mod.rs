@@ -11,12 +11,15 @@ mod erf;
 pub mod gemm;
 mod gemm_epilogue;
 pub mod generic;
+pub mod lowbit;
 pub mod math;
 pub mod pool;
+pub mod strings;
+mod tfidf;
 #[cfg(test)]
 mod test_util;
 
-pub use conv::{check_conv_params, conv_scratch_bytes, pack_conv_weights};
+pub use conv::{check_conv_params, conv_scratch_bytes, pack_conv_weights, pack_depthwise_weights};
 pub use erf::erf;
 pub use pool::check_pool_params;
 
@@ -36,6 +39,9 @@ pub static GENERIC: KernelTable = KernelTable {
     math_f64: math::math_f64,
     conv: conv::conv,
     pool: pool::pool,
+    low_decode: lowbit::low_decode,
+    low_encode: lowbit::low_encode,
+    strings: strings::strings,
     sgemm_epilogue: gemm_epilogue::sgemm_epilogue,
 };
 

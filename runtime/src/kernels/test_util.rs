@@ -50,6 +50,7 @@ pub fn ctx(threads: usize) -> RunContext {
         weights: std::ptr::null(),
         kernels: std::ptr::null(),
         thread_count: threads,
+        strings: std::ptr::null_mut(),
     }
 }
 

@@ -27,6 +27,7 @@ pub fn meta(inputs: Vec<TensorSig>, outputs: Vec<TensorSig>) -> Metadata {
         arena_size: 256,
         entry_offset: 0,
         kernel_abi_version: 1,
+        runtime_features: vec![],
     }
 }
 

@@ -5,7 +5,9 @@
 //! are loaded once in the entry block; loop nests hoist each access's partial address out
 //! of inner loops, loads that do not move in the innermost loop are done once before it,
 //! and an innermost loop over contiguous f32 data runs on f32x4 vectors (Cranelift's
-//! widest, see FACTS.md) unrolled twice, with a scalar tail.
+//! widest, see FACTS.md) unrolled twice, with a scalar tail. The low-precision types
+//! (8-bit floats, packed 4- and 2-bit types) load and store through [`lowbit`]; loops that
+//! touch them stay scalar.
 
 use std::collections::HashMap;
 
@@ -20,7 +22,8 @@ use cranelift_codegen::isa::{CallConv, TargetIsa};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use neoc_runtime::abi;
 
-use super::kernel::{Access, BinOp, Call, ERR_INDEX, Expr, Lit, Loop, Matrix, Mem, Reduce, Step, UnOp};
+use super::kernel::{Access, BinOp, Call, Conversion, ERR_INDEX, Expr, Lit, Loop, Matrix, Mem, Reduce, Step, UnOp};
+use super::lowbit::{self, is_coded_float, packed_bits};
 use super::vmath;
 use crate::tensor::DType;
 
@@ -48,12 +51,14 @@ fn data_flags() -> MemFlagsData {
     MemFlagsData::new().with_notrap()
 }
 
-/// The type values of dtype `d` compute in (f16 and bf16 compute in f32).
+/// The type values of dtype `d` compute in (f16, bf16 and the low-precision floats compute
+/// in f32, the 4- and 2-bit integers in i8).
 pub fn clif_type(d: DType) -> Result<Type> {
     Ok(match d {
         DType::F32 | DType::F16 | DType::BF16 => F32,
+        d if is_coded_float(d) => F32,
         DType::F64 => F64,
-        DType::I8 | DType::U8 | DType::Bool => I8,
+        DType::I8 | DType::U8 | DType::Bool | DType::I4 | DType::U4 | DType::I2 | DType::U2 => I8,
         DType::I16 | DType::U16 => I16,
         DType::I32 | DType::U32 => I32,
         DType::I64 | DType::U64 => I64,
@@ -69,6 +74,7 @@ fn mem_type(d: DType) -> Result<Type> {
     }
 }
 
+/// Bytes per element; packed types count in elements (their accesses track element indices).
 fn esize(d: DType) -> i64 {
     d.size_of().unwrap_or(1) as i64
 }
@@ -91,6 +97,7 @@ pub fn expr_dtype(e: &Expr, acc: DType) -> DType {
         }
         Expr::Select(_, a, _) => expr_dtype(a, acc),
         Expr::Cast(t, _) => *t,
+        Expr::Convert(c, _) => c.to,
         Expr::Math(_, a, _) => expr_dtype(a, acc),
         Expr::Acc => acc,
     }
@@ -177,7 +184,8 @@ struct StepGen<'a, 'b> {
 struct Env<'e> {
     /// Loop index values (i64), one per dim (only set for the dims already entered).
     idx: &'e [Value],
-    /// Byte address of each access at this point (parallel to the access list).
+    /// Where each access is at this point (parallel to the access list): a byte address, or
+    /// for packed types the element index.
     addrs: &'e [Value],
     accesses: &'e [Access],
     /// Loads that do not move in the innermost loop, already done (by access index).
@@ -286,6 +294,9 @@ impl<'a, 'b> StepGen<'a, 'b> {
         accesses
             .iter()
             .map(|a| {
+                if packed_bits(a.dtype).is_some() {
+                    return self.b.ins().iconst(I64, a.offset);
+                }
                 let base = self.bases[&a.mem];
                 if a.offset != 0 { self.b.ins().iadd_imm_s(base, a.offset * esize(a.dtype)) } else { base }
             })
@@ -309,7 +320,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
             let hoisted = HashMap::new();
             let env = Env { idx, addrs: &addrs, accesses, hoisted: &hoisted, vector: false };
             let v = self.expr(value, &env)?;
-            self.store_value(accesses[0].dtype, v, addrs[0]);
+            self.store_elem(&accesses[0], v, addrs[0]);
             return Ok(());
         }
         if d + 1 == dims.len() {
@@ -330,7 +341,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
         let mut hoisted = HashMap::new();
         for (k, a) in accesses.iter().enumerate().skip(1) {
             if a.strides[d] == 0 {
-                let v = self.load_value(a.dtype, addrs[k])?;
+                let v = self.load_elem(a.mem, a.dtype, addrs[k])?;
                 hoisted.insert(k, v);
             }
         }
@@ -370,7 +381,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
                 let v = g.expr(value, &env);
                 idx_ref.pop();
                 let v = v?;
-                g.store_value(accesses[0].dtype, v, here[0]);
+                g.store_elem(&accesses[0], v, here[0]);
                 Ok(())
             })?;
         }
@@ -420,7 +431,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
             let hoisted = HashMap::new();
             let env = Env { idx, addrs: &addrs, accesses, hoisted: &hoisted, vector: false };
             let v = self.expr(&r.finish, &env)?;
-            self.store_value(accesses[0].dtype, v, addrs[0]);
+            self.store_elem(&accesses[0], v, addrs[0]);
         }
         Ok(())
     }
@@ -429,9 +440,32 @@ impl<'a, 'b> StepGen<'a, 'b> {
         Ok(match l {
             Lit::F32(v) => self.b.ins().f32const(v),
             Lit::F64(v) => self.b.ins().f64const(v),
-            Lit::Int(v, DType::F16 | DType::BF16) => self.b.ins().f32const(v as f32),
+            Lit::Int(v, d) if clif_type(d)? == F32 => self.b.ins().f32const(v as f32),
             Lit::Int(v, d) => self.b.ins().iconst(clif_type(d)?, v),
         })
+    }
+
+    fn runtime(&self) -> lowbit::Runtime {
+        lowbit::Runtime { table: self.kernels.expect("bases loaded first"), call_conv: self.cg.call_conv() }
+    }
+
+    /// Loads element `loc` (byte address, or element index for packed types) of `mem`.
+    fn load_elem(&mut self, mem: Mem, d: DType, loc: Value) -> Result<Value> {
+        if is_coded_float(d) || packed_bits(d).is_some() {
+            let base = self.bases[&mem];
+            return Ok(self.runtime().load(&mut self.b, d, base, loc));
+        }
+        self.load_value(d, loc)
+    }
+
+    /// Stores `v` as the element of `out` at `loc`.
+    fn store_elem(&mut self, out: &Access, v: Value, loc: Value) {
+        if is_coded_float(out.dtype) || packed_bits(out.dtype).is_some() {
+            let base = self.bases[&out.mem];
+            self.runtime().store(&mut self.b, out.dtype, v, base, loc);
+        } else {
+            self.store_value(out.dtype, v, loc);
+        }
     }
 
     /// Loads an element of dtype `d` as its compute type (f16/bf16 widen to f32, exactly).
@@ -474,7 +508,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
                     if env.vector {
                         self.b.ins().load(F32X4, data_flags(), env.addrs[k], 0)
                     } else {
-                        self.load_value(a.dtype, env.addrs[k])?
+                        self.load_elem(a.mem, a.dtype, env.addrs[k])?
                     }
                 }
             }
@@ -485,9 +519,13 @@ impl<'a, 'b> StepGen<'a, 'b> {
                 let ok = self.b.create_block();
                 self.b.ins().brif(bad, err, &[], ok, &[]);
                 self.b.switch_to_block(ok);
-                let base = self.bases[mem];
-                let addr = self.advance(base, i, esize(*dtype));
-                self.load_value(*dtype, addr)?
+                let loc = if packed_bits(*dtype).is_some() {
+                    i
+                } else {
+                    let base = self.bases[mem];
+                    self.advance(base, i, esize(*dtype))
+                };
+                self.load_elem(*mem, *dtype, loc)?
             }
             Expr::Index(d) => env.idx[*d],
             Expr::Lit(Lit::F32(v)) if env.vector => vmath::f32_const(&mut self.b, *v, true),
@@ -538,6 +576,11 @@ impl<'a, 'b> StepGen<'a, 'b> {
                 let from = expr_dtype(a, acc_ty);
                 let x = self.expr(a, env)?;
                 self.cast(x, from, *to)?
+            }
+            Expr::Convert(c, a) => {
+                let from = expr_dtype(a, acc_ty);
+                let x = self.expr(a, env)?;
+                self.convert(x, from, *c)?
             }
             Expr::Math(op, a, b) => {
                 let t = expr_dtype(a, acc_ty);
@@ -720,9 +763,15 @@ impl<'a, 'b> StepGen<'a, 'b> {
         self.b.ins().select(is_zero, zero, result)
     }
 
-    /// Casts between compute-type values; a cast to f16/bf16 rounds to that precision (the
-    /// result is still an f32 value, stored exactly).
     fn cast(&mut self, x: Value, from: DType, to: DType) -> Result<Value> {
+        self.convert(x, from, Conversion::cast(to))
+    }
+
+    /// Converts between compute-type values; a conversion to f16/bf16 or a low-precision
+    /// float rounds to that precision (the result is still an f32 value, stored exactly).
+    /// f64 goes to the low-precision floats through f32, as ml_dtypes does.
+    fn convert(&mut self, x: Value, from: DType, c: Conversion) -> Result<Value> {
+        let to = c.to;
         if from == to {
             return Ok(x);
         }
@@ -733,6 +782,10 @@ impl<'a, 'b> StepGen<'a, 'b> {
         }
         let v = self.cast_compute(x, from, to)?;
         Ok(match to {
+            d if is_coded_float(d) => {
+                let flags = lowbit::encode_flags(c.saturate, c.round_mode);
+                self.runtime().round(&mut self.b, d, v, flags)
+            }
             DType::F16 => {
                 let h = vmath::f32_to_f16(&mut self.b, v);
                 vmath::f16_to_f32(&mut self.b, h)
@@ -793,11 +846,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
                     // NaN is true (numpy).
                     self.b.ins().fcmp(FloatCC::NotEqual, x, z)
                 } else {
-                    let wide = if to == DType::U64 {
-                        ins.fcvt_to_uint_sat(I64, x)
-                    } else {
-                        ins.fcvt_to_sint_sat(I64, x)
-                    };
+                    let wide = self.float_to_int_wrapping(x, from_ty);
                     if to_ty == I64 { wide } else { self.b.ins().ireduce(to_ty, wide) }
                 }
             }
@@ -813,6 +862,23 @@ impl<'a, 'b> StepGen<'a, 'b> {
                 }
             }
         })
+    }
+
+    /// Float `x` truncated toward zero, modulo 2^64 (as i64 bits); NaN, ±inf and |x| >= 2^64
+    /// give 0. This is the reference's Cast: narrower integer targets keep the low bits.
+    fn float_to_int_wrapping(&mut self, x: Value, ty: Type) -> Value {
+        let ins = self.b.ins();
+        let ax = ins.fabs(x);
+        // Exact for |x| < 2^64; the negation wraps like two's complement.
+        let mag = self.b.ins().fcvt_to_uint_sat(I64, ax);
+        let neg = self.b.ins().ineg(mag);
+        let zero_f = if ty == F64 { self.b.ins().f64const(0.0) } else { self.b.ins().f32const(0.0) };
+        let is_neg = self.b.ins().fcmp(FloatCC::LessThan, x, zero_f);
+        let wide = self.b.ins().select(is_neg, neg, mag);
+        let limit = if ty == F64 { self.b.ins().f64const(2f64.powi(64)) } else { self.b.ins().f32const(2f32.powi(64)) };
+        let in_range = self.b.ins().fcmp(FloatCC::LessThan, ax, limit);
+        let zero = self.b.ins().iconst(I64, 0);
+        self.b.ins().select(in_range, wide, zero)
     }
 
     fn int_to_i64(&mut self, x: Value, from: DType, ty: Type) -> Value {
@@ -872,7 +938,28 @@ impl<'a, 'b> StepGen<'a, 'b> {
                 self.b.ins().call_indirect(sigref, f, &vals);
                 Ok(())
             }
+            Call::Strings { params, a, b, c } => {
+                self.emit_strings(*params, [*a, *b, Some(*c)]);
+                Ok(())
+            }
         }
+    }
+
+    /// `strings(ctx, params, a, b, c)`; absent buffers are null.
+    fn emit_strings(&mut self, params: Mem, bufs: [Option<Mem>; 3]) {
+        let f = self.kernel_fn(abi::KERNEL_TABLE_STRINGS_OFFSET);
+        let sig = self.cg.signature(&[I64; 5], Some(I32));
+        let sigref = self.b.import_signature(sig);
+        let mut vals = vec![self.ctx, self.bases[&params]];
+        for m in bufs {
+            vals.push(match m {
+                Some(m) => self.bases[&m],
+                None => self.b.ins().iconst(I64, 0),
+            });
+        }
+        let call = self.b.ins().call_indirect(sigref, f, &vals);
+        let status = self.b.inst_results(call)[0];
+        self.return_if_error(status);
     }
 
     fn return_if_error(&mut self, status: Value) {
@@ -1091,6 +1178,7 @@ fn map_loads(e: &Expr, f: &dyn Fn(&Access) -> Access) -> Expr {
         Expr::Bin(op, a, b) => Expr::Bin(*op, m(a), m(b)),
         Expr::Select(c, a, b) => Expr::Select(m(c), m(a), m(b)),
         Expr::Cast(t, a) => Expr::Cast(*t, m(a)),
+        Expr::Convert(c, a) => Expr::Convert(*c, m(a)),
         Expr::Math(op, a, b) => Expr::Math(*op, m(a), b.as_ref().map(|b| m(b))),
         Expr::Index(_) | Expr::Lit(_) | Expr::Acc => e.clone(),
     }

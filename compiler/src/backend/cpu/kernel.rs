@@ -8,8 +8,13 @@
 //! Indexing is affine: an [`Access`] is `mem + offset + Σ stride[d] · i[d]` (in elements)
 //! over the step's loop indices `i`. Data-dependent addressing (Gather and friends) uses
 //! [`Expr::LoadAt`], whose flat element index is itself an expression.
+//!
+//! Values compute in a small set of types: f16, bf16 and the low-precision floats (f8,
+//! f4e2m1) in f32; the 4- and 2-bit integers in i8; everything else in itself. Loads widen
+//! exactly and stores narrow (see `codegen` and `lowbit`).
 
 use crate::tensor::DType;
+use crate::tensor::low::RoundMode;
 use neoc_runtime::abi::MathOp;
 
 /// A buffer, before memory planning.
@@ -85,8 +90,8 @@ impl Lit {
     /// `v` as a literal of `dtype` (floats round, integers truncate toward zero).
     pub fn of(dtype: DType, v: f64) -> Lit {
         match dtype {
-            // f16 and bf16 compute in f32.
-            DType::F32 | DType::F16 | DType::BF16 => Lit::F32(v as f32),
+            // f16, bf16 and the low-precision floats compute in f32.
+            d if d.is_float() && d != DType::F64 => Lit::F32(v as f32),
             DType::F64 => Lit::F64(v),
             d => Lit::Int(v as i64, d),
         }
@@ -156,11 +161,31 @@ pub enum Expr {
     Bin(BinOp, Box<Expr>, Box<Expr>),
     /// `cond ? a : b` (cond is bool).
     Select(Box<Expr>, Box<Expr>, Box<Expr>),
+    /// A conversion with ONNX Cast's default options ([`Conversion::cast`]).
     Cast(DType, Box<Expr>),
+    /// A conversion with explicit options.
+    Convert(Conversion, Box<Expr>),
     /// A runtime math function on f32 or f64.
     Math(MathOp, Box<Expr>, Option<Box<Expr>>),
     /// The accumulator, in a [`Reduce`]'s `finish` expression.
     Acc,
+}
+
+/// The target and options of a conversion. The options only matter for the low-precision
+/// floats: `saturate` for the f8 types (out-of-range values become ±max instead of inf or
+/// NaN), `round_mode` for f8e8m0.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Conversion {
+    pub to: DType,
+    pub saturate: bool,
+    pub round_mode: RoundMode,
+}
+
+impl Conversion {
+    /// Cast's defaults: saturate, round up (f8e8m0).
+    pub fn cast(to: DType) -> Conversion {
+        Conversion { to, saturate: true, round_mode: RoundMode::Up }
+    }
 }
 
 /// Error code a step returns when an index read from a tensor is out of range.
@@ -182,6 +207,10 @@ impl Expr {
     pub fn cast(to: DType, a: Expr) -> Expr {
         Expr::Cast(to, Box::new(a))
     }
+    /// A conversion with options: a plain [`Expr::Cast`] when they are Cast's defaults.
+    pub fn convert(c: Conversion, a: Expr) -> Expr {
+        if c == Conversion::cast(c.to) { Expr::cast(c.to, a) } else { Expr::Convert(c, Box::new(a)) }
+    }
     pub fn math(op: MathOp, a: Expr) -> Expr {
         Expr::Math(op, Box::new(a), None)
     }
@@ -194,7 +223,7 @@ impl Expr {
         f(self);
         match self {
             Expr::LoadAt { index, .. } => index.visit(f),
-            Expr::Un(_, a) | Expr::Cast(_, a) => a.visit(f),
+            Expr::Un(_, a) | Expr::Cast(_, a) | Expr::Convert(_, a) => a.visit(f),
             Expr::Bin(_, a, b) => {
                 a.visit(f);
                 b.visit(f);
@@ -274,6 +303,9 @@ pub enum Call {
     Pool { params: Mem, x: Mem, y: Mem, indices: Option<Mem> },
     /// Copies `bytes` bytes.
     Copy { dst: Mem, src: Mem, bytes: u64 },
+    /// The runtime's string kernel: `params` is a weights blob naming the op
+    /// (`neoc_runtime::kernels::strings`); it reads `a` and `b` and writes `c`.
+    Strings { params: Mem, a: Option<Mem>, b: Option<Mem>, c: Mem },
 }
 
 impl Call {
@@ -305,6 +337,11 @@ impl Call {
                 (vec![*params, *x], wr)
             }
             Call::Copy { dst, src, .. } => (vec![*src], vec![*dst]),
+            Call::Strings { params, a, b, c } => {
+                let mut r = vec![*params];
+                r.extend(a.iter().chain(b));
+                (r, vec![*c])
+            }
         }
     }
 }

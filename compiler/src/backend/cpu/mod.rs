@@ -11,6 +11,7 @@ pub mod codegen;
 pub mod isa;
 pub mod kernel;
 pub mod link;
+pub mod lowbit;
 pub mod lower;
 pub mod plan;
 pub mod vmath;
@@ -122,7 +123,11 @@ fn build(g: &Graph, target: &Target, listing: bool) -> Result<CompiledArtifact, 
         outputs: sigs(&lowered.outputs)?,
         arena_size: memory.arena_size,
         entry_offset: *linked.offsets.last().expect("entry function") as u64,
-        kernel_abi_version: abi::KERNEL_ABI_VERSION,
+        // The table this compiler was built against: entries and parameter meanings
+        // (conv weight layouts, …) only ever grow, so an older runtime refuses the
+        // artifact at load rather than calling something it lacks.
+        kernel_abi_version: neoc_runtime::abi::KERNEL_ABI_VERSION,
+        runtime_features: lowered.runtime_features.clone(),
     };
     let code_bytes = linked.code.len() as u64;
     let listing = linked.listing;

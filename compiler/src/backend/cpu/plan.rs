@@ -10,6 +10,7 @@
 //! over the input: each point is read before it is written, by the same iteration.
 
 use super::kernel::{Access, Expr, Mem, Step};
+use crate::tensor::DType;
 
 pub const ALIGN: u64 = 64;
 
@@ -94,6 +95,16 @@ fn find(root: &[usize], mut t: usize) -> usize {
     t
 }
 
+/// Whether elements of `a` and `b` take the same bits, so that element `i` of one lies exactly
+/// where element `i` of the other does. (Packed sub-byte types have no byte size: only the
+/// same type qualifies, never one of another width.)
+fn same_width(a: DType, b: DType) -> bool {
+    match (a.size_of(), b.size_of()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
 /// (input temp, output temp) when the loop step can write its output over that input.
 fn in_place(s: &Step) -> Option<(usize, usize)> {
     let Step::Loop(l) = s else { return None };
@@ -107,7 +118,7 @@ fn in_place(s: &Step) -> Option<(usize, usize)> {
     reads.iter().find_map(|(m, acc)| {
         let Mem::Temp(a) = *m else { return None };
         let same = |x: &Option<Access>| {
-            x.as_ref().is_some_and(|x| x.offset == l.out.offset && x.strides == l.out.strides && x.dtype.size_of() == l.out.dtype.size_of())
+            x.as_ref().is_some_and(|x| x.offset == l.out.offset && x.strides == l.out.strides && same_width(x.dtype, l.out.dtype))
         };
         let only_same_way = reads.iter().filter(|(m2, _)| *m2 == Mem::Temp(a)).all(|(_, x)| same(x));
         (a != b && same(acc) && only_same_way).then_some((a as usize, b as usize))
@@ -154,6 +165,25 @@ mod tests {
         // t0 still read after step 1: no in-place write over it.
         let p = plan(&[neg(1, 0), neg(2, 0)], &[64, 64, 64]);
         assert_ne!(p.offsets[0], p.offsets[1]);
+    }
+
+    #[test]
+    fn packed_outputs_never_overwrite_inputs_of_another_width() {
+        use crate::backend::cpu::kernel::{Access, Expr, Loop};
+        let cast = |dst: u32, to: DType, src: u32, from: DType| {
+            Step::Loop(Loop {
+                dims: vec![8],
+                out: Access::dense(Mem::Temp(dst), to, &[8]),
+                value: Expr::cast(to, Expr::Load(Access::dense(Mem::Temp(src), from, &[8]))),
+            })
+        };
+        // Both temporaries take 4 bytes, but element i of an i4 buffer does not lie where
+        // element i of a u2 buffer does.
+        let p = plan(&[copy(0, 2), cast(1, DType::I4, 0, DType::U2), copy(2, 1)], &[4, 4, 4]);
+        assert_ne!(p.offsets[0], p.offsets[1]);
+        // The same packed type lines up element for element: in place is fine.
+        let p = plan(&[copy(0, 2), cast(1, DType::I4, 0, DType::I4), copy(2, 1)], &[4, 4, 4]);
+        assert_eq!(p.offsets[0], p.offsets[1]);
     }
 
     #[test]

@@ -134,7 +134,7 @@ impl Conv {
 }
 
 /// Output sizes and begin pads (possibly negative) of a ConvTranspose.
-fn transpose_geometry(w: &Window, input: &[usize], op: &[usize], os: &[usize]) -> Result<(Vec<usize>, Vec<i64>)> {
+pub(crate) fn transpose_geometry(w: &Window, input: &[usize], op: &[usize], os: &[usize]) -> Result<(Vec<usize>, Vec<i64>)> {
     let r = w.rank();
     let (mut out, mut pb) = (vec![0; r], vec![0i64; r]);
     for i in 0..r {

@@ -381,7 +381,7 @@ enum Label {
 }
 
 #[derive(Debug)]
-struct Equation {
+pub(crate) struct Equation {
     inputs: Vec<Vec<Label>>,
     output: Vec<Label>,
 }
@@ -409,7 +409,7 @@ fn parse_term(term: &str) -> Result<Vec<Label>> {
     Ok(out)
 }
 
-fn parse_equation(eq: &str) -> Result<Equation> {
+pub(crate) fn parse_equation(eq: &str) -> Result<Equation> {
     let (lhs, rhs) = match eq.split_once("->") {
         Some((l, r)) => (l, Some(r)),
         None => (eq, None),
@@ -455,20 +455,20 @@ fn parse_equation(eq: &str) -> Result<Equation> {
 
 /// An Einsum bound to operand shapes: loop variables (output ones first) with their sizes,
 /// and for each operand the stride of each variable (0 where it is absent or broadcast).
-struct Plan {
-    sizes: Vec<usize>,
-    n_out: usize,
-    strides: Vec<Vec<usize>>,
+pub(crate) struct Plan {
+    pub(crate) sizes: Vec<usize>,
+    pub(crate) n_out: usize,
+    pub(crate) strides: Vec<Vec<usize>>,
 }
 
 impl Plan {
-    fn out_shape(&self) -> Vec<usize> {
+    pub(crate) fn out_shape(&self) -> Vec<usize> {
         self.sizes[..self.n_out].to_vec()
     }
 }
 
 impl Equation {
-    fn bind(&self, shapes: &[&[usize]]) -> Result<Plan> {
+    pub(crate) fn bind(&self, shapes: &[&[usize]]) -> Result<Plan> {
         if shapes.len() != self.inputs.len() {
             bail!("Einsum: the equation has {} operands but {} inputs were given", self.inputs.len(), shapes.len());
         }

@@ -365,7 +365,7 @@ impl Pool {
     }
 
     /// MaxUnpool's (inferred spatial-complete shape, output shape).
-    fn unpool_shape(&self, x: &[usize], i: &[usize], idt: DType, os: Option<Vec<i64>>) -> Result<(Vec<usize>, Vec<usize>)> {
+    pub(crate) fn unpool_shape(&self, x: &[usize], i: &[usize], idt: DType, os: Option<Vec<i64>>) -> Result<(Vec<usize>, Vec<usize>)> {
         let Pool::MaxUnpool { kernel, strides, pads } = self else { unreachable!() };
         let r = kernel.len();
         if x.len() != r + 2 {

@@ -425,6 +425,14 @@ impl Resize {
         Ok(passes)
     }
 
+    /// For a tf_crop_and_resize whose roi is only known at run time: every axis the roi
+    /// may move, in processing order, as (axis, its position among the roi's axes, scale,
+    /// output size).
+    pub(crate) fn crop_axes(&self, in_shape: &[usize], scales: Option<&Tensor>, sizes: Option<&Tensor>) -> Result<Vec<(usize, usize, f64, usize)>> {
+        let plan = self.plan(in_shape, scales, sizes)?;
+        Ok(plan.order.iter().enumerate().map(|(i, &a)| (a, i, plan.scales[a], plan.out_shape[a])).collect())
+    }
+
     /// The taps of every output coordinate of one axis.
     fn axis_pass(&self, axis: usize, in_w: usize, scale: f64, out_w: usize, roi: Option<(f64, f64, bool)>) -> Result<AxisPass> {
         if in_w == 0 && out_w > 0 {

@@ -28,7 +28,7 @@ impl Geometry {
     /// Where in a padded plane the taps of output row `r` start: add
     /// [`Geometry::tap_row_offset`] for the row a tap reads.
     #[inline(always)]
-    fn out_row_offset(&self, [_, q1, q2]: [usize; 3], r: usize) -> usize {
+    pub(super) fn out_row_offset(&self, [_, q1, q2]: [usize; 3], r: usize) -> usize {
         let (od, oh) = (r / self.output[1], r % self.output[1]);
         (od * self.stride[0] * q1 + oh * self.stride[1]) * q2
     }
@@ -36,7 +36,7 @@ impl Geometry {
     /// The offset of the padded row that taps (kd, kh) = (t / k1, t % k1) read,
     /// relative to [`Geometry::out_row_offset`].
     #[inline(always)]
-    fn tap_row_offset(&self, [_, q1, q2]: [usize; 3], t: usize) -> usize {
+    pub(super) fn tap_row_offset(&self, [_, q1, q2]: [usize; 3], t: usize) -> usize {
         let (kd, kh) = (t / self.kernel[1], t % self.kernel[1]);
         (kd * self.dilation[0] * q1 + kh * self.dilation[1]) * q2
     }

@@ -1,12 +1,14 @@
-//! Weight layout 1 ([`crate::abi::ConvParams::weight_layout`]): pointwise weights packed
-//! at compile time by [`pack_conv_weights`], and the GEMM that reads them.
+//! Weight layout 1 ([`crate::abi::ConvParams::weight_layout`]): pointwise and im2col
+//! weights packed at compile time by [`pack_conv_weights`], and the GEMM that reads them.
 //!
-//! Packing: per group, the `cog × cig` weight block is cut into panels of [`MR`] output
-//! channels (the last one padded with zero rows); a panel holds, for each input channel
-//! `k`, its MR weights `w[c0..c0 + MR][k]` next to each other. The GEMM computes an
+//! Packing: per group, the `cog × kdim` weight block (kdim = cig on the pointwise path,
+//! cig · Π kernel on the im2col path) is cut into panels of [`MR`] output channels (the
+//! last one padded with zero rows); a panel holds, for each row `k` of the GEMM's inner
+//! dimension, its MR weights `w[c0..c0 + MR][k]` next to each other. The GEMM computes an
 //! MR × NR tile of `Y = W · X` by broadcasting those weights against NR contiguous
-//! values of one input row: X is read in place (its rows are the contiguous input
-//! planes), so neither operand is repacked at run time.
+//! values of one row of X: on the pointwise path X is read in place (its rows are the
+//! contiguous input planes), on the im2col path it is the patch tile; neither operand is
+//! repacked at run time.
 //!
 //! The micro-kernel is plain Rust over fixed-size arrays, compiled three times: for
 //! AVX-512, for AVX2+FMA (both chosen with `is_x86_feature_detected!`), and portable.
@@ -18,28 +20,28 @@ pub const MR: usize = 6;
 
 /// Floats of the packed weights for a geometry on the pointwise path.
 pub(super) fn packed_len(g: &Geometry) -> usize {
-    g.group * g.cog.div_ceil(MR) * MR * g.cig
+    g.group * g.cog.div_ceil(MR) * MR * g.kdim
 }
 
 /// Packs ONNX OIHW weights `w` (c_out × c_in/group × kernel) for `p` into layout 1, or
-/// `None` when that layout does not apply to `p` (not a pointwise conv on the GEMM path,
-/// invalid parameters, `weight_layout` not 0, or `w` of the wrong length). The result
-/// goes with `p` changed to `weight_layout = 1`, everything else the same.
+/// `None` when that layout does not apply to `p` (not on the pointwise or im2col GEMM
+/// paths, invalid parameters, `weight_layout` not 0, or `w` of the wrong length). The
+/// result goes with `p` changed to `weight_layout = 1`, everything else the same.
 pub fn pack_conv_weights(p: &ConvParams, w: &[f32]) -> Option<Vec<f32>> {
     if p.weight_layout != 0 {
         return None;
     }
     let g = Geometry::new(p).ok()?;
-    if !matches!(g.path, Path::Pointwise { .. }) || w.len() != g.c_out * g.kdim {
+    if !matches!(g.path, Path::Pointwise { .. } | Path::Im2col { .. }) || w.len() != g.c_out * g.kdim {
         return None;
     }
     let mut out = vec![0f32; packed_len(&g)];
     let panels = g.cog.div_ceil(MR);
     for grp in 0..g.group {
         for panel in 0..panels {
-            let dst = &mut out[(grp * panels + panel) * MR * g.cig..][..MR * g.cig];
+            let dst = &mut out[(grp * panels + panel) * MR * g.kdim..][..MR * g.kdim];
             for r in 0..MR.min(g.cog - panel * MR) {
-                let row = &w[(grp * g.cog + panel * MR + r) * g.cig..][..g.cig];
+                let row = &w[(grp * g.cog + panel * MR + r) * g.kdim..][..g.kdim];
                 for (k, &v) in row.iter().enumerate() {
                     dst[k * MR + r] = v;
                 }

@@ -111,11 +111,17 @@ fn check(rng: &mut Rng, mut p: ConvParams, run: Run) {
     let want = reference(&p, &x, &w, bias, residual);
     // Layout 0, then layout 1 with the packed weights where the packer takes `p`.
     let packed = pack_conv_weights(&p, &w);
-    assert_eq!(packed.is_some(), matches!(g.path, Path::Pointwise { .. }), "{p:?}");
+    assert_eq!(packed.is_some(), matches!(g.path, Path::Pointwise { .. } | Path::Im2col { .. }), "{p:?}");
     let mut packed_p = p;
     packed_p.weight_layout = 1;
-    let mut layouts = vec![(p, w)];
+    let mut layouts = vec![(p, w.clone())];
     layouts.extend(packed.map(|w| (packed_p, w)));
+    // And layout 2 (channel-blocked) for depthwise convs, with its own scratch size.
+    let blocked = pack_depthwise_weights(&p, &w);
+    assert_eq!(blocked.is_some(), g.cig == 1 && g.cog == 1, "{p:?}");
+    let mut blocked_p = ConvParams { weight_layout: 2, ..p };
+    blocked_p.scratch_bytes = conv_scratch_bytes(&blocked_p);
+    layouts.extend(blocked.map(|w| (blocked_p, w)));
     for (p, w) in layouts {
         let mut y = vec![GUARD; y_len + 2 * GUARD_LEN];
         if run.in_place {
@@ -135,7 +141,7 @@ fn check(rng: &mut Rng, mut p: ConvParams, run: Run) {
         for (i, (&got, &(pre, mag))) in y[GUARD_LEN..GUARD_LEN + y_len].iter().zip(&want).enumerate() {
             let exact = act_f64(act, pre);
             let tol = 1.5 * gamma(g.kdim + 2) * mag + 8.0 * f64::from(f32::EPSILON) * exact.abs() + 1e-30;
-            assert!((got as f64 - exact).abs() <= tol, "{p:?} {run:?} path {:?}: y[{i}] = {got}, want {exact} (tol {tol})", g.path);
+            assert!((got as f64 - exact).abs() <= tol, "{p:?} {run:?} layout {}: y[{i}] = {got}, want {exact} (tol {tol})", p.weight_layout);
         }
         assert!(y[..GUARD_LEN].iter().chain(&y[GUARD_LEN + y_len..]).all(|&v| v == GUARD), "{p:?}: wrote outside y");
         assert!(scratch[scratch_len..].iter().all(|&v| v == GUARD), "{p:?}: wrote past scratch_bytes");
@@ -331,6 +337,8 @@ fn bad_parameters_and_buffers_give_error_codes() {
         ("unused pad", |p| p.pad_begin[2] = 1),
         ("activation", |p| p.act = 99),
         ("weight layout", |p| p.weight_layout = 1),
+        ("blocked layout with two channels per group", |p| p.weight_layout = 2),
+        ("unknown weight layout", |p| p.weight_layout = 3),
         ("huge size", |p| p.in_size[0] = u64::MAX),
         ("huge product", |p| (p.in_size[0], p.in_size[1]) = (1 << 40, 1 << 40)),
     ];
@@ -389,8 +397,8 @@ fn packed_pointwise_over_ragged_shapes() {
     }
 }
 
-/// Weight layout 1 for parameters the packer refuses (they are not on the pointwise
-/// path) is an error code, never a run over misread weights.
+/// Weight layout 1 for parameters the packer refuses (they are not on a GEMM path) is an
+/// error code, never a run over misread weights.
 #[test]
 fn packed_layout_for_refused_params_is_an_error() {
     let mut im2col = base(2);
@@ -399,10 +407,17 @@ fn packed_layout_for_refused_params_is_an_error() {
     (strided.c_in, strided.c_out, strided.in_size, strided.out_size, strided.stride) = (8, 8, [6, 6, 1], [3, 3, 1], [2, 2, 1]);
     let mut direct = base(2);
     (direct.c_in, direct.c_out, direct.in_size, direct.out_size) = (2, 2, [6, 6, 1], [6, 6, 1]);
+    let mut depthwise = base(2);
+    (depthwise.group, depthwise.c_in, depthwise.c_out, depthwise.in_size, depthwise.out_size, depthwise.kernel) = (8, 8, 8, [6, 6, 1], [4, 4, 1], [3, 3, 1]);
     let (x, w) = (vec![1f32; 8 * 36], vec![1f32; 8 * 8 * 9]);
     let mut y = vec![0f32; 8 * 36];
     let mut scratch = vec![0f32; 8 * 9 * 36];
-    for p in [im2col, strided, direct] {
+    // The GEMM paths (im2col, strided 1×1 on im2col) take layout 1.
+    for p in [im2col, strided] {
+        assert!(pack_conv_weights(&p, &w[..p.c_out as usize * Geometry::new(&p).unwrap().kdim]).is_some(), "{p:?}");
+        assert!(check_conv_params(&ConvParams { weight_layout: 1, ..p }).is_ok(), "{p:?}");
+    }
+    for p in [direct, depthwise] {
         assert!(check_conv_params(&p).is_ok());
         assert!(pack_conv_weights(&p, &w[..p.c_out as usize * Geometry::new(&p).unwrap().kdim]).is_none(), "{p:?}");
         let p = ConvParams { weight_layout: 1, scratch_bytes: (scratch.len() * 4) as u64, ..p };
@@ -418,4 +433,34 @@ fn packed_layout_for_refused_params_is_an_error() {
     assert!(pack_conv_weights(&pointwise, &w[..63]).is_none());
     assert!(pack_conv_weights(&ConvParams { weight_layout: 1, ..pointwise }, &w[..64]).is_none());
     assert!(check_conv_params(&ConvParams { weight_layout: 2, ..pointwise }).is_err());
+}
+
+/// Layout 2 (channel-blocked depthwise) over shapes that exercise its strips of 8, 4 and
+/// 1 output vectors, several blocks with a partial last one, every kernel size of the
+/// models (3×3, 5×5, 7×7) and others, strides 1 to 3, dilations, pads, 1-D to 3-D, every
+/// activation, bias and residual, on one and several threads (`check` runs layouts 0 and
+/// 2 and compares both with the f64 reference).
+#[test]
+fn blocked_depthwise_over_ragged_shapes() {
+    let mut rng = Rng::new(31);
+    let acts = all_acts();
+    for case in 0..150 {
+        let spatial = [2, 2, 2, 1, 3][case % 5];
+        let mut p = base(spatial as u32);
+        let c = rng.range(1, 27);
+        (p.batch, p.group, p.c_in, p.c_out) = (rng.range(1, 2), c as u32, c, c);
+        for d in 0..spatial {
+            let last = d + 1 == spatial;
+            let k = if spatial == 3 { rng.range(1, 3) } else { rng.pick(&[1, 2, 3, 3, 5, 5, 7]) };
+            let (s, dl, pb) = (rng.pick(&[1, 1, 2, 2, 3]), rng.range(1, 2), rng.range(0, 3));
+            let extent = dl * (k - 1) + 1;
+            let input = rng.range(1, if last { 40 } else { 12 }).max(extent.saturating_sub(2 * pb));
+            let out = (input + 2 * pb - extent) / s + 1 + u64::from(rng.range(0, 4) == 0);
+            (p.in_size[d], p.out_size[d], p.kernel[d], p.stride[d], p.dilation[d], p.pad_begin[d]) = (input, out, k, s, dl, pb);
+        }
+        let act = acts[case % acts.len()];
+        (p.act, p.act_alpha, p.act_beta) = (act.kind as u32, act.alpha, act.beta);
+        let run = random_run(&mut rng);
+        check(&mut rng, p, run);
+    }
 }

@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use neoc_runtime::abi::MathOp;
 
 use super::Lw;
-use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Step, UnOp};
+use crate::backend::cpu::kernel::{Access, BinOp, Conversion, Expr, Lit, Loop, Step, UnOp};
 use crate::ir::ops::activation::Activation;
 use crate::ir::ops::binary::Binary;
 use crate::ir::ops::cast::Cast;
@@ -21,32 +21,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
     let node = lw.g.node(id);
     match op {
         Op::Cast(Cast::Identity) => return lw.alias(id, 0, lw.input(id, 0)?),
-        Op::Cast(Cast::Dropout { .. }) => {
-            // Training mode draws random numbers: only a constant false (or ratio 0) is
-            // the identity that compiled code may compute.
-            if let Some(tm) = lw.opt_input(id, 2) {
-                let training = lw.konst(tm).map(|t| t.to_i64_vec().map(|v| v.iter().any(|&x| x != 0)));
-                let ratio_zero = match lw.opt_input(id, 1) {
-                    Some(r) => lw.konst(r).and_then(|t| t.to_f64_vec().ok()).is_some_and(|v| v.iter().all(|&x| x == 0.0)),
-                    None => false,
-                };
-                match training {
-                    Some(Ok(false)) => {}
-                    _ if ratio_zero => {}
-                    _ => bail!("Dropout's training_mode must be a constant false (training-mode dropout is random)"),
-                }
-            }
-            lw.alias(id, 0, lw.input(id, 0)?)?;
-            if node.outputs.len() > 1 {
-                // The inference-mode mask: all true (or all ones, opsets 7-9).
-                let ty = node.outputs[1].ty.clone();
-                let out = lw.out(id, 1);
-                let value = Expr::Lit(Lit::of(ty.dtype, 1.0));
-                lw.push(Step::Loop(Loop { dims: ty.shape.clone(), out: Access::dense(out, ty.dtype, &ty.shape), value }));
-            }
-            return Ok(());
-        }
-        Op::Cast(Cast::BitCast { .. }) => bail!("BitCast is not supported by the cpu backend yet"),
+        Op::Cast(Cast::BitCast { to }) => return bitcast(lw, id, *to),
         _ => {}
     }
     let out_ty = node.outputs[0].ty.clone();
@@ -68,6 +43,21 @@ pub fn lower(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
     let value = expr_of(op, ins, &types, out_ty.dtype)?;
     let out = lw.out(id, 0);
     lw.push(Step::Loop(Loop { dims: dims.clone(), out: Access::dense(out, out_ty.dtype, &dims), value }));
+    Ok(())
+}
+
+/// BitCast: the same bits under another type (inference checked the widths are equal), so
+/// an alias. Only bool needs a loop: its bytes must stay 0 or 1 (any non-zero byte is true).
+fn bitcast(lw: &mut Lw, id: NodeId, to: DType) -> Result<()> {
+    let x = lw.input(id, 0)?;
+    let ty = lw.ty(x).clone();
+    if to != DType::Bool || ty.dtype == DType::Bool {
+        return lw.alias(id, 0, x);
+    }
+    let bytes = Access::dense(lw.mem(x)?, DType::U8, &ty.shape);
+    let value = Expr::cast(DType::Bool, Expr::Load(bytes));
+    let out = lw.out(id, 0);
+    lw.push(Step::Loop(Loop { dims: ty.shape.clone(), out: Access::dense(out, DType::Bool, &ty.shape), value }));
     Ok(())
 }
 
@@ -97,7 +87,9 @@ pub fn expr_of(op: &Op, mut ins: Vec<Option<Expr>>, types: &[Option<DType>], out
         Op::Unary(u) => unary(*u, req(&mut ins, 0)?, t0)?,
         Op::Binary(b) => binary(*b, &mut ins, types, out)?,
         Op::Activation(a) => activation(a, &mut ins, t0)?,
-        Op::Cast(Cast::Cast { to, .. }) => Expr::cast(*to, req(&mut ins, 0)?),
+        Op::Cast(Cast::Cast { to, saturate, round_mode }) => {
+            Expr::convert(Conversion { to: *to, saturate: *saturate, round_mode: *round_mode }, req(&mut ins, 0)?)
+        }
         other => bail!("{other:?} is not elementwise"),
     })
 }

@@ -5,23 +5,42 @@
 //! copying). Ops the backend cannot lower yet are all collected and reported together,
 //! each naming the node, the op and what is missing.
 
+mod along_axis;
 mod attention;
+mod control;
+mod conv_transpose;
+mod deform_conv;
+mod einsum;
 mod elementwise;
 mod fused;
 mod gemm;
 mod index;
 mod linalg;
+mod linear_attention;
 mod loss;
+mod ml;
 mod movement;
+mod recurrent;
+mod quant;
+mod qlinear;
+mod norm_extra;
 mod reduce;
 mod resize;
+mod roi_align;
+mod sample;
 mod select;
+mod text;
+mod signal;
+mod topk;
+mod swiglu;
+mod training;
 
 use std::collections::HashMap;
 
 use anyhow::{Result, anyhow, bail};
 
 use super::kernel::{Access, Call, Expr, Mem, Step, broadcast_strides};
+use crate::ir::ops::norm::Norm;
 use crate::ir::{Graph, NodeKind, Op, OpImpl, ValueId, ValueType};
 use crate::tensor::{DType, Tensor};
 
@@ -36,6 +55,8 @@ pub struct Lowered {
     pub blobs: Vec<Vec<u8>>,
     pub inputs: Vec<(String, ValueType)>,
     pub outputs: Vec<(String, ValueType)>,
+    /// Cargo features of neoc-runtime the code needs (`strings-regex`).
+    pub runtime_features: Vec<String>,
 }
 
 /// One op the backend could not lower.
@@ -54,11 +75,12 @@ pub struct Lw<'g> {
     temps: Vec<u64>,
     blobs: Vec<Vec<u8>>,
     current: String,
+    runtime_features: Vec<String>,
 }
 
 /// Lowers every op of `g` (already optimised and verified).
 pub fn lower(g: &Graph) -> Result<Lowered, Vec<LowerProblem>> {
-    let mut lw = Lw { g, vals: HashMap::new(), steps: vec![], step_nodes: vec![], temps: vec![], blobs: vec![], current: String::new() };
+    let mut lw = Lw { g, vals: HashMap::new(), steps: vec![], step_nodes: vec![], temps: vec![], blobs: vec![], current: String::new(), runtime_features: vec![] };
     let mut problems = Vec::new();
     let problem = |node: &str, op: &str, message: String| LowerProblem { node: node.into(), op: op.into(), message };
     for (i, &n) in g.inputs.iter().enumerate() {
@@ -102,7 +124,7 @@ pub fn lower(g: &Graph) -> Result<Lowered, Vec<LowerProblem>> {
             continue;
         }
         lw.current = format!("output {name}");
-        let bytes = g.ty(*v).bytes() as u64;
+        let bytes = buf_bytes(g.ty(*v));
         match lw.mem(*v) {
             Ok(src) => lw.push(Step::Call(Call::Copy { dst: Mem::Output(j as u32), src, bytes })),
             Err(e) => problems.push(problem(name, "output", format!("{e:#}"))),
@@ -118,10 +140,14 @@ pub fn lower(g: &Graph) -> Result<Lowered, Vec<LowerProblem>> {
         blobs: lw.blobs,
         inputs: g.input_types(),
         outputs: g.output_types(),
+        runtime_features: lw.runtime_features,
     })
 }
 
 fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
+    if text::handles(lw, id, op) {
+        return text::lower(lw, id, op);
+    }
     let node = lw.g.node(id);
     for (i, o) in node.outputs.iter().enumerate() {
         check_dtype(o.ty.dtype).map_err(|e| anyhow!("output {i}: {e}"))?;
@@ -132,26 +158,60 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         }
     }
     match op {
+        Op::MatMul(crate::ir::ops::matmul::MatMul::Einsum { equation }) => einsum::lower(lw, id, equation),
+        Op::Index(crate::ir::ops::index::Index::Compress { axis }) => along_axis::compress(lw, id, *axis),
+        Op::Movement(crate::ir::ops::movement::Movement::ReverseSequence { batch_axis, time_axis }) => along_axis::reverse_sequence(lw, id, *batch_axis, *time_axis),
+        Op::Spatial(crate::ir::ops::spatial::Spatial::TensorScatter { circular, axis }) => along_axis::tensor_scatter(lw, id, *circular, *axis),
+        Op::Index(crate::ir::ops::index::Index::TopK { axis, largest, .. }) => topk::lower(lw, id, *axis, *largest),
+        Op::Signal(crate::ir::ops::signal::Signal::Dft { inverse, onesided }) => signal::dft(lw, id, *inverse, *onesided),
+        Op::Signal(crate::ir::ops::signal::Signal::Stft { onesided }) => signal::stft(lw, id, *onesided),
+        Op::Signal(crate::ir::ops::signal::Signal::MelWeightMatrix { .. }) => signal::mel_weight_matrix(lw, id),
+        Op::Quant(q @ (crate::ir::ops::quant::Quant::MatMulInteger | crate::ir::ops::quant::Quant::QLinearMatMul | crate::ir::ops::quant::Quant::ConvInteger(_) | crate::ir::ops::quant::Quant::QLinearConv(_))) => qlinear::lower(lw, id, q),
+        Op::Cast(c @ crate::ir::ops::cast::Cast::Dropout { .. }) => training::dropout(lw, id, c),
         Op::Unary(_) | Op::Binary(_) | Op::Activation(_) | Op::Cast(_) => elementwise::lower(lw, id, op),
         Op::Gather(crate::ir::ops::gather::Gather::Gather { .. } | crate::ir::ops::gather::Gather::GatherElements { .. }) => movement::lower(lw, id, op),
         Op::Gather(_) | Op::Generate(crate::ir::ops::generate::Generate::EyeLike { .. }) => select::lower(lw, id, op),
         Op::Reshape(_) | Op::Movement(_) => movement::lower(lw, id, op),
+        Op::Conv(c @ crate::ir::ops::conv::Conv::Transpose { .. }) => conv_transpose::conv_transpose(lw, id, c),
+        Op::Pool(p @ crate::ir::ops::pool::Pool::MaxUnpool { .. }) => conv_transpose::max_unpool(lw, id, p),
+        Op::Spatial(crate::ir::ops::spatial::Spatial::Col2Im(w)) => conv_transpose::col2im(lw, id, w),
+        Op::Spatial(crate::ir::ops::spatial::Spatial::GridSample { mode, padding, align_corners }) => sample::grid_sample(lw, id, *mode, *padding, *align_corners),
+        Op::Spatial(s @ crate::ir::ops::spatial::Spatial::RoiAlign { .. }) => roi_align::roi_align(lw, id, s),
+        Op::Spatial(crate::ir::ops::spatial::Spatial::DeformConv { w, kernel, group, offset_group }) => deform_conv::deform_conv(lw, id, w, kernel, *group, *offset_group),
+        Op::Spatial(crate::ir::ops::spatial::Spatial::AffineGrid { align_corners }) => sample::affine_grid(lw, id, *align_corners),
         Op::MatMul(_) | Op::Conv(_) | Op::Pool(_) => linalg::lower(lw, id, op),
         Op::Softmax(s) if s.kind == crate::ir::ops::softmax::SoftmaxKind::Hardmax => index::lower(lw, id, op),
+        Op::Norm(n @ (Norm::Batch { training: true, .. } | Norm::Group { .. } | Norm::MeanVariance { .. })) => norm_extra::lower(lw, id, n),
         Op::Reduce(_) | Op::Softmax(_) | Op::Norm(_) => reduce::lower(lw, id, op),
         Op::Fused(f) => fused::lower(lw, id, f),
         Op::Index(_) => index::lower(lw, id, op),
         Op::Loss(l) => loss::lower(lw, id, l),
         Op::Resize(r) => resize::lower(lw, id, r),
         Op::Attention(a) => attention::lower(lw, id, a),
+        Op::Rnn(r) => recurrent::lower(lw, id, r),
+        Op::LinearAttention(a) => linear_attention::lower(lw, id, a),
+        Op::If(c) => control::lower(lw, id, c),
+        Op::Quant(q @ (crate::ir::ops::quant::Quant::Quantize { .. } | crate::ir::ops::quant::Quant::Dequantize { .. } | crate::ir::ops::quant::Quant::DynamicQuantize)) => {
+            quant::lower(lw, id, q)
+        }
+        Op::Training(t) => training::optimizer(lw, id, t),
+        Op::Ml(m) => ml::lower(lw, id, m),
+        Op::Spatial(crate::ir::ops::spatial::Spatial::SwiGlu { alpha }) => swiglu::lower(lw, id, *alpha),
         _ => bail!("the cpu backend has no kernel for this op yet"),
     }
+}
+
+/// Bytes of a value's buffer: its dense data, or one u64 handle per string.
+pub(crate) fn buf_bytes(ty: &ValueType) -> u64 {
+    if ty.dtype == DType::Str { 8 * ty.len() as u64 } else { ty.bytes() as u64 }
 }
 
 /// The dtypes compiled code computes on.
 pub(crate) fn check_dtype(d: DType) -> Result<()> {
     match d {
         DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32 | DType::U32 | DType::I64 | DType::U64 | DType::Bool => Ok(()),
+        // The low-precision types: see `backend::cpu::lowbit`.
+        d if d.is_low() => Ok(()),
         other => bail!("dtype {} is not supported by the cpu backend yet", other.name()),
     }
 }
@@ -197,6 +257,11 @@ impl<'g> Lw<'g> {
             return Ok(*m);
         }
         match &self.g.node(v.node).kind {
+            NodeKind::Const(c) if c.ty().dtype == DType::Str => {
+                let m = text::const_strings(self, c.tensor()?)?;
+                self.vals.insert(v, m);
+                Ok(m)
+            }
             NodeKind::Const(c) => {
                 // Raw little-endian bytes straight from the model when it has them.
                 let bytes = match c.raw() {
@@ -218,7 +283,14 @@ impl<'g> Lw<'g> {
     }
 
     pub fn temp(&mut self, ty: &ValueType) -> Mem {
-        self.temp_bytes(ty.bytes() as u64)
+        self.temp_bytes(buf_bytes(ty))
+    }
+
+    /// Records that the code needs a cargo feature of neoc-runtime.
+    pub fn need_runtime_feature(&mut self, feature: &str) {
+        if !self.runtime_features.iter().any(|f| f == feature) {
+            self.runtime_features.push(feature.to_string());
+        }
     }
 
     pub fn temp_bytes(&mut self, bytes: u64) -> Mem {
@@ -246,7 +318,7 @@ impl<'g> Lw<'g> {
         let from = self.mem(src)?;
         match self.vals.get(&v) {
             Some(&dst) => {
-                let bytes = self.ty(v).bytes() as u64;
+                let bytes = buf_bytes(self.ty(v));
                 self.push(Step::Call(Call::Copy { dst, src: from, bytes }));
             }
             None => {
@@ -263,7 +335,7 @@ impl<'g> Lw<'g> {
             if t.len() == 1 && matches!(t.dtype(), DType::F32 | DType::F64) {
                 return Ok(Expr::lit_f(t.dtype(), t.to_f64_vec()?[0]));
             }
-            if t.len() == 1 && t.dtype().is_int() || t.len() == 1 && t.dtype() == DType::Bool {
+            if t.len() == 1 && (t.dtype().is_int() && !t.dtype().is_low() || t.dtype() == DType::Bool) {
                 return Ok(Expr::Lit(super::kernel::Lit::Int(t.to_i64_vec()?[0], t.dtype())));
             }
         }

@@ -13,7 +13,7 @@ use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Mem, Reduce as
 use crate::ir::ops::norm::Norm;
 use crate::ir::ops::reduce::{Plan, Reduce, ReduceKind};
 use crate::ir::ops::softmax::{Softmax, SoftmaxKind};
-use crate::ir::{NodeId, Op, ValueType};
+use crate::ir::{NodeId, Op, OpImpl, ValueType};
 use crate::tensor::DType;
 
 pub fn lower(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
@@ -27,18 +27,18 @@ pub fn lower(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
 
 /// The iteration space of a reduction of `shape` over `axes`: (dims, n_outer, and the
 /// source strides permuted to match), plus the stats' strides in `shape`'s own space.
-struct Space {
-    dims: Vec<usize>,
-    n_outer: usize,
+pub(super) struct Space {
+    pub(super) dims: Vec<usize>,
+    pub(super) n_outer: usize,
     src: Vec<i64>,
     /// Strides of a dense stats tensor (over the kept dims) indexed in `shape`'s space.
     stat_in_x: Vec<i64>,
     /// Elements per reduction.
-    count: usize,
-    kept: Vec<usize>,
+    pub(super) count: usize,
+    pub(super) kept: Vec<usize>,
 }
 
-fn space(shape: &[usize], axes: &[usize]) -> Space {
+pub(super) fn space(shape: &[usize], axes: &[usize]) -> Space {
     let xs = dense_strides(shape);
     let kept: Vec<usize> = (0..shape.len()).filter(|d| !axes.contains(d)).collect();
     let red: Vec<usize> = (0..shape.len()).filter(|d| axes.contains(d)).collect();
@@ -59,19 +59,20 @@ fn space(shape: &[usize], axes: &[usize]) -> Space {
 }
 
 impl Space {
-    fn load(&self, mem: Mem, dtype: DType) -> Expr {
+    pub(super) fn load(&self, mem: Mem, dtype: DType) -> Expr {
         Expr::Load(Access { mem, dtype, offset: 0, strides: self.src.clone() })
     }
     /// A stats tensor read inside this reduction's loops (zero stride over reduced dims).
-    fn stat(&self, mem: Mem, dtype: DType) -> Expr {
+    pub(super) fn stat(&self, mem: Mem, dtype: DType) -> Expr {
         let mut strides = dense_strides(&self.kept);
         strides.resize(self.dims.len(), 0);
         Expr::Load(Access { mem, dtype, offset: 0, strides })
     }
-    fn stat_x(&self, mem: Mem, dtype: DType) -> Expr {
+    pub(super) fn stat_x(&self, mem: Mem, dtype: DType) -> Expr {
         Expr::Load(Access { mem, dtype, offset: 0, strides: self.stat_in_x.clone() })
     }
-    fn step(&self, acc: DType, init: Lit, combine: BinOp, value: Expr, finish: Expr, out: Mem, out_dtype: DType) -> Step {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn step(&self, acc: DType, init: Lit, combine: BinOp, value: Expr, finish: Expr, out: Mem, out_dtype: DType) -> Step {
         Step::Reduce(ReduceStep {
             dims: self.dims.clone(),
             n_outer: self.n_outer,
@@ -83,7 +84,7 @@ impl Space {
             out: Access { mem: out, dtype: out_dtype, offset: 0, strides: dense_strides(&self.kept) },
         })
     }
-    fn stat_temp(&self, lw: &mut Lw, dtype: DType) -> Mem {
+    pub(super) fn stat_temp(&self, lw: &mut Lw, dtype: DType) -> Mem {
         lw.temp(&ValueType::new(dtype, self.kept.clone()))
     }
 }
@@ -136,6 +137,17 @@ fn reduce(lw: &mut Lw, id: NodeId, r: &Reduce) -> Result<()> {
     };
     let zero = Lit::of(t, 0.0);
     let sq = |v: Expr| Expr::bin(BinOp::Mul, v.clone(), v);
+    // Bool: max is `any` and min is `all` (the empty set gives false and true).
+    if t == DType::Bool {
+        let (init, combine) = match r.kind {
+            ReduceKind::Max => (Lit::Int(0, t), BinOp::Or),
+            ReduceKind::Min => (Lit::Int(1, t), BinOp::And),
+            _ => bail!("{} of bool is not supported by the cpu backend", r.name()),
+        };
+        let out = lw.out(id, 0);
+        lw.push(sp.step(t, init, combine, v, Expr::Acc, out, t));
+        return Ok(());
+    }
     let (init, combine, value, finish) = match r.kind {
         ReduceKind::Sum => (zero, BinOp::Add, v, Expr::Acc),
         ReduceKind::Mean => (zero, BinOp::Add, v, Expr::bin(BinOp::Div, Expr::Acc, Expr::Lit(Lit::of(t, sp.count as f64)))),
@@ -157,9 +169,6 @@ fn reduce(lw: &mut Lw, id: NodeId, r: &Reduce) -> Result<()> {
             (zero, BinOp::Add, Expr::math(MathOp::Exp, v), Expr::math(MathOp::Log, Expr::Acc))
         }
     };
-    if t == DType::Bool {
-        bail!("reductions of bool are not supported by the cpu backend");
-    }
     let out = lw.out(id, 0);
     lw.push(sp.step(t, init, combine, value, finish, out, t));
     Ok(())
@@ -440,5 +449,26 @@ mod tests {
         same_as_reference(&text, &[x_f16()]);
         let text = format!("graph(%x: f16[3,40]) {{\n  %s = const f16[40]{{{s}}}\n  %y = LayerNormalization{{axis=-1}}(%x, %s) : f16[3,40]\n  return %y\n}}");
         same_as_reference(&text, &[x_f16()]);
+    }
+
+    /// Bool ReduceMax ("any") and ReduceMin ("all") against the reference evaluator, over
+    /// each axis, all axes and the empty set (false for max, true for min): exact.
+    #[test]
+    fn bool_max_and_min_match_the_reference() {
+        let x = Tensor::from_vec(&[3, 2], vec![true, false, false, false, true, true]).unwrap();
+        let empty = Tensor::from_vec(&[2, 0], Vec::<bool>::new()).unwrap();
+        for op in ["ReduceMax", "ReduceMin"] {
+            for (axes, out, input) in [("{0}", "[1,2]", &x), ("{1}", "[3,1]", &x), ("{0,1}", "[1,1]", &x), ("{1}", "[2,1]", &empty)] {
+                let ty = format!("bool{:?}", input.shape()).replace(' ', "");
+                let text = format!(
+                    "graph(%x: {ty}) {{\n  %a = const i64[{}]{axes}\n  %y = {op}{{keepdims=1}}(%x, %a) : bool{out}\n  return %y\n}}",
+                    axes.matches(',').count() + 1
+                );
+                let g = parse_graph(&text).expect("parses");
+                let want = crate::eval::run(&g, std::slice::from_ref(input)).expect("reference");
+                let got = crate::driver::compile_and_run(&g, std::slice::from_ref(input), &Default::default()).expect("compiles and runs");
+                assert_eq!(got, want, "{text}");
+            }
+        }
     }
 }

@@ -16,8 +16,8 @@ use anyhow::{Result, anyhow, bail};
 
 use super::Lw;
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Mem, Step, UnOp, dense_strides};
-use crate::ir::ops::resize::{AxisPass, Resize, saturation_range};
-use crate::ir::{NodeId, ValueType};
+use crate::ir::ops::resize::{AxisPass, Coord, Mode, NearestMode, Resize, saturation_range};
+use crate::ir::{NodeId, ValueId, ValueType};
 use crate::tensor::{DType, Tensor};
 
 const F: DType = DType::F64;
@@ -45,17 +45,16 @@ pub fn lower(lw: &mut Lw, id: NodeId, r: &Resize) -> Result<()> {
         let t = lw.konst(v).ok_or_else(|| anyhow!("Resize's {what} (input {i}) must be a constant for the cpu backend"))?;
         Ok(Some(t.clone()))
     };
-    let roi = if r.coord == crate::ir::ops::resize::Coord::TfCropAndResize { konst(lw, 1, "roi")? } else { None };
     let scales = konst(lw, 2, "scales")?;
     let sizes = konst(lw, 3, "sizes")?;
+    let crop = r.coord == Coord::TfCropAndResize;
+    if let Some(roi) = lw.opt_input(id, 1).filter(|&v| crop && !lw.ty(v).is_empty() && lw.konst(v).is_none()) {
+        return crop_at_run_time(lw, id, r, roi, scales.as_ref(), sizes.as_ref());
+    }
+    let roi = if crop { konst(lw, 1, "roi")? } else { None };
     let passes = r.passes(&xt.shape, roi.as_ref(), scales.as_ref(), sizes.as_ref())?;
     let (lo, hi) = saturation_range(t)?;
-    // The output's rounding and saturation, from f64.
-    let finish = |v: Expr| {
-        let v = if t.is_int() { Expr::un(UnOp::Nearest, v) } else { v };
-        let v = Expr::bin(BinOp::Max, Expr::bin(BinOp::Min, v, Expr::Lit(Lit::F64(hi))), Expr::Lit(Lit::F64(lo)));
-        Expr::cast(t, v)
-    };
+    let finish = |v: Expr| finish(t, lo, hi, v);
     let out = lw.out(id, 0);
     if passes.is_empty() {
         let value = finish(Expr::cast(F, Expr::Load(Access::dense(lw.mem(x)?, t, &xt.shape))));
@@ -84,7 +83,6 @@ pub fn lower(lw: &mut Lw, id: NodeId, r: &Resize) -> Result<()> {
 /// read from `src` (dense, of `shape` and `dtype`), or the extrapolation value.
 fn pass_value(lw: &mut Lw, pass: &AxisPass, src: Mem, dtype: DType, shape: &[usize]) -> Result<Expr> {
     let a = pass.axis;
-    let rank = shape.len();
     let len = shape.iter().product::<usize>() as i64;
     if pass.out_w == 0 {
         // Nothing to compute: the loop has no points.
@@ -112,6 +110,32 @@ fn pass_value(lw: &mut Lw, pass: &AxisPass, src: Mem, dtype: DType, shape: &[usi
         }
     }
     let (idx, wts) = (lw.blob(idx), lw.blob(wts));
+    let outside = if pass.taps.iter().all(Option::is_some) {
+        None
+    } else {
+        // Positions outside the roi: a 0/1 table selects the extrapolation value.
+        let outside: Vec<u8> = pass.taps.iter().flat_map(|t| (t.is_none() as i64).to_le_bytes()).collect();
+        Some(lw.blob(outside))
+    };
+    let tables = Tables { idx, wts, outside, n };
+    Ok(sum_taps(&tables, a, pass.extrapolation_value, src, dtype, shape))
+}
+
+/// Per-position tap tables of one axis: `idx` (i64) and `wts` (f64) `[out_w, n]`, and
+/// `outside` (i64 0/1, `[out_w]`) when some positions take the extrapolation value.
+struct Tables {
+    idx: Mem,
+    wts: Mem,
+    outside: Option<Mem>,
+    n: usize,
+}
+
+/// The f64 value of one pass at every point of its output: the weighted sum of the taps of
+/// `t` read from `src` (dense, of `shape` and `dtype`), or the extrapolation value.
+fn sum_taps(t: &Tables, a: usize, extrapolation_value: f64, src: Mem, dtype: DType, shape: &[usize]) -> Expr {
+    let (idx, wts, n) = (t.idx, t.wts, t.n);
+    let rank = shape.len();
+    let len = shape.iter().product::<usize>() as i64;
     let ss = dense_strides(shape);
     let table = |mem: Mem, dtype: DType, j: usize| {
         let mut strides = vec![0i64; rank];
@@ -139,14 +163,165 @@ fn pass_value(lw: &mut Lw, pass: &AxisPass, src: Mem, dtype: DType, shape: &[usi
         });
     }
     let sum = sum.unwrap_or(Expr::Lit(Lit::F64(0.0)));
-    if pass.taps.iter().all(Option::is_some) {
-        return Ok(sum);
+    match t.outside {
+        None => sum,
+        Some(outside) => {
+            let is_outside = Expr::bin(BinOp::Eq, table_1(outside, rank, a), int(1));
+            Expr::select(is_outside, Expr::Lit(Lit::F64(extrapolation_value)), sum)
+        }
     }
-    // Positions outside the roi: a 0/1 table selects the extrapolation value.
-    let outside: Vec<u8> = pass.taps.iter().flat_map(|t| (t.is_none() as i64).to_le_bytes()).collect();
-    let outside = lw.blob(outside);
-    let is_outside = Expr::bin(BinOp::Eq, table_1(outside, rank, a), int(1));
-    Ok(Expr::select(is_outside, Expr::Lit(Lit::F64(pass.extrapolation_value)), sum))
+}
+
+/// tf_crop_and_resize with a roi known only at run time: the taps of every axis are
+/// computed by loops (the reference's `source_coord` and `axis_pass`, step by step, in
+/// f64, with the roi arithmetic rounded to f32 for float rois as numpy does), then summed
+/// like the compile-time tables. Every axis of `axes` gets a pass, since the roi may move
+/// any of them.
+fn crop_at_run_time(lw: &mut Lw, id: NodeId, r: &Resize, roi: ValueId, scales: Option<&Tensor>, sizes: Option<&Tensor>) -> Result<()> {
+    let x = lw.input(id, 0)?;
+    let xt = lw.ty(x).clone();
+    let t = xt.dtype;
+    let out_ty = lw.g.node(id).outputs[0].ty.clone();
+    if r.antialias {
+        bail!("Resize: antialiasing with a run-time roi is not supported by the cpu backend");
+    }
+    let rt = lw.ty(roi).clone();
+    let axes = r.crop_axes(&xt.shape, scales, sizes)?;
+    if rt.len() != 2 * axes.len() || !rt.dtype.is_float() {
+        bail!("Resize: roi {rt} must hold {} float values", 2 * axes.len());
+    }
+    if xt.shape.contains(&0) || out_ty.shape.contains(&0) {
+        bail!("Resize of an empty tensor {xt} is not supported by the cpu backend");
+    }
+    let single = matches!(rt.dtype, DType::F32 | DType::F16 | DType::BF16);
+    let rm = lw.mem(roi)?;
+    let (lo, hi) = saturation_range(t)?;
+    let out = lw.out(id, 0);
+    let mut src = (lw.mem(x)?, t, xt.shape.clone());
+    let last = axes.len() - 1;
+    for (k, &(a, i, scale, out_w)) in axes.iter().enumerate() {
+        let in_w = xt.shape[a];
+        let start = Expr::cast(F, Expr::Load(Access { mem: rm, dtype: rt.dtype, offset: i as i64, strides: vec![0] }));
+        let end = Expr::cast(F, Expr::Load(Access { mem: rm, dtype: rt.dtype, offset: (axes.len() + i) as i64, strides: vec![0] }));
+        let tables = crop_tables(lw, r, start, end, single, scale, in_w, out_w)?;
+        let mut shape = src.2.clone();
+        shape[a] = out_w;
+        let sum = sum_taps(&tables, a, r.extrapolation_value as f64, src.0, src.1, &src.2);
+        if k == last {
+            lw.push(Step::Loop(Loop { out: Access::dense(out, t, &shape), dims: shape, value: finish(t, lo, hi, sum) }));
+        } else {
+            let tmp = lw.temp(&ValueType::new(F, shape.clone()));
+            lw.push(Step::Loop(Loop { out: Access::dense(tmp, F, &shape), dims: shape.clone(), value: sum }));
+            src = (tmp, F, shape);
+        }
+    }
+    Ok(())
+}
+
+/// The output's rounding (integers: half to even) and saturation, from f64.
+fn finish(t: DType, lo: f64, hi: f64, v: Expr) -> Expr {
+    let v = if t.is_int() { Expr::un(UnOp::Nearest, v) } else { v };
+    let v = Expr::bin(BinOp::Max, Expr::bin(BinOp::Min, v, Expr::Lit(Lit::F64(hi))), Expr::Lit(Lit::F64(lo)));
+    Expr::cast(t, v)
+}
+
+fn fl(v: f64) -> Expr {
+    Expr::Lit(Lit::F64(v))
+}
+
+/// Run-time tap tables of one tf_crop_and_resize axis whose roi is `[start, end]` (f64
+/// expressions read from the roi).
+#[allow(clippy::too_many_arguments)]
+fn crop_tables(lw: &mut Lw, r: &Resize, start: Expr, end: Expr, single: bool, scale: f64, in_w: usize, out_w: usize) -> Result<Tables> {
+    let round = |v: Expr| if single { Expr::cast(F, Expr::cast(DType::F32, v)) } else { v };
+    let bin = Expr::bin;
+    let (in_f, out_f) = (in_w as f64, scale * in_w as f64);
+    let n = match r.mode {
+        Mode::Nearest | Mode::Linear => 2,
+        Mode::Cubic => 4,
+    };
+    let ow = vec![out_w];
+    let col = |mem: Mem, dtype: DType, j: usize| Expr::Load(Access { mem, dtype, offset: j as i64, strides: vec![n as i64] });
+    let col_out = |mem: Mem, dtype: DType, j: usize| Access { mem, dtype, offset: j as i64, strides: vec![n as i64] };
+    // x[y]: the source coordinate.
+    let width = round(bin(BinOp::Sub, end, start.clone()));
+    let y = Expr::cast(F, Expr::Index(0));
+    let x = if out_f == 1.0 {
+        round(bin(BinOp::Div, round(bin(BinOp::Mul, width, fl(in_f - 1.0))), fl(2.0)))
+    } else {
+        bin(BinOp::Div, bin(BinOp::Mul, bin(BinOp::Mul, y, width), fl(in_f - 1.0)), fl(out_f - 1.0))
+    };
+    let x = bin(BinOp::Add, x, round(bin(BinOp::Mul, start, fl(in_f - 1.0))));
+    let xs = lw.temp(&ValueType::new(F, ow.clone()));
+    lw.push(Step::Loop(Loop { dims: ow.clone(), out: Access::dense(xs, F, &ow), value: x }));
+    let x = Expr::Load(Access::dense(xs, F, &ow));
+    let outside = lw.temp(&ValueType::new(DType::I64, ow.clone()));
+    let is_out = bin(BinOp::Or, bin(BinOp::Lt, x.clone(), fl(0.0)), bin(BinOp::Gt, x.clone(), fl(in_f - 1.0)));
+    lw.push(Step::Loop(Loop { dims: ow.clone(), out: Access::dense(outside, DType::I64, &ow), value: Expr::select(is_out, int(1), int(0)) }));
+    // ratio in (0, 1]; the coefficients.
+    let x_int = Expr::un(UnOp::Floor, x.clone());
+    let ratio = Expr::select(bin(BinOp::Eq, x.clone(), x_int.clone()), fl(1.0), bin(BinOp::Sub, x.clone(), x_int));
+    let coeffs: Vec<Expr> = match r.mode {
+        Mode::Nearest => {
+            let up = match r.nearest_mode {
+                NearestMode::RoundPreferFloor => bin(BinOp::Gt, ratio.clone(), fl(0.5)),
+                NearestMode::RoundPreferCeil => bin(BinOp::Ge, ratio.clone(), fl(0.5)),
+                NearestMode::Floor => Expr::Lit(Lit::Int(0, DType::Bool)),
+                NearestMode::Ceil => Expr::Lit(Lit::Int(1, DType::Bool)),
+            };
+            let up = bin(BinOp::Or, bin(BinOp::Eq, ratio.clone(), Expr::un(UnOp::Trunc, ratio)), up);
+            vec![Expr::select(up.clone(), fl(0.0), fl(1.0)), Expr::select(up, fl(1.0), fl(0.0))]
+        }
+        Mode::Linear => vec![bin(BinOp::Sub, fl(1.0), ratio.clone()), ratio],
+        Mode::Cubic => {
+            let a = r.cubic_coeff_a as f64;
+            let mul = |p: Expr, q: Expr| bin(BinOp::Mul, p, q);
+            let far = |v: Expr| {
+                let p = bin(BinOp::Sub, mul(fl(a), v.clone()), fl(5.0 * a));
+                let p = bin(BinOp::Add, mul(p, v.clone()), fl(8.0 * a));
+                bin(BinOp::Sub, mul(p, v), fl(4.0 * a))
+            };
+            let near = |v: Expr| {
+                let p = bin(BinOp::Sub, mul(fl(a + 2.0), v.clone()), fl(a + 3.0));
+                bin(BinOp::Add, mul(mul(p, v.clone()), v), fl(1.0))
+            };
+            let s = bin(BinOp::Sub, fl(1.0), ratio.clone());
+            vec![far(bin(BinOp::Add, ratio.clone(), fl(1.0))), near(ratio), near(s.clone()), far(bin(BinOp::Add, s, fl(1.0)))]
+        }
+    };
+    // The n neighbours nearest x (ties to the lower), in edge-padded coordinates.
+    let (ni, pad) = (n as i64, (n as i64 + 1) / 2);
+    let xp = bin(BinOp::Add, x, fl(pad as f64));
+    let p = Expr::un(UnOp::Floor, xp.clone());
+    let frac = bin(BinOp::Sub, xp, p.clone());
+    let offset = Expr::select(bin(BinOp::Eq, frac, fl(0.0)), int(-(ni / 2)), int(-(ni / 2) + 1));
+    let first = bin(BinOp::Add, bin(BinOp::Add, Expr::cast(DType::I64, p), offset), int(-pad));
+    let tap = |j: usize| bin(BinOp::Add, first.clone(), int(j as i64));
+    let table = |d| ValueType::new(d, vec![out_w, n]);
+    let (idx, raw) = (lw.temp(&table(DType::I64)), lw.temp(&table(F)));
+    for (j, c) in coeffs.into_iter().enumerate() {
+        let clamped = Expr::bin(BinOp::Min, Expr::bin(BinOp::Max, tap(j), int(0)), int(in_w as i64 - 1));
+        lw.push(Step::Loop(Loop { dims: ow.clone(), out: col_out(idx, DType::I64, j), value: clamped }));
+        lw.push(Step::Loop(Loop { dims: ow.clone(), out: col_out(raw, F, j), value: c }));
+    }
+    if !r.exclude_outside {
+        return Ok(Tables { idx, wts: raw, outside: Some(outside), n });
+    }
+    // exclude_outside: taps outside the input get weight 0, the rest are renormalised.
+    let masked = |j: usize| {
+        let inside = bin(BinOp::And, bin(BinOp::Ge, tap(j), int(0)), bin(BinOp::Lt, tap(j), int(in_w as i64)));
+        Expr::select(inside, col(raw, F, j), fl(0.0))
+    };
+    let sum = (1..n).fold(masked(0), |s, j| bin(BinOp::Add, s, masked(j)));
+    let sums = lw.temp(&ValueType::new(F, ow.clone()));
+    let nonzero = Expr::select(bin(BinOp::Eq, sum.clone(), fl(0.0)), fl(1.0), sum);
+    lw.push(Step::Loop(Loop { dims: ow.clone(), out: Access::dense(sums, F, &ow), value: nonzero }));
+    let wts = lw.temp(&table(F));
+    for j in 0..n {
+        let v = bin(BinOp::Div, masked(j), Expr::Load(Access::dense(sums, F, &ow)));
+        lw.push(Step::Loop(Loop { dims: ow.clone(), out: col_out(wts, F, j), value: v }));
+    }
+    Ok(Tables { idx, wts, outside: Some(outside), n })
 }
 
 /// An i64 table with one entry per position of axis `a`.
@@ -178,6 +353,45 @@ mod tests {
     fn integers_round_half_even_and_saturate() {
         let text = "graph(%x: u8[1,1,2,3]) {\n  %s = const f32[4]{1,1,2,2.5}\n  %y = Resize{coordinate_transformation_mode=\"align_corners\", mode=\"cubic\"}(%x, _, %s, _) : u8[1,1,4,7]\n  return %y\n}";
         same_as_reference(text, Tensor::from_vec(&[1, 1, 2, 3], vec![0u8, 255, 3, 250, 0, 7]).unwrap());
+    }
+
+    /// tf_crop_and_resize with the roi as a graph input: taps computed at run time.
+    #[test]
+    fn crop_and_resize_with_a_run_time_roi() {
+        let x = Tensor::from_vec(&[1, 2, 4, 5], (0..40).map(|v| ((v * 37 % 23) as f32 - 11.0) * 0.5).collect()).unwrap();
+        let rois = [vec![0.0f32, 0.0, 0.4, 0.6, 1.0, 1.0, 1.2, 1.7], vec![0.0, 0.0, -0.3, 0.25, 1.0, 1.0, 0.9, 0.5], vec![0.0, 0.0, 0.5, 0.5, 1.0, 1.0, 0.5, 0.5]];
+        let configs = [
+            "mode=\"linear\"",
+            "mode=\"nearest\"",
+            "mode=\"nearest\", nearest_mode=\"ceil\"",
+            "mode=\"cubic\"",
+            "cubic_coeff_a=-0.5f, exclude_outside=1, mode=\"cubic\"",
+        ];
+        for cfg in configs {
+            for (size, out) in [("3,4", "f32[1,2,3,4]"), ("1,7", "f32[1,2,1,7]")] {
+                let text = format!(
+                    "graph(%x: f32[1,2,4,5], %roi: f32[8]) {{\n  %s = const i64[4]{{1,2,{size}}}\n  %y = Resize{{coordinate_transformation_mode=\"tf_crop_and_resize\", extrapolation_value=-7.0f, {cfg}}}(%x, %roi, _, %s) : {out}\n  return %y\n}}"
+                );
+                for roi in &rois {
+                    let roi = Tensor::from_vec(&[8], roi.clone()).unwrap();
+                    same_as_reference_all(&text, &[x.clone(), roi]);
+                }
+            }
+        }
+        let axes = "graph(%x: f32[1,2,4,5], %roi: f32[4]) {\n  %s = const i64[2]{3,3}\n  %y = Resize{axes=[3,2], coordinate_transformation_mode=\"tf_crop_and_resize\", mode=\"linear\"}(%x, %roi, _, %s) : f32[1,2,3,3]\n  return %y\n}";
+        same_as_reference_all(axes, &[x, Tensor::from_vec(&[4], vec![0.6f32, 0.4, 0.8, 0.8]).unwrap()]);
+    }
+
+    /// Like `same_as_reference`, with several inputs; floats within 1e-6 relative (the
+    /// run-time taps repeat the reference's arithmetic; only f64 association may differ).
+    fn same_as_reference_all(text: &str, inputs: &[Tensor]) {
+        let g = parse_graph(text).expect("parses");
+        let want = crate::eval::run(&g, inputs).expect("reference");
+        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
+        assert_eq!(got[0].shape(), want[0].shape());
+        for (a, b) in got[0].to_f64_vec().unwrap().iter().zip(want[0].to_f64_vec().unwrap()) {
+            assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}\n{text}");
+        }
     }
 
     #[test]
