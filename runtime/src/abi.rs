@@ -24,7 +24,8 @@ use std::mem::offset_of;
 /// 3: conv weight layout 2 (channel-blocked depthwise), and layout 1 on the im2col path.
 /// 4: `strings` (string tensors).
 /// 5: `sgemm_epilogue`.
-pub const KERNEL_ABI_VERSION: u32 = 5;
+/// 6: `sgemm_packed_b`.
+pub const KERNEL_ABI_VERSION: u32 = 6;
 
 /// The single argument of the entry point. All pointers are valid for the whole call.
 #[repr(C)]
@@ -381,6 +382,9 @@ pub struct KernelTable {
     pub strings: StringsFn,
     /// Since version 5.
     pub sgemm_epilogue: SgemmEpilogueFn,
+    /// Since version 6: `sgemm_epilogue` with B packed at compile time by
+    /// `kernels::pack_gemm_b` for the params' k and n (`rsb` and `csb` are not read).
+    pub sgemm_packed_b: SgemmEpilogueFn,
 }
 
 pub const RUN_CONTEXT_INPUTS_OFFSET: usize = 0;
@@ -406,6 +410,7 @@ pub const KERNEL_TABLE_LOW_DECODE_OFFSET: usize = 72;
 pub const KERNEL_TABLE_LOW_ENCODE_OFFSET: usize = 80;
 pub const KERNEL_TABLE_STRINGS_OFFSET: usize = 88;
 pub const KERNEL_TABLE_SGEMM_EPILOGUE_OFFSET: usize = 96;
+pub const KERNEL_TABLE_SGEMM_PACKED_B_OFFSET: usize = 104;
 
 /// Alignment of the arena and the weights section in memory.
 pub const ARENA_ALIGN: usize = 64;
@@ -436,4 +441,5 @@ const _: () = {
     assert!(offset_of!(KernelTable, low_encode) == KERNEL_TABLE_LOW_ENCODE_OFFSET);
     assert!(offset_of!(KernelTable, strings) == KERNEL_TABLE_STRINGS_OFFSET);
     assert!(offset_of!(KernelTable, sgemm_epilogue) == KERNEL_TABLE_SGEMM_EPILOGUE_OFFSET);
+    assert!(offset_of!(KernelTable, sgemm_packed_b) == KERNEL_TABLE_SGEMM_PACKED_B_OFFSET);
 };

@@ -37,14 +37,44 @@ pub fn workspace_floats(m: usize, n: usize, k: usize) -> usize {
     m.min(MC).next_multiple_of(MR) * kc + n.min(NC).next_multiple_of(NR) * kc
 }
 
+/// Floats of a k×n matrix packed by [`pack_b_matrix`].
+pub fn packed_b_len(k: usize, n: usize) -> usize {
+    k * n.next_multiple_of(NR)
+}
+
+/// Packs the k×n matrix B (element (p, j) at `b[p·rsb + j·csb]`) ahead of time, into
+/// the strips the GEMM would pack it into at run time: for each KC-deep slice from row
+/// `p0`, at offset `p0 · n.next_multiple_of(NR)`, the slice's NR-column strips one after
+/// another, each `kc × NR` (zero-padded past n). `None` when an element lies outside `b`.
+pub fn pack_b_matrix(k: usize, n: usize, b: &[f32], rsb: isize, csb: isize) -> Option<Vec<f32>> {
+    let at = |p: usize, j: usize| usize::try_from(p as isize * rsb + j as isize * csb).ok().filter(|&i| i < b.len());
+    if k > 0 && n > 0 {
+        // The extreme elements bound every other (the index is affine in p and j).
+        for (p, j) in [(0, 0), (k - 1, 0), (0, n - 1), (k - 1, n - 1)] {
+            at(p, j)?;
+        }
+    }
+    let mut out = vec![0f32; packed_b_len(k, n)];
+    let npad = n.next_multiple_of(NR);
+    let g = Gemm { m: 0, n, k, alpha: 1.0, a: std::ptr::null(), rsa: 0, csa: 0, b: b.as_ptr(), rsb, csb, beta: 0.0, c: std::ptr::null_mut(), rsc: 0, csc: 0, b_packed: false };
+    for p0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - p0);
+        // SAFETY: every (p, j) of B is inside `b` (its corners are, checked above); the
+        // slice's strips fill `npad · kc` floats from `p0 · npad`.
+        unsafe { pack_b(&g, p0, kc, 0, n, &mut out[p0 * npad..(p0 + kc) * npad]) };
+    }
+    Some(out)
+}
+
 /// Computes `g` (m, n, k ≥ 1, alpha ≠ 0) on the calling thread.
 ///
 /// # Safety
-/// `g` describes valid matrices as [`super::gemm::sgemm`] requires;
+/// `g` describes valid matrices as [`super::gemm::sgemm`] requires (B, when
+/// `g.b_packed`, packed by [`pack_b_matrix`] for `g.k` and `g.n`);
 /// `ws.len() ≥ workspace_floats(g.m, g.n, g.k)`.
 pub(super) unsafe fn gemm(g: &Gemm, ws: &mut [f32]) {
     debug_assert!(ws.len() >= workspace_floats(g.m, g.n, g.k));
-    if g.m <= ROWS_WITHOUT_PACKING && g.csb == 1 && g.csc == 1 {
+    if g.m <= ROWS_WITHOUT_PACKING && g.csb == 1 && g.csc == 1 && !g.b_packed {
         // SAFETY: the caller's promises, and rows of B and C are contiguous.
         return unsafe { rows_unpacked(g) };
     }
@@ -145,15 +175,23 @@ unsafe fn loops(g: &Gemm, ws: &mut [f32], micro: impl Fn(usize, *const f32, *con
         let nc = NC.min(n - jc);
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
-            // SAFETY: rows pc..pc + kc and columns jc..jc + nc are inside B.
-            unsafe { pack_b(g, pc, kc, jc, nc, b_pack) };
+            let b_panel = if g.b_packed {
+                // SAFETY: B is packed for this k and n (the caller's promise): the
+                // slice from row pc starts at pc · npad, its strip jc / NR kc·NR later.
+                unsafe { g.b.add(pc * n.next_multiple_of(NR) + jc / NR * kc * NR) }
+            } else {
+                // SAFETY: rows pc..pc + kc and columns jc..jc + nc are inside B.
+                unsafe { pack_b(g, pc, kc, jc, nc, b_pack) };
+                b_pack.as_ptr()
+            };
             let beta = if pc == 0 { g.beta } else { 1.0 };
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
                 // SAFETY: rows ic..ic + mc and columns pc..pc + kc are inside A.
                 unsafe { pack_a(g, ic, mc, pc, kc, a_pack) };
                 for jr in (0..nc).step_by(NR) {
-                    let b = b_pack[jr / NR * kc * NR..].as_ptr();
+                    // SAFETY: strip jr / NR of the panel's nc.div_ceil(NR) strips.
+                    let b = unsafe { b_panel.add(jr / NR * kc * NR) };
                     for ir in (0..mc).step_by(MR) {
                         let a = a_pack[ir / MR * kc * MR..].as_ptr();
                         // SAFETY: (ic + ir, jc + jr) is inside C, and so is the tile's
@@ -332,7 +370,7 @@ mod tests {
             let mut outs = Vec::new();
             for portable in [false, true] {
                 let mut c = vec![0f32; m * n];
-                let g = Gemm { m, n, k, alpha: 0.5, a: a.as_ptr(), rsa: k as isize, csa: 1, b: b.as_ptr(), rsb: n as isize, csb: 1, beta: 0.0, c: c.as_mut_ptr(), rsc: n as isize, csc: 1 };
+                let g = Gemm { m, n, k, alpha: 0.5, a: a.as_ptr(), rsa: k as isize, csa: 1, b: b.as_ptr(), rsb: n as isize, csb: 1, beta: 0.0, c: c.as_mut_ptr(), rsc: n as isize, csc: 1, b_packed: false };
                 let mut ws = vec![0f32; workspace_floats(m, n, k)];
                 // SAFETY: row-major matrices of the stated sizes; the workspace is big enough.
                 unsafe {

@@ -3,7 +3,8 @@
 //! participant's workspace (`RunContext::workers`), so a model's run allocates nothing.
 //! A context without workers (kernels' unit tests) allocates the workspace per call.
 //! Other ISAs use `matrixmultiply`'s packed micro-kernels (NEON on aarch64), which
-//! allocate their packing buffers on every call.
+//! allocate their packing buffers on every call, except for a B packed at compile time,
+//! which only the blocked GEMM reads (with its portable micro-kernel there).
 
 use crate::abi::RunContext;
 
@@ -44,7 +45,7 @@ pub unsafe extern "C" fn sgemm(
     rsc: isize,
     csc: isize,
 ) {
-    let g = Gemm { m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc };
+    let g = Gemm { m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, b_packed: false };
     // SAFETY: the caller's promises.
     let threads = unsafe { thread_count(ctx) };
     let work = m.saturating_mul(n).saturating_mul(k);
@@ -87,7 +88,7 @@ pub(crate) unsafe fn sgemm_serial(
     (rsc, csc): (isize, isize),
 ) {
     // SAFETY: the caller's promises.
-    unsafe { Gemm { m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc }.run(ctx) }
+    unsafe { Gemm { m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, b_packed: false }.run(ctx) }
 }
 
 /// One GEMM problem, as the ABI passes it.
@@ -107,6 +108,9 @@ pub(super) struct Gemm {
     pub(super) c: *mut f32,
     pub(super) rsc: isize,
     pub(super) csc: isize,
+    /// B is in the packed layout of [`super::blocked_gemm::pack_b_matrix`] for this k
+    /// and n (`rsb`, `csb` unused); such a problem is only ever split by rows.
+    pub(super) b_packed: bool,
 }
 
 // SAFETY: a `Gemm` is shared between the threads of one `sgemm` call only, during which
@@ -130,6 +134,7 @@ impl Gemm {
                 g.c = unsafe { self.c.offset(begin as isize * self.rsc) };
             }
         } else {
+            debug_assert!(!self.b_packed, "a packed B is only split by rows");
             let (begin, end) = (begin.min(self.n), end.min(self.n));
             g.n = end - begin;
             if g.n > 0 {
@@ -165,10 +170,14 @@ impl Gemm {
             }
             return;
         }
-        // SAFETY: the caller's promises, which are the blocked GEMM's (or
+        // SAFETY: the caller's promises, which are the blocked GEMM's (and
         // `matrixmultiply::sgemm`'s: strides in elements, C's elements not aliasing; it
         // does not read C when beta == 0).
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(not(target_arch = "x86_64"))]
+        if !self.b_packed {
+            let Gemm { a, rsa, csa, b, rsb, csb, .. } = *self;
+            return unsafe { matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) };
+        }
         unsafe {
             use super::blocked_gemm::{gemm, workspace_floats};
             let need = workspace_floats(m, n, k);
@@ -178,12 +187,6 @@ impl Gemm {
                 Some(([], ws, _)) if ws.len() >= need => gemm(self, ws),
                 _ => gemm(self, &mut vec![0f32; need]),
             }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let Gemm { a, rsa, csa, b, rsb, csb, .. } = *self;
-            let _ = workers;
-            unsafe { matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
         }
     }
 }

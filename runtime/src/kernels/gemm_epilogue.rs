@@ -24,14 +24,52 @@ unsafe impl Sync for Addend {}
 /// See [`crate::abi::SgemmEpilogueFn`].
 ///
 /// # Safety
-/// `ctx` is null or valid; `params` is valid. A, B, C (and `bias`, `residual` when not
-/// null) are valid for the m×k, k×n and m×n index ranges their strides describe; C is
-/// writable and overlaps none of the others.
+/// As [`epilogue`] with B as strided.
 pub unsafe extern "C" fn sgemm_epilogue(
     ctx: *const RunContext,
     params: *const GemmParams,
     a: *const f32,
     b: *const f32,
+    bias: *const f32,
+    residual: *const f32,
+    c: *mut f32,
+) -> i32 {
+    // SAFETY: the caller's promises.
+    unsafe { epilogue(ctx, params, a, b, false, bias, residual, c) }
+}
+
+/// See [`crate::abi::KernelTable::sgemm_packed_b`]: B was packed at compile time by
+/// [`super::pack_gemm_b`] for the params' k and n.
+///
+/// # Safety
+/// As [`epilogue`] with B packed.
+pub unsafe extern "C" fn sgemm_packed_b(
+    ctx: *const RunContext,
+    params: *const GemmParams,
+    a: *const f32,
+    b: *const f32,
+    bias: *const f32,
+    residual: *const f32,
+    c: *mut f32,
+) -> i32 {
+    // SAFETY: the caller's promises.
+    unsafe { epilogue(ctx, params, a, b, true, bias, residual, c) }
+}
+
+/// `C = act(alpha·A·B + bias + residual)`, split by rows over the threads.
+///
+/// # Safety
+/// `ctx` is null or valid; `params` is valid. A, C (and `bias`, `residual` when not
+/// null) are valid for the m×k and m×n index ranges their strides describe; B for the
+/// k×n range of its strides, or (`b_packed`) holds `packed_b_len(k, n)` floats packed
+/// for that k and n; C is writable and overlaps none of the others.
+#[allow(clippy::too_many_arguments)]
+unsafe fn epilogue(
+    ctx: *const RunContext,
+    params: *const GemmParams,
+    a: *const f32,
+    b: *const f32,
+    b_packed: bool,
     bias: *const f32,
     residual: *const f32,
     c: *mut f32,
@@ -59,6 +97,7 @@ pub unsafe extern "C" fn sgemm_epilogue(
         c,
         rsc: p.rsc as isize,
         csc: p.csc as isize,
+        b_packed,
     };
     let addend = |ptr: *const f32, rs: i64, cs: i64| (!ptr.is_null()).then_some(Addend { p: ptr, rs: rs as isize, cs: cs as isize });
     let bias = addend(bias, p.rs_bias, p.cs_bias);
@@ -155,21 +194,31 @@ mod tests {
     #[test]
     fn matches_f64_reference() {
         let mut rng = Rng::new(7);
-        for (m, n, k) in [(1, 1, 1), (3, 5, 7), (40, 33, 17), (70, 9, 130)] {
+        // The last shape crosses a KC slice and an MC block, with ragged strips.
+        for (m, n, k) in [(1, 1, 1), (3, 5, 7), (40, 33, 17), (70, 9, 130), (130, 37, 340)] {
             let a = rng.values(m * k);
             let b = rng.values(n * k);
             let bias = rng.values(n);
             let res = rng.values(m * n);
             for act in all_acts() {
                 for (with_bias, with_res) in [(false, false), (true, false), (false, true), (true, true)] {
-                    for threads in [1, 3] {
+                    for (threads, packed) in [(1, false), (3, false), (1, true), (3, true)] {
                         let p = params(m, n, k, act);
+                        // B packed ahead of time, as the compiler does for constant weights.
+                        let b_packed = crate::kernels::pack_gemm_b(k, n, &b, p.rsb as isize, p.csb as isize).unwrap();
+                        assert_eq!(b_packed.len(), crate::kernels::packed_gemm_b_len(k, n));
                         let mut c = vec![f32::NAN; m * n];
                         let bp = if with_bias { bias.as_ptr() } else { std::ptr::null() };
                         let rp = if with_res { res.as_ptr() } else { std::ptr::null() };
                         let cx = ctx(threads);
                         // SAFETY: the buffers match the parameters; C overlaps nothing.
-                        let status = unsafe { sgemm_epilogue(&cx, &p, a.as_ptr(), b.as_ptr(), bp, rp, c.as_mut_ptr()) };
+                        let status = unsafe {
+                            if packed {
+                                sgemm_packed_b(&cx, &p, a.as_ptr(), b_packed.as_ptr(), bp, rp, c.as_mut_ptr())
+                            } else {
+                                sgemm_epilogue(&cx, &p, a.as_ptr(), b.as_ptr(), bp, rp, c.as_mut_ptr())
+                            }
+                        };
                         assert_eq!(status, 0);
                         for i in 0..m {
                             for j in 0..n {
@@ -189,13 +238,23 @@ mod tests {
                                 let want = act_f64(act, pre);
                                 let tol = 2.0 * k as f64 * f64::from(f32::EPSILON) * mag + 8.0 * f64::from(f32::EPSILON) * (want.abs() + pre.abs()) + 1e-30;
                                 let got = c[i * n + j] as f64;
-                                assert!((got - want).abs() <= tol, "{m}x{n}x{k} {act:?} bias={with_bias} res={with_res} t={threads} ({i},{j}): {got} vs {want}");
+                                assert!((got - want).abs() <= tol, "{m}x{n}x{k} {act:?} bias={with_bias} res={with_res} t={threads} packed={packed} ({i},{j}): {got} vs {want}");
                             }
                         }
                     }
                 }
             }
         }
+    }
+
+    #[test]
+    fn packing_refuses_a_matrix_outside_its_buffer() {
+        let b = [0f32; 12];
+        assert!(crate::kernels::pack_gemm_b(3, 4, &b, 4, 1).is_some());
+        assert!(crate::kernels::pack_gemm_b(4, 4, &b, 4, 1).is_none());
+        assert!(crate::kernels::pack_gemm_b(3, 4, &b, -4, 1).is_none());
+        assert!(crate::kernels::pack_gemm_b(4, 3, &b, 1, 4).is_some());
+        assert!(crate::kernels::pack_gemm_b(4, 4, &b, 1, 4).is_none());
     }
 
     #[test]

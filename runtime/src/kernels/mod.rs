@@ -20,6 +20,7 @@ mod tfidf;
 #[cfg(test)]
 mod test_util;
 
+pub use blocked_gemm::{pack_b_matrix as pack_gemm_b, packed_b_len as packed_gemm_b_len};
 pub use conv::{check_conv_params, conv_scratch_bytes, pack_conv_weights, pack_depthwise_weights};
 pub use erf::erf;
 pub use pool::check_pool_params;
@@ -45,6 +46,7 @@ pub static GENERIC: KernelTable = KernelTable {
     low_encode: lowbit::low_encode,
     strings: strings::strings,
     sgemm_epilogue: gemm_epilogue::sgemm_epilogue,
+    sgemm_packed_b: gemm_epilogue::sgemm_packed_b,
 };
 
 /// Error codes the conv and pool kernels return (compiled code hands them on as its

@@ -894,7 +894,9 @@ impl<'a, 'b> StepGen<'a, 'b> {
     fn emit_call(&mut self, c: &Call) -> Result<()> {
         match c {
             Call::Gemm { batch, m, n, k, alpha, beta, a, b, c } => self.emit_gemm(batch, [*m, *n, *k], *alpha, *beta, [a, b, c]),
-            Call::GemmEpilogue { batch, params, a, b, bias, residual, c } => self.emit_gemm_epilogue(batch, *params, [Some(a), Some(b), bias.as_ref(), residual.as_ref(), Some(c)]),
+            Call::GemmEpilogue { batch, params, a, b, bias, residual, c, packed_b } => {
+                self.emit_gemm_epilogue(batch, *params, [Some(a), Some(b), bias.as_ref(), residual.as_ref(), Some(c)], *packed_b)
+            }
             Call::Conv { params, x, w, bias, residual, y, scratch } => {
                 let f = self.kernel_fn(abi::KERNEL_TABLE_CONV_OFFSET);
                 let sig = self.cg.signature(&[I64; 8], Some(I32));
@@ -1011,11 +1013,11 @@ impl<'a, 'b> StepGen<'a, 'b> {
 
     /// `sgemm_epilogue(ctx, params, a, b, bias, residual, c)` at every batch point; absent
     /// matrices are passed as null.
-    fn emit_gemm_epilogue(&mut self, batch: &[usize], params: Mem, ops: [Option<&Matrix>; 5]) -> Result<()> {
+    fn emit_gemm_epilogue(&mut self, batch: &[usize], params: Mem, ops: [Option<&Matrix>; 5], packed_b: bool) -> Result<()> {
         if batch.contains(&0) {
             return Ok(());
         }
-        let f = self.kernel_fn(abi::KERNEL_TABLE_SGEMM_EPILOGUE_OFFSET);
+        let f = self.kernel_fn(if packed_b { abi::KERNEL_TABLE_SGEMM_PACKED_B_OFFSET } else { abi::KERNEL_TABLE_SGEMM_EPILOGUE_OFFSET });
         let sig = self.cg.signature(&[I64; 7], Some(I32));
         let sigref = self.b.import_signature(sig);
         let present: Vec<&Matrix> = ops.iter().flatten().copied().collect();

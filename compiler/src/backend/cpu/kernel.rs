@@ -295,8 +295,10 @@ pub enum Call {
     Gemm { batch: Vec<usize>, m: usize, n: usize, k: usize, alpha: f32, beta: f32, a: Matrix, b: Matrix, c: Matrix },
     /// For every point of `batch`: `C = act(alpha·A·B + bias + residual)` (f32), by the
     /// runtime's `sgemm_epilogue`. `params` is a weights blob holding an
-    /// `abi::GemmParams`, whose sizes and strides are the matrices' own.
-    GemmEpilogue { batch: Vec<usize>, params: Mem, a: Matrix, b: Matrix, bias: Option<Matrix>, residual: Option<Matrix>, c: Matrix },
+    /// `abi::GemmParams`, whose sizes and strides are the matrices' own. With
+    /// `packed_b`, B is a weights blob packed by `neoc_runtime::kernels::pack_gemm_b`
+    /// (the same for every batch point) and the call goes to `sgemm_packed_b`.
+    GemmEpilogue { batch: Vec<usize>, params: Mem, a: Matrix, b: Matrix, bias: Option<Matrix>, residual: Option<Matrix>, c: Matrix, packed_b: bool },
     /// `params` is a weights blob holding an `abi::ConvParams`.
     Conv { params: Mem, x: Mem, w: Mem, bias: Option<Mem>, residual: Option<Mem>, y: Mem, scratch: Option<Mem> },
     /// `params` is a weights blob holding an `abi::PoolParams`.

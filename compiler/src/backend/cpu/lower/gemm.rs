@@ -7,7 +7,7 @@ use neoc_runtime::abi::GemmParams;
 
 use super::Lw;
 use super::linalg::pod_bytes;
-use crate::backend::cpu::kernel::{Call, Matrix, Step, broadcast_strides, dense_strides};
+use crate::backend::cpu::kernel::{Call, Matrix, Mem, Step, broadcast_strides, dense_strides};
 use crate::ir::NodeId;
 use crate::ir::ops::fused::Act;
 use crate::tensor::DType;
@@ -44,9 +44,12 @@ pub fn fused_matmul(lw: &mut Lw, id: NodeId, gemm: Option<(bool, bool)>, scale: 
         f.extend(if trans { [cols, rows] } else { [rows, cols] });
         f
     };
-    let (am, bm) = (lw.mem(a)?, lw.mem(b)?);
+    let am = lw.mem(a)?;
     let ma = view(am, &at.shape, &stored(m, k, ta), ta);
-    let mb = view(bm, &bt.shape, &stored(k, n, tb), tb);
+    let (mb, packed_b) = match packed_weights(lw, b, k, n, tb)? {
+        Some(blob) => (Matrix { mem: blob, offset: 0, batch_strides: vec![0; batch.len()], rs: 0, cs: 0 }, true),
+        None => (view(lw.mem(b)?, &bt.shape, &stored(k, n, tb), tb), false),
+    };
     let mut addends = Vec::new();
     for i in 2..lw.g.node(id).inputs.len() {
         if let Some(v) = lw.opt_input(id, i) {
@@ -81,8 +84,24 @@ pub fn fused_matmul(lw: &mut Lw, id: NodeId, gemm: Option<(bool, bool)>, scale: 
         act_beta,
     };
     let params = lw.blob(pod_bytes(&params));
-    lw.push(Step::Call(Call::GemmEpilogue { batch, params, a: ma, b: mb, bias, residual, c }));
+    lw.push(Step::Call(Call::GemmEpilogue { batch, params, a: ma, b: mb, bias, residual, c, packed_b }));
     Ok(())
+}
+
+/// A constant 2-D B (k×n, or n×k stored when `trans`), packed at compile time into the
+/// runtime GEMM's layout as a new weights blob: the runtime then skips packing it on
+/// every call, and every thread reads the one copy. `None` when B is not such a
+/// constant (it is then read in place, and packed per call).
+fn packed_weights(lw: &mut Lw, b: crate::ir::ValueId, k: usize, n: usize, trans: bool) -> Result<Option<Mem>> {
+    let Some(t) = lw.konst(b) else { return Ok(None) };
+    if t.shape().len() != 2 {
+        return Ok(None);
+    }
+    let values: Vec<f32> = t.as_array::<f32>()?.iter().copied().collect();
+    let (rs, cs) = if trans { (1, k as isize) } else { (n as isize, 1) };
+    let packed = neoc_runtime::kernels::pack_gemm_b(k, n, &values, rs, cs)
+        .ok_or_else(|| anyhow::anyhow!("constant B of {} elements is smaller than {k}×{n}", values.len()))?;
+    Ok(Some(lw.blob(packed.iter().flat_map(|v| v.to_le_bytes()).collect())))
 }
 
 #[cfg(test)]
@@ -117,5 +136,34 @@ mod tests {
         let text = "graph(%x: f32[2,3,4], %w: f32[4,5], %b: f32[5], %r: f32[2,3,5], %a: f32[6,2], %bt: f32[3,6], %c: f32[2,1]) {\n  %y = neoc.FusedMatMul{_gemm=0, act=\"relu\", scale=1.0f}(%x, %w, %b, %r) : f32[2,3,5]\n  %z = neoc.FusedMatMul{_gemm=1, act=\"clip\", alpha=-1.0f, beta=2.0f, scale=0.5f, trans_a=1, trans_b=1}(%a, %bt, %c) : f32[2,3]\n  return %y, %z\n}";
         let ins = [values(&[2, 3, 4], 1), values(&[4, 5], 2), values(&[5], 3), values(&[2, 3, 5], 4), values(&[6, 2], 5), values(&[3, 6], 6), values(&[2, 1], 7)];
         same_as_reference(text, &ins);
+    }
+
+    /// Constant weights take the pre-packed path: plain and transposed, crossing one
+    /// KC slice of the runtime GEMM (k = 330) with a ragged last strip (n = 20), and a
+    /// plain MatMul with a constant B (lowered the same way). Every value is a multiple
+    /// of 1/4 below 3, so every partial sum is a multiple of 1/16 below 2600: exact in
+    /// f32 in any order, and the comparison is exact in effect.
+    #[test]
+    fn constant_weights_are_packed_at_compile_time() {
+        let (k, n) = (330, 20);
+        let konst = |shape: &[usize], seed| {
+            let t = values(shape, seed);
+            let v: Vec<String> = t.to_f64_vec().unwrap().iter().map(|x| format!("{x:?}")).collect();
+            format!("const f32[{}]{{{}}}", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","), v.join(","))
+        };
+        let text = format!(
+            "graph(%x: f32[2,7,{k}], %a: f32[3,{k}]) {{\n  %w = {}\n  %wt = {}\n  %bias = {}\n  \
+             %y = neoc.FusedMatMul{{_gemm=0, act=\"relu\", scale=1.0f}}(%x, %w, %bias) : f32[2,7,{n}]\n  \
+             %z = neoc.FusedMatMul{{_gemm=1, act=\"none\", scale=0.5f, trans_a=0, trans_b=1}}(%a, %wt) : f32[3,{n}]\n  \
+             %m = MatMul(%x, %w) : f32[2,7,{n}]\n  return %y, %z, %m\n}}",
+            konst(&[k, n], 2),
+            konst(&[n, k], 3),
+            konst(&[n], 4)
+        );
+        let g = parse_graph(&text).expect("parses");
+        let lowered = crate::backend::cpu::lower::lower(&g).expect("lowers");
+        let packed = lowered.steps.iter().filter(|s| matches!(s, crate::backend::cpu::kernel::Step::Call(crate::backend::cpu::kernel::Call::GemmEpilogue { packed_b: true, .. }))).count();
+        assert_eq!(packed, 3, "all three products read pre-packed weights");
+        same_as_reference(&text, &[values(&[2, 7, k], 1), values(&[3, k], 5)]);
     }
 }

@@ -39,6 +39,10 @@ fn matmul(lw: &mut Lw, id: NodeId) -> Result<()> {
     let batch_a = &ash[..ash.len() - 2];
     let batch_b = &bsh[..bsh.len() - 2];
     let batch = crate::ir::shape::broadcast(batch_a, batch_b)?;
+    if at.dtype == DType::F32 && at.rank() >= 2 && bt.rank() == 2 && lw.konst(b).is_some() {
+        // A constant weight matrix: packed at compile time for the runtime's GEMM.
+        return super::gemm::fused_matmul(lw, id, None, 1.0, Act::None);
+    }
     let (am, bm) = (lw.mem(a)?, lw.mem(b)?);
     let out = lw.out(id, 0);
     let a_str = dense_strides(&ash);
