@@ -404,28 +404,14 @@ pub fn max_unpool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::ir::parse::parse_graph;
     use crate::tensor::Tensor;
-
-    /// Compiled against the reference evaluator, within `tol` relative (absolute below 1).
-    fn close_to_reference(text: &str, inputs: &[Tensor], tol: f64) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            for (a, b) in g.to_f64_vec().unwrap().iter().zip(w.to_f64_vec().unwrap()) {
-                assert!((a - b).abs() <= tol * b.abs().max(1.0), "{a} vs {b}\n{text}");
-            }
-        }
-    }
 
     /// Col2Im, MaxUnpool and the f64 direct ConvTranspose sum the same values as the
     /// reference in f64 (only the association may differ) and round once: 1e-6 is a wide
     /// margin.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        close_to_reference(text, inputs, 1e-6);
-    }
+    const TOL: Tolerance = Tolerance::Rel(1e-6);
 
     fn ramp(shape: &[usize], scale: f32) -> Tensor {
         let n: usize = shape.iter().product();
@@ -452,29 +438,29 @@ mod tests {
             // f32 goes through sgemm, which sums the ≤ 2 channels per group in f32: each
             // column entry (|Σ| ≤ 2·2.75·5.5 ≈ 30) is off by a few f32 ulps (≈ 4e-6), and up
             // to 18 taps add up: 1e-4 covers that, while one wrong tap is off by ≥ 0.1.
-            close_to_reference(&text, &[ramp(&xs, 0.25), ramp(&ws, 0.5), ramp(&[m], 1.0)], 1e-4);
+            same_as_reference(&text, &[ramp(&xs, 0.25), ramp(&ws, 0.5), ramp(&[m], 1.0)], Tolerance::Rel(1e-4));
             // f64: the direct gather, in f64 like the reference.
             let text64 = text.replace("f32", "f64");
             let f64s = |t: Tensor| t.cast(crate::tensor::DType::F64).unwrap();
-            same_as_reference(&text64, &[f64s(ramp(&xs, 0.25)), f64s(ramp(&ws, 0.5)), f64s(ramp(&[m], 1.0))]);
+            same_as_reference(&text64, &[f64s(ramp(&xs, 0.25)), f64s(ramp(&ws, 0.5)), f64s(ramp(&[m], 1.0))], TOL);
         }
     }
 
     #[test]
     fn col2im_float_and_int() {
         let text = "graph(%x: f32[1,6,12]) {\n  %i = const i64[2]{5,6}\n  %b = const i64[2]{2,3}\n  %y = Col2Im{dilations=[2,1], pads=[1,0,0,1], strides=[1,2]}(%x, %i, %b) : f32[1,1,5,6]\n  return %y\n}";
-        same_as_reference(text, &[ramp(&[1, 6, 12], 0.5)]);
+        same_as_reference(text, &[ramp(&[1, 6, 12], 0.5)], TOL);
         let text = "graph(%x: i32[2,4,9]) {\n  %i = const i64[2]{4,4}\n  %b = const i64[2]{2,2}\n  %y = Col2Im{strides=[1,1]}(%x, %i, %b) : i32[2,1,4,4]\n  return %y\n}";
         let x = Tensor::from_vec(&[2, 4, 9], (0..72).map(|v| v * 3 - 100).collect::<Vec<i32>>()).unwrap();
-        same_as_reference(text, &[x]);
+        same_as_reference(text, &[x], TOL);
     }
 
     #[test]
     fn max_unpool_of_max_pool() {
         let pool = "graph(%x: f32[1,2,5,5]) {\n  %y, %i = MaxPool{kernel_shape=[3,3], strides=[2,2], pads=[1,1,1,1]}(%x) : f32[1,2,3,3], i64[1,2,3,3]\n  %u = MaxUnpool{kernel_shape=[3,3], strides=[2,2], pads=[1,1,1,1]}(%y, %i) : f32[1,2,5,5]\n  return %u\n}";
-        same_as_reference(pool, &[ramp(&[1, 2, 5, 5], 1.0)]);
+        same_as_reference(pool, &[ramp(&[1, 2, 5, 5], 1.0)], TOL);
         let shaped = "graph(%x: f32[1,1,4,4]) {\n  %y, %i = MaxPool{kernel_shape=[2,2], strides=[2,2]}(%x) : f32[1,1,2,2], i64[1,1,2,2]\n  %s = const i64[4]{1,1,5,6}\n  %u = MaxUnpool{kernel_shape=[2,2], strides=[2,2]}(%y, %i, %s) : f32[1,1,5,6]\n  return %u\n}";
-        same_as_reference(shaped, &[ramp(&[1, 1, 4, 4], 1.0)]);
+        same_as_reference(shaped, &[ramp(&[1, 1, 4, 4], 1.0)], TOL);
     }
 
     #[test]
@@ -483,7 +469,7 @@ mod tests {
         let g = parse_graph(text).expect("parses");
         let x = ramp(&[1, 1, 2, 2], 1.0);
         let good = Tensor::from_vec(&[1, 1, 2, 2], vec![5i64, 2, 8, 15]).unwrap();
-        same_as_reference(text, &[x.clone(), good]);
+        same_as_reference(text, &[x.clone(), good], TOL);
         let bad = Tensor::from_vec(&[1, 1, 2, 2], vec![5i64, 2, 8, 0]).unwrap();
         assert!(crate::driver::compile_and_run(&g, &[x, bad], &Default::default()).is_err());
     }

@@ -171,23 +171,13 @@ pub fn deform_conv(lw: &mut Lw, id: NodeId, w: &Window, kernel: &[usize], group:
 
 #[cfg(test)]
 mod tests {
-    use crate::ir::parse::parse_graph;
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::tensor::Tensor;
 
     /// Compiled against the reference evaluator: the same f64 products, summed in the same
     /// order up to association, rounded once; 1e-6 relative is a wide margin that still
     /// catches any misplaced tap.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            for (a, b) in g.to_f64_vec().unwrap().iter().zip(w.to_f64_vec().unwrap()) {
-                assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}\n{text}");
-            }
-        }
-    }
+    const TOL: Tolerance = Tolerance::Rel(1e-6);
 
     fn ramp(shape: &[usize], scale: f32, shift: f32) -> Tensor {
         let n: usize = shape.iter().product();
@@ -200,8 +190,8 @@ mod tests {
         // pads and dilation: out (1, 4, 2, 3). Offsets up to ±3 move taps off the image.
         let text = "graph(%x: f32[1,4,4,5], %w: f32[4,2,2,3], %o: f32[1,24,2,3], %b: f32[4], %m: f32[1,12,2,3]) {\n  %y = DeformConv{dilations=[1,2], group=2, kernel_shape=[2,3], offset_group=2, pads=[1,1,0,1], strides=[2,1]}(%x, %w, %o, %b, %m) : f32[1,4,2,3]\n  return %y\n}";
         let ins = [ramp(&[1, 4, 4, 5], 0.5, 0.0), ramp(&[4, 2, 2, 3], 0.25, 0.1), ramp(&[1, 24, 2, 3], 0.27, 0.05), ramp(&[4], 1.0, 0.0), ramp(&[1, 12, 2, 3], 0.04, 0.5)];
-        same_as_reference(text, &ins);
+        same_as_reference(text, &ins, TOL);
         let plain = "graph(%x: f32[2,1,3,3], %w: f32[2,1,2,2], %o: f32[2,8,2,2]) {\n  %y = DeformConv{kernel_shape=[2,2]}(%x, %w, %o) : f32[2,2,2,2]\n  return %y\n}";
-        same_as_reference(plain, &[ramp(&[2, 1, 3, 3], 0.5, 0.0), ramp(&[2, 1, 2, 2], 0.3, 0.0), ramp(&[2, 8, 2, 2], 0.09, 0.0)]);
+        same_as_reference(plain, &[ramp(&[2, 1, 3, 3], 0.5, 0.0), ramp(&[2, 1, 2, 2], 0.3, 0.0), ramp(&[2, 8, 2, 2], 0.09, 0.0)], TOL);
     }
 }

@@ -405,7 +405,7 @@ fn global_pool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::parse::parse_graph;
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::tensor::Tensor;
 
     /// A 2-D conv's parameters, as `conv` builds them.
@@ -467,14 +467,8 @@ mod tests {
                 vals(c * k * k, 3),
                 vals(c, 5)
             );
-            let g = parse_graph(&text).expect("parses");
             let x = Tensor::from_vec(&[1, c, n, n], (0..c * n * n).map(|i| (i * 13 % 29) as f32 / 14.0 - 1.0).collect()).unwrap();
-            let want = crate::eval::run(&g, std::slice::from_ref(&x)).expect("reference");
-            let got = crate::driver::compile_and_run(&g, &[x], &Default::default()).expect("compiles and runs");
-            assert_eq!(got[0].shape(), want[0].shape());
-            for (a, b) in got[0].to_f64_vec().unwrap().iter().zip(want[0].to_f64_vec().unwrap()) {
-                assert!((a - b).abs() <= 4.2e-5, "{a} vs {b}\n{text}");
-            }
+            same_as_reference(&text, &[x], Tolerance::Abs(4.2e-5));
         }
     }
 }

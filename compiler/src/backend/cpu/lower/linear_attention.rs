@@ -210,25 +210,13 @@ fn linear_attention(lw: &mut Lw, id: NodeId, rule: UpdateRule, hq: usize, hkv: u
 
 #[cfg(test)]
 mod tests {
-    use crate::ir::parse::parse_graph;
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::tensor::{DType, Tensor};
 
     /// Compiled against the reference: both compute in f64 and round once, so they differ
     /// only by the runtime's f64 exp against std's (a few f64 ulp) and the order of the
     /// f64 sums: 1e-6 relative is far below one f32 ulp's worth of the rounding.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).unwrap_or_else(|e| panic!("{e:#}\n{text}"));
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        assert_eq!(got.len(), want.len());
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            assert_eq!(g.dtype(), w.dtype());
-            for (a, b) in g.to_f64_vec().unwrap().iter().zip(w.to_f64_vec().unwrap()) {
-                assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}\n{text}");
-            }
-        }
-    }
+    const TOL: Tolerance = Tolerance::Rel(1e-6);
 
     fn data(shape: &[usize], seed: usize, lo: f32, hi: f32, dtype: DType) -> Tensor {
         let n: usize = shape.iter().product();
@@ -268,7 +256,7 @@ mod tests {
                         ty(dtype, &[b, c, l]),
                         ty(dtype, &[b, c, k - 1])
                     );
-                    same_as_reference(&text, &vals);
+                    same_as_reference(&text, &vals, TOL);
                 }
             }
         }
@@ -327,7 +315,7 @@ mod tests {
                     ty(dtype, &[b, t, hq * dv]),
                     ty(dtype, &[b, hkv, dk, dv])
                 );
-                same_as_reference(&text, &vals);
+                same_as_reference(&text, &vals, TOL);
             }
         }
     }

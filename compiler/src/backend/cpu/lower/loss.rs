@@ -149,24 +149,14 @@ pub fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::ir::parse::parse_graph;
     use crate::tensor::Tensor;
 
     /// Compiled against the reference evaluator. Both compute in f64 and round once; they
     /// differ only in the runtime's f64 exp/log against std's (a few ulp of f64), far below
     /// one f32 ulp, so 1e-6 relative is a tight bound.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        assert_eq!(got.len(), want.len());
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            for (a, b) in g.to_f64_vec().unwrap().iter().zip(w.to_f64_vec().unwrap()) {
-                assert!(a.is_nan() && b.is_nan() || (a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}\n{text}");
-            }
-        }
-    }
+    const TOL: Tolerance = Tolerance::RelOrNan(1e-6);
 
     fn scores() -> Tensor {
         Tensor::from_vec(&[2, 3, 2], (0..12).map(|v| ((v * 7) % 11) as f32 * 0.9 - 4.0).collect()).unwrap()
@@ -183,9 +173,9 @@ mod tests {
                 let text = format!(
                     "graph(%x: f32[2,3,2], %t: i64[2,2]) {{\n  {w}\n  {outs} = {op}{{ignore_index=-1, reduction=\"{red}\"}}(%x, %t, %w) : f32{shape}{lp}\n  return {outs}\n}}"
                 );
-                same_as_reference(&text, &[scores(), t.clone()]);
+                same_as_reference(&text, &[scores(), t.clone()], TOL);
                 let text = format!("graph(%x: f32[2,3,2], %t: i64[2,2]) {{\n  {outs} = {op}{{reduction=\"{red}\"}}(%x, %t) : f32{shape}{lp}\n  return {outs}\n}}");
-                same_as_reference(&text, &[scores(), Tensor::from_vec(&[2, 2], vec![0i64, 2, 1, 1]).unwrap()]);
+                same_as_reference(&text, &[scores(), Tensor::from_vec(&[2, 2], vec![0i64, 2, 1, 1]).unwrap()], TOL);
             }
         }
     }
@@ -198,6 +188,6 @@ mod tests {
             let t = Tensor::from_vec(&[2, 2], vec![0i32, bad, 1, 1]).unwrap();
             assert!(crate::driver::compile_and_run(&g, &[scores(), t], &Default::default()).is_err(), "label {bad}");
         }
-        same_as_reference(text, &[scores(), Tensor::from_vec(&[2, 2], vec![0i32, -100, 1, 2]).unwrap()]);
+        same_as_reference(text, &[scores(), Tensor::from_vec(&[2, 2], vec![0i32, -100, 1, 2]).unwrap()], TOL);
     }
 }

@@ -199,33 +199,24 @@ fn member_sets(t: &TreeEnsemble) -> Vec<Vec<f64>> {
 
 #[cfg(test)]
 mod tests {
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::ir::parse::parse_graph;
     use crate::tensor::Tensor;
 
     /// Compiled against the reference evaluator: the same comparisons and the same f64 sums
     /// in the same order, rounded once, so the results are identical.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        assert_eq!(got.len(), want.len());
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            assert_eq!(g.dtype(), w.dtype());
-            assert_eq!(g.to_f64_vec().unwrap(), w.to_f64_vec().unwrap(), "{text}");
-        }
-    }
+    const TOL: Tolerance = Tolerance::Exact;
 
     #[test]
     fn binarizer_and_array_feature_extractor() {
         let x = Tensor::from_vec(&[2, 3], vec![0.5f32, -1.0, 2.0, 0.75, 0.7, 3.0]).unwrap();
-        same_as_reference("graph(%x: f32[2,3]) {\n  %y = ai.onnx.ml.Binarizer{threshold=0.7f}(%x) : f32[2,3]\n  return %y\n}", std::slice::from_ref(&x));
+        same_as_reference("graph(%x: f32[2,3]) {\n  %y = ai.onnx.ml.Binarizer{threshold=0.7f}(%x) : f32[2,3]\n  return %y\n}", std::slice::from_ref(&x), TOL);
         let xi = Tensor::from_vec(&[4], vec![-3i64, 0, 1, 5]).unwrap();
-        same_as_reference("graph(%x: i64[4]) {\n  %y = ai.onnx.ml.Binarizer(%x) : i64[4]\n  return %y\n}", &[xi.clone()]);
+        same_as_reference("graph(%x: i64[4]) {\n  %y = ai.onnx.ml.Binarizer(%x) : i64[4]\n  return %y\n}", &[xi.clone()], TOL);
         let text = "graph(%x: f32[2,3], %i: i64[2]) {\n  %y = ai.onnx.ml.ArrayFeatureExtractor(%x, %i) : f32[2,2]\n  return %y\n}";
-        same_as_reference(text, &[x.clone(), Tensor::from_vec(&[2], vec![2i64, 0]).unwrap()]);
+        same_as_reference(text, &[x.clone(), Tensor::from_vec(&[2], vec![2i64, 0]).unwrap()], TOL);
         let text1 = "graph(%x: i64[4], %i: i64[1,3]) {\n  %y = ai.onnx.ml.ArrayFeatureExtractor(%x, %i) : i64[1,3]\n  return %y\n}";
-        same_as_reference(text1, &[xi.clone(), Tensor::from_vec(&[1, 3], vec![3i64, 3, 1]).unwrap()]);
+        same_as_reference(text1, &[xi.clone(), Tensor::from_vec(&[1, 3], vec![3i64, 3, 1]).unwrap()], TOL);
         // An index past the last axis is an error, not a read of the next row.
         let g = parse_graph(text).unwrap();
         for bad in [3i64, -1] {
@@ -250,8 +241,8 @@ mod tests {
     fn tree_ensemble_every_aggregate() {
         let x = Tensor::from_vec(&[5, 3], vec![0.0f64, 1.0, 0.0, 0.0, 2.0, -5.0, 1.0, 3.0, f64::NAN, 2.0, 0.0, -2.0, 0.5, 3.0, -1.0]).unwrap();
         for agg in 0..4 {
-            same_as_reference(&forest(agg, "f64"), std::slice::from_ref(&x));
-            same_as_reference(&forest(agg, "f32"), &[x.cast(crate::tensor::DType::F32).unwrap()]);
+            same_as_reference(&forest(agg, "f64"), std::slice::from_ref(&x), TOL);
+            same_as_reference(&forest(agg, "f32"), &[x.cast(crate::tensor::DType::F32).unwrap()], TOL);
         }
     }
 }

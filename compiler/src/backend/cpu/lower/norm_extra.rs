@@ -165,25 +165,13 @@ fn mean_variance(lw: &mut Lw, id: NodeId, x: ValueId, axes: &[usize]) -> Result<
 
 #[cfg(test)]
 mod tests {
-    use crate::ir::parse::parse_graph;
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::tensor::Tensor;
 
     /// Compiled against the reference evaluator. Both compute in f64 and round once; they
     /// differ only in the order of the f64 sums (a few f64 ulp), far below one f32 ulp, so
     /// 1e-6 relative is a tight bound for f32 outputs.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        assert_eq!(got.len(), want.len());
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            assert_eq!(g.dtype(), w.dtype());
-            for (a, b) in g.to_f64_vec().unwrap().iter().zip(w.to_f64_vec().unwrap()) {
-                assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}\n{text}");
-            }
-        }
-    }
+    const TOL: Tolerance = Tolerance::Rel(1e-6);
 
     fn ramp(shape: &[usize], k: f32) -> Tensor {
         let n: usize = shape.iter().product();
@@ -194,12 +182,12 @@ mod tests {
     fn batch_norm_training_mode() {
         let text = "graph(%x: f32[2,3,2,2], %s: f32[3], %b: f32[3], %m: f32[3], %v: f32[3]) {\n  %y, %rm, %rv = BatchNormalization{epsilon=0.01f, momentum=0.8f, training_mode=1}(%x, %s, %b, %m, %v) : f32[2,3,2,2], f32[3], f32[3]\n  return %y, %rm, %rv\n}";
         let p = |v: [f32; 3]| Tensor::from_vec(&[3], v.to_vec()).unwrap();
-        same_as_reference(text, &[ramp(&[2, 3, 2, 2], 0.7), p([1.0, 1.5, -2.0]), p([0.0, 1.0, -0.5]), p([0.1, 0.2, 0.3]), p([1.0, 0.5, 2.0])]);
+        same_as_reference(text, &[ramp(&[2, 3, 2, 2], 0.7), p([1.0, 1.5, -2.0]), p([0.0, 1.0, -0.5]), p([0.1, 0.2, 0.3]), p([1.0, 0.5, 2.0])], TOL);
         // Y alone.
         let text = "graph(%x: f64[4,2], %s: f64[2], %b: f64[2], %m: f64[2], %v: f64[2]) {\n  %y = BatchNormalization{training_mode=1}(%x, %s, %b, %m, %v) : f64[4,2]\n  return %y\n}";
         let p = |v: [f64; 2]| Tensor::from_vec(&[2], v.to_vec()).unwrap();
         let x = Tensor::from_vec(&[4, 2], vec![1.0f64, -2.0, 3.5, 4.0, 0.25, 9.0, -1.0, 2.0]).unwrap();
-        same_as_reference(text, &[x, p([2.0, 0.5]), p([1.0, -1.0]), p([0.0, 0.0]), p([1.0, 1.0])]);
+        same_as_reference(text, &[x, p([2.0, 0.5]), p([1.0, -1.0]), p([0.0, 0.0]), p([1.0, 1.0])], TOL);
     }
 
     #[test]
@@ -207,18 +195,18 @@ mod tests {
         let text = "graph(%x: f32[2,4,3], %s: f32[4], %b: f32[4]) {\n  %y = GroupNormalization{epsilon=0.001f, num_groups=2}(%x, %s, %b) : f32[2,4,3]\n  return %y\n}";
         let p = Tensor::from_vec(&[4], vec![1.0f32, -0.5, 2.0, 0.25]).unwrap();
         let q = Tensor::from_vec(&[4], vec![0.0f32, 1.0, -1.0, 0.5]).unwrap();
-        same_as_reference(text, &[ramp(&[2, 4, 3], 1.3), p, q]);
+        same_as_reference(text, &[ramp(&[2, 4, 3], 1.3), p, q], TOL);
         let text = "graph(%x: f32[1,4,2,2], %s: f32[2], %b: f32[2]) {\n  %y = GroupNormalization{_per_group_affine=1, num_groups=2}(%x, %s, %b) : f32[1,4,2,2]\n  return %y\n}";
         let p = Tensor::from_vec(&[2], vec![1.5f32, -0.5]).unwrap();
         let q = Tensor::from_vec(&[2], vec![0.25f32, 1.0]).unwrap();
-        same_as_reference(text, &[ramp(&[1, 4, 2, 2], 0.9), p, q]);
+        same_as_reference(text, &[ramp(&[1, 4, 2, 2], 0.9), p, q], TOL);
     }
 
     #[test]
     fn mean_variance_normalization() {
         for axes in ["[0,2,3]", "[1]", "[0,1,2,3]"] {
             let text = format!("graph(%x: f32[3,2,2,3]) {{\n  %y = MeanVarianceNormalization{{axes={axes}}}(%x) : f32[3,2,2,3]\n  return %y\n}}");
-            same_as_reference(&text, &[ramp(&[3, 2, 2, 3], 0.37)]);
+            same_as_reference(&text, &[ramp(&[3, 2, 2, 3], 0.37)], TOL);
         }
     }
 }

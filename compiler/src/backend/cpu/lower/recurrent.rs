@@ -361,24 +361,14 @@ fn step(lw: &mut Lw, r: &Rnn, acts: &[Act], d: &Dir, t: usize, rm: Mem, dir: usi
 
 #[cfg(test)]
 mod tests {
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::ir::parse::parse_graph;
     use crate::tensor::Tensor;
 
     /// Compiled (f32, sgemm) against the reference (f64, rounded once). Values stay in
     /// [-3, 3] and each time step adds a few f32 roundings (about 6e-8 relative each) to
     /// the state, so over these few steps 2e-5 of max(|want|, 1) is a safe, tight bound.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).unwrap_or_else(|e| panic!("{e:#}\n{text}"));
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        assert_eq!(got.len(), want.len());
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            for (a, b) in g.to_f64_vec().unwrap().iter().zip(w.to_f64_vec().unwrap()) {
-                assert!((a - b).abs() <= 2e-5 * b.abs().max(1.0), "{a} vs {b}\n{text}");
-            }
-        }
-    }
+    const TOL: Tolerance = Tolerance::Rel(2e-5);
 
     /// Deterministic values in [-scale, scale].
     fn data(shape: &[usize], seed: usize, scale: f32) -> Tensor {
@@ -438,7 +428,7 @@ mod tests {
             "graph({params}) {{\n  {outs} = {op}{{hidden_size={hidden}, layout={layout}{attrs}}}({}) : {tys}\n  return {outs}\n}}",
             args.join(", ")
         );
-        same_as_reference(&text, &vals);
+        same_as_reference(&text, &vals, TOL);
     }
 
     #[test]
@@ -479,6 +469,6 @@ mod tests {
         for bad in [3, -1] {
             assert!(crate::driver::compile_and_run(&g, &ins(bad), &Default::default()).is_err(), "length {bad}");
         }
-        same_as_reference(text, &ins(2));
+        same_as_reference(text, &ins(2), TOL);
     }
 }

@@ -333,26 +333,21 @@ fn table_1(mem: Mem, rank: usize, a: usize) -> Expr {
 
 #[cfg(test)]
 mod tests {
-    use crate::ir::parse::parse_graph;
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::tensor::Tensor;
 
     /// Compiled against the reference evaluator: the same taps, summed in the same order in
     /// f64 and rounded once, so the results are identical (integers exactly, floats to the
     /// last bit).
-    fn same_as_reference(text: &str, x: Tensor) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, std::slice::from_ref(&x)).expect("reference");
-        let got = crate::driver::compile_and_run(&g, &[x], &Default::default()).expect("compiles and runs");
-        assert_eq!(got[0].shape(), want[0].shape());
-        for (a, b) in got[0].to_f64_vec().unwrap().iter().zip(want[0].to_f64_vec().unwrap()) {
-            assert!(a.is_nan() && b.is_nan() || *a == b, "{a} vs {b}\n{text}");
-        }
-    }
+    const IDENTICAL: Tolerance = Tolerance::EqualOrNan;
+    /// With the roi a graph input, floats within 1e-6 relative (the run-time taps repeat the
+    /// reference's arithmetic; only f64 association may differ).
+    const RUN_TIME_TAPS: Tolerance = Tolerance::Rel(1e-6);
 
     #[test]
     fn integers_round_half_even_and_saturate() {
         let text = "graph(%x: u8[1,1,2,3]) {\n  %s = const f32[4]{1,1,2,2.5}\n  %y = Resize{coordinate_transformation_mode=\"align_corners\", mode=\"cubic\"}(%x, _, %s, _) : u8[1,1,4,7]\n  return %y\n}";
-        same_as_reference(text, Tensor::from_vec(&[1, 1, 2, 3], vec![0u8, 255, 3, 250, 0, 7]).unwrap());
+        same_as_reference(text, &[Tensor::from_vec(&[1, 1, 2, 3], vec![0u8, 255, 3, 250, 0, 7]).unwrap()], IDENTICAL);
     }
 
     /// tf_crop_and_resize with the roi as a graph input: taps computed at run time.
@@ -374,35 +369,23 @@ mod tests {
                 );
                 for roi in &rois {
                     let roi = Tensor::from_vec(&[8], roi.clone()).unwrap();
-                    same_as_reference_all(&text, &[x.clone(), roi]);
+                    same_as_reference(&text, &[x.clone(), roi], RUN_TIME_TAPS);
                 }
             }
         }
         let axes = "graph(%x: f32[1,2,4,5], %roi: f32[4]) {\n  %s = const i64[2]{3,3}\n  %y = Resize{axes=[3,2], coordinate_transformation_mode=\"tf_crop_and_resize\", mode=\"linear\"}(%x, %roi, _, %s) : f32[1,2,3,3]\n  return %y\n}";
-        same_as_reference_all(axes, &[x, Tensor::from_vec(&[4], vec![0.6f32, 0.4, 0.8, 0.8]).unwrap()]);
-    }
-
-    /// Like `same_as_reference`, with several inputs; floats within 1e-6 relative (the
-    /// run-time taps repeat the reference's arithmetic; only f64 association may differ).
-    fn same_as_reference_all(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        assert_eq!(got[0].shape(), want[0].shape());
-        for (a, b) in got[0].to_f64_vec().unwrap().iter().zip(want[0].to_f64_vec().unwrap()) {
-            assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}\n{text}");
-        }
+        same_as_reference(axes, &[x, Tensor::from_vec(&[4], vec![0.6f32, 0.4, 0.8, 0.8]).unwrap()], RUN_TIME_TAPS);
     }
 
     #[test]
     fn antialias_and_nearest_with_infinities() {
         let x = Tensor::from_vec(&[1, 1, 5, 6], (0..30).map(|v| (v as f32 * 1.7).sin() * 10.0).collect()).unwrap();
         let aa = "graph(%x: f32[1,1,5,6]) {\n  %s = const i64[2]{2,3}\n  %y = Resize{antialias=1, axes=[2,3], mode=\"linear\"}(%x, _, _, %s) : f32[1,1,2,3]\n  return %y\n}";
-        same_as_reference(aa, x.clone());
+        same_as_reference(aa, std::slice::from_ref(&x), IDENTICAL);
         let mut v = x.to_f64_vec().unwrap();
         v[7] = f64::INFINITY;
         let x = Tensor::from_vec(&[1, 1, 5, 6], v.iter().map(|&v| v as f32).collect()).unwrap();
         let nn = "graph(%x: f32[1,1,5,6]) {\n  %s = const f32[4]{1,1,1.5,0.7}\n  %y = Resize{mode=\"nearest\"}(%x, _, %s, _) : f32[1,1,7,4]\n  return %y\n}";
-        same_as_reference(nn, x);
+        same_as_reference(nn, &[x], IDENTICAL);
     }
 }

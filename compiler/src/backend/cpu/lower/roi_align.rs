@@ -200,23 +200,14 @@ fn axis_tables(lw: &mut Lw, info: Mem, nr: usize, bins: usize, samples: usize, s
 
 #[cfg(test)]
 mod tests {
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::ir::parse::parse_graph;
     use crate::tensor::Tensor;
 
     /// Compiled against the reference evaluator: the same f64 arithmetic and summation
     /// order, rounded once, so 1e-6 relative is a wide margin that still catches any
     /// misplaced sample.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            for (a, b) in g.to_f64_vec().unwrap().iter().zip(w.to_f64_vec().unwrap()) {
-                assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}\n{text}");
-            }
-        }
-    }
+    const TOL: Tolerance = Tolerance::Rel(1e-6);
 
     #[test]
     fn modes_transforms_and_rois_past_the_edges() {
@@ -230,7 +221,7 @@ mod tests {
                     let text = format!(
                         "graph(%x: f32[2,2,5,6], %r: f32[4,4], %b: i64[4]) {{\n  %y = RoiAlign{{coordinate_transformation_mode=\"{ct}\", mode=\"{mode}\", output_height=3, output_width=2, sampling_ratio={ratio}, spatial_scale=0.9f}}(%x, %r, %b) : f32[4,2,3,2]\n  return %y\n}}"
                     );
-                    same_as_reference(&text, &[x.clone(), rois.clone(), bi.clone()]);
+                    same_as_reference(&text, &[x.clone(), rois.clone(), bi.clone()], TOL);
                 }
             }
         }

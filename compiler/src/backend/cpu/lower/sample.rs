@@ -312,23 +312,13 @@ pub fn affine_grid(lw: &mut Lw, id: NodeId, align_corners: bool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use crate::ir::parse::parse_graph;
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::tensor::Tensor;
 
     /// Compiled against the reference evaluator: the same f64 arithmetic in the same order,
     /// rounded once; only the sum's association may differ, by a few f64 ulps, far below
     /// the 1e-6 relative tolerance (which still catches any wrong tap or weight).
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            for (a, b) in g.to_f64_vec().unwrap().iter().zip(w.to_f64_vec().unwrap()) {
-                assert!(a.is_nan() && b.is_nan() || (a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}\n{text}");
-            }
-        }
-    }
+    const TOL: Tolerance = Tolerance::RelOrNan(1e-6);
 
     fn ramp(shape: &[usize], scale: f32, shift: f32) -> Tensor {
         let n: usize = shape.iter().product();
@@ -347,7 +337,7 @@ mod tests {
                     let text = format!(
                         "graph(%x: f32[2,2,3,4], %g: f32[2,3,5,2]) {{\n  %y = GridSample{{align_corners={ac}, mode=\"{mode}\", padding_mode=\"{pad}\"}}(%x, %g) : f32[2,2,3,5]\n  return %y\n}}"
                     );
-                    same_as_reference(&text, &[x.clone(), grid.clone()]);
+                    same_as_reference(&text, &[x.clone(), grid.clone()], TOL);
                 }
             }
         }
@@ -359,20 +349,20 @@ mod tests {
         let grid = ramp(&[1, 2, 3, 2, 3], 0.13, 0.02);
         for mode in ["nearest", "linear", "cubic"] {
             let text = format!("graph(%x: f32[1,2,3,2,4], %g: f32[1,2,3,2,3]) {{\n  %y = GridSample{{mode=\"{mode}\", padding_mode=\"reflection\"}}(%x, %g) : f32[1,2,2,3,2]\n  return %y\n}}");
-            same_as_reference(&text, &[x.clone(), grid.clone()]);
+            same_as_reference(&text, &[x.clone(), grid.clone()], TOL);
         }
         let xi = Tensor::from_vec(&[1, 1, 3, 3], (0..9).map(|v| v * 11 - 40).collect::<Vec<i32>>()).unwrap();
         let text = "graph(%x: i32[1,1,3,3], %g: f32[1,2,5,2]) {\n  %y = GridSample{mode=\"nearest\"}(%x, %g) : i32[1,1,2,5]\n  return %y\n}";
-        same_as_reference(text, &[xi, ramp(&[1, 2, 5, 2], 0.15, 0.0)]);
+        same_as_reference(text, &[xi, ramp(&[1, 2, 5, 2], 0.15, 0.0)], TOL);
     }
 
     #[test]
     fn affine_grid_2d_and_3d() {
         for ac in [0, 1] {
             let text = format!("graph(%t: f32[2,2,3]) {{\n  %s = const i64[4]{{2,3,4,5}}\n  %y = AffineGrid{{align_corners={ac}}}(%t, %s) : f32[2,4,5,2]\n  return %y\n}}");
-            same_as_reference(&text, &[ramp(&[2, 2, 3], 0.3, 0.1)]);
+            same_as_reference(&text, &[ramp(&[2, 2, 3], 0.3, 0.1)], TOL);
             let text = format!("graph(%t: f32[1,3,4]) {{\n  %s = const i64[5]{{1,1,2,1,3}}\n  %y = AffineGrid{{align_corners={ac}}}(%t, %s) : f32[1,2,1,3,3]\n  return %y\n}}");
-            same_as_reference(&text, &[ramp(&[1, 3, 4], 0.3, 0.1)]);
+            same_as_reference(&text, &[ramp(&[1, 3, 4], 0.3, 0.1)], TOL);
         }
     }
 }

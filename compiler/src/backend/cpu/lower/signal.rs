@@ -293,25 +293,14 @@ pub fn mel_weight_matrix(lw: &mut Lw, id: NodeId) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::ir::parse::parse_graph;
     use crate::tensor::Tensor;
 
     /// Compiled against the reference evaluator. Both sum the same f64 terms (IRFFT: merged
     /// pairs) and round once to f32, so they agree to about one f32 ulp of the largest
     /// term; 1e-5 of the output's scale bounds that with room.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape(), "{text}");
-            let (g, w) = (g.to_f64_vec().unwrap(), w.to_f64_vec().unwrap());
-            let scale = w.iter().fold(1f64, |m, v| m.max(v.abs()));
-            for (a, b) in g.iter().zip(&w) {
-                assert!((a - b).abs() <= 1e-5 * scale, "{a} vs {b}\n{text}");
-            }
-        }
-    }
+    const TOL: Tolerance = Tolerance::OfLargest(1e-5);
 
     fn signal(shape: &[usize]) -> Tensor {
         let n: usize = shape.iter().product();
@@ -338,7 +327,7 @@ mod tests {
             let text = format!(
                 "graph(%x: f32{shape}) {{\n{len_def}  %a = const i64[]{{{axis}}}\n  %y = DFT{attrs}(%x, {len_arg}, %a) : f32{out}\n  return %y\n}}"
             );
-            same_as_reference(&text, &[signal(&dims)]);
+            same_as_reference(&text, &[signal(&dims)], TOL);
         }
     }
 
@@ -350,11 +339,11 @@ mod tests {
             let text = format!(
                 "graph(%x: f32{shape}, %w: f32[8]) {{\n  %s = const i64[]{{4}}\n  %y = STFT{{onesided={onesided}}}(%x, %s, %w) : f32{out}\n  return %y\n}}"
             );
-            same_as_reference(&text, &[signal(&dims), win.clone()]);
+            same_as_reference(&text, &[signal(&dims), win.clone()], TOL);
             let text = format!(
                 "graph(%x: f32{shape}) {{\n  %s = const i64[]{{4}}\n  %l = const i64[]{{8}}\n  %y = STFT{{onesided={onesided}}}(%x, %s, _, %l) : f32{out}\n  return %y\n}}"
             );
-            same_as_reference(&text, &[signal(&dims)]);
+            same_as_reference(&text, &[signal(&dims)], TOL);
         }
     }
 
@@ -362,8 +351,8 @@ mod tests {
     fn mel_weight_matrix_matches_the_reference() {
         let text = "graph(%r: i64[], %lo: f32[], %hi: f32[]) {\n  %n = const i64[]{8}\n  %d = const i64[]{16}\n  %y = MelWeightMatrix(%n, %d, %r, %lo, %hi) : f32[9,8]\n  return %y\n}";
         let s = |v: f32| Tensor::from_vec(&[], vec![v]).unwrap();
-        same_as_reference(text, &[Tensor::from_vec(&[], vec![8192i64]).unwrap(), s(0.0), s(4096.0)]);
-        same_as_reference(text, &[Tensor::from_vec(&[], vec![16000i64]).unwrap(), s(100.0), s(3000.0)]);
+        same_as_reference(text, &[Tensor::from_vec(&[], vec![8192i64]).unwrap(), s(0.0), s(4096.0)], TOL);
+        same_as_reference(text, &[Tensor::from_vec(&[], vec![16000i64]).unwrap(), s(100.0), s(3000.0)], TOL);
         // An upper edge beyond the Nyquist frequency puts a filter outside the spectrogram.
         let g = parse_graph(text).unwrap();
         let bad = [Tensor::from_vec(&[], vec![1000i64]).unwrap(), s(0.0), s(4000.0)];

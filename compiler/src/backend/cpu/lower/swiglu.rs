@@ -43,7 +43,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, alpha: f32) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use crate::ir::parse::parse_graph;
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::tensor::{DType, Tensor};
 
     /// Compiled against the reference evaluator: the same roundings in the same order, so
@@ -56,15 +56,10 @@ mod tests {
             for alpha in ["1f", "1.702f"] {
                 let ty = format!("{}[3,5]", dtype.name());
                 let text = format!("graph(%a: {ty}, %b: {ty}) {{\n  %y = SwiGLU{{alpha={alpha}}}(%a, %b) : {ty}\n  return %y\n}}");
-                let g = parse_graph(&text).expect("parses");
                 let mk = |k: f64| Tensor::from_vec(&[3, 5], (0..15).map(|i| (i as f64 * k).sin() * 6.0).collect::<Vec<f64>>()).unwrap().cast(dtype).unwrap();
                 let ins = [mk(0.77), mk(1.9)];
-                let want = crate::eval::run(&g, &ins).expect("reference");
-                let got = crate::driver::compile_and_run(&g, &ins, &Default::default()).expect("compiles and runs");
+                let got = same_as_reference(&text, &ins, Tolerance::Rel(4.0 * ulp));
                 assert_eq!(got[0].dtype(), dtype);
-                for (a, b) in got[0].to_f64_vec().unwrap().iter().zip(want[0].to_f64_vec().unwrap()) {
-                    assert!((a - b).abs() <= 4.0 * ulp * b.abs().max(1.0), "{a} vs {b}\n{text}");
-                }
             }
         }
     }

@@ -208,25 +208,14 @@ pub fn dropout(lw: &mut Lw, id: NodeId, op: &Cast) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::ir::parse::parse_graph;
     use crate::tensor::Tensor;
 
     /// Compiled against the reference evaluator. Both compute in f64 and round once; they
     /// differ only in the runtime's f64 pow/sqrt against std's (a few f64 ulp), far below
     /// one f32 ulp, so 1e-6 relative is a tight bound.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        assert_eq!(got.len(), want.len());
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            assert_eq!(g.dtype(), w.dtype());
-            for (a, b) in g.to_f64_vec().unwrap().iter().zip(w.to_f64_vec().unwrap()) {
-                assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}\n{text}");
-            }
-        }
-    }
+    const TOL: Tolerance = Tolerance::Rel(1e-6);
 
     const D: &str = "ai.onnx.preview.training";
 
@@ -263,7 +252,7 @@ mod tests {
             );
             for t in [0i64, 3] {
                 inputs[1] = Tensor::scalar(t);
-                same_as_reference(&text, &inputs);
+                same_as_reference(&text, &inputs, TOL);
             }
         }
     }
@@ -275,7 +264,7 @@ mod tests {
         let g = parse_graph(text).unwrap();
         // Training with ratio 0, and inference with any ratio, are exact.
         for (r, t) in [(0.0f32, true), (0.5, false), (0.0, false)] {
-            same_as_reference(text, &[x.clone(), Tensor::scalar(r), Tensor::scalar(t)]);
+            same_as_reference(text, &[x.clone(), Tensor::scalar(r), Tensor::scalar(t)], TOL);
         }
         // Training with a non-zero ratio is random: the compiled code fails.
         assert!(crate::driver::compile_and_run(&g, &[x.clone(), Tensor::scalar(0.5f32), Tensor::scalar(true)], &Default::default()).is_err());
@@ -285,6 +274,6 @@ mod tests {
         let err = crate::driver::compile_and_run(&g, std::slice::from_ref(&x), &Default::default()).unwrap_err();
         assert!(format!("{err:#}").contains("random"), "{err:#}");
         let text = "graph(%x: f32[2,3]) {\n  %r = const f32[]{0}\n  %t = const bool[]{true}\n  %y = Dropout(%x, %r, %t) : f32[2,3]\n  return %y\n}";
-        same_as_reference(text, &[x]);
+        same_as_reference(text, &[x], TOL);
     }
 }
