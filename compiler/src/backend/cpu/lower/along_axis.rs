@@ -13,13 +13,10 @@
 use anyhow::{Result, bail};
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::int;
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Step, dense_strides};
 use crate::ir::{NodeId, ValueId};
 use crate::tensor::DType;
-
-fn int(v: i64) -> Expr {
-    Expr::Lit(Lit::Int(v, DType::I64))
-}
 
 fn add(a: Expr, b: Expr) -> Expr {
     Expr::bin(BinOp::Add, a, b)

@@ -26,6 +26,7 @@
 use anyhow::{Result, anyhow, bail};
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::{float, int, load};
 use crate::backend::cpu::kernel::{Access, BinOp, Call, Expr, Lit, Loop, Matrix, Reduce, Step, dense_strides};
 use crate::ir::ops::conv::Conv;
 use crate::ir::ops::conv::transpose_geometry;
@@ -35,10 +36,6 @@ use crate::ir::{NodeId, ValueType};
 use crate::tensor::DType;
 
 const F: DType = DType::F64;
-
-fn int(v: i64) -> Expr {
-    Expr::Lit(Lit::Int(v, DType::I64))
-}
 
 fn add(a: Expr, b: Expr) -> Expr {
     Expr::bin(BinOp::Add, a, b)
@@ -68,11 +65,6 @@ fn transposed_axis(o: Expr, k: Expr, pad: i64, dil: i64, stride: i64, n: i64) ->
     }
     let pos = if stride == 1 { num } else { Expr::bin(BinOp::Div, num, int(stride)) };
     (valid, pos)
-}
-
-/// A dense load of `mem` through explicit strides (one per loop dim).
-fn load(mem: crate::backend::cpu::kernel::Mem, dtype: DType, strides: Vec<i64>) -> Expr {
-    Expr::Load(Access { mem, dtype, offset: 0, strides })
 }
 
 pub fn conv_transpose(lw: &mut Lw, id: NodeId, c: &Conv) -> Result<()> {
@@ -132,8 +124,8 @@ pub fn conv_transpose(lw: &mut Lw, id: NodeId, c: &Conv) -> Result<()> {
     w_str.push(mg as i64 * kp);
     w_str.extend(&ks);
     let wm = lw.mem(wv)?;
-    let wl = load(wm, wt.dtype, w_str);
-    let value = Expr::select(valid, Expr::bin(BinOp::Mul, Expr::cast(F, xv), Expr::cast(F, wl)), Expr::Lit(Lit::F64(0.0)));
+    let wl = load(wm, wt.dtype, 0, w_str);
+    let value = Expr::select(valid, Expr::bin(BinOp::Mul, Expr::cast(F, xv), Expr::cast(F, wl)), float(0.0));
     let m = (mg * group) as i64;
     let finish = match lw.opt_input(id, 2) {
         Some(b) => {
@@ -141,7 +133,7 @@ pub fn conv_transpose(lw: &mut Lw, id: NodeId, c: &Conv) -> Result<()> {
             let bm = lw.mem(b)?;
             let mut b_str = vec![0, mg as i64, 1];
             b_str.resize(dims.len(), 0);
-            add(Expr::Acc, Expr::cast(F, load(bm, bt, b_str)))
+            add(Expr::Acc, Expr::cast(F, load(bm, bt, 0, b_str)))
         }
         None => Expr::Acc,
     };
@@ -226,14 +218,14 @@ fn conv_transpose_gemm(lw: &mut Lw, id: NodeId, w: &crate::ir::ops::conv::spatia
     let valid = valid.ok_or_else(|| anyhow!("ConvTranspose needs a spatial axis"))?;
     let len = (n * group) as i64 * rows * ip;
     let cv = Expr::LoadAt { mem: cols, dtype: DType::F32, len, index: Box::new(Expr::select(valid.clone(), sum(terms), int(0))) };
-    let value = Expr::select(valid, Expr::cast(F, cv), Expr::Lit(Lit::F64(0.0)));
+    let value = Expr::select(valid, Expr::cast(F, cv), float(0.0));
     let finish = match lw.opt_input(id, 2) {
         Some(b) => {
             let bt = lw.ty(b).dtype;
             let bm = lw.mem(b)?;
             let mut b_str = vec![0, mgi, 1];
             b_str.resize(dims.len(), 0);
-            add(Expr::Acc, Expr::cast(F, load(bm, bt, b_str)))
+            add(Expr::Acc, Expr::cast(F, load(bm, bt, 0, b_str)))
         }
         None => Expr::Acc,
     };
@@ -345,7 +337,7 @@ pub fn max_unpool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
     // 1. Every index must name a position of its own (n, c) plane inside its own window.
     let mut dims = vec![n, c];
     dims.extend(in_sp);
-    let idx = load(im, it.dtype, dense_strides(&dims));
+    let idx = load(im, it.dtype, 0, dense_strides(&dims));
     let local = Expr::bin(BinOp::Sub, idx, add(mul(Expr::Index(0), c as i64 * fp), mul(Expr::Index(1), fp)));
     let mut ok = and(Expr::bin(BinOp::Ge, local.clone(), int(0)), Expr::bin(BinOp::Lt, local.clone(), int(fp)));
     for a in 0..r {

@@ -11,28 +11,13 @@
 use anyhow::{Result, bail};
 
 use super::Lw;
-use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Mem, Reduce, Step, UnOp, dense_strides};
+use crate::backend::cpu::kernel::build::{bin, float, int, load};
+use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Reduce, Step, UnOp, dense_strides};
 use crate::ir::ops::spatial::Window;
 use crate::ir::{NodeId, ValueType};
 use crate::tensor::DType;
 
 const F: DType = DType::F64;
-
-fn int(v: i64) -> Expr {
-    Expr::Lit(Lit::Int(v, DType::I64))
-}
-
-fn f(v: f64) -> Expr {
-    Expr::Lit(Lit::F64(v))
-}
-
-fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
-    Expr::bin(op, a, b)
-}
-
-fn load(mem: Mem, dtype: DType, offset: i64, strides: Vec<i64>) -> Expr {
-    Expr::Load(Access { mem, dtype, offset, strides })
-}
 
 pub fn deform_conv(lw: &mut Lw, id: NodeId, w: &Window, kernel: &[usize], group: usize, offset_group: usize) -> Result<()> {
     let (x, wv, off) = (lw.input(id, 0)?, lw.input(id, 1)?, lw.input(id, 2)?);
@@ -77,7 +62,7 @@ pub fn deform_conv(lw: &mut Lw, id: NodeId, w: &Window, kernel: &[usize], group:
             bin(BinOp::Mul, Expr::Index(2 + r + d), int(w.strides[d] as i64)),
             bin(BinOp::Mul, Expr::Index(2 + d), int(w.dilations[d] as i64)),
         );
-        let base = bin(BinOp::Sub, Expr::cast(F, base), f(w.pads[d] as f64));
+        let base = bin(BinOp::Sub, Expr::cast(F, base), float(w.pads[d] as f64));
         let mut o_str = vec![ogi * ki * ri * pi, ki * ri * pi];
         o_str.extend(ks.iter().map(|&v| v * ri * pi));
         o_str.extend(&os);
@@ -113,7 +98,7 @@ pub fn deform_conv(lw: &mut Lw, id: NodeId, w: &Window, kernel: &[usize], group:
                 None => inside,
                 Some(v) => bin(BinOp::And, v, inside),
             });
-            let wd = if j == 0 { bin(BinOp::Sub, f(1.0), frac) } else { frac };
+            let wd = if j == 0 { bin(BinOp::Sub, float(1.0), frac) } else { frac };
             weight = Some(match weight {
                 None => wd,
                 Some(v) => bin(BinOp::Mul, v, wd),
@@ -121,7 +106,7 @@ pub fn deform_conv(lw: &mut Lw, id: NodeId, w: &Window, kernel: &[usize], group:
         }
         let (Some(valid), Some(weight)) = (valid, weight) else { bail!("DeformConv needs a spatial axis") };
         let xv = Expr::LoadAt { mem: xm, dtype: t, len, index: Box::new(Expr::select(valid.clone(), flat, int(0))) };
-        let term = Expr::select(valid, bin(BinOp::Mul, weight, Expr::cast(F, xv)), f(0.0));
+        let term = Expr::select(valid, bin(BinOp::Mul, weight, Expr::cast(F, xv)), float(0.0));
         sample = Some(match sample {
             None => term,
             Some(s) => bin(BinOp::Add, s, term),

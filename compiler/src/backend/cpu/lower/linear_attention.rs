@@ -17,6 +17,7 @@ use anyhow::{Result, bail};
 use neoc_runtime::abi::MathOp;
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::{bin, float};
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Mem, Reduce, Step};
 use crate::ir::ops::linear_attention::{LinearAttention, UpdateRule};
 use crate::ir::{NodeId, ValueType};
@@ -30,10 +31,6 @@ const F: DType = DType::F64;
 fn ld(mem: Mem, dtype: DType, offset: i64, strides: Vec<i64>) -> Expr {
     let e = Expr::Load(Access { mem, dtype, offset, strides });
     if dtype == F { e } else { Expr::cast(F, e) }
-}
-
-fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
-    Expr::bin(op, a, b)
 }
 
 fn check(name: &str, d: DType) -> Result<()> {
@@ -137,7 +134,7 @@ fn linear_attention(lw: &mut Lw, id: NodeId, rule: UpdateRule, hq: usize, hkv: u
     let s_load = || Expr::Load(Access::dense(s, F, &sh));
     let value = match &past {
         Some((m, t)) => ld(*m, t.dtype, 0, Access::dense(*m, t.dtype, &sh).strides),
-        None => Expr::Lit(Lit::F64(0.0)),
+        None => float(0.0),
     };
     lw.push(Step::Loop(Loop { dims: sh.to_vec(), out: s_acc.clone(), value }));
     let (bs_k, bs_v, bs_q) = (i64s(tn * hkv * dk), i64s(tn * hkv * dv), i64s(tn * hq * dk));
@@ -196,7 +193,7 @@ fn linear_attention(lw: &mut Lw, id: NodeId, rule: UpdateRule, hq: usize, hkv: u
             init: Lit::F64(0.0),
             combine: BinOp::Add,
             value: bin(BinOp::Mul, qv, sv),
-            finish: Expr::cast(dt, bin(BinOp::Mul, Expr::Lit(Lit::F64(scale)), Expr::Acc)),
+            finish: Expr::cast(dt, bin(BinOp::Mul, float(scale), Expr::Acc)),
             out: Access { mem: out, dtype: dt, offset: ti * i64s(hq * dv), strides: vec![i64s(tn * hq * dv), i64s(group * dv), i64s(dv), 1] },
         }));
     }

@@ -12,24 +12,13 @@ use anyhow::{Result, bail};
 use neoc_runtime::abi::MathOp;
 
 use super::Lw;
-use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Mem, Reduce, Step, UnOp};
+use crate::backend::cpu::kernel::build::{float, int, load};
+use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Reduce, Step, UnOp};
 use crate::ir::ops::loss::{Loss, LossKind, Reduction};
 use crate::ir::{NodeId, OpImpl, ValueType};
 use crate::tensor::DType;
 
 const F: DType = DType::F64;
-
-fn int(v: i64) -> Expr {
-    Expr::Lit(Lit::Int(v, DType::I64))
-}
-
-fn f64lit(v: f64) -> Expr {
-    Expr::Lit(Lit::F64(v))
-}
-
-fn load(mem: Mem, dtype: DType, strides: Vec<i64>) -> Expr {
-    Expr::Load(Access { mem, dtype, offset: 0, strides })
-}
 
 pub fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
     let x = lw.input(id, 0)?;
@@ -47,7 +36,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
     }
     let (n_i, c_i, d_i) = (n as i64, c as i64, d as i64);
     let xm = lw.mem(x)?;
-    let x64 = |strides: Vec<i64>| Expr::cast(F, load(xm, t, strides));
+    let x64 = |strides: Vec<i64>| Expr::cast(F, load(xm, t, 0, strides));
 
     // SoftmaxCrossEntropyLoss: per-(n, d) max and log-sum-exp over the classes, and log_prob.
     let stats = if l.kind == LossKind::SoftmaxCrossEntropy {
@@ -57,7 +46,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
         let dims = vec![n, d, c];
         let src = vec![c_i * d_i, 1, d_i];
         let stat_out = |mem| Access { mem, dtype: F, offset: 0, strides: vec![d_i, 1] };
-        let stat_in = |mem| load(mem, F, vec![d_i, 1, 0]);
+        let stat_in = |mem| load(mem, F, 0, vec![d_i, 1, 0]);
         let lowest = Lit::F64(f64::NEG_INFINITY);
         lw.push(Step::Reduce(Reduce {
             dims: dims.clone(),
@@ -84,7 +73,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
         if lw.g.node(id).outputs.len() > 1 {
             let lp = lw.out(id, 1);
             let shape = vec![n, c, d];
-            let stat_x = |mem| load(mem, F, vec![d_i, 0, 1]);
+            let stat_x = |mem| load(mem, F, 0, vec![d_i, 0, 1]);
             let v = Expr::bin(BinOp::Sub, Expr::bin(BinOp::Sub, x64(vec![c_i * d_i, d_i, 1]), stat_x(tmax)), stat_x(tlse));
             lw.push(Step::Loop(Loop { out: Access::dense(lp, t, &shape), dims: shape, value: Expr::cast(t, v) }));
         }
@@ -94,7 +83,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
     };
 
     // Per-position loss and weight over loop dims [n, d] (f64).
-    let label = load(lw.mem(labels)?, lt.dtype, vec![d_i, 1]);
+    let label = load(lw.mem(labels)?, lt.dtype, 0, vec![d_i, 1]);
     let label = if lt.dtype == DType::I64 { label } else { Expr::cast(DType::I64, label) };
     let ignored = l.ignore_index.map(|ii| Expr::bin(BinOp::Eq, label.clone(), int(ii)));
     let unless_ignored = |e: Expr, fallback: Expr| match &ignored {
@@ -109,7 +98,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
     let index = unless_ignored(picked, base);
     let mut score = Expr::cast(F, Expr::LoadAt { mem: xm, dtype: t, len: n_i * c_i * d_i, index: Box::new(index) });
     if let Some((tmax, tlse)) = stats {
-        score = Expr::bin(BinOp::Sub, Expr::bin(BinOp::Sub, score, load(tmax, F, vec![d_i, 1])), load(tlse, F, vec![d_i, 1]));
+        score = Expr::bin(BinOp::Sub, Expr::bin(BinOp::Sub, score, load(tmax, F, 0, vec![d_i, 1])), load(tlse, F, 0, vec![d_i, 1]));
     }
     let (loss, weight) = match lw.opt_input(id, 2) {
         Some(w) => {
@@ -122,10 +111,10 @@ pub fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
             let w = Expr::cast(F, Expr::LoadAt { mem: wm, dtype: wt.dtype, len: c_i, index: Box::new(index) });
             (Expr::bin(BinOp::Mul, Expr::un(UnOp::Neg, w.clone()), score), w)
         }
-        None => (Expr::un(UnOp::Neg, score), f64lit(1.0)),
+        None => (Expr::un(UnOp::Neg, score), float(1.0)),
     };
-    let loss = unless_ignored(loss, f64lit(0.0));
-    let weight = unless_ignored(weight, f64lit(0.0));
+    let loss = unless_ignored(loss, float(0.0));
+    let weight = unless_ignored(weight, float(0.0));
 
     let out = lw.out(id, 0);
     let sum = |value: Expr, finish: Expr, out: Access| {
@@ -140,7 +129,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
         Reduction::Mean => {
             let total = lw.temp(&ValueType::new(F, vec![]));
             lw.push(sum(loss, Expr::Acc, Access::dense(total, F, &[])));
-            let mean = Expr::bin(BinOp::Div, load(total, F, vec![0, 0]), Expr::Acc);
+            let mean = Expr::bin(BinOp::Div, load(total, F, 0, vec![0, 0]), Expr::Acc);
             lw.push(sum(weight, Expr::cast(t, mean), Access::dense(out, t, &[])));
         }
     }

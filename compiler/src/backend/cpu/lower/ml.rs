@@ -11,6 +11,7 @@
 use anyhow::{Result, bail};
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::{float, int};
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Step, UnOp, dense_strides};
 use crate::ir::ops::ml::{Aggregate, Ml, NodeMode, TreeEnsemble};
 use crate::ir::NodeId;
@@ -20,14 +21,6 @@ const F: DType = DType::F64;
 
 /// The most expression nodes one unrolled TreeEnsemble output column may have.
 const MAX_TREE_EXPR: usize = 20_000;
-
-fn lit(v: f64) -> Expr {
-    Expr::Lit(Lit::F64(v))
-}
-
-fn int(v: i64) -> Expr {
-    Expr::Lit(Lit::Int(v, DType::I64))
-}
 
 pub fn lower(lw: &mut Lw, id: NodeId, op: &Ml) -> Result<()> {
     match op {
@@ -46,7 +39,7 @@ fn binarizer(lw: &mut Lw, id: NodeId, threshold: f32) -> Result<()> {
         bail!("Binarizer on {xt} is not supported by the cpu backend");
     }
     let xv = Expr::cast(F, Expr::Load(Access::dense(lw.mem(x)?, xt.dtype, &xt.shape)));
-    let above = Expr::bin(BinOp::Gt, xv, lit(threshold as f64));
+    let above = Expr::bin(BinOp::Gt, xv, float(threshold as f64));
     let value = Expr::select(above, Expr::Lit(Lit::of(xt.dtype, 1.0)), Expr::Lit(Lit::of(xt.dtype, 0.0)));
     let out = lw.out(id, 0);
     lw.push(Step::Loop(Loop { dims: xt.shape.clone(), out: Access::dense(out, xt.dtype, &xt.shape), value }));
@@ -108,7 +101,7 @@ impl Unroll<'_> {
             bail!("TreeEnsemble with {} nodes is too large for the cpu backend's unrolled trees", t.modes.len());
         }
         let v = (self.feature)(t.featureids[i]);
-        let s = lit(t.splits.v[i].0);
+        let s = float(t.splits.v[i].0);
         let cmp = |op: BinOp| Expr::bin(op, v.clone(), s.clone());
         let mut cond = match t.modes[i] {
             NodeMode::Leq => cmp(BinOp::Le),
@@ -121,7 +114,7 @@ impl Unroll<'_> {
                 let set = self.sets[i].clone();
                 self.size += set.len();
                 set.into_iter()
-                    .map(|m| Expr::bin(BinOp::Eq, v.clone(), lit(m)))
+                    .map(|m| Expr::bin(BinOp::Eq, v.clone(), float(m)))
                     .reduce(|a, b| Expr::bin(BinOp::Or, a, b))
                     .unwrap_or(Expr::Lit(Lit::Int(0, DType::Bool)))
             }
@@ -139,7 +132,7 @@ impl Unroll<'_> {
             return self.node(next, depth + 1);
         }
         let t = self.t;
-        Ok(if t.leaf_targetids[next] == self.target { lit(t.leaf_weights.v[next].0 / self.divisor) } else { lit(self.neutral) })
+        Ok(if t.leaf_targetids[next] == self.target { float(t.leaf_weights.v[next].0 / self.divisor) } else { float(self.neutral) })
     }
 }
 
@@ -174,7 +167,7 @@ fn tree_ensemble(lw: &mut Lw, id: NodeId, t: &TreeEnsemble) -> Result<()> {
     let out = lw.out(id, 0);
     for target in 0..t.n_targets {
         let mut u = Unroll { t, sets: sets.clone(), feature: &feature, target, neutral, divisor, size: 0 };
-        let mut acc = lit(start);
+        let mut acc = float(start);
         for &root in &t.tree_roots {
             acc = Expr::bin(combine, acc, u.node(root, 0)?);
         }

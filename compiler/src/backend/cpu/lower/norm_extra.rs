@@ -10,20 +10,13 @@ use anyhow::{Result, bail};
 
 use super::Lw;
 use super::reduce::space;
+use crate::backend::cpu::kernel::build::{bin, float};
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Mem, Step, UnOp, dense_strides};
 use crate::ir::ops::norm::Norm;
 use crate::ir::{NodeId, ValueId};
 use crate::tensor::DType;
 
 const F: DType = DType::F64;
-
-fn f64lit(v: f64) -> Expr {
-    Expr::Lit(Lit::F64(v))
-}
-
-fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
-    Expr::bin(op, a, b)
-}
 
 fn load(mem: Mem, dtype: DType, strides: Vec<i64>) -> Expr {
     Expr::cast(F, Expr::Load(Access { mem, dtype, offset: 0, strides }))
@@ -52,7 +45,7 @@ fn mean_var(lw: &mut Lw, x: ValueId, shape: &[usize], axes: &[usize]) -> Result<
     let t = lw.ty(x).dtype;
     let sp = space(shape, axes);
     let xm = lw.mem(x)?;
-    let count = f64lit(sp.count as f64);
+    let count = float(sp.count as f64);
     let x64 = Expr::cast(F, sp.load(xm, t));
     let (tmean, tvar) = (sp.stat_temp(lw, F), sp.stat_temp(lw, F));
     lw.push(sp.step(F, Lit::F64(0.0), BinOp::Add, x64.clone(), bin(BinOp::Div, Expr::Acc, count.clone()), tmean, F));
@@ -98,7 +91,7 @@ fn batch_training(lw: &mut Lw, id: NodeId, x: ValueId, eps: f32, momentum: f32) 
     let mean = Expr::Load(Access { mem: tmean, dtype: F, offset: 0, strides: over_x.clone() });
     let var = Expr::Load(Access { mem: tvar, dtype: F, offset: 0, strides: over_x });
     let xv = load(lw.mem(x)?, xt.dtype, dense_strides(&xt.shape));
-    let norm = bin(BinOp::Div, bin(BinOp::Sub, xv, mean), Expr::un(UnOp::Sqrt, bin(BinOp::Add, var, f64lit(eps as f64))));
+    let norm = bin(BinOp::Div, bin(BinOp::Sub, xv, mean), Expr::un(UnOp::Sqrt, bin(BinOp::Add, var, float(eps as f64))));
     store(lw, id, 0, xt.shape.clone(), bin(BinOp::Add, bin(BinOp::Mul, scale, norm), bias));
     let mom = momentum as f64;
     let n_out = lw.g.node(id).outputs.len();
@@ -106,7 +99,7 @@ fn batch_training(lw: &mut Lw, id: NodeId, x: ValueId, eps: f32, momentum: f32) 
         if slot < n_out {
             let running = param(lw, input, vec![1])?;
             let batch = Expr::Load(Access { mem: stat, dtype: F, offset: 0, strides: vec![1] });
-            let value = bin(BinOp::Add, bin(BinOp::Mul, running, f64lit(mom)), bin(BinOp::Mul, batch, f64lit(1.0 - mom)));
+            let value = bin(BinOp::Add, bin(BinOp::Mul, running, float(mom)), bin(BinOp::Mul, batch, float(1.0 - mom)));
             store(lw, id, slot, vec![c], value);
         }
     }
@@ -138,7 +131,7 @@ fn group(lw: &mut Lw, id: NodeId, x: ValueId, groups: i64, eps: f32, per_group: 
         params.push(load(lw.mem(v)?, pt.dtype, param_strides.clone()));
     }
     let xv = load(lw.mem(x)?, xt.dtype, dense_strides(&view));
-    let norm = bin(BinOp::Div, bin(BinOp::Sub, xv, stat(tmean)), Expr::un(UnOp::Sqrt, bin(BinOp::Add, stat(tvar), f64lit(eps as f64))));
+    let norm = bin(BinOp::Div, bin(BinOp::Sub, xv, stat(tmean)), Expr::un(UnOp::Sqrt, bin(BinOp::Add, stat(tvar), float(eps as f64))));
     let bias = params.pop().expect("two params");
     let scale = params.pop().expect("two params");
     store(lw, id, 0, view, bin(BinOp::Add, bin(BinOp::Mul, scale, norm), bias));
@@ -150,7 +143,7 @@ fn mean_variance(lw: &mut Lw, id: NodeId, x: ValueId, axes: &[usize]) -> Result<
     let xt = lw.ty(x).clone();
     let sp = space(&xt.shape, axes);
     let xm = lw.mem(x)?;
-    let count = f64lit(sp.count as f64);
+    let count = float(sp.count as f64);
     let x64 = Expr::cast(F, sp.load(xm, xt.dtype));
     let (tmean, tsq) = (sp.stat_temp(lw, F), sp.stat_temp(lw, F));
     lw.push(sp.step(F, Lit::F64(0.0), BinOp::Add, x64.clone(), bin(BinOp::Div, Expr::Acc, count.clone()), tmean, F));
@@ -158,7 +151,7 @@ fn mean_variance(lw: &mut Lw, id: NodeId, x: ValueId, axes: &[usize]) -> Result<
     let (mean, ex2) = (sp.stat_x(tmean, F), sp.stat_x(tsq, F));
     let std = Expr::un(UnOp::Sqrt, bin(BinOp::Sub, ex2, bin(BinOp::Mul, mean.clone(), mean.clone())));
     let xv = load(xm, xt.dtype, dense_strides(&xt.shape));
-    let value = bin(BinOp::Div, bin(BinOp::Sub, xv, mean), bin(BinOp::Add, std, f64lit(1e-9)));
+    let value = bin(BinOp::Div, bin(BinOp::Sub, xv, mean), bin(BinOp::Add, std, float(1e-9)));
     store(lw, id, 0, xt.shape.clone(), value);
     Ok(())
 }

@@ -15,6 +15,7 @@
 use anyhow::{Result, bail};
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::{float, int};
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Reduce, Step, UnOp, broadcast_strides, dense_strides};
 use crate::ir::ops::quant::Quant;
 use crate::ir::{NodeId, ValueId};
@@ -22,10 +23,6 @@ use crate::tensor::DType;
 
 const I: DType = DType::I64;
 const F: DType = DType::F64;
-
-fn int(v: i64) -> Expr {
-    Expr::Lit(Lit::Int(v, I))
-}
 
 fn i64_of(e: Expr, from: DType) -> Expr {
     if from == I { e } else { Expr::cast(I, e) }
@@ -57,7 +54,7 @@ fn requantize(acc: Expr, mult: Expr, zp: Option<Expr>, out: DType) -> Result<Exp
         y = Expr::bin(BinOp::Add, y, z);
     }
     let y = Expr::un(UnOp::Nearest, y);
-    let y = Expr::bin(BinOp::Min, Expr::bin(BinOp::Max, y, Expr::Lit(Lit::F64(lo))), Expr::Lit(Lit::F64(hi)));
+    let y = Expr::bin(BinOp::Min, Expr::bin(BinOp::Max, y, float(lo)), float(hi));
     Ok(Expr::cast(out, y))
 }
 

@@ -22,6 +22,7 @@ use anyhow::{Result, bail};
 use neoc_runtime::abi::MathOp;
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::{bin, int, load};
 use crate::backend::cpu::kernel::{Access, BinOp, Call, Expr, Lit, Loop, Matrix, Mem, Step};
 use crate::ir::ops::rnn::{Act, ActKind, Cell, Direction, Rnn};
 use crate::ir::{NodeId, OpImpl, ValueType};
@@ -34,14 +35,6 @@ const F: DType = DType::F32;
 
 fn lit(v: f64) -> Expr {
     Expr::Lit(Lit::F32(v as f32))
-}
-
-fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
-    Expr::bin(op, a, b)
-}
-
-fn load(mem: Mem, offset: i64, strides: Vec<i64>) -> Expr {
-    Expr::Load(Access { mem, dtype: F, offset, strides })
 }
 
 /// `act(clip(x))`.
@@ -96,20 +89,20 @@ impl Dir {
     /// `x·W[gate]ᵀ + Wb[gate]` at time `t`.
     fn wx(&self, gate: usize, t: usize) -> Expr {
         let gh = self.gh();
-        let e = load(self.xw, t as i64 * self.batch as i64 * gh + (gate * self.hidden) as i64, vec![gh, 1]);
+        let e = load(self.xw, F, t as i64 * self.batch as i64 * gh + (gate * self.hidden) as i64, vec![gh, 1]);
         match self.bias {
-            Some((b, off)) => bin(BinOp::Add, e, load(b, off + (gate * self.hidden) as i64, vec![0, 1])),
+            Some((b, off)) => bin(BinOp::Add, e, load(b, F, off + (gate * self.hidden) as i64, vec![0, 1])),
             None => e,
         }
     }
     /// `h·R[gate]ᵀ + Rb[gate]`, from `hr` (or another `[batch, H]` product at `mem`).
     fn rh(&self, gate: usize, from: Option<Mem>) -> Expr {
         let e = match from {
-            Some(m) => load(m, 0, vec![self.hidden as i64, 1]),
-            None => load(self.hr, (gate * self.hidden) as i64, vec![self.gh(), 1]),
+            Some(m) => load(m, F, 0, vec![self.hidden as i64, 1]),
+            None => load(self.hr, F, (gate * self.hidden) as i64, vec![self.gh(), 1]),
         };
         match self.bias {
-            Some((b, off)) => bin(BinOp::Add, e, load(b, off + ((self.gates + gate) * self.hidden) as i64, vec![0, 1])),
+            Some((b, off)) => bin(BinOp::Add, e, load(b, F, off + ((self.gates + gate) * self.hidden) as i64, vec![0, 1])),
             None => e,
         }
     }
@@ -117,7 +110,7 @@ impl Dir {
         bin(BinOp::Add, self.wx(gate, t), self.rh(gate, None))
     }
     fn state(&self, m: Mem) -> Expr {
-        load(m, 0, vec![self.hidden as i64, 1])
+        load(m, F, 0, vec![self.hidden as i64, 1])
     }
     fn state_access(&self, m: Mem) -> Access {
         Access::dense(m, F, &[self.batch, self.hidden])
@@ -126,7 +119,7 @@ impl Dir {
     fn peephole(&self, k: usize, c: Mem, e: Expr) -> Expr {
         match self.peep {
             Some((p, off)) => {
-                let pv = load(p, off + (k * self.hidden) as i64, vec![0, 1]);
+                let pv = load(p, F, off + (k * self.hidden) as i64, vec![0, 1]);
                 bin(BinOp::Add, e, bin(BinOp::Mul, pv, self.state(c)))
             }
             None => e,
@@ -136,7 +129,7 @@ impl Dir {
     fn active(&self, t: usize) -> Option<Expr> {
         let (m, dt) = self.lens?;
         let len = Expr::cast(DType::I64, Expr::Load(Access { mem: m, dtype: dt, offset: 0, strides: vec![1, 0] }));
-        Some(bin(BinOp::Lt, Expr::Lit(Lit::Int(t as i64, DType::I64)), len))
+        Some(bin(BinOp::Lt, int(t as i64), len))
     }
     fn masked(&self, t: usize, new: Expr, old: Expr) -> Expr {
         match self.active(t) {
@@ -241,7 +234,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, r: &Rnn) -> Result<()> {
         for (dst, src) in [(Some(h), h0), (c, c0)] {
             let Some(dst) = dst else { continue };
             let value = match src {
-                Some(m) => load(m, off, strides.clone()),
+                Some(m) => load(m, F, off, strides.clone()),
                 None => lit(0.0),
             };
             lw.push(Step::Loop(Loop { dims: d.dims(), out: d.state_access(dst), value }));

@@ -9,6 +9,7 @@ use anyhow::{Result, bail};
 use neoc_runtime::abi::MathOp;
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::int;
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Mem, Reduce as ReduceStep, Step, UnOp, broadcast_strides, dense_strides};
 use crate::ir::ops::norm::Norm;
 use crate::ir::ops::reduce::{Plan, Reduce, ReduceKind};
@@ -368,7 +369,6 @@ fn lrn(lw: &mut Lw, id: NodeId, x: crate::ir::ValueId, alpha: f32, beta: f32, bi
     let lo = ((size - 1) / 2) as i64;
     let xm = lw.mem(x)?;
     let xs = dense_strides(&xt.shape);
-    let int = |v: i64| Expr::Lit(Lit::Int(v, DType::I64));
     // Channel k = c - lo + j of tap j.
     let k = Expr::bin(BinOp::Add, Expr::bin(BinOp::Sub, Expr::Index(1), int(lo)), Expr::Index(r));
     let valid = Expr::bin(BinOp::And, Expr::bin(BinOp::Ge, k.clone(), int(0)), Expr::bin(BinOp::Lt, k.clone(), int(xt.shape[1] as i64)));

@@ -9,7 +9,8 @@ use anyhow::{Result, bail};
 use neoc_runtime::abi::MathOp;
 
 use super::Lw;
-use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Step};
+use crate::backend::cpu::kernel::build::float;
+use crate::backend::cpu::kernel::{Access, BinOp, Expr, Loop, Step};
 use crate::ir::NodeId;
 use crate::tensor::DType;
 
@@ -30,11 +31,10 @@ pub fn lower(lw: &mut Lw, id: NodeId, alpha: f32) -> Result<()> {
         DType::BF16 => crate::tensor::bf16::from_f64(-(alpha as f64)).to_f64(),
         _ => -(alpha as f64),
     };
-    let lit = |v: f64| Expr::Lit(Lit::F64(v));
     let load = |lw: &mut Lw, v| -> Result<Expr> { Ok(Expr::cast(F, Expr::Load(Access::dense(lw.mem(v)?, t, &at.shape)))) };
     let (av, bv) = (load(lw, a)?, load(lw, b)?);
-    let e = r(Expr::math(MathOp::Exp, r(Expr::bin(BinOp::Mul, lit(neg_alpha), av.clone()))));
-    let sig = r(Expr::bin(BinOp::Div, lit(1.0), r(Expr::bin(BinOp::Add, lit(1.0), e))));
+    let e = r(Expr::math(MathOp::Exp, r(Expr::bin(BinOp::Mul, float(neg_alpha), av.clone()))));
+    let sig = r(Expr::bin(BinOp::Div, float(1.0), r(Expr::bin(BinOp::Add, float(1.0), e))));
     let y = Expr::bin(BinOp::Mul, r(Expr::bin(BinOp::Mul, av, sig)), bv);
     let out = lw.out(id, 0);
     lw.push(Step::Loop(Loop { dims: at.shape.clone(), out: Access::dense(out, t, &at.shape), value: Expr::cast(t, y) }));

@@ -16,13 +16,10 @@
 use anyhow::{Result, bail};
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::int;
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Reduce, Step, UnOp};
 use crate::ir::NodeId;
 use crate::tensor::DType;
-
-fn int(v: i64) -> Expr {
-    Expr::Lit(Lit::Int(v, DType::I64))
-}
 
 fn and(a: Expr, b: Expr) -> Expr {
     Expr::bin(BinOp::And, a, b)
