@@ -396,7 +396,7 @@ pub fn max_unpool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
+    use crate::backend::cpu::lower::test_util::{Tolerance, ramp, same_as_reference};
     use crate::ir::parse::parse_graph;
     use crate::tensor::Tensor;
 
@@ -404,11 +404,6 @@ mod tests {
     /// reference in f64 (only the association may differ) and round once: 1e-6 is a wide
     /// margin.
     const TOL: Tolerance = Tolerance::Rel(1e-6);
-
-    fn ramp(shape: &[usize], scale: f32) -> Tensor {
-        let n: usize = shape.iter().product();
-        Tensor::from_vec(shape, (0..n).map(|v| ((v * 37 % 23) as f32 - 11.0) * scale).collect()).unwrap()
-    }
 
     #[test]
     fn conv_transpose_attributes() {
@@ -430,18 +425,18 @@ mod tests {
             // f32 goes through sgemm, which sums the ≤ 2 channels per group in f32: each
             // column entry (|Σ| ≤ 2·2.75·5.5 ≈ 30) is off by a few f32 ulps (≈ 4e-6), and up
             // to 18 taps add up: 1e-4 covers that, while one wrong tap is off by ≥ 0.1.
-            same_as_reference(&text, &[ramp(&xs, 0.25), ramp(&ws, 0.5), ramp(&[m], 1.0)], Tolerance::Rel(1e-4));
+            same_as_reference(&text, &[ramp(&xs, 0.25, 0.0), ramp(&ws, 0.5, 0.0), ramp(&[m], 1.0, 0.0)], Tolerance::Rel(1e-4));
             // f64: the direct gather, in f64 like the reference.
             let text64 = text.replace("f32", "f64");
             let f64s = |t: Tensor| t.cast(crate::tensor::DType::F64).unwrap();
-            same_as_reference(&text64, &[f64s(ramp(&xs, 0.25)), f64s(ramp(&ws, 0.5)), f64s(ramp(&[m], 1.0))], TOL);
+            same_as_reference(&text64, &[f64s(ramp(&xs, 0.25, 0.0)), f64s(ramp(&ws, 0.5, 0.0)), f64s(ramp(&[m], 1.0, 0.0))], TOL);
         }
     }
 
     #[test]
     fn col2im_float_and_int() {
         let text = "graph(%x: f32[1,6,12]) {\n  %i = const i64[2]{5,6}\n  %b = const i64[2]{2,3}\n  %y = Col2Im{dilations=[2,1], pads=[1,0,0,1], strides=[1,2]}(%x, %i, %b) : f32[1,1,5,6]\n  return %y\n}";
-        same_as_reference(text, &[ramp(&[1, 6, 12], 0.5)], TOL);
+        same_as_reference(text, &[ramp(&[1, 6, 12], 0.5, 0.0)], TOL);
         let text = "graph(%x: i32[2,4,9]) {\n  %i = const i64[2]{4,4}\n  %b = const i64[2]{2,2}\n  %y = Col2Im{strides=[1,1]}(%x, %i, %b) : i32[2,1,4,4]\n  return %y\n}";
         let x = Tensor::from_vec(&[2, 4, 9], (0..72).map(|v| v * 3 - 100).collect::<Vec<i32>>()).unwrap();
         same_as_reference(text, &[x], TOL);
@@ -450,16 +445,16 @@ mod tests {
     #[test]
     fn max_unpool_of_max_pool() {
         let pool = "graph(%x: f32[1,2,5,5]) {\n  %y, %i = MaxPool{kernel_shape=[3,3], strides=[2,2], pads=[1,1,1,1]}(%x) : f32[1,2,3,3], i64[1,2,3,3]\n  %u = MaxUnpool{kernel_shape=[3,3], strides=[2,2], pads=[1,1,1,1]}(%y, %i) : f32[1,2,5,5]\n  return %u\n}";
-        same_as_reference(pool, &[ramp(&[1, 2, 5, 5], 1.0)], TOL);
+        same_as_reference(pool, &[ramp(&[1, 2, 5, 5], 1.0, 0.0)], TOL);
         let shaped = "graph(%x: f32[1,1,4,4]) {\n  %y, %i = MaxPool{kernel_shape=[2,2], strides=[2,2]}(%x) : f32[1,1,2,2], i64[1,1,2,2]\n  %s = const i64[4]{1,1,5,6}\n  %u = MaxUnpool{kernel_shape=[2,2], strides=[2,2]}(%y, %i, %s) : f32[1,1,5,6]\n  return %u\n}";
-        same_as_reference(shaped, &[ramp(&[1, 1, 4, 4], 1.0)], TOL);
+        same_as_reference(shaped, &[ramp(&[1, 1, 4, 4], 1.0, 0.0)], TOL);
     }
 
     #[test]
     fn max_unpool_index_outside_its_window_is_an_error() {
         let text = "graph(%x: f32[1,1,2,2], %i: i64[1,1,2,2]) {\n  %u = MaxUnpool{kernel_shape=[2,2], strides=[2,2]}(%x, %i) : f32[1,1,4,4]\n  return %u\n}";
         let g = parse_graph(text).expect("parses");
-        let x = ramp(&[1, 1, 2, 2], 1.0);
+        let x = ramp(&[1, 1, 2, 2], 1.0, 0.0);
         let good = Tensor::from_vec(&[1, 1, 2, 2], vec![5i64, 2, 8, 15]).unwrap();
         same_as_reference(text, &[x.clone(), good], TOL);
         let bad = Tensor::from_vec(&[1, 1, 2, 2], vec![5i64, 2, 8, 0]).unwrap();

@@ -156,18 +156,12 @@ pub fn deform_conv(lw: &mut Lw, id: NodeId, w: &Window, kernel: &[usize], group:
 
 #[cfg(test)]
 mod tests {
-    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
-    use crate::tensor::Tensor;
+    use crate::backend::cpu::lower::test_util::{Tolerance, ramp, same_as_reference};
 
     /// Compiled against the reference evaluator: the same f64 products, summed in the same
     /// order up to association, rounded once; 1e-6 relative is a wide margin that still
     /// catches any misplaced tap.
     const TOL: Tolerance = Tolerance::Rel(1e-6);
-
-    fn ramp(shape: &[usize], scale: f32, shift: f32) -> Tensor {
-        let n: usize = shape.iter().product();
-        Tensor::from_vec(shape, (0..n).map(|v| ((v * 37 % 23) as f32 - 11.0) * scale + shift).collect()).unwrap()
-    }
 
     #[test]
     fn groups_offset_groups_mask_and_bias() {

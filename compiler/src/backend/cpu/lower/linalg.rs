@@ -156,6 +156,7 @@ pub fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize, act: Act, residua
         bail!("Conv with {r} spatial dimensions is not supported by the cpu backend (1 to {MAX_SPATIAL})");
     }
     let (out_sp, pb, _pe) = w.forward(&xt.shape[2..], false, "Conv")?;
+    let (act_kind, act_alpha, act_beta) = act.abi();
     let params = ConvParams {
         spatial: r as u32,
         group: group as u32,
@@ -168,25 +169,10 @@ pub fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize, act: Act, residua
         stride: spatial(&w.strides, 1),
         dilation: spatial(&w.dilations, 1),
         pad_begin: spatial(&pb, 0),
-        act: match act {
-            Act::None => abi::Activation::None,
-            Act::Relu => abi::Activation::Relu,
-            Act::Clip { .. } => abi::Activation::Clip,
-            Act::LeakyRelu { .. } => abi::Activation::LeakyRelu,
-            Act::Sigmoid => abi::Activation::Sigmoid,
-            Act::Silu => abi::Activation::Silu,
-            Act::HardSwish => abi::Activation::HardSwish,
-        } as u32,
+        act: act_kind as u32,
         weight_layout: 0,
-        act_alpha: match act {
-            Act::Clip { lo, .. } => lo,
-            Act::LeakyRelu { alpha } => alpha,
-            _ => 0.0,
-        },
-        act_beta: match act {
-            Act::Clip { hi, .. } => hi,
-            _ => 0.0,
-        },
+        act_alpha,
+        act_beta,
         scratch_bytes: 0,
     };
     neoc_runtime::kernels::check_conv_params(&params).map_err(|e| anyhow::anyhow!("Conv parameters: {e}"))?;

@@ -207,7 +207,7 @@ fn linear_attention(lw: &mut Lw, id: NodeId, rule: UpdateRule, hq: usize, hkv: u
 
 #[cfg(test)]
 mod tests {
-    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference, ty};
     use crate::tensor::{DType, Tensor};
 
     /// Compiled against the reference: both compute in f64 and round once, so they differ
@@ -219,10 +219,6 @@ mod tests {
         let n: usize = shape.iter().product();
         let v: Vec<f32> = (0..n).map(|i| lo + (hi - lo) * (((i * 29 + seed * 13) % 31) as f32 / 30.0)).collect();
         Tensor::from_vec(shape, v).unwrap().cast(dtype).unwrap()
-    }
-
-    fn ty(d: DType, s: &[usize]) -> String {
-        format!("{}[{}]", d.name(), s.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","))
     }
 
     #[test]

@@ -354,9 +354,9 @@ fn step(lw: &mut Lw, r: &Rnn, acts: &[Act], d: &Dir, t: usize, rm: Mem, dir: usi
 
 #[cfg(test)]
 mod tests {
-    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference, ty};
     use crate::ir::parse::parse_graph;
-    use crate::tensor::Tensor;
+    use crate::tensor::{DType, Tensor};
 
     /// Compiled (f32, sgemm) against the reference (f64, rounded once). Values stay in
     /// [-3, 3] and each time step adds a few f32 roundings (about 6e-8 relative each) to
@@ -370,10 +370,6 @@ mod tests {
         Tensor::from_vec(shape, v).unwrap()
     }
 
-    fn shape(s: &[usize]) -> String {
-        format!("f32[{}]", s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","))
-    }
-
     /// One node with every input given at run time. `attrs` without braces.
     fn case(op: &str, attrs: &str, gates: usize, layout: usize, dirs: usize, lens: Option<Vec<i32>>, all_inputs: bool) {
         let (seq, batch, input, hidden) = (4, 3, 2, 5);
@@ -381,11 +377,11 @@ mod tests {
         let xs = if layout == 0 { [seq, batch, input] } else { [batch, seq, input] };
         let ss = if layout == 0 { [dirs, batch, hidden] } else { [batch, dirs, hidden] };
         let ys = if layout == 0 { vec![seq, dirs, batch, hidden] } else { vec![batch, seq, dirs, hidden] };
-        let mut ins = vec![("x", shape(&xs)), ("w", shape(&[dirs, gates * hidden, input])), ("r", shape(&[dirs, gates * hidden, hidden]))];
+        let mut ins = vec![("x", ty(DType::F32, &xs)), ("w", ty(DType::F32, &[dirs, gates * hidden, input])), ("r", ty(DType::F32, &[dirs, gates * hidden, hidden]))];
         let mut vals = vec![data(&xs, 1, 1.5), data(&[dirs, gates * hidden, input], 2, 0.8), data(&[dirs, gates * hidden, hidden], 3, 0.6)];
         let mut args = vec!["%x", "%w", "%r"];
         if all_inputs {
-            ins.push(("b", shape(&[dirs, 2 * gates * hidden])));
+            ins.push(("b", ty(DType::F32, &[dirs, 2 * gates * hidden])));
             vals.push(data(&[dirs, 2 * gates * hidden], 4, 0.5));
             args.push("%b");
         } else {
@@ -400,22 +396,22 @@ mod tests {
             None => args.push("_"),
         }
         if all_inputs {
-            ins.push(("h0", shape(&ss)));
+            ins.push(("h0", ty(DType::F32, &ss)));
             vals.push(data(&ss, 5, 0.7));
             args.push("%h0");
             if lstm {
-                ins.push(("c0", shape(&ss)));
+                ins.push(("c0", ty(DType::F32, &ss)));
                 vals.push(data(&ss, 6, 0.9));
-                ins.push(("p", shape(&[dirs, 3 * hidden])));
+                ins.push(("p", ty(DType::F32, &[dirs, 3 * hidden])));
                 vals.push(data(&[dirs, 3 * hidden], 7, 0.4));
                 args.extend(["%c0", "%p"]);
             }
         }
         let params = ins.iter().map(|(n, t)| format!("%{n}: {t}")).collect::<Vec<_>>().join(", ");
         let (outs, tys) = if lstm {
-            ("%y, %yh, %yc", format!("{}, {}, {}", shape(&ys), shape(&ss), shape(&ss)))
+            ("%y, %yh, %yc", format!("{}, {}, {}", ty(DType::F32, &ys), ty(DType::F32, &ss), ty(DType::F32, &ss)))
         } else {
-            ("%y, %yh", format!("{}, {}", shape(&ys), shape(&ss)))
+            ("%y, %yh", format!("{}, {}", ty(DType::F32, &ys), ty(DType::F32, &ss)))
         };
         let text = format!(
             "graph({params}) {{\n  {outs} = {op}{{hidden_size={hidden}, layout={layout}{attrs}}}({}) : {tys}\n  return {outs}\n}}",

@@ -297,18 +297,13 @@ pub fn affine_grid(lw: &mut Lw, id: NodeId, align_corners: bool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
+    use crate::backend::cpu::lower::test_util::{Tolerance, ramp, same_as_reference};
     use crate::tensor::Tensor;
 
     /// Compiled against the reference evaluator: the same f64 arithmetic in the same order,
     /// rounded once; only the sum's association may differ, by a few f64 ulps, far below
     /// the 1e-6 relative tolerance (which still catches any wrong tap or weight).
     const TOL: Tolerance = Tolerance::RelOrNan(1e-6);
-
-    fn ramp(shape: &[usize], scale: f32, shift: f32) -> Tensor {
-        let n: usize = shape.iter().product();
-        Tensor::from_vec(shape, (0..n).map(|v| ((v * 37 % 23) as f32 - 11.0) * scale + shift).collect()).unwrap()
-    }
 
     #[test]
     fn grid_sample_every_mode_and_padding() {

@@ -3,7 +3,7 @@
 //! its [`Tolerance`] once, with the reason it holds.
 
 use crate::ir::parse::parse_graph;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 /// How close each compiled output must be to the reference's. Every kind first requires
 /// the same number of outputs and, for each, the same dtype and shape.
@@ -64,4 +64,16 @@ pub(crate) fn same_as_reference(text: &str, inputs: &[Tensor], tol: Tolerance) -
         }
     }
     got
+}
+
+/// A deterministic f32 ramp over `shape`: `((i·37 mod 23) − 11)·scale + shift`, the 23
+/// values spread over the tensor rather than in order.
+pub(crate) fn ramp(shape: &[usize], scale: f32, shift: f32) -> Tensor {
+    let n: usize = shape.iter().product();
+    Tensor::from_vec(shape, (0..n).map(|v| ((v * 37 % 23) as f32 - 11.0) * scale + shift).collect()).unwrap()
+}
+
+/// A tensor type in the text IR: `f32[2,3]`.
+pub(crate) fn ty(dtype: DType, shape: &[usize]) -> String {
+    format!("{}[{}]", dtype.name(), shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","))
 }
