@@ -205,6 +205,26 @@ pub mod build {
     pub fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
         Expr::bin(op, a, b)
     }
+    pub fn add(a: Expr, b: Expr) -> Expr {
+        Expr::bin(BinOp::Add, a, b)
+    }
+    pub fn sub(a: Expr, b: Expr) -> Expr {
+        Expr::bin(BinOp::Sub, a, b)
+    }
+    pub fn mul(a: Expr, b: Expr) -> Expr {
+        Expr::bin(BinOp::Mul, a, b)
+    }
+    pub fn div(a: Expr, b: Expr) -> Expr {
+        Expr::bin(BinOp::Div, a, b)
+    }
+    /// Logical and of two bools.
+    pub fn and(a: Expr, b: Expr) -> Expr {
+        Expr::bin(BinOp::And, a, b)
+    }
+    /// Logical or of two bools.
+    pub fn or(a: Expr, b: Expr) -> Expr {
+        Expr::bin(BinOp::Or, a, b)
+    }
     /// The element of `mem` at `offset + Σ index·stride`.
     pub fn load(mem: Mem, dtype: DType, offset: i64, strides: Vec<i64>) -> Expr {
         Expr::Load(Access { mem, dtype, offset, strides })

@@ -13,22 +13,10 @@
 use anyhow::{Result, bail};
 
 use super::Lw;
-use crate::backend::cpu::kernel::build::int;
+use crate::backend::cpu::kernel::build::{add, and, int, mul};
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Step, dense_strides};
 use crate::ir::{NodeId, ValueId};
 use crate::tensor::DType;
-
-fn add(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::Add, a, b)
-}
-
-fn mul(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::Mul, a, b)
-}
-
-fn and(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::And, a, b)
-}
 
 /// Flat index `Σ index[d] · strides[d]`, with `index[d]` the loop index unless replaced.
 fn flat(strides: &[i64], replace: Option<(usize, Expr)>) -> Expr {

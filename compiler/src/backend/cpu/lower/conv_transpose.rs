@@ -26,7 +26,7 @@
 use anyhow::{Result, anyhow, bail};
 
 use super::Lw;
-use crate::backend::cpu::kernel::build::{float, int, load};
+use crate::backend::cpu::kernel::build::{add, and, float, int, load};
 use crate::backend::cpu::kernel::{Access, BinOp, Call, Expr, Lit, Loop, Matrix, Reduce, Step, dense_strides};
 use crate::ir::ops::conv::Conv;
 use crate::ir::ops::conv::transpose_geometry;
@@ -37,16 +37,8 @@ use crate::tensor::DType;
 
 const F: DType = DType::F64;
 
-fn add(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::Add, a, b)
-}
-
 fn mul(a: Expr, b: i64) -> Expr {
     if b == 1 { a } else { Expr::bin(BinOp::Mul, a, int(b)) }
-}
-
-fn and(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::And, a, b)
 }
 
 /// Σ terms (0 when empty).

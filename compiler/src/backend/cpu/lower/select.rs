@@ -9,7 +9,7 @@
 use anyhow::{Result, bail};
 
 use super::Lw;
-use crate::backend::cpu::kernel::build::int;
+use crate::backend::cpu::kernel::build::{add, and, int};
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Reduce, Step, dense_strides};
 use crate::ir::ops::gather::Gather;
 use crate::ir::ops::gather::common::Reduction;
@@ -26,14 +26,6 @@ pub fn lower(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
         Op::Generate(Generate::EyeLike { dtype, k }) => eye_like(lw, id, *dtype, *k),
         _ => bail!("the cpu backend has no kernel for this op yet"),
     }
-}
-
-fn add(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::Add, a, b)
-}
-
-fn and(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::And, a, b)
 }
 
 fn sum(terms: impl IntoIterator<Item = Expr>) -> Expr {

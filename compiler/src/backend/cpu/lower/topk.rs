@@ -16,18 +16,10 @@
 use anyhow::{Result, bail};
 
 use super::Lw;
-use crate::backend::cpu::kernel::build::int;
+use crate::backend::cpu::kernel::build::{and, int, or};
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Reduce, Step, UnOp};
 use crate::ir::NodeId;
 use crate::tensor::DType;
-
-fn and(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::And, a, b)
-}
-
-fn or(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::Or, a, b)
-}
 
 /// `a` after `b` in the ascending order where NaN is above everything (floats).
 fn greater(a: &Expr, b: &Expr, float: bool) -> Expr {

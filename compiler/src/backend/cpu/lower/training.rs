@@ -17,7 +17,7 @@ use anyhow::{Result, bail};
 use neoc_runtime::abi::MathOp;
 
 use super::Lw;
-use crate::backend::cpu::kernel::build::{float, int};
+use crate::backend::cpu::kernel::build::{add, div, float, int, mul, sub};
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Mem, Step, UnOp, dense_strides};
 use crate::ir::ops::cast::Cast;
 use crate::ir::ops::training::Training;
@@ -25,22 +25,6 @@ use crate::ir::{NodeId, OpImpl, ValueId, ValueType};
 use crate::tensor::DType;
 
 const F: DType = DType::F64;
-
-fn add(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::Add, a, b)
-}
-
-fn sub(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::Sub, a, b)
-}
-
-fn mul(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::Mul, a, b)
-}
-
-fn div(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::Div, a, b)
-}
 
 /// A scalar `v` read (as f64) at every point of a loop nest of rank `rank`.
 fn scalar(lw: &mut Lw, v: ValueId, rank: usize) -> Result<Expr> {
