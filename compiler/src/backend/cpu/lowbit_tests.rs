@@ -183,7 +183,7 @@ fn bitcast_reinterprets_the_bytes() {
     let f = Tensor::from_vec(&[3], vec![1.5f32, -0.0, f32::NAN]).unwrap();
     same_as_reference("graph(%x: f32[3]) {\n  %y = BitCast{to=6}(%x) : i32[3]\n  return %y\n}", &[f]);
     let u = Tensor::from_vec(&[4], vec![0u8, 1, 2, 255]).unwrap();
-    same_as_reference("graph(%x: u8[4]) {\n  %y = BitCast{to=9}(%x) : bool[4]\n  %z = Not(%y) : bool[4]\n  return %y, %z\n}", &[u.clone()]);
+    same_as_reference("graph(%x: u8[4]) {\n  %y = BitCast{to=9}(%x) : bool[4]\n  %z = Not(%y) : bool[4]\n  return %y, %z\n}", std::slice::from_ref(&u));
     same_as_reference("graph(%x: u8[4]) {\n  %y = BitCast{to=17}(%x) : f8e4m3fn[4]\n  %z = Cast{to=1}(%y) : f32[4]\n  return %z\n}", &[u]);
     let i4 = Tensor::Low(DType::I4, ArrayD::from_shape_vec(IxDyn(&[5]), vec![0x8, 0xF, 0x7, 0x1, 0x9]).unwrap());
     same_as_reference("graph(%x: i4[5]) {\n  %y = BitCast{to=21}(%x) : u4[5]\n  %z = Cast{to=2}(%y) : u8[5]\n  return %y, %z\n}", &[i4]);

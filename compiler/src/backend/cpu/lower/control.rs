@@ -183,10 +183,10 @@ fn loop_(lw: &mut Lw, id: NodeId, body: &Graph, captures: usize) -> Result<()> {
     if trip > MAX_ITERATIONS {
         bail!("Loop over {trip} iterations is more than the cpu backend unrolls ({MAX_ITERATIONS})");
     }
-    if let Some(c) = lw.opt_input(id, 1) {
-        if !const_true(lw.g, c) {
-            bail!("Loop with a run-time initial condition is not supported by the cpu backend");
-        }
+    if let Some(c) = lw.opt_input(id, 1)
+        && !const_true(lw.g, c)
+    {
+        bail!("Loop with a run-time initial condition is not supported by the cpu backend");
     }
     let (_, cond_out) = body.outputs.first().ok_or_else(|| anyhow!("the Loop body has no outputs"))?;
     let passes_cond = body.inputs.get(1).is_some_and(|&n| *cond_out == ValueId { node: n, slot: 0 });
@@ -333,7 +333,7 @@ mod tests {
         let stops = text.replace("return %c, %n, %d", "%z = const f32[]{0.0}\n    %c2 = Less(%w, %z) : bool[]\n    return %c2, %n, %d");
         let g = parse_graph(&stops).expect("parses");
         let e = crate::driver::compile_and_run(&g, &[t(&[2], vec![1.0, -2.0]), t(&[], vec![0.5])], &Default::default());
-        assert!(format!("{:#}", e.err().expect("refused")).contains("can stop early"));
+        assert!(format!("{:#}", e.expect_err("refused")).contains("can stop early"));
     }
 
     #[test]
@@ -369,7 +369,7 @@ mod tests {
 }";
         let g = parse_graph(text).expect("parses");
         let e = crate::driver::compile_and_run(&g, &[Tensor::from_vec(&[], vec![false]).unwrap(), t(&[3], vec![1.0; 3]), Tensor::from_vec(&[2], vec![7i64, 0]).unwrap()], &Default::default());
-        let msg = format!("{:#}", e.err().expect("refused"));
+        let msg = format!("{:#}", e.expect_err("refused"));
         assert!(msg.contains("conditional execution"), "{msg}");
     }
 }

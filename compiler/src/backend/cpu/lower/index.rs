@@ -45,6 +45,7 @@ fn flat_index(first: usize, strides: &[i64]) -> Expr {
 
 /// Writes into `out` (i64, dense over the kept dims of `shape`) the flat position, within
 /// the searched `axes` (ascending), of the first/last maximum (`max`) or minimum of `x`.
+#[allow(clippy::too_many_arguments)]
 fn arg_search(lw: &mut Lw, x: Mem, t: DType, shape: &[usize], axes: &[usize], max: bool, last: bool, out: Mem) -> Result<()> {
     if !t.is_numeric() {
         bail!("arg search on {} is not supported by the cpu backend", t.name());

@@ -98,14 +98,14 @@ fn gemm(lw: &mut Lw, id: NodeId, alpha: f32, beta: f32, trans_a: bool, trans_b: 
     let k = if trans_a { at.shape[0] } else { at.shape[1] };
     let out = lw.out(id, 0);
     let mut c_beta = 0.0;
-    if let Some(c) = lw.opt_input(id, 2) {
-        if beta != 0.0 {
-            // out = beta · C (broadcast), then the product accumulates into it.
-            let load = lw.load_bcast(c, &out_ty.shape)?;
-            let value = Expr::bin(BinOp::Mul, load, Expr::Lit(Lit::F32(beta)));
-            lw.push(Step::Loop(Loop { dims: out_ty.shape.clone(), out: Access::dense(out, DType::F32, &out_ty.shape), value }));
-            c_beta = 1.0;
-        }
+    if let Some(c) = lw.opt_input(id, 2)
+        && beta != 0.0
+    {
+        // out = beta · C (broadcast), then the product accumulates into it.
+        let load = lw.load_bcast(c, &out_ty.shape)?;
+        let value = Expr::bin(BinOp::Mul, load, Expr::Lit(Lit::F32(beta)));
+        lw.push(Step::Loop(Loop { dims: out_ty.shape.clone(), out: Access::dense(out, DType::F32, &out_ty.shape), value }));
+        c_beta = 1.0;
     }
     let (am, bm) = (lw.mem(a)?, lw.mem(b)?);
     let (ra, ca) = (at.shape[1] as i64, 1);

@@ -205,7 +205,7 @@ mod tests {
         let x = Tensor::from_vec(&[2, 3], vec![0.5f32, -1.0, 2.0, 0.75, 0.7, 3.0]).unwrap();
         same_as_reference("graph(%x: f32[2,3]) {\n  %y = ai.onnx.ml.Binarizer{threshold=0.7f}(%x) : f32[2,3]\n  return %y\n}", std::slice::from_ref(&x), TOL);
         let xi = Tensor::from_vec(&[4], vec![-3i64, 0, 1, 5]).unwrap();
-        same_as_reference("graph(%x: i64[4]) {\n  %y = ai.onnx.ml.Binarizer(%x) : i64[4]\n  return %y\n}", &[xi.clone()], TOL);
+        same_as_reference("graph(%x: i64[4]) {\n  %y = ai.onnx.ml.Binarizer(%x) : i64[4]\n  return %y\n}", std::slice::from_ref(&xi), TOL);
         let text = "graph(%x: f32[2,3], %i: i64[2]) {\n  %y = ai.onnx.ml.ArrayFeatureExtractor(%x, %i) : f32[2,2]\n  return %y\n}";
         same_as_reference(text, &[x.clone(), Tensor::from_vec(&[2], vec![2i64, 0]).unwrap()], TOL);
         let text1 = "graph(%x: i64[4], %i: i64[1,3]) {\n  %y = ai.onnx.ml.ArrayFeatureExtractor(%x, %i) : i64[1,3]\n  return %y\n}";

@@ -119,7 +119,7 @@ fn map_copy(lw: &mut Lw, x: Mem, x_shape: &[usize], dtype: DType, maps: &[AxisMa
     let dims: Vec<usize> = maps.iter().map(Vec::len).collect();
     let xs = dense_strides(x_shape);
     // Affine on every axis: a strided view.
-    let affine: Option<Vec<(i64, i64)>> = maps.iter().map(|m| affine_map(m)).collect();
+    let affine: Option<Vec<(i64, i64)>> = maps.iter().map(affine_map).collect();
     if let Some(lines) = affine {
         let offset = lines.iter().zip(&xs).map(|((start, _), s)| start * s).sum();
         let strides = lines.iter().zip(&xs).map(|((_, step), s)| step * s).collect();

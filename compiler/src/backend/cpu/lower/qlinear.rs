@@ -334,7 +334,8 @@ mod tests {
 
     #[test]
     fn qlinear_matmul_requantises_like_the_reference() {
-        let scales: [(&str, fn(f32) -> Tensor); 2] =
+        type Scale = fn(f32) -> Tensor;
+        let scales: [(&str, Scale); 2] =
             [("f32", |v| Tensor::from_vec(&[1], vec![v]).unwrap()), ("f16", |v| Tensor::from_vec(&[1], vec![f16::from_f32(v)]).unwrap())];
         for (st, scale) in scales {
             let text = format!(

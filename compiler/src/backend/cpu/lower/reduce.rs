@@ -344,10 +344,8 @@ fn normalise(lw: &mut Lw, id: NodeId, x: crate::ir::ValueId, axes: Vec<usize>, e
     if let Some(scale) = param(lw, 1)? {
         y = Expr::bin(BinOp::Mul, y, scale);
     }
-    if centre {
-        if let Some(bias) = param(lw, 2)? {
-            y = Expr::bin(BinOp::Add, y, bias);
-        }
+    if centre && let Some(bias) = param(lw, 2)? {
+        y = Expr::bin(BinOp::Add, y, bias);
     }
     let out = lw.out(id, 0);
     lw.push(Step::Loop(Loop { dims: xt.shape.clone(), out: Access::dense(out, t, &xt.shape), value: y }));

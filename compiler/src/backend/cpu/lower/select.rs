@@ -169,7 +169,7 @@ fn scatter(lw: &mut Lw, id: NodeId, reduction: Reduction, upd_shape: &[usize], t
     }
     let dm = lw.mem(data)?;
     let um = lw.mem(updates)?;
-    let here = sum((0..r).map(|d| Expr::Index(d)).zip(dense_strides(&dt.shape)).map(|(i, s)| Expr::bin(BinOp::Mul, i, int(s))));
+    let here = sum((0..r).map(Expr::Index).zip(dense_strides(&dt.shape)).map(|(i, s)| Expr::bin(BinOp::Mul, i, int(s))));
     let hit = Expr::bin(BinOp::Eq, target, here);
     let dims: Vec<usize> = dt.shape.iter().chain(upd_shape).copied().collect();
     let mut us = vec![0i64; r];
