@@ -19,6 +19,7 @@ fn context(threads: usize) -> RunContext {
         kernels: std::ptr::null(),
         thread_count: threads,
         strings: std::ptr::null_mut(),
+        workers: std::ptr::null(),
     }
 }
 
@@ -54,6 +55,19 @@ fn sgemm_case(ctx: &RunContext, n: usize, plain: bool) {
         f(ctx, n, n, n, 1.0, a.as_ptr(), n as isize, 1, b.as_ptr(), n as isize, 1, 0.0, c.as_mut_ptr(), n as isize, 1)
     });
     println!("{name:<12} {n:>4}³          {:>8.3} ms  {:>6.1} GFLOP/s", s * 1e3, 2.0 * (n * n * n) as f64 / s / 1e9);
+}
+
+fn sgemm_shape(ctx: &RunContext, m: usize, n: usize, k: usize) {
+    if !selected("sgemm") {
+        return;
+    }
+    let (a, b) = (values(m * k), values(k * n));
+    let mut c = vec![0f32; m * n];
+    let s = best_time(|| unsafe {
+        // SAFETY: row-major m×k, k×n and m×n matrices.
+        gemm::sgemm(ctx, m, n, k, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1, 0.0, c.as_mut_ptr(), n as isize, 1)
+    });
+    println!("sgemm {m}x{n}x{k:<12} {:>8.3} ms  {:>6.1} GFLOP/s", s * 1e3, 2.0 * (m * n * k) as f64 / s / 1e9);
 }
 
 /// A 2-D conv `c_in → c_out` at `hw`×`hw`, square kernel `k`, stride 1, pad `pad`,
@@ -176,6 +190,11 @@ fn main() {
     sgemm_case(&ctx, 256, true);
     for n in [256, 512, 1024] {
         sgemm_case(&ctx, n, false);
+    }
+    // BERT-base's projections at sequence 128 (QKV/output, FFN up, FFN down), and a
+    // batch-1 classifier head.
+    for (m, n, k) in [(128, 768, 768), (128, 3072, 768), (128, 768, 3072), (1, 1000, 2048)] {
+        sgemm_shape(&ctx, m, n, k);
     }
     let conv = |name, c_in, c_out, hw, k, pad, group| Conv { name, c_in, c_out, hw, k, pad, group };
     conv_case(&ctx, conv("conv 3x3 64->64 56x56 pad 1", 64, 64, 56, 3, 1, 1));

@@ -56,6 +56,12 @@ pub struct RunContext {
     /// reads this field. Null when the caller made no heap (the string kernel then fails
     /// with `kernels::ERR_STRINGS`). Added with kernel ABI version 2.
     pub strings: *mut c_void,
+    /// The run's worker threads and scratch (a `pool::Workers`), used only by the
+    /// runtime's own kernels (`parallel_for`, the GEMM's packing buffers); compiled code
+    /// passes the context on and never reads this field. Null: kernels run on the
+    /// calling thread or on threads spawned for the call, and allocate their scratch.
+    /// Added after kernel ABI version 5; artifacts never read it, so it needs no version.
+    pub workers: *const c_void,
 }
 
 /// The entry point: `code + entry_offset`. Returns 0 on success, anything else is an
@@ -384,7 +390,8 @@ pub const RUN_CONTEXT_WEIGHTS_OFFSET: usize = 24;
 pub const RUN_CONTEXT_KERNELS_OFFSET: usize = 32;
 pub const RUN_CONTEXT_THREAD_COUNT_OFFSET: usize = 40;
 pub const RUN_CONTEXT_STRINGS_OFFSET: usize = 48;
-pub const RUN_CONTEXT_SIZE: usize = 56;
+pub const RUN_CONTEXT_WORKERS_OFFSET: usize = 56;
+pub const RUN_CONTEXT_SIZE: usize = 64;
 
 pub const KERNEL_TABLE_VERSION_OFFSET: usize = 0;
 pub const KERNEL_TABLE_SGEMM_OFFSET: usize = 8;
@@ -414,6 +421,7 @@ const _: () = {
     assert!(offset_of!(RunContext, kernels) == RUN_CONTEXT_KERNELS_OFFSET);
     assert!(offset_of!(RunContext, thread_count) == RUN_CONTEXT_THREAD_COUNT_OFFSET);
     assert!(offset_of!(RunContext, strings) == RUN_CONTEXT_STRINGS_OFFSET);
+    assert!(offset_of!(RunContext, workers) == RUN_CONTEXT_WORKERS_OFFSET);
     assert!(std::mem::size_of::<RunContext>() == RUN_CONTEXT_SIZE);
     assert!(offset_of!(KernelTable, version) == KERNEL_TABLE_VERSION_OFFSET);
     assert!(offset_of!(KernelTable, sgemm) == KERNEL_TABLE_SGEMM_OFFSET);

@@ -73,6 +73,7 @@ pub mod kernels;
 mod sys;
 mod tensor;
 mod threads;
+mod workers;
 
 use std::ops::Range;
 use std::path::Path;
@@ -88,6 +89,7 @@ pub use threads::default_thread_count;
 use abi::{KERNEL_ABI_VERSION, KernelTable};
 use kernels::strings::StringHeap;
 use sys::{AlignedBuf, ExecCode, PtrScratch};
+use workers::Workers;
 
 /// Where the artifact's bytes live while the model is loaded.
 enum Storage {
@@ -104,16 +106,19 @@ impl Storage {
     }
 }
 
-/// One run's private memory: the arena and the pointer arrays of the context.
+/// One run's private memory and threads: the arena, the pointer arrays of the context,
+/// and the intra-op workers with their scratch.
 struct RunState {
     arena: AlignedBuf,
     ptrs: PtrScratch,
+    workers: Workers,
 }
 
 impl RunState {
-    fn new(meta: &Metadata) -> Option<RunState> {
+    fn new(meta: &Metadata, threads: usize) -> Option<RunState> {
         let arena = AlignedBuf::zeroed(meta.arena_size as usize).ok()?;
-        Some(RunState { arena, ptrs: PtrScratch::with_capacity(meta.inputs.len() + meta.outputs.len()) })
+        let ptrs = PtrScratch::with_capacity(meta.inputs.len() + meta.outputs.len());
+        Some(RunState { arena, ptrs, workers: Workers::new(threads) })
     }
 }
 
@@ -185,7 +190,8 @@ impl Model {
         // is 64-byte aligned in the file.
         debug_assert_eq!(art.weights().as_ptr() as usize % abi::WEIGHTS_ALIGN, 0);
         let Artifact { format_version, neoc_version, metadata: meta, .. } = art;
-        let state = RunState::new(&meta).ok_or(LoadError::OutOfMemory { bytes: meta.arena_size })?;
+        let threads = default_thread_count();
+        let state = RunState::new(&meta, threads).ok_or(LoadError::OutOfMemory { bytes: meta.arena_size })?;
         let string_io = meta.inputs.iter().chain(&meta.outputs).any(|s| s.dtype.is_string());
         Ok(Model {
             storage,
@@ -195,7 +201,7 @@ impl Model {
             weights,
             code,
             kernels: kernels::for_host(),
-            threads: default_thread_count(),
+            threads,
             states: Mutex::new(vec![state]),
             string_io,
         })
@@ -227,9 +233,14 @@ impl Model {
         self.threads
     }
 
-    /// Sets the intra-op thread count (0 is taken as 1).
+    /// Sets the intra-op thread count (0 is taken as 1). The worker threads are made
+    /// here (and at load), never during a run.
     pub fn set_thread_count(&mut self, threads: usize) {
         self.threads = threads.max(1);
+        let states = self.states.get_mut().unwrap_or_else(|e| e.into_inner());
+        for state in states.iter_mut() {
+            state.workers = Workers::new(self.threads);
+        }
     }
 
     pub fn with_thread_count(mut self, threads: usize) -> Model {
@@ -335,6 +346,7 @@ impl Model {
                 thread_count: self.threads,
                 ptrs: &mut state.ptrs,
                 strings: (heap as *mut StringHeap<'_>).cast(),
+                workers: &state.workers,
             },
         );
         self.lock_states().push(state);
@@ -361,7 +373,7 @@ impl Model {
         if let Some(s) = self.lock_states().pop() {
             return Ok(s);
         }
-        RunState::new(&self.meta).ok_or(RunError::OutOfMemory { bytes: self.meta.arena_size })
+        RunState::new(&self.meta, self.threads).ok_or(RunError::OutOfMemory { bytes: self.meta.arena_size })
     }
 }
 

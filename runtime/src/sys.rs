@@ -211,6 +211,8 @@ pub struct Call<'c, 'i, 'o> {
     pub ptrs: &'c mut PtrScratch,
     /// The run's string heap (`RunContext::strings`), alive for the whole call.
     pub strings: *mut std::ffi::c_void,
+    /// The run state's workers, used by no other run meanwhile.
+    pub workers: &'c crate::workers::Workers,
 }
 
 /// Calls the compiled entry point and returns its status (0 = ok).
@@ -229,6 +231,7 @@ pub fn invoke(code: &ExecCode, call: Call<'_, '_, '_>) -> i32 {
         kernels: call.kernels,
         thread_count: call.thread_count.max(1),
         strings: call.strings,
+        workers: (call.workers as *const crate::workers::Workers).cast(),
     };
     // SAFETY: `entry` lies inside the executable mapping, which holds the artifact's code,
     // compiled for this ISA and calling convention (checked at load) to the contract in

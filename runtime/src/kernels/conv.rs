@@ -147,6 +147,7 @@ pub unsafe extern "C" fn conv(
         y,
         scratch: scratch.cast(),
         gemm_ctx: if outer == 1 && threads > 1 { ctx } else { std::ptr::null() },
+        ctx,
     };
     // SAFETY (each arm): the caller's promises about the buffers, checked above for null
     // and alignment; items write disjoint parts of y (and of scratch), see `Job`.
@@ -374,6 +375,8 @@ struct Job {
     /// The context the GEMMs split their work with when the items run one at a time on
     /// several threads; null (each GEMM on its item's thread) otherwise.
     gemm_ctx: *const RunContext,
+    /// `conv`'s own context: it lends each thread's GEMM its workspace.
+    ctx: *const RunContext,
 }
 
 // SAFETY: see the struct's comment; `conv`'s caller promises the buffers for the call.
@@ -422,7 +425,7 @@ impl Job {
             let c = self.y.add(at);
             let (lda, ldc) = (g.kdim as isize, g.out_len as isize);
             if self.gemm_ctx.is_null() {
-                sgemm_serial(g.cog, cols, g.kdim, 1.0, a, (lda, 1), b, (ldb as isize, 1), beta, c, (ldc, 1));
+                sgemm_serial(self.ctx, g.cog, cols, g.kdim, 1.0, a, (lda, 1), b, (ldb as isize, 1), beta, c, (ldc, 1));
             } else {
                 sgemm(self.gemm_ctx, g.cog, cols, g.kdim, 1.0, a, lda, 1, b, ldb as isize, 1, beta, c, ldc, 1);
             }

@@ -1,12 +1,15 @@
-//! Fast sgemm: `matrixmultiply`'s packed micro-kernels (it picks AVX-512, AVX2+FMA or
-//! NEON at run time), with the BLAS corner cases handled here and big problems split
-//! over the context's threads.
-//!
-//! `matrixmultiply` allocates its packing buffers on every call (about 1 MiB at most).
+//! Fast sgemm: the BLAS corner cases, big problems split over the context's threads,
+//! and each thread's block computed by [`super::blocked_gemm`] (x86-64) in its
+//! participant's workspace (`RunContext::workers`), so a model's run allocates nothing.
+//! A context without workers (kernels' unit tests) allocates the workspace per call.
+//! Other ISAs use `matrixmultiply`'s packed micro-kernels (NEON on aarch64), which
+//! allocate their packing buffers on every call.
 
 use crate::abi::RunContext;
 
-use super::{parallel, thread_count};
+use super::{SharedCtx, parallel, thread_count, workers};
+
+pub use super::blocked_gemm::WORKSPACE_FLOATS;
 
 /// Problems with at least this many multiply-adds (m·n·k) are split over threads.
 pub const PARALLEL_MIN_WORK: usize = 1 << 18;
@@ -48,26 +51,29 @@ pub unsafe extern "C" fn sgemm(
     if threads > 1 && work >= PARALLEL_MIN_WORK && alpha != 0.0 {
         let by_rows = m >= n;
         let units = (if by_rows { m } else { n }).div_ceil(SPLIT_GRAIN);
+        let shared = SharedCtx(ctx);
         let task = |begin: usize, end: usize| {
             // SAFETY: each range computes its own rows (or columns) of C, which do not
             // alias the other ranges' elements; A and B are only read.
-            unsafe { g.block(by_rows, begin * SPLIT_GRAIN, end * SPLIT_GRAIN).run() };
+            unsafe { g.block(by_rows, begin * SPLIT_GRAIN, end * SPLIT_GRAIN).run(shared.get()) };
             0
         };
         // SAFETY: `ctx` is valid (threads > 1 came from it); ranges write disjoint parts of C.
         unsafe { parallel(ctx, units, &task) };
     } else {
         // SAFETY: the caller's promises.
-        unsafe { g.run() };
+        unsafe { g.run(ctx) };
     }
 }
 
-/// `C = alpha·A·B + beta·C` on the calling thread, as [`sgemm`] describes.
+/// `C = alpha·A·B + beta·C` on the calling thread, as [`sgemm`] describes (`ctx` only
+/// lends its workspace).
 ///
 /// # Safety
 /// As [`sgemm`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn sgemm_serial(
+    ctx: *const RunContext,
     m: usize,
     n: usize,
     k: usize,
@@ -81,7 +87,7 @@ pub(crate) unsafe fn sgemm_serial(
     (rsc, csc): (isize, isize),
 ) {
     // SAFETY: the caller's promises.
-    unsafe { Gemm { m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc }.run() }
+    unsafe { Gemm { m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc }.run(ctx) }
 }
 
 /// One GEMM problem, as the ABI passes it.
@@ -134,12 +140,14 @@ impl Gemm {
         g
     }
 
-    /// Computes the problem on the calling thread.
+    /// Computes the problem on the calling thread, packing into the calling
+    /// participant's workspace from `ctx` (or into memory allocated here when it has
+    /// none).
     ///
     /// # Safety
     /// As [`sgemm`].
-    pub(super) unsafe fn run(&self) {
-        let Gemm { m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc } = *self;
+    pub(super) unsafe fn run(&self, ctx: *const RunContext) {
+        let Gemm { m, n, k, alpha, beta, c, rsc, csc, .. } = *self;
         if m == 0 || n == 0 {
             return;
         }
@@ -157,9 +165,26 @@ impl Gemm {
             }
             return;
         }
-        // SAFETY: the caller's promises, which are `matrixmultiply::sgemm`'s (strides in
-        // elements, C's elements not aliasing; it does not read C when beta == 0).
-        unsafe { matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+        // SAFETY: the caller's promises, which are the blocked GEMM's (or
+        // `matrixmultiply::sgemm`'s: strides in elements, C's elements not aliasing; it
+        // does not read C when beta == 0).
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            use super::blocked_gemm::{gemm, workspace_floats};
+            let need = workspace_floats(m, n, k);
+            // SAFETY: `ctx` is null or valid; this thread is a participant of its pool.
+            // The workspace is 64-byte aligned bytes; any bits are a valid f32.
+            match workers(ctx).and_then(|w| w.workspace()).map(|ws| ws.align_to_mut::<f32>()) {
+                Some(([], ws, _)) if ws.len() >= need => gemm(self, ws),
+                _ => gemm(self, &mut vec![0f32; need]),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let Gemm { a, rsa, csa, b, rsb, csb, .. } = *self;
+            let _ = workers;
+            unsafe { matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+        }
     }
 }
 
@@ -223,7 +248,13 @@ mod tests {
         }
         let mut want = Stored { buf: c.buf.clone(), origin: c.origin, rs: c.rs, cs: c.cs };
         let before = Stored { buf: c.buf.clone(), origin: c.origin, rs: c.rs, cs: c.cs };
-        let context = ctx(threads);
+        // Half the problems run with the persistent workers and their workspaces, half
+        // with threads spawned per call and workspaces allocated per call.
+        let workers = rng.coin().then(|| crate::workers::Workers::new(threads));
+        let mut context = ctx(threads);
+        if let Some(w) = &workers {
+            context.workers = (w as *const crate::workers::Workers).cast();
+        }
         // SAFETY: every Stored describes a valid matrix of the given size in its buffer.
         unsafe {
             generic::sgemm(&context, m, n, k, alpha, a.ptr(), a.rs, a.cs, b.ptr(), b.rs, b.cs, beta, want.mut_ptr(), want.rs, want.cs);
@@ -273,6 +304,20 @@ mod tests {
             for threads in 1..=4 {
                 let beta = rng.pick(&[0.0, 0.5]);
                 check(&mut rng, m, n, k, 1.0, beta, threads, false);
+            }
+        }
+    }
+
+    #[test]
+    fn crosses_every_block_boundary() {
+        use super::super::blocked_gemm::{KC, MC, NC};
+        let mut rng = Rng::new(5);
+        // Past one A block (MC rows), one slice (KC), one B panel (NC columns), with
+        // ragged remainders, and a later slice accumulating onto the first.
+        for &(m, n, k) in &[(MC + 7, NC + 9, KC + 5), (5, 2 * NC + 1, 2 * KC + 3), (2 * MC + 1, 17, KC)] {
+            for threads in [1, 2] {
+                let beta = rng.pick(&[0.0, 0.75]);
+                check(&mut rng, m, n, k, 1.25, beta, threads, false);
             }
         }
     }

@@ -7,7 +7,7 @@ use crate::abi::{Activation, GemmParams, RunContext};
 
 use super::epilogue::{Act, activation};
 use super::gemm::{Gemm, PARALLEL_MIN_WORK, SPLIT_GRAIN};
-use super::{ERR_BAD_GEMM_PARAMS, parallel, thread_count};
+use super::{ERR_BAD_GEMM_PARAMS, SharedCtx, parallel, thread_count};
 
 /// An addend of the epilogue: element (r, c) at `p[r·rs + c·cs]`.
 #[derive(Clone, Copy)]
@@ -67,12 +67,13 @@ pub unsafe extern "C" fn sgemm_epilogue(
     let threads = unsafe { thread_count(ctx) };
     let units = m.div_ceil(SPLIT_GRAIN);
     if threads > 1 && units > 1 && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_WORK {
+        let shared = SharedCtx(ctx);
         let task = |begin: usize, end: usize| {
             let (r0, r1) = ((begin * SPLIT_GRAIN).min(m), (end * SPLIT_GRAIN).min(m));
             // SAFETY: each range computes and finishes its own rows of C, disjoint from
             // the other ranges' rows; A, B, bias and residual are only read.
             unsafe {
-                g.block(true, r0, r1).run();
+                g.block(true, r0, r1).run(shared.get());
                 finish(&g, r0, r1, bias, residual, act);
             }
             0
@@ -82,7 +83,7 @@ pub unsafe extern "C" fn sgemm_epilogue(
     } else {
         // SAFETY: the caller's promises.
         unsafe {
-            g.run();
+            g.run(ctx);
             finish(&g, 0, m, bias, residual, act);
         }
     }

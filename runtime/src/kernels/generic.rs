@@ -61,9 +61,10 @@ struct SendPtr(*mut c_void);
 unsafe impl Send for SendPtr {}
 
 /// See [`crate::abi::ParallelForFn`]. Splits `0..n` into one contiguous range per
-/// thread. Threads are scoped and started per call (tens of microseconds each); a
-/// persistent pool comes with the fast kernels. If a thread cannot be started its range
-/// runs on the calling thread.
+/// thread. A model's runs hand the ranges to the run's persistent workers
+/// ([`crate::workers::Workers`], through `ctx.workers`); a context without workers (as
+/// kernels' unit tests make) gets scoped threads started for the call, and a range whose
+/// thread cannot be started runs on the calling thread.
 ///
 /// # Safety
 /// `ctx` is null or a valid context; `task` may be called with `task_ctx` on any range
@@ -71,6 +72,11 @@ unsafe impl Send for SendPtr {}
 pub unsafe extern "C" fn parallel_for(ctx: *const RunContext, n: usize, task: TaskFn, task_ctx: *mut c_void) -> i32 {
     // SAFETY: ctx is null or valid, per the contract.
     let threads = if ctx.is_null() { 1 } else { unsafe { (*ctx).thread_count } };
+    // SAFETY: ctx is valid when not null; its `workers` is null or the run's pool.
+    if let Some(workers) = unsafe { super::workers(ctx) } {
+        // SAFETY: the task contract; this thread runs the entry point.
+        return unsafe { workers.dispatch(n, threads.max(1), task, task_ctx) };
+    }
     let threads = threads.clamp(1, n.max(1));
     // SAFETY (calls of `task`): the contract above.
     if threads == 1 {
@@ -214,6 +220,7 @@ mod tests {
                     kernels: std::ptr::null(),
                     thread_count: threads,
                     strings: std::ptr::null_mut(),
+                    workers: std::ptr::null(),
                 };
                 let status = unsafe { parallel_for(&ctx, n, count_task, &hits as *const _ as *mut c_void) };
                 assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "threads {threads} n {n}");

@@ -5,6 +5,7 @@
 //! override entries after feature detection (AVX2 → AVX-512 → VNNI; NEON); [`for_host`]
 //! is where that choice is made.
 
+mod blocked_gemm;
 pub mod conv;
 mod epilogue;
 mod erf;
@@ -26,6 +27,7 @@ pub use pool::check_pool_params;
 use std::ffi::c_void;
 
 use crate::abi::{KERNEL_ABI_VERSION, KernelTable, RunContext};
+use crate::workers::Workers;
 
 /// The generic table.
 pub static GENERIC: KernelTable = KernelTable {
@@ -70,6 +72,31 @@ pub fn for_host() -> &'static KernelTable {
 unsafe fn thread_count(ctx: *const RunContext) -> usize {
     // SAFETY: the caller's promise.
     if ctx.is_null() { 1 } else { unsafe { (*ctx).thread_count.max(1) } }
+}
+
+/// A context pointer that tasks of one `parallel` call may share: they only read the
+/// context (and use their own participant's workspace through it).
+#[derive(Clone, Copy)]
+struct SharedCtx(*const RunContext);
+
+// SAFETY: the context is read-only for the whole run, and `Workers` is `Sync`.
+unsafe impl Sync for SharedCtx {}
+
+impl SharedCtx {
+    /// The pointer (a method, so closures capture the whole `SharedCtx`).
+    fn get(self) -> *const RunContext {
+        self.0
+    }
+}
+
+/// The run's worker pool, when the context has one.
+///
+/// # Safety
+/// `ctx` is null or points to a valid [`RunContext`] whose `workers` is null or a live
+/// [`Workers`] that outlives the returned reference's use.
+unsafe fn workers<'a>(ctx: *const RunContext) -> Option<&'a Workers> {
+    // SAFETY: the caller's promise.
+    unsafe { ctx.as_ref().and_then(|c| c.workers.cast::<Workers>().as_ref()) }
 }
 
 /// Runs `task(begin, end)` over `0..n` with [`generic::parallel_for`] on `ctx`'s threads;

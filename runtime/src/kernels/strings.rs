@@ -464,6 +464,7 @@ pub fn context_with(heap: &mut StringHeap<'_>) -> RunContext {
         kernels: std::ptr::null(),
         thread_count: 1,
         strings: (heap as *mut StringHeap<'_>).cast::<c_void>(),
+        workers: std::ptr::null(),
     }
 }
 

@@ -51,6 +51,7 @@ pub fn ctx(threads: usize) -> RunContext {
         kernels: std::ptr::null(),
         thread_count: threads,
         strings: std::ptr::null_mut(),
+        workers: std::ptr::null(),
     }
 }
 

@@ -1,0 +1,299 @@
+//! The intra-op worker threads of one run state, and each participant's scratch memory.
+//!
+//! A model runs on the calling thread; kernels that split their work call
+//! [`crate::abi::KernelTable::parallel_for`], which hands ranges to these workers. The
+//! threads are made once, when the run state is made (at load, or when the thread count
+//! changes), and live until it is dropped: a `parallel_for` costs a wake-up, not a
+//! thread spawn, and allocates nothing.
+//!
+//! Protocol: the dispatcher writes the job and bumps the generation under the lock, wakes
+//! the workers, runs range 0 itself and waits until every other participant has
+//! finished. Workers spin briefly on the generation before parking on the condition
+//! variable, so back-to-back kernels do not pay a futex wake each. Each participant
+//! (0 = the dispatching thread, 1.. = the workers) owns one [`Workspace`].
+
+use std::cell::{Cell, UnsafeCell};
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use crate::abi::TaskFn;
+use crate::sys::AlignedBuf;
+
+/// Bytes of each participant's workspace: what the GEMM packs its operands into.
+pub const WORKSPACE_BYTES: usize = crate::kernels::gemm::WORKSPACE_FLOATS * 4;
+
+/// Spins on the generation (or on the pending count) before parking: about 0.1 ms.
+const SPINS: u32 = 1 << 12;
+
+thread_local! {
+    /// This thread's participant index in the pool it works for (0 on every thread that
+    /// is not a worker, which is where a dispatch starts).
+    static PARTICIPANT: Cell<usize> = const { Cell::new(0) };
+    /// Whether this thread is running a task of a dispatch now: a nested `parallel_for`
+    /// then runs inline instead of waiting on workers that are busy with its parent.
+    static IN_TASK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// One dispatch: `task(data, begin, end)` over `0..n` in `parts` contiguous ranges.
+#[derive(Clone, Copy)]
+struct Job {
+    task: TaskFn,
+    data: *mut c_void,
+    n: usize,
+    parts: usize,
+}
+
+impl Job {
+    fn range(&self, part: usize) -> (usize, usize) {
+        (self.n * part / self.parts, self.n * (part + 1) / self.parts)
+    }
+
+    /// Runs range `part` on this thread, marked as inside a task.
+    ///
+    /// # Safety
+    /// The task contract of [`crate::abi::ParallelForFn`]: `task` may run on any range
+    /// from any thread, concurrently on disjoint ranges, while the dispatch lasts.
+    unsafe fn run(&self, part: usize) -> i32 {
+        let (begin, end) = self.range(part);
+        if begin == end {
+            return 0;
+        }
+        let outer = IN_TASK.replace(true);
+        // SAFETY: the caller's promise.
+        let status = unsafe { (self.task)(self.data, begin, end) };
+        IN_TASK.set(outer);
+        status
+    }
+}
+
+// SAFETY: a job is only read while its dispatch lasts, during which the task contract
+// allows calling `task` with `data` from any thread.
+unsafe impl Send for Job {}
+
+struct Shared {
+    slot: Mutex<(u64, Option<Job>)>,
+    wake: Condvar,
+    done: Condvar,
+    /// The generation of the latest job (mirrors `slot.0`, for spinning without the lock).
+    generation: AtomicU64,
+    /// Workers of the current job that have not finished.
+    pending: AtomicUsize,
+    /// The first non-zero status a worker's range returned.
+    status: AtomicI32,
+    shutdown: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, (u64, Option<Job>)> {
+        // Nothing panics while holding the lock; a poisoned lock still holds a valid slot.
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A participant's scratch memory, 64-byte aligned.
+pub struct Workspace(UnsafeCell<AlignedBuf>);
+
+/// The worker threads and workspaces of one run state.
+pub struct Workers {
+    shared: Arc<Shared>,
+    handles: Vec<JoinHandle<()>>,
+    /// One per participant; fewer when memory ran out (participants without one then
+    /// allocate their own scratch).
+    workspaces: Vec<Workspace>,
+}
+
+// SAFETY: the workspaces are the only state not behind a lock or atomic; participant `i`
+// alone uses workspace `i`, from its own thread (see `workspace`).
+unsafe impl Sync for Workers {}
+
+impl Workers {
+    /// `threads - 1` workers (the dispatching thread is the first participant) and one
+    /// workspace per participant. A thread that cannot be spawned is left out.
+    pub fn new(threads: usize) -> Workers {
+        let shared = Arc::new(Shared {
+            slot: Mutex::new((0, None)),
+            wake: Condvar::new(),
+            done: Condvar::new(),
+            generation: AtomicU64::new(0),
+            pending: AtomicUsize::new(0),
+            status: AtomicI32::new(0),
+            shutdown: AtomicBool::new(false),
+        });
+        let handles: Vec<JoinHandle<()>> = (1..threads.max(1))
+            .map_while(|index| {
+                let shared = Arc::clone(&shared);
+                std::thread::Builder::new().name(format!("neoc-worker-{index}")).spawn(move || work(&shared, index)).ok()
+            })
+            .collect();
+        let workspaces = (0..=handles.len())
+            .map_while(|_| AlignedBuf::zeroed(WORKSPACE_BYTES).ok().map(|b| Workspace(UnsafeCell::new(b))))
+            .collect();
+        Workers { shared, handles, workspaces }
+    }
+
+    /// Participants a dispatch can use: the workers and the dispatching thread.
+    pub fn participants(&self) -> usize {
+        self.handles.len() + 1
+    }
+
+    /// Runs `task` over `0..n` in at most `parts` ranges, range 0 on this thread; returns
+    /// 0 or the first non-zero status a range returned. Inside a task (a nested call), or
+    /// with one part, everything runs here.
+    ///
+    /// # Safety
+    /// The task contract of [`crate::abi::ParallelForFn`]; `data` stays valid until this
+    /// returns. Called from one thread at a time (the one running the entry point).
+    pub unsafe fn dispatch(&self, n: usize, parts: usize, task: TaskFn, data: *mut c_void) -> i32 {
+        let parts = parts.min(self.participants()).min(n.max(1));
+        let job = Job { task, data, n, parts };
+        if parts <= 1 || IN_TASK.get() {
+            // SAFETY: the caller's promise; one range covers 0..n.
+            return if n == 0 { 0 } else { unsafe { Job { parts: 1, ..job }.run(0) } };
+        }
+        let shared = &*self.shared;
+        shared.status.store(0, Ordering::Relaxed);
+        shared.pending.store(parts - 1, Ordering::Relaxed);
+        {
+            let mut slot = shared.lock();
+            slot.0 += 1;
+            slot.1 = Some(job);
+            shared.generation.store(slot.0, Ordering::Release);
+        }
+        shared.wake.notify_all();
+        // SAFETY: the caller's promise.
+        let mine = unsafe { job.run(0) };
+        let mut spins = 0;
+        while shared.pending.load(Ordering::Acquire) != 0 && spins < SPINS {
+            std::hint::spin_loop();
+            spins += 1;
+        }
+        if shared.pending.load(Ordering::Acquire) != 0 {
+            let mut slot = shared.lock();
+            while shared.pending.load(Ordering::Acquire) != 0 {
+                slot = shared.done.wait(slot).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        if mine != 0 { mine } else { shared.status.load(Ordering::Relaxed) }
+    }
+
+    /// The calling participant's workspace, if it has one.
+    ///
+    /// # Safety
+    /// Called from a participant of a dispatch of `self` (or from the thread running the
+    /// entry point, between dispatches), and the returned memory is not used after that
+    /// dispatch (or kernel call) ends: participant `i` alone uses workspace `i`.
+    #[allow(clippy::mut_from_ref)] // Interior mutability: each workspace is an UnsafeCell.
+    pub unsafe fn workspace(&self) -> Option<&mut [u8]> {
+        let ws = self.workspaces.get(PARTICIPANT.get())?;
+        // SAFETY: only this participant's thread reaches workspace `PARTICIPANT` (workers
+        // have their own index; every other thread is participant 0, and only the one
+        // running the entry point uses this pool), and not re-entrantly: a kernel takes
+        // its workspace once per call.
+        Some(unsafe { (*ws.0.get()).as_mut_slice() })
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+        drop(self.shared.lock());
+        self.shared.wake.notify_all();
+        for h in self.handles.drain(..) {
+            // A worker's tasks cannot unwind (they are `extern "C"`), so it cannot panic.
+            let _ = h.join();
+        }
+    }
+}
+
+/// A worker's loop: wait for a new job, run its range if it takes part, report.
+fn work(shared: &Shared, index: usize) {
+    PARTICIPANT.set(index);
+    let mut seen = 0u64;
+    loop {
+        let mut spins = 0;
+        while shared.generation.load(Ordering::Acquire) == seen && !shared.shutdown.load(Ordering::Acquire) && spins < SPINS {
+            std::hint::spin_loop();
+            spins += 1;
+        }
+        let job = {
+            let mut slot = shared.lock();
+            while slot.0 == seen && !shared.shutdown.load(Ordering::Acquire) {
+                slot = shared.wake.wait(slot).unwrap_or_else(|e| e.into_inner());
+            }
+            if shared.shutdown.load(Ordering::Acquire) {
+                return;
+            }
+            seen = slot.0;
+            slot.1
+        };
+        let Some(job) = job else { continue };
+        if index >= job.parts {
+            continue;
+        }
+        // SAFETY: the dispatcher's caller promised the task contract, and it waits for
+        // this range (through `pending`) before the job's data goes away.
+        let status = unsafe { job.run(index) };
+        if status != 0 {
+            let _ = shared.status.compare_exchange(0, status, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        if shared.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Under the lock, so the dispatcher cannot miss it between its check and wait.
+            drop(shared.lock());
+            shared.done.notify_all();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    unsafe extern "C" fn count(p: *mut c_void, begin: usize, end: usize) -> i32 {
+        // SAFETY: `p` is the test's slice of counters, alive for the dispatch.
+        let hits = unsafe { &*(p as *const Vec<AtomicUsize>) };
+        for h in &hits[begin..end] {
+            h.fetch_add(1, Ordering::Relaxed);
+        }
+        if begin <= 5 && 5 < end { 9 } else { 0 }
+    }
+
+    #[test]
+    fn every_index_runs_once_and_errors_come_back() {
+        for threads in [1, 2, 3, 8] {
+            let workers = Workers::new(threads);
+            for round in 0..50 {
+                for n in [0, 1, 5, 6, 100] {
+                    let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+                    let parts = 1 + round % threads;
+                    // SAFETY: `count` touches only its own range of `hits`, alive meanwhile.
+                    let status = unsafe { workers.dispatch(n, parts, count, &hits as *const _ as *mut c_void) };
+                    assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "threads {threads} n {n}");
+                    assert_eq!(status, if n > 5 { 9 } else { 0 });
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn each_participant_has_its_own_workspace() {
+        unsafe extern "C" fn mark(p: *mut c_void, begin: usize, _end: usize) -> i32 {
+            // SAFETY: `p` is the pool, alive for the dispatch; each participant's
+            // workspace is its own.
+            let workers = unsafe { &*(p as *const Workers) };
+            let Some(ws) = (unsafe { workers.workspace() }) else { return 1 };
+            ws[0] = ws[0].wrapping_add(1);
+            ws[1] = begin as u8;
+            0
+        }
+        let workers = Workers::new(4);
+        assert_eq!(workers.participants(), 4);
+        for _ in 0..10 {
+            // SAFETY: `mark` reads the pool, which outlives the dispatch.
+            assert_eq!(unsafe { workers.dispatch(4, 4, mark, &workers as *const _ as *mut c_void) }, 0);
+        }
+        let firsts: Vec<(u8, u8)> = workers.workspaces.iter().map(|w| unsafe { ((*w.0.get()).as_slice()[0], (*w.0.get()).as_slice()[1]) }).collect();
+        assert_eq!(firsts, vec![(10, 0), (10, 1), (10, 2), (10, 3)]);
+    }
+}
