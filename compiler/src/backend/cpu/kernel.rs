@@ -188,6 +188,49 @@ impl Conversion {
     }
 }
 
+/// Short names for the expressions the lowerings build most, imported by name
+/// (`use crate::backend::cpu::kernel::build::{bin, int, load}`).
+pub mod build {
+    use super::{Access, BinOp, Expr, Lit, Mem};
+    use crate::tensor::DType;
+
+    /// An i64 literal (indices, offsets, counts).
+    pub fn int(v: i64) -> Expr {
+        Expr::Lit(Lit::Int(v, DType::I64))
+    }
+    /// An f64 literal.
+    pub fn float(v: f64) -> Expr {
+        Expr::Lit(Lit::F64(v))
+    }
+    pub fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
+        Expr::bin(op, a, b)
+    }
+    pub fn add(a: Expr, b: Expr) -> Expr {
+        Expr::bin(BinOp::Add, a, b)
+    }
+    pub fn sub(a: Expr, b: Expr) -> Expr {
+        Expr::bin(BinOp::Sub, a, b)
+    }
+    pub fn mul(a: Expr, b: Expr) -> Expr {
+        Expr::bin(BinOp::Mul, a, b)
+    }
+    pub fn div(a: Expr, b: Expr) -> Expr {
+        Expr::bin(BinOp::Div, a, b)
+    }
+    /// Logical and of two bools.
+    pub fn and(a: Expr, b: Expr) -> Expr {
+        Expr::bin(BinOp::And, a, b)
+    }
+    /// Logical or of two bools.
+    pub fn or(a: Expr, b: Expr) -> Expr {
+        Expr::bin(BinOp::Or, a, b)
+    }
+    /// The element of `mem` at `offset + Σ index·stride`.
+    pub fn load(mem: Mem, dtype: DType, offset: i64, strides: Vec<i64>) -> Expr {
+        Expr::Load(Access { mem, dtype, offset, strides })
+    }
+}
+
 /// Error code a step returns when an index read from a tensor is out of range.
 pub const ERR_INDEX: i32 = 1001;
 

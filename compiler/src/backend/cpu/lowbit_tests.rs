@@ -3,8 +3,7 @@
 //! on special values (NaN, ±inf, ±0, saturation edges, ties, subnormals), packed tensors
 //! with odd element counts, negative 4- and 2-bit integers, strided packed loops and BitCast.
 
-use crate::driver::compile_and_run;
-use crate::ir::parse::parse_graph;
+use crate::backend::cpu::lower::test_util::run_both;
 use crate::tensor::{ArrayD, DType, IxDyn, Tensor, bf16, f16};
 
 const LOW: [DType; 10] = [
@@ -21,12 +20,10 @@ const LOW: [DType; 10] = [
 ];
 
 /// Same values as the reference: low types code for code, others bit for bit (NaN matching
-/// any NaN: payloads of f16/bf16 NaNs are not specified).
+/// any NaN: payloads of f16/bf16 NaNs are not specified). Not a shared `Tolerance`: low
+/// types are compared code for code, and the failure names the element and the inputs.
 pub(crate) fn same_as_reference(text: &str, inputs: &[Tensor]) {
-    let g = parse_graph(text).unwrap_or_else(|e| panic!("parses: {e:#}\n{text}"));
-    let want = crate::eval::run(&g, inputs).expect("reference");
-    let got = compile_and_run(&g, inputs, &Default::default()).unwrap_or_else(|e| panic!("compiles and runs: {e:#}\n{text}"));
-    assert_eq!(got.len(), want.len());
+    let (got, want) = run_both(text, inputs);
     for (g, w) in got.iter().zip(&want) {
         assert_eq!((g.dtype(), g.shape()), (w.dtype(), w.shape()), "{text}");
         if let (Tensor::Low(_, a), Tensor::Low(_, b)) = (g, w) {
@@ -186,7 +183,7 @@ fn bitcast_reinterprets_the_bytes() {
     let f = Tensor::from_vec(&[3], vec![1.5f32, -0.0, f32::NAN]).unwrap();
     same_as_reference("graph(%x: f32[3]) {\n  %y = BitCast{to=6}(%x) : i32[3]\n  return %y\n}", &[f]);
     let u = Tensor::from_vec(&[4], vec![0u8, 1, 2, 255]).unwrap();
-    same_as_reference("graph(%x: u8[4]) {\n  %y = BitCast{to=9}(%x) : bool[4]\n  %z = Not(%y) : bool[4]\n  return %y, %z\n}", &[u.clone()]);
+    same_as_reference("graph(%x: u8[4]) {\n  %y = BitCast{to=9}(%x) : bool[4]\n  %z = Not(%y) : bool[4]\n  return %y, %z\n}", std::slice::from_ref(&u));
     same_as_reference("graph(%x: u8[4]) {\n  %y = BitCast{to=17}(%x) : f8e4m3fn[4]\n  %z = Cast{to=1}(%y) : f32[4]\n  return %z\n}", &[u]);
     let i4 = Tensor::Low(DType::I4, ArrayD::from_shape_vec(IxDyn(&[5]), vec![0x8, 0xF, 0x7, 0x1, 0x9]).unwrap());
     same_as_reference("graph(%x: i4[5]) {\n  %y = BitCast{to=21}(%x) : u4[5]\n  %z = Cast{to=2}(%y) : u8[5]\n  return %y, %z\n}", &[i4]);

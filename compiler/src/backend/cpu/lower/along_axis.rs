@@ -13,25 +13,10 @@
 use anyhow::{Result, bail};
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::{add, and, int, mul};
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Step, dense_strides};
 use crate::ir::{NodeId, ValueId};
 use crate::tensor::DType;
-
-fn int(v: i64) -> Expr {
-    Expr::Lit(Lit::Int(v, DType::I64))
-}
-
-fn add(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::Add, a, b)
-}
-
-fn mul(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::Mul, a, b)
-}
-
-fn and(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::And, a, b)
-}
 
 /// Flat index `Σ index[d] · strides[d]`, with `index[d]` the loop index unless replaced.
 fn flat(strides: &[i64], replace: Option<(usize, Expr)>) -> Expr {
@@ -169,19 +154,18 @@ pub fn tensor_scatter(lw: &mut Lw, id: NodeId, circular: bool, axis: i64) -> Res
 
 #[cfg(test)]
 mod tests {
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::ir::parse::parse_graph;
     use crate::tensor::Tensor;
 
+    /// Both results, errors included: the error cases must fail on both sides.
     fn run_both(text: &str, inputs: &[Tensor]) -> (anyhow::Result<Vec<Tensor>>, anyhow::Result<Vec<Tensor>>) {
         let g = parse_graph(text).expect("parses");
         (crate::eval::run(&g, inputs), crate::driver::compile_and_run(&g, inputs, &Default::default()))
     }
 
     /// Pure data movement: the compiled output must equal the reference exactly.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let (want, got) = run_both(text, inputs);
-        assert_eq!(got.expect("compiles and runs"), want.expect("reference"), "{text}");
-    }
+    const TOL: Tolerance = Tolerance::Exact;
 
     fn iota(shape: &[usize]) -> Tensor {
         let n: usize = shape.iter().product();
@@ -192,7 +176,7 @@ mod tests {
     fn compress_matches_the_reference() {
         for (attrs, out) in [("{axis=0}", "[2,3]"), ("{axis=1}", "[3,2]"), ("{axis=-1}", "[3,2]"), ("", "[2]")] {
             let text = format!("graph(%x: f32[3,3]) {{\n  %c = const bool[3]{{true,false,true}}\n  %y = Compress{attrs}(%x, %c) : f32{out}\n  return %y\n}}");
-            same_as_reference(&text, &[iota(&[3, 3])]);
+            same_as_reference(&text, &[iota(&[3, 3])], TOL);
         }
     }
 
@@ -200,7 +184,7 @@ mod tests {
     fn reverse_sequence_matches_the_reference() {
         for (b, t) in [(1, 0), (0, 1)] {
             let text = format!("graph(%x: f32[4,4], %l: i64[4]) {{\n  %y = ReverseSequence{{batch_axis={b}, time_axis={t}}}(%x, %l) : f32[4,4]\n  return %y\n}}");
-            same_as_reference(&text, &[iota(&[4, 4]), Tensor::from_vec(&[4], vec![4i64, 3, 0, 1]).unwrap()]);
+            same_as_reference(&text, &[iota(&[4, 4]), Tensor::from_vec(&[4], vec![4i64, 3, 0, 1]).unwrap()], TOL);
             let (want, got) = run_both(&text, &[iota(&[4, 4]), Tensor::from_vec(&[4], vec![5i64, 3, 0, 1]).unwrap()]);
             assert!(want.is_err() && got.is_err(), "a length beyond the time axis is an error");
         }
@@ -212,7 +196,7 @@ mod tests {
             let text = format!(
                 "graph(%p: f32[2,5,3], %u: f32[2,2,3], %w: i64[2]) {{\n  %y = TensorScatter{{mode=\"{mode}\", axis=1}}(%p, %u, %w) : f32[2,5,3]\n  return %y\n}}"
             );
-            same_as_reference(&text, &[iota(&[2, 5, 3]), iota(&[2, 2, 3]), Tensor::from_vec(&[2], vec![1i64, 3]).unwrap()]);
+            same_as_reference(&text, &[iota(&[2, 5, 3]), iota(&[2, 2, 3]), Tensor::from_vec(&[2], vec![1i64, 3]).unwrap()], TOL);
             let late = Tensor::from_vec(&[2], vec![0i64, 4]).unwrap();
             let (want, got) = run_both(&text, &[iota(&[2, 5, 3]), iota(&[2, 2, 3]), late]);
             assert_eq!(want.is_err(), got.is_err(), "{mode}: a write past the end");
@@ -221,6 +205,6 @@ mod tests {
             }
         }
         let text = "graph(%p: f32[1,4,2], %u: f32[1,1,2]) {\n  %y = TensorScatter{axis=-2}(%p, %u) : f32[1,4,2]\n  return %y\n}";
-        same_as_reference(text, &[iota(&[1, 4, 2]), iota(&[1, 1, 2])]);
+        same_as_reference(text, &[iota(&[1, 4, 2]), iota(&[1, 1, 2])], TOL);
     }
 }

@@ -22,6 +22,7 @@ use anyhow::{Result, bail};
 use neoc_runtime::abi::MathOp;
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::{bin, int};
 use crate::backend::cpu::kernel::{Access, BinOp, Call, Expr, Lit, Loop, Matrix, Mem, Reduce, Step, broadcast_strides, dense_strides};
 use crate::ir::ops::attention::{Attention, Sdpa};
 use crate::ir::{NodeId, ValueType};
@@ -48,10 +49,6 @@ fn round(x: Expr, d: DType) -> Expr {
         DType::F16 | DType::BF16 => Expr::cast(DType::F32, Expr::cast(d, Expr::cast(DType::F32, x))),
         d => Expr::cast(d, x),
     }
-}
-
-fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
-    Expr::bin(op, a, b)
 }
 
 /// `allowed ? 0 : -inf` in compute type `c`.
@@ -404,10 +401,9 @@ fn bias(lw: &mut Lw, a: &Sdpa, mask: Option<crate::ir::ValueId>, nonpad: Option<
         }
         None => None,
     };
-    let i64l = |v: i64| Expr::Lit(Lit::Int(v, DType::I64));
     let pos = match &np {
-        Some(n) => bin(BinOp::Add, Expr::Index(2), bin(BinOp::Sub, n.clone(), i64l(sq as i64))),
-        None => bin(BinOp::Add, Expr::Index(2), i64l(past as i64)),
+        Some(n) => bin(BinOp::Add, Expr::Index(2), bin(BinOp::Sub, n.clone(), int(sq as i64))),
+        None => bin(BinOp::Add, Expr::Index(2), int(past as i64)),
     };
     let j = Expr::Index(3);
     if a.is_causal {
@@ -417,10 +413,10 @@ fn bias(lw: &mut Lw, a: &Sdpa, mask: Option<crate::ir::ValueId>, nonpad: Option<
     if l >= 0 || r >= 0 {
         let mut conds = Vec::new();
         if l >= 0 {
-            conds.push(bin(BinOp::Le, bin(BinOp::Sub, pos.clone(), j.clone()), i64l(l)));
+            conds.push(bin(BinOp::Le, bin(BinOp::Sub, pos.clone(), j.clone()), int(l)));
         }
         if r >= 0 {
-            conds.push(bin(BinOp::Le, bin(BinOp::Sub, j.clone(), pos.clone()), i64l(r)));
+            conds.push(bin(BinOp::Le, bin(BinOp::Sub, j.clone(), pos.clone()), int(r)));
         }
         let cond = conds.into_iter().reduce(|x, y| bin(BinOp::And, x, y)).expect("one side bounded");
         terms.push(gate(cond, c));
@@ -471,10 +467,9 @@ fn rotary(lw: &mut Lw, id: NodeId, interleaved: bool, dim: i64, num_heads: Optio
         match pos {
             None => Expr::Load(Access { mem, dtype: dt, offset: 0, strides: vec![(s * half) as i64, half as i64, 0, 1] }),
             Some((pm, pt)) => {
-                let i64l = |v: i64| Expr::Lit(Lit::Int(v, DType::I64));
-                let flat = bin(BinOp::Add, bin(BinOp::Mul, Expr::Index(0), i64l(s as i64)), Expr::Index(1));
+                let flat = bin(BinOp::Add, bin(BinOp::Mul, Expr::Index(0), int(s as i64)), Expr::Index(1));
                 let row = Expr::cast(DType::I64, Expr::LoadAt { mem: pm, dtype: pt, len: (b * s) as i64, index: Box::new(flat) });
-                let index = bin(BinOp::Add, bin(BinOp::Mul, row, i64l(half as i64)), Expr::Index(3));
+                let index = bin(BinOp::Add, bin(BinOp::Mul, row, int(half as i64)), Expr::Index(3));
                 Expr::LoadAt { mem, dtype: dt, len: (rows * half) as i64, index: Box::new(index) }
             }
         }

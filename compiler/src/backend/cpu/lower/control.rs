@@ -183,10 +183,10 @@ fn loop_(lw: &mut Lw, id: NodeId, body: &Graph, captures: usize) -> Result<()> {
     if trip > MAX_ITERATIONS {
         bail!("Loop over {trip} iterations is more than the cpu backend unrolls ({MAX_ITERATIONS})");
     }
-    if let Some(c) = lw.opt_input(id, 1) {
-        if !const_true(lw.g, c) {
-            bail!("Loop with a run-time initial condition is not supported by the cpu backend");
-        }
+    if let Some(c) = lw.opt_input(id, 1)
+        && !const_true(lw.g, c)
+    {
+        bail!("Loop with a run-time initial condition is not supported by the cpu backend");
     }
     let (_, cond_out) = body.outputs.first().ok_or_else(|| anyhow!("the Loop body has no outputs"))?;
     let passes_cond = body.inputs.get(1).is_some_and(|&n| *cond_out == ValueId { node: n, slot: 0 });
@@ -271,23 +271,13 @@ fn if_else(lw: &mut Lw, id: NodeId, then_branch: &Graph, else_branch: &Graph) ->
 
 #[cfg(test)]
 mod tests {
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::ir::parse::parse_graph;
     use crate::tensor::Tensor;
 
     /// The bodies here add, multiply and negate f32 values of order 1, in the same order
     /// as the reference (which computes in f64 and rounds each op to f32): 1e-6 relative.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).unwrap_or_else(|e| panic!("{e:#}\n{text}"));
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        assert_eq!(got.len(), want.len());
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            for (a, b) in g.to_f64_vec().unwrap().iter().zip(w.to_f64_vec().unwrap()) {
-                assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}\n{text}");
-            }
-        }
-    }
+    const TOL: Tolerance = Tolerance::Rel(1e-6);
 
     fn t(shape: &[usize], v: Vec<f32>) -> Tensor {
         Tensor::from_vec(shape, v).unwrap()
@@ -307,7 +297,7 @@ mod tests {
   return %s, %c, %ys, %zs
 }";
         let ins = [t(&[2], vec![0.5, -1.0]), t(&[], vec![0.0]), t(&[2, 3], vec![1.0, 2.0, 3.0, -4.0, 5.0, -6.5]), t(&[2], vec![2.0, -0.5])];
-        same_as_reference(text, &ins);
+        same_as_reference(text, &ins, TOL);
     }
 
     #[test]
@@ -321,7 +311,7 @@ mod tests {
   return %sa, %sb, %ys
 }";
         let ins = [t(&[2], vec![3.0, 4.0]), t(&[2], vec![0.25, 0.5]), t(&[4, 2], (0..8).map(|v| v as f32 * 0.5 - 1.0).collect())];
-        same_as_reference(text, &ins);
+        same_as_reference(text, &ins, TOL);
     }
 
     #[test]
@@ -338,12 +328,12 @@ mod tests {
   }}(%m, %t, %x, %y) : f32[2], f32[3,2]
   return %a, %ys
 }";
-        same_as_reference(text, &[t(&[2], vec![1.0, -2.0]), t(&[], vec![0.5])]);
+        same_as_reference(text, &[t(&[2], vec![1.0, -2.0]), t(&[], vec![0.5])], TOL);
         // A condition computed at run time can end the loop early: refused.
         let stops = text.replace("return %c, %n, %d", "%z = const f32[]{0.0}\n    %c2 = Less(%w, %z) : bool[]\n    return %c2, %n, %d");
         let g = parse_graph(&stops).expect("parses");
         let e = crate::driver::compile_and_run(&g, &[t(&[2], vec![1.0, -2.0]), t(&[], vec![0.5])], &Default::default());
-        assert!(format!("{:#}", e.err().expect("refused")).contains("can stop early"));
+        assert!(format!("{:#}", e.expect_err("refused")).contains("can stop early"));
     }
 
     #[test]
@@ -361,7 +351,7 @@ mod tests {
   return %y, %z
 }";
         for c in [true, false] {
-            same_as_reference(text, &[Tensor::from_vec(&[], vec![c]).unwrap(), t(&[3], vec![0.5, -1.0, 2.0])]);
+            same_as_reference(text, &[Tensor::from_vec(&[], vec![c]).unwrap(), t(&[3], vec![0.5, -1.0, 2.0])], TOL);
         }
     }
 
@@ -379,7 +369,7 @@ mod tests {
 }";
         let g = parse_graph(text).expect("parses");
         let e = crate::driver::compile_and_run(&g, &[Tensor::from_vec(&[], vec![false]).unwrap(), t(&[3], vec![1.0; 3]), Tensor::from_vec(&[2], vec![7i64, 0]).unwrap()], &Default::default());
-        let msg = format!("{:#}", e.err().expect("refused"));
+        let msg = format!("{:#}", e.expect_err("refused"));
         assert!(msg.contains("conditional execution"), "{msg}");
     }
 }

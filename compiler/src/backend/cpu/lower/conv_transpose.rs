@@ -26,6 +26,7 @@
 use anyhow::{Result, anyhow, bail};
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::{add, and, float, int, load};
 use crate::backend::cpu::kernel::{Access, BinOp, Call, Expr, Lit, Loop, Matrix, Reduce, Step, dense_strides};
 use crate::ir::ops::conv::Conv;
 use crate::ir::ops::conv::transpose_geometry;
@@ -36,20 +37,8 @@ use crate::tensor::DType;
 
 const F: DType = DType::F64;
 
-fn int(v: i64) -> Expr {
-    Expr::Lit(Lit::Int(v, DType::I64))
-}
-
-fn add(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::Add, a, b)
-}
-
 fn mul(a: Expr, b: i64) -> Expr {
     if b == 1 { a } else { Expr::bin(BinOp::Mul, a, int(b)) }
-}
-
-fn and(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::And, a, b)
 }
 
 /// Σ terms (0 when empty).
@@ -68,11 +57,6 @@ fn transposed_axis(o: Expr, k: Expr, pad: i64, dil: i64, stride: i64, n: i64) ->
     }
     let pos = if stride == 1 { num } else { Expr::bin(BinOp::Div, num, int(stride)) };
     (valid, pos)
-}
-
-/// A dense load of `mem` through explicit strides (one per loop dim).
-fn load(mem: crate::backend::cpu::kernel::Mem, dtype: DType, strides: Vec<i64>) -> Expr {
-    Expr::Load(Access { mem, dtype, offset: 0, strides })
 }
 
 pub fn conv_transpose(lw: &mut Lw, id: NodeId, c: &Conv) -> Result<()> {
@@ -132,8 +116,8 @@ pub fn conv_transpose(lw: &mut Lw, id: NodeId, c: &Conv) -> Result<()> {
     w_str.push(mg as i64 * kp);
     w_str.extend(&ks);
     let wm = lw.mem(wv)?;
-    let wl = load(wm, wt.dtype, w_str);
-    let value = Expr::select(valid, Expr::bin(BinOp::Mul, Expr::cast(F, xv), Expr::cast(F, wl)), Expr::Lit(Lit::F64(0.0)));
+    let wl = load(wm, wt.dtype, 0, w_str);
+    let value = Expr::select(valid, Expr::bin(BinOp::Mul, Expr::cast(F, xv), Expr::cast(F, wl)), float(0.0));
     let m = (mg * group) as i64;
     let finish = match lw.opt_input(id, 2) {
         Some(b) => {
@@ -141,7 +125,7 @@ pub fn conv_transpose(lw: &mut Lw, id: NodeId, c: &Conv) -> Result<()> {
             let bm = lw.mem(b)?;
             let mut b_str = vec![0, mg as i64, 1];
             b_str.resize(dims.len(), 0);
-            add(Expr::Acc, Expr::cast(F, load(bm, bt, b_str)))
+            add(Expr::Acc, Expr::cast(F, load(bm, bt, 0, b_str)))
         }
         None => Expr::Acc,
     };
@@ -226,14 +210,14 @@ fn conv_transpose_gemm(lw: &mut Lw, id: NodeId, w: &crate::ir::ops::conv::spatia
     let valid = valid.ok_or_else(|| anyhow!("ConvTranspose needs a spatial axis"))?;
     let len = (n * group) as i64 * rows * ip;
     let cv = Expr::LoadAt { mem: cols, dtype: DType::F32, len, index: Box::new(Expr::select(valid.clone(), sum(terms), int(0))) };
-    let value = Expr::select(valid, Expr::cast(F, cv), Expr::Lit(Lit::F64(0.0)));
+    let value = Expr::select(valid, Expr::cast(F, cv), float(0.0));
     let finish = match lw.opt_input(id, 2) {
         Some(b) => {
             let bt = lw.ty(b).dtype;
             let bm = lw.mem(b)?;
             let mut b_str = vec![0, mgi, 1];
             b_str.resize(dims.len(), 0);
-            add(Expr::Acc, Expr::cast(F, load(bm, bt, b_str)))
+            add(Expr::Acc, Expr::cast(F, load(bm, bt, 0, b_str)))
         }
         None => Expr::Acc,
     };
@@ -345,7 +329,7 @@ pub fn max_unpool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
     // 1. Every index must name a position of its own (n, c) plane inside its own window.
     let mut dims = vec![n, c];
     dims.extend(in_sp);
-    let idx = load(im, it.dtype, dense_strides(&dims));
+    let idx = load(im, it.dtype, 0, dense_strides(&dims));
     let local = Expr::bin(BinOp::Sub, idx, add(mul(Expr::Index(0), c as i64 * fp), mul(Expr::Index(1), fp)));
     let mut ok = and(Expr::bin(BinOp::Ge, local.clone(), int(0)), Expr::bin(BinOp::Lt, local.clone(), int(fp)));
     for a in 0..r {
@@ -404,33 +388,14 @@ pub fn max_unpool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use crate::backend::cpu::lower::test_util::{Tolerance, ramp, same_as_reference};
     use crate::ir::parse::parse_graph;
     use crate::tensor::Tensor;
-
-    /// Compiled against the reference evaluator, within `tol` relative (absolute below 1).
-    fn close_to_reference(text: &str, inputs: &[Tensor], tol: f64) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            for (a, b) in g.to_f64_vec().unwrap().iter().zip(w.to_f64_vec().unwrap()) {
-                assert!((a - b).abs() <= tol * b.abs().max(1.0), "{a} vs {b}\n{text}");
-            }
-        }
-    }
 
     /// Col2Im, MaxUnpool and the f64 direct ConvTranspose sum the same values as the
     /// reference in f64 (only the association may differ) and round once: 1e-6 is a wide
     /// margin.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        close_to_reference(text, inputs, 1e-6);
-    }
-
-    fn ramp(shape: &[usize], scale: f32) -> Tensor {
-        let n: usize = shape.iter().product();
-        Tensor::from_vec(shape, (0..n).map(|v| ((v * 37 % 23) as f32 - 11.0) * scale).collect()).unwrap()
-    }
+    const TOL: Tolerance = Tolerance::Rel(1e-6);
 
     #[test]
     fn conv_transpose_attributes() {
@@ -452,38 +417,38 @@ mod tests {
             // f32 goes through sgemm, which sums the ≤ 2 channels per group in f32: each
             // column entry (|Σ| ≤ 2·2.75·5.5 ≈ 30) is off by a few f32 ulps (≈ 4e-6), and up
             // to 18 taps add up: 1e-4 covers that, while one wrong tap is off by ≥ 0.1.
-            close_to_reference(&text, &[ramp(&xs, 0.25), ramp(&ws, 0.5), ramp(&[m], 1.0)], 1e-4);
+            same_as_reference(&text, &[ramp(&xs, 0.25, 0.0), ramp(&ws, 0.5, 0.0), ramp(&[m], 1.0, 0.0)], Tolerance::Rel(1e-4));
             // f64: the direct gather, in f64 like the reference.
             let text64 = text.replace("f32", "f64");
             let f64s = |t: Tensor| t.cast(crate::tensor::DType::F64).unwrap();
-            same_as_reference(&text64, &[f64s(ramp(&xs, 0.25)), f64s(ramp(&ws, 0.5)), f64s(ramp(&[m], 1.0))]);
+            same_as_reference(&text64, &[f64s(ramp(&xs, 0.25, 0.0)), f64s(ramp(&ws, 0.5, 0.0)), f64s(ramp(&[m], 1.0, 0.0))], TOL);
         }
     }
 
     #[test]
     fn col2im_float_and_int() {
         let text = "graph(%x: f32[1,6,12]) {\n  %i = const i64[2]{5,6}\n  %b = const i64[2]{2,3}\n  %y = Col2Im{dilations=[2,1], pads=[1,0,0,1], strides=[1,2]}(%x, %i, %b) : f32[1,1,5,6]\n  return %y\n}";
-        same_as_reference(text, &[ramp(&[1, 6, 12], 0.5)]);
+        same_as_reference(text, &[ramp(&[1, 6, 12], 0.5, 0.0)], TOL);
         let text = "graph(%x: i32[2,4,9]) {\n  %i = const i64[2]{4,4}\n  %b = const i64[2]{2,2}\n  %y = Col2Im{strides=[1,1]}(%x, %i, %b) : i32[2,1,4,4]\n  return %y\n}";
         let x = Tensor::from_vec(&[2, 4, 9], (0..72).map(|v| v * 3 - 100).collect::<Vec<i32>>()).unwrap();
-        same_as_reference(text, &[x]);
+        same_as_reference(text, &[x], TOL);
     }
 
     #[test]
     fn max_unpool_of_max_pool() {
         let pool = "graph(%x: f32[1,2,5,5]) {\n  %y, %i = MaxPool{kernel_shape=[3,3], strides=[2,2], pads=[1,1,1,1]}(%x) : f32[1,2,3,3], i64[1,2,3,3]\n  %u = MaxUnpool{kernel_shape=[3,3], strides=[2,2], pads=[1,1,1,1]}(%y, %i) : f32[1,2,5,5]\n  return %u\n}";
-        same_as_reference(pool, &[ramp(&[1, 2, 5, 5], 1.0)]);
+        same_as_reference(pool, &[ramp(&[1, 2, 5, 5], 1.0, 0.0)], TOL);
         let shaped = "graph(%x: f32[1,1,4,4]) {\n  %y, %i = MaxPool{kernel_shape=[2,2], strides=[2,2]}(%x) : f32[1,1,2,2], i64[1,1,2,2]\n  %s = const i64[4]{1,1,5,6}\n  %u = MaxUnpool{kernel_shape=[2,2], strides=[2,2]}(%y, %i, %s) : f32[1,1,5,6]\n  return %u\n}";
-        same_as_reference(shaped, &[ramp(&[1, 1, 4, 4], 1.0)]);
+        same_as_reference(shaped, &[ramp(&[1, 1, 4, 4], 1.0, 0.0)], TOL);
     }
 
     #[test]
     fn max_unpool_index_outside_its_window_is_an_error() {
         let text = "graph(%x: f32[1,1,2,2], %i: i64[1,1,2,2]) {\n  %u = MaxUnpool{kernel_shape=[2,2], strides=[2,2]}(%x, %i) : f32[1,1,4,4]\n  return %u\n}";
         let g = parse_graph(text).expect("parses");
-        let x = ramp(&[1, 1, 2, 2], 1.0);
+        let x = ramp(&[1, 1, 2, 2], 1.0, 0.0);
         let good = Tensor::from_vec(&[1, 1, 2, 2], vec![5i64, 2, 8, 15]).unwrap();
-        same_as_reference(text, &[x.clone(), good]);
+        same_as_reference(text, &[x.clone(), good], TOL);
         let bad = Tensor::from_vec(&[1, 1, 2, 2], vec![5i64, 2, 8, 0]).unwrap();
         assert!(crate::driver::compile_and_run(&g, &[x, bad], &Default::default()).is_err());
     }

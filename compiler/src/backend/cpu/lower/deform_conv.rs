@@ -11,28 +11,13 @@
 use anyhow::{Result, bail};
 
 use super::Lw;
-use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Mem, Reduce, Step, UnOp, dense_strides};
+use crate::backend::cpu::kernel::build::{bin, float, int, load};
+use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Reduce, Step, UnOp, dense_strides};
 use crate::ir::ops::spatial::Window;
 use crate::ir::{NodeId, ValueType};
 use crate::tensor::DType;
 
 const F: DType = DType::F64;
-
-fn int(v: i64) -> Expr {
-    Expr::Lit(Lit::Int(v, DType::I64))
-}
-
-fn f(v: f64) -> Expr {
-    Expr::Lit(Lit::F64(v))
-}
-
-fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
-    Expr::bin(op, a, b)
-}
-
-fn load(mem: Mem, dtype: DType, offset: i64, strides: Vec<i64>) -> Expr {
-    Expr::Load(Access { mem, dtype, offset, strides })
-}
 
 pub fn deform_conv(lw: &mut Lw, id: NodeId, w: &Window, kernel: &[usize], group: usize, offset_group: usize) -> Result<()> {
     let (x, wv, off) = (lw.input(id, 0)?, lw.input(id, 1)?, lw.input(id, 2)?);
@@ -77,7 +62,7 @@ pub fn deform_conv(lw: &mut Lw, id: NodeId, w: &Window, kernel: &[usize], group:
             bin(BinOp::Mul, Expr::Index(2 + r + d), int(w.strides[d] as i64)),
             bin(BinOp::Mul, Expr::Index(2 + d), int(w.dilations[d] as i64)),
         );
-        let base = bin(BinOp::Sub, Expr::cast(F, base), f(w.pads[d] as f64));
+        let base = bin(BinOp::Sub, Expr::cast(F, base), float(w.pads[d] as f64));
         let mut o_str = vec![ogi * ki * ri * pi, ki * ri * pi];
         o_str.extend(ks.iter().map(|&v| v * ri * pi));
         o_str.extend(&os);
@@ -113,7 +98,7 @@ pub fn deform_conv(lw: &mut Lw, id: NodeId, w: &Window, kernel: &[usize], group:
                 None => inside,
                 Some(v) => bin(BinOp::And, v, inside),
             });
-            let wd = if j == 0 { bin(BinOp::Sub, f(1.0), frac) } else { frac };
+            let wd = if j == 0 { bin(BinOp::Sub, float(1.0), frac) } else { frac };
             weight = Some(match weight {
                 None => wd,
                 Some(v) => bin(BinOp::Mul, v, wd),
@@ -121,7 +106,7 @@ pub fn deform_conv(lw: &mut Lw, id: NodeId, w: &Window, kernel: &[usize], group:
         }
         let (Some(valid), Some(weight)) = (valid, weight) else { bail!("DeformConv needs a spatial axis") };
         let xv = Expr::LoadAt { mem: xm, dtype: t, len, index: Box::new(Expr::select(valid.clone(), flat, int(0))) };
-        let term = Expr::select(valid, bin(BinOp::Mul, weight, Expr::cast(F, xv)), f(0.0));
+        let term = Expr::select(valid, bin(BinOp::Mul, weight, Expr::cast(F, xv)), float(0.0));
         sample = Some(match sample {
             None => term,
             Some(s) => bin(BinOp::Add, s, term),
@@ -171,28 +156,12 @@ pub fn deform_conv(lw: &mut Lw, id: NodeId, w: &Window, kernel: &[usize], group:
 
 #[cfg(test)]
 mod tests {
-    use crate::ir::parse::parse_graph;
-    use crate::tensor::Tensor;
+    use crate::backend::cpu::lower::test_util::{Tolerance, ramp, same_as_reference};
 
     /// Compiled against the reference evaluator: the same f64 products, summed in the same
     /// order up to association, rounded once; 1e-6 relative is a wide margin that still
     /// catches any misplaced tap.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            for (a, b) in g.to_f64_vec().unwrap().iter().zip(w.to_f64_vec().unwrap()) {
-                assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}\n{text}");
-            }
-        }
-    }
-
-    fn ramp(shape: &[usize], scale: f32, shift: f32) -> Tensor {
-        let n: usize = shape.iter().product();
-        Tensor::from_vec(shape, (0..n).map(|v| ((v * 37 % 23) as f32 - 11.0) * scale + shift).collect()).unwrap()
-    }
+    const TOL: Tolerance = Tolerance::Rel(1e-6);
 
     #[test]
     fn groups_offset_groups_mask_and_bias() {
@@ -200,8 +169,8 @@ mod tests {
         // pads and dilation: out (1, 4, 2, 3). Offsets up to ±3 move taps off the image.
         let text = "graph(%x: f32[1,4,4,5], %w: f32[4,2,2,3], %o: f32[1,24,2,3], %b: f32[4], %m: f32[1,12,2,3]) {\n  %y = DeformConv{dilations=[1,2], group=2, kernel_shape=[2,3], offset_group=2, pads=[1,1,0,1], strides=[2,1]}(%x, %w, %o, %b, %m) : f32[1,4,2,3]\n  return %y\n}";
         let ins = [ramp(&[1, 4, 4, 5], 0.5, 0.0), ramp(&[4, 2, 2, 3], 0.25, 0.1), ramp(&[1, 24, 2, 3], 0.27, 0.05), ramp(&[4], 1.0, 0.0), ramp(&[1, 12, 2, 3], 0.04, 0.5)];
-        same_as_reference(text, &ins);
+        same_as_reference(text, &ins, TOL);
         let plain = "graph(%x: f32[2,1,3,3], %w: f32[2,1,2,2], %o: f32[2,8,2,2]) {\n  %y = DeformConv{kernel_shape=[2,2]}(%x, %w, %o) : f32[2,2,2,2]\n  return %y\n}";
-        same_as_reference(plain, &[ramp(&[2, 1, 3, 3], 0.5, 0.0), ramp(&[2, 1, 2, 2], 0.3, 0.0), ramp(&[2, 8, 2, 2], 0.09, 0.0)]);
+        same_as_reference(plain, &[ramp(&[2, 1, 3, 3], 0.5, 0.0), ramp(&[2, 1, 2, 2], 0.3, 0.0), ramp(&[2, 8, 2, 2], 0.09, 0.0)], TOL);
     }
 }

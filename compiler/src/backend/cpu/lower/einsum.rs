@@ -59,17 +59,12 @@ pub fn lower(lw: &mut Lw, id: NodeId, equation: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use crate::ir::parse::parse_graph;
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::tensor::Tensor;
 
     /// Compiled against the reference evaluator: both sum the same f64 products in the same
     /// order and round once, so the results are equal bit for bit (integers: exactly).
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        assert_eq!(got, want, "{text}");
-    }
+    const TOL: Tolerance = Tolerance::Exact;
 
     fn f32s(shape: &[usize]) -> Tensor {
         let n: usize = shape.iter().product();
@@ -96,7 +91,7 @@ mod tests {
             let args: Vec<String> = (0..shapes.len()).map(|i| format!("%x{i}")).collect();
             let text = format!("graph({}) {{\n  %y = Einsum{{equation=\"{eq}\"}}({}) : f32{out}\n  return %y\n}}", params.join(", "), args.join(", "));
             let inputs: Vec<Tensor> = shapes.iter().map(|s| f32s(s)).collect();
-            same_as_reference(&text, &inputs);
+            same_as_reference(&text, &inputs, TOL);
         }
     }
 
@@ -105,6 +100,6 @@ mod tests {
         let text = "graph(%a: i32[2,2], %b: i32[2,2]) {\n  %y = Einsum{equation=\"ij,jk->ik\"}(%a, %b) : i32[2,2]\n  return %y\n}";
         let a = Tensor::from_vec(&[2, 2], vec![i32::MAX, 3, -7, 2]).unwrap();
         let b = Tensor::from_vec(&[2, 2], vec![2i32, -1, 5, 9]).unwrap();
-        same_as_reference(text, &[a, b]);
+        same_as_reference(text, &[a, b], TOL);
     }
 }

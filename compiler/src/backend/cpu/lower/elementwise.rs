@@ -9,6 +9,7 @@ use anyhow::{Result, bail};
 use neoc_runtime::abi::MathOp;
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::bin;
 use crate::backend::cpu::kernel::{Access, BinOp, Conversion, Expr, Lit, Loop, Step, UnOp};
 use crate::ir::ops::activation::Activation;
 use crate::ir::ops::binary::Binary;
@@ -67,10 +68,6 @@ fn req(ins: &mut [Option<Expr>], i: usize) -> Result<Expr> {
 
 fn lit(t: DType, v: f64) -> Expr {
     Expr::lit_f(t, v)
-}
-
-fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
-    Expr::bin(op, a, b)
 }
 
 fn float_only(op: &str, t: DType) -> Result<()> {

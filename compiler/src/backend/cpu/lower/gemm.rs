@@ -106,23 +106,13 @@ fn packed_weights(lw: &mut Lw, b: crate::ir::ValueId, k: usize, n: usize, trans:
 
 #[cfg(test)]
 mod tests {
-    use crate::ir::parse::parse_graph;
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::tensor::Tensor;
 
     /// Compiled against the reference (f64). The GEMM sums k = 4 or 6 f32 products of
     /// values below 4 in magnitude, and the activations are within a few ulp: 1e-5 of the
     /// output's scale bounds that with room, and a wrong addend or stride is off by ≥ 0.1.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            for (a, b) in g.to_f64_vec().unwrap().iter().zip(w.to_f64_vec().unwrap()) {
-                assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{a} vs {b}\n{text}");
-            }
-        }
-    }
+    const TOL: Tolerance = Tolerance::Rel(1e-5);
 
     fn values(shape: &[usize], seed: usize) -> Tensor {
         let n: usize = shape.iter().product();
@@ -135,7 +125,7 @@ mod tests {
         // a transposed Gemm with a per-row addend and clip.
         let text = "graph(%x: f32[2,3,4], %w: f32[4,5], %b: f32[5], %r: f32[2,3,5], %a: f32[6,2], %bt: f32[3,6], %c: f32[2,1]) {\n  %y = neoc.FusedMatMul{_gemm=0, act=\"relu\", scale=1.0f}(%x, %w, %b, %r) : f32[2,3,5]\n  %z = neoc.FusedMatMul{_gemm=1, act=\"clip\", alpha=-1.0f, beta=2.0f, scale=0.5f, trans_a=1, trans_b=1}(%a, %bt, %c) : f32[2,3]\n  return %y, %z\n}";
         let ins = [values(&[2, 3, 4], 1), values(&[4, 5], 2), values(&[5], 3), values(&[2, 3, 5], 4), values(&[6, 2], 5), values(&[3, 6], 6), values(&[2, 1], 7)];
-        same_as_reference(text, &ins);
+        same_as_reference(text, &ins, TOL);
     }
 
     /// Constant weights take the pre-packed path: plain and transposed, crossing one

@@ -15,6 +15,7 @@ use anyhow::{Result, bail};
 
 use super::Lw;
 use super::reduce::{highest, lowest};
+use crate::backend::cpu::kernel::build::int;
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Mem, Reduce, Step, UnOp, dense_strides};
 use crate::ir::ops::index::Index;
 use crate::ir::ops::softmax::{Softmax, SoftmaxKind};
@@ -32,22 +33,19 @@ pub fn lower(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
     }
 }
 
-fn i64_lit(v: i64) -> Expr {
-    Expr::Lit(Lit::Int(v, DType::I64))
-}
-
 /// Σ Index(first + k) · strides[k].
 fn flat_index(first: usize, strides: &[i64]) -> Expr {
     strides
         .iter()
         .enumerate()
-        .map(|(k, &s)| Expr::bin(BinOp::Mul, Expr::Index(first + k), i64_lit(s)))
+        .map(|(k, &s)| Expr::bin(BinOp::Mul, Expr::Index(first + k), int(s)))
         .reduce(|a, b| Expr::bin(BinOp::Add, a, b))
-        .unwrap_or(i64_lit(0))
+        .unwrap_or(int(0))
 }
 
 /// Writes into `out` (i64, dense over the kept dims of `shape`) the flat position, within
 /// the searched `axes` (ascending), of the first/last maximum (`max`) or minimum of `x`.
+#[allow(clippy::too_many_arguments)]
 fn arg_search(lw: &mut Lw, x: Mem, t: DType, shape: &[usize], axes: &[usize], max: bool, last: bool, out: Mem) -> Result<()> {
     if !t.is_numeric() {
         bail!("arg search on {} is not supported by the cpu backend", t.name());
@@ -93,7 +91,7 @@ fn arg_search(lw: &mut Lw, x: Mem, t: DType, shape: &[usize], axes: &[usize], ma
         acc: DType::I64,
         init: Lit::Int(miss, DType::I64),
         combine,
-        value: Expr::select(hit, pos, i64_lit(miss)),
+        value: Expr::select(hit, pos, int(miss)),
         finish: Expr::Acc,
         out: stat(out, DType::I64),
     }));
@@ -177,9 +175,9 @@ fn scan(lw: &mut Lw, id: NodeId, prod: bool, exclusive: bool, reverse: bool) -> 
     let am = lw.mem(axis_v)?;
     let raw = Expr::Load(Access { mem: am, dtype: at.dtype, offset: 0, strides: vec![0; r] });
     let raw = if at.dtype == DType::I64 { raw } else { Expr::cast(DType::I64, raw) };
-    let neg = Expr::bin(BinOp::Lt, raw.clone(), i64_lit(0));
-    let axis = Expr::select(neg, Expr::bin(BinOp::Add, raw.clone(), i64_lit(r as i64)), raw);
-    let ok = Expr::bin(BinOp::And, Expr::bin(BinOp::Ge, axis.clone(), i64_lit(0)), Expr::bin(BinOp::Lt, axis.clone(), i64_lit(r as i64)));
+    let neg = Expr::bin(BinOp::Lt, raw.clone(), int(0));
+    let axis = Expr::select(neg, Expr::bin(BinOp::Add, raw.clone(), int(r as i64)), raw);
+    let ok = Expr::bin(BinOp::And, Expr::bin(BinOp::Ge, axis.clone(), int(0)), Expr::bin(BinOp::Lt, axis.clone(), int(r as i64)));
     let mut parts = Vec::new();
     for a in 0..r {
         let tmp = lw.temp(&xt);
@@ -189,10 +187,10 @@ fn scan(lw: &mut Lw, id: NodeId, prod: bool, exclusive: bool, reverse: bool) -> 
     // The last candidate is the fallback; a bad axis fails the probe read of the axis input.
     let mut value = Expr::Load(Access::dense(parts[r - 1], t, &xt.shape));
     for a in (0..r - 1).rev() {
-        let is_a = Expr::bin(BinOp::Eq, axis.clone(), i64_lit(a as i64));
+        let is_a = Expr::bin(BinOp::Eq, axis.clone(), int(a as i64));
         value = Expr::select(is_a, Expr::Load(Access::dense(parts[a], t, &xt.shape)), value);
     }
-    let probe = Expr::LoadAt { mem: am, dtype: at.dtype, len: 1, index: Box::new(Expr::select(ok.clone(), i64_lit(0), i64_lit(-1))) };
+    let probe = Expr::LoadAt { mem: am, dtype: at.dtype, len: 1, index: Box::new(Expr::select(ok.clone(), int(0), int(-1))) };
     let value = Expr::select(Expr::bin(BinOp::Eq, Expr::cast(DType::I64, probe.clone()), Expr::cast(DType::I64, probe)), value.clone(), value);
     let out = lw.out(id, 0);
     lw.push(Step::Loop(Loop { dims: xt.shape.clone(), out: Access::dense(out, t, &xt.shape), value }));
@@ -213,15 +211,15 @@ fn scan_along(lw: &mut Lw, xm: Mem, xt: &ValueType, a: usize, prod: bool, exclus
     let k = if reverse {
         view.offset = (n - 1) * ds[a];
         view.strides[a] = -ds[a];
-        Expr::bin(BinOp::Sub, i64_lit(n - 1), Expr::Index(a))
+        Expr::bin(BinOp::Sub, int(n - 1), Expr::Index(a))
     } else {
         Expr::Index(a)
     };
-    let mut terms: Vec<Expr> = (0..r).filter(|&d| d != a).map(|d| Expr::bin(BinOp::Mul, Expr::Index(d), i64_lit(ds[d]))).collect();
-    terms.push(Expr::bin(BinOp::Mul, k, i64_lit(ds[a])));
+    let mut terms: Vec<Expr> = (0..r).filter(|&d| d != a).map(|d| Expr::bin(BinOp::Mul, Expr::Index(d), int(ds[d]))).collect();
+    terms.push(Expr::bin(BinOp::Mul, k, int(ds[a])));
     let here = terms.into_iter().reduce(|p, q| Expr::bin(BinOp::Add, p, q)).expect("rank >= 1");
-    let prev = Expr::bin(BinOp::Add, here.clone(), i64_lit(if reverse { ds[a] } else { -ds[a] }));
-    let first = Expr::bin(BinOp::Eq, Expr::Index(a), i64_lit(0));
+    let prev = Expr::bin(BinOp::Add, here.clone(), int(if reverse { ds[a] } else { -ds[a] }));
+    let first = Expr::bin(BinOp::Eq, Expr::Index(a), int(0));
     // Clamped to the current element at the first step so the load stays in bounds.
     let prev = Expr::select(first.clone(), here, prev);
     let load_at = |mem: Mem| Expr::LoadAt { mem, dtype: t, len, index: Box::new(prev.clone()) };

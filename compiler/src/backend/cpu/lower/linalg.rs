@@ -102,14 +102,14 @@ fn gemm(lw: &mut Lw, id: NodeId, alpha: f32, beta: f32, trans_a: bool, trans_b: 
     let k = if trans_a { at.shape[0] } else { at.shape[1] };
     let out = lw.out(id, 0);
     let mut c_beta = 0.0;
-    if let Some(c) = lw.opt_input(id, 2) {
-        if beta != 0.0 {
-            // out = beta · C (broadcast), then the product accumulates into it.
-            let load = lw.load_bcast(c, &out_ty.shape)?;
-            let value = Expr::bin(BinOp::Mul, load, Expr::Lit(Lit::F32(beta)));
-            lw.push(Step::Loop(Loop { dims: out_ty.shape.clone(), out: Access::dense(out, DType::F32, &out_ty.shape), value }));
-            c_beta = 1.0;
-        }
+    if let Some(c) = lw.opt_input(id, 2)
+        && beta != 0.0
+    {
+        // out = beta · C (broadcast), then the product accumulates into it.
+        let load = lw.load_bcast(c, &out_ty.shape)?;
+        let value = Expr::bin(BinOp::Mul, load, Expr::Lit(Lit::F32(beta)));
+        lw.push(Step::Loop(Loop { dims: out_ty.shape.clone(), out: Access::dense(out, DType::F32, &out_ty.shape), value }));
+        c_beta = 1.0;
     }
     let (am, bm) = (lw.mem(a)?, lw.mem(b)?);
     let (ra, ca) = (at.shape[1] as i64, 1);
@@ -160,6 +160,7 @@ pub fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize, act: Act, residua
         bail!("Conv with {r} spatial dimensions is not supported by the cpu backend (1 to {MAX_SPATIAL})");
     }
     let (out_sp, pb, _pe) = w.forward(&xt.shape[2..], false, "Conv")?;
+    let (act_kind, act_alpha, act_beta) = act.abi();
     let params = ConvParams {
         spatial: r as u32,
         group: group as u32,
@@ -172,25 +173,10 @@ pub fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize, act: Act, residua
         stride: spatial(&w.strides, 1),
         dilation: spatial(&w.dilations, 1),
         pad_begin: spatial(&pb, 0),
-        act: match act {
-            Act::None => abi::Activation::None,
-            Act::Relu => abi::Activation::Relu,
-            Act::Clip { .. } => abi::Activation::Clip,
-            Act::LeakyRelu { .. } => abi::Activation::LeakyRelu,
-            Act::Sigmoid => abi::Activation::Sigmoid,
-            Act::Silu => abi::Activation::Silu,
-            Act::HardSwish => abi::Activation::HardSwish,
-        } as u32,
+        act: act_kind as u32,
         weight_layout: 0,
-        act_alpha: match act {
-            Act::Clip { lo, .. } => lo,
-            Act::LeakyRelu { alpha } => alpha,
-            _ => 0.0,
-        },
-        act_beta: match act {
-            Act::Clip { hi, .. } => hi,
-            _ => 0.0,
-        },
+        act_alpha,
+        act_beta,
         scratch_bytes: 0,
     };
     neoc_runtime::kernels::check_conv_params(&params).map_err(|e| anyhow::anyhow!("Conv parameters: {e}"))?;
@@ -409,7 +395,7 @@ fn global_pool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::parse::parse_graph;
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::tensor::Tensor;
 
     /// A 2-D conv's parameters, as `conv` builds them.
@@ -471,14 +457,8 @@ mod tests {
                 vals(c * k * k, 3),
                 vals(c, 5)
             );
-            let g = parse_graph(&text).expect("parses");
             let x = Tensor::from_vec(&[1, c, n, n], (0..c * n * n).map(|i| (i * 13 % 29) as f32 / 14.0 - 1.0).collect()).unwrap();
-            let want = crate::eval::run(&g, std::slice::from_ref(&x)).expect("reference");
-            let got = crate::driver::compile_and_run(&g, &[x], &Default::default()).expect("compiles and runs");
-            assert_eq!(got[0].shape(), want[0].shape());
-            for (a, b) in got[0].to_f64_vec().unwrap().iter().zip(want[0].to_f64_vec().unwrap()) {
-                assert!((a - b).abs() <= 4.2e-5, "{a} vs {b}\n{text}");
-            }
+            same_as_reference(&text, &[x], Tolerance::Abs(4.2e-5));
         }
     }
 }

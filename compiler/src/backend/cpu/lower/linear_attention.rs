@@ -17,6 +17,7 @@ use anyhow::{Result, bail};
 use neoc_runtime::abi::MathOp;
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::{bin, float};
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Mem, Reduce, Step};
 use crate::ir::ops::linear_attention::{LinearAttention, UpdateRule};
 use crate::ir::{NodeId, ValueType};
@@ -30,10 +31,6 @@ const F: DType = DType::F64;
 fn ld(mem: Mem, dtype: DType, offset: i64, strides: Vec<i64>) -> Expr {
     let e = Expr::Load(Access { mem, dtype, offset, strides });
     if dtype == F { e } else { Expr::cast(F, e) }
-}
-
-fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
-    Expr::bin(op, a, b)
 }
 
 fn check(name: &str, d: DType) -> Result<()> {
@@ -137,7 +134,7 @@ fn linear_attention(lw: &mut Lw, id: NodeId, rule: UpdateRule, hq: usize, hkv: u
     let s_load = || Expr::Load(Access::dense(s, F, &sh));
     let value = match &past {
         Some((m, t)) => ld(*m, t.dtype, 0, Access::dense(*m, t.dtype, &sh).strides),
-        None => Expr::Lit(Lit::F64(0.0)),
+        None => float(0.0),
     };
     lw.push(Step::Loop(Loop { dims: sh.to_vec(), out: s_acc.clone(), value }));
     let (bs_k, bs_v, bs_q) = (i64s(tn * hkv * dk), i64s(tn * hkv * dv), i64s(tn * hq * dk));
@@ -196,7 +193,7 @@ fn linear_attention(lw: &mut Lw, id: NodeId, rule: UpdateRule, hq: usize, hkv: u
             init: Lit::F64(0.0),
             combine: BinOp::Add,
             value: bin(BinOp::Mul, qv, sv),
-            finish: Expr::cast(dt, bin(BinOp::Mul, Expr::Lit(Lit::F64(scale)), Expr::Acc)),
+            finish: Expr::cast(dt, bin(BinOp::Mul, float(scale), Expr::Acc)),
             out: Access { mem: out, dtype: dt, offset: ti * i64s(hq * dv), strides: vec![i64s(tn * hq * dv), i64s(group * dv), i64s(dv), 1] },
         }));
     }
@@ -210,34 +207,18 @@ fn linear_attention(lw: &mut Lw, id: NodeId, rule: UpdateRule, hq: usize, hkv: u
 
 #[cfg(test)]
 mod tests {
-    use crate::ir::parse::parse_graph;
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference, ty};
     use crate::tensor::{DType, Tensor};
 
     /// Compiled against the reference: both compute in f64 and round once, so they differ
     /// only by the runtime's f64 exp against std's (a few f64 ulp) and the order of the
     /// f64 sums: 1e-6 relative is far below one f32 ulp's worth of the rounding.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).unwrap_or_else(|e| panic!("{e:#}\n{text}"));
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        assert_eq!(got.len(), want.len());
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            assert_eq!(g.dtype(), w.dtype());
-            for (a, b) in g.to_f64_vec().unwrap().iter().zip(w.to_f64_vec().unwrap()) {
-                assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}\n{text}");
-            }
-        }
-    }
+    const TOL: Tolerance = Tolerance::Rel(1e-6);
 
     fn data(shape: &[usize], seed: usize, lo: f32, hi: f32, dtype: DType) -> Tensor {
         let n: usize = shape.iter().product();
         let v: Vec<f32> = (0..n).map(|i| lo + (hi - lo) * (((i * 29 + seed * 13) % 31) as f32 / 30.0)).collect();
         Tensor::from_vec(shape, v).unwrap().cast(dtype).unwrap()
-    }
-
-    fn ty(d: DType, s: &[usize]) -> String {
-        format!("{}[{}]", d.name(), s.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","))
     }
 
     #[test]
@@ -268,7 +249,7 @@ mod tests {
                         ty(dtype, &[b, c, l]),
                         ty(dtype, &[b, c, k - 1])
                     );
-                    same_as_reference(&text, &vals);
+                    same_as_reference(&text, &vals, TOL);
                 }
             }
         }
@@ -327,7 +308,7 @@ mod tests {
                     ty(dtype, &[b, t, hq * dv]),
                     ty(dtype, &[b, hkv, dk, dv])
                 );
-                same_as_reference(&text, &vals);
+                same_as_reference(&text, &vals, TOL);
             }
         }
     }

@@ -12,24 +12,13 @@ use anyhow::{Result, bail};
 use neoc_runtime::abi::MathOp;
 
 use super::Lw;
-use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Mem, Reduce, Step, UnOp};
+use crate::backend::cpu::kernel::build::{float, int, load};
+use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Reduce, Step, UnOp};
 use crate::ir::ops::loss::{Loss, LossKind, Reduction};
 use crate::ir::{NodeId, OpImpl, ValueType};
 use crate::tensor::DType;
 
 const F: DType = DType::F64;
-
-fn int(v: i64) -> Expr {
-    Expr::Lit(Lit::Int(v, DType::I64))
-}
-
-fn f64lit(v: f64) -> Expr {
-    Expr::Lit(Lit::F64(v))
-}
-
-fn load(mem: Mem, dtype: DType, strides: Vec<i64>) -> Expr {
-    Expr::Load(Access { mem, dtype, offset: 0, strides })
-}
 
 pub fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
     let x = lw.input(id, 0)?;
@@ -47,7 +36,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
     }
     let (n_i, c_i, d_i) = (n as i64, c as i64, d as i64);
     let xm = lw.mem(x)?;
-    let x64 = |strides: Vec<i64>| Expr::cast(F, load(xm, t, strides));
+    let x64 = |strides: Vec<i64>| Expr::cast(F, load(xm, t, 0, strides));
 
     // SoftmaxCrossEntropyLoss: per-(n, d) max and log-sum-exp over the classes, and log_prob.
     let stats = if l.kind == LossKind::SoftmaxCrossEntropy {
@@ -57,7 +46,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
         let dims = vec![n, d, c];
         let src = vec![c_i * d_i, 1, d_i];
         let stat_out = |mem| Access { mem, dtype: F, offset: 0, strides: vec![d_i, 1] };
-        let stat_in = |mem| load(mem, F, vec![d_i, 1, 0]);
+        let stat_in = |mem| load(mem, F, 0, vec![d_i, 1, 0]);
         let lowest = Lit::F64(f64::NEG_INFINITY);
         lw.push(Step::Reduce(Reduce {
             dims: dims.clone(),
@@ -84,7 +73,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
         if lw.g.node(id).outputs.len() > 1 {
             let lp = lw.out(id, 1);
             let shape = vec![n, c, d];
-            let stat_x = |mem| load(mem, F, vec![d_i, 0, 1]);
+            let stat_x = |mem| load(mem, F, 0, vec![d_i, 0, 1]);
             let v = Expr::bin(BinOp::Sub, Expr::bin(BinOp::Sub, x64(vec![c_i * d_i, d_i, 1]), stat_x(tmax)), stat_x(tlse));
             lw.push(Step::Loop(Loop { out: Access::dense(lp, t, &shape), dims: shape, value: Expr::cast(t, v) }));
         }
@@ -94,7 +83,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
     };
 
     // Per-position loss and weight over loop dims [n, d] (f64).
-    let label = load(lw.mem(labels)?, lt.dtype, vec![d_i, 1]);
+    let label = load(lw.mem(labels)?, lt.dtype, 0, vec![d_i, 1]);
     let label = if lt.dtype == DType::I64 { label } else { Expr::cast(DType::I64, label) };
     let ignored = l.ignore_index.map(|ii| Expr::bin(BinOp::Eq, label.clone(), int(ii)));
     let unless_ignored = |e: Expr, fallback: Expr| match &ignored {
@@ -109,7 +98,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
     let index = unless_ignored(picked, base);
     let mut score = Expr::cast(F, Expr::LoadAt { mem: xm, dtype: t, len: n_i * c_i * d_i, index: Box::new(index) });
     if let Some((tmax, tlse)) = stats {
-        score = Expr::bin(BinOp::Sub, Expr::bin(BinOp::Sub, score, load(tmax, F, vec![d_i, 1])), load(tlse, F, vec![d_i, 1]));
+        score = Expr::bin(BinOp::Sub, Expr::bin(BinOp::Sub, score, load(tmax, F, 0, vec![d_i, 1])), load(tlse, F, 0, vec![d_i, 1]));
     }
     let (loss, weight) = match lw.opt_input(id, 2) {
         Some(w) => {
@@ -122,10 +111,10 @@ pub fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
             let w = Expr::cast(F, Expr::LoadAt { mem: wm, dtype: wt.dtype, len: c_i, index: Box::new(index) });
             (Expr::bin(BinOp::Mul, Expr::un(UnOp::Neg, w.clone()), score), w)
         }
-        None => (Expr::un(UnOp::Neg, score), f64lit(1.0)),
+        None => (Expr::un(UnOp::Neg, score), float(1.0)),
     };
-    let loss = unless_ignored(loss, f64lit(0.0));
-    let weight = unless_ignored(weight, f64lit(0.0));
+    let loss = unless_ignored(loss, float(0.0));
+    let weight = unless_ignored(weight, float(0.0));
 
     let out = lw.out(id, 0);
     let sum = |value: Expr, finish: Expr, out: Access| {
@@ -140,7 +129,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
         Reduction::Mean => {
             let total = lw.temp(&ValueType::new(F, vec![]));
             lw.push(sum(loss, Expr::Acc, Access::dense(total, F, &[])));
-            let mean = Expr::bin(BinOp::Div, load(total, F, vec![0, 0]), Expr::Acc);
+            let mean = Expr::bin(BinOp::Div, load(total, F, 0, vec![0, 0]), Expr::Acc);
             lw.push(sum(weight, Expr::cast(t, mean), Access::dense(out, t, &[])));
         }
     }
@@ -149,24 +138,14 @@ pub fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::ir::parse::parse_graph;
     use crate::tensor::Tensor;
 
     /// Compiled against the reference evaluator. Both compute in f64 and round once; they
     /// differ only in the runtime's f64 exp/log against std's (a few ulp of f64), far below
     /// one f32 ulp, so 1e-6 relative is a tight bound.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        assert_eq!(got.len(), want.len());
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            for (a, b) in g.to_f64_vec().unwrap().iter().zip(w.to_f64_vec().unwrap()) {
-                assert!(a.is_nan() && b.is_nan() || (a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}\n{text}");
-            }
-        }
-    }
+    const TOL: Tolerance = Tolerance::RelOrNan(1e-6);
 
     fn scores() -> Tensor {
         Tensor::from_vec(&[2, 3, 2], (0..12).map(|v| ((v * 7) % 11) as f32 * 0.9 - 4.0).collect()).unwrap()
@@ -183,9 +162,9 @@ mod tests {
                 let text = format!(
                     "graph(%x: f32[2,3,2], %t: i64[2,2]) {{\n  {w}\n  {outs} = {op}{{ignore_index=-1, reduction=\"{red}\"}}(%x, %t, %w) : f32{shape}{lp}\n  return {outs}\n}}"
                 );
-                same_as_reference(&text, &[scores(), t.clone()]);
+                same_as_reference(&text, &[scores(), t.clone()], TOL);
                 let text = format!("graph(%x: f32[2,3,2], %t: i64[2,2]) {{\n  {outs} = {op}{{reduction=\"{red}\"}}(%x, %t) : f32{shape}{lp}\n  return {outs}\n}}");
-                same_as_reference(&text, &[scores(), Tensor::from_vec(&[2, 2], vec![0i64, 2, 1, 1]).unwrap()]);
+                same_as_reference(&text, &[scores(), Tensor::from_vec(&[2, 2], vec![0i64, 2, 1, 1]).unwrap()], TOL);
             }
         }
     }
@@ -198,6 +177,6 @@ mod tests {
             let t = Tensor::from_vec(&[2, 2], vec![0i32, bad, 1, 1]).unwrap();
             assert!(crate::driver::compile_and_run(&g, &[scores(), t], &Default::default()).is_err(), "label {bad}");
         }
-        same_as_reference(text, &[scores(), Tensor::from_vec(&[2, 2], vec![0i32, -100, 1, 2]).unwrap()]);
+        same_as_reference(text, &[scores(), Tensor::from_vec(&[2, 2], vec![0i32, -100, 1, 2]).unwrap()], TOL);
     }
 }

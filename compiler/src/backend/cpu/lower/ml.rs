@@ -11,6 +11,7 @@
 use anyhow::{Result, bail};
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::{float, int};
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Step, UnOp, dense_strides};
 use crate::ir::ops::ml::{Aggregate, Ml, NodeMode, TreeEnsemble};
 use crate::ir::NodeId;
@@ -20,14 +21,6 @@ const F: DType = DType::F64;
 
 /// The most expression nodes one unrolled TreeEnsemble output column may have.
 const MAX_TREE_EXPR: usize = 20_000;
-
-fn lit(v: f64) -> Expr {
-    Expr::Lit(Lit::F64(v))
-}
-
-fn int(v: i64) -> Expr {
-    Expr::Lit(Lit::Int(v, DType::I64))
-}
 
 pub fn lower(lw: &mut Lw, id: NodeId, op: &Ml) -> Result<()> {
     match op {
@@ -46,7 +39,7 @@ fn binarizer(lw: &mut Lw, id: NodeId, threshold: f32) -> Result<()> {
         bail!("Binarizer on {xt} is not supported by the cpu backend");
     }
     let xv = Expr::cast(F, Expr::Load(Access::dense(lw.mem(x)?, xt.dtype, &xt.shape)));
-    let above = Expr::bin(BinOp::Gt, xv, lit(threshold as f64));
+    let above = Expr::bin(BinOp::Gt, xv, float(threshold as f64));
     let value = Expr::select(above, Expr::Lit(Lit::of(xt.dtype, 1.0)), Expr::Lit(Lit::of(xt.dtype, 0.0)));
     let out = lw.out(id, 0);
     lw.push(Step::Loop(Loop { dims: xt.shape.clone(), out: Access::dense(out, xt.dtype, &xt.shape), value }));
@@ -108,7 +101,7 @@ impl Unroll<'_> {
             bail!("TreeEnsemble with {} nodes is too large for the cpu backend's unrolled trees", t.modes.len());
         }
         let v = (self.feature)(t.featureids[i]);
-        let s = lit(t.splits.v[i].0);
+        let s = float(t.splits.v[i].0);
         let cmp = |op: BinOp| Expr::bin(op, v.clone(), s.clone());
         let mut cond = match t.modes[i] {
             NodeMode::Leq => cmp(BinOp::Le),
@@ -121,7 +114,7 @@ impl Unroll<'_> {
                 let set = self.sets[i].clone();
                 self.size += set.len();
                 set.into_iter()
-                    .map(|m| Expr::bin(BinOp::Eq, v.clone(), lit(m)))
+                    .map(|m| Expr::bin(BinOp::Eq, v.clone(), float(m)))
                     .reduce(|a, b| Expr::bin(BinOp::Or, a, b))
                     .unwrap_or(Expr::Lit(Lit::Int(0, DType::Bool)))
             }
@@ -139,7 +132,7 @@ impl Unroll<'_> {
             return self.node(next, depth + 1);
         }
         let t = self.t;
-        Ok(if t.leaf_targetids[next] == self.target { lit(t.leaf_weights.v[next].0 / self.divisor) } else { lit(self.neutral) })
+        Ok(if t.leaf_targetids[next] == self.target { float(t.leaf_weights.v[next].0 / self.divisor) } else { float(self.neutral) })
     }
 }
 
@@ -174,7 +167,7 @@ fn tree_ensemble(lw: &mut Lw, id: NodeId, t: &TreeEnsemble) -> Result<()> {
     let out = lw.out(id, 0);
     for target in 0..t.n_targets {
         let mut u = Unroll { t, sets: sets.clone(), feature: &feature, target, neutral, divisor, size: 0 };
-        let mut acc = lit(start);
+        let mut acc = float(start);
         for &root in &t.tree_roots {
             acc = Expr::bin(combine, acc, u.node(root, 0)?);
         }
@@ -199,33 +192,24 @@ fn member_sets(t: &TreeEnsemble) -> Vec<Vec<f64>> {
 
 #[cfg(test)]
 mod tests {
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::ir::parse::parse_graph;
     use crate::tensor::Tensor;
 
     /// Compiled against the reference evaluator: the same comparisons and the same f64 sums
     /// in the same order, rounded once, so the results are identical.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        assert_eq!(got.len(), want.len());
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            assert_eq!(g.dtype(), w.dtype());
-            assert_eq!(g.to_f64_vec().unwrap(), w.to_f64_vec().unwrap(), "{text}");
-        }
-    }
+    const TOL: Tolerance = Tolerance::Exact;
 
     #[test]
     fn binarizer_and_array_feature_extractor() {
         let x = Tensor::from_vec(&[2, 3], vec![0.5f32, -1.0, 2.0, 0.75, 0.7, 3.0]).unwrap();
-        same_as_reference("graph(%x: f32[2,3]) {\n  %y = ai.onnx.ml.Binarizer{threshold=0.7f}(%x) : f32[2,3]\n  return %y\n}", std::slice::from_ref(&x));
+        same_as_reference("graph(%x: f32[2,3]) {\n  %y = ai.onnx.ml.Binarizer{threshold=0.7f}(%x) : f32[2,3]\n  return %y\n}", std::slice::from_ref(&x), TOL);
         let xi = Tensor::from_vec(&[4], vec![-3i64, 0, 1, 5]).unwrap();
-        same_as_reference("graph(%x: i64[4]) {\n  %y = ai.onnx.ml.Binarizer(%x) : i64[4]\n  return %y\n}", &[xi.clone()]);
+        same_as_reference("graph(%x: i64[4]) {\n  %y = ai.onnx.ml.Binarizer(%x) : i64[4]\n  return %y\n}", std::slice::from_ref(&xi), TOL);
         let text = "graph(%x: f32[2,3], %i: i64[2]) {\n  %y = ai.onnx.ml.ArrayFeatureExtractor(%x, %i) : f32[2,2]\n  return %y\n}";
-        same_as_reference(text, &[x.clone(), Tensor::from_vec(&[2], vec![2i64, 0]).unwrap()]);
+        same_as_reference(text, &[x.clone(), Tensor::from_vec(&[2], vec![2i64, 0]).unwrap()], TOL);
         let text1 = "graph(%x: i64[4], %i: i64[1,3]) {\n  %y = ai.onnx.ml.ArrayFeatureExtractor(%x, %i) : i64[1,3]\n  return %y\n}";
-        same_as_reference(text1, &[xi.clone(), Tensor::from_vec(&[1, 3], vec![3i64, 3, 1]).unwrap()]);
+        same_as_reference(text1, &[xi.clone(), Tensor::from_vec(&[1, 3], vec![3i64, 3, 1]).unwrap()], TOL);
         // An index past the last axis is an error, not a read of the next row.
         let g = parse_graph(text).unwrap();
         for bad in [3i64, -1] {
@@ -250,8 +234,8 @@ mod tests {
     fn tree_ensemble_every_aggregate() {
         let x = Tensor::from_vec(&[5, 3], vec![0.0f64, 1.0, 0.0, 0.0, 2.0, -5.0, 1.0, 3.0, f64::NAN, 2.0, 0.0, -2.0, 0.5, 3.0, -1.0]).unwrap();
         for agg in 0..4 {
-            same_as_reference(&forest(agg, "f64"), std::slice::from_ref(&x));
-            same_as_reference(&forest(agg, "f32"), &[x.cast(crate::tensor::DType::F32).unwrap()]);
+            same_as_reference(&forest(agg, "f64"), std::slice::from_ref(&x), TOL);
+            same_as_reference(&forest(agg, "f32"), &[x.cast(crate::tensor::DType::F32).unwrap()], TOL);
         }
     }
 }

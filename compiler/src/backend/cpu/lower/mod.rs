@@ -33,6 +33,8 @@ mod text;
 mod signal;
 mod topk;
 mod swiglu;
+#[cfg(test)]
+pub(crate) mod test_util;
 mod training;
 
 use std::collections::HashMap;

@@ -7,6 +7,7 @@
 use anyhow::{Result, bail};
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::int;
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Mem, Step, dense_strides};
 use crate::ir::ops::gather::Gather;
 use crate::ir::ops::movement::kernels::AxisMap;
@@ -86,10 +87,10 @@ fn movement(lw: &mut Lw, id: NodeId, m: &Movement) -> Result<()> {
                 let r = x_ty.rank();
                 // A constant k is a literal; a runtime k (one int64) is read at every point.
                 let k = match lw.opt_input(id, 1) {
-                    None => Expr::Lit(Lit::Int(0, DType::I64)),
+                    None => int(0),
                     Some(v) if lw.konst(v).is_some() => {
                         let k = lw.const_ints(id, 1, "k")?.and_then(|v| v.first().copied()).unwrap_or(0);
-                        Expr::Lit(Lit::Int(k, DType::I64))
+                        int(k)
                     }
                     Some(v) => {
                         let kt = lw.ty(v).clone();
@@ -118,7 +119,7 @@ fn map_copy(lw: &mut Lw, x: Mem, x_shape: &[usize], dtype: DType, maps: &[AxisMa
     let dims: Vec<usize> = maps.iter().map(Vec::len).collect();
     let xs = dense_strides(x_shape);
     // Affine on every axis: a strided view.
-    let affine: Option<Vec<(i64, i64)>> = maps.iter().map(|m| affine_map(m)).collect();
+    let affine: Option<Vec<(i64, i64)>> = maps.iter().map(affine_map).collect();
     if let Some(lines) = affine {
         let offset = lines.iter().zip(&xs).map(|((start, _), s)| start * s).sum();
         let strides = lines.iter().zip(&xs).map(|((_, step), s)| step * s).collect();
@@ -136,9 +137,9 @@ fn map_copy(lw: &mut Lw, x: Mem, x_shape: &[usize], dtype: DType, maps: &[AxisMa
         let mut strides = vec![0i64; rank];
         strides[d] = 1;
         let entry = Expr::Load(Access { mem, dtype: DType::I64, offset: 0, strides });
-        let ok = Expr::bin(BinOp::Ge, entry.clone(), Expr::Lit(Lit::Int(0, DType::I64)));
-        let clamped = Expr::bin(BinOp::Max, entry, Expr::Lit(Lit::Int(0, DType::I64)));
-        let term = Expr::bin(BinOp::Mul, clamped, Expr::Lit(Lit::Int(xs[d], DType::I64)));
+        let ok = Expr::bin(BinOp::Ge, entry.clone(), int(0));
+        let clamped = Expr::bin(BinOp::Max, entry, int(0));
+        let term = Expr::bin(BinOp::Mul, clamped, int(xs[d]));
         flat = Some(match flat {
             None => term,
             Some(f) => Expr::bin(BinOp::Add, f, term),
@@ -175,8 +176,8 @@ fn affine_map(m: &AxisMap) -> Option<(i64, i64)> {
 /// An index read from a tensor, as i64, with negative values counted from `dim`.
 fn normalised_index(raw: Expr, from: DType, dim: usize) -> Expr {
     let i = if from == DType::I64 { raw } else { Expr::cast(DType::I64, raw) };
-    let neg = Expr::bin(BinOp::Lt, i.clone(), Expr::Lit(Lit::Int(0, DType::I64)));
-    let wrapped = Expr::bin(BinOp::Add, i.clone(), Expr::Lit(Lit::Int(dim as i64, DType::I64)));
+    let neg = Expr::bin(BinOp::Lt, i.clone(), int(0));
+    let wrapped = Expr::bin(BinOp::Add, i.clone(), int(dim as i64));
     Expr::select(neg, wrapped, i)
 }
 
@@ -184,18 +185,18 @@ fn normalised_index(raw: Expr, from: DType, dim: usize) -> Expr {
 fn checked(flat: Expr, idx: Expr, dim: usize) -> Expr {
     let ok = Expr::bin(
         BinOp::And,
-        Expr::bin(BinOp::Ge, idx.clone(), Expr::Lit(Lit::Int(0, DType::I64))),
-        Expr::bin(BinOp::Lt, idx, Expr::Lit(Lit::Int(dim as i64, DType::I64))),
+        Expr::bin(BinOp::Ge, idx.clone(), int(0)),
+        Expr::bin(BinOp::Lt, idx, int(dim as i64)),
     );
-    Expr::select(ok, flat, Expr::Lit(Lit::Int(-1, DType::I64)))
+    Expr::select(ok, flat, int(-1))
 }
 
 fn index_term(d: usize, stride: i64) -> Expr {
-    Expr::bin(BinOp::Mul, Expr::Index(d), Expr::Lit(Lit::Int(stride, DType::I64)))
+    Expr::bin(BinOp::Mul, Expr::Index(d), int(stride))
 }
 
 fn sum(terms: Vec<Expr>) -> Expr {
-    terms.into_iter().reduce(|a, b| Expr::bin(BinOp::Add, a, b)).unwrap_or(Expr::Lit(Lit::Int(0, DType::I64)))
+    terms.into_iter().reduce(|a, b| Expr::bin(BinOp::Add, a, b)).unwrap_or(int(0))
 }
 
 fn gather(lw: &mut Lw, id: NodeId, g: &Gather) -> Result<()> {
@@ -221,7 +222,7 @@ fn gather(lw: &mut Lw, id: NodeId, g: &Gather) -> Result<()> {
             let raw = Expr::Load(Access { mem: im, dtype: i_ty.dtype, offset: 0, strides: istr });
             let idx = normalised_index(raw, i_ty.dtype, d_ty.shape[a]);
             let mut terms: Vec<Expr> = (0..a).map(|d| index_term(d, ds[d])).collect();
-            terms.push(Expr::bin(BinOp::Mul, idx.clone(), Expr::Lit(Lit::Int(ds[a], DType::I64))));
+            terms.push(Expr::bin(BinOp::Mul, idx.clone(), int(ds[a])));
             terms.extend((a + 1..r).map(|d| index_term(d + q - 1, ds[d])));
             checked(sum(terms), idx, d_ty.shape[a])
         }
@@ -230,7 +231,7 @@ fn gather(lw: &mut Lw, id: NodeId, g: &Gather) -> Result<()> {
             let raw = Expr::Load(Access::dense(im, i_ty.dtype, &i_ty.shape));
             let idx = normalised_index(raw, i_ty.dtype, d_ty.shape[a]);
             let terms: Vec<Expr> = (0..r)
-                .map(|d| if d == a { Expr::bin(BinOp::Mul, idx.clone(), Expr::Lit(Lit::Int(ds[a], DType::I64))) } else { index_term(d, ds[d]) })
+                .map(|d| if d == a { Expr::bin(BinOp::Mul, idx.clone(), int(ds[a])) } else { index_term(d, ds[d]) })
                 .collect();
             checked(sum(terms), idx, d_ty.shape[a])
         }

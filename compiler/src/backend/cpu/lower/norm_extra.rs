@@ -10,20 +10,13 @@ use anyhow::{Result, bail};
 
 use super::Lw;
 use super::reduce::space;
+use crate::backend::cpu::kernel::build::{bin, float};
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Mem, Step, UnOp, dense_strides};
 use crate::ir::ops::norm::Norm;
 use crate::ir::{NodeId, ValueId};
 use crate::tensor::DType;
 
 const F: DType = DType::F64;
-
-fn f64lit(v: f64) -> Expr {
-    Expr::Lit(Lit::F64(v))
-}
-
-fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
-    Expr::bin(op, a, b)
-}
 
 fn load(mem: Mem, dtype: DType, strides: Vec<i64>) -> Expr {
     Expr::cast(F, Expr::Load(Access { mem, dtype, offset: 0, strides }))
@@ -52,7 +45,7 @@ fn mean_var(lw: &mut Lw, x: ValueId, shape: &[usize], axes: &[usize]) -> Result<
     let t = lw.ty(x).dtype;
     let sp = space(shape, axes);
     let xm = lw.mem(x)?;
-    let count = f64lit(sp.count as f64);
+    let count = float(sp.count as f64);
     let x64 = Expr::cast(F, sp.load(xm, t));
     let (tmean, tvar) = (sp.stat_temp(lw, F), sp.stat_temp(lw, F));
     lw.push(sp.step(F, Lit::F64(0.0), BinOp::Add, x64.clone(), bin(BinOp::Div, Expr::Acc, count.clone()), tmean, F));
@@ -98,7 +91,7 @@ fn batch_training(lw: &mut Lw, id: NodeId, x: ValueId, eps: f32, momentum: f32) 
     let mean = Expr::Load(Access { mem: tmean, dtype: F, offset: 0, strides: over_x.clone() });
     let var = Expr::Load(Access { mem: tvar, dtype: F, offset: 0, strides: over_x });
     let xv = load(lw.mem(x)?, xt.dtype, dense_strides(&xt.shape));
-    let norm = bin(BinOp::Div, bin(BinOp::Sub, xv, mean), Expr::un(UnOp::Sqrt, bin(BinOp::Add, var, f64lit(eps as f64))));
+    let norm = bin(BinOp::Div, bin(BinOp::Sub, xv, mean), Expr::un(UnOp::Sqrt, bin(BinOp::Add, var, float(eps as f64))));
     store(lw, id, 0, xt.shape.clone(), bin(BinOp::Add, bin(BinOp::Mul, scale, norm), bias));
     let mom = momentum as f64;
     let n_out = lw.g.node(id).outputs.len();
@@ -106,7 +99,7 @@ fn batch_training(lw: &mut Lw, id: NodeId, x: ValueId, eps: f32, momentum: f32) 
         if slot < n_out {
             let running = param(lw, input, vec![1])?;
             let batch = Expr::Load(Access { mem: stat, dtype: F, offset: 0, strides: vec![1] });
-            let value = bin(BinOp::Add, bin(BinOp::Mul, running, f64lit(mom)), bin(BinOp::Mul, batch, f64lit(1.0 - mom)));
+            let value = bin(BinOp::Add, bin(BinOp::Mul, running, float(mom)), bin(BinOp::Mul, batch, float(1.0 - mom)));
             store(lw, id, slot, vec![c], value);
         }
     }
@@ -138,7 +131,7 @@ fn group(lw: &mut Lw, id: NodeId, x: ValueId, groups: i64, eps: f32, per_group: 
         params.push(load(lw.mem(v)?, pt.dtype, param_strides.clone()));
     }
     let xv = load(lw.mem(x)?, xt.dtype, dense_strides(&view));
-    let norm = bin(BinOp::Div, bin(BinOp::Sub, xv, stat(tmean)), Expr::un(UnOp::Sqrt, bin(BinOp::Add, stat(tvar), f64lit(eps as f64))));
+    let norm = bin(BinOp::Div, bin(BinOp::Sub, xv, stat(tmean)), Expr::un(UnOp::Sqrt, bin(BinOp::Add, stat(tvar), float(eps as f64))));
     let bias = params.pop().expect("two params");
     let scale = params.pop().expect("two params");
     store(lw, id, 0, view, bin(BinOp::Add, bin(BinOp::Mul, scale, norm), bias));
@@ -150,7 +143,7 @@ fn mean_variance(lw: &mut Lw, id: NodeId, x: ValueId, axes: &[usize]) -> Result<
     let xt = lw.ty(x).clone();
     let sp = space(&xt.shape, axes);
     let xm = lw.mem(x)?;
-    let count = f64lit(sp.count as f64);
+    let count = float(sp.count as f64);
     let x64 = Expr::cast(F, sp.load(xm, xt.dtype));
     let (tmean, tsq) = (sp.stat_temp(lw, F), sp.stat_temp(lw, F));
     lw.push(sp.step(F, Lit::F64(0.0), BinOp::Add, x64.clone(), bin(BinOp::Div, Expr::Acc, count.clone()), tmean, F));
@@ -158,32 +151,20 @@ fn mean_variance(lw: &mut Lw, id: NodeId, x: ValueId, axes: &[usize]) -> Result<
     let (mean, ex2) = (sp.stat_x(tmean, F), sp.stat_x(tsq, F));
     let std = Expr::un(UnOp::Sqrt, bin(BinOp::Sub, ex2, bin(BinOp::Mul, mean.clone(), mean.clone())));
     let xv = load(xm, xt.dtype, dense_strides(&xt.shape));
-    let value = bin(BinOp::Div, bin(BinOp::Sub, xv, mean), bin(BinOp::Add, std, f64lit(1e-9)));
+    let value = bin(BinOp::Div, bin(BinOp::Sub, xv, mean), bin(BinOp::Add, std, float(1e-9)));
     store(lw, id, 0, xt.shape.clone(), value);
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::ir::parse::parse_graph;
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::tensor::Tensor;
 
     /// Compiled against the reference evaluator. Both compute in f64 and round once; they
     /// differ only in the order of the f64 sums (a few f64 ulp), far below one f32 ulp, so
     /// 1e-6 relative is a tight bound for f32 outputs.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        assert_eq!(got.len(), want.len());
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            assert_eq!(g.dtype(), w.dtype());
-            for (a, b) in g.to_f64_vec().unwrap().iter().zip(w.to_f64_vec().unwrap()) {
-                assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}\n{text}");
-            }
-        }
-    }
+    const TOL: Tolerance = Tolerance::Rel(1e-6);
 
     fn ramp(shape: &[usize], k: f32) -> Tensor {
         let n: usize = shape.iter().product();
@@ -194,12 +175,12 @@ mod tests {
     fn batch_norm_training_mode() {
         let text = "graph(%x: f32[2,3,2,2], %s: f32[3], %b: f32[3], %m: f32[3], %v: f32[3]) {\n  %y, %rm, %rv = BatchNormalization{epsilon=0.01f, momentum=0.8f, training_mode=1}(%x, %s, %b, %m, %v) : f32[2,3,2,2], f32[3], f32[3]\n  return %y, %rm, %rv\n}";
         let p = |v: [f32; 3]| Tensor::from_vec(&[3], v.to_vec()).unwrap();
-        same_as_reference(text, &[ramp(&[2, 3, 2, 2], 0.7), p([1.0, 1.5, -2.0]), p([0.0, 1.0, -0.5]), p([0.1, 0.2, 0.3]), p([1.0, 0.5, 2.0])]);
+        same_as_reference(text, &[ramp(&[2, 3, 2, 2], 0.7), p([1.0, 1.5, -2.0]), p([0.0, 1.0, -0.5]), p([0.1, 0.2, 0.3]), p([1.0, 0.5, 2.0])], TOL);
         // Y alone.
         let text = "graph(%x: f64[4,2], %s: f64[2], %b: f64[2], %m: f64[2], %v: f64[2]) {\n  %y = BatchNormalization{training_mode=1}(%x, %s, %b, %m, %v) : f64[4,2]\n  return %y\n}";
         let p = |v: [f64; 2]| Tensor::from_vec(&[2], v.to_vec()).unwrap();
         let x = Tensor::from_vec(&[4, 2], vec![1.0f64, -2.0, 3.5, 4.0, 0.25, 9.0, -1.0, 2.0]).unwrap();
-        same_as_reference(text, &[x, p([2.0, 0.5]), p([1.0, -1.0]), p([0.0, 0.0]), p([1.0, 1.0])]);
+        same_as_reference(text, &[x, p([2.0, 0.5]), p([1.0, -1.0]), p([0.0, 0.0]), p([1.0, 1.0])], TOL);
     }
 
     #[test]
@@ -207,18 +188,18 @@ mod tests {
         let text = "graph(%x: f32[2,4,3], %s: f32[4], %b: f32[4]) {\n  %y = GroupNormalization{epsilon=0.001f, num_groups=2}(%x, %s, %b) : f32[2,4,3]\n  return %y\n}";
         let p = Tensor::from_vec(&[4], vec![1.0f32, -0.5, 2.0, 0.25]).unwrap();
         let q = Tensor::from_vec(&[4], vec![0.0f32, 1.0, -1.0, 0.5]).unwrap();
-        same_as_reference(text, &[ramp(&[2, 4, 3], 1.3), p, q]);
+        same_as_reference(text, &[ramp(&[2, 4, 3], 1.3), p, q], TOL);
         let text = "graph(%x: f32[1,4,2,2], %s: f32[2], %b: f32[2]) {\n  %y = GroupNormalization{_per_group_affine=1, num_groups=2}(%x, %s, %b) : f32[1,4,2,2]\n  return %y\n}";
         let p = Tensor::from_vec(&[2], vec![1.5f32, -0.5]).unwrap();
         let q = Tensor::from_vec(&[2], vec![0.25f32, 1.0]).unwrap();
-        same_as_reference(text, &[ramp(&[1, 4, 2, 2], 0.9), p, q]);
+        same_as_reference(text, &[ramp(&[1, 4, 2, 2], 0.9), p, q], TOL);
     }
 
     #[test]
     fn mean_variance_normalization() {
         for axes in ["[0,2,3]", "[1]", "[0,1,2,3]"] {
             let text = format!("graph(%x: f32[3,2,2,3]) {{\n  %y = MeanVarianceNormalization{{axes={axes}}}(%x) : f32[3,2,2,3]\n  return %y\n}}");
-            same_as_reference(&text, &[ramp(&[3, 2, 2, 3], 0.37)]);
+            same_as_reference(&text, &[ramp(&[3, 2, 2, 3], 0.37)], TOL);
         }
     }
 }

@@ -15,6 +15,7 @@
 use anyhow::{Result, bail};
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::{float, int};
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Reduce, Step, UnOp, broadcast_strides, dense_strides};
 use crate::ir::ops::quant::Quant;
 use crate::ir::{NodeId, ValueId};
@@ -22,10 +23,6 @@ use crate::tensor::DType;
 
 const I: DType = DType::I64;
 const F: DType = DType::F64;
-
-fn int(v: i64) -> Expr {
-    Expr::Lit(Lit::Int(v, I))
-}
 
 fn i64_of(e: Expr, from: DType) -> Expr {
     if from == I { e } else { Expr::cast(I, e) }
@@ -57,7 +54,7 @@ fn requantize(acc: Expr, mult: Expr, zp: Option<Expr>, out: DType) -> Result<Exp
         y = Expr::bin(BinOp::Add, y, z);
     }
     let y = Expr::un(UnOp::Nearest, y);
-    let y = Expr::bin(BinOp::Min, Expr::bin(BinOp::Max, y, Expr::Lit(Lit::F64(lo))), Expr::Lit(Lit::F64(hi)));
+    let y = Expr::bin(BinOp::Min, Expr::bin(BinOp::Max, y, float(lo)), float(hi));
     Ok(Expr::cast(out, y))
 }
 
@@ -311,16 +308,11 @@ fn per_channel(lw: &mut Lw, v: ValueId, n_dims: usize, first: usize, channels: u
 
 #[cfg(test)]
 mod tests {
-    use crate::ir::parse::parse_graph;
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::tensor::{Tensor, f16};
 
     /// Exact integer arithmetic and the same f64 requantisation: outputs must be equal.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        assert_eq!(got, want, "{text}");
-    }
+    const TOL: Tolerance = Tolerance::Exact;
 
     fn u8s(shape: &[usize], seed: usize) -> Tensor {
         let n: usize = shape.iter().product();
@@ -335,35 +327,36 @@ mod tests {
     #[test]
     fn matmul_integer_with_per_row_and_per_column_zero_points() {
         let text = "graph(%a: u8[2,4,3], %b: u8[3,5], %az: u8[4], %bz: u8[5]) {\n  %y = MatMulInteger(%a, %b, %az, %bz) : i32[2,4,5]\n  return %y\n}";
-        same_as_reference(text, &[u8s(&[2, 4, 3], 1), u8s(&[3, 5], 2), u8s(&[4], 3), u8s(&[5], 4)]);
+        same_as_reference(text, &[u8s(&[2, 4, 3], 1), u8s(&[3, 5], 2), u8s(&[4], 3), u8s(&[5], 4)], TOL);
         let text = "graph(%a: i8[4,3], %b: i8[3,2]) {\n  %y = MatMulInteger(%a, %b) : i32[4,2]\n  return %y\n}";
-        same_as_reference(text, &[i8s(&[4, 3], 1), i8s(&[3, 2], 2)]);
+        same_as_reference(text, &[i8s(&[4, 3], 1), i8s(&[3, 2], 2)], TOL);
     }
 
     #[test]
     fn qlinear_matmul_requantises_like_the_reference() {
-        let scales: [(&str, fn(f32) -> Tensor); 2] =
+        type Scale = fn(f32) -> Tensor;
+        let scales: [(&str, Scale); 2] =
             [("f32", |v| Tensor::from_vec(&[1], vec![v]).unwrap()), ("f16", |v| Tensor::from_vec(&[1], vec![f16::from_f32(v)]).unwrap())];
         for (st, scale) in scales {
             let text = format!(
                 "graph(%a: i8[2,2,4], %as: {st}[1], %az: i8[1], %b: i8[2,4,3], %bs: {st}[1], %bz: i8[1], %ys: {st}[1], %yz: i8[1]) {{\n  %y = QLinearMatMul(%a, %as, %az, %b, %bs, %bz, %ys, %yz) : i8[2,2,3]\n  return %y\n}}"
             );
             let z = |v: i8| Tensor::from_vec(&[1], vec![v]).unwrap();
-            same_as_reference(&text, &[i8s(&[2, 2, 4], 1), scale(0.0215), z(-3), i8s(&[2, 4, 3], 2), scale(0.0039), z(5), scale(0.0789), z(7)]);
+            same_as_reference(&text, &[i8s(&[2, 2, 4], 1), scale(0.0215), z(-3), i8s(&[2, 4, 3], 2), scale(0.0039), z(5), scale(0.0789), z(7)], TOL);
         }
         // Per-row a and per-column b scales, u8, no zero points beyond y's.
         let text = "graph(%a: u8[3,4], %as: f32[3], %b: u8[4,2], %bs: f32[2], %ys: f32[], %yz: u8[]) {\n  %y = QLinearMatMul(%a, %as, _, %b, %bs, _, %ys, %yz) : u8[3,2]\n  return %y\n}";
         let f = |s: &[usize], v: Vec<f32>| Tensor::from_vec(s, v).unwrap();
-        same_as_reference(text, &[u8s(&[3, 4], 5), f(&[3], vec![0.01, 0.02, 0.005]), u8s(&[4, 2], 6), f(&[2], vec![0.003, 0.007]), f(&[], vec![0.9]), Tensor::from_vec(&[], vec![100u8]).unwrap()]);
+        same_as_reference(text, &[u8s(&[3, 4], 5), f(&[3], vec![0.01, 0.02, 0.005]), u8s(&[4, 2], 6), f(&[2], vec![0.003, 0.007]), f(&[], vec![0.9]), Tensor::from_vec(&[], vec![100u8]).unwrap()], TOL);
     }
 
     #[test]
     fn convolutions_match_the_reference() {
         // H: (5 + 1 + 2 - 3) / 2 + 1 = 3; W: (5 + 0 + 1 - 3) / 1 + 1 = 4.
         let text = "graph(%x: u8[1,2,5,5], %w: u8[4,1,3,2], %xz: u8[], %wz: u8[4]) {\n  %y = ConvInteger{group=2, pads=[1,0,2,1], strides=[2,1], dilations=[1,2]}(%x, %w, %xz, %wz) : i32[1,4,3,4]\n  return %y\n}";
-        same_as_reference(text, &[u8s(&[1, 2, 5, 5], 1), u8s(&[4, 1, 3, 2], 2), Tensor::from_vec(&[], vec![7u8]).unwrap(), u8s(&[4], 3)]);
+        same_as_reference(text, &[u8s(&[1, 2, 5, 5], 1), u8s(&[4, 1, 3, 2], 2), Tensor::from_vec(&[], vec![7u8]).unwrap(), u8s(&[4], 3)], TOL);
         let text = "graph(%x: i8[2,1,3,3], %w: i8[2,1,2,2]) {\n  %y = ConvInteger(%x, %w) : i32[2,2,2,2]\n  return %y\n}";
-        same_as_reference(text, &[i8s(&[2, 1, 3, 3], 1), i8s(&[2, 1, 2, 2], 2)]);
+        same_as_reference(text, &[i8s(&[2, 1, 3, 3], 1), i8s(&[2, 1, 2, 2], 2)], TOL);
 
         let text = "graph(%x: u8[1,2,4,4], %xs: f32[], %xz: u8[], %w: u8[3,2,2,2], %ws: f32[3], %wz: u8[3], %ys: f32[], %yz: u8[], %b: i32[3]) {\n  %y = QLinearConv{pads=[1,1,0,0]}(%x, %xs, %xz, %w, %ws, %wz, %ys, %yz, %b) : u8[1,3,4,4]\n  return %y\n}";
         let f = |s: &[usize], v: Vec<f32>| Tensor::from_vec(s, v).unwrap();
@@ -378,6 +371,6 @@ mod tests {
             Tensor::from_vec(&[], vec![128u8]).unwrap(),
             Tensor::from_vec(&[3], vec![-300i32, 5000, 0]).unwrap(),
         ];
-        same_as_reference(text, &inputs);
+        same_as_reference(text, &inputs, TOL);
     }
 }

@@ -15,6 +15,7 @@
 use anyhow::{Result, bail};
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::{bin, int};
 use crate::backend::cpu::kernel::{Access, BinOp, Conversion, Expr, Lit, Loop, Reduce, Step, UnOp, dense_strides};
 use crate::backend::cpu::lowbit::is_coded_float;
 use crate::ir::ops::quant::Quant;
@@ -61,14 +62,6 @@ fn int_range(d: DType) -> Option<(f64, f64)> {
     })
 }
 
-fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
-    Expr::bin(op, a, b)
-}
-
-fn i64_lit(v: i64) -> Expr {
-    Expr::Lit(Lit::Int(v, DType::I64))
-}
-
 /// Scale or zero point `p` read at every point of a loop over `x` (per tensor, per axis or
 /// per block, as the reference's `ParamMap`).
 fn param(lw: &mut Lw, what: &str, p: ValueId, x: &[usize], axis: i64, block: usize) -> Result<Expr> {
@@ -96,11 +89,11 @@ fn param(lw: &mut Lw, what: &str, p: ValueId, x: &[usize], axis: i64, block: usi
         .filter(|&d| pt.shape[d] > 1)
         .map(|d| {
             let i = Expr::Index(d);
-            let i = if d == ax { bin(BinOp::Div, i, i64_lit(block as i64)) } else { i };
-            bin(BinOp::Mul, i, i64_lit(strides[d]))
+            let i = if d == ax { bin(BinOp::Div, i, int(block as i64)) } else { i };
+            bin(BinOp::Mul, i, int(strides[d]))
         })
         .reduce(|a, b| bin(BinOp::Add, a, b))
-        .unwrap_or(i64_lit(0));
+        .unwrap_or(int(0));
     Ok(Expr::LoadAt { mem, dtype: pt.dtype, len: pt.len() as i64, index: Box::new(index) })
 }
 

@@ -22,6 +22,7 @@ use anyhow::{Result, bail};
 use neoc_runtime::abi::MathOp;
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::{bin, int, load};
 use crate::backend::cpu::kernel::{Access, BinOp, Call, Expr, Lit, Loop, Matrix, Mem, Step};
 use crate::ir::ops::rnn::{Act, ActKind, Cell, Direction, Rnn};
 use crate::ir::{NodeId, OpImpl, ValueType};
@@ -34,14 +35,6 @@ const F: DType = DType::F32;
 
 fn lit(v: f64) -> Expr {
     Expr::Lit(Lit::F32(v as f32))
-}
-
-fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
-    Expr::bin(op, a, b)
-}
-
-fn load(mem: Mem, offset: i64, strides: Vec<i64>) -> Expr {
-    Expr::Load(Access { mem, dtype: F, offset, strides })
 }
 
 /// `act(clip(x))`.
@@ -96,20 +89,20 @@ impl Dir {
     /// `x·W[gate]ᵀ + Wb[gate]` at time `t`.
     fn wx(&self, gate: usize, t: usize) -> Expr {
         let gh = self.gh();
-        let e = load(self.xw, t as i64 * self.batch as i64 * gh + (gate * self.hidden) as i64, vec![gh, 1]);
+        let e = load(self.xw, F, t as i64 * self.batch as i64 * gh + (gate * self.hidden) as i64, vec![gh, 1]);
         match self.bias {
-            Some((b, off)) => bin(BinOp::Add, e, load(b, off + (gate * self.hidden) as i64, vec![0, 1])),
+            Some((b, off)) => bin(BinOp::Add, e, load(b, F, off + (gate * self.hidden) as i64, vec![0, 1])),
             None => e,
         }
     }
     /// `h·R[gate]ᵀ + Rb[gate]`, from `hr` (or another `[batch, H]` product at `mem`).
     fn rh(&self, gate: usize, from: Option<Mem>) -> Expr {
         let e = match from {
-            Some(m) => load(m, 0, vec![self.hidden as i64, 1]),
-            None => load(self.hr, (gate * self.hidden) as i64, vec![self.gh(), 1]),
+            Some(m) => load(m, F, 0, vec![self.hidden as i64, 1]),
+            None => load(self.hr, F, (gate * self.hidden) as i64, vec![self.gh(), 1]),
         };
         match self.bias {
-            Some((b, off)) => bin(BinOp::Add, e, load(b, off + ((self.gates + gate) * self.hidden) as i64, vec![0, 1])),
+            Some((b, off)) => bin(BinOp::Add, e, load(b, F, off + ((self.gates + gate) * self.hidden) as i64, vec![0, 1])),
             None => e,
         }
     }
@@ -117,7 +110,7 @@ impl Dir {
         bin(BinOp::Add, self.wx(gate, t), self.rh(gate, None))
     }
     fn state(&self, m: Mem) -> Expr {
-        load(m, 0, vec![self.hidden as i64, 1])
+        load(m, F, 0, vec![self.hidden as i64, 1])
     }
     fn state_access(&self, m: Mem) -> Access {
         Access::dense(m, F, &[self.batch, self.hidden])
@@ -126,7 +119,7 @@ impl Dir {
     fn peephole(&self, k: usize, c: Mem, e: Expr) -> Expr {
         match self.peep {
             Some((p, off)) => {
-                let pv = load(p, off + (k * self.hidden) as i64, vec![0, 1]);
+                let pv = load(p, F, off + (k * self.hidden) as i64, vec![0, 1]);
                 bin(BinOp::Add, e, bin(BinOp::Mul, pv, self.state(c)))
             }
             None => e,
@@ -136,7 +129,7 @@ impl Dir {
     fn active(&self, t: usize) -> Option<Expr> {
         let (m, dt) = self.lens?;
         let len = Expr::cast(DType::I64, Expr::Load(Access { mem: m, dtype: dt, offset: 0, strides: vec![1, 0] }));
-        Some(bin(BinOp::Lt, Expr::Lit(Lit::Int(t as i64, DType::I64)), len))
+        Some(bin(BinOp::Lt, int(t as i64), len))
     }
     fn masked(&self, t: usize, new: Expr, old: Expr) -> Expr {
         match self.active(t) {
@@ -241,7 +234,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, r: &Rnn) -> Result<()> {
         for (dst, src) in [(Some(h), h0), (c, c0)] {
             let Some(dst) = dst else { continue };
             let value = match src {
-                Some(m) => load(m, off, strides.clone()),
+                Some(m) => load(m, F, off, strides.clone()),
                 None => lit(0.0),
             };
             lw.push(Step::Loop(Loop { dims: d.dims(), out: d.state_access(dst), value }));
@@ -361,34 +354,20 @@ fn step(lw: &mut Lw, r: &Rnn, acts: &[Act], d: &Dir, t: usize, rm: Mem, dir: usi
 
 #[cfg(test)]
 mod tests {
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference, ty};
     use crate::ir::parse::parse_graph;
-    use crate::tensor::Tensor;
+    use crate::tensor::{DType, Tensor};
 
     /// Compiled (f32, sgemm) against the reference (f64, rounded once). Values stay in
     /// [-3, 3] and each time step adds a few f32 roundings (about 6e-8 relative each) to
     /// the state, so over these few steps 2e-5 of max(|want|, 1) is a safe, tight bound.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).unwrap_or_else(|e| panic!("{e:#}\n{text}"));
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        assert_eq!(got.len(), want.len());
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            for (a, b) in g.to_f64_vec().unwrap().iter().zip(w.to_f64_vec().unwrap()) {
-                assert!((a - b).abs() <= 2e-5 * b.abs().max(1.0), "{a} vs {b}\n{text}");
-            }
-        }
-    }
+    const TOL: Tolerance = Tolerance::Rel(2e-5);
 
     /// Deterministic values in [-scale, scale].
     fn data(shape: &[usize], seed: usize, scale: f32) -> Tensor {
         let n: usize = shape.iter().product();
         let v = (0..n).map(|i| (((i * 37 + seed * 11) % 23) as f32 / 11.0 - 1.0) * scale).collect();
         Tensor::from_vec(shape, v).unwrap()
-    }
-
-    fn shape(s: &[usize]) -> String {
-        format!("f32[{}]", s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","))
     }
 
     /// One node with every input given at run time. `attrs` without braces.
@@ -398,11 +377,11 @@ mod tests {
         let xs = if layout == 0 { [seq, batch, input] } else { [batch, seq, input] };
         let ss = if layout == 0 { [dirs, batch, hidden] } else { [batch, dirs, hidden] };
         let ys = if layout == 0 { vec![seq, dirs, batch, hidden] } else { vec![batch, seq, dirs, hidden] };
-        let mut ins = vec![("x", shape(&xs)), ("w", shape(&[dirs, gates * hidden, input])), ("r", shape(&[dirs, gates * hidden, hidden]))];
+        let mut ins = vec![("x", ty(DType::F32, &xs)), ("w", ty(DType::F32, &[dirs, gates * hidden, input])), ("r", ty(DType::F32, &[dirs, gates * hidden, hidden]))];
         let mut vals = vec![data(&xs, 1, 1.5), data(&[dirs, gates * hidden, input], 2, 0.8), data(&[dirs, gates * hidden, hidden], 3, 0.6)];
         let mut args = vec!["%x", "%w", "%r"];
         if all_inputs {
-            ins.push(("b", shape(&[dirs, 2 * gates * hidden])));
+            ins.push(("b", ty(DType::F32, &[dirs, 2 * gates * hidden])));
             vals.push(data(&[dirs, 2 * gates * hidden], 4, 0.5));
             args.push("%b");
         } else {
@@ -417,28 +396,28 @@ mod tests {
             None => args.push("_"),
         }
         if all_inputs {
-            ins.push(("h0", shape(&ss)));
+            ins.push(("h0", ty(DType::F32, &ss)));
             vals.push(data(&ss, 5, 0.7));
             args.push("%h0");
             if lstm {
-                ins.push(("c0", shape(&ss)));
+                ins.push(("c0", ty(DType::F32, &ss)));
                 vals.push(data(&ss, 6, 0.9));
-                ins.push(("p", shape(&[dirs, 3 * hidden])));
+                ins.push(("p", ty(DType::F32, &[dirs, 3 * hidden])));
                 vals.push(data(&[dirs, 3 * hidden], 7, 0.4));
                 args.extend(["%c0", "%p"]);
             }
         }
         let params = ins.iter().map(|(n, t)| format!("%{n}: {t}")).collect::<Vec<_>>().join(", ");
         let (outs, tys) = if lstm {
-            ("%y, %yh, %yc", format!("{}, {}, {}", shape(&ys), shape(&ss), shape(&ss)))
+            ("%y, %yh, %yc", format!("{}, {}, {}", ty(DType::F32, &ys), ty(DType::F32, &ss), ty(DType::F32, &ss)))
         } else {
-            ("%y, %yh", format!("{}, {}", shape(&ys), shape(&ss)))
+            ("%y, %yh", format!("{}, {}", ty(DType::F32, &ys), ty(DType::F32, &ss)))
         };
         let text = format!(
             "graph({params}) {{\n  {outs} = {op}{{hidden_size={hidden}, layout={layout}{attrs}}}({}) : {tys}\n  return {outs}\n}}",
             args.join(", ")
         );
-        same_as_reference(&text, &vals);
+        same_as_reference(&text, &vals, TOL);
     }
 
     #[test]
@@ -479,6 +458,6 @@ mod tests {
         for bad in [3, -1] {
             assert!(crate::driver::compile_and_run(&g, &ins(bad), &Default::default()).is_err(), "length {bad}");
         }
-        same_as_reference(text, &ins(2));
+        same_as_reference(text, &ins(2), TOL);
     }
 }

@@ -15,6 +15,7 @@
 use anyhow::{Result, anyhow, bail};
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::{float, int};
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Mem, Step, UnOp, dense_strides};
 use crate::ir::ops::resize::{AxisPass, Coord, Mode, NearestMode, Resize, saturation_range};
 use crate::ir::{NodeId, ValueId, ValueType};
@@ -25,10 +26,6 @@ const F: DType = DType::F64;
 /// Taps per output position above which a pass is refused (antialiasing a large
 /// downscale makes the tables and the unrolled sum grow with the factor).
 const MAX_TAPS: usize = 64;
-
-fn int(v: i64) -> Expr {
-    Expr::Lit(Lit::Int(v, DType::I64))
-}
 
 pub fn lower(lw: &mut Lw, id: NodeId, r: &Resize) -> Result<()> {
     let x = lw.input(id, 0)?;
@@ -86,7 +83,7 @@ fn pass_value(lw: &mut Lw, pass: &AxisPass, src: Mem, dtype: DType, shape: &[usi
     let len = shape.iter().product::<usize>() as i64;
     if pass.out_w == 0 {
         // Nothing to compute: the loop has no points.
-        return Ok(Expr::Lit(Lit::F64(0.0)));
+        return Ok(float(0.0));
     }
     if len == 0 {
         bail!("Resize of an empty tensor {shape:?} is not supported by the cpu backend");
@@ -162,12 +159,12 @@ fn sum_taps(t: &Tables, a: usize, extrapolation_value: f64, src: Mem, dtype: DTy
             Some(s) => Expr::bin(BinOp::Add, s, term),
         });
     }
-    let sum = sum.unwrap_or(Expr::Lit(Lit::F64(0.0)));
+    let sum = sum.unwrap_or(float(0.0));
     match t.outside {
         None => sum,
         Some(outside) => {
             let is_outside = Expr::bin(BinOp::Eq, table_1(outside, rank, a), int(1));
-            Expr::select(is_outside, Expr::Lit(Lit::F64(extrapolation_value)), sum)
+            Expr::select(is_outside, float(extrapolation_value), sum)
         }
     }
 }
@@ -221,12 +218,8 @@ fn crop_at_run_time(lw: &mut Lw, id: NodeId, r: &Resize, roi: ValueId, scales: O
 /// The output's rounding (integers: half to even) and saturation, from f64.
 fn finish(t: DType, lo: f64, hi: f64, v: Expr) -> Expr {
     let v = if t.is_int() { Expr::un(UnOp::Nearest, v) } else { v };
-    let v = Expr::bin(BinOp::Max, Expr::bin(BinOp::Min, v, Expr::Lit(Lit::F64(hi))), Expr::Lit(Lit::F64(lo)));
+    let v = Expr::bin(BinOp::Max, Expr::bin(BinOp::Min, v, float(hi)), float(lo));
     Expr::cast(t, v)
-}
-
-fn fl(v: f64) -> Expr {
-    Expr::Lit(Lit::F64(v))
 }
 
 /// Run-time tap tables of one tf_crop_and_resize axis whose roi is `[start, end]` (f64
@@ -247,54 +240,54 @@ fn crop_tables(lw: &mut Lw, r: &Resize, start: Expr, end: Expr, single: bool, sc
     let width = round(bin(BinOp::Sub, end, start.clone()));
     let y = Expr::cast(F, Expr::Index(0));
     let x = if out_f == 1.0 {
-        round(bin(BinOp::Div, round(bin(BinOp::Mul, width, fl(in_f - 1.0))), fl(2.0)))
+        round(bin(BinOp::Div, round(bin(BinOp::Mul, width, float(in_f - 1.0))), float(2.0)))
     } else {
-        bin(BinOp::Div, bin(BinOp::Mul, bin(BinOp::Mul, y, width), fl(in_f - 1.0)), fl(out_f - 1.0))
+        bin(BinOp::Div, bin(BinOp::Mul, bin(BinOp::Mul, y, width), float(in_f - 1.0)), float(out_f - 1.0))
     };
-    let x = bin(BinOp::Add, x, round(bin(BinOp::Mul, start, fl(in_f - 1.0))));
+    let x = bin(BinOp::Add, x, round(bin(BinOp::Mul, start, float(in_f - 1.0))));
     let xs = lw.temp(&ValueType::new(F, ow.clone()));
     lw.push(Step::Loop(Loop { dims: ow.clone(), out: Access::dense(xs, F, &ow), value: x }));
     let x = Expr::Load(Access::dense(xs, F, &ow));
     let outside = lw.temp(&ValueType::new(DType::I64, ow.clone()));
-    let is_out = bin(BinOp::Or, bin(BinOp::Lt, x.clone(), fl(0.0)), bin(BinOp::Gt, x.clone(), fl(in_f - 1.0)));
+    let is_out = bin(BinOp::Or, bin(BinOp::Lt, x.clone(), float(0.0)), bin(BinOp::Gt, x.clone(), float(in_f - 1.0)));
     lw.push(Step::Loop(Loop { dims: ow.clone(), out: Access::dense(outside, DType::I64, &ow), value: Expr::select(is_out, int(1), int(0)) }));
     // ratio in (0, 1]; the coefficients.
     let x_int = Expr::un(UnOp::Floor, x.clone());
-    let ratio = Expr::select(bin(BinOp::Eq, x.clone(), x_int.clone()), fl(1.0), bin(BinOp::Sub, x.clone(), x_int));
+    let ratio = Expr::select(bin(BinOp::Eq, x.clone(), x_int.clone()), float(1.0), bin(BinOp::Sub, x.clone(), x_int));
     let coeffs: Vec<Expr> = match r.mode {
         Mode::Nearest => {
             let up = match r.nearest_mode {
-                NearestMode::RoundPreferFloor => bin(BinOp::Gt, ratio.clone(), fl(0.5)),
-                NearestMode::RoundPreferCeil => bin(BinOp::Ge, ratio.clone(), fl(0.5)),
+                NearestMode::RoundPreferFloor => bin(BinOp::Gt, ratio.clone(), float(0.5)),
+                NearestMode::RoundPreferCeil => bin(BinOp::Ge, ratio.clone(), float(0.5)),
                 NearestMode::Floor => Expr::Lit(Lit::Int(0, DType::Bool)),
                 NearestMode::Ceil => Expr::Lit(Lit::Int(1, DType::Bool)),
             };
             let up = bin(BinOp::Or, bin(BinOp::Eq, ratio.clone(), Expr::un(UnOp::Trunc, ratio)), up);
-            vec![Expr::select(up.clone(), fl(0.0), fl(1.0)), Expr::select(up, fl(1.0), fl(0.0))]
+            vec![Expr::select(up.clone(), float(0.0), float(1.0)), Expr::select(up, float(1.0), float(0.0))]
         }
-        Mode::Linear => vec![bin(BinOp::Sub, fl(1.0), ratio.clone()), ratio],
+        Mode::Linear => vec![bin(BinOp::Sub, float(1.0), ratio.clone()), ratio],
         Mode::Cubic => {
             let a = r.cubic_coeff_a as f64;
             let mul = |p: Expr, q: Expr| bin(BinOp::Mul, p, q);
             let far = |v: Expr| {
-                let p = bin(BinOp::Sub, mul(fl(a), v.clone()), fl(5.0 * a));
-                let p = bin(BinOp::Add, mul(p, v.clone()), fl(8.0 * a));
-                bin(BinOp::Sub, mul(p, v), fl(4.0 * a))
+                let p = bin(BinOp::Sub, mul(float(a), v.clone()), float(5.0 * a));
+                let p = bin(BinOp::Add, mul(p, v.clone()), float(8.0 * a));
+                bin(BinOp::Sub, mul(p, v), float(4.0 * a))
             };
             let near = |v: Expr| {
-                let p = bin(BinOp::Sub, mul(fl(a + 2.0), v.clone()), fl(a + 3.0));
-                bin(BinOp::Add, mul(mul(p, v.clone()), v), fl(1.0))
+                let p = bin(BinOp::Sub, mul(float(a + 2.0), v.clone()), float(a + 3.0));
+                bin(BinOp::Add, mul(mul(p, v.clone()), v), float(1.0))
             };
-            let s = bin(BinOp::Sub, fl(1.0), ratio.clone());
-            vec![far(bin(BinOp::Add, ratio.clone(), fl(1.0))), near(ratio), near(s.clone()), far(bin(BinOp::Add, s, fl(1.0)))]
+            let s = bin(BinOp::Sub, float(1.0), ratio.clone());
+            vec![far(bin(BinOp::Add, ratio.clone(), float(1.0))), near(ratio), near(s.clone()), far(bin(BinOp::Add, s, float(1.0)))]
         }
     };
     // The n neighbours nearest x (ties to the lower), in edge-padded coordinates.
     let (ni, pad) = (n as i64, (n as i64 + 1) / 2);
-    let xp = bin(BinOp::Add, x, fl(pad as f64));
+    let xp = bin(BinOp::Add, x, float(pad as f64));
     let p = Expr::un(UnOp::Floor, xp.clone());
     let frac = bin(BinOp::Sub, xp, p.clone());
-    let offset = Expr::select(bin(BinOp::Eq, frac, fl(0.0)), int(-(ni / 2)), int(-(ni / 2) + 1));
+    let offset = Expr::select(bin(BinOp::Eq, frac, float(0.0)), int(-(ni / 2)), int(-(ni / 2) + 1));
     let first = bin(BinOp::Add, bin(BinOp::Add, Expr::cast(DType::I64, p), offset), int(-pad));
     let tap = |j: usize| bin(BinOp::Add, first.clone(), int(j as i64));
     let table = |d| ValueType::new(d, vec![out_w, n]);
@@ -310,11 +303,11 @@ fn crop_tables(lw: &mut Lw, r: &Resize, start: Expr, end: Expr, single: bool, sc
     // exclude_outside: taps outside the input get weight 0, the rest are renormalised.
     let masked = |j: usize| {
         let inside = bin(BinOp::And, bin(BinOp::Ge, tap(j), int(0)), bin(BinOp::Lt, tap(j), int(in_w as i64)));
-        Expr::select(inside, col(raw, F, j), fl(0.0))
+        Expr::select(inside, col(raw, F, j), float(0.0))
     };
     let sum = (1..n).fold(masked(0), |s, j| bin(BinOp::Add, s, masked(j)));
     let sums = lw.temp(&ValueType::new(F, ow.clone()));
-    let nonzero = Expr::select(bin(BinOp::Eq, sum.clone(), fl(0.0)), fl(1.0), sum);
+    let nonzero = Expr::select(bin(BinOp::Eq, sum.clone(), float(0.0)), float(1.0), sum);
     lw.push(Step::Loop(Loop { dims: ow.clone(), out: Access::dense(sums, F, &ow), value: nonzero }));
     let wts = lw.temp(&table(F));
     for j in 0..n {
@@ -333,26 +326,21 @@ fn table_1(mem: Mem, rank: usize, a: usize) -> Expr {
 
 #[cfg(test)]
 mod tests {
-    use crate::ir::parse::parse_graph;
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::tensor::Tensor;
 
     /// Compiled against the reference evaluator: the same taps, summed in the same order in
     /// f64 and rounded once, so the results are identical (integers exactly, floats to the
     /// last bit).
-    fn same_as_reference(text: &str, x: Tensor) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, std::slice::from_ref(&x)).expect("reference");
-        let got = crate::driver::compile_and_run(&g, &[x], &Default::default()).expect("compiles and runs");
-        assert_eq!(got[0].shape(), want[0].shape());
-        for (a, b) in got[0].to_f64_vec().unwrap().iter().zip(want[0].to_f64_vec().unwrap()) {
-            assert!(a.is_nan() && b.is_nan() || *a == b, "{a} vs {b}\n{text}");
-        }
-    }
+    const IDENTICAL: Tolerance = Tolerance::EqualOrNan;
+    /// With the roi a graph input, floats within 1e-6 relative (the run-time taps repeat the
+    /// reference's arithmetic; only f64 association may differ).
+    const RUN_TIME_TAPS: Tolerance = Tolerance::Rel(1e-6);
 
     #[test]
     fn integers_round_half_even_and_saturate() {
         let text = "graph(%x: u8[1,1,2,3]) {\n  %s = const f32[4]{1,1,2,2.5}\n  %y = Resize{coordinate_transformation_mode=\"align_corners\", mode=\"cubic\"}(%x, _, %s, _) : u8[1,1,4,7]\n  return %y\n}";
-        same_as_reference(text, Tensor::from_vec(&[1, 1, 2, 3], vec![0u8, 255, 3, 250, 0, 7]).unwrap());
+        same_as_reference(text, &[Tensor::from_vec(&[1, 1, 2, 3], vec![0u8, 255, 3, 250, 0, 7]).unwrap()], IDENTICAL);
     }
 
     /// tf_crop_and_resize with the roi as a graph input: taps computed at run time.
@@ -374,35 +362,23 @@ mod tests {
                 );
                 for roi in &rois {
                     let roi = Tensor::from_vec(&[8], roi.clone()).unwrap();
-                    same_as_reference_all(&text, &[x.clone(), roi]);
+                    same_as_reference(&text, &[x.clone(), roi], RUN_TIME_TAPS);
                 }
             }
         }
         let axes = "graph(%x: f32[1,2,4,5], %roi: f32[4]) {\n  %s = const i64[2]{3,3}\n  %y = Resize{axes=[3,2], coordinate_transformation_mode=\"tf_crop_and_resize\", mode=\"linear\"}(%x, %roi, _, %s) : f32[1,2,3,3]\n  return %y\n}";
-        same_as_reference_all(axes, &[x, Tensor::from_vec(&[4], vec![0.6f32, 0.4, 0.8, 0.8]).unwrap()]);
-    }
-
-    /// Like `same_as_reference`, with several inputs; floats within 1e-6 relative (the
-    /// run-time taps repeat the reference's arithmetic; only f64 association may differ).
-    fn same_as_reference_all(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        assert_eq!(got[0].shape(), want[0].shape());
-        for (a, b) in got[0].to_f64_vec().unwrap().iter().zip(want[0].to_f64_vec().unwrap()) {
-            assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}\n{text}");
-        }
+        same_as_reference(axes, &[x, Tensor::from_vec(&[4], vec![0.6f32, 0.4, 0.8, 0.8]).unwrap()], RUN_TIME_TAPS);
     }
 
     #[test]
     fn antialias_and_nearest_with_infinities() {
         let x = Tensor::from_vec(&[1, 1, 5, 6], (0..30).map(|v| (v as f32 * 1.7).sin() * 10.0).collect()).unwrap();
         let aa = "graph(%x: f32[1,1,5,6]) {\n  %s = const i64[2]{2,3}\n  %y = Resize{antialias=1, axes=[2,3], mode=\"linear\"}(%x, _, _, %s) : f32[1,1,2,3]\n  return %y\n}";
-        same_as_reference(aa, x.clone());
+        same_as_reference(aa, std::slice::from_ref(&x), IDENTICAL);
         let mut v = x.to_f64_vec().unwrap();
         v[7] = f64::INFINITY;
         let x = Tensor::from_vec(&[1, 1, 5, 6], v.iter().map(|&v| v as f32).collect()).unwrap();
         let nn = "graph(%x: f32[1,1,5,6]) {\n  %s = const f32[4]{1,1,1.5,0.7}\n  %y = Resize{mode=\"nearest\"}(%x, _, %s, _) : f32[1,1,7,4]\n  return %y\n}";
-        same_as_reference(nn, x);
+        same_as_reference(nn, &[x], IDENTICAL);
     }
 }

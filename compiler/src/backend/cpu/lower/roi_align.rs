@@ -17,28 +17,13 @@
 use anyhow::{Result, bail};
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::{bin, float, int, load};
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Mem, Reduce, Step, UnOp};
 use crate::ir::ops::spatial::Spatial;
 use crate::ir::{NodeId, ValueType};
 use crate::tensor::DType;
 
 const F: DType = DType::F64;
-
-fn int(v: i64) -> Expr {
-    Expr::Lit(Lit::Int(v, DType::I64))
-}
-
-fn f(v: f64) -> Expr {
-    Expr::Lit(Lit::F64(v))
-}
-
-fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
-    Expr::bin(op, a, b)
-}
-
-fn load(mem: Mem, dtype: DType, offset: i64, strides: Vec<i64>) -> Expr {
-    Expr::Load(Access { mem, dtype, offset, strides })
-}
 
 /// Bilinear tables of one axis (y or x): per (roi, bin, sample), the low and high rows, the
 /// fraction toward the high one, and 1 where the sample lies inside `[-1, size]`.
@@ -71,11 +56,11 @@ pub fn roi_align(lw: &mut Lw, id: NodeId, op: &Spatial) -> Result<()> {
     let offset = if half_pixel { 0.5 } else { 0.0 };
     // 1. info[roi] = (start_w, start_h, bin_w, bin_h).
     let rm = lw.mem(rois)?;
-    let corner = |i: usize| bin(BinOp::Sub, bin(BinOp::Mul, Expr::cast(F, load(rm, rt.dtype, i as i64, vec![4])), f(scale)), f(offset));
+    let corner = |i: usize| bin(BinOp::Sub, bin(BinOp::Mul, Expr::cast(F, load(rm, rt.dtype, i as i64, vec![4])), float(scale)), float(offset));
     let size = |s: usize, e: usize| {
         let d = bin(BinOp::Sub, corner(e), corner(s));
         // Malformed rois are forced to 1x1 in output_half_pixel mode.
-        if half_pixel { d } else { bin(BinOp::Max, d, f(1.0)) }
+        if half_pixel { d } else { bin(BinOp::Max, d, float(1.0)) }
     };
     let roi_w = size(0, 2);
     let roi_h = size(1, 3);
@@ -108,7 +93,7 @@ pub fn roi_align(lw: &mut Lw, id: NodeId, op: &Spatial) -> Result<()> {
     }
     let count = (gh * gw).max(1) as f64;
     let info = lw.temp(&ValueType::new(F, vec![nr, 4]));
-    let values = [corner(0), corner(1), bin(BinOp::Div, roi_w, f(ow as f64)), bin(BinOp::Div, roi_h, f(oh as f64))];
+    let values = [corner(0), corner(1), bin(BinOp::Div, roi_w, float(ow as f64)), bin(BinOp::Div, roi_h, float(oh as f64))];
     for (k, v) in values.into_iter().enumerate() {
         lw.push(Step::Loop(Loop { dims: vec![nr], out: Access { mem: info, dtype: F, offset: k as i64, strides: vec![4] }, value: v }));
     }
@@ -121,8 +106,8 @@ pub fn roi_align(lw: &mut Lw, id: NodeId, op: &Spatial) -> Result<()> {
     let valid = bin(BinOp::And, bin(BinOp::Eq, at_y(ys.inside, DType::I64), int(1)), bin(BinOp::Eq, at_x(xs.inside, DType::I64), int(1)));
     let ly = at_y(ys.frac, F);
     let lx = at_x(xs.frac, F);
-    let hy = bin(BinOp::Sub, f(1.0), ly.clone());
-    let hx = bin(BinOp::Sub, f(1.0), lx.clone());
+    let hy = bin(BinOp::Sub, float(1.0), ly.clone());
+    let hx = bin(BinOp::Sub, float(1.0), lx.clone());
     let bm = lw.mem(bi)?;
     let b = Expr::cast(DType::I64, load(bm, bt.dtype, 0, vec![1, 0, 0, 0, 0, 0]));
     let plane = (height * width) as i64;
@@ -138,18 +123,18 @@ pub fn roi_align(lw: &mut Lw, id: NodeId, op: &Spatial) -> Result<()> {
         let pos = Expr::select(valid.clone(), pos, int(0));
         let index = Expr::select(b_ok.clone(), bin(BinOp::Add, image.clone(), pos), int(-1));
         let v = Expr::cast(F, Expr::LoadAt { mem: xm, dtype: xt.dtype, len, index: Box::new(index) });
-        let w = Expr::select(valid.clone(), bin(BinOp::Mul, wy, wx), f(0.0));
+        let w = Expr::select(valid.clone(), bin(BinOp::Mul, wy, wx), float(0.0));
         terms.push(bin(BinOp::Mul, w, v));
     }
     let combine = if max { BinOp::Max } else { BinOp::Add };
-    let value = terms.into_iter().reduce(|a, b| bin(combine, a, b)).unwrap_or(f(0.0));
+    let value = terms.into_iter().reduce(|a, b| bin(combine, a, b)).unwrap_or(float(0.0));
     let (init, finish) = if max {
         (Lit::F64(f64::NEG_INFINITY), Expr::Acc)
     } else {
-        (Lit::F64(0.0), bin(BinOp::Div, Expr::Acc, f(count)))
+        (Lit::F64(0.0), bin(BinOp::Div, Expr::Acc, float(count)))
     };
     // No samples (a zero sample count): the reference gives 0.
-    let finish = if gh * gw == 0 { f(0.0) } else { finish };
+    let finish = if gh * gw == 0 { float(0.0) } else { finish };
     let y = lw.out(id, 0);
     lw.push(Step::Reduce(Reduce {
         dims: vec![nr, c, oh, ow, gh.max(1), gw.max(1)],
@@ -177,19 +162,19 @@ fn axis_tables(lw: &mut Lw, info: Mem, nr: usize, bins: usize, samples: usize, s
     let pos = bin(
         BinOp::Add,
         bin(BinOp::Add, start, bin(BinOp::Mul, Expr::cast(F, Expr::Index(1)), bin_size.clone())),
-        bin(BinOp::Div, bin(BinOp::Mul, bin(BinOp::Add, Expr::cast(F, Expr::Index(2)), f(0.5)), bin_size), f(samples as f64)),
+        bin(BinOp::Div, bin(BinOp::Mul, bin(BinOp::Add, Expr::cast(F, Expr::Index(2)), float(0.5)), bin_size), float(samples as f64)),
     );
     let p = lw.temp(&ty(F));
     lw.push(Step::Loop(Loop { dims: dims.clone(), out: dense(p, F), value: pos }));
     let p = Expr::Load(dense(p, F));
     let sf = size as f64;
-    let inside = bin(BinOp::And, bin(BinOp::Ge, p.clone(), f(-1.0)), bin(BinOp::Le, p.clone(), f(sf)));
-    let clamped = bin(BinOp::Max, p, f(0.0));
+    let inside = bin(BinOp::And, bin(BinOp::Ge, p.clone(), float(-1.0)), bin(BinOp::Le, p.clone(), float(sf)));
+    let clamped = bin(BinOp::Max, p, float(0.0));
     let low0 = Expr::cast(DType::I64, Expr::un(UnOp::Trunc, clamped.clone()));
     let at_edge = bin(BinOp::Ge, low0.clone(), int(size as i64 - 1));
     let low = Expr::select(at_edge.clone(), int(size as i64 - 1), low0.clone());
     let high = Expr::select(at_edge.clone(), int(size as i64 - 1), bin(BinOp::Add, low0.clone(), int(1)));
-    let frac = Expr::select(at_edge, f(0.0), bin(BinOp::Sub, clamped, Expr::cast(F, low0)));
+    let frac = Expr::select(at_edge, float(0.0), bin(BinOp::Sub, clamped, Expr::cast(F, low0)));
     let t = AxisTables { low: lw.temp(&ty(DType::I64)), high: lw.temp(&ty(DType::I64)), frac: lw.temp(&ty(F)), inside: lw.temp(&ty(DType::I64)) };
     lw.push(Step::Loop(Loop { dims: dims.clone(), out: dense(t.low, DType::I64), value: low }));
     lw.push(Step::Loop(Loop { dims: dims.clone(), out: dense(t.high, DType::I64), value: high }));
@@ -200,23 +185,14 @@ fn axis_tables(lw: &mut Lw, info: Mem, nr: usize, bins: usize, samples: usize, s
 
 #[cfg(test)]
 mod tests {
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::ir::parse::parse_graph;
     use crate::tensor::Tensor;
 
     /// Compiled against the reference evaluator: the same f64 arithmetic and summation
     /// order, rounded once, so 1e-6 relative is a wide margin that still catches any
     /// misplaced sample.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            for (a, b) in g.to_f64_vec().unwrap().iter().zip(w.to_f64_vec().unwrap()) {
-                assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}\n{text}");
-            }
-        }
-    }
+    const TOL: Tolerance = Tolerance::Rel(1e-6);
 
     #[test]
     fn modes_transforms_and_rois_past_the_edges() {
@@ -230,7 +206,7 @@ mod tests {
                     let text = format!(
                         "graph(%x: f32[2,2,5,6], %r: f32[4,4], %b: i64[4]) {{\n  %y = RoiAlign{{coordinate_transformation_mode=\"{ct}\", mode=\"{mode}\", output_height=3, output_width=2, sampling_ratio={ratio}, spatial_scale=0.9f}}(%x, %r, %b) : f32[4,2,3,2]\n  return %y\n}}"
                     );
-                    same_as_reference(&text, &[x.clone(), rois.clone(), bi.clone()]);
+                    same_as_reference(&text, &[x.clone(), rois.clone(), bi.clone()], TOL);
                 }
             }
         }

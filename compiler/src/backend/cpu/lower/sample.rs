@@ -23,28 +23,13 @@
 use anyhow::{Result, anyhow, bail};
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::{bin, float, int, load};
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Mem, Step, UnOp, dense_strides};
 use crate::ir::ops::spatial::{Interp, Padding};
 use crate::ir::{NodeId, ValueType};
 use crate::tensor::DType;
 
 const F: DType = DType::F64;
-
-fn int(v: i64) -> Expr {
-    Expr::Lit(Lit::Int(v, DType::I64))
-}
-
-fn f(v: f64) -> Expr {
-    Expr::Lit(Lit::F64(v))
-}
-
-fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
-    Expr::bin(op, a, b)
-}
-
-fn load(mem: Mem, dtype: DType, offset: i64, strides: Vec<i64>) -> Expr {
-    Expr::Load(Access { mem, dtype, offset, strides })
-}
 
 /// `v` rounded to f32 and back (the reference's float32 coordinates).
 fn f32r(v: Expr) -> Expr {
@@ -60,19 +45,19 @@ fn clamp(v: Expr, lo: Expr, hi: Expr) -> Expr {
 fn reflect(x: Expr, lo: f64, hi: f64) -> Expr {
     let range = hi - lo;
     if range <= 0.0 {
-        return f(lo);
+        return float(lo);
     }
     // dx ≥ 0 past the border; n = trunc(dx / range) whole folds, r the rest.
     let fold = |dx: Expr, near: f64, far: f64, toward_far: BinOp, back: BinOp| -> Expr {
-        let n = Expr::un(UnOp::Trunc, bin(BinOp::Div, dx.clone(), f(range)));
-        let r = bin(BinOp::Sub, dx, bin(BinOp::Mul, n.clone(), f(range)));
+        let n = Expr::un(UnOp::Trunc, bin(BinOp::Div, dx.clone(), float(range)));
+        let r = bin(BinOp::Sub, dx, bin(BinOp::Mul, n.clone(), float(range)));
         // n is a whole number ≥ 0: even when trunc(n / 2) · 2 == n.
-        let even = bin(BinOp::Eq, bin(BinOp::Mul, Expr::un(UnOp::Trunc, bin(BinOp::Mul, n.clone(), f(0.5))), f(2.0)), n);
-        Expr::select(even, bin(toward_far, f(near), r.clone()), bin(back, f(far), r))
+        let even = bin(BinOp::Eq, bin(BinOp::Mul, Expr::un(UnOp::Trunc, bin(BinOp::Mul, n.clone(), float(0.5))), float(2.0)), n);
+        Expr::select(even, bin(toward_far, float(near), r.clone()), bin(back, float(far), r))
     };
-    let below = fold(bin(BinOp::Sub, f(lo), x.clone()), lo, hi, BinOp::Add, BinOp::Sub);
-    let above = fold(bin(BinOp::Sub, x.clone(), f(hi)), hi, lo, BinOp::Sub, BinOp::Add);
-    Expr::select(bin(BinOp::Lt, x.clone(), f(lo)), below, Expr::select(bin(BinOp::Gt, x.clone(), f(hi)), above, x))
+    let below = fold(bin(BinOp::Sub, float(lo), x.clone()), lo, hi, BinOp::Add, BinOp::Sub);
+    let above = fold(bin(BinOp::Sub, x.clone(), float(hi)), hi, lo, BinOp::Sub, BinOp::Add);
+    Expr::select(bin(BinOp::Lt, x.clone(), float(lo)), below, Expr::select(bin(BinOp::Gt, x.clone(), float(hi)), above, x))
 }
 
 /// Keys' cubic convolution weight (a = -0.75) of tap `j` (at -1, 0, 1, 2) around `t`.
@@ -81,19 +66,19 @@ fn cubic_weight(t: Expr, j: usize) -> Expr {
     let x = Expr::un(UnOp::Abs, t);
     let mul = |p: Expr, q: Expr| bin(BinOp::Mul, p, q);
     let far = |x: Expr| {
-        let p = bin(BinOp::Sub, mul(f(a), x.clone()), f(5.0 * a));
-        let p = bin(BinOp::Add, mul(p, x.clone()), f(8.0 * a));
-        bin(BinOp::Sub, mul(p, x), f(4.0 * a))
+        let p = bin(BinOp::Sub, mul(float(a), x.clone()), float(5.0 * a));
+        let p = bin(BinOp::Add, mul(p, x.clone()), float(8.0 * a));
+        bin(BinOp::Sub, mul(p, x), float(4.0 * a))
     };
     let near = |x: Expr| {
-        let p = bin(BinOp::Sub, mul(f(a + 2.0), x.clone()), f(a + 3.0));
-        bin(BinOp::Add, mul(mul(p, x.clone()), x), f(1.0))
+        let p = bin(BinOp::Sub, mul(float(a + 2.0), x.clone()), float(a + 3.0));
+        bin(BinOp::Add, mul(mul(p, x.clone()), x), float(1.0))
     };
     match j {
-        0 => far(bin(BinOp::Add, x, f(1.0))),
+        0 => far(bin(BinOp::Add, x, float(1.0))),
         1 => near(x),
-        2 => near(bin(BinOp::Sub, f(1.0), x)),
-        _ => far(bin(BinOp::Sub, f(2.0), x)),
+        2 => near(bin(BinOp::Sub, float(1.0), x)),
+        _ => far(bin(BinOp::Sub, float(2.0), x)),
     }
 }
 
@@ -132,9 +117,9 @@ pub fn grid_sample(lw: &mut Lw, id: NodeId, mode: Interp, padding: Padding, alig
         let g = Expr::cast(F, load(gm, gt.dtype, (r - 1 - a) as i64, vec![p_i * r_i, r_i]));
         let df = d as f64;
         let x = if align_corners {
-            bin(BinOp::Mul, bin(BinOp::Div, bin(BinOp::Add, g, f(1.0)), f(2.0)), f(df - 1.0))
+            bin(BinOp::Mul, bin(BinOp::Div, bin(BinOp::Add, g, float(1.0)), float(2.0)), float(df - 1.0))
         } else {
-            bin(BinOp::Div, bin(BinOp::Sub, bin(BinOp::Mul, bin(BinOp::Add, g, f(1.0)), f(df)), f(1.0)), f(2.0))
+            bin(BinOp::Div, bin(BinOp::Sub, bin(BinOp::Mul, bin(BinOp::Add, g, float(1.0)), float(df)), float(1.0)), float(2.0))
         };
         let mut x = f32r(x);
         if mode == Interp::Nearest {
@@ -145,10 +130,10 @@ pub fn grid_sample(lw: &mut Lw, id: NodeId, mode: Interp, padding: Padding, alig
             let (lo, hi) = bounds(d);
             let xv = load(coord, F, a as i64, vec![p_i * r_i, r_i]);
             let moved = match padding {
-                Padding::Border => clamp(xv.clone(), f(0.0), f((df - 1.0).max(0.0))),
+                Padding::Border => clamp(xv.clone(), float(0.0), float((df - 1.0).max(0.0))),
                 _ => f32r(reflect(xv.clone(), lo, hi)),
             };
-            let outside = bin(BinOp::Or, bin(BinOp::Lt, xv.clone(), f(lo)), bin(BinOp::Gt, xv.clone(), f(hi)));
+            let outside = bin(BinOp::Or, bin(BinOp::Lt, xv.clone(), float(lo)), bin(BinOp::Gt, xv.clone(), float(hi)));
             let value = Expr::select(outside, moved, xv);
             // Through a temporary: the loop does not read the memory it writes.
             let tmp = lw.temp(&ValueType::new(F, np.clone()));
@@ -188,8 +173,8 @@ pub fn grid_sample(lw: &mut Lw, id: NodeId, mode: Interp, padding: Padding, alig
             lw.push(Step::Loop(Loop { dims: np.clone(), out: Access { mem: idx, dtype: DType::I64, offset: off, strides: strides.clone() }, value: pixel }));
             let tt = bin(BinOp::Sub, xv.clone(), x0.clone());
             let w = match mode {
-                Interp::Nearest => f(1.0),
-                Interp::Linear if j == 0 => bin(BinOp::Sub, f(1.0), tt),
+                Interp::Nearest => float(1.0),
+                Interp::Linear if j == 0 => bin(BinOp::Sub, float(1.0), tt),
                 Interp::Linear => tt,
                 Interp::Cubic => cubic_weight(tt, j),
             };
@@ -245,7 +230,7 @@ pub fn grid_sample(lw: &mut Lw, id: NodeId, mode: Interp, padding: Padding, alig
         }
         let term = bin(BinOp::Mul, weight.ok_or_else(|| anyhow!("GridSample needs a spatial axis"))?, Expr::cast(F, xv));
         let term = match valid {
-            Some(v) => Expr::select(v, term, f(0.0)),
+            Some(v) => Expr::select(v, term, float(0.0)),
             None => term,
         };
         total = Some(match total {
@@ -286,16 +271,16 @@ pub fn affine_grid(lw: &mut Lw, id: NodeId, align_corners: bool) -> Result<()> {
     for j in 0..=r {
         // h = (x, y[, z], 1): component j is spatial axis r-1-j.
         let h = if j == r {
-            f(1.0)
+            float(1.0)
         } else {
             let k = r - 1 - j;
             let len = sp[k];
             let i = Expr::cast(F, Expr::Index(1 + k));
             if align_corners {
-                if len <= 1 { f(0.0) } else { bin(BinOp::Add, f(-1.0), bin(BinOp::Mul, i, f(2.0 / (len - 1) as f64))) }
+                if len <= 1 { float(0.0) } else { bin(BinOp::Add, float(-1.0), bin(BinOp::Mul, i, float(2.0 / (len - 1) as f64))) }
             } else {
                 let step = 2.0 / len as f64;
-                bin(BinOp::Add, f(-1.0 + step / 2.0), bin(BinOp::Mul, i, f(step)))
+                bin(BinOp::Add, float(-1.0 + step / 2.0), bin(BinOp::Mul, i, float(step)))
             }
         };
         let term = bin(BinOp::Mul, theta_at(j), h);
@@ -312,28 +297,13 @@ pub fn affine_grid(lw: &mut Lw, id: NodeId, align_corners: bool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use crate::ir::parse::parse_graph;
+    use crate::backend::cpu::lower::test_util::{Tolerance, ramp, same_as_reference};
     use crate::tensor::Tensor;
 
     /// Compiled against the reference evaluator: the same f64 arithmetic in the same order,
     /// rounded once; only the sum's association may differ, by a few f64 ulps, far below
     /// the 1e-6 relative tolerance (which still catches any wrong tap or weight).
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            for (a, b) in g.to_f64_vec().unwrap().iter().zip(w.to_f64_vec().unwrap()) {
-                assert!(a.is_nan() && b.is_nan() || (a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}\n{text}");
-            }
-        }
-    }
-
-    fn ramp(shape: &[usize], scale: f32, shift: f32) -> Tensor {
-        let n: usize = shape.iter().product();
-        Tensor::from_vec(shape, (0..n).map(|v| ((v * 37 % 23) as f32 - 11.0) * scale + shift).collect()).unwrap()
-    }
+    const TOL: Tolerance = Tolerance::RelOrNan(1e-6);
 
     #[test]
     fn grid_sample_every_mode_and_padding() {
@@ -347,7 +317,7 @@ mod tests {
                     let text = format!(
                         "graph(%x: f32[2,2,3,4], %g: f32[2,3,5,2]) {{\n  %y = GridSample{{align_corners={ac}, mode=\"{mode}\", padding_mode=\"{pad}\"}}(%x, %g) : f32[2,2,3,5]\n  return %y\n}}"
                     );
-                    same_as_reference(&text, &[x.clone(), grid.clone()]);
+                    same_as_reference(&text, &[x.clone(), grid.clone()], TOL);
                 }
             }
         }
@@ -359,20 +329,20 @@ mod tests {
         let grid = ramp(&[1, 2, 3, 2, 3], 0.13, 0.02);
         for mode in ["nearest", "linear", "cubic"] {
             let text = format!("graph(%x: f32[1,2,3,2,4], %g: f32[1,2,3,2,3]) {{\n  %y = GridSample{{mode=\"{mode}\", padding_mode=\"reflection\"}}(%x, %g) : f32[1,2,2,3,2]\n  return %y\n}}");
-            same_as_reference(&text, &[x.clone(), grid.clone()]);
+            same_as_reference(&text, &[x.clone(), grid.clone()], TOL);
         }
         let xi = Tensor::from_vec(&[1, 1, 3, 3], (0..9).map(|v| v * 11 - 40).collect::<Vec<i32>>()).unwrap();
         let text = "graph(%x: i32[1,1,3,3], %g: f32[1,2,5,2]) {\n  %y = GridSample{mode=\"nearest\"}(%x, %g) : i32[1,1,2,5]\n  return %y\n}";
-        same_as_reference(text, &[xi, ramp(&[1, 2, 5, 2], 0.15, 0.0)]);
+        same_as_reference(text, &[xi, ramp(&[1, 2, 5, 2], 0.15, 0.0)], TOL);
     }
 
     #[test]
     fn affine_grid_2d_and_3d() {
         for ac in [0, 1] {
             let text = format!("graph(%t: f32[2,2,3]) {{\n  %s = const i64[4]{{2,3,4,5}}\n  %y = AffineGrid{{align_corners={ac}}}(%t, %s) : f32[2,4,5,2]\n  return %y\n}}");
-            same_as_reference(&text, &[ramp(&[2, 2, 3], 0.3, 0.1)]);
+            same_as_reference(&text, &[ramp(&[2, 2, 3], 0.3, 0.1)], TOL);
             let text = format!("graph(%t: f32[1,3,4]) {{\n  %s = const i64[5]{{1,1,2,1,3}}\n  %y = AffineGrid{{align_corners={ac}}}(%t, %s) : f32[1,2,1,3,3]\n  return %y\n}}");
-            same_as_reference(&text, &[ramp(&[1, 3, 4], 0.3, 0.1)]);
+            same_as_reference(&text, &[ramp(&[1, 3, 4], 0.3, 0.1)], TOL);
         }
     }
 }

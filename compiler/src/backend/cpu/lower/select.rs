@@ -9,6 +9,7 @@
 use anyhow::{Result, bail};
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::{add, and, int};
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Reduce, Step, dense_strides};
 use crate::ir::ops::gather::Gather;
 use crate::ir::ops::gather::common::Reduction;
@@ -27,20 +28,8 @@ pub fn lower(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
     }
 }
 
-fn i64_lit(v: i64) -> Expr {
-    Expr::Lit(Lit::Int(v, DType::I64))
-}
-
-fn add(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::Add, a, b)
-}
-
-fn and(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::And, a, b)
-}
-
 fn sum(terms: impl IntoIterator<Item = Expr>) -> Expr {
-    terms.into_iter().reduce(add).unwrap_or(i64_lit(0))
+    terms.into_iter().reduce(add).unwrap_or(int(0))
 }
 
 /// An integer index read from a tensor as i64, negative values counted from `dim`, and
@@ -50,9 +39,9 @@ fn resolved(raw: Expr, from: DType, dim: usize) -> Result<(Expr, Expr)> {
         bail!("indices of type {} are not supported by the cpu backend", from.name());
     }
     let i = if from == DType::I64 { raw } else { Expr::cast(DType::I64, raw) };
-    let neg = Expr::bin(BinOp::Lt, i.clone(), i64_lit(0));
-    let i = Expr::select(neg, add(i.clone(), i64_lit(dim as i64)), i);
-    let ok = and(Expr::bin(BinOp::Ge, i.clone(), i64_lit(0)), Expr::bin(BinOp::Lt, i.clone(), i64_lit(dim as i64)));
+    let neg = Expr::bin(BinOp::Lt, i.clone(), int(0));
+    let i = Expr::select(neg, add(i.clone(), int(dim as i64)), i);
+    let ok = and(Expr::bin(BinOp::Ge, i.clone(), int(0)), Expr::bin(BinOp::Lt, i.clone(), int(dim as i64)));
     Ok((i, ok))
 }
 
@@ -62,9 +51,9 @@ fn resolved(raw: Expr, from: DType, dim: usize) -> Result<(Expr, Expr)> {
 fn or_index_error(lw: &mut Lw, indices: ValueId, ok: Expr, target: Expr) -> Result<Expr> {
     let it = lw.ty(indices).clone();
     let im = lw.mem(indices)?;
-    let probe = Expr::LoadAt { mem: im, dtype: it.dtype, len: it.len() as i64, index: Box::new(Expr::select(ok.clone(), i64_lit(0), i64_lit(-1))) };
+    let probe = Expr::LoadAt { mem: im, dtype: it.dtype, len: it.len() as i64, index: Box::new(Expr::select(ok.clone(), int(0), int(-1))) };
     let probe = if it.dtype == DType::I64 { probe } else { Expr::cast(DType::I64, probe) };
-    Ok(add(Expr::select(ok, target, i64_lit(-1)), Expr::bin(BinOp::Mul, probe, i64_lit(0))))
+    Ok(add(Expr::select(ok, target, int(-1)), Expr::bin(BinOp::Mul, probe, int(0))))
 }
 
 fn out_loop(lw: &mut Lw, id: NodeId, value: Expr) {
@@ -78,7 +67,7 @@ fn eye_like(lw: &mut Lw, id: NodeId, dtype: DType, k: i64) -> Result<()> {
     if ty.rank() != 2 || ty.dtype != dtype {
         bail!("EyeLike with output {ty} is not supported by the cpu backend");
     }
-    let on_diag = Expr::bin(BinOp::Eq, Expr::bin(BinOp::Sub, Expr::Index(1), Expr::Index(0)), i64_lit(k));
+    let on_diag = Expr::bin(BinOp::Eq, Expr::bin(BinOp::Sub, Expr::Index(1), Expr::Index(0)), int(k));
     out_loop(lw, id, Expr::select(on_diag, Expr::lit_f(dtype, 1.0), Expr::lit_f(dtype, 0.0)));
     Ok(())
 }
@@ -125,12 +114,12 @@ fn nd_position(lw: &mut Lw, data: &[usize], indices: ValueId, b: usize, tuple_st
     let m = *it.shape.last().unwrap_or(&0);
     let ds = dense_strides(data);
     let im = lw.mem(indices)?;
-    let mut terms: Vec<Expr> = (0..b).map(|d| Expr::bin(BinOp::Mul, Expr::Index(d), i64_lit(ds[d]))).collect();
+    let mut terms: Vec<Expr> = (0..b).map(|d| Expr::bin(BinOp::Mul, Expr::Index(d), int(ds[d]))).collect();
     let mut valid = Expr::Lit(Lit::Int(1, DType::Bool));
     for k in 0..m {
         let raw = Expr::Load(Access { mem: im, dtype: it.dtype, offset: k as i64, strides: tuple_strides.clone() });
         let (i, ok) = resolved(raw, it.dtype, data[b + k])?;
-        terms.push(Expr::bin(BinOp::Mul, i, i64_lit(ds[b + k])));
+        terms.push(Expr::bin(BinOp::Mul, i, int(ds[b + k])));
         valid = and(valid, ok);
     }
     Ok((sum(terms), valid))
@@ -158,8 +147,8 @@ fn gather_nd(lw: &mut Lw, id: NodeId, batch_dims: i64) -> Result<()> {
     tuple_strides.resize(out_ty.rank(), 0);
     let (start, valid) = nd_position(lw, &dt.shape, indices, b, tuple_strides)?;
     let ds = dense_strides(&dt.shape);
-    let slice = (b + m..dt.rank()).map(|d| Expr::bin(BinOp::Mul, Expr::Index(q - 1 + d - b - m), i64_lit(ds[d])));
-    let flat = Expr::select(valid, add(start, sum(slice)), i64_lit(-1));
+    let slice = (b + m..dt.rank()).map(|d| Expr::bin(BinOp::Mul, Expr::Index(q - 1 + d - b - m), int(ds[d])));
+    let flat = Expr::select(valid, add(start, sum(slice)), int(-1));
     if dt.is_empty() {
         bail!("gathering from an empty tensor");
     }
@@ -180,7 +169,7 @@ fn scatter(lw: &mut Lw, id: NodeId, reduction: Reduction, upd_shape: &[usize], t
     }
     let dm = lw.mem(data)?;
     let um = lw.mem(updates)?;
-    let here = sum((0..r).map(|d| Expr::Index(d)).zip(dense_strides(&dt.shape)).map(|(i, s)| Expr::bin(BinOp::Mul, i, i64_lit(s))));
+    let here = sum((0..r).map(Expr::Index).zip(dense_strides(&dt.shape)).map(|(i, s)| Expr::bin(BinOp::Mul, i, int(s))));
     let hit = Expr::bin(BinOp::Eq, target, here);
     let dims: Vec<usize> = dt.shape.iter().chain(upd_shape).copied().collect();
     let mut us = vec![0i64; r];
@@ -194,7 +183,7 @@ fn scatter(lw: &mut Lw, id: NodeId, reduction: Reduction, upd_shape: &[usize], t
     let (init, combine, value, finish) = match reduction {
         Reduction::None => {
             // The last update hitting the element wins: find its position first.
-            let pos = sum((0..upd_shape.len()).map(|d| Expr::Index(r + d)).zip(dense_strides(upd_shape)).map(|(i, s)| Expr::bin(BinOp::Mul, i, i64_lit(s))));
+            let pos = sum((0..upd_shape.len()).map(|d| Expr::Index(r + d)).zip(dense_strides(upd_shape)).map(|(i, s)| Expr::bin(BinOp::Mul, i, int(s))));
             let last = lw.temp(&crate::ir::ValueType::new(DType::I64, dt.shape.clone()));
             lw.push(Step::Reduce(Reduce {
                 dims: dims.clone(),
@@ -202,13 +191,13 @@ fn scatter(lw: &mut Lw, id: NodeId, reduction: Reduction, upd_shape: &[usize], t
                 acc: DType::I64,
                 init: Lit::Int(-1, DType::I64),
                 combine: BinOp::Max,
-                value: Expr::select(hit, pos, i64_lit(-1)),
+                value: Expr::select(hit, pos, int(-1)),
                 finish: Expr::Acc,
                 out: Access::dense(last, DType::I64, &dt.shape),
             }));
             let l = Expr::Load(Access::dense(last, DType::I64, &dt.shape));
-            let found = Expr::bin(BinOp::Ge, l.clone(), i64_lit(0));
-            let idx = Expr::select(found.clone(), l, i64_lit(0));
+            let found = Expr::bin(BinOp::Ge, l.clone(), int(0));
+            let idx = Expr::select(found.clone(), l, int(0));
             if n_upd == 0 {
                 lw.push(Step::Loop(Loop { dims: dt.shape.clone(), out: out_acc, value: Expr::Load(Access::dense(dm, t, &dt.shape)) }));
                 return Ok(());
@@ -247,7 +236,7 @@ fn scatter_elements(lw: &mut Lw, id: NodeId, axis: i64, reduction: Reduction) ->
     let raw = Expr::Load(Access { mem: im, dtype: it.dtype, offset: 0, strides });
     let (i, ok) = resolved(raw, it.dtype, dt.shape[a])?;
     let ds = dense_strides(&dt.shape);
-    let target = sum((0..r).map(|d| Expr::bin(BinOp::Mul, if d == a { i.clone() } else { Expr::Index(r + d) }, i64_lit(ds[d]))));
+    let target = sum((0..r).map(|d| Expr::bin(BinOp::Mul, if d == a { i.clone() } else { Expr::Index(r + d) }, int(ds[d]))));
     let target = or_index_error(lw, indices, ok, target)?;
     scatter(lw, id, reduction, &it.shape, target)
 }
@@ -269,7 +258,7 @@ fn scatter_nd(lw: &mut Lw, id: NodeId, reduction: Reduction) -> Result<()> {
     }
     let (start, valid) = nd_position(lw, &dt.shape, indices, 0, tuple_strides)?;
     let ds = dense_strides(&dt.shape);
-    let slice = (m..r).map(|d| Expr::bin(BinOp::Mul, Expr::Index(r + q - 1 + d - m), i64_lit(ds[d])));
+    let slice = (m..r).map(|d| Expr::bin(BinOp::Mul, Expr::Index(r + q - 1 + d - m), int(ds[d])));
     let target = or_index_error(lw, indices, valid, add(start, sum(slice)))?;
     scatter(lw, id, reduction, &ut.shape, target)
 }

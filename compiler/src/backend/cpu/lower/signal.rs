@@ -18,19 +18,12 @@ use neoc_runtime::abi::MathOp;
 use std::f64::consts::PI;
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::{float, int};
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Reduce, Step, UnOp};
 use crate::ir::{NodeId, ValueType};
 use crate::tensor::DType;
 
 const F: DType = DType::F64;
-
-fn int(v: i64) -> Expr {
-    Expr::Lit(Lit::Int(v, DType::I64))
-}
-
-fn f64lit(v: f64) -> Expr {
-    Expr::Lit(Lit::F64(v))
-}
 
 /// `exp(sign · 2πi · k · t / n)` with `k · t` reduced modulo `n` exactly (as the reference).
 fn twiddle(k: usize, t: usize, n: usize, sign: f64) -> (f64, f64) {
@@ -93,7 +86,7 @@ fn transform(lw: &mut Lw, id: NodeId, c: &Coeffs, outer: &[usize], inner: usize,
         });
     }
     let finish = match c.scale {
-        Some((op, s)) => Expr::bin(op, Expr::Acc, f64lit(s)),
+        Some((op, s)) => Expr::bin(op, Expr::Acc, float(s)),
         None => Expr::Acc,
     };
     let out = lw.out(id, 0);
@@ -105,7 +98,7 @@ fn transform(lw: &mut Lw, id: NodeId, c: &Coeffs, outer: &[usize], inner: usize,
         acc: F,
         init: Lit::F64(0.0),
         combine: BinOp::Add,
-        value: value.unwrap_or(f64lit(0.0)),
+        value: value.unwrap_or(float(0.0)),
         finish: Expr::cast(out_ty.dtype, finish),
     }));
 }
@@ -247,15 +240,15 @@ pub fn mel_weight_matrix(lw: &mut Lw, id: NodeId) -> Result<()> {
     // Rounding to the edges' type, as the reference computes its first steps in it.
     let round_hz = |e: Expr| if hz == F { e } else { Expr::cast(F, Expr::cast(hz, e)) };
     let to_mel = |h: Expr| {
-        let l = round_hz(Expr::math(MathOp::Log1p, round_hz(Expr::bin(BinOp::Div, h, f64lit(700.0)))));
-        Expr::bin(BinOp::Div, round_hz(Expr::bin(BinOp::Mul, f64lit(2595.0), l)), f64lit(10f64.ln()))
+        let l = round_hz(Expr::math(MathOp::Log1p, round_hz(Expr::bin(BinOp::Div, h, float(700.0)))));
+        Expr::bin(BinOp::Div, round_hz(Expr::bin(BinOp::Mul, float(2595.0), l)), float(10f64.ln()))
     };
     let (lo_mel, hi_mel) = (to_mel(scalar(lw, lower, hz, 1)?), to_mel(scalar(lw, upper, ut.dtype, 1)?));
-    let step = Expr::bin(BinOp::Div, Expr::bin(BinOp::Sub, hi_mel, lo_mel.clone()), f64lit((n_mel + 2) as f64));
+    let step = Expr::bin(BinOp::Div, Expr::bin(BinOp::Sub, hi_mel, lo_mel.clone()), float((n_mel + 2) as f64));
     let mel_i = Expr::bin(BinOp::Add, Expr::bin(BinOp::Mul, Expr::cast(F, Expr::Index(0)), step), lo_mel);
-    let hz_i = Expr::bin(BinOp::Mul, f64lit(700.0), Expr::math(MathOp::Expm1, Expr::bin(BinOp::Mul, Expr::bin(BinOp::Div, mel_i, f64lit(2595.0)), f64lit(10f64.ln()))));
+    let hz_i = Expr::bin(BinOp::Mul, float(700.0), Expr::math(MathOp::Expm1, Expr::bin(BinOp::Mul, Expr::bin(BinOp::Div, mel_i, float(2595.0)), float(10f64.ln()))));
     let sr = scalar(lw, rate, rt.dtype, 1)?;
-    let edge = Expr::un(UnOp::Floor, Expr::bin(BinOp::Div, Expr::bin(BinOp::Mul, f64lit((dft_len + 1) as f64), hz_i), sr));
+    let edge = Expr::un(UnOp::Floor, Expr::bin(BinOp::Div, Expr::bin(BinOp::Mul, float((dft_len + 1) as f64), hz_i), sr));
     let edges = lw.temp(&ValueType::new(DType::I64, vec![n_mel + 2]));
     lw.push(Step::Loop(Loop { dims: vec![n_mel + 2], out: Access::dense(edges, DType::I64, &[n_mel + 2]), value: Expr::cast(DType::I64, edge) }));
 
@@ -275,7 +268,7 @@ pub fn mel_weight_matrix(lw: &mut Lw, id: NodeId) -> Result<()> {
     let value = Expr::select(
         falling,
         ratio(Expr::bin(BinOp::Sub, hi.clone(), j.clone()), Expr::bin(BinOp::Sub, hi.clone(), c.clone())),
-        Expr::select(single, f64lit(1.0), Expr::select(rising, ratio(Expr::bin(BinOp::Sub, j, lo.clone()), Expr::bin(BinOp::Sub, c.clone(), lo.clone())), f64lit(0.0))),
+        Expr::select(single, float(1.0), Expr::select(rising, ratio(Expr::bin(BinOp::Sub, j, lo.clone()), Expr::bin(BinOp::Sub, c.clone(), lo.clone())), float(0.0))),
     );
     // A write outside 0..n_spec anywhere in filter i fails the whole op: a probe read.
     let outside = |a: Expr| or(lt_(a.clone(), int(0)), le(int(n_spec as i64), a));
@@ -284,7 +277,7 @@ pub fn mel_weight_matrix(lw: &mut Lw, id: NodeId) -> Result<()> {
         and(lt_(c.clone(), hi.clone()), or(outside(c), outside(Expr::bin(BinOp::Sub, hi, int(1))))),
     );
     let probe = Expr::LoadAt { mem: edges, dtype: DType::I64, len: (n_mel + 2) as i64, index: Box::new(Expr::select(bad, int(-1), int(0))) };
-    let value = Expr::bin(BinOp::Add, value, Expr::bin(BinOp::Mul, Expr::cast(F, probe), f64lit(0.0)));
+    let value = Expr::bin(BinOp::Add, value, Expr::bin(BinOp::Mul, Expr::cast(F, probe), float(0.0)));
     let out = lw.out(id, 0);
     let dims = vec![n_spec, n_mel];
     lw.push(Step::Loop(Loop { out: Access::dense(out, out_ty.dtype, &dims), dims, value: Expr::cast(out_ty.dtype, value) }));
@@ -293,25 +286,14 @@ pub fn mel_weight_matrix(lw: &mut Lw, id: NodeId) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::ir::parse::parse_graph;
     use crate::tensor::Tensor;
 
     /// Compiled against the reference evaluator. Both sum the same f64 terms (IRFFT: merged
     /// pairs) and round once to f32, so they agree to about one f32 ulp of the largest
     /// term; 1e-5 of the output's scale bounds that with room.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape(), "{text}");
-            let (g, w) = (g.to_f64_vec().unwrap(), w.to_f64_vec().unwrap());
-            let scale = w.iter().fold(1f64, |m, v| m.max(v.abs()));
-            for (a, b) in g.iter().zip(&w) {
-                assert!((a - b).abs() <= 1e-5 * scale, "{a} vs {b}\n{text}");
-            }
-        }
-    }
+    const TOL: Tolerance = Tolerance::OfLargest(1e-5);
 
     fn signal(shape: &[usize]) -> Tensor {
         let n: usize = shape.iter().product();
@@ -338,7 +320,7 @@ mod tests {
             let text = format!(
                 "graph(%x: f32{shape}) {{\n{len_def}  %a = const i64[]{{{axis}}}\n  %y = DFT{attrs}(%x, {len_arg}, %a) : f32{out}\n  return %y\n}}"
             );
-            same_as_reference(&text, &[signal(&dims)]);
+            same_as_reference(&text, &[signal(&dims)], TOL);
         }
     }
 
@@ -350,11 +332,11 @@ mod tests {
             let text = format!(
                 "graph(%x: f32{shape}, %w: f32[8]) {{\n  %s = const i64[]{{4}}\n  %y = STFT{{onesided={onesided}}}(%x, %s, %w) : f32{out}\n  return %y\n}}"
             );
-            same_as_reference(&text, &[signal(&dims), win.clone()]);
+            same_as_reference(&text, &[signal(&dims), win.clone()], TOL);
             let text = format!(
                 "graph(%x: f32{shape}) {{\n  %s = const i64[]{{4}}\n  %l = const i64[]{{8}}\n  %y = STFT{{onesided={onesided}}}(%x, %s, _, %l) : f32{out}\n  return %y\n}}"
             );
-            same_as_reference(&text, &[signal(&dims)]);
+            same_as_reference(&text, &[signal(&dims)], TOL);
         }
     }
 
@@ -362,8 +344,8 @@ mod tests {
     fn mel_weight_matrix_matches_the_reference() {
         let text = "graph(%r: i64[], %lo: f32[], %hi: f32[]) {\n  %n = const i64[]{8}\n  %d = const i64[]{16}\n  %y = MelWeightMatrix(%n, %d, %r, %lo, %hi) : f32[9,8]\n  return %y\n}";
         let s = |v: f32| Tensor::from_vec(&[], vec![v]).unwrap();
-        same_as_reference(text, &[Tensor::from_vec(&[], vec![8192i64]).unwrap(), s(0.0), s(4096.0)]);
-        same_as_reference(text, &[Tensor::from_vec(&[], vec![16000i64]).unwrap(), s(100.0), s(3000.0)]);
+        same_as_reference(text, &[Tensor::from_vec(&[], vec![8192i64]).unwrap(), s(0.0), s(4096.0)], TOL);
+        same_as_reference(text, &[Tensor::from_vec(&[], vec![16000i64]).unwrap(), s(100.0), s(3000.0)], TOL);
         // An upper edge beyond the Nyquist frequency puts a filter outside the spectrogram.
         let g = parse_graph(text).unwrap();
         let bad = [Tensor::from_vec(&[], vec![1000i64]).unwrap(), s(0.0), s(4000.0)];

@@ -9,7 +9,8 @@ use anyhow::{Result, bail};
 use neoc_runtime::abi::MathOp;
 
 use super::Lw;
-use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Step};
+use crate::backend::cpu::kernel::build::float;
+use crate::backend::cpu::kernel::{Access, BinOp, Expr, Loop, Step};
 use crate::ir::NodeId;
 use crate::tensor::DType;
 
@@ -30,11 +31,10 @@ pub fn lower(lw: &mut Lw, id: NodeId, alpha: f32) -> Result<()> {
         DType::BF16 => crate::tensor::bf16::from_f64(-(alpha as f64)).to_f64(),
         _ => -(alpha as f64),
     };
-    let lit = |v: f64| Expr::Lit(Lit::F64(v));
     let load = |lw: &mut Lw, v| -> Result<Expr> { Ok(Expr::cast(F, Expr::Load(Access::dense(lw.mem(v)?, t, &at.shape)))) };
     let (av, bv) = (load(lw, a)?, load(lw, b)?);
-    let e = r(Expr::math(MathOp::Exp, r(Expr::bin(BinOp::Mul, lit(neg_alpha), av.clone()))));
-    let sig = r(Expr::bin(BinOp::Div, lit(1.0), r(Expr::bin(BinOp::Add, lit(1.0), e))));
+    let e = r(Expr::math(MathOp::Exp, r(Expr::bin(BinOp::Mul, float(neg_alpha), av.clone()))));
+    let sig = r(Expr::bin(BinOp::Div, float(1.0), r(Expr::bin(BinOp::Add, float(1.0), e))));
     let y = Expr::bin(BinOp::Mul, r(Expr::bin(BinOp::Mul, av, sig)), bv);
     let out = lw.out(id, 0);
     lw.push(Step::Loop(Loop { dims: at.shape.clone(), out: Access::dense(out, t, &at.shape), value: Expr::cast(t, y) }));
@@ -43,7 +43,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, alpha: f32) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use crate::ir::parse::parse_graph;
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::tensor::{DType, Tensor};
 
     /// Compiled against the reference evaluator: the same roundings in the same order, so
@@ -56,15 +56,10 @@ mod tests {
             for alpha in ["1f", "1.702f"] {
                 let ty = format!("{}[3,5]", dtype.name());
                 let text = format!("graph(%a: {ty}, %b: {ty}) {{\n  %y = SwiGLU{{alpha={alpha}}}(%a, %b) : {ty}\n  return %y\n}}");
-                let g = parse_graph(&text).expect("parses");
                 let mk = |k: f64| Tensor::from_vec(&[3, 5], (0..15).map(|i| (i as f64 * k).sin() * 6.0).collect::<Vec<f64>>()).unwrap().cast(dtype).unwrap();
                 let ins = [mk(0.77), mk(1.9)];
-                let want = crate::eval::run(&g, &ins).expect("reference");
-                let got = crate::driver::compile_and_run(&g, &ins, &Default::default()).expect("compiles and runs");
+                let got = same_as_reference(&text, &ins, Tolerance::Rel(4.0 * ulp));
                 assert_eq!(got[0].dtype(), dtype);
-                for (a, b) in got[0].to_f64_vec().unwrap().iter().zip(want[0].to_f64_vec().unwrap()) {
-                    assert!((a - b).abs() <= 4.0 * ulp * b.abs().max(1.0), "{a} vs {b}\n{text}");
-                }
             }
         }
     }

@@ -1,6 +1,7 @@
 //! String ops compiled and run through the runtime, against the reference evaluator.
 //! Outputs are strings, booleans or exact gathers, so they must agree exactly.
 
+use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
 use crate::ir::parse::parse_graph;
 use crate::tensor::Tensor;
 
@@ -8,12 +9,8 @@ fn s(shape: &[usize], v: &[&str]) -> Tensor {
     Tensor::from_vec(shape, v.iter().map(|x| x.to_string()).collect::<Vec<_>>()).unwrap()
 }
 
-fn same_as_reference(text: &str, inputs: &[Tensor]) {
-    let g = parse_graph(text).unwrap_or_else(|e| panic!("parses: {e:#}\n{text}"));
-    let want = crate::eval::run(&g, inputs).expect("reference");
-    let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).unwrap_or_else(|e| panic!("compiles and runs: {e:#}\n{text}"));
-    assert_eq!(got, want, "{text}");
-}
+/// Strings, booleans and exact gathers: equal to the reference.
+const TOL: Tolerance = Tolerance::Exact;
 
 const WORDS: &[&str] = &["Monday", "tuesday", "", "MONDAY", "Straße", "日本"];
 
@@ -23,32 +20,32 @@ fn normalizer_changes_case() {
         let text = format!(
             "graph(%x: string[6]) {{\n  %y = StringNormalizer{{case_change_action=\"{case}\", is_case_sensitive=1}}(%x) : string[6]\n  return %y\n}}"
         );
-        same_as_reference(&text, &[s(&[6], WORDS)]);
+        same_as_reference(&text, &[s(&[6], WORDS)], TOL);
     }
     let text = "graph(%x: string[1,3]) {\n  %y = StringNormalizer{case_change_action=\"UPPER\"}(%x) : string[1,3]\n  return %y\n}";
-    same_as_reference(text, &[s(&[1, 3], &["a", "ß", "Ω"])]);
+    same_as_reference(text, &[s(&[1, 3], &["a", "ß", "Ω"])], TOL);
 }
 
 #[test]
 fn stop_words_on_a_constant_input_fold() {
     let text = "graph(%z: string[1]) {\n  %x = const string[4]{\"monday\",\"Monday\",\"b\",\"MONDAY\"}\n  %y = StringNormalizer{case_change_action=\"LOWER\", stopwords=s[\"monday\"]}(%x) : string[1]\n  %w = StringConcat(%y, %z) : string[1]\n  return %w, %x\n}";
-    same_as_reference(text, &[s(&[1], &["!"])]);
+    same_as_reference(text, &[s(&[1], &["!"])], TOL);
 }
 
 #[test]
 fn concat_and_equal_broadcast() {
     for (op, out) in [("StringConcat", "string"), ("Equal", "bool")] {
         let text = format!("graph(%a: string[2,1], %b: string[3]) {{\n  %y = {op}(%a, %b) : {out}[2,3]\n  return %y\n}}");
-        same_as_reference(&text, &[s(&[2, 1], &["x", "日"]), s(&[3], &["x", "", "本"])]);
+        same_as_reference(&text, &[s(&[2, 1], &["x", "日"]), s(&[3], &["x", "", "本"])], TOL);
         let text = format!("graph(%a: string[], %b: string[]) {{\n  %y = {op}(%a, %b) : {out}[]\n  return %y\n}}");
-        same_as_reference(&text, &[s(&[], &["ab"]), s(&[], &["ab"])]);
+        same_as_reference(&text, &[s(&[], &["ab"]), s(&[], &["ab"])], TOL);
     }
 }
 
 #[test]
 fn regex_full_match() {
     let text = "graph(%x: string[5]) {\n  %y = RegexFullMatch{pattern=\"[a-z]+@(gmail|yahoo)\\\\.com\"}(%x) : bool[5]\n  return %y\n}";
-    same_as_reference(text, &[s(&[5], &["a@gmail.com", "b@yahoo.com", "x@gmail.comm", "", "A@gmail.com"])]);
+    same_as_reference(text, &[s(&[5], &["a@gmail.com", "b@yahoo.com", "x@gmail.comm", "", "A@gmail.com"])], TOL);
 }
 
 #[test]
@@ -61,14 +58,14 @@ fn label_encoder_maps_every_way() {
     ];
     for (xt, attrs, yt, x) in cases {
         let text = format!("graph(%x: {xt}) {{\n  %y = ai.onnx.ml.LabelEncoder{{{attrs}}}(%x) : {yt}\n  return %y\n}}");
-        same_as_reference(&text, &[x]);
+        same_as_reference(&text, &[x], TOL);
     }
 }
 
 #[test]
 fn string_inputs_pass_through_and_check_dtype() {
     let text = "graph(%x: string[2]) {\n  %y = Identity(%x) : string[2]\n  %a = const i64[1]{0}\n  %z = Unsqueeze(%y, %a) : string[1,2]\n  return %y, %z, %x\n}";
-    same_as_reference(text, &[s(&[2], &["a", "b"])]);
+    same_as_reference(text, &[s(&[2], &["a", "b"])], TOL);
     let text = "graph(%x: string[2]) {\n  %y = StringNormalizer{case_change_action=\"UPPER\"}(%x) : string[2]\n  return %y\n}";
     let g = parse_graph(text).unwrap();
     let f = Tensor::from_vec(&[2], vec![1f32, 2.]).unwrap();
@@ -83,8 +80,8 @@ fn tfidf_counts_like_the_reference() {
     for (mode, min, max, skip) in [("TF", 2, 2, 0), ("TF", 1, 2, 5), ("IDF", 1, 2, 1), ("TFIDF", 2, 2, 5)] {
         let w = if mode == "TF" { "" } else { ", weights=f[0.5,1,1.5,2,2.5,3,3.5]" };
         let text = format!("graph(%x: i32[2,6]) {{\n  %y = TfIdfVectorizer{{mode=\"{mode}\", min_gram_length={min}, max_gram_length={max}, max_skip_count={skip}, {pool}{w}}}(%x) : f32[2,7]\n  return %y\n}}");
-        same_as_reference(&text, std::slice::from_ref(&x));
+        same_as_reference(&text, std::slice::from_ref(&x), TOL);
     }
     let text = "graph(%x: string[5]) {\n  %y = TfIdfVectorizer{mode=\"TF\", min_gram_length=1, max_gram_length=2, max_skip_count=1, ngram_counts=[0,2], ngram_indexes=[1,0,2], pool_strings=s[\"a\",\"b\",\"a\",\"b\"]}(%x) : f32[3]\n  return %y\n}";
-    same_as_reference(text, &[s(&[5], &["a", "b", "x", "b", "a"])]);
+    same_as_reference(text, &[s(&[5], &["a", "b", "x", "b", "a"])], TOL);
 }

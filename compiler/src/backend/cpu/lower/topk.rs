@@ -16,21 +16,10 @@
 use anyhow::{Result, bail};
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::{and, int, or};
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Reduce, Step, UnOp};
 use crate::ir::NodeId;
 use crate::tensor::DType;
-
-fn int(v: i64) -> Expr {
-    Expr::Lit(Lit::Int(v, DType::I64))
-}
-
-fn and(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::And, a, b)
-}
-
-fn or(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::Or, a, b)
-}
 
 /// `a` after `b` in the ascending order where NaN is above everything (floats).
 fn greater(a: &Expr, b: &Expr, float: bool) -> Expr {
@@ -118,22 +107,11 @@ pub fn lower(lw: &mut Lw, id: NodeId, axis: i64, largest: bool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use crate::ir::parse::parse_graph;
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::tensor::Tensor;
 
     /// Selection only: values and indices must equal the reference's exactly.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        assert_eq!(got.len(), want.len());
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape(), "{text}");
-            // NaN != NaN, so compare the bit-exact f64 images.
-            let bits = |t: &Tensor| t.to_f64_vec().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(g), bits(w), "{text}");
-        }
-    }
+    const TOL: Tolerance = Tolerance::Bits;
 
     fn graph(dtype: &str, shape: &str, out: &str, attrs: &str, k: i64) -> String {
         format!(
@@ -147,7 +125,7 @@ mod tests {
         for largest in [1, 0] {
             for (axis, k, out) in [(1, 3, "[3,3]"), (-1, 4, "[3,4]"), (0, 2, "[2,4]"), (1, 0, "[3,0]")] {
                 let text = graph("f32", "[3,4]", out, &format!("axis={axis}, largest={largest}, sorted=1"), k);
-                same_as_reference(&text, std::slice::from_ref(&x));
+                same_as_reference(&text, std::slice::from_ref(&x), TOL);
             }
         }
     }
@@ -156,9 +134,9 @@ mod tests {
     fn integer_keys_compare_in_their_own_type() {
         let big = Tensor::from_vec(&[5], vec![u64::MAX, 3, 1 << 63, 3, 0]).unwrap();
         for largest in [1, 0] {
-            same_as_reference(&graph("u64", "[5]", "[3]", &format!("axis=0, largest={largest}, sorted=1"), 3), std::slice::from_ref(&big));
+            same_as_reference(&graph("u64", "[5]", "[3]", &format!("axis=0, largest={largest}, sorted=1"), 3), std::slice::from_ref(&big), TOL);
         }
         let small = Tensor::from_vec(&[2, 3], vec![-5i8, 7, -5, 0, 0, -128]).unwrap();
-        same_as_reference(&graph("i8", "[2,3]", "[2,2]", "axis=1, largest=0, sorted=1", 2), &[small]);
+        same_as_reference(&graph("i8", "[2,3]", "[2,2]", "axis=1, largest=0, sorted=1", 2), &[small], TOL);
     }
 }

@@ -17,6 +17,7 @@ use anyhow::{Result, bail};
 use neoc_runtime::abi::MathOp;
 
 use super::Lw;
+use crate::backend::cpu::kernel::build::{add, div, float, int, mul, sub};
 use crate::backend::cpu::kernel::{Access, BinOp, Expr, Lit, Loop, Mem, Step, UnOp, dense_strides};
 use crate::ir::ops::cast::Cast;
 use crate::ir::ops::training::Training;
@@ -24,26 +25,6 @@ use crate::ir::{NodeId, OpImpl, ValueId, ValueType};
 use crate::tensor::DType;
 
 const F: DType = DType::F64;
-
-fn lit(v: f64) -> Expr {
-    Expr::Lit(Lit::F64(v))
-}
-
-fn add(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::Add, a, b)
-}
-
-fn sub(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::Sub, a, b)
-}
-
-fn mul(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::Mul, a, b)
-}
-
-fn div(a: Expr, b: Expr) -> Expr {
-    Expr::bin(BinOp::Div, a, b)
-}
 
 /// A scalar `v` read (as f64) at every point of a loop nest of rank `rank`.
 fn scalar(lw: &mut Lw, v: ValueId, rank: usize) -> Result<Expr> {
@@ -68,11 +49,11 @@ pub fn optimizer(lw: &mut Lw, id: NodeId, op: &Training) -> Result<()> {
     // The step's learning rate, once.
     let (rv, tv) = (scalar(lw, r, 1)?, scalar(lw, t, 1)?);
     let rate = match *op {
-        Training::Adagrad { decay_factor, .. } => div(rv, add(lit(1.0), mul(tv, lit(decay_factor as f64)))),
+        Training::Adagrad { decay_factor, .. } => div(rv, add(float(1.0), mul(tv, float(decay_factor as f64)))),
         Training::Adam { alpha, beta, .. } => {
-            let pow = |b: f32| Expr::math2(MathOp::Pow, lit(b as f64), tv.clone());
-            let corrected = div(mul(rv.clone(), Expr::un(UnOp::Sqrt, sub(lit(1.0), pow(beta)))), sub(lit(1.0), pow(alpha)));
-            Expr::select(Expr::bin(BinOp::Gt, tv.clone(), lit(0.0)), corrected, rv)
+            let pow = |b: f32| Expr::math2(MathOp::Pow, float(b as f64), tv.clone());
+            let corrected = div(mul(rv.clone(), Expr::un(UnOp::Sqrt, sub(float(1.0), pow(beta)))), sub(float(1.0), pow(alpha)));
+            Expr::select(Expr::bin(BinOp::Gt, tv.clone(), float(0.0)), corrected, rv)
         }
         Training::Momentum { .. } => rv,
     };
@@ -116,29 +97,29 @@ pub fn optimizer(lw: &mut Lw, id: NodeId, op: &Training) -> Result<()> {
 /// The f64 expressions of the new X and the new states, from `ins` = [X, G, states...].
 fn update(op: &Training, rate: Expr, t: Expr, ins: &[Expr]) -> Vec<Expr> {
     let (x, g) = (ins[0].clone(), ins[1].clone());
-    let regularised = |nc: f32| add(mul(lit(nc as f64), x.clone()), g.clone());
+    let regularised = |nc: f32| add(mul(float(nc as f64), x.clone()), g.clone());
     match *op {
         Training::Adagrad { norm_coefficient, epsilon, .. } => {
             let g = regularised(norm_coefficient);
             let h = add(ins[2].clone(), mul(g.clone(), g.clone()));
-            let x_new = sub(x.clone(), div(mul(rate, g), add(Expr::un(UnOp::Sqrt, h.clone()), lit(epsilon as f64))));
+            let x_new = sub(x.clone(), div(mul(rate, g), add(Expr::un(UnOp::Sqrt, h.clone()), float(epsilon as f64))));
             vec![x_new, h]
         }
         Training::Adam { alpha, beta, epsilon, norm_coefficient, norm_coefficient_post } => {
             let (alpha, beta) = (alpha as f64, beta as f64);
             let g = regularised(norm_coefficient);
-            let v = add(mul(lit(alpha), ins[2].clone()), mul(lit(1.0 - alpha), g.clone()));
-            let h = add(mul(lit(beta), ins[3].clone()), mul(lit(1.0 - beta), mul(g.clone(), g)));
-            let step = div(v.clone(), add(Expr::un(UnOp::Sqrt, h.clone()), lit(epsilon as f64)));
-            let x_new = mul(lit(1.0 - norm_coefficient_post as f64), sub(x.clone(), mul(rate, step)));
+            let v = add(mul(float(alpha), ins[2].clone()), mul(float(1.0 - alpha), g.clone()));
+            let h = add(mul(float(beta), ins[3].clone()), mul(float(1.0 - beta), mul(g.clone(), g)));
+            let step = div(v.clone(), add(Expr::un(UnOp::Sqrt, h.clone()), float(epsilon as f64)));
+            let x_new = mul(float(1.0 - norm_coefficient_post as f64), sub(x.clone(), mul(rate, step)));
             vec![x_new, v, h]
         }
         Training::Momentum { alpha, beta, norm_coefficient, nesterov } => {
             let alpha = alpha as f64;
-            let beta = Expr::select(Expr::bin(BinOp::Gt, t, lit(0.0)), lit(beta as f64), lit(1.0));
+            let beta = Expr::select(Expr::bin(BinOp::Gt, t, float(0.0)), float(beta as f64), float(1.0));
             let g = regularised(norm_coefficient);
-            let v = add(mul(lit(alpha), ins[2].clone()), mul(beta, g.clone()));
-            let delta = if nesterov { mul(rate, add(g, mul(lit(alpha), v.clone()))) } else { mul(rate, v.clone()) };
+            let v = add(mul(float(alpha), ins[2].clone()), mul(beta, g.clone()));
+            let delta = if nesterov { mul(rate, add(g, mul(float(alpha), v.clone()))) } else { mul(rate, v.clone()) };
             vec![sub(x.clone(), delta), v]
         }
     }
@@ -185,11 +166,11 @@ pub fn dropout(lw: &mut Lw, id: NodeId, op: &Cast) -> Result<()> {
             let bad = match ratio {
                 Some(r) => {
                     let rv = scalar(lw, r, rank)?;
-                    Expr::bin(BinOp::And, is_training, Expr::un(UnOp::Not, Expr::bin(BinOp::Eq, rv, lit(0.0))))
+                    Expr::bin(BinOp::And, is_training, Expr::un(UnOp::Not, Expr::bin(BinOp::Eq, rv, float(0.0))))
                 }
                 None => is_training,
             };
-            let index = Expr::select(bad, Expr::Lit(Lit::Int(-1, DType::I64)), Expr::Lit(Lit::Int(0, DType::I64)));
+            let index = Expr::select(bad, int(-1), int(0));
             let probe = Expr::LoadAt { mem: tm_mem, dtype: DType::Bool, len: 1, index: Box::new(index) };
             let xm: Mem = lw.mem(x)?;
             let xv = Expr::Load(Access::dense(xm, xt.dtype, &xt.shape));
@@ -208,25 +189,14 @@ pub fn dropout(lw: &mut Lw, id: NodeId, op: &Cast) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use crate::backend::cpu::lower::test_util::{Tolerance, same_as_reference};
     use crate::ir::parse::parse_graph;
     use crate::tensor::Tensor;
 
     /// Compiled against the reference evaluator. Both compute in f64 and round once; they
     /// differ only in the runtime's f64 pow/sqrt against std's (a few f64 ulp), far below
     /// one f32 ulp, so 1e-6 relative is a tight bound.
-    fn same_as_reference(text: &str, inputs: &[Tensor]) {
-        let g = parse_graph(text).expect("parses");
-        let want = crate::eval::run(&g, inputs).expect("reference");
-        let got = crate::driver::compile_and_run(&g, inputs, &Default::default()).expect("compiles and runs");
-        assert_eq!(got.len(), want.len());
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.shape(), w.shape());
-            assert_eq!(g.dtype(), w.dtype());
-            for (a, b) in g.to_f64_vec().unwrap().iter().zip(w.to_f64_vec().unwrap()) {
-                assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}\n{text}");
-            }
-        }
-    }
+    const TOL: Tolerance = Tolerance::Rel(1e-6);
 
     const D: &str = "ai.onnx.preview.training";
 
@@ -263,7 +233,7 @@ mod tests {
             );
             for t in [0i64, 3] {
                 inputs[1] = Tensor::scalar(t);
-                same_as_reference(&text, &inputs);
+                same_as_reference(&text, &inputs, TOL);
             }
         }
     }
@@ -275,7 +245,7 @@ mod tests {
         let g = parse_graph(text).unwrap();
         // Training with ratio 0, and inference with any ratio, are exact.
         for (r, t) in [(0.0f32, true), (0.5, false), (0.0, false)] {
-            same_as_reference(text, &[x.clone(), Tensor::scalar(r), Tensor::scalar(t)]);
+            same_as_reference(text, &[x.clone(), Tensor::scalar(r), Tensor::scalar(t)], TOL);
         }
         // Training with a non-zero ratio is random: the compiled code fails.
         assert!(crate::driver::compile_and_run(&g, &[x.clone(), Tensor::scalar(0.5f32), Tensor::scalar(true)], &Default::default()).is_err());
@@ -285,6 +255,6 @@ mod tests {
         let err = crate::driver::compile_and_run(&g, std::slice::from_ref(&x), &Default::default()).unwrap_err();
         assert!(format!("{err:#}").contains("random"), "{err:#}");
         let text = "graph(%x: f32[2,3]) {\n  %r = const f32[]{0}\n  %t = const bool[]{true}\n  %y = Dropout(%x, %r, %t) : f32[2,3]\n  return %y\n}";
-        same_as_reference(text, &[x]);
+        same_as_reference(text, &[x], TOL);
     }
 }
