@@ -145,3 +145,90 @@ fn unsupported_ops_are_all_listed_by_node() {
     assert!(msg.contains("node 'h' (Cast)") && msg.contains("string"), "{msg}");
     assert!(msg.contains("node 'd' (Dropout)") && msg.contains("random"), "{msg}");
 }
+
+/// A graph whose loop nests are big enough to be split over the threads: a softmax
+/// (reductions split by row), an elementwise chain (one contiguous loop, cut into rows),
+/// a transpose and a column sum (reduction over the outer dim, split along the kept one).
+fn split_graph() -> neoc::ir::Graph {
+    let text = "graph(%x: f32[64,1024]) {
+  %ax = const i64[1]{0}
+  %s = Softmax{axis=-1}(%x) : f32[64,1024]
+  %g = Sigmoid(%x) : f32[64,1024]
+  %h = Mul(%g, %x) : f32[64,1024]
+  %t = Transpose{perm=[1,0]}(%x) : f32[1024,64]
+  %r = ReduceSum{keepdims=0}(%x, %ax) : f32[1024]
+  return %s, %h, %t, %r
+}";
+    neoc::ir::parse::parse_graph(text).expect("parses")
+}
+
+/// Split loop nests give the same bits on 1, 2 and 4 threads (each element is computed
+/// by the same code whichever task runs it), and match the reference: within 1e-5 of
+/// each output's largest magnitude (the inline exp and sigmoid are within a few ulp, and
+/// the sums add at most 1024 terms: γ₁₀₂₄ ≈ 6e-5 of their absolute sum in the worst case,
+/// far less in practice; a wrong or missing row is off by the values themselves).
+#[test]
+fn split_loops_give_the_same_bits_on_any_thread_count() {
+    let t = Target::by_name("host").unwrap();
+    let opts = CompileOptions::default();
+    let (g, _) = driver::optimise(split_graph(), &t, &opts).unwrap();
+    let art = driver::compile(&g, &t, &opts).expect("compiles");
+    assert!(art.report.parallel_steps >= 3, "{} of {} steps split", art.report.parallel_steps, art.report.steps);
+    let x: Vec<f32> = (0..64 * 1024).map(|i| ((i * 7919) % 2003) as f32 / 250.0 - 4.0).collect();
+    let input = neoc_runtime::Tensor::from_vec([64, 1024], x.clone()).unwrap();
+    let runs: Vec<Vec<Vec<f32>>> = [1, 2, 4]
+        .iter()
+        .map(|&threads| {
+            let model = Model::from_bytes(&art.bytes).unwrap().with_thread_count(threads);
+            model.run(std::slice::from_ref(&input)).unwrap().iter().map(|o| o.to_vec::<f32>().unwrap()).collect()
+        })
+        .collect();
+    for (i, run) in runs.iter().enumerate().skip(1) {
+        for (o, (a, b)) in run.iter().zip(&runs[0]).enumerate() {
+            assert!(a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()), "output {o} differs between run {i} and 1 thread");
+        }
+    }
+    let want = neoc::eval::run(&g, &[Tensor::from_vec(&[64, 1024], x).unwrap()]).expect("reference");
+    for (o, (got, want)) in runs[0].iter().zip(&want).enumerate() {
+        let want = want.to_f64_vec().unwrap();
+        let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+        for (a, b) in got.iter().zip(&want) {
+            assert!((*a as f64 - b).abs() <= 1e-5 * scale, "output {o}: {a} vs {b}");
+        }
+    }
+}
+
+/// On aarch64 a split step takes its task's address with `adrp` + `add` (relaxed from
+/// Cranelift's GOT load): every such pair in the cross-compiled code points at the start
+/// of a function, counting pages from the start of the code.
+#[test]
+fn aarch64_task_addresses_point_at_functions() {
+    let t = Target::by_name("rasp4b").unwrap();
+    let opts = CompileOptions::default();
+    let (g, _) = driver::optimise(split_graph(), &t, &opts).unwrap();
+    let art = neoc::backend::cpu::compile_with_listing(&g, &t).expect("cross-compiles");
+    let starts: Vec<usize> = art
+        .listing
+        .expect("listing")
+        .lines()
+        .filter_map(|l| l.strip_prefix("; function ").and_then(|r| r.split(" at offset ").nth(1)).and_then(|n| n.trim().parse().ok()))
+        .collect();
+    let a = neoc_runtime::Artifact::parse(&art.bytes).expect("parses");
+    let words: Vec<u32> = a.code().chunks_exact(4).map(|w| u32::from_le_bytes(w.try_into().unwrap())).collect();
+    let mut targets = Vec::new();
+    for (i, pair) in words.windows(2).enumerate() {
+        let (adrp, add) = (pair[0], pair[1]);
+        let same_reg = adrp & 0x1f == add & 0x1f && (add >> 5) & 0x1f == adrp & 0x1f;
+        if adrp & 0x9f00_0000 != 0x9000_0000 || add & 0xffc0_0000 != 0x9100_0000 || !same_reg {
+            continue;
+        }
+        let imm = ((adrp >> 29) & 3) | (((adrp >> 5) & 0x7_ffff) << 2);
+        let pages = ((imm << 11) as i32 >> 11) as i64; // 21-bit signed
+        let page = ((4 * i as i64) >> 12) + pages;
+        targets.push((page << 12) + ((add >> 10) & 0xfff) as i64);
+    }
+    assert!(targets.len() >= art.report.parallel_steps && art.report.parallel_steps >= 3, "{targets:?}");
+    for t in targets {
+        assert!(starts.contains(&(t as usize)), "adrp+add at a non-function {t} (functions at {starts:?})");
+    }
+}

@@ -73,7 +73,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     progress.done();
     let r = &art.report;
     println!("compiled {} for {} ({}) -> {}", a.model.display(), target.name, target.isa, output.display());
-    println!("  ops: {ops_before} imported, {} after optimisation, {} kernel steps", graph.op_count(), r.steps);
+    println!("  ops: {ops_before} imported, {} after optimisation, {} kernel steps ({} split over threads)", graph.op_count(), r.steps, r.parallel_steps);
     for p in passes.iter().filter(|p| p.rewrites > 0) {
         println!("    {:<22} {} rewrite(s)", p.name, p.rewrites);
     }

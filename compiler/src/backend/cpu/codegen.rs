@@ -24,7 +24,7 @@ use neoc_runtime::abi;
 
 use super::kernel::{Access, BinOp, Call, Conversion, ERR_INDEX, Expr, Lit, Loop, Matrix, Mem, Reduce, Step, UnOp};
 use super::lowbit::{self, is_coded_float, packed_bits};
-use super::vmath;
+use super::{parallel, vmath};
 use crate::tensor::DType;
 
 /// Where a [`Mem`] lives after planning: a base pointer of the run context plus a byte
@@ -75,7 +75,7 @@ fn mem_type(d: DType) -> Result<Type> {
 }
 
 /// Bytes per element; packed types count in elements (their accesses track element indices).
-fn esize(d: DType) -> i64 {
+pub(super) fn esize(d: DType) -> i64 {
     d.size_of().unwrap_or(1) as i64
 }
 
@@ -153,19 +153,98 @@ impl Codegen<'_> {
         func
     }
 
-    /// One step as a function `(ctx) -> status`, user function index `index`.
-    pub fn step_function(&self, index: usize, step: &Step) -> Result<Function> {
-        let sig = self.signature(&[I64], Some(I32));
+    /// One step as a function `(ctx) -> status`, user function index `index`; and, when
+    /// the step's loop nest is split over the threads ([`parallel`]), its task function
+    /// `(ctx, begin, end) -> status`, which must get user function index `task_index`.
+    pub fn step_functions(&self, index: usize, step: &Step, task_index: usize) -> Result<(Function, Option<Function>)> {
+        let (step, split) = self.plan(step);
+        let Some(d) = split else {
+            let f = self.build(index, &[I64], |g| g.emit(&step))?;
+            return Ok((f, None));
+        };
+        let n = match &step {
+            Step::Loop(l) => l.dims[d],
+            Step::Reduce(r) => r.dims[d],
+            Step::Call(_) => unreachable!("calls are never split"),
+        };
+        let task_sig = self.signature(&[I64, I64, I64], Some(I32));
+        let main = self.build(index, &[I64], |g| {
+            g.load_bases(&[]);
+            let sigref = g.b.import_signature(task_sig.clone());
+            let name = g.b.func.declare_imported_user_function(UserExternalName::new(0, task_index as u32));
+            let fref = g.b.import_function(ExtFuncData { name: ExternalName::user(name), signature: sigref, colocated: true, patchable: false });
+            let task = g.b.ins().func_addr(I64, fref);
+            let f = g.kernel_fn(abi::KERNEL_TABLE_PARALLEL_FOR_OFFSET);
+            let sig = g.b.import_signature(g.cg.signature(&[I64; 4], Some(I32)));
+            let count = g.b.ins().iconst(I64, n as i64);
+            let call = g.b.ins().call_indirect(sig, f, &[g.ctx, count, task, g.ctx]);
+            let status = g.b.inst_results(call)[0];
+            g.b.ins().return_(&[status]);
+            Ok(())
+        })?;
+        let task = self.build(task_index, &[I64, I64, I64], |g| {
+            let entry = g.b.current_block().expect("in the entry block");
+            let (begin, end) = (g.b.block_params(entry)[1], g.b.block_params(entry)[2]);
+            g.range = Some((d, begin, end));
+            g.emit(&step)
+        })?;
+        Ok((main, Some(task)))
+    }
+
+    /// A function of user index `index` with I64 `params` returning a status, its body
+    /// from `body`.
+    fn build(&self, index: usize, params: &[Type], body: impl FnOnce(&mut StepGen) -> Result<()>) -> Result<Function> {
+        let sig = self.signature(params, Some(I32));
         let mut func = Function::with_name_signature(UserFuncName::user(0, index as u32), sig);
         let mut fctx = FunctionBuilderContext::new();
         {
             let b = FunctionBuilder::new(&mut func, &mut fctx);
             let mut g = StepGen::new(self, b);
-            g.emit(step)?;
+            body(&mut g)?;
             g.b.seal_all_blocks();
             g.b.finalize(self.isa.frontend_config());
         }
         Ok(func)
+    }
+
+    /// The step as code generation emits it (a loop collapsed, and cut into rows when
+    /// that lets it split), and the dim split over the threads, if any.
+    fn plan(&self, step: &Step) -> (Step, Option<usize>) {
+        match step {
+            Step::Loop(l) => {
+                let (dims, out, value) = collapse(l);
+                let mut uses_index = false;
+                value.visit(&mut |e| uses_index |= matches!(e, Expr::Index(_)));
+                let split = |dims: &[usize], out: &Access, value: &Expr| {
+                    let mut accesses = vec![out.clone()];
+                    collect_loads(value, &mut accesses);
+                    let mut extra = Vec::new();
+                    parallel::gathers(value, &mut extra);
+                    parallel::split_dim(dims, dims.len().saturating_sub(1), &accesses, &extra, self.resolve)
+                };
+                if let (false, [n], Some(row)) = (uses_index, dims.as_slice(), dims.first().and_then(|&n| parallel::row_length(n))) {
+                    let cut_dims = vec![n / row, row];
+                    let (cut_out, cut_value) = (parallel::cut(&out, row), map_loads(&value, &|a| parallel::cut(a, row)));
+                    if let Some(d) = split(&cut_dims, &cut_out, &cut_value) {
+                        return (Step::Loop(Loop { dims: cut_dims, out: cut_out, value: cut_value }), Some(d));
+                    }
+                }
+                let d = split(&dims, &out, &value);
+                (Step::Loop(Loop { dims, out, value }), d)
+            }
+            Step::Reduce(r) => {
+                let mut accesses = vec![r.out.clone()];
+                accesses[0].strides.resize(r.dims.len(), 0);
+                collect_loads(&r.value, &mut accesses);
+                collect_loads(&r.finish, &mut accesses);
+                let mut extra = Vec::new();
+                parallel::gathers(&r.value, &mut extra);
+                parallel::gathers(&r.finish, &mut extra);
+                let d = parallel::split_dim(&r.dims, r.n_outer, &accesses, &extra, self.resolve);
+                (step.clone(), d)
+            }
+            Step::Call(_) => (step.clone(), None),
+        }
     }
 }
 
@@ -178,6 +257,8 @@ struct StepGen<'a, 'b> {
     kernels: Option<Value>,
     err: Option<Block>,
     acc_var: Option<(Variable, DType)>,
+    /// In a task function: the split dim and the task's `begin..end` along it.
+    range: Option<(usize, Value, Value)>,
 }
 
 /// What an expression sees at one point of the nest.
@@ -200,7 +281,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
         let ctx = b.block_params(entry)[0];
-        StepGen { cg, b, ctx, bases: HashMap::new(), kernels: None, err: None, acc_var: None }
+        StepGen { cg, b, ctx, bases: HashMap::new(), kernels: None, err: None, acc_var: None, range: None }
     }
 
     /// Loads the base pointers of `mems` (call in the entry block, before any loop).
@@ -275,6 +356,33 @@ impl<'a, 'b> StepGen<'a, 'b> {
         Ok(())
     }
 
+    /// Dim `d`'s loop: `0..n`, or the task's range when `d` is the split dim.
+    fn for_dim(&mut self, d: usize, n: usize, body: &mut dyn FnMut(&mut Self, Value) -> Result<()>) -> Result<()> {
+        match self.range {
+            Some((split, begin, end)) if split == d => self.for_values(begin, end, body),
+            _ => self.for_range(0, n as i64, 1, body),
+        }
+    }
+
+    /// `for i in start..end { body(i) }` with run-time bounds.
+    fn for_values(&mut self, start: Value, end: Value, body: &mut dyn FnMut(&mut Self, Value) -> Result<()>) -> Result<()> {
+        let header = self.b.create_block();
+        let body_blk = self.b.create_block();
+        let exit = self.b.create_block();
+        self.b.append_block_param(header, I64);
+        self.b.ins().jump(header, &[start.into()]);
+        self.b.switch_to_block(header);
+        let i = self.b.block_params(header)[0];
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
+        self.b.ins().brif(more, body_blk, &[], exit, &[]);
+        self.b.switch_to_block(body_blk);
+        body(self, i)?;
+        let next = self.b.ins().iadd_imm_s(i, 1);
+        self.b.ins().jump(header, &[next.into()]);
+        self.b.switch_to_block(exit);
+        Ok(())
+    }
+
     /// `addr + i * stride_bytes`.
     fn advance(&mut self, addr: Value, i: Value, stride_bytes: i64) -> Value {
         match stride_bytes {
@@ -303,16 +411,17 @@ impl<'a, 'b> StepGen<'a, 'b> {
             .collect()
     }
 
+    /// A loop as [`Codegen::plan`] left it (collapsed already).
     fn emit_loop(&mut self, l: &Loop) -> Result<()> {
-        let (dims, out, value) = collapse(l);
+        let Loop { dims, out, value } = l;
         if dims.contains(&0) {
             return Ok(());
         }
         let mut accesses = vec![out.clone()];
-        collect_loads(&value, &mut accesses);
+        collect_loads(value, &mut accesses);
         let addrs = self.start_addrs(&accesses);
         let mut idx = Vec::new();
-        self.loop_level(&dims, 0, &accesses, addrs, &mut idx, &value)
+        self.loop_level(dims, 0, &accesses, addrs, &mut idx, value)
     }
 
     fn loop_level(&mut self, dims: &[usize], d: usize, accesses: &[Access], addrs: Vec<Value>, idx: &mut Vec<Value>, value: &Expr) -> Result<()> {
@@ -326,7 +435,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
         if d + 1 == dims.len() {
             return self.innermost(dims[d], d, accesses, &addrs, idx, value);
         }
-        self.for_range(0, dims[d] as i64, 1, &mut |g, i| {
+        self.for_dim(d, dims[d], &mut |g, i| {
             let next: Vec<Value> =
                 accesses.iter().zip(&addrs).map(|(a, &p)| g.advance(p, i, a.strides[d] * esize(a.dtype))).collect();
             idx.push(i);
@@ -418,7 +527,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
             let next = self.binary(r.combine, acc, v, acc_ty)?;
             self.b.def_var(var, next);
         } else {
-            self.for_range(0, r.dims[d] as i64, 1, &mut |g, i| {
+            self.for_dim(d, r.dims[d], &mut |g, i| {
                 let next: Vec<Value> =
                     accesses.iter().zip(&addrs).map(|(a, &p)| g.advance(p, i, a.strides[d] * esize(a.dtype))).collect();
                 idx.push(i);

@@ -12,6 +12,7 @@ pub mod isa;
 pub mod kernel;
 pub mod link;
 pub mod lowbit;
+mod parallel;
 pub mod lower;
 pub mod plan;
 pub mod vmath;
@@ -41,6 +42,8 @@ pub enum CompileError {
 #[derive(Clone, Debug, Default)]
 pub struct BackendReport {
     pub steps: usize,
+    /// Steps whose loop nest is split over the intra-op threads.
+    pub parallel_steps: usize,
     pub arena_bytes: u64,
     pub arena_unshared_bytes: u64,
     pub weight_bytes: u64,
@@ -102,12 +105,19 @@ fn build(g: &Graph, target: &Target, listing: bool) -> Result<CompiledArtifact, 
     };
     let t1 = Instant::now();
     let cg = Codegen { isa: cpu.get(), resolve: &resolve };
-    let mut funcs = Vec::with_capacity(lowered.steps.len() + 1);
+    // Steps are functions 0..n, the entry n, the tasks of split steps from n + 1 on.
+    let n_steps = lowered.steps.len();
+    let mut funcs = Vec::with_capacity(n_steps + 1);
+    let mut tasks = Vec::new();
     for (i, step) in lowered.steps.iter().enumerate() {
-        let f = cg.step_function(i, step).with_context(|| format!("node '{}'", lowered.step_nodes[i]))?;
+        let (f, task) = cg.step_functions(i, step, n_steps + 1 + tasks.len()).with_context(|| format!("node '{}'", lowered.step_nodes[i]))?;
         funcs.push(f);
+        tasks.extend(task);
     }
-    funcs.push(cg.entry_function(lowered.steps.len()));
+    let parallel_steps = tasks.len();
+    funcs.push(cg.entry_function(n_steps));
+    let entry = funcs.len() - 1;
+    funcs.extend(tasks);
     let linked = link::compile_and_link(cpu.get(), funcs, listing)?;
     let codegen_ms = t1.elapsed().as_secs_f64() * 1e3;
 
@@ -122,7 +132,7 @@ fn build(g: &Graph, target: &Target, listing: bool) -> Result<CompiledArtifact, 
         inputs: sigs(&lowered.inputs)?,
         outputs: sigs(&lowered.outputs)?,
         arena_size: memory.arena_size,
-        entry_offset: *linked.offsets.last().expect("entry function") as u64,
+        entry_offset: linked.offsets[entry] as u64,
         // The table this compiler was built against: entries and parameter meanings
         // (conv weight layouts, …) only ever grow, so an older runtime refuses the
         // artifact at load rather than calling something it lacks.
@@ -140,6 +150,7 @@ fn build(g: &Graph, target: &Target, listing: bool) -> Result<CompiledArtifact, 
         bytes,
         report: BackendReport {
             steps: lowered.steps.len(),
+            parallel_steps,
             arena_bytes: memory.arena_size,
             arena_unshared_bytes: memory.unshared_size,
             weight_bytes: weights.len() as u64,
