@@ -89,7 +89,7 @@ fn build(g: &Graph, target: &Target, listing: bool) -> Result<CompiledArtifact, 
     let mut weights = Vec::<u8>::new();
     let mut blob_offsets = Vec::with_capacity(lowered.blobs.len());
     for b in &lowered.blobs {
-        while weights.len() % abi::WEIGHTS_ALIGN != 0 {
+        while !weights.len().is_multiple_of(abi::WEIGHTS_ALIGN) {
             weights.push(0);
         }
         blob_offsets.push(weights.len() as u64);

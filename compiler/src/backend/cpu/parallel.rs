@@ -141,7 +141,7 @@ mod tests {
         let shifted = acc(Mem::Temp(0), -1024, &[1024, 1]);
         assert_eq!(split_dim(&dims, 1, &[out.clone(), shifted], &[], &resolve), None);
         // A gather from memory overlapping the store.
-        assert_eq!(split_dim(&dims, 1, &[out.clone()], &[(Mem::Temp(0), DType::F32, 10)], &resolve), None);
+        assert_eq!(split_dim(&dims, 1, std::slice::from_ref(&out), &[(Mem::Temp(0), DType::F32, 10)], &resolve), None);
         assert_eq!(split_dim(&dims, 1, &[out], &[(Mem::Input(0), DType::F32, 10)], &resolve), Some(0));
     }
 
