@@ -526,6 +526,8 @@ impl<'a, 'b> StepGen<'a, 'b> {
             let acc = self.b.use_var(var);
             let next = self.binary(r.combine, acc, v, acc_ty)?;
             self.b.def_var(var, next);
+        } else if d + 1 == r.dims.len() && d >= r.n_outer && self.reduce_vector(r, d, accesses, &addrs, idx)? {
+            // The innermost reduced dim ran on f32x4 lanes.
         } else {
             self.for_dim(d, r.dims[d], &mut |g, i| {
                 let next: Vec<Value> =
@@ -543,6 +545,88 @@ impl<'a, 'b> StepGen<'a, 'b> {
             self.store_elem(&accesses[0], v, addrs[0]);
         }
         Ok(())
+    }
+
+    /// The innermost reduced dim `d` of `r` on f32x4: four lanes accumulate from the
+    /// combine's identity, are combined with each other and then into the accumulator, and
+    /// the last `n mod 4` points run scalar. Applies (returns true) to f32 sums, maxima and
+    /// minima whose value is lane-wise with every load contiguous or invariant along `d`;
+    /// sums then add in a different order than the scalar loop (within the usual f32
+    /// summation bound), maxima and minima give the same result (NaN propagating).
+    fn reduce_vector(&mut self, r: &Reduce, d: usize, accesses: &[Access], addrs: &[Value], idx: &mut Vec<Value>) -> Result<bool> {
+        let n = r.dims[d] as i64;
+        let (var, acc_ty) = self.acc_var.expect("set by emit_reduce");
+        let identity = match r.combine {
+            BinOp::Add => 0.0,
+            BinOp::Max => f32::NEG_INFINITY,
+            BinOp::Min => f32::INFINITY,
+            _ => return Ok(false),
+        };
+        let mut loads = Vec::new();
+        r.value.visit(&mut |e| {
+            if let Expr::Load(a) = e {
+                loads.push(a.clone());
+            }
+        });
+        let lane_wise = loads.iter().all(|a| a.dtype == DType::F32 && matches!(a.strides[d], 0 | 1)) && vector_value(&r.value);
+        if acc_ty != DType::F32 || n < 8 || !lane_wise || scalar_only() {
+            return Ok(false);
+        }
+        // Loads of the value that do not move along d: once, splat.
+        let mut splats = HashMap::new();
+        for (k, a) in accesses.iter().enumerate().skip(1) {
+            if a.strides[d] == 0 && loads.contains(a) {
+                let v = self.load_elem(a.mem, a.dtype, addrs[k])?;
+                splats.insert(k, self.b.ins().splat(F32X4, v));
+            }
+        }
+        let lanes = self.b.declare_var(F32X4);
+        let start = vmath::f32_const(&mut self.b, identity, true);
+        self.b.def_var(lanes, start);
+        let vec_end = n / 4 * 4;
+        self.for_range(0, vec_end, 4, &mut |g, i| {
+            let here: Vec<Value> = accesses.iter().zip(addrs).map(|(a, &p)| g.advance(p, i, a.strides[d] * esize(a.dtype))).collect();
+            let env = Env { idx, addrs: &here, accesses, hoisted: &splats, vector: true };
+            let v = g.expr(&r.value, &env)?;
+            let acc = g.b.use_var(lanes);
+            let next = g.combine_lanes(r.combine, acc, v)?;
+            g.b.def_var(lanes, next);
+            Ok(())
+        })?;
+        let acc = self.b.use_var(lanes);
+        let l: Vec<Value> = (0..4).map(|k| self.b.ins().extractlane(acc, k)).collect();
+        let low = self.binary(r.combine, l[0], l[1], acc_ty)?;
+        let high = self.binary(r.combine, l[2], l[3], acc_ty)?;
+        let all = self.binary(r.combine, low, high, acc_ty)?;
+        let cur = self.b.use_var(var);
+        let next = self.binary(r.combine, cur, all, acc_ty)?;
+        self.b.def_var(var, next);
+        self.for_range(vec_end, n, 1, &mut |g, i| {
+            let here: Vec<Value> = accesses.iter().zip(addrs).map(|(a, &p)| g.advance(p, i, a.strides[d] * esize(a.dtype))).collect();
+            idx.push(i);
+            let hoisted = HashMap::new();
+            let env = Env { idx, addrs: &here, accesses, hoisted: &hoisted, vector: false };
+            let v = g.expr(&r.value, &env);
+            idx.pop();
+            let acc = g.b.use_var(var);
+            let next = g.binary(r.combine, acc, v?, acc_ty)?;
+            g.b.def_var(var, next);
+            Ok(())
+        })?;
+        Ok(true)
+    }
+
+    /// `acc ∘ v` lane-wise on f32x4 for a reduction's combine (Add, Max or Min), with
+    /// Max and Min NaN-propagating like the scalar combine.
+    fn combine_lanes(&mut self, op: BinOp, acc: Value, v: Value) -> Result<Value> {
+        if matches!(op, BinOp::Max | BinOp::Min) && self.cg.isa.name() == "x64" {
+            // As `expr` does for Max/Min: take v when it is strictly better, or NaN.
+            let better = if op == BinOp::Max { vmath::less(&mut self.b, acc, v) } else { vmath::less(&mut self.b, v, acc) };
+            let v_nan = self.b.ins().fcmp(FloatCC::Unordered, v, v);
+            let take = self.b.ins().bor(better, v_nan);
+            return Ok(vmath::select(&mut self.b, take, v, acc, true));
+        }
+        self.binary(op, acc, v, DType::F32)
     }
 
     fn lit(&mut self, l: Lit) -> Result<Value> {

@@ -468,4 +468,27 @@ mod tests {
             }
         }
     }
+
+    /// f32 ReduceMax/Min/Sum over the last axis run on four lanes plus a scalar tail (13 =
+    /// 3·4 + 1). Max and min are exact, NaN propagating wherever the NaN sits (a lane, the
+    /// tail, or nowhere) and ±inf kept; the sum adds in another order: every value is a
+    /// multiple of 1/8 below 16, so every partial sum is exact in f32 and it is exact too.
+    #[test]
+    fn f32_reductions_on_lanes_match_the_reference() {
+        let mut x: Vec<f32> = (0..5 * 13).map(|v| ((v * 29) % 41) as f32 * 0.125 - 2.5).collect();
+        x[13 + 2] = f32::NAN; // row 1: in a lane
+        x[2 * 13 + 12] = f32::NAN; // row 2: in the tail
+        x[3 * 13 + 5] = f32::INFINITY;
+        x[3 * 13 + 9] = f32::NEG_INFINITY; // row 3: both infinities (sum NaN)
+        x[4 * 13 + 7] = f32::NEG_INFINITY;
+        let x = Tensor::from_vec(&[5, 13], x).unwrap();
+        for op in ["ReduceMax", "ReduceMin", "ReduceSum"] {
+            let text = format!("graph(%x: f32[5,13]) {{\n  %a = const i64[1]{{1}}\n  %y = {op}{{keepdims=0}}(%x, %a) : f32[5]\n  return %y\n}}");
+            let (got, want) = run_both(&text, std::slice::from_ref(&x));
+            let (g, w) = (got[0].to_f64_vec().unwrap(), want[0].to_f64_vec().unwrap());
+            for (a, b) in g.iter().zip(&w) {
+                assert!(a == b || a.is_nan() && b.is_nan(), "{op}: {g:?} vs {w:?}");
+            }
+        }
+    }
 }
