@@ -116,7 +116,7 @@ struct RunState {
 
 impl RunState {
     fn new(meta: &Metadata, threads: usize) -> Option<RunState> {
-        let arena = AlignedBuf::zeroed(meta.arena_size as usize).ok()?;
+        let arena = AlignedBuf::zeroed(meta.arena_size as usize)?;
         let ptrs = PtrScratch::with_capacity(meta.inputs.len() + meta.outputs.len());
         Some(RunState { arena, ptrs, workers: Workers::new(threads) })
     }
@@ -168,7 +168,7 @@ impl Model {
 
     /// Loads an artifact from bytes, copying them into 64-byte-aligned memory.
     pub fn from_bytes(bytes: &[u8]) -> Result<Model, LoadError> {
-        let mut buf = AlignedBuf::zeroed(bytes.len()).map_err(|_| LoadError::OutOfMemory { bytes: bytes.len() as u64 })?;
+        let mut buf = AlignedBuf::zeroed(bytes.len()).ok_or(LoadError::OutOfMemory { bytes: bytes.len() as u64 })?;
         buf.as_mut_slice().copy_from_slice(bytes);
         Model::from_storage(Storage::Owned(buf))
     }

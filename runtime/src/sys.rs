@@ -73,13 +73,26 @@ pub struct AlignedBuf {
 }
 
 impl AlignedBuf {
-    /// `len` zero bytes; an error instead of an abort when the memory is not there.
-    pub fn zeroed(len: usize) -> Result<AlignedBuf, std::collections::TryReserveError> {
+    /// `len` zero bytes; `None` instead of an abort when the memory is not there. The
+    /// memory comes zeroed from the allocator (for big buffers, fresh pages from the OS
+    /// that cost nothing until touched: an arena or a GEMM workspace that a model uses
+    /// only in part is only in part resident).
+    pub fn zeroed(len: usize) -> Option<AlignedBuf> {
         let n = len.div_ceil(64);
-        let mut blocks = Vec::new();
-        blocks.try_reserve_exact(n)?;
-        blocks.resize(n, Block([0; 64]));
-        Ok(AlignedBuf { blocks, len })
+        if n == 0 {
+            return Some(AlignedBuf { blocks: Vec::new(), len });
+        }
+        let layout = std::alloc::Layout::array::<Block>(n).ok()?;
+        // SAFETY: the layout has a non-zero size (n ≥ 1 blocks of 64 bytes).
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Block>();
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: `ptr` was allocated by the global allocator with the layout of n
+        // blocks, which is what a Vec<Block> of capacity n deallocates with; all n
+        // blocks are initialised (zero bytes are a valid `Block`).
+        let blocks = unsafe { Vec::from_raw_parts(ptr, n, n) };
+        Some(AlignedBuf { blocks, len })
     }
 
     pub fn len(&self) -> usize {

@@ -293,7 +293,7 @@ impl Tensor {
             v.resize(len / 8, String::new());
             return Ok(Tensor { dtype, shape, data: Data::Strings(v) });
         }
-        let data = AlignedBuf::zeroed(len).map_err(|_| TensorError::OutOfMemory { bytes: len })?;
+        let data = AlignedBuf::zeroed(len).ok_or(TensorError::OutOfMemory { bytes: len })?;
         Ok(Tensor { dtype, shape, data: Data::Bytes(data) })
     }
 
@@ -324,7 +324,7 @@ impl Tensor {
     pub fn from_bytes(dtype: DType, shape: impl Into<Vec<usize>>, bytes: &[u8]) -> Result<Tensor, TensorError> {
         let shape = shape.into();
         check_len(dtype, &shape, bytes.len())?;
-        let mut data = AlignedBuf::zeroed(bytes.len()).map_err(|_| TensorError::OutOfMemory { bytes: bytes.len() })?;
+        let mut data = AlignedBuf::zeroed(bytes.len()).ok_or(TensorError::OutOfMemory { bytes: bytes.len() })?;
         data.as_mut_slice().copy_from_slice(bytes);
         Ok(Tensor { dtype, shape, data: Data::Bytes(data) })
     }

@@ -128,7 +128,7 @@ impl Workers {
             })
             .collect();
         let workspaces = (0..=handles.len())
-            .map_while(|_| AlignedBuf::zeroed(WORKSPACE_BYTES).ok().map(|b| Workspace(UnsafeCell::new(b))))
+            .map_while(|_| AlignedBuf::zeroed(WORKSPACE_BYTES).map(|b| Workspace(UnsafeCell::new(b))))
             .collect();
         Workers { shared, handles, workspaces }
     }
