@@ -1,8 +1,8 @@
 //! A compiled model's `run_into` allocates nothing once the model is loaded — with its
 //! GEMMs (packed into the workers' workspaces), an im2col convolution, a fused GEMM
-//! epilogue, and two intra-op threads — on any thread: a counting global allocator
-//! watches the whole process during the runs. Its own test binary with one test, so no
-//! other test allocates meanwhile.
+//! epilogue, on one and on two intra-op threads — on any thread: a counting global
+//! allocator watches the whole process during the runs. Its own test binary with one
+//! test, so no other test allocates meanwhile.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write;
@@ -85,8 +85,14 @@ fn a_compiled_model_runs_into_buffers_without_allocating() {
     let (g, _) = driver::optimise(g, &t, &opts).expect("optimises");
     assert!(g.to_string().contains("neoc.FusedMatMul"), "the epilogue is fused:\n{g}");
     let art = driver::compile(&g, &t, &opts).expect("compiles");
-    let model = Model::from_bytes(&art.bytes).expect("loads").with_thread_count(2);
+    for threads in [1, 2] {
+        runs_into_without_allocating(&g, &Model::from_bytes(&art.bytes).expect("loads").with_thread_count(threads));
+    }
+}
 
+/// 20 `run_into` calls with no allocation on any thread; the outputs match the
+/// reference; `run` (which allocates its outputs) is seen by the counter.
+fn runs_into_without_allocating(g: &neoc::ir::Graph, model: &Model) {
     let x: Vec<f32> = (0..8 * 16 * 16).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
     let a: Vec<f32> = (0..64 * 256).map(|i| ((i * 53) % 97) as f32 / 48.0 - 1.0).collect();
     let (mut c, mut z) = (vec![0f32; 16 * 16 * 16], vec![0f32; 64 * 64]);
@@ -95,19 +101,20 @@ fn a_compiled_model_runs_into_buffers_without_allocating() {
         let mut outputs = [TensorMut::from_slice(&[1, 16, 16, 16], c).unwrap(), TensorMut::from_slice(&[64, 64], z).unwrap()];
         model.run_into(&inputs, &mut outputs).unwrap();
     };
+    ALLOCATIONS.store(0, Ordering::SeqCst);
     WATCHING.store(true, Ordering::SeqCst);
     for _ in 0..20 {
         run(&mut c, &mut z);
     }
     WATCHING.store(false, Ordering::SeqCst);
     let allocations = ALLOCATIONS.load(Ordering::SeqCst);
-    assert_eq!(allocations, 0, "run_into allocated {allocations} times in 20 runs");
+    assert_eq!(allocations, 0, "run_into allocated {allocations} times in 20 runs on {} threads", model.thread_count());
 
     // The runs computed something: the same as the reference evaluator, within the
     // GEMMs' f32 summation error (k ≤ 256 products of values ≤ 1, then a second GEMM
     // over 64 of those): 1e-4 of the largest magnitude is far above it and far below
     // any wrong answer.
-    let reference = neoc::eval::run(&g, &[neoc::tensor::Tensor::from_vec(&[1, 8, 16, 16], x.clone()).unwrap(), neoc::tensor::Tensor::from_vec(&[64, 256], a.clone()).unwrap()]).expect("reference");
+    let reference = neoc::eval::run(g, &[neoc::tensor::Tensor::from_vec(&[1, 8, 16, 16], x.clone()).unwrap(), neoc::tensor::Tensor::from_vec(&[64, 256], a.clone()).unwrap()]).expect("reference");
     for (got, want) in [&c, &z].into_iter().zip(&reference) {
         let want = want.to_f64_vec().unwrap();
         let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));

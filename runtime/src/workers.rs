@@ -83,6 +83,8 @@ struct Shared {
     /// The first non-zero status a worker's range returned.
     status: AtomicI32,
     shutdown: AtomicBool,
+    /// Workers that have started running their loop.
+    started: AtomicUsize,
 }
 
 impl Shared {
@@ -120,6 +122,7 @@ impl Workers {
             pending: AtomicUsize::new(0),
             status: AtomicI32::new(0),
             shutdown: AtomicBool::new(false),
+            started: AtomicUsize::new(0),
         });
         let handles: Vec<JoinHandle<()>> = (1..threads.max(1))
             .map_while(|index| {
@@ -127,6 +130,13 @@ impl Workers {
                 std::thread::Builder::new().name(format!("neoc-worker-{index}")).spawn(move || work(&shared, index)).ok()
             })
             .collect();
+        // Wait until every worker runs its loop: a thread's start-up (which allocates) is
+        // then over before the first run, not during it.
+        let mut slot = shared.lock();
+        while shared.started.load(Ordering::Acquire) < handles.len() {
+            slot = shared.done.wait(slot).unwrap_or_else(|e| e.into_inner());
+        }
+        drop(slot);
         let workspaces = (0..=handles.len())
             .map_while(|_| AlignedBuf::zeroed(WORKSPACE_BYTES).map(|b| Workspace(UnsafeCell::new(b))))
             .collect();
@@ -210,6 +220,9 @@ impl Drop for Workers {
 /// A worker's loop: wait for a new job, run its range if it takes part, report.
 fn work(shared: &Shared, index: usize) {
     PARTICIPANT.set(index);
+    shared.started.fetch_add(1, Ordering::Release);
+    drop(shared.lock());
+    shared.done.notify_all();
     let mut seen = 0u64;
     loop {
         let mut spins = 0;
