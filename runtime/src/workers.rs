@@ -150,18 +150,19 @@ impl Workers {
 
     /// Runs `task` over `0..n` in at most `parts` ranges, range 0 on this thread; returns
     /// 0 or the first non-zero status a range returned. Inside a task (a nested call), or
-    /// with one part, everything runs here.
+    /// with one part, everything runs here. A one-part dispatch leaves the workers idle,
+    /// so a dispatch nested in it still gets them (a conv with one tile splits its GEMM).
     ///
     /// # Safety
     /// The task contract of [`crate::abi::ParallelForFn`]; `data` stays valid until this
     /// returns. Called from one thread at a time (the one running the entry point).
     pub unsafe fn dispatch(&self, n: usize, parts: usize, task: TaskFn, data: *mut c_void) -> i32 {
         let parts = parts.min(self.participants()).min(n.max(1));
-        let job = Job { task, data, n, parts };
         if parts <= 1 || IN_TASK.get() {
             // SAFETY: the caller's promise; one range covers 0..n.
-            return if n == 0 { 0 } else { unsafe { Job { parts: 1, ..job }.run(0) } };
+            return if n == 0 { 0 } else { unsafe { task(data, 0, n) } };
         }
+        let job = Job { task, data, n, parts };
         let shared = &*self.shared;
         shared.status.store(0, Ordering::Relaxed);
         shared.pending.store(parts - 1, Ordering::Relaxed);
@@ -287,6 +288,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A dispatch nested in a one-part dispatch still reaches the workers; one nested in
+    /// a real split runs inline (its workers are busy with the parent).
+    #[test]
+    fn nesting_uses_the_workers_only_when_they_are_free() {
+        struct Nest {
+            workers: Workers,
+            inner_threads: Vec<AtomicUsize>,
+        }
+        unsafe extern "C" fn inner(p: *mut c_void, begin: usize, end: usize) -> i32 {
+            // SAFETY: `p` is the test's `Nest`, alive for the dispatches.
+            let nest = unsafe { &*(p as *const Nest) };
+            for i in begin..end {
+                nest.inner_threads[i].store(PARTICIPANT.get() + 1, Ordering::Relaxed);
+            }
+            0
+        }
+        unsafe extern "C" fn outer(p: *mut c_void, _: usize, _: usize) -> i32 {
+            // SAFETY: as in `inner`.
+            let nest = unsafe { &*(p as *const Nest) };
+            unsafe { nest.workers.dispatch(2, 2, inner, p) }
+        }
+        let nest = Nest { workers: Workers::new(2), inner_threads: (0..2).map(|_| AtomicUsize::new(0)).collect() };
+        let p = &nest as *const Nest as *mut c_void;
+        // SAFETY: the tasks only read `nest`'s pool and write its counters.
+        unsafe { assert_eq!(nest.workers.dispatch(1, 2, outer, p), 0) };
+        let who: Vec<usize> = nest.inner_threads.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+        assert_eq!(who, vec![1, 2], "the nested split ran on the caller and the worker");
+        // Two outer parts: each nested dispatch runs inline on its own thread.
+        unsafe { assert_eq!(nest.workers.dispatch(2, 2, outer, p), 0) };
     }
 
     #[test]
