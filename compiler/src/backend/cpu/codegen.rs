@@ -341,36 +341,22 @@ impl<'a, 'b> StepGen<'a, 'b> {
         Ok(())
     }
 
-    /// `for i in 0..n { body(i) }`, leaving the builder after the loop.
+    /// `for i in (start..end).step_by(step) { body(i) }`, leaving the builder after the loop.
     fn for_range(&mut self, start: i64, end: i64, step: i64, body: &mut dyn FnMut(&mut Self, Value) -> Result<()>) -> Result<()> {
-        let header = self.b.create_block();
-        let body_blk = self.b.create_block();
-        let exit = self.b.create_block();
-        self.b.append_block_param(header, I64);
-        let init = self.b.ins().iconst(I64, start);
-        self.b.ins().jump(header, &[init.into()]);
-        self.b.switch_to_block(header);
-        let i = self.b.block_params(header)[0];
-        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, i, end);
-        self.b.ins().brif(more, body_blk, &[], exit, &[]);
-        self.b.switch_to_block(body_blk);
-        body(self, i)?;
-        let next = self.b.ins().iadd_imm_s(i, step);
-        self.b.ins().jump(header, &[next.into()]);
-        self.b.switch_to_block(exit);
-        Ok(())
+        let (start, end) = (self.b.ins().iconst(I64, start), self.b.ins().iconst(I64, end));
+        self.for_values(start, end, step, body)
     }
 
     /// Dim `d`'s loop: `0..n`, or the task's range when `d` is the split dim.
     fn for_dim(&mut self, d: usize, n: usize, body: &mut dyn FnMut(&mut Self, Value) -> Result<()>) -> Result<()> {
         match self.range {
-            Some((split, begin, end)) if split == d => self.for_values(begin, end, body),
+            Some((split, begin, end)) if split == d => self.for_values(begin, end, 1, body),
             _ => self.for_range(0, n as i64, 1, body),
         }
     }
 
-    /// `for i in start..end { body(i) }` with run-time bounds.
-    fn for_values(&mut self, start: Value, end: Value, body: &mut dyn FnMut(&mut Self, Value) -> Result<()>) -> Result<()> {
+    /// [`Self::for_range`] with bounds computed at run time.
+    fn for_values(&mut self, start: Value, end: Value, step: i64, body: &mut dyn FnMut(&mut Self, Value) -> Result<()>) -> Result<()> {
         let header = self.b.create_block();
         let body_blk = self.b.create_block();
         let exit = self.b.create_block();
@@ -382,7 +368,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
         self.b.ins().brif(more, body_blk, &[], exit, &[]);
         self.b.switch_to_block(body_blk);
         body(self, i)?;
-        let next = self.b.ins().iadd_imm_s(i, 1);
+        let next = self.b.ins().iadd_imm_s(i, step);
         self.b.ins().jump(header, &[next.into()]);
         self.b.switch_to_block(exit);
         Ok(())
