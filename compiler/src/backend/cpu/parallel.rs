@@ -4,9 +4,10 @@
 //! runtime's `parallel_for`, and a task `(ctx, begin, end)` that runs the nest with dim
 //! `d` limited to `begin..end`. A nest is split only when that cannot change its result:
 //!
-//! - every element it writes is written once, by one task: the split dim is one the
-//!   store moves along (a [`Loop`] dim, or an outer dim of a [`Reduce`], so each
-//!   reduction runs whole inside one task);
+//! - every element it writes is written by one task: the store writes a different
+//!   element at every point of the dims it moves along, and the split dim is one of them
+//!   (a [`Loop`](super::kernel::Loop) dim, or an outer dim of a
+//!   [`Reduce`](super::kernel::Reduce), so each reduction runs whole inside one task);
 //! - nothing it reads can be written by another task: every load whose bytes may overlap
 //!   the store's is the store's own element (an in-place elementwise update);
 //! - the stored type is at least a byte wide (packed 4- and 2-bit elements share bytes);
@@ -39,6 +40,9 @@ pub fn split_dim(dims: &[usize], outer: usize, accesses: &[Access], extra: &[(Me
         return None;
     }
     let out = &accesses[0];
+    if !injective(out, dims) {
+        return None;
+    }
     let out_span = span(out, dims, resolve)?;
     for a in &accesses[1..] {
         let same_element = a.dtype == out.dtype && a.strides == out.strides && resolve(a.mem).1 as i64 + a.offset * esize(a.dtype) == resolve(out.mem).1 as i64 + out.offset * esize(out.dtype);
@@ -55,6 +59,25 @@ pub fn split_dim(dims: &[usize], outer: usize, accesses: &[Access], extra: &[(Me
     }
     // The widest dim the store moves along (the outermost among equals).
     (0..outer.min(dims.len())).filter(|&d| dims[d] >= 2 && out.strides[d] != 0).max_by_key(|&d| (dims[d], std::cmp::Reverse(d)))
+}
+
+/// Whether the store writes a different element at every point of the dims it moves
+/// along: sorted by stride, each stride must pass the reach of the smaller ones. Then
+/// tasks that cut one of those dims never write the same element, and dims the store
+/// does not move along (a reduction's reduced dims, a broadcast store) repeat their
+/// writes inside one task, in the sequential order.
+fn injective(out: &Access, dims: &[usize]) -> bool {
+    let mut moving: Vec<(u64, usize)> =
+        dims.iter().zip(&out.strides).filter(|&(&n, &s)| n > 1 && s != 0).map(|(&n, &s)| (s.unsigned_abs(), n)).collect();
+    moving.sort_unstable();
+    let mut reach = 0u64;
+    for (s, n) in moving {
+        if s <= reach {
+            return false;
+        }
+        reach = reach.saturating_add(s.saturating_mul(n as u64 - 1));
+    }
+    true
 }
 
 /// A row length for cutting a 1-D nest of `n` elements: a divisor of `n`, a multiple of
@@ -143,6 +166,17 @@ mod tests {
         // A gather from memory overlapping the store.
         assert_eq!(split_dim(&dims, 1, std::slice::from_ref(&out), &[(Mem::Temp(0), DType::F32, 10)], &resolve), None);
         assert_eq!(split_dim(&dims, 1, &[out], &[(Mem::Input(0), DType::F32, 10)], &resolve), Some(0));
+    }
+
+    #[test]
+    fn a_store_that_writes_an_element_twice_is_not_split() {
+        let x = acc(Mem::Input(0), 0, &[64, 1]);
+        // Row r writes elements r..r + 1024: rows overlap.
+        let overlapping = acc(Mem::Output(0), 0, &[1, 1]);
+        assert_eq!(split_dim(&[64, 1024], 1, &[overlapping, x.clone()], &[], &resolve), None);
+        // A transposed store is a permutation: fine.
+        let transposed = acc(Mem::Output(0), 0, &[1, 64]);
+        assert_eq!(split_dim(&[64, 1024], 1, &[transposed, x], &[], &resolve), Some(0));
     }
 
     #[test]
