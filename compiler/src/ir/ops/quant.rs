@@ -54,7 +54,7 @@ fn is_scale_float(d: DType) -> bool {
 }
 
 /// The range of an integer target type.
-fn int_range(d: DType) -> Option<(f64, f64)> {
+pub(crate) fn int_range(d: DType) -> Option<(f64, f64)> {
     Some(match d {
         DType::U8 => (0.0, 255.0),
         DType::I8 => (-128.0, 127.0),

@@ -145,7 +145,7 @@ fn tree_ensemble(lw: &mut Lw, id: NodeId, t: &TreeEnsemble) -> Result<()> {
     if !matches!(xt.dtype, DType::F32 | DType::F64 | DType::F16) || t.featureids.iter().any(|&i| i >= f) {
         bail!("TreeEnsemble on {xt} is not supported by the cpu backend (float input with every feature present)");
     }
-    let sets = member_sets(t);
+    let sets = t.member_sets();
     let xm = lw.mem(x)?;
     let dtype = xt.dtype;
     let feature = move |i: usize| Expr::cast(F, Expr::Load(Access { mem: xm, dtype, offset: i as i64, strides: vec![f as i64] }));
@@ -177,18 +177,6 @@ fn tree_ensemble(lw: &mut Lw, id: NodeId, t: &TreeEnsemble) -> Result<()> {
     Ok(())
 }
 
-/// The member set of each BRANCH_MEMBER node, by node index (sets are listed in node order,
-/// each ended by a NaN).
-fn member_sets(t: &TreeEnsemble) -> Vec<Vec<f64>> {
-    let mut sets = vec![vec![]; t.modes.len()];
-    let mut groups = t.membership.iter().flat_map(|m| m.v.split(|v| v.0.is_nan()));
-    for (i, m) in t.modes.iter().enumerate() {
-        if *m == NodeMode::Member {
-            sets[i] = groups.next().map(|g| g.iter().map(|v| v.0).collect()).unwrap_or_default();
-        }
-    }
-    sets
-}
 
 #[cfg(test)]
 mod tests {

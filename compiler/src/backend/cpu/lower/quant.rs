@@ -47,20 +47,6 @@ fn small_int(d: DType) -> bool {
     matches!(d, DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I4 | DType::U4 | DType::I2 | DType::U2)
 }
 
-/// The range of an integer quantised type.
-fn int_range(d: DType) -> Option<(f64, f64)> {
-    Some(match d {
-        DType::U8 => (0.0, 255.0),
-        DType::I8 => (-128.0, 127.0),
-        DType::U16 => (0.0, 65535.0),
-        DType::I16 => (-32768.0, 32767.0),
-        DType::U4 => (0.0, 15.0),
-        DType::I4 => (-8.0, 7.0),
-        DType::U2 => (0.0, 3.0),
-        DType::I2 => (-2.0, 1.0),
-        _ => return None,
-    })
-}
 
 /// Scale or zero point `p` read at every point of a loop over `x` (per tensor, per axis or
 /// per block, as the reference's `ParamMap`).
@@ -144,7 +130,8 @@ fn quantize(lw: &mut Lw, id: NodeId, axis: i64, block: usize, saturate: bool, pr
         Some((z, _)) => z,
         None => Expr::lit_f(ct, 0.0),
     };
-    let value = match int_range(out) {
+    // i32 targets are not compiled: their range is not exact in f32.
+    let value = match crate::ir::ops::quant::int_range(out).filter(|_| out != DType::I32) {
         Some((lo, hi)) => {
             // round(q) + z is exact in f32 while |q| < 2^24; beyond, the clamp decides anyway.
             let v = bin(BinOp::Add, Expr::un(UnOp::Nearest, q), zero);

@@ -85,8 +85,9 @@ pub struct TreeEnsemble {
 }
 
 impl TreeEnsemble {
-    /// The member set of each BRANCH_MEMBER node, by node index.
-    fn member_sets(&self) -> Vec<Vec<f64>> {
+    /// The member set of each BRANCH_MEMBER node, by node index (sets are listed in node
+    /// order, each ended by a NaN).
+    pub(crate) fn member_sets(&self) -> Vec<Vec<f64>> {
         let mut sets = vec![vec![]; self.modes.len()];
         let mut groups = self.membership.iter().flat_map(|m| m.v.split(|f| f.0.is_nan()));
         for (i, m) in self.modes.iter().enumerate() {
