@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
-# One-time set-up on a fresh machine: a Python venv with onnx/numpy/onnxruntime, and the
-# ONNX conformance cases written to build-cases/. Safe to run again (it skips what exists).
+# Set-up on a fresh machine: a Python venv holding exactly scripts/requirements.txt (every
+# transitive package pinned), and the ONNX conformance cases and model references written to
+# build-cases/. Safe to run again: it redoes a part only when what it was made from changed
+# (the pins, the scripts that write the cases, or the test models).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+stamp_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+req_stamp=$(stamp_of scripts/requirements.txt)
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import onnx, numpy, onnxruntime" 2>/dev/null; then
-    .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
+if [ "$(cat .venv/.neoc-requirements 2>/dev/null)" != "$req_stamp" ]; then
+    # --no-deps: the file lists the whole environment, so pip resolves nothing by itself.
+    .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -r scripts/requirements.txt
+    .venv/bin/pip check
+    echo "$req_stamp" > .venv/.neoc-requirements
 fi
-if [ ! -f build-cases/.complete ]; then
+
+cases_stamp=$(stamp_of scripts/requirements.txt scripts/gen_onnx_cases.py scripts/make_model_refs.py tests/models/*.onnx)
+if [ "$(cat build-cases/.complete 2>/dev/null)" != "$cases_stamp" ]; then
     rm -rf build-cases
     .venv/bin/python scripts/gen_onnx_cases.py build-cases
     .venv/bin/python scripts/make_model_refs.py tests/models build-cases/models
-    touch build-cases/.complete
+    echo "$cases_stamp" > build-cases/.complete
 fi
