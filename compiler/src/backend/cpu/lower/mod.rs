@@ -205,7 +205,7 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
 
 /// Bytes of a value's buffer: its dense data, or one u64 handle per string.
 pub(crate) fn buf_bytes(ty: &ValueType) -> u64 {
-    if ty.dtype == DType::Str { 8 * ty.len() as u64 } else { ty.bytes() as u64 }
+    if ty.dtype == DType::String { 8 * ty.len() as u64 } else { ty.bytes() as u64 }
 }
 
 /// The dtypes compiled code computes on.
@@ -259,7 +259,7 @@ impl<'g> Lw<'g> {
             return Ok(*m);
         }
         match &self.g.node(v.node).kind {
-            NodeKind::Const(c) if c.ty().dtype == DType::Str => {
+            NodeKind::Const(c) if c.ty().dtype == DType::String => {
                 let m = text::const_strings(self, c.tensor()?)?;
                 self.vals.insert(v, m);
                 Ok(m)

@@ -27,7 +27,7 @@ use crate::tensor::{DType, Tensor};
 /// Whether this file lowers `op` (it then also owns the dtype checks).
 pub fn handles(lw: &Lw, id: NodeId, op: &Op) -> bool {
     let node = lw.g.node(id);
-    let any_string = node.inputs.iter().flatten().any(|v| lw.ty(*v).dtype == DType::Str) || node.outputs.iter().any(|o| o.ty.dtype == DType::Str);
+    let any_string = node.inputs.iter().flatten().any(|v| lw.ty(*v).dtype == DType::String) || node.outputs.iter().any(|o| o.ty.dtype == DType::String);
     match op {
         Op::Text(_) | Op::Ml(Ml::LabelEncoder(_)) => true,
         Op::Binary(Binary::Equal) => any_string,
@@ -119,7 +119,7 @@ fn binary(lw: &mut Lw, id: NodeId, kind: u32) -> Result<()> {
     let (x, y) = (lw.input(id, 0)?, lw.input(id, 1)?);
     let out = lw.ty(ValueId { node: id, slot: 0 }).shape.clone();
     for v in [x, y] {
-        if lw.ty(v).dtype != DType::Str {
+        if lw.ty(v).dtype != DType::String {
             bail!("both inputs must be strings, got {}", lw.ty(v).dtype);
         }
     }
@@ -147,7 +147,7 @@ fn label_encoder(lw: &mut Lw, id: NodeId, map: &LabelMap) -> Result<()> {
     let shape = lw.ty(x).shape.clone();
     let n = lw.ty(x).len() as u64;
     let kind = match keys.dtype() {
-        DType::Str => rt::KEY_STRING,
+        DType::String => rt::KEY_STRING,
         DType::I64 => rt::KEY_I64,
         DType::I32 => rt::KEY_I32,
         DType::I16 => rt::KEY_I16,
@@ -218,7 +218,7 @@ fn label_encoder(lw: &mut Lw, id: NodeId, map: &LabelMap) -> Result<()> {
 fn tfidf(lw: &mut Lw, id: NodeId, t: &TfIdf) -> Result<()> {
     let x = lw.input(id, 0)?;
     let kind = match lw.ty(x).dtype {
-        DType::Str => rt::KEY_STRING,
+        DType::String => rt::KEY_STRING,
         DType::I64 => rt::KEY_I64,
         DType::I32 => rt::KEY_I32,
         d => bail!("TfIdfVectorizer on {d} tokens is not supported"),
