@@ -226,7 +226,7 @@ mod tests {
     use super::*;
 
     fn proto(dtype: DType, dims: &[i64]) -> TensorProto {
-        TensorProto { data_type: Some(dtype.onnx_code()), dims: dims.to_vec(), ..Default::default() }
+        TensorProto { data_type: Some(dtype.onnx_code() as i32), dims: dims.to_vec(), ..Default::default() }
     }
 
     #[test]

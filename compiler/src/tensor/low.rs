@@ -23,6 +23,7 @@ pub fn f64_to_f16(v: f64) -> f16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor::DType;
 
     const FLOATS: [DType; 6] =
         [DType::F8E4M3FN, DType::F8E4M3FNUZ, DType::F8E5M2, DType::F8E5M2FNUZ, DType::F4E2M1, DType::F8E8M0];

@@ -115,7 +115,7 @@ mod tests {
     fn round_trip_every_supported_dtype() {
         for code in 1..=26 {
             let d = DType::from_onnx_i32(code).unwrap();
-            if !d.is_supported() || d == DType::String || d.is_low() {
+            if d.is_complex() || d == DType::String || d.is_low() {
                 continue;
             }
             let t = Tensor::from_f64_array(d, ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![0.0, 1.0, 2.0, 3.0]).unwrap())

@@ -9,12 +9,9 @@
 
 pub mod codegen;
 pub mod isa;
-pub mod kernel;
 pub mod link;
 pub mod lowbit;
 mod parallel;
-pub mod lower;
-pub mod plan;
 pub mod vmath;
 
 use std::time::Instant;
@@ -25,8 +22,9 @@ use neoc_runtime::{ArtifactWriter, CallConv, Metadata, TensorSig, abi};
 use crate::ir::{Graph, ValueType};
 use crate::target::Target;
 use codegen::{Base, Codegen};
-use kernel::Mem;
-pub use lower::LowerProblem;
+use crate::kernel_ir::{Mem, plan};
+use crate::lower;
+pub use crate::lower::LowerProblem;
 
 /// Why compilation failed.
 #[derive(Debug, thiserror::Error)]
