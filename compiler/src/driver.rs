@@ -6,7 +6,7 @@ use anyhow::{Context, Result, anyhow};
 use crate::backend::cpu::{self, CompileError, CompiledArtifact};
 use crate::ir::Graph;
 use crate::target::Target;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 
 /// Options of one compilation.
 #[derive(Clone, Debug)]
@@ -70,10 +70,8 @@ pub fn to_runtime(t: &Tensor) -> Result<neoc_runtime::Tensor> {
         let values: Vec<String> = a.iter().cloned().collect();
         return neoc_runtime::Tensor::from_strings(t.shape().to_vec(), values).map_err(|e| anyhow!("{e}"));
     }
-    let dtype = neoc_runtime::DType::from_onnx(t.dtype().onnx_code() as u32)
-        .ok_or_else(|| anyhow!("dtype {} cannot be passed to compiled code", t.dtype().name()))?;
     let bytes = t.to_le_bytes()?;
-    neoc_runtime::Tensor::from_bytes(dtype, t.shape().to_vec(), &bytes).map_err(|e| anyhow!("{e}"))
+    neoc_runtime::Tensor::from_bytes(t.dtype(), t.shape().to_vec(), &bytes).map_err(|e| anyhow!("{e}"))
 }
 
 /// A runtime tensor as a compiler tensor.
@@ -81,8 +79,7 @@ pub fn from_runtime(t: &neoc_runtime::Tensor) -> Result<Tensor> {
     if let Ok(strings) = t.as_strings() {
         return Tensor::from_vec(t.shape(), strings.to_vec());
     }
-    let dtype = DType::from_onnx(t.dtype().onnx_code() as i32).with_context(|| format!("dtype {}", t.dtype()))?;
-    Tensor::from_le_bytes(dtype, t.shape(), t.bytes())
+    Tensor::from_le_bytes(t.dtype(), t.shape(), t.bytes())
 }
 
 /// Compiles `g` for this machine, loads the artifact and runs it on `inputs`.

@@ -7,6 +7,8 @@ pub mod backend;
 pub mod driver;
 pub mod eval;
 pub mod ir;
+pub mod kernel_ir;
+pub mod lower;
 pub mod onnx;
 pub mod passes;
 pub mod tensor;

@@ -73,7 +73,7 @@ pub enum RunError {
     DuplicateInput { name: String },
     #[error("input '{name}' is missing")]
     MissingInput { name: String },
-    #[error("the compiled code failed with error code {0}")]
+    #[error("the compiled code failed with error code {0}{what}", what = crate::abi::errors::describe(*.0).map(|w| format!(" ({w})")).unwrap_or_default())]
     Code(i32),
     #[error("output {index} ('{name}'): the compiled code left an invalid string handle {handle}")]
     BadStringHandle { index: usize, name: String, handle: u64 },

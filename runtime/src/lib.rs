@@ -67,6 +67,7 @@
 pub mod abi;
 pub mod artifact;
 mod checksum;
+pub mod dtype;
 mod error;
 mod host;
 pub mod kernels;

@@ -66,7 +66,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     for t in &g.initializer {
         let n: u64 = t.dims.iter().map(|&d| d.max(0) as u64).product();
         params += n;
-        let size = neoc::tensor::DType::from_onnx(t.data_type.unwrap_or(0)).and_then(|d| d.size_of()).unwrap_or(0) as u64;
+        let size = neoc::tensor::DType::from_onnx_i32(t.data_type.unwrap_or(0)).and_then(|d| d.size_of()).unwrap_or(0) as u64;
         bytes += n * size;
     }
     println!("parameters: {} ({} initializers, {}B)", human(params as f64), g.initializer.len(), human(bytes as f64));
@@ -96,7 +96,7 @@ fn describe(v: &neoc::onnx::proto::ValueInfoProto) -> String {
     use neoc::onnx::proto::{tensor_shape_proto::dimension::Value as D, type_proto::Value as T};
     match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
         Some(T::TensorType(tt)) => {
-            let dt = neoc::tensor::DType::from_onnx(tt.elem_type.unwrap_or(0)).map(|d| d.to_string()).unwrap_or("?".into());
+            let dt = neoc::tensor::DType::from_onnx_i32(tt.elem_type.unwrap_or(0)).map(|d| d.to_string()).unwrap_or("?".into());
             let dims: Vec<String> = tt
                 .shape
                 .as_ref()

@@ -46,7 +46,7 @@ impl ValueType {
     }
     /// Bytes of the dense data (0 for strings); sub-byte types are packed.
     pub fn bytes(&self) -> usize {
-        (self.len() * self.dtype.bits().unwrap_or(0)).div_ceil(8)
+        if self.dtype.is_string() { 0 } else { (self.len() * self.dtype.bits()).div_ceil(8) }
     }
 }
 

@@ -209,7 +209,7 @@ impl<'a> Parser<'a> {
         self.expect("{")?;
         let d = ty.dtype;
         let shape = IxDyn(&ty.shape);
-        let t = if d == DType::Str {
+        let t = if d == DType::String {
             Tensor::Str(ArrayD::from_shape_vec(shape, self.list("}", |p| p.string())?)?)
         } else if d.is_low() {
             let codes = self.list("}", |p| {

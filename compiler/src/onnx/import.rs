@@ -269,8 +269,8 @@ impl<'m> Importer<'m> {
                 return Slot::Poisoned;
             }
         };
-        let dtype = match DType::from_onnx(code) {
-            Some(d) if d.is_supported() => d,
+        let dtype = match DType::from_onnx_i32(code) {
+            Some(d) if !d.is_complex() => d,
             Some(d) => {
                 let p = self.graph_problem(ProblemKind::Unsupported, format!("input '{name}' has dtype {d}"));
                 self.problems.push(p);
@@ -350,8 +350,8 @@ impl<'m> Importer<'m> {
             Some(Slot::Value(v)) => {
                 if let Some(Ok((code, _))) = o.r#type.as_ref().map(elem_type) {
                     let inferred = b.graph.ty(v).dtype;
-                    if code != 0 && DType::from_onnx(code) != Some(inferred) {
-                        let declared = DType::from_onnx(code).map(|d| d.to_string()).unwrap_or(code.to_string());
+                    if code != 0 && DType::from_onnx_i32(code) != Some(inferred) {
+                        let declared = DType::from_onnx_i32(code).map(|d| d.to_string()).unwrap_or(code.to_string());
                         let p = self.graph_problem(ProblemKind::Invalid, format!("output '{name}' is declared {declared}, but computes {inferred}"));
                         self.problems.push(p);
                     }
@@ -644,7 +644,7 @@ impl<'m> Importer<'m> {
         if let Some(h) = hint {
             // The op defines this input's type; a declared type must agree where it is static.
             if let Some(Ok((code, dims))) = input.r#type.as_ref().map(elem_type) {
-                if code != 0 && DType::from_onnx(code) != Some(h.dtype) {
+                if code != 0 && DType::from_onnx_i32(code) != Some(h.dtype) {
                     anyhow::bail!("subgraph input '{name}' is declared with element type {code}, but receives {h}");
                 }
                 if let Some(d) = dims {
@@ -657,7 +657,7 @@ impl<'m> Importer<'m> {
             return Ok(Slot::Value(sb.graph.add_input(&name, h.clone())));
         }
         let (code, dims) = input.r#type.as_ref().ok_or_else(|| anyhow!("subgraph input '{name}' has no type")).and_then(|t| elem_type(t).map_err(|w| anyhow::Error::new(Unsupported(w))))?;
-        let dtype = DType::from_onnx(code).filter(|d| d.is_supported()).ok_or_else(|| anyhow::Error::new(Unsupported(format!("subgraph input '{name}' of type {code}"))))?;
+        let dtype = DType::from_onnx_i32(code).filter(|d| !d.is_complex()).ok_or_else(|| anyhow::Error::new(Unsupported(format!("subgraph input '{name}' of type {code}"))))?;
         let shape = dims
             .ok_or_else(|| anyhow::Error::new(Unsupported(format!("subgraph input '{name}' without a static shape"))))?
             .iter()

@@ -52,8 +52,8 @@ fn shape_of(t: &TensorProto) -> Result<Vec<usize>> {
 
 fn dtype_of(t: &TensorProto) -> Result<DType> {
     let code = t.data_type.unwrap_or(0);
-    let d = DType::from_onnx(code).ok_or_else(|| anyhow!("unknown tensor data type {code}"))?;
-    if !d.is_supported() {
+    let d = DType::from_onnx_i32(code).ok_or_else(|| anyhow!("unknown tensor data type {code}"))?;
+    if d.is_complex() {
         return Err(anyhow::Error::new(crate::ir::Unsupported(format!("tensors of dtype {d}"))));
     }
     Ok(d)
@@ -165,7 +165,7 @@ fn typed_fields(t: &TensorProto, dtype: DType, shape: &[usize], count: usize) ->
             check_len("uint64_data", t.uint64_data.len(), count)?;
             Tensor::U32(arr(shape, t.uint64_data.iter().map(|&v| v as u32).collect())?)
         }
-        DType::Str => {
+        DType::String => {
             check_len("string_data", t.string_data.len(), count)?;
             let v = t.string_data.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
             Tensor::Str(ArrayD::from_shape_vec(IxDyn(shape), v)?)
@@ -201,7 +201,7 @@ fn typed_fields(t: &TensorProto, dtype: DType, shape: &[usize], count: usize) ->
 pub fn from_tensor(name: &str, t: &Tensor) -> Result<TensorProto> {
     let mut p = TensorProto {
         name: Some(name.to_string()),
-        data_type: Some(t.dtype().onnx_code()),
+        data_type: Some(t.dtype().onnx_code() as i32),
         dims: t.shape().iter().map(|&d| d as i64).collect(),
         ..Default::default()
     };
@@ -226,7 +226,7 @@ mod tests {
     use super::*;
 
     fn proto(dtype: DType, dims: &[i64]) -> TensorProto {
-        TensorProto { data_type: Some(dtype.onnx_code()), dims: dims.to_vec(), ..Default::default() }
+        TensorProto { data_type: Some(dtype.onnx_code() as i32), dims: dims.to_vec(), ..Default::default() }
     }
 
     #[test]

@@ -3,56 +3,13 @@
 //! f4e2m1 and the 4/2-bit integers (i4, u4, i2, u2).
 //!
 //! The rules live once, in the runtime ([`neoc_runtime::kernels::lowbit`]), because compiled
-//! code calls the same functions: this module only maps the compiler's [`DType`] onto the
-//! runtime's. A code is one element, unpacked (a 4-bit or 2-bit value in the low bits of its
+//! code calls the same functions: this module re-exports them. A code is one element, unpacked (a 4-bit or 2-bit value in the low bits of its
 //! byte); see the runtime module for the semantics (ml_dtypes').
 
-use super::{DType, f16};
+use super::f16;
 use neoc_runtime::kernels::lowbit as rt;
 
-pub use rt::RoundMode;
-
-/// The runtime's dtype of the same ONNX code (every low dtype has one).
-fn rt_dtype(d: DType) -> Option<neoc_runtime::DType> {
-    neoc_runtime::DType::from_onnx(d.onnx_code() as u32)
-}
-
-/// Whether `dtype` is one of the small integer types (i4, u4, i2, u2).
-pub fn is_low_int(dtype: DType) -> bool {
-    matches!(dtype, DType::I4 | DType::U4 | DType::I2 | DType::U2)
-}
-
-/// The value range of a small integer type.
-pub fn int_range(dtype: DType) -> Option<(i64, i64)> {
-    rt::int_range(rt_dtype(dtype)?)
-}
-
-/// The integer held by a small-integer code (only the low bits of `code` count).
-pub fn decode_int(dtype: DType, code: u8) -> Option<i64> {
-    rt::decode_int(rt_dtype(dtype)?, code)
-}
-
-/// The code of an exact integer in a small integer type, keeping its low bits (two's
-/// complement): Cast's wrap-around. Returns 0 for other dtypes.
-pub fn int_code(dtype: DType, v: i128) -> u8 {
-    rt_dtype(dtype).map_or(0, |d| rt::int_code(d, v))
-}
-
-/// The value of `code` in the low-precision type `dtype` (NaN for a dtype that is not low).
-pub fn decode(dtype: DType, code: u8) -> f32 {
-    rt_dtype(dtype).map_or(f32::NAN, |d| rt::decode(d, code))
-}
-
-/// The code of `v` in the low-precision type `dtype` (0 for a dtype that is not low). f8e8m0
-/// rounds up (Cast's default); see [`encode_e8m0`] for the other modes.
-pub fn encode(dtype: DType, v: f32, saturate: bool) -> u8 {
-    rt_dtype(dtype).map_or(0, |d| rt::encode(d, v, saturate))
-}
-
-/// f8e8m0 exactly as `onnx.numpy_helper.to_float8e8m0` (see the runtime module).
-pub fn encode_e8m0(v: f32, saturate: bool, mode: RoundMode) -> u8 {
-    rt::encode_e8m0(v, saturate, mode)
-}
+pub use neoc_runtime::kernels::lowbit::{RoundMode, decode, decode_int, encode, encode_e8m0, int_code, int_range, is_low_int};
 
 /// `f64` → `f16` with one rounding (to nearest even), as numpy does. (`half`'s `from_f64`
 /// drops the low mantissa bits first, which can round a value just above a tie the wrong way.)
@@ -66,6 +23,7 @@ pub fn f64_to_f16(v: f64) -> f16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor::DType;
 
     const FLOATS: [DType; 6] =
         [DType::F8E4M3FN, DType::F8E4M3FNUZ, DType::F8E5M2, DType::F8E5M2FNUZ, DType::F4E2M1, DType::F8E8M0];

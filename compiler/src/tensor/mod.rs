@@ -160,7 +160,7 @@ impl_elem!(u16, U16, U16);
 impl_elem!(u32, U32, U32);
 impl_elem!(u64, U64, U64);
 impl_elem!(bool, Bool, Bool);
-impl_elem!(String, Str, Str);
+impl_elem!(String, Str, String);
 
 macro_rules! impl_scalar_prim {
     ($($t:ty),*) => {$(
@@ -260,7 +260,7 @@ impl Tensor {
             Tensor::U32(_) => DType::U32,
             Tensor::U64(_) => DType::U64,
             Tensor::Bool(_) => DType::Bool,
-            Tensor::Str(_) => DType::Str,
+            Tensor::Str(_) => DType::String,
             Tensor::Low(d, _) => *d,
         }
     }
@@ -299,7 +299,7 @@ impl Tensor {
     /// A tensor of `dtype` and `shape` filled with zeros (false, "").
     pub fn zeros(dtype: DType, shape: &[usize]) -> Result<Tensor> {
         match dtype {
-            DType::Str => Ok(Tensor::Str(ArrayD::default(IxDyn(shape)))),
+            DType::String => Ok(Tensor::Str(ArrayD::default(IxDyn(shape)))),
             // Code 0 is +0 for every low type except f8e8m0, which has no zero (code 0 is 2^-127).
             d if d.is_low() => Ok(Tensor::Low(d, ArrayD::zeros(IxDyn(shape)))),
             d => Tensor::from_f64_array(d, ArrayD::zeros(IxDyn(shape))),
@@ -446,8 +446,8 @@ mod tests {
     #[test]
     fn zeros_for_every_dtype() {
         for code in 1..=26 {
-            let d = DType::from_onnx(code).unwrap();
-            assert_eq!(Tensor::zeros(d, &[2, 3]).is_ok(), d.is_supported(), "{d}");
+            let d = DType::from_onnx_i32(code).unwrap();
+            assert_eq!(Tensor::zeros(d, &[2, 3]).is_ok(), !d.is_complex(), "{d}");
         }
     }
 }

@@ -10,7 +10,7 @@ pub mod conv;
 mod epilogue;
 mod erf;
 pub mod gemm;
-mod gemm_epilogue;
+pub(crate) mod gemm_epilogue;
 pub mod generic;
 pub mod lowbit;
 pub mod math;
@@ -27,39 +27,12 @@ pub use pool::check_pool_params;
 
 use std::ffi::c_void;
 
-use crate::abi::{KERNEL_ABI_VERSION, KernelTable, RunContext};
+use crate::abi::{KernelTable, RunContext};
 use crate::workers::Workers;
 
-/// The generic table.
-pub static GENERIC: KernelTable = KernelTable {
-    version: KERNEL_ABI_VERSION,
-    reserved: 0,
-    sgemm: gemm::sgemm,
-    parallel_for: generic::parallel_for,
-    memcpy: generic::memcpy,
-    memset: generic::memset,
-    math_f32: math::math_f32,
-    math_f64: math::math_f64,
-    conv: conv::conv,
-    pool: pool::pool,
-    low_decode: lowbit::low_decode,
-    low_encode: lowbit::low_encode,
-    strings: strings::strings,
-    sgemm_epilogue: gemm_epilogue::sgemm_epilogue,
-    sgemm_packed_b: gemm_epilogue::sgemm_packed_b,
-};
+pub use crate::abi::GENERIC;
 
-/// Error codes the conv and pool kernels return (compiled code hands them on as its
-/// own result, which becomes [`crate::RunError::Code`]).
-pub const ERR_BAD_CONV_PARAMS: i32 = -10;
-/// The conv kernel was given less scratch than [`conv_scratch_bytes`] asks for, or a
-/// null or misaligned pointer.
-pub const ERR_CONV_BUFFERS: i32 = -11;
-pub const ERR_BAD_POOL_PARAMS: i32 = -12;
-/// The pool kernel was given a null or misaligned pointer.
-pub const ERR_POOL_BUFFERS: i32 = -13;
-/// `sgemm_epilogue` was given an unknown activation.
-pub const ERR_BAD_GEMM_PARAMS: i32 = -14;
+pub use crate::abi::errors::{ERR_BAD_CONV_PARAMS, ERR_BAD_GEMM_PARAMS, ERR_BAD_POOL_PARAMS, ERR_CONV_BUFFERS, ERR_POOL_BUFFERS};
 
 /// The best table for this machine. For now, the generic one (whose sgemm already picks
 /// AVX-512/AVX2/NEON micro-kernels at run time).

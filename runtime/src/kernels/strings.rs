@@ -60,13 +60,7 @@ use std::ffi::c_void;
 
 use crate::abi::RunContext;
 
-/// A string op failed at run time: a bad handle, a null heap, a result that does not fit
-/// the shape compiled in.
-pub const ERR_STRINGS: i32 = -20;
-/// The parameter blob is outside the weights, truncated or malformed.
-pub const ERR_STRINGS_PARAMS: i32 = -21;
-/// The op needs a cargo feature this runtime was built without.
-pub const ERR_STRINGS_FEATURE: i32 = -22;
+pub use crate::abi::errors::{ERR_STRINGS, ERR_STRINGS_FEATURE, ERR_STRINGS_PARAMS};
 
 pub const OP_CONST: u32 = 1;
 pub const OP_NORMALIZE: u32 = 2;
@@ -218,7 +212,7 @@ pub(super) unsafe fn write<T: Copy>(p: *mut u8, i: usize, v: T) {
 /// # Safety
 /// `ctx` is null or a valid context whose `strings` is null or a live [`StringHeap`] used
 /// by no one else during the call; the buffers hold as many elements as the blob says.
-pub unsafe extern "C" fn strings(ctx: *const RunContext, params: *const u8, a: *mut u8, b: *mut u8, c: *mut u8) -> i32 {
+pub unsafe extern "C" fn strings(ctx: *const RunContext, params: *const u8, a: *const u8, b: *const u8, c: *mut u8) -> i32 {
     if ctx.is_null() {
         return ERR_STRINGS;
     }
@@ -232,7 +226,7 @@ pub unsafe extern "C" fn strings(ctx: *const RunContext, params: *const u8, a: *
     let heap = unsafe { &mut *heap };
     let Some(blob) = heap.blob(params) else { return ERR_STRINGS_PARAMS };
     // SAFETY: the caller's promise on the buffers.
-    match unsafe { dispatch(heap, blob, [a, b, c]) } {
+    match unsafe { dispatch(heap, blob, (a, b, c)) } {
         Ok(()) => 0,
         Err(code) => code,
     }
@@ -240,13 +234,12 @@ pub unsafe extern "C" fn strings(ctx: *const RunContext, params: *const u8, a: *
 
 /// # Safety
 /// As [`strings`].
-unsafe fn dispatch<'r>(heap: &mut StringHeap<'r>, blob: &'r [u8], bufs: [*mut u8; 3]) -> Res<()> {
+unsafe fn dispatch<'r>(heap: &mut StringHeap<'r>, blob: &'r [u8], (a, b, c): (*const u8, *const u8, *mut u8)) -> Res<()> {
     let mut r = Reader { bytes: blob, pos: 0 };
     let op = r.u32()?;
     let _zero = r.u32()?;
     let _len = r.u64()?;
-    let [a, b, c] = bufs;
-    let need = |p: *mut u8, n: usize| if n > 0 && p.is_null() { Err(ERR_STRINGS_PARAMS) } else { Ok(()) };
+    let need = |p: *const u8, n: usize| if n > 0 && p.is_null() { Err(ERR_STRINGS_PARAMS) } else { Ok(()) };
     // SAFETY (every `read`/`write` below): the buffers hold the counts the blob gives,
     // the caller's promise; indices stay below those counts.
     match op {

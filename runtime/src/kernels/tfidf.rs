@@ -24,7 +24,7 @@ use super::strings::{ERR_STRINGS, ERR_STRINGS_PARAMS, KEY_I32, KEY_I64, KEY_STRI
 
 /// # Safety
 /// `a` and `c` hold the counts the blob gives (the string kernel's contract).
-pub(super) unsafe fn tfidf(heap: &StringHeap<'_>, r: &mut Reader<'_>, a: *mut u8, c: *mut u8) -> Res<()> {
+pub(super) unsafe fn tfidf(heap: &StringHeap<'_>, r: &mut Reader<'_>, a: *const u8, c: *mut u8) -> Res<()> {
     let kind = r.u32()?;
     let mode = r.u32()?;
     let (min, max, skip) = (r.len(1)?, r.len(1)?, r.len(1)?);

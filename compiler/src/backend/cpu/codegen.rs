@@ -20,9 +20,9 @@ use cranelift_codegen::ir::{
 };
 use cranelift_codegen::isa::{CallConv, TargetIsa};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
-use neoc_runtime::abi;
+use neoc_runtime::abi::{self, ArgKind, Kernel, Ret};
 
-use super::kernel::{Access, BinOp, Call, Conversion, ERR_INDEX, Expr, Lit, Loop, Matrix, Mem, Reduce, Step, UnOp};
+use crate::kernel_ir::{Access, BinOp, Call, CallArg, Conversion, ERR_INDEX, Expr, Lit, Loop, Mem, Reduce, Step, UnOp};
 use super::lowbit::{self, is_coded_float, packed_bits};
 use super::{parallel, vmath};
 
@@ -108,6 +108,27 @@ pub fn expr_dtype(e: &Expr, acc: DType) -> DType {
     }
 }
 
+/// The Cranelift signature of a runtime kernel, from its declaration in the kernel table:
+/// pointers, sizes and tasks are 64-bit integers, `i32`/`u32` 32-bit ones.
+pub fn kernel_signature(call_conv: CallConv, kernel: Kernel) -> Signature {
+    let ty = |k: ArgKind| match k {
+        ArgKind::I32 | ArgKind::U32 => I32,
+        ArgKind::F32 => F32,
+        ArgKind::F64 => F64,
+        ArgKind::Context | ArgKind::Read | ArgKind::Write | ArgKind::ReadWrite | ArgKind::Params { .. } => I64,
+        ArgKind::Usize | ArgKind::Isize | ArgKind::Task | ArgKind::TaskData => I64,
+    };
+    let mut sig = Signature::new(call_conv);
+    sig.params.extend(kernel.args().iter().map(|a| AbiParam::new(ty(a.kind))));
+    sig.returns.extend(match kernel.ret() {
+        Ret::Nothing => None,
+        Ret::Status | Ret::U32 => Some(AbiParam::new(I32)),
+        Ret::F32 => Some(AbiParam::new(F32)),
+        Ret::F64 => Some(AbiParam::new(F64)),
+    });
+    sig
+}
+
 impl Codegen<'_> {
     fn signature(&self, params: &[Type], ret: Option<Type>) -> Signature {
         let mut sig = Signature::new(self.isa.default_call_conv());
@@ -179,8 +200,8 @@ impl Codegen<'_> {
             let name = g.b.func.declare_imported_user_function(UserExternalName::new(0, task_index as u32));
             let fref = g.b.import_function(ExtFuncData { name: ExternalName::user(name), signature: sigref, colocated: true, patchable: false });
             let task = g.b.ins().func_addr(I64, fref);
-            let f = g.kernel_fn(abi::KERNEL_TABLE_PARALLEL_FOR_OFFSET);
-            let sig = g.b.import_signature(g.cg.signature(&[I64; 4], Some(I32)));
+            let f = g.kernel_fn(Kernel::ParallelFor.offset());
+            let sig = g.b.import_signature(kernel_signature(g.cg.call_conv(), Kernel::ParallelFor));
             let count = g.b.ins().iconst(I64, n as i64);
             let call = g.b.ins().call_indirect(sig, f, &[g.ctx, count, task, g.ctx]);
             let status = g.b.inst_results(call)[0];
@@ -566,13 +587,13 @@ impl<'a, 'b> StepGen<'a, 'b> {
     }
 
     fn math(&mut self, op: abi::MathOp, x: Value, y: Option<Value>, t: DType) -> Result<Value> {
-        let (ty, offset) = match t {
-            DType::F32 | DType::F16 | DType::BF16 => (F32, abi::KERNEL_TABLE_MATH_F32_OFFSET),
-            DType::F64 => (F64, abi::KERNEL_TABLE_MATH_F64_OFFSET),
+        let (ty, kernel) = match t {
+            DType::F32 | DType::F16 | DType::BF16 => (F32, Kernel::MathF32),
+            DType::F64 => (F64, Kernel::MathF64),
             other => bail!("math function {op:?} on {} is not supported by the cpu backend", other.name()),
         };
-        let f = self.kernel_fn(offset);
-        let sig = self.cg.signature(&[I32, ty, ty], Some(ty));
+        let f = self.kernel_fn(kernel.offset());
+        let sig = kernel_signature(self.cg.call_conv(), kernel);
         let sigref = self.b.import_signature(sig);
         let code = self.b.ins().iconst(I32, op as i64);
         let y = match y {

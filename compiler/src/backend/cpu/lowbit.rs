@@ -16,11 +16,11 @@
 //!   masks and writes back its byte, so neighbours in the same byte keep their values.
 //!   Steps run one after the other on one thread, so no two writers race on a byte.
 
-use cranelift_codegen::ir::types::{F32, I8, I32, I64};
-use cranelift_codegen::ir::{AbiParam, InstBuilder, MemFlagsData, Signature, Value};
+use cranelift_codegen::ir::types::{I8, I32, I64};
+use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Value};
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::FunctionBuilder;
-use neoc_runtime::abi;
+use neoc_runtime::abi::{self, Kernel};
 
 use crate::tensor::DType;
 use crate::tensor::low::RoundMode;
@@ -64,12 +64,9 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    fn call(&self, b: &mut FunctionBuilder, offset: usize, params: &[cranelift_codegen::ir::Type], ret: cranelift_codegen::ir::Type, args: &[Value]) -> Value {
-        let mut sig = Signature::new(self.call_conv);
-        sig.params.extend(params.iter().map(|t| AbiParam::new(*t)));
-        sig.returns.push(AbiParam::new(ret));
-        let sigref = b.import_signature(sig);
-        let f = b.ins().load(I64, MemFlagsData::trusted(), self.table, offset as i32);
+    fn call(&self, b: &mut FunctionBuilder, kernel: Kernel, args: &[Value]) -> Value {
+        let sigref = b.import_signature(super::codegen::kernel_signature(self.call_conv, kernel));
+        let f = b.ins().load(I64, MemFlagsData::trusted(), self.table, kernel.offset() as i32);
         let call = b.ins().call_indirect(sigref, f, args);
         b.inst_results(call)[0]
     }
@@ -77,14 +74,14 @@ impl Runtime {
     /// The f32 value of `code` (an i32 holding the code in its low bits).
     pub fn decode(&self, b: &mut FunctionBuilder, d: DType, code: Value) -> Value {
         let dt = b.ins().iconst(I32, d.onnx_code() as i64);
-        self.call(b, abi::KERNEL_TABLE_LOW_DECODE_OFFSET, &[I32, I32], F32, &[dt, code])
+        self.call(b, Kernel::LowDecode, &[dt, code])
     }
 
     /// The code (an i32) of f32 `v`.
     pub fn encode(&self, b: &mut FunctionBuilder, d: DType, v: Value, flags: u32) -> Value {
         let dt = b.ins().iconst(I32, d.onnx_code() as i64);
         let fl = b.ins().iconst(I32, flags as i64);
-        self.call(b, abi::KERNEL_TABLE_LOW_ENCODE_OFFSET, &[I32, F32, I32], I32, &[dt, v, fl])
+        self.call(b, Kernel::LowEncode, &[dt, v, fl])
     }
 
     /// f32 `v` rounded to the coded float `d` (still an f32, now exact in `d`).

@@ -3,7 +3,7 @@
 //! on special values (NaN, ±inf, ±0, saturation edges, ties, subnormals), packed tensors
 //! with odd element counts, negative 4- and 2-bit integers, strided packed loops and BitCast.
 
-use crate::backend::cpu::lower::test_util::run_both;
+use crate::lower::test_util::run_both;
 use crate::tensor::{ArrayD, DType, IxDyn, Tensor, bf16, f16};
 
 const LOW: [DType; 10] = [

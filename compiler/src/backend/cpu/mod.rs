@@ -9,12 +9,9 @@
 
 pub mod codegen;
 pub mod isa;
-pub mod kernel;
 pub mod link;
 pub mod lowbit;
 mod parallel;
-pub mod lower;
-pub mod plan;
 pub mod vmath;
 
 use std::time::Instant;
@@ -25,8 +22,9 @@ use neoc_runtime::{ArtifactWriter, CallConv, Metadata, TensorSig, abi};
 use crate::ir::{Graph, ValueType};
 use crate::target::Target;
 use codegen::{Base, Codegen};
-use kernel::Mem;
-pub use lower::LowerProblem;
+use crate::kernel_ir::{Mem, plan};
+use crate::lower;
+pub use crate::lower::LowerProblem;
 
 /// Why compilation failed.
 #[derive(Debug, thiserror::Error)]
@@ -61,10 +59,8 @@ pub struct CompiledArtifact {
     pub listing: Option<String>,
 }
 
-fn runtime_sig(name: &str, ty: &ValueType) -> Result<TensorSig> {
-    let dtype = neoc_runtime::DType::from_onnx(ty.dtype.onnx_code() as u32)
-        .ok_or_else(|| anyhow!("'{name}': dtype {} cannot cross the runtime API", ty.dtype.name()))?;
-    Ok(TensorSig::new(name, dtype, ty.shape.clone()))
+fn runtime_sig(name: &str, ty: &ValueType) -> TensorSig {
+    TensorSig::new(name, ty.dtype, ty.shape.clone())
 }
 
 /// Compiles an optimised graph for a CPU target.
@@ -123,14 +119,14 @@ fn build(g: &Graph, target: &Target, listing: bool) -> Result<CompiledArtifact, 
 
     let call_conv = CallConv::parse(&cg.call_conv().to_string())
         .ok_or_else(|| anyhow!("calling convention {} is not one the runtime knows", cg.call_conv()))?;
-    let sigs = |list: &[(String, ValueType)]| list.iter().map(|(n, t)| runtime_sig(n, t)).collect::<Result<Vec<_>>>();
+    let sigs = |list: &[(String, ValueType)]| list.iter().map(|(n, t)| runtime_sig(n, t)).collect::<Vec<_>>();
     let meta = Metadata {
         target: target.name.clone(),
         isa: cpu.arch,
         call_conv,
         cpu_features: cpu.features.clone(),
-        inputs: sigs(&lowered.inputs)?,
-        outputs: sigs(&lowered.outputs)?,
+        inputs: sigs(&lowered.inputs),
+        outputs: sigs(&lowered.outputs),
         arena_size: memory.arena_size,
         entry_offset: linked.offsets[entry] as u64,
         // The table this compiler was built against: entries and parameter meanings

@@ -6,8 +6,8 @@
 //!
 //! - every element it writes is written by one task: the store writes a different
 //!   element at every point of the dims it moves along, and the split dim is one of them
-//!   (a [`Loop`](super::kernel::Loop) dim, or an outer dim of a
-//!   [`Reduce`](super::kernel::Reduce), so each reduction runs whole inside one task);
+//!   (a [`Loop`](crate::kernel_ir::Loop) dim, or an outer dim of a
+//!   [`Reduce`](crate::kernel_ir::Reduce), so each reduction runs whole inside one task);
 //! - nothing it reads can be written by another task: every load whose bytes may overlap
 //!   the store's is the store's own element (an in-place elementwise update);
 //! - the stored type is at least a byte wide (packed 4- and 2-bit elements share bytes);
@@ -18,7 +18,7 @@
 //! and the rows are split.
 
 use super::codegen::{Base, esize};
-use super::kernel::{Access, Expr, Mem};
+use crate::kernel_ir::{Access, Expr, Mem};
 use super::lowbit::packed_bits;
 use crate::tensor::DType;
 

@@ -583,7 +583,7 @@ fn import_attention(ctx: &mut NodeCtx) -> Result<Op> {
     }
     let softmax_precision = match ctx.opt_int("softmax_precision")? {
         None => None,
-        Some(code) => match DType::from_onnx(code as i32).filter(|d| Prec::of(*d).is_ok()) {
+        Some(code) => match u32::try_from(code).ok().and_then(DType::from_onnx).filter(|d| Prec::of(*d).is_ok()) {
             Some(d) => Some(d),
             None => return Err(ctx.unsupported(format!("Attention softmax_precision {code}"))),
         },

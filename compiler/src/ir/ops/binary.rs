@@ -132,7 +132,7 @@ impl Binary {
             Add | Sub | Mul | Div | Mod { .. } | Min | Max | Sum | Mean => same(is_num, "numbers"),
             BitShift { .. } | BitwiseAnd | BitwiseOr | BitwiseXor => same(is_int, "integers"),
             And | Or | Xor => same(|d| d == DType::Bool, "bool"),
-            Equal => same(|d| is_num(d) || d == DType::Bool || d == DType::Str, "numbers, bool or strings")
+            Equal => same(|d| is_num(d) || d == DType::Bool || d == DType::String, "numbers, bool or strings")
                 .map(|_| DType::Bool),
             Less | LessOrEqual | Greater | GreaterOrEqual => same(is_num, "numbers").map(|_| DType::Bool),
             Pow => {
@@ -147,7 +147,7 @@ impl Binary {
                 if c != DType::Bool {
                     bail!("Where needs a bool condition, got {c}");
                 }
-                if x != y || !x.is_supported() {
+                if x != y || x.is_complex() {
                     bail!("Where needs X and Y of one supported dtype, got {x} and {y}");
                 }
                 Ok(x)

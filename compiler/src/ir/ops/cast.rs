@@ -291,11 +291,11 @@ pub fn cast(x: &Tensor, to: DType, saturate: bool, round_mode: RoundMode) -> Res
     if x.dtype() == to {
         return Ok(x.clone());
     }
-    if !to.is_supported() {
+    if to.is_complex() {
         bail!("Cast to {to} is not supported");
     }
     match (x, to) {
-        (_, DType::Str) => Ok(Tensor::Str(ArrayD::from_shape_vec(IxDyn(x.shape()), to_strings(x)?)?)),
+        (_, DType::String) => Ok(Tensor::Str(ArrayD::from_shape_vec(IxDyn(x.shape()), to_strings(x)?)?)),
         (Tensor::Str(a), _) => from_strings(a, to, saturate, round_mode),
         _ => from_nums(to, x.shape(), &nums(x)?, saturate, round_mode),
     }
@@ -306,7 +306,7 @@ pub fn cast(x: &Tensor, to: DType, saturate: bool, round_mode: RoundMode) -> Res
 
 fn bit_width(d: DType) -> Option<usize> {
     match d {
-        DType::Str | DType::Complex64 | DType::Complex128 => None,
+        DType::String | DType::Complex64 | DType::Complex128 => None,
         DType::I4 | DType::U4 | DType::F4E2M1 => Some(4),
         DType::I2 | DType::U2 => Some(2),
         d => d.size_of().map(|s| s * 8),
@@ -342,12 +342,12 @@ fn dtype_from_name(name: &str) -> Option<DType> {
         "UINT64", "COMPLEX64", "COMPLEX128", "BFLOAT16",
     ];
     let i = NAMES.iter().position(|n| n.eq_ignore_ascii_case(name))?;
-    DType::from_onnx(i as i32 + 1)
+    DType::from_onnx_i32(i as i32 + 1)
 }
 
 fn supported_dtype(ctx: &NodeCtx, code: i64) -> Result<DType> {
-    match i32::try_from(code).ok().and_then(DType::from_onnx) {
-        Some(d) if d.is_supported() => Ok(d),
+    match u32::try_from(code).ok().and_then(DType::from_onnx) {
+        Some(d) if !d.is_complex() => Ok(d),
         _ => Err(ctx.unsupported(format!("{} to data type {code}", ctx.op_type))),
     }
 }
@@ -368,7 +368,7 @@ fn import_cast(ctx: &mut NodeCtx) -> Result<Op> {
     let to = if ctx.opset < 6 {
         let name = ctx.opt_string("to")?.ok_or_else(|| anyhow!("Cast: required attribute 'to' is missing"))?;
         dtype_from_name(&name)
-            .filter(|d| d.is_supported())
+            .filter(|d| !d.is_complex())
             .ok_or_else(|| ctx.unsupported(format!("Cast to {name}")))?
     } else {
         supported_dtype(ctx, ctx.req_int("to")?)?

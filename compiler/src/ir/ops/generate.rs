@@ -184,7 +184,7 @@ fn eye_dims(shape: &[usize]) -> Result<(usize, usize)> {
 }
 
 fn eye_dtype_ok(d: DType) -> bool {
-    d.is_supported() && d != DType::Str && !d.is_low()
+    !d.is_complex() && d != DType::String && !d.is_low()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -327,7 +327,7 @@ fn import_range(ctx: &mut NodeCtx) -> Result<Op> {
 
 fn import_eye_like(ctx: &mut NodeCtx) -> Result<Op> {
     let dtype = match ctx.opt_int("dtype")? {
-        Some(code) => i32::try_from(code)
+        Some(code) => u32::try_from(code)
             .ok()
             .and_then(DType::from_onnx)
             .ok_or_else(|| ctx.unsupported(format!("EyeLike dtype {code}")))?,

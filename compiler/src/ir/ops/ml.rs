@@ -42,7 +42,7 @@ pub struct LabelMap {
     pub default: Tensor,
 }
 
-const LABEL_TYPES: [DType; 6] = [DType::Str, DType::I64, DType::I32, DType::I16, DType::F32, DType::F64];
+const LABEL_TYPES: [DType; 6] = [DType::String, DType::I64, DType::I32, DType::I16, DType::F32, DType::F64];
 
 /// A lookup key: strings and integers compare exactly, floats by value (-0 equals 0).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -129,7 +129,7 @@ impl OpImpl for Ml {
             Ml::TreeEnsemble(t) => Ok(vec![t.infer(x)?]),
             Ml::ArrayFeatureExtractor => {
                 let y = cx.ty(1)?;
-                if y.dtype != DType::I64 || !matches!(x.dtype, DType::F32 | DType::F64 | DType::I64 | DType::I32 | DType::Str) {
+                if y.dtype != DType::I64 || !matches!(x.dtype, DType::F32 | DType::F64 | DType::I64 | DType::I32 | DType::String) {
                     bail!("{name}: {} data with {} indices is not supported (data float, double, int64, int32 or string; indices int64)", x.dtype, y.dtype);
                 }
                 Ok(vec![ValueType::new(x.dtype, Self::afe_shape(&x.shape, y.len())?)])
@@ -194,7 +194,7 @@ impl OpImpl for Ml {
 /// The spec's default for a values type without an explicit default.
 fn default_for(ctx: &NodeCtx, d: DType) -> Result<Tensor> {
     Ok(match d {
-        DType::Str => Tensor::scalar(ctx.string("default_string", "_Unused")?),
+        DType::String => Tensor::scalar(ctx.string("default_string", "_Unused")?),
         DType::F32 => Tensor::scalar(ctx.float("default_float", -0.0)?),
         DType::F64 => Tensor::scalar(-0.0f64),
         DType::I64 => Tensor::scalar(ctx.int("default_int64", -1)?),
@@ -230,7 +230,7 @@ fn label_encoder(ctx: &mut NodeCtx) -> Result<Op> {
         let d_int = Tensor::scalar(ctx.int("default_int64", -1)?);
         let d_str = Tensor::scalar(ctx.string("default_string", "_Unused")?);
         match ctx.input(0).map(|i| i.ty().dtype) {
-            Some(DType::Str) => (classes, index, d_int),
+            Some(DType::String) => (classes, index, d_int),
             Some(DType::I64) => (index, classes, d_str),
             d => return Err(ctx.unsupported(format!("LabelEncoder-1 on {d:?} input (string or int64 only)"))),
         }

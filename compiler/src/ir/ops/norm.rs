@@ -399,7 +399,7 @@ impl OpImpl for Norm {
 }
 
 fn float_dtype(ctx: &NodeCtx, code: i64) -> Result<DType> {
-    match DType::from_onnx(code as i32) {
+    match u32::try_from(code).ok().and_then(DType::from_onnx) {
         Some(d) if is_float(d) => Ok(d),
         _ => Err(ctx.unsupported(format!("{} stash_type {code}", ctx.op_type))),
     }

@@ -164,7 +164,7 @@ impl Param {
 fn dtype_attr(ctx: &NodeCtx, name: &str) -> Result<Option<DType>> {
     match ctx.int(name, 0)? {
         0 => Ok(None),
-        code => match i32::try_from(code).ok().and_then(DType::from_onnx) {
+        code => match u32::try_from(code).ok().and_then(DType::from_onnx) {
             Some(d) => Ok(Some(d)),
             None => bail!("{}: {name} {code} is not a known data type", ctx.op_type),
         },

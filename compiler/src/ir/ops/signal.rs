@@ -446,7 +446,7 @@ fn flag(ctx: &NodeCtx, name: &str, default: i64) -> Result<bool> {
 
 fn output_dtype(ctx: &NodeCtx) -> Result<DType> {
     let code = ctx.int("output_datatype", 1)?;
-    match i32::try_from(code).ok().and_then(DType::from_onnx) {
+    match u32::try_from(code).ok().and_then(DType::from_onnx) {
         Some(d) if check_output_dtype(d) => Ok(d),
         _ => Err(ctx.unsupported(format!("{} output_datatype {code}", ctx.op_type))),
     }

@@ -55,7 +55,7 @@ fn strings<'a>(op: &str, t: &'a Tensor) -> Result<&'a ArrayD<String>> {
 }
 
 fn check_str(op: &str, ty: &ValueType) -> Result<()> {
-    if ty.dtype != DType::Str {
+    if ty.dtype != DType::String {
         bail!("{op}: expected a string tensor, got {}", ty.dtype);
     }
     Ok(())
@@ -211,7 +211,7 @@ impl OpImpl for Text {
                 let two_d = normalizer_rank(&x.shape)?;
                 if stopwords.is_empty() {
                     let n = x.shape[x.rank() - 1].max(1);
-                    return Ok(vec![ValueType::new(DType::Str, if two_d { vec![1, n] } else { vec![n] })]);
+                    return Ok(vec![ValueType::new(DType::String, if two_d { vec![1, n] } else { vec![n] })]);
                 }
                 // Which elements are stop words decides the output length.
                 let Some(k) = cx.const_input(0, "X (its stop words decide the output length)")? else { unreachable!() };
@@ -221,7 +221,7 @@ impl OpImpl for Text {
                 let y = cx.ty(1)?;
                 check_str(name, x)?;
                 check_str(name, y)?;
-                Ok(vec![ValueType::new(DType::Str, crate::ir::shape::broadcast(&x.shape, &y.shape)?)])
+                Ok(vec![ValueType::new(DType::String, crate::ir::shape::broadcast(&x.shape, &y.shape)?)])
             }
             Text::StringSplit { .. } => {
                 check_str(name, x)?;

@@ -138,11 +138,11 @@ fn low_precision_casts() {
 #[test]
 fn string_casts() {
     let x = t(&[4], vec![0.1f32, 1e6, -0.0, f32::NAN]);
-    let s = cast1(&x, DType::Str);
+    let s = cast1(&x, DType::String);
     assert_eq!(s, t(&[4], vec!["0.1".to_string(), "1e+06".into(), "-0.0".into(), "nan".into()]));
     assert_eq!(cast1(&s, DType::F32).as_array::<f32>().unwrap().iter().take(3).copied().collect::<Vec<_>>(), vec![0.1, 1e6, -0.0]);
-    assert_eq!(cast1(&t(&[2], vec![true, false]), DType::Str), t(&[2], vec!["True".to_string(), "False".into()]));
-    assert_eq!(cast1(&t(&[2], vec![-5i8, 7]), DType::Str), t(&[2], vec!["-5".to_string(), "7".into()]));
+    assert_eq!(cast1(&t(&[2], vec![true, false]), DType::String), t(&[2], vec!["True".to_string(), "False".into()]));
+    assert_eq!(cast1(&t(&[2], vec![-5i8, 7]), DType::String), t(&[2], vec!["-5".to_string(), "7".into()]));
     let s = t(&[5], vec!["1.5".to_string(), "+INF".into(), "-inf".into(), "1E8".into(), " 2 ".into()]);
     assert_eq!(cast1(&s, DType::F64), t(&[5], vec![1.5f64, f64::INFINITY, f64::NEG_INFINITY, 1e8, 2.0]));
     let s = t(&[3], vec!["12".to_string(), "-3".into(), "100.5".into()]);
@@ -150,7 +150,7 @@ fn string_casts() {
     assert_eq!(cast1(&t(&[2], vec!["".to_string(), "0".into()]), DType::Bool), t(&[2], vec![false, true]));
     assert!(run(&cast_op(DType::F32, true), &[Some(t(&[1], vec!["abc".to_string()]))], 1).is_err());
     let h = cast1(&t(&[2], vec![0.1f32, 1000.0]), DType::F16);
-    assert_eq!(cast1(&h, DType::Str), t(&[2], vec!["0.1".to_string(), "1e+03".into()]));
+    assert_eq!(cast1(&h, DType::String), t(&[2], vec!["0.1".to_string(), "1e+03".into()]));
 }
 
 #[test]
@@ -191,13 +191,13 @@ fn bitcasts() {
     let y = run(&op(DType::U4), &[Some(i4)], 1).unwrap().remove(0);
     assert_eq!(cast1(&y, DType::U8), t(&[1], vec![15u8]));
     assert!(run(&op(DType::I64), &[Some(x.clone())], 1).is_err());
-    assert!(run(&op(DType::Str), &[Some(x)], 1).is_err());
+    assert!(run(&op(DType::String), &[Some(x)], 1).is_err());
 }
 
 #[test]
 fn empty_and_scalar_inputs() {
     let e = t(&[0, 3], Vec::<f32>::new());
     assert_eq!(cast1(&e, DType::F8E5M2).shape(), &[0, 3]);
-    assert_eq!(cast1(&e, DType::Str).shape(), &[0, 3]);
+    assert_eq!(cast1(&e, DType::String).shape(), &[0, 3]);
     assert_eq!(cast1(&Tensor::scalar(2.5f64), DType::I8), Tensor::scalar(2i8));
 }

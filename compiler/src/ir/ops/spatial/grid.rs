@@ -60,7 +60,7 @@ pub fn grid_sample_type(mode: Interp, x: &ValueType, g: &ValueType) -> Result<Va
     need_float("GridSample", "grid", g.dtype)?;
     if mode != Interp::Nearest {
         need_float("GridSample", "X (with linear or cubic mode)", x.dtype)?;
-    } else if !x.dtype.is_supported() {
+    } else if x.dtype.is_complex() {
         bail!("GridSample: X has unsupported dtype {}", x.dtype);
     }
     let r = x.rank().saturating_sub(2);

@@ -74,7 +74,7 @@ fn string_normalizer_removes_stop_words_then_changes_case() {
     assert_eq!(y[0], s(&[1], &[""]));
     // No stop words: the shape is known without the value.
     let op = normalizer(CaseChange::None, true, &[]);
-    let tys = [Some((ValueType::new(DType::Str, vec![1, 5]), None))];
+    let tys = [Some((ValueType::new(DType::String, vec![1, 5]), None))];
     assert_eq!(op.infer(&InferCx { inputs: &tys, n_outputs: 1 }).unwrap()[0].shape, vec![1, 5]);
     // With stop words the value decides the shape.
     let op = normalizer(CaseChange::None, true, &["x"]);

@@ -98,7 +98,7 @@ impl TfIdf {
 
     pub(super) fn infer(&self, x: &ValueType) -> Result<ValueType> {
         let ok = match self.pool {
-            Pool::Strs(_) => x.dtype == DType::Str,
+            Pool::Strs(_) => x.dtype == DType::String,
             Pool::Ints(_) => matches!(x.dtype, DType::I32 | DType::I64),
         };
         if !ok {

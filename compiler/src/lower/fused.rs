@@ -1,0 +1,56 @@
+//! The fusion passes' ops: `neoc.FusedConv` and `neoc.FusedMatMul` (one kernel call with
+//! its epilogue) and
+//! `neoc.Elementwise` (the whole chain as one expression in one loop).
+
+use std::collections::HashMap;
+
+use anyhow::{Result, anyhow, bail};
+
+use super::{Lw, check_dtype, elementwise};
+use crate::kernel_ir::{Access, Expr, Loop, Step};
+use crate::ir::ops::fused::Fused;
+use crate::ir::{NodeId, NodeKind, ValueId};
+
+pub fn lower(lw: &mut Lw, id: NodeId, f: &Fused) -> Result<()> {
+    match f {
+        Fused::Conv { w, group, act, residual } => super::linalg::conv(lw, id, w, *group, *act, *residual),
+        Fused::MatMul { gemm, scale, act } => super::gemm::fused_matmul(lw, id, *gemm, *scale, *act),
+        Fused::Elementwise { body } => {
+            let out_ty = lw.g.node(id).outputs[0].ty.clone();
+            let dims = out_ty.shape.clone();
+            let mut exprs: HashMap<ValueId, Expr> = HashMap::new();
+            for (k, &n) in body.inputs.iter().enumerate() {
+                let v = lw.input(id, k)?;
+                exprs.insert(ValueId { node: n, slot: 0 }, lw.operand(v, &dims)?);
+            }
+            for n in body.topo_order()? {
+                let node = body.node(n);
+                let NodeKind::Op(op) = &node.kind else { continue };
+                for o in &node.outputs {
+                    check_dtype(o.ty.dtype).map_err(|e| anyhow!("fused '{}': {e}", node.name))?;
+                }
+                let mut ins = Vec::new();
+                let mut types = Vec::new();
+                for v in &node.inputs {
+                    match v {
+                        Some(v) => {
+                            types.push(Some(body.ty(*v).dtype));
+                            ins.push(Some(exprs.get(v).cloned().ok_or_else(|| anyhow!("fused '{}': operand not computed", node.name))?));
+                        }
+                        None => {
+                            types.push(None);
+                            ins.push(None);
+                        }
+                    }
+                }
+                let e = elementwise::expr_of(op, ins, &types, node.outputs[0].ty.dtype)?;
+                exprs.insert(ValueId { node: n, slot: 0 }, e);
+            }
+            let Some((_, root)) = body.outputs.first() else { bail!("Elementwise body has no output") };
+            let value = exprs.remove(root).ok_or_else(|| anyhow!("Elementwise body output not computed"))?;
+            let out = lw.out(id, 0);
+            lw.push(Step::Loop(Loop { dims: dims.clone(), out: Access::dense(out, out_ty.dtype, &dims), value }));
+            Ok(())
+        }
+    }
+}

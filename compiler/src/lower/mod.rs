@@ -1,0 +1,354 @@
+//! IR → kernel IR ([`crate::kernel_ir`]), one op family per file.
+//!
+//! Every value gets a [`Mem`]: graph inputs and outputs their context slots, constants a
+//! weights blob, everything else a temporary (shape-only ops alias their input instead of
+//! copying). Ops the backend cannot lower yet are all collected and reported together,
+//! each naming the node, the op and what is missing.
+
+mod along_axis;
+pub mod calls;
+mod attention;
+mod control;
+mod conv_transpose;
+mod deform_conv;
+mod einsum;
+mod elementwise;
+mod fused;
+mod gemm;
+mod index;
+mod linalg;
+mod linear_attention;
+mod loss;
+mod ml;
+mod movement;
+mod recurrent;
+mod quant;
+mod qlinear;
+mod norm_extra;
+mod reduce;
+mod resize;
+mod roi_align;
+mod sample;
+mod select;
+mod text;
+mod signal;
+mod topk;
+mod swiglu;
+#[cfg(test)]
+pub(crate) mod test_util;
+mod training;
+
+use std::collections::HashMap;
+
+use anyhow::{Result, anyhow, bail};
+
+use crate::kernel_ir::{Access, Call, Expr, Mem, Step, broadcast_strides};
+use crate::ir::ops::norm::Norm;
+use crate::ir::{Graph, NodeKind, Op, OpImpl, ValueId, ValueType};
+use crate::tensor::{DType, Tensor};
+
+/// A lowered graph, before memory planning.
+pub struct Lowered {
+    pub steps: Vec<Step>,
+    /// For each step, the node it came from (for reports and errors).
+    pub step_nodes: Vec<String>,
+    /// Byte size of each temporary.
+    pub temps: Vec<u64>,
+    /// Weights blobs: bytes (each placed 64-byte aligned).
+    pub blobs: Vec<Vec<u8>>,
+    pub inputs: Vec<(String, ValueType)>,
+    pub outputs: Vec<(String, ValueType)>,
+    /// Cargo features of neoc-runtime the code needs (`strings-regex`).
+    pub runtime_features: Vec<String>,
+}
+
+/// One op the backend could not lower.
+#[derive(Clone, Debug)]
+pub struct LowerProblem {
+    pub node: String,
+    pub op: String,
+    pub message: String,
+}
+
+pub struct Lw<'g> {
+    pub g: &'g Graph,
+    vals: HashMap<ValueId, Mem>,
+    steps: Vec<Step>,
+    step_nodes: Vec<String>,
+    temps: Vec<u64>,
+    blobs: Vec<Vec<u8>>,
+    current: String,
+    runtime_features: Vec<String>,
+}
+
+/// Lowers every op of `g` (already optimised and verified).
+pub fn lower(g: &Graph) -> Result<Lowered, Vec<LowerProblem>> {
+    let mut lw = Lw { g, vals: HashMap::new(), steps: vec![], step_nodes: vec![], temps: vec![], blobs: vec![], current: String::new(), runtime_features: vec![] };
+    let mut problems = Vec::new();
+    let problem = |node: &str, op: &str, message: String| LowerProblem { node: node.into(), op: op.into(), message };
+    for (i, &n) in g.inputs.iter().enumerate() {
+        lw.vals.insert(ValueId { node: n, slot: 0 }, Mem::Input(i as u32));
+    }
+    // Values that are graph outputs (once, produced by an op) are written in place.
+    let mut claimed = std::collections::HashSet::new();
+    for (j, (_, v)) in g.outputs.iter().enumerate() {
+        if matches!(g.node(v.node).kind, NodeKind::Op(_)) && claimed.insert(*v) {
+            lw.vals.insert(*v, Mem::Output(j as u32));
+        }
+    }
+    let order = match g.topo_order() {
+        Ok(o) => o,
+        Err(e) => return Err(vec![problem("", "", format!("{e:#}"))]),
+    };
+    let mut failed = std::collections::HashSet::new();
+    for id in order {
+        let node = g.node(id);
+        let NodeKind::Op(op) = &node.kind else { continue };
+        lw.current = node.name.clone();
+        // A node fed by a node that failed is not reported again: only root causes are.
+        if node.inputs.iter().flatten().any(|v| failed.contains(&v.node)) {
+            failed.insert(id);
+            continue;
+        }
+        let steps_before = lw.steps.len();
+        if let Err(e) = lower_node(&mut lw, id, op) {
+            failed.insert(id);
+            lw.steps.truncate(steps_before);
+            lw.step_nodes.truncate(steps_before);
+            problems.push(problem(&node.name, op.name(), format!("{e:#}")));
+        }
+    }
+    // Outputs that are not written in place: copies.
+    for (j, (name, v)) in g.outputs.iter().enumerate() {
+        if lw.vals.get(v) == Some(&Mem::Output(j as u32)) {
+            continue;
+        }
+        if failed.contains(&v.node) {
+            continue;
+        }
+        lw.current = format!("output {name}");
+        let bytes = buf_bytes(g.ty(*v));
+        match lw.mem(*v) {
+            Ok(src) => lw.push(Step::Call(Call::copy(Mem::Output(j as u32), src, bytes))),
+            Err(e) => problems.push(problem(name, "output", format!("{e:#}"))),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Lowered {
+        steps: lw.steps,
+        step_nodes: lw.step_nodes,
+        temps: lw.temps,
+        blobs: lw.blobs,
+        inputs: g.input_types(),
+        outputs: g.output_types(),
+        runtime_features: lw.runtime_features,
+    })
+}
+
+fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
+    if text::handles(lw, id, op) {
+        return text::lower(lw, id, op);
+    }
+    let node = lw.g.node(id);
+    for (i, o) in node.outputs.iter().enumerate() {
+        check_dtype(o.ty.dtype).map_err(|e| anyhow!("output {i}: {e}"))?;
+    }
+    for (i, v) in node.inputs.iter().enumerate() {
+        if let Some(v) = v {
+            check_dtype(lw.g.ty(*v).dtype).map_err(|e| anyhow!("input {i}: {e}"))?;
+        }
+    }
+    match op {
+        Op::MatMul(crate::ir::ops::matmul::MatMul::Einsum { equation }) => einsum::lower(lw, id, equation),
+        Op::Index(crate::ir::ops::index::Index::Compress { axis }) => along_axis::compress(lw, id, *axis),
+        Op::Movement(crate::ir::ops::movement::Movement::ReverseSequence { batch_axis, time_axis }) => along_axis::reverse_sequence(lw, id, *batch_axis, *time_axis),
+        Op::Spatial(crate::ir::ops::spatial::Spatial::TensorScatter { circular, axis }) => along_axis::tensor_scatter(lw, id, *circular, *axis),
+        Op::Index(crate::ir::ops::index::Index::TopK { axis, largest, .. }) => topk::lower(lw, id, *axis, *largest),
+        Op::Signal(crate::ir::ops::signal::Signal::Dft { inverse, onesided }) => signal::dft(lw, id, *inverse, *onesided),
+        Op::Signal(crate::ir::ops::signal::Signal::Stft { onesided }) => signal::stft(lw, id, *onesided),
+        Op::Signal(crate::ir::ops::signal::Signal::MelWeightMatrix { .. }) => signal::mel_weight_matrix(lw, id),
+        Op::Quant(q @ (crate::ir::ops::quant::Quant::MatMulInteger | crate::ir::ops::quant::Quant::QLinearMatMul | crate::ir::ops::quant::Quant::ConvInteger(_) | crate::ir::ops::quant::Quant::QLinearConv(_))) => qlinear::lower(lw, id, q),
+        Op::Cast(c @ crate::ir::ops::cast::Cast::Dropout { .. }) => training::dropout(lw, id, c),
+        Op::Unary(_) | Op::Binary(_) | Op::Activation(_) | Op::Cast(_) => elementwise::lower(lw, id, op),
+        Op::Gather(crate::ir::ops::gather::Gather::Gather { .. } | crate::ir::ops::gather::Gather::GatherElements { .. }) => movement::lower(lw, id, op),
+        Op::Gather(_) | Op::Generate(crate::ir::ops::generate::Generate::EyeLike { .. }) => select::lower(lw, id, op),
+        Op::Reshape(_) | Op::Movement(_) => movement::lower(lw, id, op),
+        Op::Conv(c @ crate::ir::ops::conv::Conv::Transpose { .. }) => conv_transpose::conv_transpose(lw, id, c),
+        Op::Pool(p @ crate::ir::ops::pool::Pool::MaxUnpool { .. }) => conv_transpose::max_unpool(lw, id, p),
+        Op::Spatial(crate::ir::ops::spatial::Spatial::Col2Im(w)) => conv_transpose::col2im(lw, id, w),
+        Op::Spatial(crate::ir::ops::spatial::Spatial::GridSample { mode, padding, align_corners }) => sample::grid_sample(lw, id, *mode, *padding, *align_corners),
+        Op::Spatial(s @ crate::ir::ops::spatial::Spatial::RoiAlign { .. }) => roi_align::roi_align(lw, id, s),
+        Op::Spatial(crate::ir::ops::spatial::Spatial::DeformConv { w, kernel, group, offset_group }) => deform_conv::deform_conv(lw, id, w, kernel, *group, *offset_group),
+        Op::Spatial(crate::ir::ops::spatial::Spatial::AffineGrid { align_corners }) => sample::affine_grid(lw, id, *align_corners),
+        Op::MatMul(_) | Op::Conv(_) | Op::Pool(_) => linalg::lower(lw, id, op),
+        Op::Softmax(s) if s.kind == crate::ir::ops::softmax::SoftmaxKind::Hardmax => index::lower(lw, id, op),
+        Op::Norm(n @ (Norm::Batch { training: true, .. } | Norm::Group { .. } | Norm::MeanVariance { .. })) => norm_extra::lower(lw, id, n),
+        Op::Reduce(_) | Op::Softmax(_) | Op::Norm(_) => reduce::lower(lw, id, op),
+        Op::Fused(f) => fused::lower(lw, id, f),
+        Op::Index(_) => index::lower(lw, id, op),
+        Op::Loss(l) => loss::lower(lw, id, l),
+        Op::Resize(r) => resize::lower(lw, id, r),
+        Op::Attention(a) => attention::lower(lw, id, a),
+        Op::Rnn(r) => recurrent::lower(lw, id, r),
+        Op::LinearAttention(a) => linear_attention::lower(lw, id, a),
+        Op::If(c) => control::lower(lw, id, c),
+        Op::Quant(q @ (crate::ir::ops::quant::Quant::Quantize { .. } | crate::ir::ops::quant::Quant::Dequantize { .. } | crate::ir::ops::quant::Quant::DynamicQuantize)) => {
+            quant::lower(lw, id, q)
+        }
+        Op::Training(t) => training::optimizer(lw, id, t),
+        Op::Ml(m) => ml::lower(lw, id, m),
+        Op::Spatial(crate::ir::ops::spatial::Spatial::SwiGlu { alpha }) => swiglu::lower(lw, id, *alpha),
+        _ => bail!("the cpu backend has no kernel for this op yet"),
+    }
+}
+
+/// Bytes of a value's buffer: its dense data, or one u64 handle per string.
+pub(crate) fn buf_bytes(ty: &ValueType) -> u64 {
+    if ty.dtype == DType::String { 8 * ty.len() as u64 } else { ty.bytes() as u64 }
+}
+
+/// The dtypes compiled code computes on.
+pub(crate) fn check_dtype(d: DType) -> Result<()> {
+    match d {
+        DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32 | DType::U32 | DType::I64 | DType::U64 | DType::Bool => Ok(()),
+        // The low-precision types: see `backend::cpu::lowbit`.
+        d if d.is_low() => Ok(()),
+        other => bail!("dtype {} is not supported by the cpu backend yet", other.name()),
+    }
+}
+
+impl<'g> Lw<'g> {
+    pub fn push(&mut self, s: Step) {
+        self.steps.push(s);
+        self.step_nodes.push(self.current.clone());
+    }
+
+    pub fn ty(&self, v: ValueId) -> &'g ValueType {
+        self.g.ty(v)
+    }
+
+    /// Input `i` of node `id` (an error when absent).
+    pub fn input(&self, id: crate::ir::NodeId, i: usize) -> Result<ValueId> {
+        self.g.node(id).inputs.get(i).copied().flatten().ok_or_else(|| anyhow!("input {i} is missing"))
+    }
+
+    pub fn opt_input(&self, id: crate::ir::NodeId, i: usize) -> Option<ValueId> {
+        self.g.node(id).inputs.get(i).copied().flatten()
+    }
+
+    /// The constant value of `v`, if it is one.
+    pub fn konst(&self, v: ValueId) -> Option<&'g Tensor> {
+        self.g.konst(v).and_then(|c| c.tensor().ok())
+    }
+
+    /// The integer values of constant input `i` of `id`.
+    pub fn const_ints(&self, id: crate::ir::NodeId, i: usize, what: &str) -> Result<Option<Vec<i64>>> {
+        match self.opt_input(id, i) {
+            None => Ok(None),
+            Some(v) => {
+                let t = self.konst(v).ok_or_else(|| anyhow!("input {i} ({what}) must be a constant for the cpu backend"))?;
+                Ok(Some(t.to_i64_vec()?))
+            }
+        }
+    }
+
+    /// Where `v` lives (constants become weights blobs on first use).
+    pub fn mem(&mut self, v: ValueId) -> Result<Mem> {
+        if let Some(m) = self.vals.get(&v) {
+            return Ok(*m);
+        }
+        match &self.g.node(v.node).kind {
+            NodeKind::Const(c) if c.ty().dtype == DType::String => {
+                let m = text::const_strings(self, c.tensor()?)?;
+                self.vals.insert(v, m);
+                Ok(m)
+            }
+            NodeKind::Const(c) => {
+                // Raw little-endian bytes straight from the model when it has them.
+                let bytes = match c.raw() {
+                    Some(raw) if raw.len() == c.ty().bytes() => raw.to_vec(),
+                    _ => c.tensor()?.to_le_bytes()?,
+                };
+                let m = self.blob(bytes);
+                self.vals.insert(v, m);
+                Ok(m)
+            }
+            _ => bail!("value {} has no buffer (its producer was not lowered)", self.g.value_name(v)),
+        }
+    }
+
+    /// A new weights blob.
+    pub fn blob(&mut self, bytes: Vec<u8>) -> Mem {
+        self.blobs.push(bytes);
+        Mem::Weight(self.blobs.len() as u32 - 1)
+    }
+
+    pub fn temp(&mut self, ty: &ValueType) -> Mem {
+        self.temp_bytes(buf_bytes(ty))
+    }
+
+    /// Records that the code needs a cargo feature of neoc-runtime.
+    pub fn need_runtime_feature(&mut self, feature: &str) {
+        if !self.runtime_features.iter().any(|f| f == feature) {
+            self.runtime_features.push(feature.to_string());
+        }
+    }
+
+    pub fn temp_bytes(&mut self, bytes: u64) -> Mem {
+        self.temps.push(bytes);
+        Mem::Temp(self.temps.len() as u32 - 1)
+    }
+
+    /// The buffer output `slot` of `id` is written to (a new temporary unless it is a
+    /// graph output written in place).
+    pub fn out(&mut self, id: crate::ir::NodeId, slot: usize) -> Mem {
+        let v = ValueId { node: id, slot };
+        if let Some(m) = self.vals.get(&v) {
+            return *m;
+        }
+        let ty = self.g.node(id).outputs[slot].ty.clone();
+        let m = self.temp(&ty);
+        self.vals.insert(v, m);
+        m
+    }
+
+    /// Output `slot` of `id` is `src`'s bytes reinterpreted (Reshape, Identity): an alias,
+    /// or a copy when the output must land in a graph output buffer.
+    pub fn alias(&mut self, id: crate::ir::NodeId, slot: usize, src: ValueId) -> Result<()> {
+        let v = ValueId { node: id, slot };
+        let from = self.mem(src)?;
+        match self.vals.get(&v) {
+            Some(&dst) => {
+                let bytes = buf_bytes(self.ty(v));
+                self.push(Step::Call(Call::copy(dst, from, bytes)));
+            }
+            None => {
+                self.vals.insert(v, from);
+            }
+        }
+        Ok(())
+    }
+
+    /// `v` read at every point of loop dims `out`: a literal for one-element constants (so
+    /// vector loops splat it once), else a broadcast load.
+    pub fn operand(&mut self, v: ValueId, out: &[usize]) -> Result<Expr> {
+        if let Some(t) = self.konst(v) {
+            if t.len() == 1 && matches!(t.dtype(), DType::F32 | DType::F64) {
+                return Ok(Expr::lit_f(t.dtype(), t.to_f64_vec()?[0]));
+            }
+            if t.len() == 1 && (t.dtype().is_int() && !t.dtype().is_low() || t.dtype() == DType::Bool) {
+                return Ok(Expr::Lit(crate::kernel_ir::Lit::Int(t.to_i64_vec()?[0], t.dtype())));
+            }
+        }
+        self.load_bcast(v, out)
+    }
+
+    /// A load of `v` broadcast to loop dims `out`.
+    pub fn load_bcast(&mut self, v: ValueId, out: &[usize]) -> Result<Expr> {
+        let ty = self.ty(v).clone();
+        let mem = self.mem(v)?;
+        Ok(Expr::Load(Access { mem, dtype: ty.dtype, offset: 0, strides: broadcast_strides(&ty.shape, out) }))
+    }
+}
