@@ -5,10 +5,16 @@
 //! listed with its reason; a listed case that starts passing fails the suite too, so the
 //! lists only shrink. The CPU list holds the reference list's cases plus the ops and dtypes
 //! the CPU backend does not compile yet (compilation reports them by name: never a wrong
-//! answer).
+//! answer). A name in a list that is no case at all is an error too.
+//!
+//! Each run prints how many passed cases had every output computed at compile time (folded
+//! by the compiler, so the backend's own code computed nothing).
 
 use neoc::conformance::{self, Backend};
 use neoc_tests::{cases_dir, root};
+use std::collections::BTreeSet;
+
+const LISTS: [&str; 2] = ["expected_failures_reference.txt", "expected_failures_cpu.txt"];
 
 fn check(sub: &str, backend: Backend) {
     let dir = cases_dir().join(sub);
@@ -16,12 +22,13 @@ fn check(sub: &str, backend: Backend) {
     let report = conformance::run(&dir, backend, &[], threads).expect("runner works");
     assert!(report.passed + report.failed > 0, "no cases found in {}", dir.display());
     let file = match backend {
-        Backend::Reference => "expected_failures_reference.txt",
-        _ => "expected_failures_cpu.txt",
+        Backend::Reference => LISTS[0],
+        _ => LISTS[1],
     };
     let list = root().join("tests/conformance").join(file);
     let expected = conformance::read_expected_failures(&list).expect("expected-failure list parses");
     let (unexpected, now_passing) = conformance::check_expected(&report, &expected);
+    println!("{sub} ({backend:?}): {}", report.compile_time_line());
     println!("{sub} ({backend:?}): {} passed, {} failed", report.passed, report.failed);
     assert!(
         unexpected.is_empty() && now_passing.is_empty(),
@@ -32,6 +39,21 @@ fn check(sub: &str, backend: Backend) {
         list.display(),
         now_passing.join("\n")
     );
+}
+
+/// Every name in an expected-failure list is a case under the cases folder (any suite): a
+/// stale name would hide nothing and mislead.
+#[test]
+fn expected_failure_lists_name_real_cases() {
+    let dirs = conformance::discover(&cases_dir()).expect("cases are listed");
+    let cases: BTreeSet<String> = dirs.iter().filter_map(|d| d.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+    let mut stale = vec![];
+    for file in LISTS {
+        let list = root().join("tests/conformance").join(file);
+        let expected = conformance::read_expected_failures(&list).expect("expected-failure list parses");
+        stale.extend(conformance::stale_names(&expected, &cases).into_iter().map(|n| format!("{}: '{n}' is no case", list.display())));
+    }
+    assert!(stale.is_empty(), "names in the expected-failure lists that are no case ({}):\n{}", stale.len(), stale.join("\n"));
 }
 
 #[test]

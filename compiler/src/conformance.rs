@@ -6,7 +6,13 @@
 //! a static-shape compiler must. Outputs are compared with the case's own tolerances
 //! (`tolerance.json`, written by `scripts/gen_onnx_cases.py`) or ONNX's defaults, rtol 1e-3
 //! and atol 1e-7.
+//!
+//! A passing case only tests compiled code for the outputs that code computes: an output the
+//! compiler computed itself (folded at import, often after inputs were baked in, or by the
+//! passes) is a constant the artifact copies out. Each case records how many of its outputs
+//! were computed at compile time, and the report counts the passed cases where all were.
 
+use crate::ir::Graph;
 use crate::onnx::{self, ImportOptions};
 use crate::tensor::Tensor;
 use anyhow::{Context, Result, bail};
@@ -40,7 +46,39 @@ pub struct CaseResult {
     pub error: Option<String>,
     /// Graph inputs baked in as constants because they decide shapes.
     pub constant_inputs: Vec<String>,
+    /// How many graph outputs were computed at compile time (in every data set that got that
+    /// far): their producer is a constant node in the graph the backend ran (the imported
+    /// graph for the reference evaluator, the optimised graph for cpu). `None` when no graph
+    /// got that far.
+    pub outputs_computed_at_compile_time: Option<usize>,
+    /// Every graph output was computed at compile time, so the backend's own code computed
+    /// none of them. `None` as above.
+    pub all_outputs_computed_at_compile_time: Option<bool>,
     pub millis: f64,
+}
+
+/// For each output of `g`, whether the compiler computed it: its producer is a constant node.
+pub fn outputs_computed_at_compile_time(g: &Graph) -> Vec<bool> {
+    g.outputs.iter().map(|(_, v)| g.konst(*v).is_some()).collect()
+}
+
+/// What running a case learned, kept when it fails part way.
+#[derive(Default)]
+struct CaseInfo {
+    ops: Vec<String>,
+    constant_inputs: Vec<String>,
+    /// Per output: computed at compile time in every data set classified so far.
+    folded: Option<Vec<bool>>,
+}
+
+impl CaseInfo {
+    fn note_folded(&mut self, g: &Graph) {
+        let now = outputs_computed_at_compile_time(g);
+        self.folded = Some(match self.folded.take() {
+            Some(before) => before.iter().zip(&now).map(|(a, b)| *a && *b).collect(),
+            None => now,
+        });
+    }
 }
 
 pub const DEFAULT_RTOL: f64 = 1e-3;
@@ -166,27 +204,29 @@ pub fn compare(want: &Tensor, got: &Tensor, tol: Tolerance) -> Result<()> {
 pub fn run_case(dir: &Path, backend: Backend) -> CaseResult {
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let start = Instant::now();
-    let mut ops = vec![];
-    let mut constant_inputs = vec![];
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case_inner(dir, backend, &mut ops, &mut constant_inputs)))
+    let mut info = CaseInfo::default();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case_inner(dir, backend, &mut info)))
         .unwrap_or_else(|p| {
             let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
             Err(anyhow::anyhow!("PANIC: {msg}"))
         });
+    let folded = info.folded.as_ref();
     CaseResult {
         name,
-        ops,
+        ops: info.ops,
         passed: outcome.is_ok(),
         error: outcome.err().map(|e| format!("{e:#}")),
-        constant_inputs,
+        constant_inputs: info.constant_inputs,
+        outputs_computed_at_compile_time: folded.map(|f| f.iter().filter(|b| **b).count()),
+        all_outputs_computed_at_compile_time: folded.map(|f| !f.is_empty() && f.iter().all(|b| *b)),
         millis: start.elapsed().as_secs_f64() * 1e3,
     }
 }
 
-fn run_case_inner(dir: &Path, backend: Backend, ops: &mut Vec<String>, baked: &mut Vec<String>) -> Result<()> {
+fn run_case_inner(dir: &Path, backend: Backend, info: &mut CaseInfo) -> Result<()> {
     let model = onnx::load(&dir.join("model.onnx"))?;
     let g = model.proto.graph.as_ref().context("model has no graph")?;
-    *ops = g.node.iter().filter_map(|n| n.op_type.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    info.ops = g.node.iter().filter_map(|n| n.op_type.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     if backend == Backend::Cuda {
         bail!("the {backend:?} backend is not built yet");
     }
@@ -220,8 +260,8 @@ fn run_case_inner(dir: &Path, backend: Backend, ops: &mut Vec<String>, baked: &m
                             for n in names {
                                 opts.input_shapes.remove(&n);
                                 opts.input_values.insert(n.clone(), by_name[&n].clone());
-                                if !baked.contains(&n) {
-                                    baked.push(n);
+                                if !info.constant_inputs.contains(&n) {
+                                    info.constant_inputs.push(n);
                                 }
                             }
                         }
@@ -232,8 +272,16 @@ fn run_case_inner(dir: &Path, backend: Backend, ops: &mut Vec<String>, baked: &m
         };
         let args: Vec<Tensor> = graph.inputs.iter().map(|n| by_name[&graph.node(*n).name].clone()).collect();
         let got = match backend {
-            Backend::Reference => crate::eval::run(&graph, &args)?,
-            _ => crate::driver::compile_and_run(&graph, &args, &Default::default())?,
+            Backend::Reference => {
+                info.note_folded(&graph);
+                crate::eval::run(&graph, &args)?
+            }
+            Backend::Cpu | Backend::Cuda => {
+                let (host, opts) = (crate::target::Target::host(), Default::default());
+                let (optimised, _) = crate::driver::optimise(graph.clone(), &host, &opts)?;
+                info.note_folded(&optimised);
+                crate::driver::compile_and_run_optimised(&optimised, &host, &args, &opts)?
+            }
         };
         if got.len() != expected.len() {
             bail!("{} outputs expected, got {}", expected.len(), got.len());
@@ -252,7 +300,18 @@ pub struct Report {
     pub backend: Backend,
     pub passed: usize,
     pub failed: usize,
+    /// Passed cases whose every output was computed at compile time.
+    pub passed_all_outputs_computed_at_compile_time: usize,
     pub cases: Vec<CaseResult>,
+}
+
+/// One op type's line in [`Report::per_op`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpCounts {
+    pub passed: usize,
+    pub failed: usize,
+    /// Passed cases whose every output was computed at compile time.
+    pub passed_at_compile_time: usize,
 }
 
 /// Runs every case under `root` whose name contains one of `filters` (all when empty), on
@@ -282,32 +341,49 @@ pub fn run(root: &Path, backend: Backend, filters: &[String], threads: usize) ->
     let mut cases = results.into_inner().map_err(|_| anyhow::anyhow!("result lock poisoned"))?;
     cases.sort_by(|a, b| a.name.cmp(&b.name));
     let passed = cases.iter().filter(|c| c.passed).count();
-    Ok(Report { backend, passed, failed: cases.len() - passed, cases })
+    let at_compile_time = cases.iter().filter(|c| c.passed && c.all_outputs_computed_at_compile_time == Some(true)).count();
+    Ok(Report {
+        backend,
+        passed,
+        failed: cases.len() - passed,
+        passed_all_outputs_computed_at_compile_time: at_compile_time,
+        cases,
+    })
 }
 
 impl Report {
-    /// Pass/fail counts per op type (a case counts for every op in it).
-    pub fn per_op(&self) -> BTreeMap<String, (usize, usize)> {
-        let mut t: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    /// Counts per op type (a case counts for every op in it).
+    pub fn per_op(&self) -> BTreeMap<String, OpCounts> {
+        let mut t: BTreeMap<String, OpCounts> = BTreeMap::new();
         for c in &self.cases {
             for op in &c.ops {
                 let e = t.entry(op.clone()).or_default();
                 if c.passed {
-                    e.0 += 1
+                    e.passed += 1;
+                    if c.all_outputs_computed_at_compile_time == Some(true) {
+                        e.passed_at_compile_time += 1;
+                    }
                 } else {
-                    e.1 += 1
+                    e.failed += 1
                 }
             }
         }
         t
     }
 
+    /// The per-op table; `folded` counts the passed cases whose every output was computed at
+    /// compile time.
     pub fn table(&self) -> String {
-        let mut s = format!("{:<32} {:>6} {:>6}\n", "op", "passed", "failed");
-        for (op, (p, f)) in self.per_op() {
-            s += &format!("{op:<32} {p:>6} {f:>6}\n");
+        let mut s = format!("{:<32} {:>6} {:>6} {:>6}\n", "op", "passed", "failed", "folded");
+        for (op, n) in self.per_op() {
+            s += &format!("{op:<32} {:>6} {:>6} {:>6}\n", n.passed, n.failed, n.passed_at_compile_time);
         }
         s
+    }
+
+    /// The line printed before `N passed, N failed`.
+    pub fn compile_time_line(&self) -> String {
+        format!("of the passed cases, {} had every output computed at compile time", self.passed_all_outputs_computed_at_compile_time)
     }
 }
 
@@ -332,6 +408,12 @@ pub fn read_expected_failures(path: &Path) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
+/// Names in an expected-failure list that are no case at all (`cases`: every case's name),
+/// sorted.
+pub fn stale_names<'a>(expected: &'a BTreeMap<String, String>, cases: &BTreeSet<String>) -> Vec<&'a str> {
+    expected.keys().filter(|n| !cases.contains(*n)).map(|n| n.as_str()).collect()
+}
+
 /// Checks a report against the expected-failure list: returns the unexpected failures and the
 /// listed cases that now pass (both must be empty for the suite to pass).
 pub fn check_expected(report: &Report, expected: &BTreeMap<String, String>) -> (Vec<String>, Vec<String>) {
@@ -345,4 +427,124 @@ pub fn check_expected(report: &Report, expected: &BTreeMap<String, String>) -> (
         }
     }
     (unexpected_failures, now_passing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::{CompileOptions, optimise};
+    use crate::ir::parse::parse_graph;
+    use crate::target::Target;
+    use crate::tensor::DType;
+
+    fn classify_optimised(text: &str) -> Vec<bool> {
+        let g = parse_graph(text).expect("parses");
+        let (g, _) = optimise(g, &Target::host(), &CompileOptions::default()).expect("optimises");
+        outputs_computed_at_compile_time(&g)
+    }
+
+    #[test]
+    fn an_output_of_constants_only_is_computed_at_compile_time() {
+        let text = "graph(%x: f32[2]) {\n  %a = const f32[2]{1.0,2.0}\n  %b = Add(%a, %a) : f32[2]\n  %y = Mul(%x, %b) : f32[2]\n  return %b, %y\n}";
+        // Before the passes neither output is a constant; after them %b is, %y is not.
+        assert_eq!(outputs_computed_at_compile_time(&parse_graph(text).unwrap()), [false, false]);
+        assert_eq!(classify_optimised(text), [true, false]);
+    }
+
+    #[test]
+    fn an_output_of_an_input_is_not() {
+        assert_eq!(classify_optimised("graph(%x: f32[2]) {\n  %y = Add(%x, %x) : f32[2]\n  return %y\n}"), [false]);
+        // An output that is the input itself is not computed by anyone.
+        assert_eq!(outputs_computed_at_compile_time(&parse_graph("graph(%x: f32[2]) { return %x }").unwrap()), [false]);
+    }
+
+    #[test]
+    fn a_constant_output_is_computed_at_compile_time() {
+        let g = parse_graph("graph(%x: f32[2]) {\n  %c = const f32[2]{1.0,2.0}\n  return %x, %c\n}").unwrap();
+        assert_eq!(outputs_computed_at_compile_time(&g), [false, true]);
+    }
+
+    #[test]
+    fn data_sets_must_all_fold() {
+        let mut info = CaseInfo::default();
+        info.note_folded(&parse_graph("graph(%x: f32[2]) {\n  %c = const f32[2]{1.0,2.0}\n  return %c, %c\n}").unwrap());
+        assert_eq!(info.folded.as_deref(), Some(&[true, true][..]));
+        info.note_folded(&parse_graph("graph(%x: f32[2]) {\n  %c = const f32[2]{1.0,2.0}\n  return %c, %x\n}").unwrap());
+        assert_eq!(info.folded.as_deref(), Some(&[true, false][..]));
+    }
+
+    /// Writes a case: `x: f32[2]` → Shape → `s`, and Relu → `y`; its graph outputs are
+    /// `outputs` (names among `s`, `y`).
+    fn write_case(dir: &Path, outputs: &[&str]) {
+        use crate::onnx::proto::{self, type_proto, tensor_shape_proto::{Dimension, dimension}};
+        let dim = |d: i64| Dimension { value: Some(dimension::Value::DimValue(d)), ..Default::default() };
+        let info = |name: &str, elem: DType, dims: &[i64]| proto::ValueInfoProto {
+            name: Some(name.into()),
+            r#type: Some(proto::TypeProto {
+                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                    elem_type: Some(elem.onnx_code()),
+                    shape: Some(proto::TensorShapeProto { dim: dims.iter().map(|d| dim(*d)).collect() }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let node = |op: &str, out: &str| proto::NodeProto {
+            input: vec!["x".into()],
+            output: vec![out.into()],
+            name: Some(out.into()),
+            op_type: Some(op.into()),
+            ..Default::default()
+        };
+        let (s_info, y_info) = (info("s", DType::I64, &[1]), info("y", DType::F32, &[2]));
+        let model = proto::ModelProto {
+            ir_version: Some(8),
+            opset_import: vec![proto::OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+            graph: Some(proto::GraphProto {
+                node: vec![node("Shape", "s"), node("Relu", "y")],
+                input: vec![info("x", DType::F32, &[2])],
+                output: outputs.iter().map(|o| if *o == "s" { s_info.clone() } else { y_info.clone() }).collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let set = dir.join("test_data_set_0");
+        std::fs::create_dir_all(&set).unwrap();
+        std::fs::write(dir.join("model.onnx"), model.encode_to_vec()).unwrap();
+        let pb = |name: &str, t: Tensor| std::fs::write(set.join(name), onnx::tensor::from_tensor("", &t).unwrap().encode_to_vec()).unwrap();
+        pb("input_0.pb", Tensor::from_vec(&[2], vec![1.0f32, -2.0]).unwrap());
+        for (j, o) in outputs.iter().enumerate() {
+            let want = if *o == "s" { Tensor::from_vec(&[1], vec![2i64]).unwrap() } else { Tensor::from_vec(&[2], vec![1.0f32, 0.0]).unwrap() };
+            pb(&format!("output_{j}.pb"), want);
+        }
+    }
+
+    #[test]
+    fn cases_report_their_outputs_computed_at_compile_time() {
+        let root = std::env::temp_dir().join(format!("neoc-conformance-{}", std::process::id()));
+        let (mixed, folded) = (root.join("test_mixed"), root.join("test_folded"));
+        write_case(&mixed, &["s", "y"]);
+        write_case(&folded, &["s"]);
+        for backend in [Backend::Reference, Backend::Cpu] {
+            let r = run(&root, backend, &[], 1).unwrap();
+            let by_name = |n: &str| r.cases.iter().find(|c| c.name == n).unwrap();
+            let (m, f) = (by_name("test_mixed"), by_name("test_folded"));
+            assert!(m.passed && f.passed, "{backend:?}: {:?} {:?}", m.error, f.error);
+            // Shape of a static input is known from types alone; Relu runs on the input.
+            assert_eq!((m.outputs_computed_at_compile_time, m.all_outputs_computed_at_compile_time), (Some(1), Some(false)), "{backend:?}");
+            assert_eq!((f.outputs_computed_at_compile_time, f.all_outputs_computed_at_compile_time), (Some(1), Some(true)), "{backend:?}");
+            assert_eq!(r.passed_all_outputs_computed_at_compile_time, 1, "{backend:?}");
+            assert_eq!(r.per_op()["Shape"], OpCounts { passed: 2, failed: 0, passed_at_compile_time: 1 });
+        }
+        let missing = run_case(&root.join("test_missing"), Backend::Cpu);
+        assert!(!missing.passed && missing.outputs_computed_at_compile_time.is_none());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn stale_names_are_the_listed_names_that_are_no_case() {
+        let listed: BTreeMap<String, String> = [("test_a", "why"), ("test_gone", "why")].map(|(a, b)| (a.into(), b.into())).into();
+        let cases: BTreeSet<String> = ["test_a", "test_b"].map(String::from).into();
+        assert_eq!(stale_names(&listed, &cases), ["test_gone"]);
+    }
 }

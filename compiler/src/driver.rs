@@ -86,7 +86,13 @@ pub fn from_runtime(t: &neoc_runtime::Tensor) -> Result<Tensor> {
 pub fn compile_and_run(g: &Graph, inputs: &[Tensor], opts: &CompileOptions) -> Result<Vec<Tensor>> {
     let host = Target::host();
     let (g, _) = optimise(g.clone(), &host, opts)?;
-    let art = compile(&g, &host, opts)?;
+    compile_and_run_optimised(&g, &host, inputs, opts)
+}
+
+/// Compiles a graph already through [`optimise`] for `host` (this machine), loads the
+/// artifact and runs it on `inputs`.
+pub fn compile_and_run_optimised(g: &Graph, host: &Target, inputs: &[Tensor], opts: &CompileOptions) -> Result<Vec<Tensor>> {
+    let art = compile(g, host, opts)?;
     let model = neoc_runtime::Model::from_bytes(&art.bytes).map_err(|e| anyhow!("loading the artifact: {e}"))?;
     let ins = inputs.iter().map(to_runtime).collect::<Result<Vec<_>>>()?;
     let outs = model.run(&ins).map_err(|e| anyhow!("running: {e}"))?;

@@ -21,7 +21,8 @@ pub struct Args {
     /// that passes.
     #[arg(long)]
     pub expected_failures: Option<PathBuf>,
-    /// Print every failure with its reason.
+    /// Print every failure with its reason, and every passed case whose outputs were all
+    /// computed at compile time.
     #[arg(long, short)]
     pub verbose: bool,
     /// Worker threads (default: all cores).
@@ -36,6 +37,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if a.verbose {
         for c in report.cases.iter().filter(|c| !c.passed) {
             println!("FAIL {}: {}", c.name, c.error.as_deref().unwrap_or(""));
+        }
+        for c in report.cases.iter().filter(|c| c.passed && c.all_outputs_computed_at_compile_time == Some(true)) {
+            println!("COMPILE-TIME {}: every output computed at compile time", c.name);
         }
     }
     if let Some(p) = &a.json {
@@ -54,6 +58,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         ok = unexpected.is_empty() && now_passing.is_empty();
         println!("{} unexpected failures, {} listed cases now pass", unexpected.len(), now_passing.len());
     }
+    println!("{}", report.compile_time_line());
     println!("{} passed, {} failed", report.passed, report.failed);
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
