@@ -11,6 +11,7 @@ mod epilogue;
 mod erf;
 pub mod gemm;
 mod gemm_epilogue;
+mod gemm_kernels;
 pub mod generic;
 pub mod lowbit;
 pub mod math;
@@ -124,6 +125,12 @@ unsafe fn parallel<F: Fn(usize, usize) -> i32 + Sync>(ctx: *const RunContext, n:
 fn has_avx2_fma() -> bool {
     // std caches the detection: this is two relaxed loads.
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// Whether this CPU has AVX-512F (the GEMM's widest micro-kernel).
+#[cfg(target_arch = "x86_64")]
+fn has_avx512f() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
 }
 
 /// The indices `i` in `0..n` for which `i * step + offset - pad` lies in `0..len`: one
