@@ -7,9 +7,9 @@
 
 use std::time::Instant;
 
-use neoc_runtime::abi::{Activation, ConvParams, PoolKind, PoolParams, RunContext};
+use neoc_runtime::abi::{Activation, ConvParams, GemmParams, PoolKind, PoolParams, RunContext};
 use neoc_runtime::kernels::gemm::GemmKernel;
-use neoc_runtime::kernels::{conv, conv_scratch_bytes, gemm, generic, pool};
+use neoc_runtime::kernels::{conv, conv_scratch_bytes, gemm, generic, pack_gemm_b, pool, sgemm_epilogue_with};
 
 fn context(threads: usize) -> RunContext {
     RunContext {
@@ -76,6 +76,46 @@ fn sgemm_shape(ctx: &RunContext, m: usize, n: usize, k: usize) {
         let shape = if m == n && n == k { format!("{n}³") } else { format!("{m}x{n}x{k}") };
         let mark = if kernel == GemmKernel::host() { "*" } else { "" };
         println!("{:<30} {:>8.3} ms  {:>6.1} GFLOP/s", format!("sgemm {shape} {kernel:?}{mark}"), s * 1e3, 2.0 * (m * n * k) as f64 / s / 1e9);
+    }
+}
+
+/// `m×k · k×n + bias` with B packed ahead of time, as a compiled model runs a MatMul or
+/// Gemm with constant weights (`sgemm_packed_b`), with each GEMM micro-kernel.
+fn packed_shape(ctx: &RunContext, m: usize, n: usize, k: usize) {
+    if !selected("packed") {
+        return;
+    }
+    let (a, b, bias) = (values(m * k), values(k * n), values(n));
+    let packed = pack_gemm_b(k, n, &b, n as isize, 1).unwrap();
+    let mut c = vec![0f32; m * n];
+    let (m64, n64, k64) = (m as u64, n as u64, k as u64);
+    let p = GemmParams {
+        m: m64,
+        n: n64,
+        k: k64,
+        rsa: k64 as i64,
+        csa: 1,
+        rsb: 0,
+        csb: 0,
+        rsc: n64 as i64,
+        csc: 1,
+        rs_bias: 0,
+        cs_bias: 1,
+        rs_residual: 0,
+        cs_residual: 0,
+        alpha: 1.0,
+        act: Activation::None as u32,
+        act_alpha: 0.0,
+        act_beta: 0.0,
+    };
+    for kernel in gemm_kernels() {
+        let s = best_time(|| {
+            // SAFETY: row-major A and C, B packed for k and n, a bias of n floats.
+            let code = unsafe { sgemm_epilogue_with(kernel, ctx, &p, a.as_ptr(), packed.as_ptr(), true, bias.as_ptr(), std::ptr::null(), c.as_mut_ptr()) };
+            assert_eq!(code, 0);
+        });
+        let mark = if kernel == GemmKernel::host() { "*" } else { "" };
+        println!("{:<30} {:>8.3} ms  {:>6.1} GFLOP/s", format!("packed {m}x{n}x{k} {kernel:?}{mark}"), s * 1e3, 2.0 * (m * n * k) as f64 / s / 1e9);
     }
 }
 
@@ -204,6 +244,10 @@ fn main() {
     // batch-1 classifier head.
     for (m, n, k) in [(128, 768, 768), (128, 3072, 768), (128, 768, 3072), (1, 1000, 2048)] {
         sgemm_shape(&ctx, m, n, k);
+    }
+    // The same with B packed at compile time (constant weights), plus a bias.
+    for (m, n, k) in [(128, 768, 768), (128, 3072, 768), (128, 768, 3072)] {
+        packed_shape(&ctx, m, n, k);
     }
     let conv = |name, c_in, c_out, hw, k, pad, group| Conv { name, c_in, c_out, hw, k, pad, group };
     conv_case(&ctx, conv("conv 3x3 64->64 56x56 pad 1", 64, 64, 56, 3, 1, 1));

@@ -24,7 +24,7 @@ unsafe impl Sync for Addend {}
 /// See [`crate::abi::SgemmEpilogueFn`].
 ///
 /// # Safety
-/// As [`epilogue`] with B as strided.
+/// As [`sgemm_epilogue_with`] with B as strided.
 pub unsafe extern "C" fn sgemm_epilogue(
     ctx: *const RunContext,
     params: *const GemmParams,
@@ -35,14 +35,14 @@ pub unsafe extern "C" fn sgemm_epilogue(
     c: *mut f32,
 ) -> i32 {
     // SAFETY: the caller's promises.
-    unsafe { epilogue(GemmKernel::host(), ctx, params, a, b, false, bias, residual, c) }
+    unsafe { sgemm_epilogue_with(GemmKernel::host(), ctx, params, a, b, false, bias, residual, c) }
 }
 
 /// See [`crate::abi::KernelTable::sgemm_packed_b`]: B was packed at compile time by
 /// [`super::pack_gemm_b`] for the params' k and n.
 ///
 /// # Safety
-/// As [`epilogue`] with B packed.
+/// As [`sgemm_epilogue_with`] with B packed.
 pub unsafe extern "C" fn sgemm_packed_b(
     ctx: *const RunContext,
     params: *const GemmParams,
@@ -53,11 +53,12 @@ pub unsafe extern "C" fn sgemm_packed_b(
     c: *mut f32,
 ) -> i32 {
     // SAFETY: the caller's promises.
-    unsafe { epilogue(GemmKernel::host(), ctx, params, a, b, true, bias, residual, c) }
+    unsafe { sgemm_epilogue_with(GemmKernel::host(), ctx, params, a, b, true, bias, residual, c) }
 }
 
 /// `C = act(alpha·A·B + bias + residual)`, split by rows over the threads, with the
-/// given GEMM micro-kernel (which falls back to the host's where this CPU lacks it).
+/// given GEMM micro-kernel (for tests and benchmarks; one this CPU lacks falls back to
+/// [`GemmKernel::host`]); B packed by [`super::pack_gemm_b`] when `b_packed`.
 ///
 /// # Safety
 /// `ctx` is null or valid; `params` is valid. A, C (and `bias`, `residual` when not
@@ -65,7 +66,7 @@ pub unsafe extern "C" fn sgemm_packed_b(
 /// k×n range of its strides, or (`b_packed`) holds `packed_b_len(k, n)` floats packed
 /// for that k and n; C is writable and overlaps none of the others.
 #[allow(clippy::too_many_arguments)]
-unsafe fn epilogue(
+pub unsafe fn sgemm_epilogue_with(
     kernel: GemmKernel,
     ctx: *const RunContext,
     params: *const GemmParams,
@@ -223,8 +224,8 @@ mod tests {
                                 // The entry points, with the host's kernel.
                                 (true, true) => sgemm_packed_b(&cx, &p, a.as_ptr(), b_packed.as_ptr(), bp, rp, c.as_mut_ptr()),
                                 (true, false) => sgemm_epilogue(&cx, &p, a.as_ptr(), b.as_ptr(), bp, rp, c.as_mut_ptr()),
-                                (false, true) => epilogue(kernel, &cx, &p, a.as_ptr(), b_packed.as_ptr(), true, bp, rp, c.as_mut_ptr()),
-                                (false, false) => epilogue(kernel, &cx, &p, a.as_ptr(), b.as_ptr(), false, bp, rp, c.as_mut_ptr()),
+                                (false, true) => sgemm_epilogue_with(kernel, &cx, &p, a.as_ptr(), b_packed.as_ptr(), true, bp, rp, c.as_mut_ptr()),
+                                (false, false) => sgemm_epilogue_with(kernel, &cx, &p, a.as_ptr(), b.as_ptr(), false, bp, rp, c.as_mut_ptr()),
                             }
                         };
                         assert_eq!(status, 0);
