@@ -167,7 +167,10 @@ pub(super) unsafe fn gemm(g: &Gemm, ws: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         GemmKernel::Avx2 => unsafe { avx2::gemm(g, ws) },
         // SAFETY: the caller's promises (and `micro_portable`'s, which `loops` keeps).
-        _ => unsafe { loops::<MR_PORTABLE, NR>(g, ws, |kc, a, b, tile| micro_portable::<MR_PORTABLE>(kc, a, b, tile)) },
+        _ => unsafe {
+            let pack = |g: &Gemm, i0, mc, p0, kc, out: &mut [f32]| pack_a::<MR_PORTABLE>(g, i0, mc, p0, kc, out);
+            loops::<MR_PORTABLE, NR>(g, ws, pack, |kc, a, b, tile| micro_portable::<MR_PORTABLE>(kc, a, b, tile))
+        },
     }
 }
 
@@ -215,16 +218,22 @@ pub(super) unsafe fn rows_unpacked_body(g: &Gemm) {
 /// The loop nest around `micro`, a micro-kernel with MR × NT tiles (NT a multiple of
 /// NR): called with a packed A panel, the first of the tile's B strips and the tile's
 /// corner inside C, it computes `Σ_p a[p·MR + r] · B[p][j]` over `kc` steps and stores
-/// it into C as `alpha·acc + beta·C` (C not read when beta is 0).
+/// it into C as `alpha·acc + beta·C` (C not read when beta is 0). `pack` packs A's
+/// blocks as [`pack_a`] does (or is it).
 /// Generic so that the micro-kernel is inlined into the loops, which the per-ISA
 /// callers compile for their features.
 ///
 /// # Safety
 /// As [`gemm`]; `micro` is safe to call with a panel of kc·MR floats,
 /// `tile.cols.div_ceil(NR)` strips of kc·NR floats one after another, and a tile of at
-/// most MR × NT elements inside C.
+/// most MR × NT elements inside C; `pack` is safe to call as [`pack_a`] is.
 #[inline(always)]
-pub(super) unsafe fn loops<const MR: usize, const NT: usize>(g: &Gemm, ws: &mut [f32], micro: impl Fn(usize, *const f32, *const f32, Tile)) {
+pub(super) unsafe fn loops<const MR: usize, const NT: usize>(
+    g: &Gemm,
+    ws: &mut [f32],
+    pack: impl Fn(&Gemm, usize, usize, usize, usize, &mut [f32]),
+    micro: impl Fn(usize, *const f32, *const f32, Tile),
+) {
     const { assert!(MR_LCM.is_multiple_of(MR) && MC.is_multiple_of(MR_LCM) && NT.is_multiple_of(NR) && NC.is_multiple_of(NT)) };
     let (m, n, k) = (g.m, g.n, g.k);
     let a_len = m.min(MC).next_multiple_of(MR) * k.min(KC);
@@ -245,8 +254,8 @@ pub(super) unsafe fn loops<const MR: usize, const NT: usize>(g: &Gemm, ws: &mut 
             let beta = if pc == 0 { g.beta } else { 1.0 };
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
-                // SAFETY: rows ic..ic + mc and columns pc..pc + kc are inside A.
-                unsafe { pack_a::<MR>(g, ic, mc, pc, kc, a_pack) };
+                // Rows ic..ic + mc and columns pc..pc + kc are inside A (`pack`'s promise).
+                pack(g, ic, mc, pc, kc, a_pack);
                 for jr in (0..nc).step_by(NT) {
                     // SAFETY: strip jr / NR of the panel's nc.div_ceil(NR) strips.
                     let b = unsafe { b_panel.add(jr / NR * kc * NR) };
@@ -272,16 +281,26 @@ pub(super) unsafe fn loops<const MR: usize, const NT: usize>(g: &Gemm, ws: &mut 
 /// # Safety
 /// That block lies inside A; `out` holds `mc.next_multiple_of(MR) · kc` floats.
 #[inline(always)]
-unsafe fn pack_a<const MR: usize>(g: &Gemm, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32]) {
+pub(super) unsafe fn pack_a<const MR: usize>(g: &Gemm, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32]) {
     for (panel, dst) in out.chunks_exact_mut(kc * MR).take(mc.div_ceil(MR)).enumerate() {
         let rows = MR.min(mc - panel * MR);
+        // SAFETY: row i0 + panel·MR and column p0 are inside A.
+        let first = unsafe { g.a.offset((i0 + panel * MR) as isize * g.rsa + p0 as isize * g.csa) };
+        if g.rsa == 1 && rows == MR {
+            // A's columns are contiguous: each step of a panel is MR floats of one.
+            for (p, d) in dst.chunks_exact_mut(MR).enumerate() {
+                // SAFETY: rows i0 + panel·MR.. + MR (contiguous) of column p0 + p are in A.
+                d.copy_from_slice(unsafe { std::slice::from_raw_parts(first.offset(p as isize * g.csa), MR) });
+            }
+            continue;
+        }
         for r in 0..MR {
             if r >= rows {
                 (0..kc).for_each(|p| dst[p * MR + r] = 0.0);
                 continue;
             }
             // SAFETY: row i0 + panel·MR + r < i0 + mc and columns p0..p0 + kc are in A.
-            let row = unsafe { g.a.offset((i0 + panel * MR + r) as isize * g.rsa + p0 as isize * g.csa) };
+            let row = unsafe { first.offset(r as isize * g.rsa) };
             for p in 0..kc {
                 dst[p * MR + r] = unsafe { *row.offset(p as isize * g.csa) };
             }

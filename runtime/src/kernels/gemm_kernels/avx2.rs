@@ -2,7 +2,7 @@
 
 use std::arch::x86_64::*;
 
-use super::super::blocked_gemm::{NR, loops, rows_unpacked_body};
+use super::super::blocked_gemm::{NR, loops, pack_a, rows_unpacked_body};
 use super::super::gemm::Gemm;
 use super::Tile;
 
@@ -15,9 +15,13 @@ pub(in super::super) const MR: usize = 6;
 /// As [`super::super::blocked_gemm::gemm`], on a CPU with AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
 pub(in super::super) unsafe fn gemm(g: &Gemm, ws: &mut [f32]) {
-    // SAFETY: the caller's promises (and `micro`'s, which `loops` keeps: panels of kc·MR
-    // floats, one strip per tile of NR columns; the CPU has AVX2 and FMA).
-    unsafe { loops::<MR, NR>(g, ws, |kc, a, b, tile| micro(kc, a, b, tile)) }
+    // SAFETY: the caller's promises (and `micro`'s and `pack_a`'s, which `loops` keeps:
+    // panels of kc·MR floats, one strip per tile of NR columns, blocks inside A; the
+    // CPU has AVX2 and FMA).
+    unsafe {
+        let pack = |g: &Gemm, i0, mc, p0, kc, out: &mut [f32]| pack_a::<MR>(g, i0, mc, p0, kc, out);
+        loops::<MR, NR>(g, ws, pack, |kc, a, b, tile| micro(kc, a, b, tile))
+    }
 }
 
 /// The few-row GEMM without packing, compiled for AVX2+FMA.
