@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use super::super::blocked_gemm::{NR, loops, pack_a as pack_a_generic, rows_unpacked_body};
+use super::super::blocked_gemm::{NR, loops, pack_a as pack_a_generic};
 use super::super::gemm::Gemm;
 use super::Tile;
 
@@ -124,17 +124,6 @@ fn transpose4x8(r: [__m256; 4]) -> [__m128; 8] {
     let lo = |v: __m256| _mm256_castps256_ps128(v);
     let hi = |v: __m256| _mm256_extractf128_ps::<1>(v);
     [lo(c[0]), lo(c[1]), lo(c[2]), lo(c[3]), hi(c[0]), hi(c[1]), hi(c[2]), hi(c[3])]
-}
-
-/// The few-row GEMM without packing, compiled for AVX-512F (same operations, in the
-/// same order, as the other ISAs': only the vector width differs).
-///
-/// # Safety
-/// As [`super::super::blocked_gemm::rows_unpacked_body`], on a CPU with AVX-512F.
-#[target_feature(enable = "avx512f")]
-pub(in super::super) unsafe fn rows_unpacked(g: &Gemm) {
-    // SAFETY: the caller's promises.
-    unsafe { rows_unpacked_body(g) }
 }
 
 /// The R × 16·V tile (R ≤ MR: the first R rows of the panel) in R·V zmm registers: per
