@@ -15,8 +15,10 @@ pub use super::blocked_gemm::{GemmKernel, WORKSPACE_FLOATS};
 /// Problems with at least this many multiply-adds (m·n·k) are split over threads.
 pub const PARALLEL_MIN_WORK: usize = 1 << 18;
 
-/// Rows (or columns) of C per unit of work handed to threads: a multiple of the
-/// micro-kernels' register tiles, so that splits do not leave ragged edges in the middle.
+/// Rows (or columns) of C per unit of work handed to threads: one B strip, so that
+/// column splits leave no partial strips in the middle, and a multiple of the AVX-512
+/// kernel's 4-row tile step, so that its row splits pad no rows (the AVX2 kernel's
+/// 6-row panels may still end ragged at a split).
 pub(super) const SPLIT_GRAIN: usize = 16;
 
 /// See [`crate::abi::SgemmFn`]. Splits C into contiguous blocks of rows (of columns when
