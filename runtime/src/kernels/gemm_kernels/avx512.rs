@@ -25,14 +25,17 @@ pub(in super::super) unsafe fn gemm(g: &Gemm, ws: &mut [f32]) {
     // panels of kc·MR floats, tile.cols.div_ceil(NR) strips of kc·NR floats, blocks
     // inside A; the CPU has AVX-512F).
     unsafe {
-        loops::<MR, NT>(g, ws, |g: &Gemm, i0, mc, p0, kc, out: &mut [f32]| pack_a(g, i0, mc, p0, kc, out), |kc, a, b, tile| match (tile.rows.div_ceil(4), tile.cols > NR) {
+        let pack = |g: &Gemm, i0, mc, p0, kc, out: &mut [f32]| pack_a(g, i0, mc, p0, kc, out);
+        // The narrowest tile that covers the panel's rows (in fours) and the columns.
+        let micro_fit = |kc, a, b, tile: Tile| match (tile.rows.div_ceil(4), tile.cols > NR) {
             (1, false) => micro::<4, 1>(kc, a, b, tile),
             (1, true) => micro::<4, 2>(kc, a, b, tile),
             (2, false) => micro::<8, 1>(kc, a, b, tile),
             (2, true) => micro::<8, 2>(kc, a, b, tile),
             (_, false) => micro::<MR, 1>(kc, a, b, tile),
             (_, true) => micro::<MR, 2>(kc, a, b, tile),
-        })
+        };
+        loops::<MR, NT>(g, ws, pack, micro_fit)
     }
 }
 
