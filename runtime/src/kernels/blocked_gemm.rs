@@ -47,7 +47,7 @@ pub const NC: usize = 1024;
 /// Rows of the portable kernel's tile.
 const MR_PORTABLE: usize = 6;
 /// A multiple of every kernel's MR, and a divisor of MC.
-pub(super) const MR_LCM: usize = 12;
+const MR_LCM: usize = 12;
 
 /// Floats of workspace that any problem needs at most.
 pub const WORKSPACE_FLOATS: usize = MC * KC + KC * NC;
