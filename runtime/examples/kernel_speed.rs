@@ -7,8 +7,9 @@
 
 use std::time::Instant;
 
-use neoc_runtime::abi::{Activation, ConvParams, PoolKind, PoolParams, RunContext};
-use neoc_runtime::kernels::{conv, conv_scratch_bytes, gemm, generic, pool};
+use neoc_runtime::abi::{Activation, ConvParams, GemmParams, PoolKind, PoolParams, RunContext};
+use neoc_runtime::kernels::gemm::GemmKernel;
+use neoc_runtime::kernels::{conv, conv_scratch_bytes, gemm, generic, pack_gemm_b, pool, sgemm_epilogue_with};
 
 fn context(threads: usize) -> RunContext {
     RunContext {
@@ -42,32 +43,80 @@ fn values(n: usize) -> Vec<f32> {
     (0..n as u64).map(|i| ((i.wrapping_mul(2654435761) >> 7) % 1000) as f32 / 500.0 - 1.0).collect()
 }
 
-fn sgemm_case(ctx: &RunContext, n: usize, plain: bool) {
-    let name = if plain { "plain sgemm" } else { "sgemm" };
-    if !selected(name) {
+/// The GEMM micro-kernels to time: every one this CPU has but the portable one.
+fn gemm_kernels() -> impl Iterator<Item = GemmKernel> {
+    GemmKernel::ALL.into_iter().filter(|k| *k != GemmKernel::Portable && k.available())
+}
+
+fn plain_sgemm_case(ctx: &RunContext, n: usize) {
+    if !selected("plain sgemm") {
         return;
     }
     let (a, b) = (values(n * n), values(n * n));
     let mut c = vec![0f32; n * n];
-    let f = if plain { generic::sgemm } else { gemm::sgemm };
     let s = best_time(|| unsafe {
         // SAFETY: n×n row-major matrices.
-        f(ctx, n, n, n, 1.0, a.as_ptr(), n as isize, 1, b.as_ptr(), n as isize, 1, 0.0, c.as_mut_ptr(), n as isize, 1)
+        generic::sgemm(ctx, n, n, n, 1.0, a.as_ptr(), n as isize, 1, b.as_ptr(), n as isize, 1, 0.0, c.as_mut_ptr(), n as isize, 1)
     });
-    println!("{name:<12} {n:>4}³          {:>8.3} ms  {:>6.1} GFLOP/s", s * 1e3, 2.0 * (n * n * n) as f64 / s / 1e9);
+    println!("{:<30} {:>8.3} ms  {:>6.1} GFLOP/s", format!("plain sgemm {n}³"), s * 1e3, 2.0 * (n * n * n) as f64 / s / 1e9);
 }
 
+/// Row-major `m×k · k×n` with each GEMM micro-kernel (the host's default marked `*`).
 fn sgemm_shape(ctx: &RunContext, m: usize, n: usize, k: usize) {
     if !selected("sgemm") {
         return;
     }
     let (a, b) = (values(m * k), values(k * n));
     let mut c = vec![0f32; m * n];
-    let s = best_time(|| unsafe {
-        // SAFETY: row-major m×k, k×n and m×n matrices.
-        gemm::sgemm(ctx, m, n, k, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1, 0.0, c.as_mut_ptr(), n as isize, 1)
-    });
-    println!("sgemm {m}x{n}x{k:<12} {:>8.3} ms  {:>6.1} GFLOP/s", s * 1e3, 2.0 * (m * n * k) as f64 / s / 1e9);
+    for kernel in gemm_kernels() {
+        let s = best_time(|| unsafe {
+            // SAFETY: row-major m×k, k×n and m×n matrices.
+            gemm::sgemm_with(kernel, ctx, m, n, k, 1.0, a.as_ptr(), (k as isize, 1), b.as_ptr(), (n as isize, 1), 0.0, c.as_mut_ptr(), (n as isize, 1))
+        });
+        let shape = if m == n && n == k { format!("{n}³") } else { format!("{m}x{n}x{k}") };
+        let mark = if kernel == GemmKernel::host() { "*" } else { "" };
+        println!("{:<30} {:>8.3} ms  {:>6.1} GFLOP/s", format!("sgemm {shape} {kernel:?}{mark}"), s * 1e3, 2.0 * (m * n * k) as f64 / s / 1e9);
+    }
+}
+
+/// `m×k · k×n + bias` with B packed ahead of time, as a compiled model runs a MatMul or
+/// Gemm with constant weights (`sgemm_packed_b`), with each GEMM micro-kernel.
+fn packed_shape(ctx: &RunContext, m: usize, n: usize, k: usize) {
+    if !selected("packed") {
+        return;
+    }
+    let (a, b, bias) = (values(m * k), values(k * n), values(n));
+    let packed = pack_gemm_b(k, n, &b, n as isize, 1).unwrap();
+    let mut c = vec![0f32; m * n];
+    let (m64, n64, k64) = (m as u64, n as u64, k as u64);
+    let p = GemmParams {
+        m: m64,
+        n: n64,
+        k: k64,
+        rsa: k64 as i64,
+        csa: 1,
+        rsb: 0,
+        csb: 0,
+        rsc: n64 as i64,
+        csc: 1,
+        rs_bias: 0,
+        cs_bias: 1,
+        rs_residual: 0,
+        cs_residual: 0,
+        alpha: 1.0,
+        act: Activation::None as u32,
+        act_alpha: 0.0,
+        act_beta: 0.0,
+    };
+    for kernel in gemm_kernels() {
+        let s = best_time(|| {
+            // SAFETY: row-major A and C, B packed for k and n, a bias of n floats.
+            let code = unsafe { sgemm_epilogue_with(kernel, ctx, &p, a.as_ptr(), packed.as_ptr(), true, bias.as_ptr(), std::ptr::null(), c.as_mut_ptr()) };
+            assert_eq!(code, 0);
+        });
+        let mark = if kernel == GemmKernel::host() { "*" } else { "" };
+        println!("{:<30} {:>8.3} ms  {:>6.1} GFLOP/s", format!("packed {m}x{n}x{k} {kernel:?}{mark}"), s * 1e3, 2.0 * (m * n * k) as f64 / s / 1e9);
+    }
 }
 
 /// A 2-D conv `c_in → c_out` at `hw`×`hw`, square kernel `k`, stride 1, pad `pad`,
@@ -187,14 +236,18 @@ fn main() {
     }
     let ctx = context(threads);
     println!("threads: {threads}");
-    sgemm_case(&ctx, 256, true);
+    plain_sgemm_case(&ctx, 256);
     for n in [256, 512, 1024] {
-        sgemm_case(&ctx, n, false);
+        sgemm_shape(&ctx, n, n, n);
     }
     // BERT-base's projections at sequence 128 (QKV/output, FFN up, FFN down), and a
     // batch-1 classifier head.
     for (m, n, k) in [(128, 768, 768), (128, 3072, 768), (128, 768, 3072), (1, 1000, 2048)] {
         sgemm_shape(&ctx, m, n, k);
+    }
+    // The same with B packed at compile time (constant weights), plus a bias.
+    for (m, n, k) in [(128, 768, 768), (128, 3072, 768), (128, 768, 3072)] {
+        packed_shape(&ctx, m, n, k);
     }
     let conv = |name, c_in, c_out, hw, k, pad, group| Conv { name, c_in, c_out, hw, k, pad, group };
     conv_case(&ctx, conv("conv 3x3 64->64 56x56 pad 1", 64, 64, 56, 3, 1, 1));

@@ -5,36 +5,98 @@
 //! B's slice is packed into NR-wide strips (each `kc × NR`, row after row, zero-padded
 //! past n); for each MC-tall row block of A, A's slice is packed into MR-tall panels
 //! (each `kc × MR`, column after column, zero-padded past m); then the micro-kernel
-//! computes each MR × NR tile of C from one panel and one strip. A strip (20 KiB) stays
-//! in L1 while it meets every panel of the A block (150 KiB, in L2).
+//! computes each MR × NT tile of C from one panel and the NT / NR strips next to each
+//! other. A B panel may also be packed ahead of time ([`pack_b_matrix`], by the compiler
+//! for constant weights): its layout is the same for every micro-kernel, so an artifact
+//! runs unchanged on any CPU.
 //!
 //! C gets `alpha·acc + beta·C` on the first slice (C is not read when beta is 0) and
 //! `C + alpha·acc` on the later ones. Every C element is the sum of its k products in k
-//! order (fused multiply-adds on the AVX2 path), scaled by alpha at the end.
+//! order (fused multiply-adds on the AVX2 and AVX-512 paths, which therefore give the
+//! same bits), scaled by alpha at the end of each slice. A given kernel gives the same
+//! bits on any thread count.
 //!
-//! The micro-kernel is 6 × 16 on AVX2+FMA (12 ymm accumulators), chosen at run time,
-//! with a portable fallback in plain Rust.
+//! The micro-kernels ([`GemmKernel`], in `gemm_kernels/`), picked at run time by
+//! [`GemmKernel::host`], the first the CPU has of:
+//! - AVX-512F: 12 × 32 tiles (24 zmm accumulators over two strips at once; 4- and 8-row
+//!   tiles for a block's last panel; masked edge stores), and A packed with register
+//!   transposes;
+//! - AVX2+FMA: 6 × 16 tiles (12 ymm accumulators, one strip);
+//! - portable Rust, 6 × 16.
+//!
+//! On AMD Zen 4, which runs each 512-bit operation as two 256-bit halves, both vector
+//! kernels reach the same FMA peak (about 110 GFLOP/s on one core with packing left
+//! out), but the AVX-512 path measured as fast or 2–7% faster (its A packing, and half
+//! the instructions per flop), e.g. 107 against 103 GFLOP/s at 256³ and 112 against 106
+//! on BERT's 128×768×768 with B packed ahead of time; so it is the default there too.
+//! The few-row path (m ≤ 2, no packing) runs its AVX2 build under either kernel.
 
 use super::gemm::Gemm;
+#[cfg(target_arch = "x86_64")]
+use super::gemm_kernels::{avx2, avx512};
+use super::gemm_kernels::{Tile, micro_portable};
 
-/// Rows of a packed A panel, and of the micro-kernel's tile.
-pub const MR: usize = 6;
-/// Columns of a packed B strip, and of the micro-kernel's tile.
+/// Columns of a packed B strip: every kernel's tile is one or more strips wide.
 pub const NR: usize = 16;
 /// Depth of one slice of the inner dimension.
 pub const KC: usize = 320;
-/// Rows of A packed at a time (a multiple of MR).
+/// Rows of A packed at a time (a multiple of every kernel's MR).
 pub const MC: usize = 120;
 /// Columns of B packed at a time (a multiple of NR).
 pub const NC: usize = 1024;
+/// Rows of the portable kernel's tile.
+const MR_PORTABLE: usize = 6;
+/// A multiple of every kernel's MR, and a divisor of MC.
+const MR_LCM: usize = 12;
 
 /// Floats of workspace that any problem needs at most.
 pub const WORKSPACE_FLOATS: usize = MC * KC + KC * NC;
 
-/// Floats of workspace an m×n×k problem needs: one A block and one B panel.
+/// Floats of workspace an m×n×k problem needs: one A block and one B panel, for any
+/// kernel (the A block rounded up to a multiple of every kernel's MR).
 pub fn workspace_floats(m: usize, n: usize, k: usize) -> usize {
     let kc = k.min(KC);
-    m.min(MC).next_multiple_of(MR) * kc + n.min(NC).next_multiple_of(NR) * kc
+    m.min(MC).next_multiple_of(MR_LCM) * kc + n.min(NC).next_multiple_of(NR) * kc
+}
+
+/// The micro-kernels the blocked GEMM can run. All read the same packed B and sum each C
+/// element's products in k order; the AVX2 and AVX-512 ones give the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmKernel {
+    /// 6 × 16 in plain Rust (separate multiply and add).
+    Portable,
+    /// 6 × 16 with AVX2 and FMA.
+    Avx2,
+    /// 12 × 32 with AVX-512F.
+    Avx512,
+}
+
+impl GemmKernel {
+    /// Every kernel, slowest first.
+    pub const ALL: [GemmKernel; 3] = [GemmKernel::Portable, GemmKernel::Avx2, GemmKernel::Avx512];
+
+    /// Whether this CPU can run the kernel.
+    pub fn available(self) -> bool {
+        match self {
+            GemmKernel::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            GemmKernel::Avx2 => super::has_avx2_fma(),
+            #[cfg(target_arch = "x86_64")]
+            GemmKernel::Avx512 => super::has_avx512f(),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The kernel the GEMM runs on this CPU: the widest it has (see the module doc).
+    pub fn host() -> GemmKernel {
+        [GemmKernel::Avx512, GemmKernel::Avx2].into_iter().find(|k| k.available()).unwrap_or(GemmKernel::Portable)
+    }
+
+    /// `self` where this CPU can run it, else [`GemmKernel::host`].
+    pub fn or_host(self) -> GemmKernel {
+        if self.available() { self } else { GemmKernel::host() }
+    }
 }
 
 /// Floats of a k×n matrix packed by [`pack_b_matrix`].
@@ -56,7 +118,7 @@ pub fn pack_b_matrix(k: usize, n: usize, b: &[f32], rsb: isize, csb: isize) -> O
     }
     let mut out = vec![0f32; packed_b_len(k, n)];
     let npad = n.next_multiple_of(NR);
-    let g = Gemm { m: 0, n, k, alpha: 1.0, a: std::ptr::null(), rsa: 0, csa: 0, b: b.as_ptr(), rsb, csb, beta: 0.0, c: std::ptr::null_mut(), rsc: 0, csc: 0, b_packed: false };
+    let g = Gemm { m: 0, n, k, alpha: 1.0, a: std::ptr::null(), rsa: 0, csa: 0, b: b.as_ptr(), rsb, csb, beta: 0.0, c: std::ptr::null_mut(), rsc: 0, csc: 0, b_packed: false, kernel: GemmKernel::Portable };
     for p0 in (0..k).step_by(KC) {
         let kc = KC.min(k - p0);
         // SAFETY: every (p, j) of B is inside `b` (its corners are, checked above); the
@@ -78,13 +140,18 @@ pub(super) unsafe fn gemm(g: &Gemm, ws: &mut [f32]) {
         // SAFETY: the caller's promises, and rows of B and C are contiguous.
         return unsafe { rows_unpacked(g) };
     }
-    #[cfg(target_arch = "x86_64")]
-    if super::has_avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA; the caller's promises.
-        return unsafe { x86::gemm_avx2(g, ws) };
+    match g.kernel.or_host() {
+        // SAFETY (both): the CPU has the kernel's features (`or_host`); the caller's promises.
+        #[cfg(target_arch = "x86_64")]
+        GemmKernel::Avx512 => unsafe { avx512::gemm(g, ws) },
+        #[cfg(target_arch = "x86_64")]
+        GemmKernel::Avx2 => unsafe { avx2::gemm(g, ws) },
+        // SAFETY: the caller's promises (and `micro_portable`'s, which `loops` keeps).
+        _ => unsafe {
+            let pack = |g: &Gemm, i0, mc, p0, kc, out: &mut [f32]| pack_a::<MR_PORTABLE>(g, i0, mc, p0, kc, out);
+            loops::<MR_PORTABLE, NR>(g, ws, pack, |kc, a, b, tile| micro_portable::<MR_PORTABLE>(kc, a, b, tile))
+        },
     }
-    // SAFETY: the caller's promises (and `micro_portable`'s, which `loops` keeps).
-    unsafe { loops(g, ws, |kc, a, b, tile| micro_portable(kc, a, b, tile)) }
 }
 
 /// Problems with at most this many rows of C (a batch-1 classifier head is one row)
@@ -97,10 +164,13 @@ const ROWS_WITHOUT_PACKING: usize = 2;
 /// # Safety
 /// As [`gemm`], with `g.csb == 1` and `g.csc == 1`.
 unsafe fn rows_unpacked(g: &Gemm) {
+    // The AVX2 build for the AVX-512 kernel too: this loop streams B from memory, and
+    // the AVX-512 build of it measured about 5% slower on Zen 4 (1×1000×2048: 32.0 against
+    // 33.9 GFLOP/s). Every build gives the same bits (a multiply, then an add).
     #[cfg(target_arch = "x86_64")]
-    if super::has_avx2_fma() {
+    if g.kernel.or_host() != GemmKernel::Portable && GemmKernel::Avx2.available() {
         // SAFETY: the CPU has AVX2 and FMA; the caller's promises.
-        return unsafe { x86::rows_unpacked_avx2(g) };
+        return unsafe { avx2::rows_unpacked(g) };
     }
     // SAFETY: the caller's promises.
     unsafe { rows_unpacked_body(g) }
@@ -109,7 +179,7 @@ unsafe fn rows_unpacked(g: &Gemm) {
 /// # Safety
 /// As [`rows_unpacked`].
 #[inline(always)]
-unsafe fn rows_unpacked_body(g: &Gemm) {
+pub(super) unsafe fn rows_unpacked_body(g: &Gemm) {
     for i in 0..g.m as isize {
         // SAFETY: row i of C has n contiguous elements (csc == 1), written only here.
         let c = unsafe { std::slice::from_raw_parts_mut(g.c.offset(i * g.rsc), g.n) };
@@ -126,48 +196,26 @@ unsafe fn rows_unpacked_body(g: &Gemm) {
     }
 }
 
-/// Where a micro-kernel's tile goes.
-#[derive(Clone, Copy)]
-struct Tile {
-    c: *mut f32,
-    rsc: isize,
-    csc: isize,
-    rows: usize,
-    cols: usize,
-    alpha: f32,
-    beta: f32,
-}
-
-impl Tile {
-    /// Stores `acc` (row r at `acc[r·NR..]`) element by element.
-    ///
-    /// # Safety
-    /// The tile's `rows × cols` corner lies inside C, writable.
-    #[inline(always)]
-    unsafe fn store_scalar(&self, acc: &[f32; MR * NR]) {
-        for r in 0..self.rows {
-            for j in 0..self.cols {
-                // SAFETY: (r, j) is inside the tile's corner, inside C.
-                unsafe {
-                    let cij = self.c.offset(r as isize * self.rsc + j as isize * self.csc);
-                    let v = self.alpha * acc[r * NR + j];
-                    *cij = if self.beta == 0.0 { v } else { v + self.beta * *cij };
-                }
-            }
-        }
-    }
-}
-
-/// The loop nest around `micro`, a micro-kernel: it computes the tile
-/// `Σ_p a[p·MR + r] · b[p·NR + c]` over `kc` steps and stores it into C as
-/// `alpha·acc + beta·C` (C not read when beta is 0) for the tile's corner inside C.
-/// Generic so that the micro-kernel is inlined into the loops.
+/// The loop nest around `micro`, a micro-kernel with MR × NT tiles (NT a multiple of
+/// NR): called with a packed A panel, the first of the tile's B strips and the tile's
+/// corner inside C, it computes `Σ_p a[p·MR + r] · B[p][j]` over `kc` steps and stores
+/// it into C as `alpha·acc + beta·C` (C not read when beta is 0). `pack` packs A's
+/// blocks as [`pack_a`] does (or is it).
+/// Generic so that the micro-kernel is inlined into the loops, which the per-ISA
+/// callers compile for their features.
 ///
 /// # Safety
-/// As [`gemm`]; `micro` is safe to call with a panel of kc·MR floats, a strip of kc·NR
-/// floats and a tile whose corner lies inside C.
+/// As [`gemm`]; `micro` is safe to call with a panel of kc·MR floats,
+/// `tile.cols.div_ceil(NR)` strips of kc·NR floats one after another, and a tile of at
+/// most MR × NT elements inside C; `pack` is safe to call as [`pack_a`] is.
 #[inline(always)]
-unsafe fn loops(g: &Gemm, ws: &mut [f32], micro: impl Fn(usize, *const f32, *const f32, Tile)) {
+pub(super) unsafe fn loops<const MR: usize, const NT: usize>(
+    g: &Gemm,
+    ws: &mut [f32],
+    pack: impl Fn(&Gemm, usize, usize, usize, usize, &mut [f32]),
+    micro: impl Fn(usize, *const f32, *const f32, Tile),
+) {
+    const { assert!(MR_LCM.is_multiple_of(MR) && MC.is_multiple_of(MR_LCM) && NT.is_multiple_of(NR) && NC.is_multiple_of(NT)) };
     let (m, n, k) = (g.m, g.n, g.k);
     let a_len = m.min(MC).next_multiple_of(MR) * k.min(KC);
     let (a_pack, b_pack) = ws.split_at_mut(a_len);
@@ -187,19 +235,19 @@ unsafe fn loops(g: &Gemm, ws: &mut [f32], micro: impl Fn(usize, *const f32, *con
             let beta = if pc == 0 { g.beta } else { 1.0 };
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
-                // SAFETY: rows ic..ic + mc and columns pc..pc + kc are inside A.
-                unsafe { pack_a(g, ic, mc, pc, kc, a_pack) };
-                for jr in (0..nc).step_by(NR) {
+                // Rows ic..ic + mc and columns pc..pc + kc are inside A (`pack`'s promise).
+                pack(g, ic, mc, pc, kc, a_pack);
+                for jr in (0..nc).step_by(NT) {
                     // SAFETY: strip jr / NR of the panel's nc.div_ceil(NR) strips.
                     let b = unsafe { b_panel.add(jr / NR * kc * NR) };
                     for ir in (0..mc).step_by(MR) {
                         let a = a_pack[ir / MR * kc * MR..].as_ptr();
                         // SAFETY: (ic + ir, jc + jr) is inside C, and so is the tile's
-                        // corner of min(MR, …) × min(NR, …) elements; the panel and
-                        // strip hold kc·MR and kc·NR floats.
+                        // corner of min(MR, …) × min(NT, …) elements; the panel holds
+                        // kc·MR floats, and the strips from `b` cover the tile's columns.
                         unsafe {
                             let c = g.c.offset((ic + ir) as isize * g.rsc + (jc + jr) as isize * g.csc);
-                            let tile = Tile { c, rsc: g.rsc, csc: g.csc, rows: MR.min(mc - ir), cols: NR.min(nc - jr), alpha: g.alpha, beta };
+                            let tile = Tile { c, rsc: g.rsc, csc: g.csc, rows: MR.min(mc - ir), cols: NT.min(nc - jr), alpha: g.alpha, beta };
                             micro(kc, a, b, tile);
                         }
                     }
@@ -214,16 +262,26 @@ unsafe fn loops(g: &Gemm, ws: &mut [f32], micro: impl Fn(usize, *const f32, *con
 /// # Safety
 /// That block lies inside A; `out` holds `mc.next_multiple_of(MR) · kc` floats.
 #[inline(always)]
-unsafe fn pack_a(g: &Gemm, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32]) {
+pub(super) unsafe fn pack_a<const MR: usize>(g: &Gemm, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32]) {
     for (panel, dst) in out.chunks_exact_mut(kc * MR).take(mc.div_ceil(MR)).enumerate() {
         let rows = MR.min(mc - panel * MR);
+        // SAFETY: row i0 + panel·MR and column p0 are inside A.
+        let first = unsafe { g.a.offset((i0 + panel * MR) as isize * g.rsa + p0 as isize * g.csa) };
+        if g.rsa == 1 && rows == MR {
+            // A's columns are contiguous: each step of a panel is MR floats of one.
+            for (p, d) in dst.chunks_exact_mut(MR).enumerate() {
+                // SAFETY: rows i0 + panel·MR.. + MR (contiguous) of column p0 + p are in A.
+                d.copy_from_slice(unsafe { std::slice::from_raw_parts(first.offset(p as isize * g.csa), MR) });
+            }
+            continue;
+        }
         for r in 0..MR {
             if r >= rows {
                 (0..kc).for_each(|p| dst[p * MR + r] = 0.0);
                 continue;
             }
             // SAFETY: row i0 + panel·MR + r < i0 + mc and columns p0..p0 + kc are in A.
-            let row = unsafe { g.a.offset((i0 + panel * MR + r) as isize * g.rsa + p0 as isize * g.csa) };
+            let row = unsafe { first.offset(r as isize * g.rsa) };
             for p in 0..kc {
                 dst[p * MR + r] = unsafe { *row.offset(p as isize * g.csa) };
             }
@@ -256,137 +314,174 @@ unsafe fn pack_b(g: &Gemm, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut
     }
 }
 
-/// The portable micro-kernel.
-///
-/// # Safety
-/// `a` holds kc·MR floats, `b` kc·NR; the tile's corner lies inside C.
-unsafe fn micro_portable(kc: usize, a: *const f32, b: *const f32, tile: Tile) {
-    let mut acc = [0f32; MR * NR];
-    for p in 0..kc {
-        // SAFETY: p < kc, inside the panel and the strip.
-        let (ap, bp) = unsafe { (std::slice::from_raw_parts(a.add(p * MR), MR), std::slice::from_raw_parts(b.add(p * NR), NR)) };
-        for r in 0..MR {
-            for j in 0..NR {
-                acc[r * NR + j] += ap[r] * bp[j];
-            }
-        }
-    }
-    // SAFETY: the caller's promise.
-    unsafe { tile.store_scalar(&acc) }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::{Gemm, MR, NR, Tile, loops};
-    use std::arch::x86_64::*;
-
-    /// [`super::gemm`] with the AVX2 micro-kernel, every loop compiled for AVX2+FMA.
-    ///
-    /// # Safety
-    /// As [`super::gemm`], on a CPU with AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn gemm_avx2(g: &Gemm, ws: &mut [f32]) {
-        // SAFETY: the caller's promises (and `micro_avx2`'s, which `loops` keeps; the
-        // CPU has AVX2 and FMA).
-        unsafe { loops(g, ws, |kc, a, b, tile| micro_avx2(kc, a, b, tile)) }
-    }
-
-    /// [`super::rows_unpacked`] compiled for AVX2+FMA.
-    ///
-    /// # Safety
-    /// As [`super::rows_unpacked`], on a CPU with AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn rows_unpacked_avx2(g: &Gemm) {
-        // SAFETY: the caller's promises.
-        unsafe { super::rows_unpacked_body(g) }
-    }
-
-    /// The 6 × 16 tile in 12 ymm registers: per step, two loads of B and six
-    /// broadcasts of A, each feeding two FMAs.
-    ///
-    /// # Safety
-    /// As [`super::micro_portable`], on a CPU with AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn micro_avx2(kc: usize, a: *const f32, b: *const f32, tile: Tile) {
-        let mut acc = [_mm256_setzero_ps(); 2 * MR];
-        for p in 0..kc {
-            // SAFETY: p < kc: 16 floats of the strip and 6 of the panel.
-            unsafe {
-                let b0 = _mm256_loadu_ps(b.add(p * NR));
-                let b1 = _mm256_loadu_ps(b.add(p * NR + 8));
-                let ap = a.add(p * MR);
-                for r in 0..MR {
-                    let x = _mm256_broadcast_ss(&*ap.add(r));
-                    acc[2 * r] = _mm256_fmadd_ps(x, b0, acc[2 * r]);
-                    acc[2 * r + 1] = _mm256_fmadd_ps(x, b1, acc[2 * r + 1]);
-                }
-            }
-        }
-        let alpha = _mm256_set1_ps(tile.alpha);
-        if tile.rows == MR && tile.cols == NR && tile.csc == 1 {
-            let beta = _mm256_set1_ps(tile.beta);
-            for r in 0..MR {
-                // SAFETY: a full tile with contiguous rows: 16 floats from each row start.
-                unsafe {
-                    let c = tile.c.offset(r as isize * tile.rsc);
-                    let (mut v0, mut v1) = (_mm256_mul_ps(alpha, acc[2 * r]), _mm256_mul_ps(alpha, acc[2 * r + 1]));
-                    // Rounded as `store_scalar` rounds (β·c, then the sum), so a C
-                    // element does not depend on where its tile falls.
-                    if tile.beta != 0.0 {
-                        v0 = _mm256_add_ps(v0, _mm256_mul_ps(beta, _mm256_loadu_ps(c)));
-                        v1 = _mm256_add_ps(v1, _mm256_mul_ps(beta, _mm256_loadu_ps(c.add(8))));
-                    }
-                    _mm256_storeu_ps(c, v0);
-                    _mm256_storeu_ps(c.add(8), v1);
-                }
-            }
-            return;
-        }
-        let mut out = [0f32; MR * NR];
-        for (i, v) in acc.iter().enumerate() {
-            // SAFETY: out holds 2·MR vectors of 8 floats.
-            unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(i * 8), *v) };
-        }
-        // SAFETY: the caller's promise.
-        unsafe { tile.store_scalar(&out) }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::gemm::Gemm;
-    use super::super::test_util::{Rng, gamma};
+    use super::super::test_util::{Rng, gemm_bound, runs_gemm_kernel};
     use super::*;
 
-    /// The portable micro-kernel and the one this CPU runs give the same products to
-    /// within twice γ_{k+1} of the absolute terms (both sum k products in k order, one
-    /// with fused multiply-adds, then scale by alpha), on tiles full and partial.
-    #[test]
-    fn portable_and_dispatched_kernels_agree() {
-        let mut rng = Rng::new(9);
-        for &(m, n, k) in &[(6, 16, 1), (13, 35, 300), (1, 5, 7), (150, 40, 20)] {
-            let a = rng.values(m * k);
-            let b = rng.values(k * n);
-            let mut outs = Vec::new();
-            for portable in [false, true] {
-                let mut c = vec![0f32; m * n];
-                let g = Gemm { m, n, k, alpha: 0.5, a: a.as_ptr(), rsa: k as isize, csa: 1, b: b.as_ptr(), rsb: n as isize, csb: 1, beta: 0.0, c: c.as_mut_ptr(), rsc: n as isize, csc: 1, b_packed: false };
-                let mut ws = vec![0f32; workspace_floats(m, n, k)];
-                // SAFETY: row-major matrices of the stated sizes; the workspace is big enough.
-                unsafe {
-                    if portable {
-                        loops(&g, &mut ws, |kc, a, b, tile| micro_portable(kc, a, b, tile));
-                    } else {
-                        gemm(&g, &mut ws);
-                    }
-                }
-                outs.push(c);
+    /// A random problem: shapes with tails past every tile (rows past 6 and 12,
+    /// columns past 16 and 32), sometimes past a KC slice, an MC block or an NC panel;
+    /// A and B stored either way round, C with padded rows or (sometimes) strided
+    /// columns; B sometimes packed ahead of time.
+    struct Problem {
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        beta: f32,
+        a: Vec<f32>,
+        a_t: bool,
+        b: Vec<f32>,
+        b_t: bool,
+        b_packed: Option<Vec<f32>>,
+        c: Vec<f32>,
+        /// C's strides: (row, column).
+        c_s: (usize, usize),
+    }
+
+    impl Problem {
+        fn random(rng: &mut Rng, case: usize) -> Problem {
+            let dim = |rng: &mut Rng, big: usize| match rng.range(0, 5) {
+                0 => rng.range(1, 3) as usize,
+                1 => rng.pick(&[6, 12, 13, 16, 31, 32, 33, 47]),
+                5 if case.is_multiple_of(8) => big + rng.range(1, 40) as usize,
+                _ => rng.range(1, 70) as usize,
+            };
+            let (m, n, k) = (dim(rng, MC), dim(rng, NC), dim(rng, KC));
+            let (a_t, b_t) = (rng.coin(), rng.coin());
+            let c_s = if rng.range(0, 4) == 0 { (1, m + 1) } else { (n + rng.range(0, 3) as usize, 1) };
+            let mut p = Problem {
+                m,
+                n,
+                k,
+                alpha: rng.pick(&[1.0, -0.5, 1.25]),
+                beta: rng.pick(&[0.0, 0.0, 1.0, -0.75]),
+                a: rng.values(m * k),
+                a_t,
+                b: rng.values(k * n),
+                b_t,
+                b_packed: None,
+                c: rng.values(c_s.0.max(c_s.1) * (m.max(n) + 1)),
+                c_s,
+            };
+            if rng.coin() {
+                let (rs, cs) = p.b_strides();
+                p.b_packed = Some(pack_b_matrix(k, n, &p.b, rs, cs).unwrap());
             }
-            for i in 0..m {
-                for j in 0..n {
-                    let terms: f64 = (0..k).map(|p| (a[i * k + p] as f64 * b[p * n + j] as f64).abs()).sum::<f64>() * 0.5;
-                    let (x, y) = (outs[0][i * n + j], outs[1][i * n + j]);
-                    assert!(((x - y) as f64).abs() <= 2.0 * gamma(k + 1) * terms, "{m}x{n}x{k} [{i},{j}]: {x} vs {y}");
+            p
+        }
+
+        fn a_strides(&self) -> (isize, isize) {
+            if self.a_t { (1, self.m as isize) } else { (self.k as isize, 1) }
+        }
+
+        fn b_strides(&self) -> (isize, isize) {
+            if self.b_t { (1, self.k as isize) } else { (self.n as isize, 1) }
+        }
+
+        fn a(&self, i: usize, p: usize) -> f64 {
+            let (rs, cs) = self.a_strides();
+            self.a[i * rs as usize + p * cs as usize] as f64
+        }
+
+        fn b(&self, p: usize, j: usize) -> f64 {
+            let (rs, cs) = self.b_strides();
+            self.b[p * rs as usize + j * cs as usize] as f64
+        }
+
+        fn c_at(&self, i: usize, j: usize) -> usize {
+            i * self.c_s.0 + j * self.c_s.1
+        }
+
+        /// C after the GEMM with `kernel` (on the calling thread).
+        fn run(&self, kernel: GemmKernel) -> Vec<f32> {
+            let mut c = self.c.clone();
+            let ((rsa, csa), (rsb, csb)) = (self.a_strides(), self.b_strides());
+            let b = self.b_packed.as_ref().unwrap_or(&self.b);
+            let (m, n, k, alpha, beta) = (self.m, self.n, self.k, self.alpha, self.beta);
+            let (rsc, csc) = (self.c_s.0 as isize, self.c_s.1 as isize);
+            let g = Gemm { m, n, k, alpha, a: self.a.as_ptr(), rsa, csa, b: b.as_ptr(), rsb, csb, beta, c: c.as_mut_ptr(), rsc, csc, b_packed: self.b_packed.is_some(), kernel };
+            let mut ws = vec![f32::NAN; workspace_floats(m, n, k)];
+            // SAFETY: A, B (or its packing) and C hold the matrices their strides
+            // describe; C's elements are distinct; the workspace is big enough.
+            unsafe { gemm(&g, &mut ws) };
+            c
+        }
+
+        /// Checks `c` against the f64 reference, within [`gemm_bound`], and that C's
+        /// other elements were left alone.
+        fn check(&self, kernel: GemmKernel, c: &[f32]) {
+            let mut inside = vec![false; c.len()];
+            for i in 0..self.m {
+                for j in 0..self.n {
+                    let (mut exact, mut mag) = (0f64, 0f64);
+                    for p in 0..self.k {
+                        let t = self.a(i, p) * self.b(p, j);
+                        exact += t;
+                        mag += t.abs();
+                    }
+                    let old = if self.beta == 0.0 { 0.0 } else { self.beta as f64 * self.c[self.c_at(i, j)] as f64 };
+                    let want = self.alpha as f64 * exact + old;
+                    let tol = gemm_bound(self.k, (self.alpha as f64).abs() * mag + old.abs());
+                    let got = c[self.c_at(i, j)];
+                    let (m, n, k, packed) = (self.m, self.n, self.k, self.b_packed.is_some());
+                    assert!((got as f64 - want).abs() <= tol, "{kernel:?} {m}x{n}x{k} packed {packed} C[{i},{j}] = {got}, want {want} ± {tol}");
+                    inside[self.c_at(i, j)] = true;
+                }
+            }
+            for (idx, (x, y)) in c.iter().zip(&self.c).enumerate() {
+                assert!(inside[idx] || x.to_bits() == y.to_bits(), "{kernel:?}: C's element {idx}, outside the matrix, was written");
+            }
+        }
+    }
+
+    /// Every kernel this CPU has against the f64 reference, over random shapes with
+    /// tails; the AVX2 and AVX-512 kernels give the same bits (both sum each element's
+    /// products with FMAs in k order, per KC slice, and store it the same way).
+    #[test]
+    fn every_kernel_matches_f64_reference_and_the_fma_kernels_agree_bitwise() {
+        let kernels: Vec<GemmKernel> = GemmKernel::ALL.into_iter().filter(|&k| runs_gemm_kernel(k, "blocked_gemm::tests::every_kernel_matches_f64_reference")).collect();
+        let mut rng = Rng::new(9);
+        for case in 0..300 {
+            let p = Problem::random(&mut rng, case);
+            let mut fma_result: Option<Vec<f32>> = None;
+            for &kernel in &kernels {
+                let c = p.run(kernel);
+                p.check(kernel, &c);
+                if kernel != GemmKernel::Portable {
+                    if let Some(other) = &fma_result {
+                        let same = c.iter().zip(other).all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(same, "case {case}: {}x{}x{}: the AVX2 and AVX-512 kernels differ", p.m, p.n, p.k);
+                    }
+                    fma_result = Some(c);
+                }
+            }
+        }
+    }
+
+    /// Shapes chosen to hit every tile variant of every kernel: full tiles, partial rows
+    /// and columns of each width, a lone last strip, and several blocks.
+    #[test]
+    fn every_kernel_handles_every_tail() {
+        let mut rng = Rng::new(21);
+        for kernel in GemmKernel::ALL {
+            if !runs_gemm_kernel(kernel, "blocked_gemm::tests::every_kernel_handles_every_tail") {
+                continue;
+            }
+            for m in [3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 17, 24, 25, MC - 1, MC + 1] {
+                for n in [1, 15, 16, 17, 31, 32, 33, 48, 63, 65] {
+                    let mut p = Problem::random(&mut rng, 1);
+                    let k = rng.pick(&[1, 2, 7, 40]);
+                    p.m = m;
+                    p.n = n;
+                    p.k = k;
+                    p.a = rng.values(m * k);
+                    p.b = rng.values(k * n);
+                    p.c_s = (n + 1, 1);
+                    p.c = rng.values((n + 1) * m);
+                    p.b_packed = None;
+                    p.check(kernel, &p.run(kernel));
                 }
             }
         }

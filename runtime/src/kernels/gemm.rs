@@ -10,13 +10,15 @@ use crate::abi::RunContext;
 
 use super::{SharedCtx, parallel, thread_count, workers};
 
-pub use super::blocked_gemm::WORKSPACE_FLOATS;
+pub use super::blocked_gemm::{GemmKernel, WORKSPACE_FLOATS};
 
 /// Problems with at least this many multiply-adds (m·n·k) are split over threads.
 pub const PARALLEL_MIN_WORK: usize = 1 << 18;
 
-/// Rows (or columns) of C per unit of work handed to threads: a multiple of the
-/// micro-kernels' register tiles, so that splits do not leave ragged edges in the middle.
+/// Rows (or columns) of C per unit of work handed to threads: one B strip, so that
+/// column splits leave no partial strips in the middle, and a multiple of the AVX-512
+/// kernel's 4-row tile step, so that its row splits pad no rows (the AVX2 kernel's
+/// 6-row panels may still end ragged at a split).
 pub(super) const SPLIT_GRAIN: usize = 16;
 
 /// See [`crate::abi::SgemmFn`]. Splits C into contiguous blocks of rows (of columns when
@@ -45,7 +47,32 @@ pub unsafe extern "C" fn sgemm(
     rsc: isize,
     csc: isize,
 ) {
-    let g = Gemm { m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, b_packed: false };
+    // SAFETY: the caller's promises.
+    unsafe { sgemm_with(GemmKernel::host(), ctx, m, n, k, alpha, a, (rsa, csa), b, (rsb, csb), beta, c, (rsc, csc)) }
+}
+
+/// [`sgemm`] with the given micro-kernel (for tests and benchmarks; one this CPU lacks
+/// falls back to [`GemmKernel::host`]), strides as (row, column) pairs.
+///
+/// # Safety
+/// As [`sgemm`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_with(
+    kernel: GemmKernel,
+    ctx: *const RunContext,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: *const f32,
+    (rsa, csa): (isize, isize),
+    b: *const f32,
+    (rsb, csb): (isize, isize),
+    beta: f32,
+    c: *mut f32,
+    (rsc, csc): (isize, isize),
+) {
+    let g = Gemm { m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, b_packed: false, kernel };
     // SAFETY: the caller's promises.
     let threads = unsafe { thread_count(ctx) };
     let work = m.saturating_mul(n).saturating_mul(k);
@@ -88,7 +115,7 @@ pub(crate) unsafe fn sgemm_serial(
     (rsc, csc): (isize, isize),
 ) {
     // SAFETY: the caller's promises.
-    unsafe { Gemm { m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, b_packed: false }.run(ctx) }
+    unsafe { Gemm { m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, b_packed: false, kernel: GemmKernel::host() }.run(ctx) }
 }
 
 /// One GEMM problem, as the ABI passes it.
@@ -111,6 +138,9 @@ pub(super) struct Gemm {
     /// B is in the packed layout of [`super::blocked_gemm::pack_b_matrix`] for this k
     /// and n (`rsb`, `csb` unused); such a problem is only ever split by rows.
     pub(super) b_packed: bool,
+    /// The micro-kernel to run ([`GemmKernel::host`] unless a test or benchmark picks
+    /// one; one this CPU lacks falls back to the host's).
+    pub(super) kernel: GemmKernel,
 }
 
 // SAFETY: a `Gemm` is shared between the threads of one `sgemm` call only, during which
@@ -194,7 +224,7 @@ impl Gemm {
 #[cfg(test)]
 mod tests {
     use super::super::generic;
-    use super::super::test_util::{Rng, ctx, gamma};
+    use super::super::test_util::{Rng, ctx, gamma, runs_gemm_kernel};
     use super::*;
 
     /// A matrix stored in a buffer with a given layout: `(rows, cols)`, transposed or
@@ -235,12 +265,17 @@ mod tests {
         }
     }
 
-    /// One random problem: the fast sgemm against the plain one (the oracle), element
-    /// by element. Both differ from the exact result by at most
+    /// The kernels this CPU has (saying which it lacks), for the test `test`.
+    fn kernels(test: &str) -> Vec<GemmKernel> {
+        GemmKernel::ALL.into_iter().filter(|&k| runs_gemm_kernel(k, test)).collect()
+    }
+
+    /// One random problem: the fast sgemm with `kernel` against the plain one (the
+    /// oracle), element by element. Both differ from the exact result by at most
     /// γ_{k+2}·(|α|·Σₚ|aᵢₚbₚⱼ| + |β·cᵢⱼ|) (k products, the α scaling and the β term), so
     /// they differ from each other by at most twice that.
     #[allow(clippy::too_many_arguments)]
-    fn check(rng: &mut Rng, m: usize, n: usize, k: usize, alpha: f32, beta: f32, threads: usize, c_nan: bool) {
+    fn check(rng: &mut Rng, kernel: GemmKernel, (m, n, k): (usize, usize, usize), alpha: f32, beta: f32, threads: usize, c_nan: bool) {
         let (ta, tb, tc) = (rng.coin(), rng.coin(), rng.coin());
         let (pa, reversed, pb, pc) = (rng.pick(&[0, 3]), rng.range(0, 4) == 0, rng.pick(&[0, 1]), rng.pick(&[0, 2]));
         let a = Stored::new(rng, m, k, ta, pa, reversed);
@@ -261,9 +296,9 @@ mod tests {
         // SAFETY: every Stored describes a valid matrix of the given size in its buffer.
         unsafe {
             generic::sgemm(&context, m, n, k, alpha, a.ptr(), a.rs, a.cs, b.ptr(), b.rs, b.cs, beta, want.mut_ptr(), want.rs, want.cs);
-            sgemm(&context, m, n, k, alpha, a.ptr(), a.rs, a.cs, b.ptr(), b.rs, b.cs, beta, c.mut_ptr(), c.rs, c.cs);
+            sgemm_with(kernel, &context, m, n, k, alpha, a.ptr(), (a.rs, a.cs), b.ptr(), (b.rs, b.cs), beta, c.mut_ptr(), (c.rs, c.cs));
         }
-        let what = format!("{m}x{n}x{k} alpha {alpha} beta {beta} threads {threads} ta {ta} tb {tb} tc {tc}");
+        let what = format!("{kernel:?} {m}x{n}x{k} alpha {alpha} beta {beta} threads {threads} ta {ta} tb {tb} tc {tc}");
         for i in 0..m {
             for j in 0..n {
                 let (got, exp) = (c.at(i, j), want.at(i, j));
@@ -288,25 +323,30 @@ mod tests {
     #[test]
     fn matches_plain_sgemm_over_shapes_layouts_and_scalars() {
         let mut rng = Rng::new(7);
-        let sizes = [0usize, 1, 2, 3, 7, 16, 17, 33, 64];
-        for case in 0..400 {
-            let (m, n, k) = (rng.pick(&sizes), rng.pick(&sizes), rng.pick(&sizes));
-            let alpha = rng.pick(&[1.0, 0.5, -2.0, 0.0]);
-            let beta = rng.pick(&[0.0, 1.0, 0.25]);
-            let threads = if case % 2 == 0 { 1 } else { 3 };
-            check(&mut rng, m, n, k, alpha, beta, threads, false);
+        let sizes = [0usize, 1, 2, 3, 7, 12, 13, 16, 17, 33, 64];
+        for kernel in kernels("gemm::tests::matches_plain_sgemm_over_shapes_layouts_and_scalars") {
+            for case in 0..400 {
+                let (m, n, k) = (rng.pick(&sizes), rng.pick(&sizes), rng.pick(&sizes));
+                let alpha = rng.pick(&[1.0, 0.5, -2.0, 0.0]);
+                let beta = rng.pick(&[0.0, 1.0, 0.25]);
+                let threads = if case % 2 == 0 { 1 } else { 3 };
+                check(&mut rng, kernel, (m, n, k), alpha, beta, threads, false);
+            }
         }
     }
 
     #[test]
     fn splits_big_problems_over_threads() {
+        let kernels = kernels("gemm::tests::splits_big_problems_over_threads");
         let mut rng = Rng::new(11);
         // Tall, wide and ragged problems above the threshold, on 1 to 4 threads.
         for &(m, n, k) in &[(130, 70, 40), (33, 300, 41), (97, 97, 97), (64, 64, 64)] {
             assert!(m * n * k >= PARALLEL_MIN_WORK || (m, n, k) == (64, 64, 64));
-            for threads in 1..=4 {
-                let beta = rng.pick(&[0.0, 0.5]);
-                check(&mut rng, m, n, k, 1.0, beta, threads, false);
+            for &kernel in &kernels {
+                for threads in 1..=4 {
+                    let beta = rng.pick(&[0.0, 0.5]);
+                    check(&mut rng, kernel, (m, n, k), 1.0, beta, threads, false);
+                }
             }
         }
     }
@@ -314,23 +354,52 @@ mod tests {
     #[test]
     fn crosses_every_block_boundary() {
         use super::super::blocked_gemm::{KC, MC, NC};
+        let kernels = kernels("gemm::tests::crosses_every_block_boundary");
         let mut rng = Rng::new(5);
         // Past one A block (MC rows), one slice (KC), one B panel (NC columns), with
         // ragged remainders, and a later slice accumulating onto the first.
         for &(m, n, k) in &[(MC + 7, NC + 9, KC + 5), (5, 2 * NC + 1, 2 * KC + 3), (2 * MC + 1, 17, KC)] {
-            for threads in [1, 2] {
-                let beta = rng.pick(&[0.0, 0.75]);
-                check(&mut rng, m, n, k, 1.25, beta, threads, false);
+            for &kernel in &kernels {
+                for threads in [1, 2] {
+                    let beta = rng.pick(&[0.0, 0.75]);
+                    check(&mut rng, kernel, (m, n, k), 1.25, beta, threads, false);
+                }
+            }
+        }
+    }
+
+    /// Each kernel gives the same bits on any number of threads (splits move whole
+    /// elements between threads, never parts of their sums), by rows and by columns.
+    #[test]
+    fn same_bits_on_any_thread_count() {
+        let mut rng = Rng::new(13);
+        for kernel in kernels("gemm::tests::same_bits_on_any_thread_count") {
+            for &(m, n, k) in &[(150, 70, 333), (37, 400, 65)] {
+                let (a, b) = (rng.values(m * k), rng.values(k * n));
+                let results: Vec<Vec<u32>> = (1..=4)
+                    .map(|threads| {
+                        let mut c = vec![0f32; m * n];
+                        // SAFETY: row-major matrices of the stated sizes.
+                        unsafe { sgemm_with(kernel, &ctx(threads), m, n, k, 0.5, a.as_ptr(), (k as isize, 1), b.as_ptr(), (n as isize, 1), 0.0, c.as_mut_ptr(), (n as isize, 1)) };
+                        c.iter().map(|x| x.to_bits()).collect()
+                    })
+                    .collect();
+                for (t, r) in results.iter().enumerate().skip(1) {
+                    assert!(r == &results[0], "{kernel:?} {m}x{n}x{k}: {} threads differ from 1", t + 1);
+                }
             }
         }
     }
 
     #[test]
     fn beta_zero_does_not_read_c_and_alpha_zero_does_not_read_a_or_b() {
+        let kernels = kernels("gemm::tests::beta_zero_does_not_read_c_and_alpha_zero_does_not_read_a_or_b");
         let mut rng = Rng::new(3);
         for &(m, n, k) in &[(5, 6, 7), (130, 70, 40), (3, 4, 0)] {
-            for threads in [1, 3] {
-                check(&mut rng, m, n, k, 1.5, 0.0, threads, true);
+            for &kernel in &kernels {
+                for threads in [1, 3] {
+                    check(&mut rng, kernel, (m, n, k), 1.5, 0.0, threads, true);
+                }
             }
         }
         let a = [f32::NAN; 4];

@@ -6,7 +6,7 @@
 use crate::abi::{Activation, GemmParams, RunContext};
 
 use super::epilogue::{Act, activation};
-use super::gemm::{Gemm, PARALLEL_MIN_WORK, SPLIT_GRAIN};
+use super::gemm::{Gemm, GemmKernel, PARALLEL_MIN_WORK, SPLIT_GRAIN};
 use super::{ERR_BAD_GEMM_PARAMS, SharedCtx, parallel, thread_count};
 
 /// An addend of the epilogue: element (r, c) at `p[r·rs + c·cs]`.
@@ -24,7 +24,7 @@ unsafe impl Sync for Addend {}
 /// See [`crate::abi::SgemmEpilogueFn`].
 ///
 /// # Safety
-/// As [`epilogue`] with B as strided.
+/// As [`sgemm_epilogue_with`] with B as strided.
 pub unsafe extern "C" fn sgemm_epilogue(
     ctx: *const RunContext,
     params: *const GemmParams,
@@ -35,14 +35,14 @@ pub unsafe extern "C" fn sgemm_epilogue(
     c: *mut f32,
 ) -> i32 {
     // SAFETY: the caller's promises.
-    unsafe { epilogue(ctx, params, a, b, false, bias, residual, c) }
+    unsafe { sgemm_epilogue_with(GemmKernel::host(), ctx, params, a, b, false, bias, residual, c) }
 }
 
 /// See [`crate::abi::KernelTable::sgemm_packed_b`]: B was packed at compile time by
 /// [`super::pack_gemm_b`] for the params' k and n.
 ///
 /// # Safety
-/// As [`epilogue`] with B packed.
+/// As [`sgemm_epilogue_with`] with B packed.
 pub unsafe extern "C" fn sgemm_packed_b(
     ctx: *const RunContext,
     params: *const GemmParams,
@@ -53,10 +53,12 @@ pub unsafe extern "C" fn sgemm_packed_b(
     c: *mut f32,
 ) -> i32 {
     // SAFETY: the caller's promises.
-    unsafe { epilogue(ctx, params, a, b, true, bias, residual, c) }
+    unsafe { sgemm_epilogue_with(GemmKernel::host(), ctx, params, a, b, true, bias, residual, c) }
 }
 
-/// `C = act(alpha·A·B + bias + residual)`, split by rows over the threads.
+/// `C = act(alpha·A·B + bias + residual)`, split by rows over the threads, with the
+/// given GEMM micro-kernel (for tests and benchmarks; one this CPU lacks falls back to
+/// [`GemmKernel::host`]); B packed by [`super::pack_gemm_b`] when `b_packed`.
 ///
 /// # Safety
 /// `ctx` is null or valid; `params` is valid. A, C (and `bias`, `residual` when not
@@ -64,7 +66,8 @@ pub unsafe extern "C" fn sgemm_packed_b(
 /// k×n range of its strides, or (`b_packed`) holds `packed_b_len(k, n)` floats packed
 /// for that k and n; C is writable and overlaps none of the others.
 #[allow(clippy::too_many_arguments)]
-unsafe fn epilogue(
+pub unsafe fn sgemm_epilogue_with(
+    kernel: GemmKernel,
     ctx: *const RunContext,
     params: *const GemmParams,
     a: *const f32,
@@ -98,6 +101,7 @@ unsafe fn epilogue(
         rsc: p.rsc as isize,
         csc: p.csc as isize,
         b_packed,
+        kernel,
     };
     let addend = |ptr: *const f32, rs: i64, cs: i64| (!ptr.is_null()).then_some(Addend { p: ptr, rs: rs as isize, cs: cs as isize });
     let bias = addend(bias, p.rs_bias, p.cs_bias);
@@ -161,7 +165,7 @@ unsafe fn finish(g: &Gemm, r0: usize, r1: usize, bias: Option<Addend>, residual:
 #[cfg(test)]
 mod tests {
     use super::super::epilogue::tests::{act_f64, all_acts};
-    use super::super::test_util::{Rng, ctx};
+    use super::super::test_util::{Rng, ctx, runs_gemm_kernel};
     use super::*;
 
     fn params(m: usize, n: usize, k: usize, act: Act) -> GemmParams {
@@ -186,16 +190,19 @@ mod tests {
         }
     }
 
-    /// Against an f64 nested-loop reference, on one and on several threads, with every
-    /// activation, with and without each addend (B transposed, bias per column). The
+    /// Against an f64 nested-loop reference, with every GEMM kernel this CPU has, on one
+    /// and on several threads, with every activation, with and without each addend (B
+    /// transposed, bias per column). The
     /// products are accumulated in f32 over k terms: |error| ≤ 2·k·ε·Σ|a·b| bounds that
     /// (the classic dot-product bound, doubled for the blocked summation order), plus the
     /// activations' own few-ulp error.
     #[test]
     fn matches_f64_reference() {
         let mut rng = Rng::new(7);
+        let kernels: Vec<GemmKernel> = GemmKernel::ALL.into_iter().filter(|&k| runs_gemm_kernel(k, "gemm_epilogue::tests::matches_f64_reference")).collect();
         // The last shape crosses a KC slice and an MC block, with ragged strips.
-        for (m, n, k) in [(1, 1, 1), (3, 5, 7), (40, 33, 17), (70, 9, 130), (130, 37, 340)] {
+        let shapes = [(1, 1, 1), (3, 5, 7), (40, 33, 17), (70, 9, 130), (130, 37, 340)];
+        for (m, n, k, kernel) in shapes.into_iter().flat_map(|(m, n, k)| kernels.iter().map(move |&kr| (m, n, k, kr))) {
             let a = rng.values(m * k);
             let b = rng.values(n * k);
             let bias = rng.values(n);
@@ -213,10 +220,12 @@ mod tests {
                         let cx = ctx(threads);
                         // SAFETY: the buffers match the parameters; C overlaps nothing.
                         let status = unsafe {
-                            if packed {
-                                sgemm_packed_b(&cx, &p, a.as_ptr(), b_packed.as_ptr(), bp, rp, c.as_mut_ptr())
-                            } else {
-                                sgemm_epilogue(&cx, &p, a.as_ptr(), b.as_ptr(), bp, rp, c.as_mut_ptr())
+                            match (kernel == GemmKernel::host(), packed) {
+                                // The entry points, with the host's kernel.
+                                (true, true) => sgemm_packed_b(&cx, &p, a.as_ptr(), b_packed.as_ptr(), bp, rp, c.as_mut_ptr()),
+                                (true, false) => sgemm_epilogue(&cx, &p, a.as_ptr(), b.as_ptr(), bp, rp, c.as_mut_ptr()),
+                                (false, true) => sgemm_epilogue_with(kernel, &cx, &p, a.as_ptr(), b_packed.as_ptr(), true, bp, rp, c.as_mut_ptr()),
+                                (false, false) => sgemm_epilogue_with(kernel, &cx, &p, a.as_ptr(), b.as_ptr(), false, bp, rp, c.as_mut_ptr()),
                             }
                         };
                         assert_eq!(status, 0);
@@ -238,7 +247,7 @@ mod tests {
                                 let want = act_f64(act, pre);
                                 let tol = 2.0 * k as f64 * f64::from(f32::EPSILON) * mag + 8.0 * f64::from(f32::EPSILON) * (want.abs() + pre.abs()) + 1e-30;
                                 let got = c[i * n + j] as f64;
-                                assert!((got - want).abs() <= tol, "{m}x{n}x{k} {act:?} bias={with_bias} res={with_res} t={threads} packed={packed} ({i},{j}): {got} vs {want}");
+                                assert!((got - want).abs() <= tol, "{m}x{n}x{k} {kernel:?} {act:?} bias={with_bias} res={with_res} t={threads} packed={packed} ({i},{j}): {got} vs {want}");
                             }
                         }
                     }

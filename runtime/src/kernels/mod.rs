@@ -11,6 +11,7 @@ mod epilogue;
 mod erf;
 pub mod gemm;
 pub(crate) mod gemm_epilogue;
+mod gemm_kernels;
 pub mod generic;
 pub mod lowbit;
 pub mod math;
@@ -23,6 +24,7 @@ mod test_util;
 pub use blocked_gemm::{pack_b_matrix as pack_gemm_b, packed_b_len as packed_gemm_b_len};
 pub use conv::{check_conv_params, conv_scratch_bytes, pack_conv_weights, pack_depthwise_weights};
 pub use erf::erf;
+pub use gemm_epilogue::sgemm_epilogue_with;
 pub use pool::check_pool_params;
 
 use std::ffi::c_void;
@@ -97,6 +99,12 @@ unsafe fn parallel<F: Fn(usize, usize) -> i32 + Sync>(ctx: *const RunContext, n:
 fn has_avx2_fma() -> bool {
     // std caches the detection: this is two relaxed loads.
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// Whether this CPU has AVX-512F (the GEMM's widest micro-kernel).
+#[cfg(target_arch = "x86_64")]
+fn has_avx512f() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
 }
 
 /// The indices `i` in `0..n` for which `i * step + offset - pad` lies in `0..len`: one

@@ -62,3 +62,38 @@ pub fn gamma(n: usize) -> f64 {
     let nu = n as f64 * f64::powi(2.0, -24);
     nu / (1.0 - nu)
 }
+
+/// Whether this CPU can run the GEMM micro-kernel `kernel`. When it cannot, says so on
+/// the terminal, naming the test and the missing features: written to stderr directly,
+/// past the test harness's capture, so a skipped kernel never passes silently.
+pub fn runs_gemm_kernel(kernel: super::gemm::GemmKernel, test: &str) -> bool {
+    use super::gemm::GemmKernel;
+    use std::io::Write;
+    if kernel.available() {
+        return true;
+    }
+    let needs = match kernel {
+        GemmKernel::Portable => "nothing",
+        GemmKernel::Avx2 => "x86-64 with AVX2 and FMA",
+        GemmKernel::Avx512 => "x86-64 with AVX-512F",
+    };
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {test} did not test the {kernel:?} GEMM kernel: it needs {needs}, which this CPU lacks");
+    false
+}
+
+/// The error bound of one element of `C = α·A·B + β·C` computed in f32 by the GEMM,
+/// against the exact value, where `terms` is `|α|·Σₚ|aᵢₚ·bₚⱼ| + |β·cᵢⱼ|`.
+///
+/// Every path rounds each product term at most k + 2 times on its way into C. Packed
+/// paths: at most kc times in its slice's chain (one rounding per FMA, or the product's
+/// and then each addition's, the first addition to zero being exact), once scaling the
+/// slice by α, and once per later addition (of a later slice, each holding at least
+/// one of the k − kc other terms, or of β·c). The few-row path: α·a, the product, and at
+/// most k additions. β·c is rounded at most k + 2 times too. So |ĉ − c| ≤ γ_{k+2}·terms
+/// (Higham, §3.1 and §3.5). The f64 reference is itself off by at most that bound in
+/// f64, which is added.
+pub fn gemm_bound(k: usize, terms: f64) -> f64 {
+    let u64 = f64::EPSILON / 2.0;
+    let gamma64 = (k + 2) as f64 * u64 / (1.0 - (k + 2) as f64 * u64);
+    (gamma(k + 2) + gamma64) * terms
+}
