@@ -482,7 +482,7 @@ mod tests {
             name: Some(name.into()),
             r#type: Some(proto::TypeProto {
                 value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                    elem_type: Some(elem.onnx_code()),
+                    elem_type: Some(elem.onnx_code() as i32),
                     shape: Some(proto::TensorShapeProto { dim: dims.iter().map(|d| dim(*d)).collect() }),
                 })),
                 ..Default::default()

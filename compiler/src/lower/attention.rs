@@ -97,7 +97,7 @@ fn bmm(lw: &mut Lw, p: Bmm, pre: Option<(f64, DType)>) -> Result<()> {
     let (b, bt) = p.b;
     let (c, ct) = p.c;
     if at == DType::F32 && bt == DType::F32 && ct == DType::F32 {
-        lw.push(calls::sgemm(p.batch, [p.m, p.n, p.k], p.alpha as f32, 0.0, &a, &b, &c));
+        calls::sgemm(lw, p.batch, [p.m, p.n, p.k], p.alpha as f32, 0.0, &a, &b, &c)?;
         return Ok(());
     }
     // c[batch, i, j] = Σ_p a[batch, i, p] · b[batch, p, j], accumulated wide, rounded once.

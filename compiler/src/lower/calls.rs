@@ -3,9 +3,12 @@
 //! weights blobs. The argument order is the kernel table's declaration
 //! (`neoc_runtime::abi`); these functions are the only place that spells it out.
 
+use anyhow::Result;
 use neoc_runtime::abi::Kernel;
 
-use crate::kernel_ir::{Call, CallArg, Mem, Step};
+use super::Lw;
+use crate::kernel_ir::{Access, BinOp, Call, CallArg, Expr, Lit, Mem, Reduce, Step};
+use crate::tensor::DType;
 
 /// A matrix operand of a GEMM on f32: element (r, c) at batch point `b` is at
 /// `offset + Σ batch_strides[d]·b[d] + r·rs + c·cs` elements from the start of `mem`.
@@ -25,10 +28,28 @@ impl Matrix {
     }
 }
 
-/// For every point of `batch`: `C = alpha·A·B + beta·C` (f32), with the runtime's `sgemm`.
-/// An empty product (m or n zero) makes no call.
+impl Matrix {
+    /// An f32 load of element (`row`, `col`) at batch point `batch` (loop dims).
+    fn load(&self, batch: &[usize], row: usize, col: usize, rank: usize) -> Expr {
+        let mut strides = vec![0i64; rank];
+        for (d, s) in batch.iter().zip(&self.batch_strides) {
+            strides[*d] = *s;
+        }
+        strides[row] += self.rs;
+        strides[col] += self.cs;
+        Expr::Load(Access { mem: self.mem, dtype: DType::F32, offset: self.offset, strides })
+    }
+}
+
+/// For every point of `batch`: `C = alpha·A·B + beta·C` (f32), with the runtime's `sgemm`
+/// when the backend has it, else as a loop nest (a reduction over k in k order). An empty
+/// product (m or n zero) computes nothing.
 #[allow(clippy::too_many_arguments)]
-pub fn sgemm(batch: Vec<usize>, [m, n, k]: [usize; 3], alpha: f32, beta: f32, a: &Matrix, b: &Matrix, c: &Matrix) -> Step {
+pub fn sgemm(lw: &mut Lw, batch: Vec<usize>, [m, n, k]: [usize; 3], alpha: f32, beta: f32, a: &Matrix, b: &Matrix, c: &Matrix) -> Result<()> {
+    if !lw.caps.has(Kernel::Sgemm) {
+        lw.push(gemm_loops(&batch, [m, n, k], alpha, beta, [a, b, c]));
+        return Ok(());
+    }
     let batch = if m == 0 || n == 0 { vec![0] } else { batch };
     let int = |v: i64| CallArg::Int(v);
     let args = vec![
@@ -47,7 +68,38 @@ pub fn sgemm(batch: Vec<usize>, [m, n, k]: [usize; 3], alpha: f32, beta: f32, a:
         int(c.rs),
         int(c.cs),
     ];
-    Step::Call(Call { kernel: Kernel::Sgemm, batch, args })
+    lw.push(Step::Call(Call { kernel: Kernel::Sgemm, batch, args }));
+    Ok(())
+}
+
+/// The GEMM as a reduction: dims `batch ++ [m, n, k]`, `acc += A[r, p]·B[p, c]` over p,
+/// then `C = alpha·acc + beta·C` (C not read when beta is 0, as the kernel does).
+fn gemm_loops(batch: &[usize], [m, n, k]: [usize; 3], alpha: f32, beta: f32, [a, b, c]: [&Matrix; 3]) -> Step {
+    let nb = batch.len();
+    let rank = nb + 3;
+    let bdims: Vec<usize> = (0..nb).collect();
+    let (row, col, p) = (nb, nb + 1, nb + 2);
+    let value = Expr::bin(BinOp::Mul, a.load(&bdims, row, p, rank), b.load(&bdims, p, col, rank));
+    let scaled = Expr::bin(BinOp::Mul, Expr::Lit(Lit::F32(alpha)), Expr::Acc);
+    let mut out_strides = vec![0i64; nb + 2];
+    for (d, s) in c.batch_strides.iter().enumerate().take(nb) {
+        out_strides[d] = *s;
+    }
+    out_strides[row] = c.rs;
+    out_strides[col] = c.cs;
+    let out = Access { mem: c.mem, dtype: DType::F32, offset: c.offset, strides: out_strides.clone() };
+    let finish = if beta == 0.0 {
+        scaled
+    } else {
+        // Loads in `finish` are indexed by every dim (the reduced one with stride 0).
+        let mut strides = out_strides;
+        strides.push(0);
+        let old = Expr::Load(Access { strides, ..out.clone() });
+        Expr::bin(BinOp::Add, scaled, Expr::bin(BinOp::Mul, Expr::Lit(Lit::F32(beta)), old))
+    };
+    let mut dims = batch.to_vec();
+    dims.extend([m, n, k]);
+    Step::Reduce(Reduce { dims, n_outer: nb + 2, acc: DType::F32, init: Lit::F32(0.0), combine: BinOp::Add, value, finish, out })
 }
 
 /// For every point of `batch`: `C = act(alpha·A·B + bias + residual)` (f32), by the
@@ -56,25 +108,69 @@ pub fn sgemm(batch: Vec<usize>, [m, n, k]: [usize; 3], alpha: f32, beta: f32, a:
 /// packed by `neoc_runtime::kernels::pack_gemm_b` (the same at every batch point) and the
 /// call goes to `sgemm_packed_b`.
 #[allow(clippy::too_many_arguments)]
-pub fn sgemm_epilogue(batch: Vec<usize>, params: Mem, a: &Matrix, b: &Matrix, bias: Option<&Matrix>, residual: Option<&Matrix>, c: &Matrix, packed_b: bool) -> Step {
+pub fn sgemm_epilogue(lw: &mut Lw, batch: Vec<usize>, params: Mem, a: &Matrix, b: &Matrix, bias: Option<&Matrix>, residual: Option<&Matrix>, c: &Matrix, packed_b: bool) -> Result<()> {
+    let kernel = if packed_b { Kernel::SgemmPackedB } else { Kernel::SgemmEpilogue };
+    lw.caps.need(kernel, "a GEMM with a fused epilogue")?;
     let opt = |m: Option<&Matrix>| m.map_or(CallArg::Null, Matrix::arg);
     let args = vec![CallArg::buf(params), a.arg(), b.arg(), opt(bias), opt(residual), c.arg()];
-    Step::Call(Call { kernel: if packed_b { Kernel::SgemmPackedB } else { Kernel::SgemmEpilogue }, batch, args })
+    lw.push(Step::Call(Call { kernel, batch, args }));
+    Ok(())
 }
 
 /// The runtime's `conv`: `params` is a weights blob holding an `abi::ConvParams`.
-pub fn conv(params: Mem, x: Mem, w: Mem, bias: Option<Mem>, residual: Option<Mem>, y: Mem, scratch: Option<Mem>) -> Step {
+#[allow(clippy::too_many_arguments)]
+pub fn conv(lw: &mut Lw, params: Mem, x: Mem, w: Mem, bias: Option<Mem>, residual: Option<Mem>, y: Mem, scratch: Option<Mem>) -> Result<()> {
+    lw.caps.need(Kernel::Conv, "a convolution")?;
     let args = vec![CallArg::buf(params), CallArg::buf(x), CallArg::buf(w), CallArg::opt(bias), CallArg::opt(residual), CallArg::buf(y), CallArg::opt(scratch)];
-    Step::Call(Call::new(Kernel::Conv, args))
+    lw.push(Step::Call(Call::new(Kernel::Conv, args)));
+    Ok(())
 }
 
 /// The runtime's `pool`: `params` is a weights blob holding an `abi::PoolParams`.
-pub fn pool(params: Mem, x: Mem, y: Mem, indices: Option<Mem>) -> Step {
-    Step::Call(Call::new(Kernel::Pool, vec![CallArg::buf(params), CallArg::buf(x), CallArg::buf(y), CallArg::opt(indices)]))
+pub fn pool(lw: &mut Lw, params: Mem, x: Mem, y: Mem, indices: Option<Mem>) -> Result<()> {
+    lw.caps.need(Kernel::Pool, "pooling")?;
+    lw.push(Step::Call(Call::new(Kernel::Pool, vec![CallArg::buf(params), CallArg::buf(x), CallArg::buf(y), CallArg::opt(indices)])));
+    Ok(())
 }
 
 /// The runtime's string kernel: `params` is a weights blob naming the op
 /// (`neoc_runtime::kernels::strings`); it reads `a` and `b` and writes `c`.
-pub fn strings(params: Mem, a: Option<Mem>, b: Option<Mem>, c: Mem) -> Step {
-    Step::Call(Call::new(Kernel::Strings, vec![CallArg::buf(params), CallArg::opt(a), CallArg::opt(b), CallArg::buf(c)]))
+pub fn strings(lw: &mut Lw, params: Mem, a: Option<Mem>, b: Option<Mem>, c: Mem) -> Result<()> {
+    lw.caps.need(Kernel::Strings, "a string operation")?;
+    lw.push(Step::Call(Call::new(Kernel::Strings, vec![CallArg::buf(params), CallArg::opt(a), CallArg::opt(b), CallArg::buf(c)])));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use neoc_runtime::abi::Kernel;
+
+    use crate::driver::{from_runtime, to_runtime};
+    use crate::lower::Caps;
+    use crate::lower::test_util::ramp;
+    use crate::target::Target;
+
+    /// A backend without `sgemm` gets GEMMs as loop nests: batched MatMul with a broadcast
+    /// operand, and Gemm with transposes, alpha and beta·C. Compiled with the CPU code
+    /// generator, they match the reference evaluator. The sums run over k ≤ 7 products of
+    /// ramp values (multiples of 1/8 below 1.5): exact in f32 in any order, so the
+    /// comparison is exact.
+    #[test]
+    fn gemm_without_the_kernel_is_a_loop_nest() {
+        const NO_GEMM: Caps = Caps { backend: "test", kernels: &[Kernel::Memcpy, Kernel::Memset, Kernel::ParallelFor, Kernel::MathF32, Kernel::MathF64], pack_weights: false };
+        let text = "graph(%a: f32[2,3,7], %b: f32[7,5], %x: f32[7,3], %y: f32[4,7], %c: f32[3,4]) {\n  %m = MatMul(%a, %b) : f32[2,3,5]\n  %g = Gemm{alpha=0.5f, beta=2.0f, transA=1, transB=1}(%x, %y, %c) : f32[3,4]\n  return %m, %g\n}";
+        let g = crate::ir::parse::parse_graph(text).unwrap();
+        let lowered = crate::lower::lower(&g, &NO_GEMM).expect("lowers without sgemm");
+        assert!(lowered.steps.iter().all(|s| !matches!(s, crate::kernel_ir::Step::Call(c) if c.kernel == Kernel::Sgemm)));
+        let inputs = [ramp(&[2, 3, 7], 0.125, 0.0), ramp(&[7, 5], 0.0625, 0.25), ramp(&[7, 3], 0.125, 0.0), ramp(&[4, 7], 0.125, -0.5), ramp(&[3, 4], 0.25, 0.0)];
+        let want = crate::eval::run(&g, &inputs).unwrap();
+        let art = crate::backend::cpu::compile_with_caps(&g, &Target::host(), &NO_GEMM).unwrap();
+        let model = neoc_runtime::Model::from_bytes(&art.bytes).unwrap();
+        let ins: Vec<_> = inputs.iter().map(|t| to_runtime(t).unwrap()).collect();
+        let got: Vec<_> = model.run(&ins).unwrap().iter().map(|t| from_runtime(t).unwrap()).collect();
+        assert_eq!(got, want);
+        // With the kernel, the same graph calls it.
+        let lowered = crate::lower::lower(&g, &Caps::CPU).unwrap();
+        assert!(lowered.steps.iter().any(|s| matches!(s, crate::kernel_ir::Step::Call(c) if c.kernel == Kernel::Sgemm)));
+    }
 }

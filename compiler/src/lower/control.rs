@@ -47,6 +47,7 @@ fn lower_body(lw: &mut Lw, body: &Graph, inputs: &[Mem], consts: &mut HashMap<Va
     let outer = lw.current.clone();
     let mut sub = Lw {
         g: body,
+        caps: lw.caps,
         vals: consts.clone(),
         steps: std::mem::take(&mut lw.steps),
         step_nodes: std::mem::take(&mut lw.step_nodes),

@@ -180,7 +180,7 @@ fn conv_transpose_gemm(lw: &mut Lw, id: NodeId, w: &crate::ir::ops::conv::spatia
     let cols = lw.temp_bytes((n * group) as u64 * (rows * ip) as u64 * 4);
     let (xm, wm) = (lw.mem(x)?, lw.mem(wv)?);
     // A[row, ic] = W[g·cg + ic, row] (W is (C, M/group·K) as a matrix).
-    lw.push(calls::sgemm(vec![n, group], [rows as usize, ip as usize, cg], 1.0, 0.0, &Matrix { mem: wm, offset: 0, batch_strides: vec![0, cgi * rows], rs: 1, cs: rows }, &Matrix { mem: xm, offset: 0, batch_strides: vec![(group as i64) * cgi * ip, cgi * ip], rs: ip, cs: 1 }, &Matrix { mem: cols, offset: 0, batch_strides: vec![(group as i64) * rows * ip, rows * ip], rs: ip, cs: 1 }));
+    calls::sgemm(lw, vec![n, group], [rows as usize, ip as usize, cg], 1.0, 0.0, &Matrix { mem: wm, offset: 0, batch_strides: vec![0, cgi * rows], rs: 1, cs: rows }, &Matrix { mem: xm, offset: 0, batch_strides: vec![(group as i64) * cgi * ip, cgi * ip], rs: ip, cs: 1 }, &Matrix { mem: cols, offset: 0, batch_strides: vec![(group as i64) * rows * ip, rows * ip], rs: ip, cs: 1 })?;
     // Dims [n, g, oc, o_1..o_r, k_1..k_r].
     let (is, os, ks) = (dense_strides(&g.in_sp), dense_strides(&g.out_sp), dense_strides(&w.kernel));
     let mut dims = vec![n, group, mg];

@@ -3,7 +3,7 @@
 //! computing it.
 
 use anyhow::{Result, bail};
-use neoc_runtime::abi::GemmParams;
+use neoc_runtime::abi::{GemmParams, Kernel};
 
 use super::Lw;
 use super::linalg::pod_bytes;
@@ -85,7 +85,7 @@ pub fn fused_matmul(lw: &mut Lw, id: NodeId, gemm: Option<(bool, bool)>, scale: 
         act_beta,
     };
     let params = lw.blob(pod_bytes(&params));
-    lw.push(calls::sgemm_epilogue(batch, params, &ma, &mb, bias.as_ref(), residual.as_ref(), &c, packed_b));
+    calls::sgemm_epilogue(lw, batch, params, &ma, &mb, bias.as_ref(), residual.as_ref(), &c, packed_b)?;
     Ok(())
 }
 
@@ -94,7 +94,7 @@ pub fn fused_matmul(lw: &mut Lw, id: NodeId, gemm: Option<(bool, bool)>, scale: 
 /// every call, and every thread reads the one copy. `None` when B is not such a
 /// constant (it is then read in place, and packed per call).
 fn packed_weights(lw: &mut Lw, b: crate::ir::ValueId, k: usize, n: usize, trans: bool) -> Result<Option<Mem>> {
-    let Some(t) = lw.konst(b) else { return Ok(None) };
+    let Some(t) = lw.konst(b).filter(|_| lw.caps.pack_weights && lw.caps.has(Kernel::SgemmPackedB)) else { return Ok(None) };
     if t.shape().len() != 2 {
         return Ok(None);
     }
@@ -152,7 +152,7 @@ mod tests {
             konst(&[n], 4)
         );
         let g = crate::ir::parse::parse_graph(&text).expect("parses");
-        let lowered = crate::lower::lower(&g).expect("lowers");
+        let lowered = crate::lower::lower(&g, &crate::lower::Caps::CPU).expect("lowers");
         let packed = lowered.steps.iter().filter(|s| matches!(s, crate::kernel_ir::Step::Call(c) if c.kernel == neoc_runtime::abi::Kernel::SgemmPackedB)).count();
         assert_eq!(packed, 3, "all three products read pre-packed weights");
         same_as_reference(&text, &[values(&[2, 7, k], 1), values(&[3, k], 5)], Tolerance::Exact);

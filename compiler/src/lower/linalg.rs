@@ -53,7 +53,7 @@ fn matmul(lw: &mut Lw, id: NodeId) -> Result<()> {
     let c_batch = dense_strides(&batch).into_iter().map(|s| s * (m * n) as i64).collect::<Vec<_>>();
     if at.dtype == DType::F32 {
         let mat = |mem, batch_strides: Vec<i64>, rs, cs| Matrix { mem, offset: 0, batch_strides, rs, cs };
-        lw.push(calls::sgemm(batch.clone(), [m, n, k], 1.0, 0.0, &mat(am, a_batch, a_str[a_str.len() - 2], 1), &mat(bm, b_batch, b_str[b_str.len() - 2], 1), &mat(out, c_batch, n as i64, 1)));
+        calls::sgemm(lw, batch.clone(), [m, n, k], 1.0, 0.0, &mat(am, a_batch, a_str[a_str.len() - 2], 1), &mat(bm, b_batch, b_str[b_str.len() - 2], 1), &mat(out, c_batch, n as i64, 1))?;
         return Ok(());
     }
     // Other dtypes: out[batch, i, j] = Σ_p a[batch, i, p] · b[batch, p, j].
@@ -107,7 +107,7 @@ fn gemm(lw: &mut Lw, id: NodeId, alpha: f32, beta: f32, trans_a: bool, trans_b: 
     let (rb, cb) = (bt.shape[1] as i64, 1);
     let (rsa, csa) = if trans_a { (ca, ra) } else { (ra, ca) };
     let (rsb, csb) = if trans_b { (cb, rb) } else { (rb, cb) };
-    lw.push(calls::sgemm(vec![], [m, n, k], alpha, c_beta, &Matrix { mem: am, offset: 0, batch_strides: vec![], rs: rsa, cs: csa }, &Matrix { mem: bm, offset: 0, batch_strides: vec![], rs: rsb, cs: csb }, &Matrix { mem: out, offset: 0, batch_strides: vec![], rs: n as i64, cs: 1 }));
+    calls::sgemm(lw, vec![], [m, n, k], alpha, c_beta, &Matrix { mem: am, offset: 0, batch_strides: vec![], rs: rsa, cs: csa }, &Matrix { mem: bm, offset: 0, batch_strides: vec![], rs: rsb, cs: csb }, &Matrix { mem: out, offset: 0, batch_strides: vec![], rs: n as i64, cs: 1 })?;
     Ok(())
 }
 
@@ -162,7 +162,7 @@ pub fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize, act: Act, residua
     };
     neoc_runtime::kernels::check_conv_params(&params).map_err(|e| anyhow::anyhow!("Conv parameters: {e}"))?;
     let packed = match lw.konst(wv) {
-        Some(t) if wt.dtype == DType::F32 || half => {
+        Some(t) if (wt.dtype == DType::F32 || half) && lw.caps.pack_weights => {
             let w: Vec<f32> = t.to_f64_vec()?.into_iter().map(|v| v as f32).collect();
             choose_weight_layout(&params, &w)
         }
@@ -187,7 +187,7 @@ pub fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize, act: Act, residua
     };
     let out_ty = lw.g.node(id).outputs[0].ty.clone();
     let y = if half { lw.temp_bytes(4 * out_ty.len() as u64) } else { lw.out(id, 0) };
-    lw.push(calls::conv(pm, xm, wm, bias, residual, y, scratch));
+    calls::conv(lw, pm, xm, wm, bias, residual, y, scratch)?;
     if half {
         let out = lw.out(id, 0);
         let n = out_ty.len();
@@ -294,7 +294,7 @@ fn pool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
     let y = lw.out(id, 0);
     let indices = (lw.g.node(id).outputs.len() > 1).then(|| lw.out(id, 1));
     if !via_f32 {
-        lw.push(calls::pool(pm, xm, y, indices));
+        calls::pool(lw, pm, xm, y, indices)?;
         if let (Some(ind), Pool::Max { storage_order: true, .. }) = (indices, p) {
             column_major_indices(lw, ind, &out_ty.shape, &xt.shape[2..]);
         }
@@ -305,7 +305,7 @@ fn pool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
     lw.push(Step::Loop(Loop { dims: xt.shape.clone(), out: Access::dense(xf, DType::F32, &xt.shape), value: widen(xm, xt.dtype, &xt.shape) }));
     xm = xf;
     let yf = lw.temp(&crate::ir::ValueType::new(DType::F32, out_ty.shape.clone()));
-    lw.push(calls::pool(pm, xm, yf, indices));
+    calls::pool(lw, pm, xm, yf, indices)?;
     if let (Some(ind), Pool::Max { storage_order: true, .. }) = (indices, p) {
         column_major_indices(lw, ind, &out_ty.shape, &xt.shape[2..]);
     }

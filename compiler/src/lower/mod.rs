@@ -7,6 +7,7 @@
 
 mod along_axis;
 pub mod calls;
+mod caps;
 mod attention;
 mod control;
 mod conv_transpose;
@@ -70,8 +71,12 @@ pub struct LowerProblem {
     pub message: String,
 }
 
+pub use caps::Caps;
+
 pub struct Lw<'g> {
     pub g: &'g Graph,
+    /// The backend's choices.
+    pub caps: &'g Caps,
     vals: HashMap<ValueId, Mem>,
     steps: Vec<Step>,
     step_nodes: Vec<String>,
@@ -81,9 +86,9 @@ pub struct Lw<'g> {
     runtime_features: Vec<String>,
 }
 
-/// Lowers every op of `g` (already optimised and verified).
-pub fn lower(g: &Graph) -> Result<Lowered, Vec<LowerProblem>> {
-    let mut lw = Lw { g, vals: HashMap::new(), steps: vec![], step_nodes: vec![], temps: vec![], blobs: vec![], current: String::new(), runtime_features: vec![] };
+/// Lowers every op of `g` (already optimised and verified) for a backend with `caps`.
+pub fn lower(g: &Graph, caps: &Caps) -> Result<Lowered, Vec<LowerProblem>> {
+    let mut lw = Lw { g, caps, vals: HashMap::new(), steps: vec![], step_nodes: vec![], temps: vec![], blobs: vec![], current: String::new(), runtime_features: vec![] };
     let mut problems = Vec::new();
     let problem = |node: &str, op: &str, message: String| LowerProblem { node: node.into(), op: op.into(), message };
     for (i, &n) in g.inputs.iter().enumerate() {

@@ -203,7 +203,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, r: &Rnn) -> Result<()> {
         // X·W[dir]ᵀ for all steps, as [seq, batch, G·H].
         let xw = lw.temp(&ValueType::new(F, vec![seq, batch, gh]));
         let (x_seq, x_row) = if r.layout == 0 { ((batch * input) as i64, input as i64) } else { (input as i64, (seq * input) as i64) };
-        lw.push(calls::sgemm(vec![seq], [batch, gh, input], 1.0, 0.0, &Matrix { mem: xm, offset: 0, batch_strides: vec![x_seq], rs: x_row, cs: 1 }, &Matrix { mem: wm, offset: (dir * gh * input) as i64, batch_strides: vec![0], rs: 1, cs: input as i64 }, &Matrix { mem: xw, offset: 0, batch_strides: vec![(batch * gh) as i64], rs: gh as i64, cs: 1 }));
+        calls::sgemm(lw, vec![seq], [batch, gh, input], 1.0, 0.0, &Matrix { mem: xm, offset: 0, batch_strides: vec![x_seq], rs: x_row, cs: 1 }, &Matrix { mem: wm, offset: (dir * gh * input) as i64, batch_strides: vec![0], rs: 1, cs: input as i64 }, &Matrix { mem: xw, offset: 0, batch_strides: vec![(batch * gh) as i64], rs: gh as i64, cs: 1 })?;
         let hr = lw.temp(&ValueType::new(F, vec![batch, gh]));
         let state_ty = ValueType::new(F, vec![batch, hh]);
         let h = lw.temp(&state_ty);
@@ -270,7 +270,7 @@ fn step(lw: &mut Lw, r: &Rnn, acts: &[Act], d: &Dir, t: usize, rm: Mem, dir: usi
     let h_matrix = Matrix { mem: d.h, offset: 0, batch_strides: vec![], rs: hh as i64, cs: 1 };
     let r_dir = (dir as i64) * gh * hh as i64;
     // h·R[dir]ᵀ: R[dir] is [G·H, H].
-    lw.push(calls::sgemm(vec![], [d.batch, gh as usize, hh], 1.0, 0.0, &h_matrix.clone(), &Matrix { mem: rm, offset: r_dir, batch_strides: vec![], rs: 1, cs: hh as i64 }, &Matrix { mem: d.hr, offset: 0, batch_strides: vec![], rs: gh, cs: 1 }));
+    calls::sgemm(lw, vec![], [d.batch, gh as usize, hh], 1.0, 0.0, &h_matrix.clone(), &Matrix { mem: rm, offset: r_dir, batch_strides: vec![], rs: 1, cs: hh as i64 }, &Matrix { mem: d.hr, offset: 0, batch_strides: vec![], rs: gh, cs: 1 })?;
     let clip = r.clip;
     let dims = d.dims();
     match r.cell {
@@ -292,7 +292,7 @@ fn step(lw: &mut Lw, r: &Rnn, acts: &[Act], d: &Dir, t: usize, rm: Mem, dir: usi
                 let value = bin(BinOp::Mul, rgate, d.state(d.h));
                 lw.push(Step::Loop(Loop { dims: dims.clone(), out: d.state_access(rh), value }));
                 let prod = lw.temp(&ty);
-                lw.push(calls::sgemm(vec![], [d.batch, hh, hh], 1.0, 0.0, &Matrix { mem: rh, offset: 0, batch_strides: vec![], rs: hh as i64, cs: 1 }, &Matrix { mem: rm, offset: r_dir + 2 * (hh * hh) as i64, batch_strides: vec![], rs: 1, cs: hh as i64 }, &Matrix { mem: prod, offset: 0, batch_strides: vec![], rs: hh as i64, cs: 1 }));
+                calls::sgemm(lw, vec![], [d.batch, hh, hh], 1.0, 0.0, &Matrix { mem: rh, offset: 0, batch_strides: vec![], rs: hh as i64, cs: 1 }, &Matrix { mem: rm, offset: r_dir + 2 * (hh * hh) as i64, batch_strides: vec![], rs: 1, cs: hh as i64 }, &Matrix { mem: prod, offset: 0, batch_strides: vec![], rs: hh as i64, cs: 1 })?;
                 bin(BinOp::Add, d.wx(2, t), d.rh(2, Some(prod)))
             };
             let cand = activate(g, clip, pre);

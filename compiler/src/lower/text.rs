@@ -16,7 +16,7 @@ use neoc_runtime::kernels::strings::{self as rt, BlobWriter};
 
 use super::Lw;
 use crate::kernel_ir::{Access, Expr, Loop, Mem, Step, broadcast_strides};
-use super::calls::{self};
+use super::calls;
 use crate::ir::ops::binary::Binary;
 use crate::ir::ops::cast::Cast;
 use crate::ir::ops::reshape::Reshape;
@@ -65,7 +65,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
             let params = BlobWriter::new(rt::OP_NORMALIZE).u32(case).u32(*case_sensitive as u32).strs(stopwords).u64(n_in).u64(n_out).finish();
             let a = lw.mem(x)?;
             let c = lw.out(id, 0);
-            call(lw, params, Some(a), None, c);
+            call(lw, params, Some(a), None, c)?;
         }
         Op::Text(Text::StringConcat) => binary(lw, id, rt::BINARY_CONCAT)?,
         Op::Binary(Binary::Equal) => binary(lw, id, rt::BINARY_EQUAL)?,
@@ -75,7 +75,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
             lw.need_runtime_feature(rt::REGEX_FEATURE);
             let a = lw.mem(x)?;
             let c = lw.out(id, 0);
-            call(lw, params, Some(a), None, c);
+            call(lw, params, Some(a), None, c)?;
         }
         Op::Text(Text::StringSplit { .. }) => bail!("StringSplit needs a constant input (its output shape depends on the strings)"),
         Op::Ml(Ml::LabelEncoder(map)) => label_encoder(lw, id, map)?,
@@ -86,9 +86,9 @@ pub fn lower(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
     Ok(())
 }
 
-fn call(lw: &mut Lw, params: Vec<u8>, a: Option<Mem>, b: Option<Mem>, c: Mem) {
+fn call(lw: &mut Lw, params: Vec<u8>, a: Option<Mem>, b: Option<Mem>, c: Mem) -> Result<()> {
     let params = lw.blob(params);
-    lw.push(calls::strings(params, a, b, c));
+    calls::strings(lw, params, a, b, c)
 }
 
 /// Handles of the constant strings `t`, in a new temporary.
@@ -103,7 +103,7 @@ fn write_const(lw: &mut Lw, t: &Tensor, dst: Mem) -> Result<()> {
     match t {
         Tensor::Str(a) => {
             let values: Vec<&str> = a.iter().map(String::as_str).collect();
-            call(lw, BlobWriter::new(rt::OP_CONST).strs(&values).finish(), None, None, dst);
+            call(lw, BlobWriter::new(rt::OP_CONST).strs(&values).finish(), None, None, dst)?;
         }
         _ => {
             let bytes = t.to_le_bytes()?;
@@ -136,7 +136,7 @@ fn binary(lw: &mut Lw, id: NodeId, kind: u32) -> Result<()> {
     }
     let (a, b) = (lw.mem(x)?, lw.mem(y)?);
     let c = lw.out(id, 0);
-    call(lw, w.finish(), Some(a), Some(b), c);
+    call(lw, w.finish(), Some(a), Some(b), c)?;
     Ok(())
 }
 
@@ -188,7 +188,7 @@ fn label_encoder(lw: &mut Lw, id: NodeId, map: &LabelMap) -> Result<()> {
     w.u64(n);
     let a = lw.mem(x)?;
     let idx = lw.temp_bytes(8 * n);
-    call(lw, w.finish(), Some(a), None, idx);
+    call(lw, w.finish(), Some(a), None, idx)?;
 
     let len = values.len() as i64 + 1;
     let (table, dtype) = match (values, default) {
@@ -282,7 +282,7 @@ fn tfidf(lw: &mut Lw, id: NodeId, t: &TfIdf) -> Result<()> {
     }
     let a = lw.mem(x)?;
     let c = lw.out(id, 0);
-    call(lw, w.finish(), Some(a), None, c);
+    call(lw, w.finish(), Some(a), None, c)?;
     Ok(())
 }
 

@@ -65,19 +65,25 @@ fn runtime_sig(name: &str, ty: &ValueType) -> TensorSig {
 
 /// Compiles an optimised graph for a CPU target.
 pub fn compile(g: &Graph, target: &Target) -> Result<CompiledArtifact, CompileError> {
-    build(g, target, false)
+    build(g, target, &lower::Caps::CPU, false)
+}
+
+/// As [`compile`], lowering with other backend choices than the CPU's own (tests use it
+/// to check the lowering's loop-nest forms, e.g. a GEMM without the `sgemm` kernel).
+pub fn compile_with_caps(g: &Graph, target: &Target, caps: &lower::Caps) -> Result<CompiledArtifact, CompileError> {
+    build(g, target, caps, false)
 }
 
 /// As [`compile`], also returning the disassembly of every function (as Cranelift
 /// printed the instructions it emitted), e.g. to inspect cross-compiled aarch64 code.
 pub fn compile_with_listing(g: &Graph, target: &Target) -> Result<CompiledArtifact, CompileError> {
-    build(g, target, true)
+    build(g, target, &lower::Caps::CPU, true)
 }
 
-fn build(g: &Graph, target: &Target, listing: bool) -> Result<CompiledArtifact, CompileError> {
+fn build(g: &Graph, target: &Target, caps: &lower::Caps, listing: bool) -> Result<CompiledArtifact, CompileError> {
     let cpu = isa::for_target(target)?;
     let t0 = Instant::now();
-    let lowered = lower::lower(g).map_err(CompileError::Unsupported)?;
+    let lowered = lower::lower(g, caps).map_err(CompileError::Unsupported)?;
     let memory = plan::plan(&lowered.steps, &lowered.temps);
     let lower_ms = t0.elapsed().as_secs_f64() * 1e3;
 
