@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use anyhow::{Result, anyhow, bail};
 
-use super::{Lw, check_dtype, elementwise};
+use super::{Lw, check_dtype, pointwise};
 use crate::kernel_ir::{Access, Expr, Loop, Step};
 use crate::ir::ops::fused::Fused;
 use crate::ir::{NodeId, NodeKind, ValueId};
@@ -43,7 +43,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, f: &Fused) -> Result<()> {
                         }
                     }
                 }
-                let e = elementwise::expr_of(op, ins, &types, node.outputs[0].ty.dtype)?;
+                let e = pointwise::expr_of(op, ins, &types, node.outputs[0].ty.dtype)?;
                 exprs.insert(ValueId { node: n, slot: 0 }, e);
             }
             let Some((_, root)) = body.outputs.first() else { bail!("Elementwise body has no output") };

@@ -5,15 +5,17 @@
 //! copying). Ops the backend cannot lower yet are all collected and reported together,
 //! each naming the node, the op and what is missing.
 
+mod activation;
 mod along_axis;
 pub mod calls;
 mod caps;
 mod attention;
+mod binary;
+mod cast;
 mod control;
 mod conv_transpose;
 mod deform_conv;
 mod einsum;
-mod elementwise;
 mod fused;
 mod gemm;
 mod index;
@@ -21,6 +23,7 @@ mod linalg;
 mod linear_attention;
 mod loss;
 mod ml;
+mod pointwise;
 mod movement;
 mod recurrent;
 mod quant;
@@ -38,6 +41,7 @@ mod swiglu;
 #[cfg(test)]
 pub(crate) mod test_util;
 mod training;
+mod unary;
 
 use std::collections::HashMap;
 
@@ -175,8 +179,10 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         Op::Signal(crate::ir::ops::signal::Signal::Stft { onesided }) => signal::stft(lw, id, *onesided),
         Op::Signal(crate::ir::ops::signal::Signal::MelWeightMatrix { .. }) => signal::mel_weight_matrix(lw, id),
         Op::Quant(q @ (crate::ir::ops::quant::Quant::MatMulInteger | crate::ir::ops::quant::Quant::QLinearMatMul | crate::ir::ops::quant::Quant::ConvInteger(_) | crate::ir::ops::quant::Quant::QLinearConv(_))) => qlinear::lower(lw, id, q),
-        Op::Cast(c @ crate::ir::ops::cast::Cast::Dropout { .. }) => training::dropout(lw, id, c),
-        Op::Unary(_) | Op::Binary(_) | Op::Activation(_) | Op::Cast(_) => elementwise::lower(lw, id, op),
+        Op::Unary(u) => unary::lower(lw, id, u),
+        Op::Binary(b) => binary::lower(lw, id, b),
+        Op::Activation(a) => activation::lower(lw, id, a),
+        Op::Cast(c) => cast::lower(lw, id, c),
         Op::Gather(crate::ir::ops::gather::Gather::Gather { .. } | crate::ir::ops::gather::Gather::GatherElements { .. }) => movement::lower(lw, id, op),
         Op::Gather(_) | Op::Generate(crate::ir::ops::generate::Generate::EyeLike { .. }) => select::lower(lw, id, op),
         Op::Reshape(_) | Op::Movement(_) => movement::lower(lw, id, op),
@@ -202,7 +208,7 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         Op::Quant(q @ (crate::ir::ops::quant::Quant::Quantize { .. } | crate::ir::ops::quant::Quant::Dequantize { .. } | crate::ir::ops::quant::Quant::DynamicQuantize)) => {
             quant::lower(lw, id, q)
         }
-        Op::Training(t) => training::optimizer(lw, id, t),
+        Op::Training(t) => training::lower(lw, id, t),
         Op::Ml(m) => ml::lower(lw, id, m),
         Op::Spatial(crate::ir::ops::spatial::Spatial::SwiGlu { alpha }) => swiglu::lower(lw, id, *alpha),
         _ => bail!("the cpu backend has no kernel for this op yet"),
