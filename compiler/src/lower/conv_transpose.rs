@@ -1,13 +1,6 @@
-//! The scatter-shaped window ops, lowered as gathers: ConvTranspose, Col2Im and MaxUnpool.
+//! The scatter-shaped window ops ConvTranspose and MaxUnpool, lowered as gathers.
 //!
-//! Each of these adds (or writes) every input element into the output positions its window
-//! covers. The kernel language has no scatter store, so every output position instead
-//! gathers the inputs that reach it: along a spatial axis with stride `s`, dilation `d` and
-//! begin pad `p`, output position `o` receives tap `k` of input position
-//! `i = (o + p - k·d) / s` when that division is exact and `0 <= i < n`. The reductions run
-//! over the taps (and, for ConvTranspose, the input channels of the group), so the work is
-//! the op's own (times the stride product for the skipped taps), never quadratic in the
-//! image.
+//! See [`super::transposed_window`] for the gather form they share.
 //!
 //! - ConvTranspose: every attribute the reference supports (group, strides, dilations,
 //!   pads, auto_pad, output_padding, output_shape, any number of spatial axes). f32 goes
@@ -15,8 +8,6 @@
 //!   Col2Im-style gather of the columns; other float types (and column buffers over
 //!   256 MiB) use the direct gather over (input channel, tap), summing in f64. Either way
 //!   the bias is added last and the result rounded once to the output type.
-//! - Col2Im: the same gather with identity weights; integers add in i64 (wrapping), floats
-//!   in f64.
 //! - MaxUnpool: each output position takes the last input (in row-major order) whose index
 //!   names it, among the inputs whose pooling window covers it. Indices produced by MaxPool
 //!   always lie in their own window; a first step checks that every index does, and makes
@@ -29,36 +20,14 @@ use super::Lw;
 use crate::kernel_ir::build::{add, and, float, int, load};
 use crate::kernel_ir::{Access, BinOp, Expr, Lit, Loop, Reduce, Step, dense_strides};
 use super::calls::{self, Matrix};
+use super::transposed_window::{mul, sum, transposed_axis};
 use crate::ir::ops::conv::Conv;
 use crate::ir::ops::conv::transpose_geometry;
 use crate::ir::ops::pool::Pool;
-use crate::ir::ops::spatial::Window as BlockWindow;
 use crate::ir::{NodeId, ValueType};
 use crate::tensor::DType;
 
 const F: DType = DType::F64;
-
-fn mul(a: Expr, b: i64) -> Expr {
-    if b == 1 { a } else { Expr::bin(BinOp::Mul, a, int(b)) }
-}
-
-/// Σ terms (0 when empty).
-fn sum(terms: impl IntoIterator<Item = Expr>) -> Expr {
-    terms.into_iter().reduce(add).unwrap_or(int(0))
-}
-
-/// One spatial axis of a transposed window: output position `o` and tap `k` (loop index
-/// expressions) read input position `(o + pad - k·dil) / stride` of an axis of `n`.
-/// Returns (valid, input position); the position is only meaningful when valid.
-fn transposed_axis(o: Expr, k: Expr, pad: i64, dil: i64, stride: i64, n: i64) -> (Expr, Expr) {
-    let num = add(add(o, int(pad)), Expr::bin(BinOp::Mul, k, int(-dil)));
-    let mut valid = and(Expr::bin(BinOp::Ge, num.clone(), int(0)), Expr::bin(BinOp::Lt, num.clone(), int(n * stride)));
-    if stride != 1 {
-        valid = and(valid, Expr::bin(BinOp::Eq, Expr::bin(BinOp::FloorMod, num.clone(), int(stride)), int(0)));
-    }
-    let pos = if stride == 1 { num } else { Expr::bin(BinOp::Div, num, int(stride)) };
-    (valid, pos)
-}
 
 pub fn conv_transpose(lw: &mut Lw, id: NodeId, c: &Conv) -> Result<()> {
     let Conv::Transpose { w, group, output_padding, output_shape } = c else { bail!("not a ConvTranspose") };
@@ -229,72 +198,6 @@ fn conv_transpose_gemm(lw: &mut Lw, id: NodeId, w: &crate::ir::ops::conv::spatia
     Ok(())
 }
 
-pub fn col2im(lw: &mut Lw, id: NodeId, w: &BlockWindow) -> Result<()> {
-    let x = lw.input(id, 0)?;
-    let xt = lw.ty(x).clone();
-    let t = xt.dtype;
-    let out_ty = lw.g.node(id).outputs[0].ty.clone();
-    let image = lw.const_ints(id, 1, "image_shape")?.ok_or_else(|| anyhow!("Col2Im: image_shape is missing"))?;
-    let block = lw.const_ints(id, 2, "block_shape")?.ok_or_else(|| anyhow!("Col2Im: block_shape is missing"))?;
-    let r = w.rank();
-    if image.len() != r || block.len() != r || xt.rank() != 3 || out_ty.rank() != r + 2 {
-        bail!("Col2Im: input {xt}, image_shape {image:?} and block_shape {block:?} do not fit {r} spatial axes");
-    }
-    let block: Vec<usize> = block.iter().map(|&b| b as usize).collect();
-    let image = &out_ty.shape[2..];
-    // Block positions along each axis (the reference checked them against L).
-    let blocks: Vec<usize> = (0..r)
-        .map(|a| {
-            let span = w.dilations[a] * (block[a] - 1) + 1;
-            (image[a] + w.pads[a] + w.pads[r + a] - span) / w.strides[a] + 1
-        })
-        .collect();
-    let (n, c) = (out_ty.shape[0], out_ty.shape[1]);
-    let (k, l) = (block.iter().product::<usize>() as i64, blocks.iter().product::<usize>() as i64);
-    if xt.shape[1] as i64 != c as i64 * k || xt.shape[2] as i64 != l {
-        bail!("Col2Im: input {xt} does not fit blocks {blocks:?} of {block:?}");
-    }
-    let (ls, ks) = (dense_strides(&blocks), dense_strides(&block));
-    // Loop dims [n, c, p_1..p_r, k_1..k_r].
-    let mut dims = vec![n, c];
-    dims.extend(image);
-    dims.extend(&block);
-    let mut valid: Option<Expr> = None;
-    let mut terms = vec![mul(Expr::Index(0), c as i64 * k * l), mul(Expr::Index(1), k * l)];
-    for a in 0..r {
-        let (v, pos) = transposed_axis(Expr::Index(2 + a), Expr::Index(2 + r + a), w.pads[a] as i64, w.dilations[a] as i64, w.strides[a] as i64, blocks[a] as i64);
-        valid = Some(match valid {
-            None => v,
-            Some(p) => and(p, v),
-        });
-        terms.push(mul(pos, ls[a]));
-        terms.push(mul(Expr::Index(2 + r + a), ks[a] * l));
-    }
-    let valid = valid.ok_or_else(|| anyhow!("Col2Im needs a spatial axis"))?;
-    let len = xt.shape.iter().product::<usize>() as i64;
-    let xm = lw.mem(x)?;
-    let xv = Expr::LoadAt { mem: xm, dtype: t, len, index: Box::new(Expr::select(valid.clone(), sum(terms), int(0))) };
-    let acc = if t.is_float() { F } else { DType::I64 };
-    let zero = Lit::of(acc, 0.0);
-    let value = Expr::select(valid, Expr::cast(acc, xv), Expr::Lit(zero));
-    let o_str = dense_strides(&out_ty.shape);
-    let out = lw.out(id, 0);
-    if dims.contains(&0) {
-        return Ok(());
-    }
-    lw.push(Step::Reduce(Reduce {
-        dims,
-        n_outer: 2 + r,
-        acc,
-        init: zero,
-        combine: BinOp::Add,
-        value,
-        finish: Expr::cast(t, Expr::Acc),
-        out: Access { mem: out, dtype: t, offset: 0, strides: o_str },
-    }));
-    Ok(())
-}
-
 pub fn max_unpool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
     let Pool::MaxUnpool { kernel, strides, pads } = p else { bail!("not a MaxUnpool") };
     let (x, iv) = (lw.input(id, 0)?, lw.input(id, 1)?);
@@ -414,15 +317,6 @@ mod tests {
             let f64s = |t: Tensor| t.cast(crate::tensor::DType::F64).unwrap();
             same_as_reference(&text64, &[f64s(ramp(&xs, 0.25, 0.0)), f64s(ramp(&ws, 0.5, 0.0)), f64s(ramp(&[m], 1.0, 0.0))], TOL);
         }
-    }
-
-    #[test]
-    fn col2im_float_and_int() {
-        let text = "graph(%x: f32[1,6,12]) {\n  %i = const i64[2]{5,6}\n  %b = const i64[2]{2,3}\n  %y = Col2Im{dilations=[2,1], pads=[1,0,0,1], strides=[1,2]}(%x, %i, %b) : f32[1,1,5,6]\n  return %y\n}";
-        same_as_reference(text, &[ramp(&[1, 6, 12], 0.5, 0.0)], TOL);
-        let text = "graph(%x: i32[2,4,9]) {\n  %i = const i64[2]{4,4}\n  %b = const i64[2]{2,2}\n  %y = Col2Im{strides=[1,1]}(%x, %i, %b) : i32[2,1,4,4]\n  return %y\n}";
-        let x = Tensor::from_vec(&[2, 4, 9], (0..72).map(|v| v * 3 - 100).collect::<Vec<i32>>()).unwrap();
-        same_as_reference(text, &[x], TOL);
     }
 
     #[test]

@@ -14,9 +14,9 @@ mod binary;
 mod cast;
 mod control;
 mod conv_transpose;
-mod deform_conv;
 mod einsum;
 mod fused;
+mod gather_loop;
 mod gemm;
 mod index;
 mod linalg;
@@ -31,16 +31,15 @@ mod qlinear;
 mod norm_extra;
 mod reduce;
 mod resize;
-mod roi_align;
-mod sample;
 mod select;
 mod text;
 mod signal;
+mod spatial;
 mod topk;
-mod swiglu;
 #[cfg(test)]
 pub(crate) mod test_util;
 mod training;
+mod transposed_window;
 mod unary;
 
 use std::collections::HashMap;
@@ -173,7 +172,6 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         Op::MatMul(crate::ir::ops::matmul::MatMul::Einsum { equation }) => einsum::lower(lw, id, equation),
         Op::Index(crate::ir::ops::index::Index::Compress { axis }) => along_axis::compress(lw, id, *axis),
         Op::Movement(crate::ir::ops::movement::Movement::ReverseSequence { batch_axis, time_axis }) => along_axis::reverse_sequence(lw, id, *batch_axis, *time_axis),
-        Op::Spatial(crate::ir::ops::spatial::Spatial::TensorScatter { circular, axis }) => along_axis::tensor_scatter(lw, id, *circular, *axis),
         Op::Index(crate::ir::ops::index::Index::TopK { axis, largest, .. }) => topk::lower(lw, id, *axis, *largest),
         Op::Signal(crate::ir::ops::signal::Signal::Dft { inverse, onesided }) => signal::dft(lw, id, *inverse, *onesided),
         Op::Signal(crate::ir::ops::signal::Signal::Stft { onesided }) => signal::stft(lw, id, *onesided),
@@ -188,11 +186,6 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         Op::Reshape(_) | Op::Movement(_) => movement::lower(lw, id, op),
         Op::Conv(c @ crate::ir::ops::conv::Conv::Transpose { .. }) => conv_transpose::conv_transpose(lw, id, c),
         Op::Pool(p @ crate::ir::ops::pool::Pool::MaxUnpool { .. }) => conv_transpose::max_unpool(lw, id, p),
-        Op::Spatial(crate::ir::ops::spatial::Spatial::Col2Im(w)) => conv_transpose::col2im(lw, id, w),
-        Op::Spatial(crate::ir::ops::spatial::Spatial::GridSample { mode, padding, align_corners }) => sample::grid_sample(lw, id, *mode, *padding, *align_corners),
-        Op::Spatial(s @ crate::ir::ops::spatial::Spatial::RoiAlign { .. }) => roi_align::roi_align(lw, id, s),
-        Op::Spatial(crate::ir::ops::spatial::Spatial::DeformConv { w, kernel, group, offset_group }) => deform_conv::deform_conv(lw, id, w, kernel, *group, *offset_group),
-        Op::Spatial(crate::ir::ops::spatial::Spatial::AffineGrid { align_corners }) => sample::affine_grid(lw, id, *align_corners),
         Op::MatMul(_) | Op::Conv(_) | Op::Pool(_) => linalg::lower(lw, id, op),
         Op::Softmax(s) if s.kind == crate::ir::ops::softmax::SoftmaxKind::Hardmax => index::lower(lw, id, op),
         Op::Norm(n @ (Norm::Batch { training: true, .. } | Norm::Group { .. } | Norm::MeanVariance { .. })) => norm_extra::lower(lw, id, n),
@@ -210,7 +203,7 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         }
         Op::Training(t) => training::lower(lw, id, t),
         Op::Ml(m) => ml::lower(lw, id, m),
-        Op::Spatial(crate::ir::ops::spatial::Spatial::SwiGlu { alpha }) => swiglu::lower(lw, id, *alpha),
+        Op::Spatial(s) => spatial::lower(lw, id, s),
         _ => bail!("the cpu backend has no kernel for this op yet"),
     }
 }

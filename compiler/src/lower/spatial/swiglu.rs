@@ -8,7 +8,7 @@
 use anyhow::{Result, bail};
 use neoc_runtime::abi::MathOp;
 
-use super::Lw;
+use crate::lower::Lw;
 use crate::kernel_ir::build::float;
 use crate::kernel_ir::{Access, BinOp, Expr, Loop, Step};
 use crate::ir::NodeId;
@@ -16,7 +16,7 @@ use crate::tensor::DType;
 
 const F: DType = DType::F64;
 
-pub fn lower(lw: &mut Lw, id: NodeId, alpha: f32) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, alpha: f32) -> Result<()> {
     let (a, b) = (lw.input(id, 0)?, lw.input(id, 1)?);
     let at = lw.ty(a).clone();
     let t = at.dtype;

@@ -10,7 +10,7 @@
 
 use anyhow::{Result, bail};
 
-use super::Lw;
+use crate::lower::Lw;
 use crate::kernel_ir::build::{bin, float, int, load};
 use crate::kernel_ir::{Access, BinOp, Expr, Lit, Loop, Reduce, Step, UnOp, dense_strides};
 use crate::ir::ops::spatial::Window;
@@ -19,7 +19,7 @@ use crate::tensor::DType;
 
 const F: DType = DType::F64;
 
-pub fn deform_conv(lw: &mut Lw, id: NodeId, w: &Window, kernel: &[usize], group: usize, offset_group: usize) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, w: &Window, kernel: &[usize], group: usize, offset_group: usize) -> Result<()> {
     let (x, wv, off) = (lw.input(id, 0)?, lw.input(id, 1)?, lw.input(id, 2)?);
     let (xt, wt, ot) = (lw.ty(x).clone(), lw.ty(wv).clone(), lw.ty(off).clone());
     let out_ty = lw.g.node(id).outputs[0].ty.clone();

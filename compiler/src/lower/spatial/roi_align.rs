@@ -16,7 +16,7 @@
 
 use anyhow::{Result, bail};
 
-use super::Lw;
+use crate::lower::Lw;
 use crate::kernel_ir::build::{bin, float, int, load};
 use crate::kernel_ir::{Access, BinOp, Expr, Lit, Loop, Mem, Reduce, Step, UnOp};
 use crate::ir::ops::spatial::Spatial;
@@ -34,7 +34,7 @@ struct AxisTables {
     inside: Mem,
 }
 
-pub fn roi_align(lw: &mut Lw, id: NodeId, op: &Spatial) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Spatial) -> Result<()> {
     let &Spatial::RoiAlign { half_pixel, max, output_height: oh, output_width: ow, sampling_ratio, spatial_scale } = op else {
         bail!("not a RoiAlign");
     };

@@ -22,7 +22,7 @@
 
 use anyhow::{Result, anyhow, bail};
 
-use super::Lw;
+use crate::lower::Lw;
 use crate::kernel_ir::build::{bin, float, int, load};
 use crate::kernel_ir::{Access, BinOp, Expr, Lit, Loop, Mem, Step, UnOp, dense_strides};
 use crate::ir::ops::spatial::{Interp, Padding};
@@ -82,7 +82,7 @@ fn cubic_weight(t: Expr, j: usize) -> Expr {
     }
 }
 
-pub fn grid_sample(lw: &mut Lw, id: NodeId, mode: Interp, padding: Padding, align_corners: bool) -> Result<()> {
+pub(super) fn grid_sample(lw: &mut Lw, id: NodeId, mode: Interp, padding: Padding, align_corners: bool) -> Result<()> {
     let (x, grid) = (lw.input(id, 0)?, lw.input(id, 1)?);
     let (xt, gt) = (lw.ty(x).clone(), lw.ty(grid).clone());
     let out_ty = lw.g.node(id).outputs[0].ty.clone();
@@ -246,7 +246,7 @@ pub fn grid_sample(lw: &mut Lw, id: NodeId, mode: Interp, padding: Padding, alig
     Ok(())
 }
 
-pub fn affine_grid(lw: &mut Lw, id: NodeId, align_corners: bool) -> Result<()> {
+pub(super) fn affine_grid(lw: &mut Lw, id: NodeId, align_corners: bool) -> Result<()> {
     let theta = lw.input(id, 0)?;
     let tt = lw.ty(theta).clone();
     let out_ty = lw.g.node(id).outputs[0].ty.clone();
