@@ -13,8 +13,8 @@ use crate::ir::{NodeId, NodeKind, ValueId};
 
 pub fn lower(lw: &mut Lw, id: NodeId, f: &Fused) -> Result<()> {
     match f {
-        Fused::Conv { w, group, act, residual } => super::linalg::conv(lw, id, w, *group, *act, *residual),
-        Fused::MatMul { gemm, scale, act } => super::gemm::fused_matmul(lw, id, *gemm, *scale, *act),
+        Fused::Conv { w, group, act, residual } => super::conv::conv(lw, id, w, *group, *act, *residual),
+        Fused::MatMul { gemm, scale, act } => super::matmul::fused_matmul(lw, id, *gemm, *scale, *act),
         Fused::Elementwise { body } => {
             let out_ty = lw.g.node(id).outputs[0].ty.clone();
             let dims = out_ty.shape.clone();

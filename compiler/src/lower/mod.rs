@@ -13,17 +13,16 @@ mod attention;
 mod binary;
 mod cast;
 mod control;
-mod conv_transpose;
-mod einsum;
+mod conv;
 mod fused;
 mod gather_loop;
-mod gemm;
 mod index;
-mod linalg;
 mod linear_attention;
 mod loss;
+mod matmul;
 mod ml;
 mod pointwise;
+mod pool;
 mod movement;
 mod recurrent;
 mod quant;
@@ -169,7 +168,6 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         }
     }
     match op {
-        Op::MatMul(crate::ir::ops::matmul::MatMul::Einsum { equation }) => einsum::lower(lw, id, equation),
         Op::Index(crate::ir::ops::index::Index::Compress { axis }) => along_axis::compress(lw, id, *axis),
         Op::Movement(crate::ir::ops::movement::Movement::ReverseSequence { batch_axis, time_axis }) => along_axis::reverse_sequence(lw, id, *batch_axis, *time_axis),
         Op::Index(crate::ir::ops::index::Index::TopK { axis, largest, .. }) => topk::lower(lw, id, *axis, *largest),
@@ -184,9 +182,9 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         Op::Gather(crate::ir::ops::gather::Gather::Gather { .. } | crate::ir::ops::gather::Gather::GatherElements { .. }) => movement::lower(lw, id, op),
         Op::Gather(_) | Op::Generate(crate::ir::ops::generate::Generate::EyeLike { .. }) => select::lower(lw, id, op),
         Op::Reshape(_) | Op::Movement(_) => movement::lower(lw, id, op),
-        Op::Conv(c @ crate::ir::ops::conv::Conv::Transpose { .. }) => conv_transpose::conv_transpose(lw, id, c),
-        Op::Pool(p @ crate::ir::ops::pool::Pool::MaxUnpool { .. }) => conv_transpose::max_unpool(lw, id, p),
-        Op::MatMul(_) | Op::Conv(_) | Op::Pool(_) => linalg::lower(lw, id, op),
+        Op::MatMul(m) => matmul::lower(lw, id, m),
+        Op::Conv(c) => conv::lower(lw, id, c),
+        Op::Pool(p) => pool::lower(lw, id, p),
         Op::Softmax(s) if s.kind == crate::ir::ops::softmax::SoftmaxKind::Hardmax => index::lower(lw, id, op),
         Op::Norm(n @ (Norm::Batch { training: true, .. } | Norm::Group { .. } | Norm::MeanVariance { .. })) => norm_extra::lower(lw, id, n),
         Op::Reduce(_) | Op::Softmax(_) | Op::Norm(_) => reduce::lower(lw, id, op),

@@ -1,35 +1,26 @@
-//! The scatter-shaped window ops ConvTranspose and MaxUnpool, lowered as gathers.
-//!
-//! See [`super::transposed_window`] for the gather form they share.
-//!
-//! - ConvTranspose: every attribute the reference supports (group, strides, dilations,
-//!   pads, auto_pad, output_padding, output_shape, any number of spatial axes). f32 goes
-//!   through the runtime sgemm (W^T · X per image and group, into a column buffer) and a
-//!   Col2Im-style gather of the columns; other float types (and column buffers over
-//!   256 MiB) use the direct gather over (input channel, tap), summing in f64. Either way
-//!   the bias is added last and the result rounded once to the output type.
-//! - MaxUnpool: each output position takes the last input (in row-major order) whose index
-//!   names it, among the inputs whose pooling window covers it. Indices produced by MaxPool
-//!   always lie in their own window; a first step checks that every index does, and makes
-//!   the run fail with an index error otherwise (the reference would place such a value
-//!   outside its window, which this gather cannot see).
+//! ConvTranspose, lowered as a gather (see [`crate::lower::transposed_window`]), with every
+//! attribute the reference supports (group, strides, dilations, pads, auto_pad,
+//! output_padding, output_shape, any number of spatial axes). f32 goes through the runtime
+//! sgemm (W^T · X per image and group, into a column buffer) and a Col2Im-style gather of the
+//! columns; other float types (and column buffers over 256 MiB) use the direct gather over
+//! (input channel, tap), summing in f64. Either way the bias is added last and the result
+//! rounded once to the output type.
 
 use anyhow::{Result, anyhow, bail};
 
-use super::Lw;
+use crate::lower::Lw;
+use crate::lower::calls::{self, Matrix};
+use crate::lower::transposed_window::{mul, sum, transposed_axis};
 use crate::kernel_ir::build::{add, and, float, int, load};
-use crate::kernel_ir::{Access, BinOp, Expr, Lit, Loop, Reduce, Step, dense_strides};
-use super::calls::{self, Matrix};
-use super::transposed_window::{mul, sum, transposed_axis};
+use crate::kernel_ir::{Access, BinOp, Expr, Lit, Reduce, Step, dense_strides};
+use crate::ir::NodeId;
 use crate::ir::ops::conv::Conv;
 use crate::ir::ops::conv::transpose_geometry;
-use crate::ir::ops::pool::Pool;
-use crate::ir::{NodeId, ValueType};
 use crate::tensor::DType;
 
 const F: DType = DType::F64;
 
-pub fn conv_transpose(lw: &mut Lw, id: NodeId, c: &Conv) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, c: &Conv) -> Result<()> {
     let Conv::Transpose { w, group, output_padding, output_shape } = c else { bail!("not a ConvTranspose") };
     let (x, wv) = (lw.input(id, 0)?, lw.input(id, 1)?);
     let (xt, wt) = (lw.ty(x).clone(), lw.ty(wv).clone());
@@ -198,97 +189,13 @@ fn conv_transpose_gemm(lw: &mut Lw, id: NodeId, w: &crate::ir::ops::conv::spatia
     Ok(())
 }
 
-pub fn max_unpool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
-    let Pool::MaxUnpool { kernel, strides, pads } = p else { bail!("not a MaxUnpool") };
-    let (x, iv) = (lw.input(id, 0)?, lw.input(id, 1)?);
-    let (xt, it) = (lw.ty(x).clone(), lw.ty(iv).clone());
-    let out_ty = lw.g.node(id).outputs[0].ty.clone();
-    let t = xt.dtype;
-    let os = lw.const_ints(id, 2, "output_shape")?;
-    let (inferred, out_shape) = p.unpool_shape(&xt.shape, &it.shape, it.dtype, os)?;
-    if out_shape != out_ty.shape {
-        bail!("MaxUnpool: output shape {out_shape:?} disagrees with the inferred {out_ty}");
-    }
-    let r = kernel.len();
-    let (n, c) = (xt.shape[0], xt.shape[1]);
-    let (in_sp, inf_sp, out_sp) = (&xt.shape[2..], &inferred[2..], &out_shape[2..]);
-    let (ip, fp) = (in_sp.iter().product::<usize>() as i64, inf_sp.iter().product::<usize>() as i64);
-    let (is, fs) = (dense_strides(in_sp), dense_strides(inf_sp));
-    let len = xt.shape.iter().product::<usize>() as i64;
-    if len == 0 || out_shape.contains(&0) {
-        bail!("MaxUnpool of an empty tensor is not supported by the cpu backend");
-    }
-    let (xm, im) = (lw.mem(x)?, lw.mem(iv)?);
-
-    // 1. Every index must name a position of its own (n, c) plane inside its own window.
-    let mut dims = vec![n, c];
-    dims.extend(in_sp);
-    let idx = load(im, it.dtype, 0, dense_strides(&dims));
-    let local = Expr::bin(BinOp::Sub, idx, add(mul(Expr::Index(0), c as i64 * fp), mul(Expr::Index(1), fp)));
-    let mut ok = and(Expr::bin(BinOp::Ge, local.clone(), int(0)), Expr::bin(BinOp::Lt, local.clone(), int(fp)));
-    for a in 0..r {
-        let coord = Expr::bin(BinOp::FloorMod, Expr::bin(BinOp::Div, local.clone(), int(fs[a])), int(inf_sp[a] as i64));
-        let start = add(mul(Expr::Index(2 + a), strides[a] as i64), int(-(pads[a] as i64)));
-        let rel = Expr::bin(BinOp::Sub, coord, start);
-        ok = and(ok, and(Expr::bin(BinOp::Ge, rel.clone(), int(0)), Expr::bin(BinOp::Lt, rel, int(kernel[a] as i64))));
-    }
-    let probe = lw.blob(vec![0u8]);
-    let check = Expr::LoadAt { mem: probe, dtype: DType::U8, len: 1, index: Box::new(Expr::select(ok, int(0), int(1))) };
-    let sink = lw.temp(&ValueType::new(DType::U8, vec![1]));
-    lw.push(Step::Loop(Loop { out: Access { mem: sink, dtype: DType::U8, offset: 0, strides: vec![0; dims.len()] }, dims, value: check }));
-
-    // 2. Each output position: the last covering input whose index names it.
-    // Candidate input positions along axis a: hi - (J - 1) + j for j < J = ceil(k / s),
-    // with hi = floor((q + pad) / s).
-    let reach: Vec<usize> = (0..r).map(|a| kernel[a].div_ceil(strides[a])).collect();
-    let mut odims = vec![n, c];
-    odims.extend(out_sp);
-    let target = add(
-        add(mul(Expr::Index(0), c as i64 * fp), mul(Expr::Index(1), fp)),
-        sum((0..r).map(|a| mul(Expr::Index(2 + a), fs[a]))),
-    );
-    let mut inside = None::<Expr>;
-    for (a, &size) in inf_sp.iter().enumerate() {
-        let v = Expr::bin(BinOp::Lt, Expr::Index(2 + a), int(size as i64));
-        inside = Some(match inside {
-            None => v,
-            Some(p) => and(p, v),
-        });
-    }
-    let mut value = Expr::Lit(Lit::of(t, 0.0));
-    let n_cand: usize = reach.iter().product();
-    let cand_strides = dense_strides(&reach);
-    for j in 0..n_cand {
-        let mut cond = inside.clone().unwrap_or(Expr::Lit(Lit::Int(1, DType::Bool)));
-        let mut flat = vec![add(mul(Expr::Index(0), c as i64 * ip), mul(Expr::Index(1), ip))];
-        for a in 0..r {
-            let ja = (j as i64 / cand_strides[a]) % reach[a] as i64;
-            let hi = Expr::bin(BinOp::Div, add(Expr::Index(2 + a), int(pads[a] as i64)), int(strides[a] as i64));
-            let pa = add(hi, int(ja - (reach[a] as i64 - 1)));
-            let start = add(mul(pa.clone(), strides[a] as i64), int(-(pads[a] as i64)));
-            let covers = Expr::bin(BinOp::Gt, add(start, int(kernel[a] as i64)), Expr::Index(2 + a));
-            cond = and(cond, and(and(Expr::bin(BinOp::Ge, pa.clone(), int(0)), Expr::bin(BinOp::Lt, pa.clone(), int(in_sp[a] as i64))), covers));
-            flat.push(mul(pa, is[a]));
-        }
-        let at = Expr::select(cond.clone(), sum(flat), int(0));
-        let names = Expr::bin(BinOp::Eq, Expr::cast(DType::I64, Expr::LoadAt { mem: im, dtype: it.dtype, len, index: Box::new(at.clone()) }), target.clone());
-        let xv = Expr::LoadAt { mem: xm, dtype: t, len, index: Box::new(at) };
-        value = Expr::select(and(cond, names), xv, value);
-    }
-    let y = lw.out(id, 0);
-    lw.push(Step::Loop(Loop { out: Access::dense(y, t, &odims), dims: odims, value }));
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use crate::lower::test_util::{Tolerance, ramp, same_as_reference};
-    use crate::ir::parse::parse_graph;
     use crate::tensor::Tensor;
 
-    /// Col2Im, MaxUnpool and the f64 direct ConvTranspose sum the same values as the
-    /// reference in f64 (only the association may differ) and round once: 1e-6 is a wide
-    /// margin.
+    /// The f64 direct gather sums the same values as the reference in f64 (only the
+    /// association may differ) and rounds once: 1e-6 is a wide margin.
     const TOL: Tolerance = Tolerance::Rel(1e-6);
 
     #[test]
@@ -317,24 +224,5 @@ mod tests {
             let f64s = |t: Tensor| t.cast(crate::tensor::DType::F64).unwrap();
             same_as_reference(&text64, &[f64s(ramp(&xs, 0.25, 0.0)), f64s(ramp(&ws, 0.5, 0.0)), f64s(ramp(&[m], 1.0, 0.0))], TOL);
         }
-    }
-
-    #[test]
-    fn max_unpool_of_max_pool() {
-        let pool = "graph(%x: f32[1,2,5,5]) {\n  %y, %i = MaxPool{kernel_shape=[3,3], strides=[2,2], pads=[1,1,1,1]}(%x) : f32[1,2,3,3], i64[1,2,3,3]\n  %u = MaxUnpool{kernel_shape=[3,3], strides=[2,2], pads=[1,1,1,1]}(%y, %i) : f32[1,2,5,5]\n  return %u\n}";
-        same_as_reference(pool, &[ramp(&[1, 2, 5, 5], 1.0, 0.0)], TOL);
-        let shaped = "graph(%x: f32[1,1,4,4]) {\n  %y, %i = MaxPool{kernel_shape=[2,2], strides=[2,2]}(%x) : f32[1,1,2,2], i64[1,1,2,2]\n  %s = const i64[4]{1,1,5,6}\n  %u = MaxUnpool{kernel_shape=[2,2], strides=[2,2]}(%y, %i, %s) : f32[1,1,5,6]\n  return %u\n}";
-        same_as_reference(shaped, &[ramp(&[1, 1, 4, 4], 1.0, 0.0)], TOL);
-    }
-
-    #[test]
-    fn max_unpool_index_outside_its_window_is_an_error() {
-        let text = "graph(%x: f32[1,1,2,2], %i: i64[1,1,2,2]) {\n  %u = MaxUnpool{kernel_shape=[2,2], strides=[2,2]}(%x, %i) : f32[1,1,4,4]\n  return %u\n}";
-        let g = parse_graph(text).expect("parses");
-        let x = ramp(&[1, 1, 2, 2], 1.0, 0.0);
-        let good = Tensor::from_vec(&[1, 1, 2, 2], vec![5i64, 2, 8, 15]).unwrap();
-        same_as_reference(text, &[x.clone(), good], TOL);
-        let bad = Tensor::from_vec(&[1, 1, 2, 2], vec![5i64, 2, 8, 0]).unwrap();
-        assert!(crate::driver::compile_and_run(&g, &[x, bad], &Default::default()).is_err());
     }
 }

@@ -1,14 +1,15 @@
-//! `neoc.FusedMatMul`: one call of the runtime's `sgemm_epilogue` per batch point, which
+//! The GEMM with an epilogue: `neoc.FusedMatMul`, and MatMul with a constant f32 weight
+//! matrix. One call of the runtime's `sgemm_epilogue` per batch point, which
 //! adds the bias and residual and applies the activation to each block of C right after
 //! computing it.
 
 use anyhow::{Result, bail};
 use neoc_runtime::abi::{GemmParams, Kernel};
 
-use super::Lw;
-use super::linalg::pod_bytes;
+use crate::lower::Lw;
+use crate::lower::calls::pod_bytes;
 use crate::kernel_ir::{Mem, broadcast_strides, dense_strides};
-use super::calls::{self, Matrix};
+use crate::lower::calls::{self, Matrix};
 use crate::ir::NodeId;
 use crate::ir::ops::fused::Act;
 use crate::tensor::DType;
@@ -22,7 +23,7 @@ fn view(mem: crate::kernel_ir::Mem, shape: &[usize], full: &[usize], trans: bool
     Matrix { mem, offset: 0, batch_strides: s[..r - 2].to_vec(), rs, cs }
 }
 
-pub fn fused_matmul(lw: &mut Lw, id: NodeId, gemm: Option<(bool, bool)>, scale: f32, act: Act) -> Result<()> {
+pub(in crate::lower) fn fused_matmul(lw: &mut Lw, id: NodeId, gemm: Option<(bool, bool)>, scale: f32, act: Act) -> Result<()> {
     let (a, b) = (lw.input(id, 0)?, lw.input(id, 1)?);
     let (at, bt) = (lw.ty(a).clone(), lw.ty(b).clone());
     let out_ty = lw.g.node(id).outputs[0].ty.clone();

@@ -10,13 +10,13 @@
 
 use anyhow::{Result, bail};
 
-use super::Lw;
+use crate::lower::Lw;
 use crate::kernel_ir::{Access, BinOp, Expr, Lit, Reduce, Step};
 use crate::ir::NodeId;
 use crate::ir::ops::matmul::parse_equation;
 use crate::tensor::DType;
 
-pub fn lower(lw: &mut Lw, id: NodeId, equation: &str) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, equation: &str) -> Result<()> {
     let eq = parse_equation(equation)?;
     let n_in = lw.g.node(id).inputs.len();
     let ins = (0..n_in).map(|i| lw.input(id, i)).collect::<Result<Vec<_>>>()?;
