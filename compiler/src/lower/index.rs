@@ -1,5 +1,5 @@
 //! Index-producing and scan ops: ArgMax/ArgMin, Hardmax (through the same arg search),
-//! CumSum and CumProd.
+//! CumSum and CumProd, and Compress.
 //!
 //! An arg search is two reductions over the same iteration space (kept dims outer,
 //! searched dims inner): the extreme value first, then the first (or last) flat position
@@ -10,10 +10,14 @@
 //! A scan is one loop along the axis that reads back the element it stored one step
 //! earlier (`Expr::LoadAt` on its own output), so it is O(n); the loop never vectorises
 //! because of that load, which keeps the order of stores and loads sequential.
+//!
+//! Compress is a gather loop ([`super::gather_loop`]): the condition decides the output
+//! shape, so it is a constant here; its kept positions become an i64 index table.
 
 use anyhow::{Result, bail};
 
 use super::Lw;
+use super::gather_loop::{flat, out_loop, read_at};
 use super::reduce::{highest, lowest};
 use crate::kernel_ir::build::int;
 use crate::kernel_ir::{Access, BinOp, Expr, Lit, Loop, Mem, Reduce, Step, UnOp, dense_strides};
@@ -28,6 +32,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
         Op::Index(Index::ArgMin { axis, select_last_index, .. }) => arg(lw, id, *axis, false, *select_last_index),
         Op::Index(Index::CumSum { exclusive, reverse }) => scan(lw, id, false, *exclusive, *reverse),
         Op::Index(Index::CumProd { exclusive, reverse }) => scan(lw, id, true, *exclusive, *reverse),
+        Op::Index(Index::Compress { axis }) => compress(lw, id, *axis),
         Op::Softmax(s @ Softmax { kind: SoftmaxKind::Hardmax, .. }) => hardmax(lw, id, s),
         _ => bail!("the cpu backend has no kernel for this op yet"),
     }
@@ -233,4 +238,56 @@ fn scan_along(lw: &mut Lw, xm: Mem, xt: &ValueType, a: usize, prod: bool, exclus
     };
     lw.push(Step::Loop(Loop { dims: xt.shape.clone(), out: view, value }));
     Ok(())
+}
+
+fn compress(lw: &mut Lw, id: NodeId, axis: Option<i64>) -> Result<()> {
+    let x = lw.input(id, 0)?;
+    let xt = lw.ty(x).clone();
+    let out_ty = lw.g.node(id).outputs[0].ty.clone();
+    let cond = lw.input(id, 1)?;
+    let c = lw.konst(cond).ok_or_else(|| anyhow::anyhow!("Compress: the condition must be a constant for the cpu backend"))?;
+    let keep: Vec<i64> = c.to_f64_vec()?.iter().enumerate().filter(|(_, v)| **v != 0.0).map(|(i, _)| i as i64).collect();
+    let a = axis.map(|ax| crate::ir::shape::axis(ax, xt.rank())).transpose()?;
+    let n = match a {
+        Some(a) => xt.shape[a],
+        None => xt.len(),
+    };
+    if keep.iter().any(|&k| k as usize >= n) {
+        bail!("Compress: the condition selects a position beyond the {n} available");
+    }
+    lw.out(id, 0);
+    if out_ty.is_empty() {
+        return Ok(());
+    }
+    let table = lw.blob(keep.iter().flat_map(|k| k.to_le_bytes()).collect());
+    let r = out_ty.rank();
+    let (a, strides) = match a {
+        Some(a) => (a, dense_strides(&xt.shape)),
+        None => (0, vec![1]),
+    };
+    let mut ts = vec![0i64; r];
+    ts[a] = 1;
+    let kept = Expr::Load(Access { mem: table, dtype: DType::I64, offset: 0, strides: ts });
+    let value = read_at(lw, x, flat(&strides, Some((a, kept))))?;
+    out_loop(lw, id, value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::lower::test_util::{Tolerance, same_as_reference};
+    use crate::tensor::Tensor;
+
+    fn iota(shape: &[usize]) -> Tensor {
+        let n: usize = shape.iter().product();
+        Tensor::from_vec(shape, (0..n).map(|v| v as f32 * 1.5 - 3.0).collect()).unwrap()
+    }
+
+    #[test]
+    fn compress_matches_the_reference() {
+        for (attrs, out) in [("{axis=0}", "[2,3]"), ("{axis=1}", "[3,2]"), ("{axis=-1}", "[3,2]"), ("", "[2]")] {
+            let text = format!("graph(%x: f32[3,3]) {{\n  %c = const bool[3]{{true,false,true}}\n  %y = Compress{attrs}(%x, %c) : f32{out}\n  return %y\n}}");
+            same_as_reference(&text, &[iota(&[3, 3])], Tolerance::Exact);
+        }
+    }
 }

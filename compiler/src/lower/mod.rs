@@ -6,7 +6,6 @@
 //! each naming the node, the op and what is missing.
 
 mod activation;
-mod along_axis;
 pub mod calls;
 mod caps;
 mod attention;
@@ -15,7 +14,9 @@ mod cast;
 mod control;
 mod conv;
 mod fused;
+mod gather;
 mod gather_loop;
+mod generate;
 mod index;
 mod linear_attention;
 mod loss;
@@ -29,8 +30,8 @@ mod quant;
 mod qlinear;
 mod norm_extra;
 mod reduce;
+mod reshape;
 mod resize;
-mod select;
 mod text;
 mod signal;
 mod spatial;
@@ -168,8 +169,6 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         }
     }
     match op {
-        Op::Index(crate::ir::ops::index::Index::Compress { axis }) => along_axis::compress(lw, id, *axis),
-        Op::Movement(crate::ir::ops::movement::Movement::ReverseSequence { batch_axis, time_axis }) => along_axis::reverse_sequence(lw, id, *batch_axis, *time_axis),
         Op::Index(crate::ir::ops::index::Index::TopK { axis, largest, .. }) => topk::lower(lw, id, *axis, *largest),
         Op::Signal(crate::ir::ops::signal::Signal::Dft { inverse, onesided }) => signal::dft(lw, id, *inverse, *onesided),
         Op::Signal(crate::ir::ops::signal::Signal::Stft { onesided }) => signal::stft(lw, id, *onesided),
@@ -179,9 +178,10 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         Op::Binary(b) => binary::lower(lw, id, b),
         Op::Activation(a) => activation::lower(lw, id, a),
         Op::Cast(c) => cast::lower(lw, id, c),
-        Op::Gather(crate::ir::ops::gather::Gather::Gather { .. } | crate::ir::ops::gather::Gather::GatherElements { .. }) => movement::lower(lw, id, op),
-        Op::Gather(_) | Op::Generate(crate::ir::ops::generate::Generate::EyeLike { .. }) => select::lower(lw, id, op),
-        Op::Reshape(_) | Op::Movement(_) => movement::lower(lw, id, op),
+        Op::Gather(g) => gather::lower(lw, id, g),
+        Op::Generate(g) => generate::lower(lw, id, g),
+        Op::Reshape(r) => reshape::lower(lw, id, r),
+        Op::Movement(m) => movement::lower(lw, id, m),
         Op::MatMul(m) => matmul::lower(lw, id, m),
         Op::Conv(c) => conv::lower(lw, id, c),
         Op::Pool(p) => pool::lower(lw, id, p),

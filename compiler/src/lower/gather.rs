@@ -1,5 +1,7 @@
-//! Ops whose every output element is a select or a data-dependent read: OneHot, EyeLike,
-//! GatherND, and ScatterElements/ScatterND.
+//! The gather family: Gather, GatherElements, GatherND, OneHot, ScatterElements and
+//! ScatterND. Every output element reads the data at a position computed from the indices,
+//! with a checked [`Expr::LoadAt`]: an index out of range makes the run fail, as in the
+//! reference.
 //!
 //! The kernel language has no data-dependent store, so a scatter is written as a gather:
 //! every output element reduces over all updates, keeping (or combining) those whose
@@ -9,27 +11,96 @@
 use anyhow::{Result, bail};
 
 use super::Lw;
+use super::gather_loop::out_loop;
 use crate::kernel_ir::build::{add, and, int};
 use crate::kernel_ir::{Access, BinOp, Expr, Lit, Loop, Reduce, Step, dense_strides};
 use crate::ir::ops::gather::Gather;
 use crate::ir::ops::gather::common::Reduction;
-use crate::ir::ops::generate::Generate;
-use crate::ir::{NodeId, Op, ValueId};
+use crate::ir::{NodeId, ValueId};
 use crate::tensor::DType;
 
-pub fn lower(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Gather) -> Result<()> {
     match op {
-        Op::Gather(Gather::OneHot { .. }) => one_hot(lw, id),
-        Op::Gather(Gather::GatherND { batch_dims }) => gather_nd(lw, id, *batch_dims),
-        Op::Gather(Gather::ScatterElements { axis, reduction }) => scatter_elements(lw, id, *axis, *reduction),
-        Op::Gather(Gather::ScatterND { reduction }) => scatter_nd(lw, id, *reduction),
-        Op::Generate(Generate::EyeLike { dtype, k }) => eye_like(lw, id, *dtype, *k),
-        _ => bail!("the cpu backend has no kernel for this op yet"),
+        Gather::Gather { .. } | Gather::GatherElements { .. } => gather(lw, id, op),
+        Gather::OneHot { axis } => one_hot(lw, id, *axis),
+        Gather::GatherND { batch_dims } => gather_nd(lw, id, *batch_dims),
+        Gather::ScatterElements { axis, reduction } => scatter_elements(lw, id, *axis, *reduction),
+        Gather::ScatterND { reduction } => scatter_nd(lw, id, *reduction),
     }
 }
 
+/// Σ terms (0 when empty).
 fn sum(terms: impl IntoIterator<Item = Expr>) -> Expr {
     terms.into_iter().reduce(add).unwrap_or(int(0))
+}
+
+/// An index read from a tensor, as i64, with negative values counted from `dim`.
+fn normalised_index(raw: Expr, from: DType, dim: usize) -> Expr {
+    let i = if from == DType::I64 { raw } else { Expr::cast(DType::I64, raw) };
+    let neg = Expr::bin(BinOp::Lt, i.clone(), int(0));
+    let wrapped = Expr::bin(BinOp::Add, i.clone(), int(dim as i64));
+    Expr::select(neg, wrapped, i)
+}
+
+/// `flat` when `0 <= idx < dim`, else -1 (which the load reports as an index error).
+fn checked(flat: Expr, idx: Expr, dim: usize) -> Expr {
+    let ok = Expr::bin(
+        BinOp::And,
+        Expr::bin(BinOp::Ge, idx.clone(), int(0)),
+        Expr::bin(BinOp::Lt, idx, int(dim as i64)),
+    );
+    Expr::select(ok, flat, int(-1))
+}
+
+fn index_term(d: usize, stride: i64) -> Expr {
+    Expr::bin(BinOp::Mul, Expr::Index(d), int(stride))
+}
+
+fn gather(lw: &mut Lw, id: NodeId, g: &Gather) -> Result<()> {
+    let data = lw.input(id, 0)?;
+    let indices = lw.input(id, 1)?;
+    let d_ty = lw.ty(data).clone();
+    let i_ty = lw.ty(indices).clone();
+    let out_ty = lw.g.node(id).outputs[0].ty.clone();
+    let dm = lw.mem(data)?;
+    let im = lw.mem(indices)?;
+    let ds = dense_strides(&d_ty.shape);
+    let r = d_ty.rank();
+    let axis_of = |a: i64| crate::ir::shape::axis(a, r);
+    let len = d_ty.len() as i64;
+    let value = match g {
+        Gather::Gather { axis } => {
+            let a = axis_of(*axis)?;
+            let q = i_ty.rank();
+            // Loop dims: data[..a], indices, data[a+1..].
+            let is = dense_strides(&i_ty.shape);
+            let mut istr = vec![0i64; out_ty.rank()];
+            istr[a..a + q].copy_from_slice(&is);
+            let raw = Expr::Load(Access { mem: im, dtype: i_ty.dtype, offset: 0, strides: istr });
+            let idx = normalised_index(raw, i_ty.dtype, d_ty.shape[a]);
+            let mut terms: Vec<Expr> = (0..a).map(|d| index_term(d, ds[d])).collect();
+            terms.push(Expr::bin(BinOp::Mul, idx.clone(), int(ds[a])));
+            terms.extend((a + 1..r).map(|d| index_term(d + q - 1, ds[d])));
+            checked(sum(terms), idx, d_ty.shape[a])
+        }
+        Gather::GatherElements { axis } => {
+            let a = axis_of(*axis)?;
+            let raw = Expr::Load(Access::dense(im, i_ty.dtype, &i_ty.shape));
+            let idx = normalised_index(raw, i_ty.dtype, d_ty.shape[a]);
+            let terms: Vec<Expr> = (0..r)
+                .map(|d| if d == a { Expr::bin(BinOp::Mul, idx.clone(), int(ds[a])) } else { index_term(d, ds[d]) })
+                .collect();
+            checked(sum(terms), idx, d_ty.shape[a])
+        }
+        _ => bail!("the cpu backend has no kernel for this op yet"),
+    };
+    let out = lw.out(id, 0);
+    if len == 0 {
+        bail!("gathering from an empty tensor");
+    }
+    let value = Expr::LoadAt { mem: dm, dtype: d_ty.dtype, len, index: Box::new(value) };
+    lw.push(Step::Loop(Loop { dims: out_ty.shape.clone(), out: Access::dense(out, out_ty.dtype, &out_ty.shape), value }));
+    Ok(())
 }
 
 /// An integer index read from a tensor as i64, negative values counted from `dim`, and
@@ -56,23 +127,7 @@ fn or_index_error(lw: &mut Lw, indices: ValueId, ok: Expr, target: Expr) -> Resu
     Ok(add(Expr::select(ok, target, int(-1)), Expr::bin(BinOp::Mul, probe, int(0))))
 }
 
-fn out_loop(lw: &mut Lw, id: NodeId, value: Expr) {
-    let ty = lw.g.node(id).outputs[0].ty.clone();
-    let out = lw.out(id, 0);
-    lw.push(Step::Loop(Loop { dims: ty.shape.clone(), out: Access::dense(out, ty.dtype, &ty.shape), value }));
-}
-
-fn eye_like(lw: &mut Lw, id: NodeId, dtype: DType, k: i64) -> Result<()> {
-    let ty = lw.g.node(id).outputs[0].ty.clone();
-    if ty.rank() != 2 || ty.dtype != dtype {
-        bail!("EyeLike with output {ty} is not supported by the cpu backend");
-    }
-    let on_diag = Expr::bin(BinOp::Eq, Expr::bin(BinOp::Sub, Expr::Index(1), Expr::Index(0)), int(k));
-    out_loop(lw, id, Expr::select(on_diag, Expr::lit_f(dtype, 1.0), Expr::lit_f(dtype, 0.0)));
-    Ok(())
-}
-
-fn one_hot(lw: &mut Lw, id: NodeId) -> Result<()> {
+fn one_hot(lw: &mut Lw, id: NodeId, axis: i64) -> Result<()> {
     let (indices, values) = (lw.input(id, 0)?, lw.input(id, 2)?);
     let it = lw.ty(indices).clone();
     let vt = lw.ty(values).clone();
@@ -83,10 +138,7 @@ fn one_hot(lw: &mut Lw, id: NodeId) -> Result<()> {
     }
     // The depth axis is the output dim the indices lack.
     let a = (0..r).find(|&d| [&out_ty.shape[..d], &out_ty.shape[d + 1..]].concat() == it.shape).unwrap_or(0);
-    let a = match lw.g.node(id).kind {
-        crate::ir::NodeKind::Op(Op::Gather(Gather::OneHot { axis })) => crate::ir::shape::insert_axis(axis, it.rank()).unwrap_or(a),
-        _ => a,
-    };
+    let a = crate::ir::shape::insert_axis(axis, it.rank()).unwrap_or(a);
     let depth = out_ty.shape[a] as f64;
     if !it.dtype.is_numeric() {
         bail!("OneHot indices of type {} are not supported by the cpu backend", it.dtype.name());
