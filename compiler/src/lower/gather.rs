@@ -12,6 +12,7 @@ use anyhow::{Result, bail};
 
 use super::Lw;
 use super::gather_loop::out_loop;
+use super::reduction::{highest, lowest};
 use crate::kernel_ir::build::{add, and, int};
 use crate::kernel_ir::{Access, BinOp, Expr, Lit, Loop, Reduce, Step, dense_strides};
 use crate::ir::ops::gather::Gather;
@@ -264,7 +265,7 @@ fn scatter(lw: &mut Lw, id: NodeId, reduction: Reduction, upd_shape: &[usize], t
         Reduction::Max | Reduction::Min => {
             // Max/Min are NaN-propagating (as the reference's combine), so the order of the
             // fold does not matter: the hits first, then the data element.
-            let (init, op) = if reduction == Reduction::Max { (super::reduce::lowest(t), BinOp::Max) } else { (super::reduce::highest(t), BinOp::Min) };
+            let (init, op) = if reduction == Reduction::Max { (lowest(t), BinOp::Max) } else { (highest(t), BinOp::Min) };
             let value = Expr::select(hit, upd, Expr::Lit(init));
             (init, op, value, Expr::bin(op, Expr::Load(data_here), Expr::Acc))
         }

@@ -22,20 +22,21 @@ mod linear_attention;
 mod loss;
 mod matmul;
 mod ml;
+mod norm;
 mod pointwise;
 mod pool;
 mod movement;
 mod recurrent;
 mod quant;
 mod qlinear;
-mod norm_extra;
 mod reduce;
+mod reduction;
 mod reshape;
 mod resize;
+mod softmax;
 mod text;
 mod signal;
 mod spatial;
-mod topk;
 #[cfg(test)]
 pub(crate) mod test_util;
 mod training;
@@ -47,7 +48,6 @@ use std::collections::HashMap;
 use anyhow::{Result, anyhow, bail};
 
 use crate::kernel_ir::{Access, Call, Expr, Mem, Step, broadcast_strides};
-use crate::ir::ops::norm::Norm;
 use crate::ir::{Graph, NodeKind, Op, OpImpl, ValueId, ValueType};
 use crate::tensor::{DType, Tensor};
 
@@ -169,7 +169,6 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         }
     }
     match op {
-        Op::Index(crate::ir::ops::index::Index::TopK { axis, largest, .. }) => topk::lower(lw, id, *axis, *largest),
         Op::Signal(crate::ir::ops::signal::Signal::Dft { inverse, onesided }) => signal::dft(lw, id, *inverse, *onesided),
         Op::Signal(crate::ir::ops::signal::Signal::Stft { onesided }) => signal::stft(lw, id, *onesided),
         Op::Signal(crate::ir::ops::signal::Signal::MelWeightMatrix { .. }) => signal::mel_weight_matrix(lw, id),
@@ -185,11 +184,11 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         Op::MatMul(m) => matmul::lower(lw, id, m),
         Op::Conv(c) => conv::lower(lw, id, c),
         Op::Pool(p) => pool::lower(lw, id, p),
-        Op::Softmax(s) if s.kind == crate::ir::ops::softmax::SoftmaxKind::Hardmax => index::lower(lw, id, op),
-        Op::Norm(n @ (Norm::Batch { training: true, .. } | Norm::Group { .. } | Norm::MeanVariance { .. })) => norm_extra::lower(lw, id, n),
-        Op::Reduce(_) | Op::Softmax(_) | Op::Norm(_) => reduce::lower(lw, id, op),
+        Op::Softmax(s) => softmax::lower(lw, id, s),
+        Op::Norm(n) => norm::lower(lw, id, n),
+        Op::Reduce(r) => reduce::lower(lw, id, r),
         Op::Fused(f) => fused::lower(lw, id, f),
-        Op::Index(_) => index::lower(lw, id, op),
+        Op::Index(i) => index::lower(lw, id, i),
         Op::Loss(l) => loss::lower(lw, id, l),
         Op::Resize(r) => resize::lower(lw, id, r),
         Op::Attention(a) => attention::lower(lw, id, a),

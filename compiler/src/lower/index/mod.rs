@@ -1,106 +1,37 @@
-//! Index-producing and scan ops: ArgMax/ArgMin, Hardmax (through the same arg search),
-//! CumSum and CumProd, and Compress.
-//!
-//! An arg search is two reductions over the same iteration space (kept dims outer,
-//! searched dims inner): the extreme value first, then the first (or last) flat position
-//! whose value equals it. NaN is the extreme either way, as in the reference (`numpy`
-//! argmax/argmin): the NaN-propagating Max/Min finds it, and a NaN matches the extreme
-//! because only a NaN extreme can exist when the row holds one.
+//! The index family: ArgMax and ArgMin (an arg search, [`crate::lower::reduction::arg_search`]),
+//! CumSum and CumProd, Compress, and TopK (`topk.rs`). NonZero and Unique have no lowering:
+//! their output shapes depend on the data, so they compile only where they fold.
 //!
 //! A scan is one loop along the axis that reads back the element it stored one step
 //! earlier (`Expr::LoadAt` on its own output), so it is O(n); the loop never vectorises
 //! because of that load, which keeps the order of stores and loads sequential.
 //!
-//! Compress is a gather loop ([`super::gather_loop`]): the condition decides the output
+//! Compress is a gather loop ([`crate::lower::gather_loop`]): the condition decides the output
 //! shape, so it is a constant here; its kept positions become an i64 index table.
+
+mod topk;
 
 use anyhow::{Result, bail};
 
-use super::Lw;
-use super::gather_loop::{flat, out_loop, read_at};
-use super::reduce::{highest, lowest};
+use crate::lower::Lw;
+use crate::lower::gather_loop::{flat, out_loop, read_at};
+use crate::lower::reduction::arg_search;
 use crate::kernel_ir::build::int;
-use crate::kernel_ir::{Access, BinOp, Expr, Lit, Loop, Mem, Reduce, Step, UnOp, dense_strides};
+use crate::kernel_ir::{Access, BinOp, Expr, Loop, Mem, Step, dense_strides};
 use crate::ir::ops::index::Index;
-use crate::ir::ops::softmax::{Softmax, SoftmaxKind};
-use crate::ir::{NodeId, Op, ValueType};
+use crate::ir::{NodeId, ValueType};
 use crate::tensor::DType;
 
-pub fn lower(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Index) -> Result<()> {
     match op {
-        Op::Index(Index::ArgMax { axis, select_last_index, .. }) => arg(lw, id, *axis, true, *select_last_index),
-        Op::Index(Index::ArgMin { axis, select_last_index, .. }) => arg(lw, id, *axis, false, *select_last_index),
-        Op::Index(Index::CumSum { exclusive, reverse }) => scan(lw, id, false, *exclusive, *reverse),
-        Op::Index(Index::CumProd { exclusive, reverse }) => scan(lw, id, true, *exclusive, *reverse),
-        Op::Index(Index::Compress { axis }) => compress(lw, id, *axis),
-        Op::Softmax(s @ Softmax { kind: SoftmaxKind::Hardmax, .. }) => hardmax(lw, id, s),
-        _ => bail!("the cpu backend has no kernel for this op yet"),
+        Index::ArgMax { axis, select_last_index, .. } => arg(lw, id, *axis, true, *select_last_index),
+        Index::ArgMin { axis, select_last_index, .. } => arg(lw, id, *axis, false, *select_last_index),
+        Index::CumSum { exclusive, reverse } => scan(lw, id, false, *exclusive, *reverse),
+        Index::CumProd { exclusive, reverse } => scan(lw, id, true, *exclusive, *reverse),
+        Index::Compress { axis } => compress(lw, id, *axis),
+        Index::TopK { axis, largest, .. } => topk::lower(lw, id, *axis, *largest),
+        Index::NonZero | Index::Unique { .. } => bail!("the cpu backend has no kernel for this op yet"),
     }
-}
-
-/// Σ Index(first + k) · strides[k].
-fn flat_index(first: usize, strides: &[i64]) -> Expr {
-    strides
-        .iter()
-        .enumerate()
-        .map(|(k, &s)| Expr::bin(BinOp::Mul, Expr::Index(first + k), int(s)))
-        .reduce(|a, b| Expr::bin(BinOp::Add, a, b))
-        .unwrap_or(int(0))
-}
-
-/// Writes into `out` (i64, dense over the kept dims of `shape`) the flat position, within
-/// the searched `axes` (ascending), of the first/last maximum (`max`) or minimum of `x`.
-#[allow(clippy::too_many_arguments)]
-fn arg_search(lw: &mut Lw, x: Mem, t: DType, shape: &[usize], axes: &[usize], max: bool, last: bool, out: Mem) -> Result<()> {
-    if !t.is_numeric() {
-        bail!("arg search on {} is not supported by the cpu backend", t.name());
-    }
-    let xs = dense_strides(shape);
-    let kept: Vec<usize> = (0..shape.len()).filter(|d| !axes.contains(d)).collect();
-    let kept_shape: Vec<usize> = kept.iter().map(|&d| shape[d]).collect();
-    let red_shape: Vec<usize> = axes.iter().map(|&d| shape[d]).collect();
-    if red_shape.contains(&0) {
-        bail!("arg search over an empty axis");
-    }
-    let dims: Vec<usize> = kept_shape.iter().chain(&red_shape).copied().collect();
-    let n_outer = kept.len();
-    let src = Access { mem: x, dtype: t, offset: 0, strides: kept.iter().chain(axes).map(|&d| xs[d]).collect() };
-    let stat = |mem: Mem, dtype: DType| Access { mem, dtype, offset: 0, strides: dense_strides(&kept_shape) };
-    // The extreme value per kept point.
-    let ext = lw.temp(&ValueType::new(t, kept_shape.clone()));
-    let (init, combine) = if max { (lowest(t), BinOp::Max) } else { (highest(t), BinOp::Min) };
-    lw.push(Step::Reduce(Reduce {
-        dims: dims.clone(),
-        n_outer,
-        acc: t,
-        init,
-        combine,
-        value: Expr::Load(src.clone()),
-        finish: Expr::Acc,
-        out: stat(ext, t),
-    }));
-    // The first/last position holding it.
-    let mut ext_in = stat(ext, t);
-    ext_in.strides.resize(dims.len(), 0);
-    let v = Expr::Load(src);
-    let mut hit = Expr::bin(BinOp::Eq, v.clone(), Expr::Load(ext_in));
-    if t.is_float() {
-        hit = Expr::bin(BinOp::Or, hit, Expr::un(UnOp::IsNaN, v));
-    }
-    let pos = flat_index(n_outer, &dense_strides(&red_shape));
-    let count = red_shape.iter().product::<usize>() as i64;
-    let (miss, combine) = if last { (-1, BinOp::Max) } else { (count, BinOp::Min) };
-    lw.push(Step::Reduce(Reduce {
-        dims,
-        n_outer,
-        acc: DType::I64,
-        init: Lit::Int(miss, DType::I64),
-        combine,
-        value: Expr::select(hit, pos, int(miss)),
-        finish: Expr::Acc,
-        out: stat(out, DType::I64),
-    }));
-    Ok(())
 }
 
 fn arg(lw: &mut Lw, id: NodeId, axis: i64, max: bool, last: bool) -> Result<()> {
@@ -111,40 +42,6 @@ fn arg(lw: &mut Lw, id: NodeId, axis: i64, max: bool, last: bool) -> Result<()> 
     // With or without keepdims, the output is dense over the kept dims in order.
     let out = lw.out(id, 0);
     arg_search(lw, xm, xt.dtype, &xt.shape, &[a], max, last, out)
-}
-
-fn hardmax(lw: &mut Lw, id: NodeId, s: &Softmax) -> Result<()> {
-    let x = lw.input(id, 0)?;
-    let xt = lw.ty(x).clone();
-    let t = xt.dtype;
-    if !t.is_float() {
-        bail!("Hardmax on {} is not supported by the cpu backend", t.name());
-    }
-    let r = xt.rank();
-    let a = crate::ir::shape::axis(s.axis, r)?;
-    let axes: Vec<usize> = if s.legacy_2d { (a..r).collect() } else { vec![a] };
-    if axes.iter().any(|&d| xt.shape[d] == 0) {
-        // Nothing to write.
-        return Ok(());
-    }
-    let kept: Vec<usize> = (0..r).filter(|d| !axes.contains(d)).collect();
-    let kept_shape: Vec<usize> = kept.iter().map(|&d| xt.shape[d]).collect();
-    let xm = lw.mem(x)?;
-    let best = lw.temp(&ValueType::new(DType::I64, kept_shape.clone()));
-    arg_search(lw, xm, t, &xt.shape, &axes, true, false, best)?;
-    // out[i] = (flat position of i within the searched axes == best[kept(i)]) ? 1 : 0.
-    let ks = dense_strides(&kept_shape);
-    let mut best_in_x = vec![0i64; r];
-    for (k, &d) in kept.iter().enumerate() {
-        best_in_x[d] = ks[k];
-    }
-    let red_shape: Vec<usize> = axes.iter().map(|&d| xt.shape[d]).collect();
-    let pos = flat_index(axes[0], &dense_strides(&red_shape));
-    let is_best = Expr::bin(BinOp::Eq, pos, Expr::Load(Access { mem: best, dtype: DType::I64, offset: 0, strides: best_in_x }));
-    let value = Expr::select(is_best, Expr::lit_f(t, 1.0), Expr::lit_f(t, 0.0));
-    let out = lw.out(id, 0);
-    lw.push(Step::Loop(Loop { dims: xt.shape.clone(), out: Access::dense(out, t, &xt.shape), value }));
-    Ok(())
 }
 
 /// CumSum (`prod == false`) or CumProd along the `axis` input. A runtime axis scans along

@@ -15,7 +15,7 @@
 
 use anyhow::{Result, bail};
 
-use super::Lw;
+use crate::lower::Lw;
 use crate::kernel_ir::build::{and, int, or};
 use crate::kernel_ir::{Access, BinOp, Expr, Lit, Loop, Reduce, Step, UnOp};
 use crate::ir::NodeId;
@@ -40,7 +40,7 @@ fn same(a: &Expr, b: &Expr, float: bool) -> Expr {
     or(eq, and(Expr::un(UnOp::IsNaN, a.clone()), Expr::un(UnOp::IsNaN, b.clone())))
 }
 
-pub fn lower(lw: &mut Lw, id: NodeId, axis: i64, largest: bool) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, axis: i64, largest: bool) -> Result<()> {
     let x = lw.input(id, 0)?;
     let xt = lw.ty(x).clone();
     let t = xt.dtype;
