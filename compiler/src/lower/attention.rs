@@ -29,7 +29,7 @@ use crate::ir::ops::attention::{Attention, Sdpa};
 use crate::ir::{NodeId, ValueType};
 use crate::tensor::DType;
 
-pub fn lower(lw: &mut Lw, id: NodeId, op: &Attention) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Attention) -> Result<()> {
     match op {
         Attention::Sdpa(s) => sdpa(lw, id, s),
         Attention::Rotary { interleaved, rotary_embedding_dim, num_heads } => rotary(lw, id, *interleaved, *rotary_embedding_dim, *num_heads),

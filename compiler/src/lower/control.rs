@@ -30,7 +30,7 @@ use crate::tensor::DType;
 /// The most iterations a Scan is unrolled to.
 pub const MAX_ITERATIONS: usize = 4096;
 
-pub fn lower(lw: &mut Lw, id: NodeId, op: &If) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &If) -> Result<()> {
     match op {
         If::Scan(s) => scan(lw, id, s),
         If::If { then_branch, else_branch, .. } => if_else(lw, id, then_branch, else_branch),

@@ -11,7 +11,7 @@ use crate::kernel_ir::{Access, Expr, Loop, Step};
 use crate::ir::ops::fused::Fused;
 use crate::ir::{NodeId, NodeKind, ValueId};
 
-pub fn lower(lw: &mut Lw, id: NodeId, f: &Fused) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, f: &Fused) -> Result<()> {
     match f {
         Fused::Conv { w, group, act, residual } => super::conv::conv(lw, id, w, *group, *act, *residual),
         Fused::MatMul { gemm, scale, act } => super::matmul::fused_matmul(lw, id, *gemm, *scale, *act),

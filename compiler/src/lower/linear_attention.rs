@@ -40,7 +40,7 @@ fn check(name: &str, d: DType) -> Result<()> {
     Ok(())
 }
 
-pub fn lower(lw: &mut Lw, id: NodeId, op: &LinearAttention) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &LinearAttention) -> Result<()> {
     match op {
         LinearAttention::CausalConvWithState { silu } => causal_conv(lw, id, *silu),
         LinearAttention::LinearAttention { update_rule, q_num_heads, kv_num_heads, scale, .. } => {

@@ -20,7 +20,7 @@ use crate::tensor::DType;
 
 const F: DType = DType::F64;
 
-pub fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
     let x = lw.input(id, 0)?;
     let labels = lw.input(id, 1)?;
     let xt = lw.ty(x).clone();

@@ -22,7 +22,7 @@ const F: DType = DType::F64;
 /// The most expression nodes one unrolled TreeEnsemble output column may have.
 const MAX_TREE_EXPR: usize = 20_000;
 
-pub fn lower(lw: &mut Lw, id: NodeId, op: &Ml) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Ml) -> Result<()> {
     match op {
         Ml::TreeEnsemble(t) => tree_ensemble(lw, id, t),
         Ml::ArrayFeatureExtractor => array_feature_extractor(lw, id),

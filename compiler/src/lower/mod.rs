@@ -26,13 +26,12 @@ mod norm;
 mod pointwise;
 mod pool;
 mod movement;
-mod recurrent;
 mod quant;
-mod qlinear;
 mod reduce;
 mod reduction;
 mod reshape;
 mod resize;
+mod rnn;
 mod softmax;
 mod text;
 mod signal;
@@ -169,10 +168,7 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         }
     }
     match op {
-        Op::Signal(crate::ir::ops::signal::Signal::Dft { inverse, onesided }) => signal::dft(lw, id, *inverse, *onesided),
-        Op::Signal(crate::ir::ops::signal::Signal::Stft { onesided }) => signal::stft(lw, id, *onesided),
-        Op::Signal(crate::ir::ops::signal::Signal::MelWeightMatrix { .. }) => signal::mel_weight_matrix(lw, id),
-        Op::Quant(q @ (crate::ir::ops::quant::Quant::MatMulInteger | crate::ir::ops::quant::Quant::QLinearMatMul | crate::ir::ops::quant::Quant::ConvInteger(_) | crate::ir::ops::quant::Quant::QLinearConv(_))) => qlinear::lower(lw, id, q),
+        Op::Signal(s) => signal::lower(lw, id, s),
         Op::Unary(u) => unary::lower(lw, id, u),
         Op::Binary(b) => binary::lower(lw, id, b),
         Op::Activation(a) => activation::lower(lw, id, a),
@@ -192,12 +188,10 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
         Op::Loss(l) => loss::lower(lw, id, l),
         Op::Resize(r) => resize::lower(lw, id, r),
         Op::Attention(a) => attention::lower(lw, id, a),
-        Op::Rnn(r) => recurrent::lower(lw, id, r),
+        Op::Rnn(r) => rnn::lower(lw, id, r),
         Op::LinearAttention(a) => linear_attention::lower(lw, id, a),
         Op::If(c) => control::lower(lw, id, c),
-        Op::Quant(q @ (crate::ir::ops::quant::Quant::Quantize { .. } | crate::ir::ops::quant::Quant::Dequantize { .. } | crate::ir::ops::quant::Quant::DynamicQuantize)) => {
-            quant::lower(lw, id, q)
-        }
+        Op::Quant(q) => quant::lower(lw, id, q),
         Op::Training(t) => training::lower(lw, id, t),
         Op::Ml(m) => ml::lower(lw, id, m),
         Op::Spatial(s) => spatial::lower(lw, id, s),

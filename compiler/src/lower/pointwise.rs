@@ -44,7 +44,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, expr: impl FnOnce(Vec<Option<Expr>>
 }
 
 /// The scalar expression of an elementwise op, given its inputs' expressions and dtypes.
-pub fn expr_of(op: &Op, ins: Vec<Option<Expr>>, types: &[Option<DType>], out: DType) -> Result<Expr> {
+pub(super) fn expr_of(op: &Op, ins: Vec<Option<Expr>>, types: &[Option<DType>], out: DType) -> Result<Expr> {
     match op {
         Op::Unary(u) => unary::expr(u, ins, types, out),
         Op::Binary(b) => binary::expr(b, ins, types, out),

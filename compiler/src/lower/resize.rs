@@ -27,7 +27,7 @@ const F: DType = DType::F64;
 /// downscale makes the tables and the unrolled sum grow with the factor).
 const MAX_TAPS: usize = 64;
 
-pub fn lower(lw: &mut Lw, id: NodeId, r: &Resize) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, r: &Resize) -> Result<()> {
     let x = lw.input(id, 0)?;
     let xt = lw.ty(x).clone();
     let t = xt.dtype;

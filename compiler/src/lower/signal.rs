@@ -20,10 +20,20 @@ use std::f64::consts::PI;
 use super::Lw;
 use crate::kernel_ir::build::{float, int};
 use crate::kernel_ir::{Access, BinOp, Expr, Lit, Loop, Reduce, Step, UnOp};
+use crate::ir::ops::signal::Signal;
 use crate::ir::{NodeId, ValueType};
 use crate::tensor::DType;
 
 const F: DType = DType::F64;
+
+pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Signal) -> Result<()> {
+    match op {
+        Signal::Dft { inverse, onesided } => dft(lw, id, *inverse, *onesided),
+        Signal::Stft { onesided } => stft(lw, id, *onesided),
+        Signal::MelWeightMatrix { .. } => mel_weight_matrix(lw, id),
+        Signal::Window { .. } => bail!("the cpu backend has no kernel for this op yet"),
+    }
+}
 
 /// `exp(sign · 2πi · k · t / n)` with `k · t` reduced modulo `n` exactly (as the reference).
 fn twiddle(k: usize, t: usize, n: usize, sign: f64) -> (f64, f64) {
@@ -111,7 +121,7 @@ fn scalar_const(lw: &Lw, id: NodeId, i: usize, what: &str) -> Result<Option<i64>
     }
 }
 
-pub fn dft(lw: &mut Lw, id: NodeId, inverse: bool, onesided: bool) -> Result<()> {
+fn dft(lw: &mut Lw, id: NodeId, inverse: bool, onesided: bool) -> Result<()> {
     let x = lw.input(id, 0)?;
     let xt = lw.ty(x).clone();
     let out_ty = lw.g.node(id).outputs[0].ty.clone();
@@ -174,7 +184,7 @@ pub fn dft(lw: &mut Lw, id: NodeId, inverse: bool, onesided: bool) -> Result<()>
     Ok(())
 }
 
-pub fn stft(lw: &mut Lw, id: NodeId, onesided: bool) -> Result<()> {
+fn stft(lw: &mut Lw, id: NodeId, onesided: bool) -> Result<()> {
     let x = lw.input(id, 0)?;
     let xt = lw.ty(x).clone();
     let out_ty = lw.g.node(id).outputs[0].ty.clone();
@@ -220,7 +230,7 @@ pub fn stft(lw: &mut Lw, id: NodeId, onesided: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn mel_weight_matrix(lw: &mut Lw, id: NodeId) -> Result<()> {
+fn mel_weight_matrix(lw: &mut Lw, id: NodeId) -> Result<()> {
     let out_ty = lw.g.node(id).outputs[0].ty.clone();
     let n_mel = scalar_const(lw, id, 0, "num_mel_bins")?.ok_or_else(|| anyhow::anyhow!("num_mel_bins is missing"))?;
     let dft_len = scalar_const(lw, id, 1, "dft_length")?.ok_or_else(|| anyhow::anyhow!("dft_length is missing"))?;

@@ -14,7 +14,7 @@
 
 use anyhow::{Result, bail};
 
-use super::Lw;
+use crate::lower::Lw;
 use crate::kernel_ir::build::{float, int};
 use crate::kernel_ir::{Access, BinOp, Expr, Lit, Reduce, Step, UnOp, broadcast_strides, dense_strides};
 use crate::ir::ops::quant::Quant;
@@ -58,7 +58,7 @@ fn requantize(acc: Expr, mult: Expr, zp: Option<Expr>, out: DType) -> Result<Exp
     Ok(Expr::cast(out, y))
 }
 
-pub fn lower(lw: &mut Lw, id: NodeId, q: &Quant) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, q: &Quant) -> Result<()> {
     match q {
         Quant::MatMulInteger => matmul(lw, id, [0, 1, 2, 3], None),
         Quant::QLinearMatMul => matmul(lw, id, [0, 3, 2, 5], Some([1, 4, 6, 7])),

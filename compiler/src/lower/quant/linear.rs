@@ -14,7 +14,7 @@
 
 use anyhow::{Result, bail};
 
-use super::Lw;
+use crate::lower::Lw;
 use crate::kernel_ir::build::{bin, int};
 use crate::kernel_ir::{Access, BinOp, Conversion, Expr, Lit, Loop, Reduce, Step, UnOp, dense_strides};
 use crate::backend::cpu::lowbit::is_coded_float;
@@ -23,7 +23,7 @@ use crate::ir::{NodeId, ValueId, shape};
 use crate::tensor::DType;
 use crate::tensor::low::RoundMode;
 
-pub fn lower(lw: &mut Lw, id: NodeId, q: &Quant) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, q: &Quant) -> Result<()> {
     match q {
         Quant::Quantize { axis, block_size, saturate, precision, .. } => quantize(lw, id, *axis, *block_size, *saturate, *precision),
         Quant::Dequantize { axis, block_size, .. } => dequantize(lw, id, *axis, *block_size),

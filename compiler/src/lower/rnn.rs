@@ -143,7 +143,7 @@ impl Dir {
     }
 }
 
-pub fn lower(lw: &mut Lw, id: NodeId, r: &Rnn) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, r: &Rnn) -> Result<()> {
     let name = r.name();
     let x = lw.input(id, 0)?;
     let xt = lw.ty(x).clone();
