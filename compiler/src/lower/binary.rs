@@ -1,12 +1,13 @@
 //! The binary family (arithmetic, comparisons, logic and bitwise ops, Pow, Mod, BitShift,
 //! the variadic Min/Max/Sum/Mean and Where): one pointwise loop ([`super::pointwise`])
-//! storing the scalar expression built here. Equal on strings is lowered with the string
-//! ops ([`super::text`]).
+//! storing the scalar expression built here. Equal on strings calls the runtime's string
+//! kernel ([`super::strings`]).
 
 use anyhow::Result;
 use neoc_runtime::abi::MathOp;
+use neoc_runtime::kernels::strings as rt;
 
-use super::Lw;
+use super::{Lw, strings};
 use super::pointwise::{self, float_only, lit, req};
 use crate::kernel_ir::build::bin;
 use crate::kernel_ir::{BinOp, Expr, Lit};
@@ -15,6 +16,9 @@ use crate::ir::ops::binary::Binary;
 use crate::tensor::DType;
 
 pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Binary) -> Result<()> {
+    if *op == Binary::Equal && strings::any_string(lw, id) {
+        return strings::binary(lw, id, rt::BINARY_EQUAL);
+    }
     pointwise::lower(lw, id, |ins, types, out| expr(op, ins, types, out))
 }
 

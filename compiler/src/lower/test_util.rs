@@ -103,3 +103,8 @@ pub(crate) fn same_as_reference_f16(text: &str, inputs: &[Tensor]) {
 pub(crate) fn x_f16() -> Tensor {
     Tensor::from_vec(&[3, 40], (0..120).map(|v| ((v * 37) % 101) as f32 * 0.061 - 2.9).collect()).unwrap().cast(DType::F16).unwrap()
 }
+
+/// A string tensor of `shape` holding `v`.
+pub(crate) fn strings(shape: &[usize], v: &[&str]) -> Tensor {
+    Tensor::from_vec(shape, v.iter().map(|x| x.to_string()).collect::<Vec<_>>()).unwrap()
+}
