@@ -1,54 +1,59 @@
-//! IR → kernel IR ([`crate::kernel_ir`]), one op family per file.
+//! IR → kernel IR ([`crate::kernel_ir`]), shared by the backends.
+//!
+//! One module per IR op family, named like the family's module in `ir/ops/` (a folder where
+//! the family's lowering is several things: `conv/`, `index/`, `matmul/`, `quant/`,
+//! `spatial/`). Each has `lower(lw, id, op)` taking the family's IR type; the module list and
+//! the dispatch to them ([`lower_op`]) are generated from the one family list. What a
+//! lowering may ask about its backend is in [`Caps`] (which runtime kernels exist, whether
+//! weights are packed for them). Techniques several families share live in helpers:
+//!
+//! - `calls.rs`: calls of the runtime's kernels, and their parameter blocks;
+//! - `pointwise.rs`: one loop over the output storing a scalar expression of the inputs
+//!   (the unary, binary, activation and cast families, `neoc.Elementwise`);
+//! - `reduction.rs`: reduction spaces, the identities of max and min, the arg search;
+//! - `gather_loop.rs`: loops that read inputs at computed positions, with index checks;
+//! - `transposed_window.rs`: the tap arithmetic of ConvTranspose, Col2Im and MaxUnpool;
+//! - `strings.rs`: string tensors (handles into a heap), string constants, the string kernel.
 //!
 //! Every value gets a [`Mem`]: graph inputs and outputs their context slots, constants a
 //! weights blob, everything else a temporary (shape-only ops alias their input instead of
 //! copying). Ops the backend cannot lower yet are all collected and reported together,
 //! each naming the node, the op and what is missing.
 
-mod activation;
 pub mod calls;
 mod caps;
-mod attention;
-mod binary;
-mod cast;
-mod control;
-mod conv;
-mod fused;
-mod gather;
 mod gather_loop;
-mod generate;
-mod index;
-mod linear_attention;
-mod loss;
-mod matmul;
-mod ml;
-mod norm;
 mod pointwise;
-mod pool;
-mod movement;
-mod quant;
-mod reduce;
 mod reduction;
-mod reshape;
-mod resize;
-mod rnn;
-mod softmax;
-mod text;
-mod signal;
-mod spatial;
 mod strings;
 #[cfg(test)]
 pub(crate) mod test_util;
-mod training;
 mod transposed_window;
-mod unary;
+
+/// The family modules, one per IR op family and named like its module in `ir/ops/`, and
+/// [`lower_op`], which hands each op to its family's `lower(lw, id, op)`: both follow from
+/// the one family list, [`crate::ir::ops::with_families`].
+macro_rules! family_lowerings {
+    ($($variant:ident($module:ident::$ty:ident)),* $(,)?) => {
+        $(mod $module;)*
+
+        /// Lowers `op` with its family's module.
+        fn lower_op(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
+            match op {
+                $(Op::$variant(o) => $module::lower(lw, id, o),)*
+            }
+        }
+    };
+}
+
+crate::ir::ops::with_families!(family_lowerings);
 
 use std::collections::HashMap;
 
 use anyhow::{Result, anyhow, bail};
 
 use crate::kernel_ir::{Access, Call, Expr, Mem, Step, broadcast_strides};
-use crate::ir::{Graph, NodeKind, Op, OpImpl, ValueId, ValueType};
+use crate::ir::{Graph, NodeId, NodeKind, Op, OpImpl, ValueId, ValueType};
 use crate::tensor::{DType, Tensor};
 
 /// A lowered graph, before memory planning.
@@ -155,7 +160,7 @@ pub fn lower(g: &Graph, caps: &Caps) -> Result<Lowered, Vec<LowerProblem>> {
     })
 }
 
-fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
+fn lower_node(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
     if strings::handles(lw, id, op) {
         // Buffers of string handles: no numeric dtype check. With every input constant, the
         // reference evaluation's result is the op's output.
@@ -173,36 +178,7 @@ fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
             }
         }
     }
-    match op {
-        Op::Signal(s) => signal::lower(lw, id, s),
-        Op::Unary(u) => unary::lower(lw, id, u),
-        Op::Binary(b) => binary::lower(lw, id, b),
-        Op::Activation(a) => activation::lower(lw, id, a),
-        Op::Cast(c) => cast::lower(lw, id, c),
-        Op::Gather(g) => gather::lower(lw, id, g),
-        Op::Generate(g) => generate::lower(lw, id, g),
-        Op::Reshape(r) => reshape::lower(lw, id, r),
-        Op::Movement(m) => movement::lower(lw, id, m),
-        Op::MatMul(m) => matmul::lower(lw, id, m),
-        Op::Conv(c) => conv::lower(lw, id, c),
-        Op::Pool(p) => pool::lower(lw, id, p),
-        Op::Softmax(s) => softmax::lower(lw, id, s),
-        Op::Norm(n) => norm::lower(lw, id, n),
-        Op::Reduce(r) => reduce::lower(lw, id, r),
-        Op::Fused(f) => fused::lower(lw, id, f),
-        Op::Index(i) => index::lower(lw, id, i),
-        Op::Loss(l) => loss::lower(lw, id, l),
-        Op::Resize(r) => resize::lower(lw, id, r),
-        Op::Attention(a) => attention::lower(lw, id, a),
-        Op::Rnn(r) => rnn::lower(lw, id, r),
-        Op::LinearAttention(a) => linear_attention::lower(lw, id, a),
-        Op::If(c) => control::lower(lw, id, c),
-        Op::Quant(q) => quant::lower(lw, id, q),
-        Op::Training(t) => training::lower(lw, id, t),
-        Op::Ml(m) => ml::lower(lw, id, m),
-        Op::Spatial(s) => spatial::lower(lw, id, s),
-        Op::Text(t) => text::lower(lw, id, t),
-    }
+    lower_op(lw, id, op)
 }
 
 /// Bytes of a value's buffer: its dense data, or one u64 handle per string.
@@ -231,11 +207,11 @@ impl<'g> Lw<'g> {
     }
 
     /// Input `i` of node `id` (an error when absent).
-    pub fn input(&self, id: crate::ir::NodeId, i: usize) -> Result<ValueId> {
+    pub fn input(&self, id: NodeId, i: usize) -> Result<ValueId> {
         self.g.node(id).inputs.get(i).copied().flatten().ok_or_else(|| anyhow!("input {i} is missing"))
     }
 
-    pub fn opt_input(&self, id: crate::ir::NodeId, i: usize) -> Option<ValueId> {
+    pub fn opt_input(&self, id: NodeId, i: usize) -> Option<ValueId> {
         self.g.node(id).inputs.get(i).copied().flatten()
     }
 
@@ -245,7 +221,7 @@ impl<'g> Lw<'g> {
     }
 
     /// The integer values of constant input `i` of `id`.
-    pub fn const_ints(&self, id: crate::ir::NodeId, i: usize, what: &str) -> Result<Option<Vec<i64>>> {
+    pub fn const_ints(&self, id: NodeId, i: usize, what: &str) -> Result<Option<Vec<i64>>> {
         match self.opt_input(id, i) {
             None => Ok(None),
             Some(v) => {
@@ -304,7 +280,7 @@ impl<'g> Lw<'g> {
 
     /// The buffer output `slot` of `id` is written to (a new temporary unless it is a
     /// graph output written in place).
-    pub fn out(&mut self, id: crate::ir::NodeId, slot: usize) -> Mem {
+    pub fn out(&mut self, id: NodeId, slot: usize) -> Mem {
         let v = ValueId { node: id, slot };
         if let Some(m) = self.vals.get(&v) {
             return *m;
@@ -317,7 +293,7 @@ impl<'g> Lw<'g> {
 
     /// Output `slot` of `id` is `src`'s bytes reinterpreted (Reshape, Identity): an alias,
     /// or a copy when the output must land in a graph output buffer.
-    pub fn alias(&mut self, id: crate::ir::NodeId, slot: usize, src: ValueId) -> Result<()> {
+    pub fn alias(&mut self, id: NodeId, slot: usize, src: ValueId) -> Result<()> {
         let v = ValueId { node: id, slot };
         let from = self.mem(src)?;
         match self.vals.get(&v) {
