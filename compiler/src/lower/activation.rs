@@ -14,20 +14,20 @@ use crate::ir::ops::activation::Activation;
 use crate::tensor::DType;
 
 pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Activation) -> Result<()> {
-    pointwise::lower(lw, id, |ins, types, out| expr(op, ins, types, out))
+    pointwise::lower(lw, id, op, expr)
 }
 
 /// The scalar expression of `op` on its inputs (X, and PRelu's slope or Clip's bounds).
-pub(super) fn expr(op: &Activation, mut ins: Vec<Option<Expr>>, types: &[Option<DType>], out: DType) -> Result<Expr> {
+pub(super) fn expr(op: &Activation, mut ins: Vec<Option<Expr>>, types: &[Option<DType>], out: DType, backend: &str) -> Result<Expr> {
     let t = pointwise::first_type(types, out);
-    activation(op, &mut ins, t)
+    activation(op, &mut ins, t, backend)
 }
 
-fn activation(a: &Activation, ins: &mut [Option<Expr>], t: DType) -> Result<Expr> {
+fn activation(a: &Activation, ins: &mut [Option<Expr>], t: DType, backend: &str) -> Result<Expr> {
     let x = req(ins, 0)?;
     let l = |v: f64| lit(t, v);
     if !matches!(a, Activation::Relu | Activation::Clip) {
-        float_only(&format!("{a:?}"), t)?;
+        float_only(&format!("{a:?}"), t, backend)?;
     }
     let neg = |x: &Expr| bin(BinOp::Lt, x.clone(), l(0.0));
     let sigmoid = |x: Expr| Expr::math(MathOp::Sigmoid, x);

@@ -162,7 +162,7 @@ fn sdpa(lw: &mut Lw, id: NodeId, a: &Sdpa) -> Result<()> {
     let t = qt.dtype;
     let t2 = vt.dtype;
     if !t.is_float() || !t2.is_float() {
-        bail!("Attention on {} / {} is not supported by the cpu backend", t.name(), t2.name());
+        bail!("Attention on {} / {} is not supported by the {backend} backend", t.name(), t2.name(), backend = lw.caps.backend);
     }
     let p = a.softmax_precision.unwrap_or(t);
     let c = compute(t);
@@ -215,7 +215,7 @@ fn sdpa(lw: &mut Lw, id: NodeId, a: &Sdpa) -> Result<()> {
     let want_qk = n_out > 3;
     let mode = a.qk_matmul_output_mode;
     if want_qk && !(0..=3).contains(&mode) {
-        bail!("Attention qk_matmul_output_mode {mode} is not supported by the cpu backend");
+        bail!("Attention qk_matmul_output_mode {mode} is not supported by the {backend} backend", backend = lw.caps.backend);
     }
 
     // Score space: dense [B, Hq, Sq, T]; the GEMM batch (B, Hkv, g) covers it.
@@ -303,7 +303,7 @@ fn sdpa(lw: &mut Lw, id: NodeId, a: &Sdpa) -> Result<()> {
         // numpy sums bfloat16 rounding after every addition: materialise the exponentials
         // and add them one by one, unrolled over the keys.
         if total > MAX_UNROLLED_SUM {
-            bail!("Attention with a bfloat16 softmax over {total} keys (the cpu backend rounds its sum step by step only up to {MAX_UNROLLED_SUM})");
+            bail!("Attention with a bfloat16 softmax over {total} keys (the {backend} backend rounds its sum step by step only up to {MAX_UNROLLED_SUM})", backend = lw.caps.backend);
         }
         let em = lw.temp(&ValueType::new(p, full.to_vec()));
         lw.push(Step::Loop(Loop { dims: full.to_vec(), out: Access::dense(em, p, &full), value: e }));
@@ -435,7 +435,7 @@ fn rotary(lw: &mut Lw, id: NodeId, interleaved: bool, dim: i64, num_heads: Optio
     let xt = lw.ty(x).clone();
     let t = xt.dtype;
     if !t.is_float() {
-        bail!("RotaryEmbedding on {} is not supported by the cpu backend", t.name());
+        bail!("RotaryEmbedding on {} is not supported by the {backend} backend", t.name(), backend = lw.caps.backend);
     }
     let c = compute(t);
     let (b, s, h, d, xs) = match xt.shape[..] {
@@ -487,7 +487,7 @@ fn rotary(lw: &mut Lw, id: NodeId, interleaved: bool, dim: i64, num_heads: Optio
     let dims = vec![b, s, h, half];
     // The inputs are read whole before the output is written only when they are distinct.
     if lw.mem(x)? == y {
-        bail!("RotaryEmbedding in place is not supported by the cpu backend");
+        bail!("RotaryEmbedding in place is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     lw.push(Step::Loop(Loop { dims: dims.clone(), out: at(y, 0), value: first }));
     lw.push(Step::Loop(Loop { dims, out: at(y, second), value: other }));

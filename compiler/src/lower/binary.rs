@@ -19,15 +19,15 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Binary) -> Result<()> {
     if *op == Binary::Equal && strings::any_string(lw, id) {
         return strings::binary(lw, id, rt::BINARY_EQUAL);
     }
-    pointwise::lower(lw, id, |ins, types, out| expr(op, ins, types, out))
+    pointwise::lower(lw, id, op, expr)
 }
 
 /// The scalar expression of `op` on its inputs (of dtypes `types`), giving `out`.
-pub(super) fn expr(op: &Binary, mut ins: Vec<Option<Expr>>, types: &[Option<DType>], out: DType) -> Result<Expr> {
-    binary(*op, &mut ins, types, out)
+pub(super) fn expr(op: &Binary, mut ins: Vec<Option<Expr>>, types: &[Option<DType>], out: DType, backend: &str) -> Result<Expr> {
+    binary(*op, &mut ins, types, out, backend)
 }
 
-fn binary(b: Binary, ins: &mut [Option<Expr>], types: &[Option<DType>], out: DType) -> Result<Expr> {
+fn binary(b: Binary, ins: &mut [Option<Expr>], types: &[Option<DType>], out: DType, backend: &str) -> Result<Expr> {
     let t = types.first().copied().flatten().unwrap_or(out);
     let simple = |op: BinOp, ins: &mut [Option<Expr>]| -> Result<Expr> { Ok(bin(op, req(ins, 0)?, req(ins, 1)?)) };
     Ok(match b {
@@ -84,7 +84,7 @@ fn binary(b: Binary, ins: &mut [Option<Expr>], types: &[Option<DType>], out: DTy
                 acc = bin(op, acc, req(ins, i)?);
             }
             if b == Binary::Mean {
-                float_only("Mean", t)?;
+                float_only("Mean", t, backend)?;
                 acc = bin(BinOp::Div, acc, lit(t, n as f64));
             }
             acc

@@ -23,12 +23,12 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Cast) -> Result<()> {
         Cast::Identity => lw.alias(id, 0, lw.input(id, 0)?),
         Cast::BitCast { to } => bitcast(lw, id, *to),
         Cast::Dropout { .. } => dropout(lw, id),
-        Cast::Cast { .. } => pointwise::lower(lw, id, |ins, types, out| expr(op, ins, types, out)),
+        Cast::Cast { .. } => pointwise::lower(lw, id, op, expr),
     }
 }
 
 /// The scalar expression of a Cast: its input converted to the target dtype.
-pub(super) fn expr(op: &Cast, mut ins: Vec<Option<Expr>>, _types: &[Option<DType>], _out: DType) -> Result<Expr> {
+pub(super) fn expr(op: &Cast, mut ins: Vec<Option<Expr>>, _types: &[Option<DType>], _out: DType, _backend: &str) -> Result<Expr> {
     let Cast::Cast { to, saturate, round_mode } = op else { bail!("{op:?} is not elementwise") };
     Ok(Expr::convert(Conversion { to: *to, saturate: *saturate, round_mode: *round_mode }, req(&mut ins, 0)?))
 }
@@ -74,7 +74,7 @@ fn dropout(lw: &mut Lw, id: NodeId) -> Result<()> {
                 };
                 match (known_training.is_some(), ratio_const) {
                     (_, Some(0.0)) => None,
-                    (true, Some(r)) => bail!("Dropout in training mode with ratio {r} draws random numbers, which the cpu backend does not do"),
+                    (true, Some(r)) => bail!("Dropout in training mode with ratio {r} draws random numbers, which the {backend} backend does not do", backend = lw.caps.backend),
                     _ => Some(tm),
                 }
             }

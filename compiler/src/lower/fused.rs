@@ -27,7 +27,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, f: &Fused) -> Result<()> {
                 let node = body.node(n);
                 let NodeKind::Op(op) = &node.kind else { continue };
                 for o in &node.outputs {
-                    check_dtype(o.ty.dtype).map_err(|e| anyhow!("fused '{}': {e}", node.name))?;
+                    check_dtype(o.ty.dtype, lw.caps.backend).map_err(|e| anyhow!("fused '{}': {e}", node.name))?;
                 }
                 let mut ins = Vec::new();
                 let mut types = Vec::new();
@@ -43,7 +43,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, f: &Fused) -> Result<()> {
                         }
                     }
                 }
-                let e = pointwise::expr_of(op, ins, &types, node.outputs[0].ty.dtype)?;
+                let e = pointwise::expr_of(op, ins, &types, node.outputs[0].ty.dtype, lw.caps.backend)?;
                 exprs.insert(ValueId { node: n, slot: 0 }, e);
             }
             let Some((_, root)) = body.outputs.first() else { bail!("Elementwise body has no output") };

@@ -93,7 +93,7 @@ fn gather(lw: &mut Lw, id: NodeId, g: &Gather) -> Result<()> {
                 .collect();
             checked(sum(terms), idx, d_ty.shape[a])
         }
-        _ => bail!("the cpu backend has no kernel for this op yet"),
+        _ => bail!("the {backend} backend has no kernel for this op yet", backend = lw.caps.backend),
     };
     let out = lw.out(id, 0);
     if len == 0 {
@@ -106,9 +106,9 @@ fn gather(lw: &mut Lw, id: NodeId, g: &Gather) -> Result<()> {
 
 /// An integer index read from a tensor as i64, negative values counted from `dim`, and
 /// whether it lies in `0..dim`.
-fn resolved(raw: Expr, from: DType, dim: usize) -> Result<(Expr, Expr)> {
+fn resolved(raw: Expr, from: DType, dim: usize, backend: &str) -> Result<(Expr, Expr)> {
     if !matches!(from, DType::I32 | DType::I64) {
-        bail!("indices of type {} are not supported by the cpu backend", from.name());
+        bail!("indices of type {} are not supported by the {backend} backend", from.name());
     }
     let i = if from == DType::I64 { raw } else { Expr::cast(DType::I64, raw) };
     let neg = Expr::bin(BinOp::Lt, i.clone(), int(0));
@@ -135,14 +135,14 @@ fn one_hot(lw: &mut Lw, id: NodeId, axis: i64) -> Result<()> {
     let out_ty = lw.g.node(id).outputs[0].ty.clone();
     let r = out_ty.rank();
     if r != it.rank() + 1 || vt.len() != 2 {
-        bail!("OneHot shapes {it} → {out_ty} with values {vt} are not supported by the cpu backend");
+        bail!("OneHot shapes {it} → {out_ty} with values {vt} are not supported by the {backend} backend", backend = lw.caps.backend);
     }
     // The depth axis is the output dim the indices lack.
     let a = (0..r).find(|&d| [&out_ty.shape[..d], &out_ty.shape[d + 1..]].concat() == it.shape).unwrap_or(0);
     let a = crate::ir::shape::insert_axis(axis, it.rank()).unwrap_or(a);
     let depth = out_ty.shape[a] as f64;
     if !it.dtype.is_numeric() {
-        bail!("OneHot indices of type {} are not supported by the cpu backend", it.dtype.name());
+        bail!("OneHot indices of type {} are not supported by the {backend} backend", it.dtype.name(), backend = lw.caps.backend);
     }
     // The reference compares in f64: v (+depth when negative) == the position along the axis.
     let mut strides = dense_strides(&it.shape);
@@ -171,18 +171,18 @@ fn nd_position(lw: &mut Lw, data: &[usize], indices: ValueId, b: usize, tuple_st
     let mut valid = Expr::Lit(Lit::Int(1, DType::Bool));
     for k in 0..m {
         let raw = Expr::Load(Access { mem: im, dtype: it.dtype, offset: k as i64, strides: tuple_strides.clone() });
-        let (i, ok) = resolved(raw, it.dtype, data[b + k])?;
+        let (i, ok) = resolved(raw, it.dtype, data[b + k], lw.caps.backend)?;
         terms.push(Expr::bin(BinOp::Mul, i, int(ds[b + k])));
         valid = and(valid, ok);
     }
     Ok((sum(terms), valid))
 }
 
-fn nd_check(data: &[usize], idx: &[usize], b: usize) -> Result<usize> {
+fn nd_check(data: &[usize], idx: &[usize], b: usize, backend: &str) -> Result<usize> {
     let (r, q) = (data.len(), idx.len());
     let m = *idx.last().unwrap_or(&0);
     if q == 0 || b >= q.min(r) || m < 1 || b + m > r || data[..b] != idx[..b] {
-        bail!("GatherND/ScatterND layout {data:?} / {idx:?} (batch_dims {b}) is not supported by the cpu backend");
+        bail!("GatherND/ScatterND layout {data:?} / {idx:?} (batch_dims {b}) is not supported by the {backend} backend");
     }
     Ok(m)
 }
@@ -193,7 +193,7 @@ fn gather_nd(lw: &mut Lw, id: NodeId, batch_dims: i64) -> Result<()> {
     let it = lw.ty(indices).clone();
     let out_ty = lw.g.node(id).outputs[0].ty.clone();
     let b = usize::try_from(batch_dims)?;
-    let m = nd_check(&dt.shape, &it.shape, b)?;
+    let m = nd_check(&dt.shape, &it.shape, b, lw.caps.backend)?;
     let q = it.rank();
     // Loop dims: indices[..q-1] (the tuples), then data[b+m..] (the slice).
     let mut tuple_strides = dense_strides(&it.shape)[..q - 1].to_vec();
@@ -218,7 +218,7 @@ fn scatter(lw: &mut Lw, id: NodeId, reduction: Reduction, upd_shape: &[usize], t
     let t = dt.dtype;
     let r = dt.rank();
     if !t.is_numeric() {
-        bail!("scatter of {} is not supported by the cpu backend", t.name());
+        bail!("scatter of {} is not supported by the {backend} backend", t.name(), backend = lw.caps.backend);
     }
     let dm = lw.mem(data)?;
     let um = lw.mem(updates)?;
@@ -281,13 +281,13 @@ fn scatter_elements(lw: &mut Lw, id: NodeId, axis: i64, reduction: Reduction) ->
     let r = dt.rank();
     let a = crate::ir::shape::axis(axis, r)?;
     if it.rank() != r || (0..r).any(|d| d != a && it.shape[d] > dt.shape[d]) {
-        bail!("ScatterElements shapes {dt} / {it} are not supported by the cpu backend");
+        bail!("ScatterElements shapes {dt} / {it} are not supported by the {backend} backend", backend = lw.caps.backend);
     }
     let im = lw.mem(indices)?;
     let mut strides = vec![0i64; r];
     strides.extend(dense_strides(&it.shape));
     let raw = Expr::Load(Access { mem: im, dtype: it.dtype, offset: 0, strides });
-    let (i, ok) = resolved(raw, it.dtype, dt.shape[a])?;
+    let (i, ok) = resolved(raw, it.dtype, dt.shape[a], lw.caps.backend)?;
     let ds = dense_strides(&dt.shape);
     let target = sum((0..r).map(|d| Expr::bin(BinOp::Mul, if d == a { i.clone() } else { Expr::Index(r + d) }, int(ds[d]))));
     let target = or_index_error(lw, indices, ok, target)?;
@@ -300,7 +300,7 @@ fn scatter_nd(lw: &mut Lw, id: NodeId, reduction: Reduction) -> Result<()> {
     let it = lw.ty(indices).clone();
     let ut = lw.ty(updates).clone();
     let r = dt.rank();
-    let m = nd_check(&dt.shape, &it.shape, 0)?;
+    let m = nd_check(&dt.shape, &it.shape, 0, lw.caps.backend)?;
     let q = it.rank();
     // Update loop dims (after the r output dims): indices[..q-1], then data[m..].
     let mut tuple_strides = vec![0i64; r];

@@ -21,9 +21,9 @@ pub(super) fn flat(strides: &[i64], replace: Option<(usize, Expr)>) -> Expr {
 }
 
 /// An integer tensor element read as i64.
-pub(super) fn as_i64(e: Expr, from: DType) -> Result<Expr> {
+pub(super) fn as_i64(e: Expr, from: DType, backend: &str) -> Result<Expr> {
     if !from.is_int() {
-        bail!("index input of type {} is not supported by the cpu backend", from.name());
+        bail!("index input of type {} is not supported by the {backend} backend", from.name());
     }
     Ok(if from == DType::I64 { e } else { Expr::cast(DType::I64, e) })
 }

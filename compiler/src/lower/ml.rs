@@ -40,7 +40,7 @@ fn binarizer(lw: &mut Lw, id: NodeId, threshold: f32) -> Result<()> {
     let x = lw.input(id, 0)?;
     let xt = lw.ty(x).clone();
     if !matches!(xt.dtype, DType::F32 | DType::F64 | DType::I64 | DType::I32) {
-        bail!("Binarizer on {xt} is not supported by the cpu backend");
+        bail!("Binarizer on {xt} is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     let xv = Expr::cast(F, Expr::Load(Access::dense(lw.mem(x)?, xt.dtype, &xt.shape)));
     let above = Expr::bin(BinOp::Gt, xv, float(threshold as f64));
@@ -57,7 +57,7 @@ fn array_feature_extractor(lw: &mut Lw, id: NodeId) -> Result<()> {
     let (xt, yt) = (lw.ty(x).clone(), lw.ty(y).clone());
     let ot = lw.g.node(id).outputs[0].ty.clone();
     if yt.dtype != DType::I64 || xt.rank() == 0 || ot.shape.last() != Some(&yt.len()) {
-        bail!("ArrayFeatureExtractor of {xt} with {yt} indices is not supported by the cpu backend");
+        bail!("ArrayFeatureExtractor of {xt} with {yt} indices is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     let r = ot.rank();
     let n = *xt.shape.last().expect("rank >= 1") as i64;
@@ -92,6 +92,8 @@ struct Unroll<'t> {
     /// Leaf weights are divided by this (the tree count for Average, else 1).
     divisor: f64,
     size: usize,
+    /// The backend's name, for messages.
+    backend: &'t str,
 }
 
 impl Unroll<'_> {
@@ -102,7 +104,7 @@ impl Unroll<'_> {
         }
         self.size += 4;
         if self.size > MAX_TREE_EXPR {
-            bail!("TreeEnsemble with {} nodes is too large for the cpu backend's unrolled trees", t.modes.len());
+            bail!("TreeEnsemble with {} nodes is too large for the {} backend's unrolled trees", t.modes.len(), self.backend);
         }
         let v = (self.feature)(t.featureids[i]);
         let s = float(t.splits.v[i].0);
@@ -144,10 +146,10 @@ fn tree_ensemble(lw: &mut Lw, id: NodeId, t: &TreeEnsemble) -> Result<()> {
     let x = lw.input(id, 0)?;
     let xt = lw.ty(x).clone();
     let &[n, f] = &xt.shape[..] else {
-        bail!("TreeEnsemble on {xt} is not supported by the cpu backend (rank 2 input only)");
+        bail!("TreeEnsemble on {xt} is not supported by the {backend} backend (rank 2 input only)", backend = lw.caps.backend);
     };
     if !matches!(xt.dtype, DType::F32 | DType::F64 | DType::F16) || t.featureids.iter().any(|&i| i >= f) {
-        bail!("TreeEnsemble on {xt} is not supported by the cpu backend (float input with every feature present)");
+        bail!("TreeEnsemble on {xt} is not supported by the {backend} backend (float input with every feature present)", backend = lw.caps.backend);
     }
     let sets = t.member_sets();
     let xm = lw.mem(x)?;
@@ -170,7 +172,7 @@ fn tree_ensemble(lw: &mut Lw, id: NodeId, t: &TreeEnsemble) -> Result<()> {
     };
     let out = lw.out(id, 0);
     for target in 0..t.n_targets {
-        let mut u = Unroll { t, sets: sets.clone(), feature: &feature, target, neutral, divisor, size: 0 };
+        let mut u = Unroll { t, sets: sets.clone(), feature: &feature, target, neutral, divisor, size: 0, backend: lw.caps.backend };
         let mut acc = float(start);
         for &root in &t.tree_roots {
             acc = Expr::bin(combine, acc, u.node(root, 0)?);
@@ -195,7 +197,7 @@ fn label_encoder(lw: &mut Lw, id: NodeId, map: &LabelMap) -> Result<()> {
         DType::I16 => rt::KEY_I16,
         DType::F32 => rt::KEY_F32,
         DType::F64 => rt::KEY_F64,
-        d => bail!("LabelEncoder keys of type {d} are not supported by the cpu backend"),
+        d => bail!("LabelEncoder keys of type {d} are not supported by the {backend} backend", backend = lw.caps.backend),
     };
     if lw.ty(x).dtype != keys.dtype() {
         bail!("the input is {}, the keys {}", lw.ty(x).dtype, keys.dtype());

@@ -170,11 +170,11 @@ fn lower_node(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
     } else {
         let node = lw.g.node(id);
         for (i, o) in node.outputs.iter().enumerate() {
-            check_dtype(o.ty.dtype).map_err(|e| anyhow!("output {i}: {e}"))?;
+            check_dtype(o.ty.dtype, lw.caps.backend).map_err(|e| anyhow!("output {i}: {e}"))?;
         }
         for (i, v) in node.inputs.iter().enumerate() {
             if let Some(v) = v {
-                check_dtype(lw.g.ty(*v).dtype).map_err(|e| anyhow!("input {i}: {e}"))?;
+                check_dtype(lw.g.ty(*v).dtype, lw.caps.backend).map_err(|e| anyhow!("input {i}: {e}"))?;
             }
         }
     }
@@ -187,12 +187,12 @@ pub(crate) fn buf_bytes(ty: &ValueType) -> u64 {
 }
 
 /// The dtypes compiled code computes on.
-pub(crate) fn check_dtype(d: DType) -> Result<()> {
+pub(crate) fn check_dtype(d: DType, backend: &str) -> Result<()> {
     match d {
         DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32 | DType::U32 | DType::I64 | DType::U64 | DType::Bool => Ok(()),
         // The low-precision types: see `backend::cpu::lowbit`.
         d if d.is_low() => Ok(()),
-        other => bail!("dtype {} is not supported by the cpu backend yet", other.name()),
+        other => bail!("dtype {} is not supported by the {backend} backend yet", other.name()),
     }
 }
 
@@ -225,7 +225,7 @@ impl<'g> Lw<'g> {
         match self.opt_input(id, i) {
             None => Ok(None),
             Some(v) => {
-                let t = self.konst(v).ok_or_else(|| anyhow!("input {i} ({what}) must be a constant for the cpu backend"))?;
+                let t = self.konst(v).ok_or_else(|| anyhow!("input {i} ({what}) must be a constant for the {backend} backend", backend = self.caps.backend))?;
                 Ok(Some(t.to_i64_vec()?))
             }
         }

@@ -104,7 +104,7 @@ fn planned(lw: &mut Lw, id: NodeId, m: &Movement) -> Result<()> {
                 lw.push(Step::Loop(Loop { dims: x_ty.shape.clone(), out: Access::dense(out, x_ty.dtype, &x_ty.shape), value }));
                 Ok(())
             }
-            _ => bail!("the cpu backend has no kernel for this op yet"),
+            _ => bail!("the {backend} backend has no kernel for this op yet", backend = lw.caps.backend),
         },
     }
 }
@@ -182,7 +182,7 @@ fn reverse_sequence(lw: &mut Lw, id: NodeId, batch_axis: i64, time_axis: i64) ->
     let lm = lw.mem(lens)?;
     let mut ls = vec![0i64; r];
     ls[b] = 1;
-    let len = as_i64(Expr::Load(Access { mem: lm, dtype: lt.dtype, offset: 0, strides: ls }), lt.dtype)?;
+    let len = as_i64(Expr::Load(Access { mem: lm, dtype: lt.dtype, offset: 0, strides: ls }), lt.dtype, lw.caps.backend)?;
     let time = Expr::Index(t);
     let src_t = Expr::select(Expr::bin(BinOp::Lt, time.clone(), len.clone()), Expr::bin(BinOp::Sub, add(len.clone(), int(-1)), time.clone()), time);
     let ok = and(Expr::bin(BinOp::Ge, len.clone(), int(0)), Expr::bin(BinOp::Le, len, int(xt.shape[t] as i64)));

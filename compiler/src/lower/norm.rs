@@ -36,7 +36,7 @@ fn norm(lw: &mut Lw, id: NodeId, n: &Norm) -> Result<()> {
     let xt = lw.ty(x).clone();
     let t = xt.dtype;
     if !t.is_float() {
-        bail!("normalisation on {} is not supported by the cpu backend", t.name());
+        bail!("normalisation on {} is not supported by the {backend} backend", t.name(), backend = lw.caps.backend);
     }
     let r = xt.rank();
     let xm = lw.mem(x)?;
@@ -56,7 +56,7 @@ fn norm(lw: &mut Lw, id: NodeId, n: &Norm) -> Result<()> {
     let value = match n {
         Norm::Batch { epsilon, training: false, .. } => {
             if n_out > 1 {
-                bail!("BatchNormalization's running statistics outputs are not supported by the cpu backend");
+                bail!("BatchNormalization's running statistics outputs are not supported by the {backend} backend", backend = lw.caps.backend);
             }
             let (scale, bias, mean, var) = (channel(lw, 1)?, channel(lw, 2)?, channel(lw, 3)?, channel(lw, 4)?);
             let inv = Expr::un(UnOp::Sqrt, Expr::bin(BinOp::Add, var, lit(*epsilon as f64)));
@@ -89,7 +89,7 @@ fn norm(lw: &mut Lw, id: NodeId, n: &Norm) -> Result<()> {
             Expr::select(is_zero, lit(0.0), Expr::bin(BinOp::Div, xv, nv))
         }
         Norm::Lrn { alpha, beta, bias, size } => return lrn(lw, id, x, *alpha, *beta, *bias, *size),
-        _ => bail!("the cpu backend has no kernel for this normalisation yet"),
+        _ => bail!("the {backend} backend has no kernel for this normalisation yet", backend = lw.caps.backend),
     };
     let out = lw.out(id, 0);
     lw.push(Step::Loop(Loop { dims: xt.shape.clone(), out: Access::dense(out, t, &xt.shape), value }));
@@ -225,7 +225,7 @@ fn with_f64_statistics(lw: &mut Lw, id: NodeId, n: &Norm) -> Result<()> {
     let x = lw.input(id, 0)?;
     let xt = lw.ty(x).clone();
     if !xt.dtype.is_float() || xt.dtype.is_low() {
-        bail!("normalisation on {} is not supported by the cpu backend", xt.dtype.name());
+        bail!("normalisation on {} is not supported by the {backend} backend", xt.dtype.name(), backend = lw.caps.backend);
     }
     match n {
         Norm::Batch { epsilon, momentum, training: true } => batch_training(lw, id, x, *epsilon, *momentum),
@@ -234,7 +234,7 @@ fn with_f64_statistics(lw: &mut Lw, id: NodeId, n: &Norm) -> Result<()> {
             let axes = crate::ir::shape::axes(axes, xt.rank())?;
             mean_variance(lw, id, x, &axes)
         }
-        _ => bail!("the cpu backend has no kernel for this normalisation yet"),
+        _ => bail!("the {backend} backend has no kernel for this normalisation yet", backend = lw.caps.backend),
     }
 }
 

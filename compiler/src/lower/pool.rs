@@ -39,11 +39,11 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
     // is an f32, and the max of exact values is exact).
     let via_f32 = kind == abi::PoolKind::Max && matches!(xt.dtype, DType::U8 | DType::I8 | DType::U16 | DType::I16);
     if xt.dtype != DType::F32 && !via_f32 {
-        bail!("pooling on {} is not supported by the cpu backend yet", xt.dtype.name());
+        bail!("pooling on {} is not supported by the {backend} backend yet", xt.dtype.name(), backend = lw.caps.backend);
     }
     let r = w.rank();
     if r == 0 || r > MAX_SPATIAL {
-        bail!("pooling with {r} spatial dimensions is not supported by the cpu backend (1 to {MAX_SPATIAL})");
+        bail!("pooling with {r} spatial dimensions is not supported by the {backend} backend (1 to {MAX_SPATIAL})", backend = lw.caps.backend);
     }
     let (out_sp, pb, pe) = w.forward(&xt.shape[2..], ceil, "pool")?;
     if out_sp != out_ty.shape[2..] {
@@ -114,7 +114,7 @@ fn global_pool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
     let xt = lw.ty(x).clone();
     let t = xt.dtype;
     if !t.is_float() {
-        bail!("global pooling on {} is not supported by the cpu backend", t.name());
+        bail!("global pooling on {} is not supported by the {backend} backend", t.name(), backend = lw.caps.backend);
     }
     let planes = xt.shape[..2.min(xt.rank())].iter().product::<usize>();
     let area = xt.shape.get(2..).map_or(1, |s| s.iter().product::<usize>());
@@ -165,7 +165,7 @@ fn max_unpool(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
     let (is, fs) = (dense_strides(in_sp), dense_strides(inf_sp));
     let len = xt.shape.iter().product::<usize>() as i64;
     if len == 0 || out_shape.contains(&0) {
-        bail!("MaxUnpool of an empty tensor is not supported by the cpu backend");
+        bail!("MaxUnpool of an empty tensor is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     let (xm, im) = (lw.mem(x)?, lw.mem(iv)?);
 

@@ -27,7 +27,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, r: &Reduce) -> Result<()> {
     let float = t.is_float();
     let need_float = |what: &str| -> Result<()> {
         if !float {
-            bail!("{what} on {} is not supported by the cpu backend", t.name());
+            bail!("{what} on {} is not supported by the {backend} backend", t.name(), backend = lw.caps.backend);
         }
         Ok(())
     };
@@ -38,7 +38,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, r: &Reduce) -> Result<()> {
         let (init, combine) = match r.kind {
             ReduceKind::Max => (Lit::Int(0, t), BinOp::Or),
             ReduceKind::Min => (Lit::Int(1, t), BinOp::And),
-            _ => bail!("{} of bool is not supported by the cpu backend", r.name()),
+            _ => bail!("{} of bool is not supported by the {backend} backend", r.name(), backend = lw.caps.backend),
         };
         let out = lw.out(id, 0);
         lw.push(sp.step(t, init, combine, v, Expr::Acc, out, t));

@@ -131,7 +131,7 @@ pub(super) fn flat_index(first: usize, strides: &[i64]) -> Expr {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn arg_search(lw: &mut Lw, x: Mem, t: DType, shape: &[usize], axes: &[usize], max: bool, last: bool, out: Mem) -> Result<()> {
     if !t.is_numeric() {
-        bail!("arg search on {} is not supported by the cpu backend", t.name());
+        bail!("arg search on {} is not supported by the {backend} backend", t.name(), backend = lw.caps.backend);
     }
     let xs = dense_strides(shape);
     let kept: Vec<usize> = (0..shape.len()).filter(|d| !axes.contains(d)).collect();

@@ -148,7 +148,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, r: &Rnn) -> Result<()> {
     let x = lw.input(id, 0)?;
     let xt = lw.ty(x).clone();
     if xt.dtype != F {
-        bail!("{name} on {} is not supported by the cpu backend yet (f32 is)", xt.dtype.name());
+        bail!("{name} on {} is not supported by the {backend} backend yet (f32 is)", xt.dtype.name(), backend = lw.caps.backend);
     }
     let wt = lw.ty(lw.input(id, 1)?).clone();
     let rt = lw.ty(lw.input(id, 2)?).clone();
@@ -158,7 +158,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, r: &Rnn) -> Result<()> {
     let hidden = rt.shape[2];
     let gates = wt.shape[1] / hidden.max(1);
     if seq * dirs > MAX_STEPS {
-        bail!("{name} over {seq} time steps and {dirs} direction(s) is more than the cpu backend unrolls ({MAX_STEPS})");
+        bail!("{name} over {seq} time steps and {dirs} direction(s) is more than the {backend} backend unrolls ({MAX_STEPS})", backend = lw.caps.backend);
     }
     let is_lstm = matches!(r.cell, Cell::Lstm { .. });
     let n_acts = r.activations.len() / dirs;

@@ -31,7 +31,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Signal) -> Result<()> {
         Signal::Dft { inverse, onesided } => dft(lw, id, *inverse, *onesided),
         Signal::Stft { onesided } => stft(lw, id, *onesided),
         Signal::MelWeightMatrix { .. } => mel_weight_matrix(lw, id),
-        Signal::Window { .. } => bail!("the cpu backend has no kernel for this op yet"),
+        Signal::Window { .. } => bail!("the {backend} backend has no kernel for this op yet", backend = lw.caps.backend),
     }
 }
 
@@ -127,7 +127,7 @@ fn dft(lw: &mut Lw, id: NodeId, inverse: bool, onesided: bool) -> Result<()> {
     let out_ty = lw.g.node(id).outputs[0].ty.clone();
     let r = xt.rank();
     if r < 2 || !xt.dtype.is_float() {
-        bail!("DFT of {xt} is not supported by the cpu backend");
+        bail!("DFT of {xt} is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     let a = scalar_const(lw, id, 2, "axis")?.unwrap_or(-2);
     let axis = if a < 0 { a + r as i64 } else { a };
@@ -189,7 +189,7 @@ fn stft(lw: &mut Lw, id: NodeId, onesided: bool) -> Result<()> {
     let xt = lw.ty(x).clone();
     let out_ty = lw.g.node(id).outputs[0].ty.clone();
     if xt.rank() != 3 || !xt.dtype.is_float() || out_ty.rank() != 4 {
-        bail!("STFT of {xt} is not supported by the cpu backend");
+        bail!("STFT of {xt} is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     let (len, c_in) = (xt.shape[1], xt.shape[2]);
     let step = scalar_const(lw, id, 1, "frame_step")?.ok_or_else(|| anyhow::anyhow!("STFT: frame_step is missing"))?;
@@ -238,7 +238,7 @@ fn mel_weight_matrix(lw: &mut Lw, id: NodeId) -> Result<()> {
     let (rt, lt, ut) = (lw.ty(rate).clone(), lw.ty(lower).clone(), lw.ty(upper).clone());
     let hz = lt.dtype;
     if !rt.dtype.is_int() || rt.len() != 1 || !hz.is_float() || lt.len() != 1 || ut.len() != 1 {
-        bail!("MelWeightMatrix with sample_rate {rt} and edges {lt}, {ut} is not supported by the cpu backend");
+        bail!("MelWeightMatrix with sample_rate {rt} and edges {lt}, {ut} is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     let n_spec = out_ty.shape[0];
     lw.out(id, 0);

@@ -25,7 +25,7 @@ fn softmax(lw: &mut Lw, id: NodeId, s: &Softmax) -> Result<()> {
     let xt = lw.ty(x).clone();
     let t = xt.dtype;
     if !t.is_float() {
-        bail!("Softmax on {} is not supported by the cpu backend", t.name());
+        bail!("Softmax on {} is not supported by the {backend} backend", t.name(), backend = lw.caps.backend);
     }
     let r = xt.rank();
     let a = crate::ir::shape::axis(s.axis, r)?;
@@ -45,7 +45,7 @@ fn softmax(lw: &mut Lw, id: NodeId, s: &Softmax) -> Result<()> {
     let value = match s.kind {
         SoftmaxKind::Softmax => Expr::bin(BinOp::Div, Expr::math(MathOp::Exp, shifted), sp.stat_x(tsum, st)),
         SoftmaxKind::LogSoftmax => Expr::bin(BinOp::Sub, shifted, Expr::math(MathOp::Log, sp.stat_x(tsum, st))),
-        SoftmaxKind::Hardmax => bail!("Hardmax is not supported by the cpu backend yet"),
+        SoftmaxKind::Hardmax => bail!("Hardmax is not supported by the {backend} backend yet", backend = lw.caps.backend),
     };
     let out = lw.out(id, 0);
     lw.push(Step::Loop(Loop { dims: xt.shape.clone(), out: Access::dense(out, t, &xt.shape), value }));
@@ -57,7 +57,7 @@ fn hardmax(lw: &mut Lw, id: NodeId, s: &Softmax) -> Result<()> {
     let xt = lw.ty(x).clone();
     let t = xt.dtype;
     if !t.is_float() {
-        bail!("Hardmax on {} is not supported by the cpu backend", t.name());
+        bail!("Hardmax on {} is not supported by the {backend} backend", t.name(), backend = lw.caps.backend);
     }
     let r = xt.rank();
     let a = crate::ir::shape::axis(s.axis, r)?;

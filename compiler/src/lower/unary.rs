@@ -14,29 +14,29 @@ use crate::ir::ops::unary::Unary;
 use crate::tensor::DType;
 
 pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Unary) -> Result<()> {
-    pointwise::lower(lw, id, |ins, types, out| expr(op, ins, types, out))
+    pointwise::lower(lw, id, op, expr)
 }
 
 /// The scalar expression of `op` on its input.
-pub(super) fn expr(op: &Unary, mut ins: Vec<Option<Expr>>, types: &[Option<DType>], out: DType) -> Result<Expr> {
+pub(super) fn expr(op: &Unary, mut ins: Vec<Option<Expr>>, types: &[Option<DType>], out: DType, backend: &str) -> Result<Expr> {
     let t = pointwise::first_type(types, out);
-    unary(*op, req(&mut ins, 0)?, t)
+    unary(*op, req(&mut ins, 0)?, t, backend)
 }
 
-fn unary(u: Unary, x: Expr, t: DType) -> Result<Expr> {
+fn unary(u: Unary, x: Expr, t: DType, backend: &str) -> Result<Expr> {
     let math = |op: MathOp, x: Expr| -> Result<Expr> {
-        float_only(&format!("{u:?}"), t)?;
+        float_only(&format!("{u:?}"), t, backend)?;
         Ok(Expr::math(op, x))
     };
     Ok(match u {
         Unary::Abs => Expr::un(UnOp::Abs, x),
         Unary::Neg => Expr::un(UnOp::Neg, x),
         Unary::Reciprocal => {
-            float_only("Reciprocal", t)?;
+            float_only("Reciprocal", t, backend)?;
             bin(BinOp::Div, lit(t, 1.0), x)
         }
         Unary::Sqrt => {
-            float_only("Sqrt", t)?;
+            float_only("Sqrt", t, backend)?;
             Expr::un(UnOp::Sqrt, x)
         }
         Unary::Exp => math(MathOp::Exp, x)?,

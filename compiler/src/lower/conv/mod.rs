@@ -32,11 +32,11 @@ pub(super) fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize, act: Act, 
     // f16 and bf16 convolve through f32 temporaries (their values are exact in f32).
     let half = matches!(xt.dtype, DType::F16 | DType::BF16);
     if xt.dtype != DType::F32 && !half {
-        bail!("Conv on {} is not supported by the cpu backend yet", xt.dtype.name());
+        bail!("Conv on {} is not supported by the {backend} backend yet", xt.dtype.name(), backend = lw.caps.backend);
     }
     let r = w.rank();
     if r == 0 || r > MAX_SPATIAL {
-        bail!("Conv with {r} spatial dimensions is not supported by the cpu backend (1 to {MAX_SPATIAL})");
+        bail!("Conv with {r} spatial dimensions is not supported by the {backend} backend (1 to {MAX_SPATIAL})", backend = lw.caps.backend);
     }
     let (out_sp, pb, _pe) = w.forward(&xt.shape[2..], false, "Conv")?;
     let (act_kind, act_alpha, act_beta) = act.abi();

@@ -27,7 +27,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, c: &Conv) -> Result<()> {
     let out_ty = lw.g.node(id).outputs[0].ty.clone();
     let t = xt.dtype;
     if !t.is_float() {
-        bail!("ConvTranspose on {} is not supported by the cpu backend", t.name());
+        bail!("ConvTranspose on {} is not supported by the {backend} backend", t.name(), backend = lw.caps.backend);
     }
     let r = w.rank();
     if xt.rank() != r + 2 || wt.rank() != r + 2 {

@@ -30,7 +30,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Index) -> Result<()> {
         Index::CumProd { exclusive, reverse } => scan(lw, id, true, *exclusive, *reverse),
         Index::Compress { axis } => compress(lw, id, *axis),
         Index::TopK { axis, largest, .. } => topk::lower(lw, id, *axis, *largest),
-        Index::NonZero | Index::Unique { .. } => bail!("the cpu backend has no kernel for this op yet"),
+        Index::NonZero | Index::Unique { .. } => bail!("the {backend} backend has no kernel for this op yet", backend = lw.caps.backend),
     }
 }
 
@@ -52,7 +52,7 @@ fn scan(lw: &mut Lw, id: NodeId, prod: bool, exclusive: bool, reverse: bool) -> 
     let xt = lw.ty(x).clone();
     let t = xt.dtype;
     if !t.is_numeric() {
-        bail!("{} on {} is not supported by the cpu backend", if prod { "CumProd" } else { "CumSum" }, t.name());
+        bail!("{} on {} is not supported by the {backend} backend", if prod { "CumProd" } else { "CumSum" }, t.name(), backend = lw.caps.backend);
     }
     let r = xt.rank();
     let axis_v = lw.input(id, 1)?;
@@ -142,7 +142,7 @@ fn compress(lw: &mut Lw, id: NodeId, axis: Option<i64>) -> Result<()> {
     let xt = lw.ty(x).clone();
     let out_ty = lw.g.node(id).outputs[0].ty.clone();
     let cond = lw.input(id, 1)?;
-    let c = lw.konst(cond).ok_or_else(|| anyhow::anyhow!("Compress: the condition must be a constant for the cpu backend"))?;
+    let c = lw.konst(cond).ok_or_else(|| anyhow::anyhow!("Compress: the condition must be a constant for the {backend} backend", backend = lw.caps.backend))?;
     let keep: Vec<i64> = c.to_f64_vec()?.iter().enumerate().filter(|(_, v)| **v != 0.0).map(|(i, _)| i as i64).collect();
     let a = axis.map(|ax| crate::ir::shape::axis(ax, xt.rank())).transpose()?;
     let n = match a {

@@ -45,7 +45,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, axis: i64, largest: bool) -> Result
     let xt = lw.ty(x).clone();
     let t = xt.dtype;
     if !t.is_numeric() || t.is_low() {
-        bail!("TopK on {} is not supported by the cpu backend", t.name());
+        bail!("TopK on {} is not supported by the {backend} backend", t.name(), backend = lw.caps.backend);
     }
     let a = crate::ir::shape::axis(axis, xt.rank())?;
     let out_ty = lw.g.node(id).outputs[0].ty.clone();

@@ -26,7 +26,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, equation: &str) -> Result<()> {
     let out_ty = lw.g.node(id).outputs[0].ty.clone();
     let t = out_ty.dtype;
     if tys.iter().any(|ty| ty.dtype != t) || !t.is_numeric() || t.is_low() {
-        bail!("Einsum on {} operands is not supported by the cpu backend", t.name());
+        bail!("Einsum on {} operands is not supported by the {backend} backend", t.name(), backend = lw.caps.backend);
     }
     if plan.out_shape() != out_ty.shape {
         bail!("Einsum: planned shape {:?} differs from the output {out_ty}", plan.out_shape());

@@ -31,7 +31,7 @@ pub(in crate::lower) fn fused_matmul(lw: &mut Lw, id: NodeId, gemm: Option<(bool
         bail!("FusedMatMul computes on f32 only");
     }
     if at.rank() < 2 || bt.rank() < 2 {
-        bail!("FusedMatMul with a 1-D operand is not supported by the cpu backend");
+        bail!("FusedMatMul with a 1-D operand is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     let full = out_ty.shape.clone();
     let r = full.len();

@@ -89,7 +89,7 @@ fn gemm(lw: &mut Lw, id: NodeId, alpha: f32, beta: f32, trans_a: bool, trans_b: 
     let (at, bt) = (lw.ty(a).clone(), lw.ty(b).clone());
     let out_ty = lw.g.node(id).outputs[0].ty.clone();
     if at.dtype != DType::F32 {
-        bail!("Gemm on {} is not supported by the cpu backend yet", at.dtype.name());
+        bail!("Gemm on {} is not supported by the {backend} backend yet", at.dtype.name(), backend = lw.caps.backend);
     }
     let (m, n) = (out_ty.shape[0], out_ty.shape[1]);
     let k = if trans_a { at.shape[0] } else { at.shape[1] };

@@ -43,11 +43,11 @@ fn wrap_i32(e: Expr) -> Expr {
 }
 
 /// `saturate(round_half_even(acc · mult + zp))` as `out` (u8 or i8).
-fn requantize(acc: Expr, mult: Expr, zp: Option<Expr>, out: DType) -> Result<Expr> {
+fn requantize(acc: Expr, mult: Expr, zp: Option<Expr>, out: DType, backend: &str) -> Result<Expr> {
     let (lo, hi) = match out {
         DType::U8 => (0.0, 255.0),
         DType::I8 => (-128.0, 127.0),
-        d => bail!("requantising to {} is not supported by the cpu backend", d.name()),
+        d => bail!("requantising to {} is not supported by the {backend} backend", d.name()),
     };
     let mut y = Expr::bin(BinOp::Mul, Expr::cast(F, acc), mult);
     if let Some(z) = zp {
@@ -64,7 +64,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, q: &Quant) -> Result<()> {
         Quant::QLinearMatMul => matmul(lw, id, [0, 3, 2, 5], Some([1, 4, 6, 7])),
         Quant::ConvInteger(_) => conv(lw, id, [0, 1, 2, 3], None),
         Quant::QLinearConv(_) => conv(lw, id, [0, 3, 2, 5], Some([1, 4, 6, 7, 8])),
-        _ => bail!("the cpu backend has no kernel for this op yet"),
+        _ => bail!("the {backend} backend has no kernel for this op yet", backend = lw.caps.backend),
     }
 }
 
@@ -131,7 +131,7 @@ fn matmul(lw: &mut Lw, id: NodeId, ins: [usize; 4], scales: Option<[usize; 4]>) 
     let out_ty = lw.g.node(id).outputs[0].ty.clone();
     let (ra, rb) = (at.rank(), bt.rank());
     if ra < 2 || rb < 2 || out_ty.rank() != ra.max(rb) {
-        bail!("integer matmul of {at} and {bt} is not supported by the cpu backend (rank ≥ 2 operands are)");
+        bail!("integer matmul of {at} and {bt} is not supported by the {backend} backend (rank ≥ 2 operands are)", backend = lw.caps.backend);
     }
     let nb = out_ty.rank() - 2;
     let (m, k, n) = (at.shape[ra - 2], at.shape[ra - 1], bt.shape[rb - 1]);
@@ -163,7 +163,7 @@ fn matmul(lw: &mut Lw, id: NodeId, ins: [usize; 4], scales: Option<[usize; 4]>) 
             let yzp = zp(lw, yz, &out_shape, true, lm, ln, "y_zero_point")?.map(|(z, d)| f64_of(z, d));
             let prod = round_to(sd, Expr::bin(BinOp::Mul, f64_of(sa, sd), f64_of(sb, db)));
             let mult = round_to(sd, Expr::bin(BinOp::Div, prod, f64_of(sy, dy)));
-            requantize(wrap_i32(Expr::Acc), mult, yzp, out_ty.dtype)?
+            requantize(wrap_i32(Expr::Acc), mult, yzp, out_ty.dtype, lw.caps.backend)?
         }
     };
     let out = lw.out(id, 0);
@@ -264,7 +264,7 @@ fn conv(lw: &mut Lw, id: NodeId, ins: [usize; 4], scales: Option<[usize; 5]>) ->
                     None => None,
                 };
                 let prod = round_to(sd, Expr::bin(BinOp::Mul, f64_of(xs_, sd), f64_of(ws_, dw)));
-                requantize(acc, round_to(sd, Expr::bin(BinOp::Div, prod, f64_of(ys_, dy))), yzp, out_ty.dtype)?
+                requantize(acc, round_to(sd, Expr::bin(BinOp::Div, prod, f64_of(ys_, dy))), yzp, out_ty.dtype, lw.caps.backend)?
             }
         };
         outs.push(Step::Reduce(Reduce {

@@ -28,7 +28,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, q: &Quant) -> Result<()> {
         Quant::Quantize { axis, block_size, saturate, precision, .. } => quantize(lw, id, *axis, *block_size, *saturate, *precision),
         Quant::Dequantize { axis, block_size, .. } => dequantize(lw, id, *axis, *block_size),
         Quant::DynamicQuantize => dynamic_quantize(lw, id),
-        _ => bail!("the cpu backend has no kernel for this op yet"),
+        _ => bail!("the {backend} backend has no kernel for this op yet", backend = lw.caps.backend),
     }
 }
 
@@ -109,7 +109,7 @@ fn quantize(lw: &mut Lw, id: NodeId, axis: i64, block: usize, saturate: bool, pr
     let out = lw.g.node(id).outputs[0].ty.dtype;
     let prec = precision.unwrap_or(if is_scale_float(sd) || !xd.is_float() { sd } else { xd });
     if !is_scale_float(prec) {
-        bail!("QuantizeLinear computing in {prec} is not supported by the cpu backend");
+        bail!("QuantizeLinear computing in {prec} is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     // The type q computes in: f64, or f32 for f32/f16/bf16.
     let ct = if prec == DType::F64 { DType::F64 } else { DType::F32 };
@@ -142,7 +142,7 @@ fn quantize(lw: &mut Lw, id: NodeId, axis: i64, block: usize, saturate: bool, pr
             let v = bin(BinOp::Add, q, zero);
             Expr::convert(Conversion { to: out, saturate, round_mode: RoundMode::Up }, v)
         }
-        None => bail!("QuantizeLinear to {out} is not supported by the cpu backend"),
+        None => bail!("QuantizeLinear to {out} is not supported by the {backend} backend", backend = lw.caps.backend),
     };
     store(lw, id, &dims, value);
     Ok(())
@@ -171,7 +171,7 @@ fn dequantize(lw: &mut Lw, id: NodeId, axis: i64, block: usize) -> Result<()> {
         // The reference rounds f64 to bf16 through f32.
         DType::BF16 => Expr::cast(DType::BF16, Expr::cast(DType::F32, v)),
         DType::F32 | DType::F16 | DType::F64 => Expr::cast(out, v),
-        other => bail!("DequantizeLinear to {other} is not supported by the cpu backend"),
+        other => bail!("DequantizeLinear to {other} is not supported by the {backend} backend", backend = lw.caps.backend),
     };
     store(lw, id, &dims, value);
     Ok(())
@@ -184,7 +184,7 @@ fn dynamic_quantize(lw: &mut Lw, id: NodeId) -> Result<()> {
     let xv = lw.input(id, 0)?;
     let (x, dims, xd) = load_x(lw, xv)?;
     if xd != DType::F32 {
-        bail!("DynamicQuantizeLinear on {xd} is not supported by the cpu backend (f32 is)");
+        bail!("DynamicQuantizeLinear on {xd} is not supported by the {backend} backend (f32 is)", backend = lw.caps.backend);
     }
     let f = |v: f64| Expr::lit_f(DType::F32, v);
     let not_nan = Expr::select(Expr::un(UnOp::IsNaN, x.clone()), f(0.0), x.clone());

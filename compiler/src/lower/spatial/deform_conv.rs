@@ -38,7 +38,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, w: &Window, kernel: &[usize], group
         return Ok(());
     }
     if ip * c * k == 0 {
-        bail!("DeformConv on the empty input {xt} is not supported by the cpu backend");
+        bail!("DeformConv on the empty input {xt} is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     let t = xt.dtype;
     let (ki, pi, ri, ogi) = (k as i64, p as i64, r as i64, offset_group as i64);

@@ -99,7 +99,7 @@ pub(super) fn grid_sample(lw: &mut Lw, id: NodeId, mode: Interp, padding: Paddin
         return Ok(());
     }
     if dims.contains(&0) {
-        bail!("GridSample on the empty image {xt} is not supported by the cpu backend");
+        bail!("GridSample on the empty image {xt} is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     let taps = match mode {
         Interp::Nearest => 1,

@@ -24,6 +24,6 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Spatial) -> Result<()> {
         Spatial::DeformConv { w, kernel, group, offset_group } => deform_conv::lower(lw, id, w, kernel, *group, *offset_group),
         Spatial::TensorScatter { circular, axis } => tensor_scatter::lower(lw, id, *circular, *axis),
         Spatial::SwiGlu { alpha } => swiglu::lower(lw, id, *alpha),
-        Spatial::NonMaxSuppression { .. } => bail!("the cpu backend has no kernel for this op yet"),
+        Spatial::NonMaxSuppression { .. } => bail!("the {backend} backend has no kernel for this op yet", backend = lw.caps.backend),
     }
 }

@@ -50,7 +50,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Spatial) -> Result<()> {
         return Ok(());
     }
     if n * height * width == 0 {
-        bail!("RoiAlign on the empty feature map {xt} is not supported by the cpu backend");
+        bail!("RoiAlign on the empty feature map {xt} is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     let scale = spatial_scale as f64;
     let offset = if half_pixel { 0.5 } else { 0.0 };
@@ -69,7 +69,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Spatial) -> Result<()> {
         (sampling_ratio as usize, sampling_ratio as usize)
     } else {
         let Some(t) = lw.konst(rois) else {
-            bail!("RoiAlign with an adaptive sampling_ratio (0) needs constant rois for the cpu backend");
+            bail!("RoiAlign with an adaptive sampling_ratio (0) needs constant rois for the {backend} backend", backend = lw.caps.backend);
         };
         let v = t.to_f64_vec()?;
         let counts: Vec<(i64, i64)> = v
@@ -85,11 +85,11 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Spatial) -> Result<()> {
             .collect();
         match counts.first() {
             Some(&(a, b)) if counts.iter().all(|&g| g == (a, b)) => (a as usize, b as usize),
-            _ => bail!("RoiAlign: constant rois with different adaptive sample counts are not supported by the cpu backend"),
+            _ => bail!("RoiAlign: constant rois with different adaptive sample counts are not supported by the {backend} backend", backend = lw.caps.backend),
         }
     };
     if gh * gw > 1 << 16 {
-        bail!("RoiAlign: {gh}x{gw} samples per bin are too many for the cpu backend");
+        bail!("RoiAlign: {gh}x{gw} samples per bin are too many for the {backend} backend", backend = lw.caps.backend);
     }
     let count = (gh * gw).max(1) as f64;
     let info = lw.temp(&ValueType::new(F, vec![nr, 4]));

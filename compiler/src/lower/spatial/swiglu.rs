@@ -21,7 +21,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, alpha: f32) -> Result<()> {
     let at = lw.ty(a).clone();
     let t = at.dtype;
     if !matches!(t, DType::F32 | DType::F64 | DType::F16 | DType::BF16) || lw.ty(b) != &at {
-        bail!("SwiGLU on {at} and {} is not supported by the cpu backend", lw.ty(b));
+        bail!("SwiGLU on {at} and {} is not supported by the {backend} backend", lw.ty(b), backend = lw.caps.backend);
     }
     // Rounds an f64 expression to `t`'s precision (still an f64 value).
     let r = |e: Expr| if t == F { e } else { Expr::cast(F, Expr::cast(t, e)) };

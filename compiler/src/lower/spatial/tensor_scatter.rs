@@ -21,7 +21,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, circular: bool, axis: i64) -> Resul
     let r = pt.rank();
     let a = crate::ir::shape::axis(axis, r)?;
     if a == 0 || ut.rank() != r || pt.dtype != ut.dtype {
-        bail!("TensorScatter of {ut} into {pt} along axis {axis} is not supported by the cpu backend");
+        bail!("TensorScatter of {ut} into {pt} along axis {axis} is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     if pt.is_empty() {
         lw.out(id, 0);
@@ -34,7 +34,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, circular: bool, axis: i64) -> Resul
             let wm = lw.mem(wi)?;
             let mut ws = vec![0i64; r];
             ws[0] = 1;
-            as_i64(Expr::Load(Access { mem: wm, dtype: wt.dtype, offset: 0, strides: ws }), wt.dtype)?
+            as_i64(Expr::Load(Access { mem: wm, dtype: wt.dtype, offset: 0, strides: ws }), wt.dtype, lw.caps.backend)?
         }
         None => int(0),
     };
