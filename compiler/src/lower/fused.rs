@@ -1,6 +1,8 @@
-//! The fusion passes' ops: `neoc.FusedConv` and `neoc.FusedMatMul` (one kernel call with
-//! its epilogue) and
-//! `neoc.Elementwise` (the whole chain as one expression in one loop).
+//! The fused family, the fusion passes' ops. `neoc.FusedConv` and `neoc.FusedMatMul` are one
+//! kernel call with its epilogue, set up by the modules that own those calls
+//! ([`super::conv::conv`], [`super::matmul::fused_matmul`]); `neoc.Elementwise` is one
+//! pointwise loop whose expression is the whole chain, each op's part built by its own
+//! family ([`super::pointwise::expr_of`]).
 
 use std::collections::HashMap;
 

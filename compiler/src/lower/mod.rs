@@ -30,6 +30,14 @@ mod strings;
 pub(crate) mod test_util;
 mod transposed_window;
 
+use std::collections::HashMap;
+
+use anyhow::{Result, anyhow, bail};
+
+use crate::kernel_ir::{Access, Call, Expr, Mem, Step, broadcast_strides};
+use crate::ir::{Graph, NodeId, NodeKind, Op, OpImpl, ValueId, ValueType};
+use crate::tensor::{DType, Tensor};
+
 /// The family modules, one per IR op family and named like its module in `ir/ops/`, and
 /// [`lower_op`], which hands each op to its family's `lower(lw, id, op)`: both follow from
 /// the one family list, [`crate::ir::ops::with_families`].
@@ -47,14 +55,6 @@ macro_rules! family_lowerings {
 }
 
 crate::ir::ops::with_families!(family_lowerings);
-
-use std::collections::HashMap;
-
-use anyhow::{Result, anyhow, bail};
-
-use crate::kernel_ir::{Access, Call, Expr, Mem, Step, broadcast_strides};
-use crate::ir::{Graph, NodeId, NodeKind, Op, OpImpl, ValueId, ValueType};
-use crate::tensor::{DType, Tensor};
 
 /// A lowered graph, before memory planning.
 pub struct Lowered {

@@ -6,8 +6,9 @@
 //! IR op.
 //!
 //! Floats compute in their own precision (the reference computes in f64 and rounds once;
-//! the difference is a few ulp, inside every conformance tolerance). Transcendentals call
-//! the runtime's math functions, which compute in f64 like the reference.
+//! the difference is a few ulp, inside every conformance tolerance). Transcendentals are
+//! [`Expr::math`] nodes, which the code generator computes inline or by the runtime's math
+//! functions.
 
 use anyhow::{Result, bail};
 
