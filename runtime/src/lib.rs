@@ -74,6 +74,7 @@ pub mod kernels;
 mod sys;
 mod tensor;
 mod threads;
+pub mod variants;
 mod workers;
 
 use std::ops::Range;
@@ -86,6 +87,7 @@ pub use error::{LoadError, Role, RunError};
 pub use host::{AARCH64_FEATURES, CallConv, HostCpu, Isa, X86_64_FEATURES};
 pub use tensor::{DType, Element, Tensor, TensorError, TensorMut, TensorRef, byte_len, numel};
 pub use threads::default_thread_count;
+pub use variants::{CodeVariant, LoadOptions};
 
 use abi::{KERNEL_ABI_VERSION, KernelTable};
 use kernels::strings::StringHeap;
@@ -137,6 +139,8 @@ pub struct Model {
     states: Mutex<Vec<RunState>>,
     /// Whether an input or output is a string tensor (runs then go through handles).
     string_io: bool,
+    /// The code variant that runs, for artifacts that carry several.
+    code_variant: Option<String>,
 }
 
 impl std::fmt::Debug for Model {
@@ -155,6 +159,11 @@ impl Model {
     /// Memory-maps and loads an artifact file. The file must not be truncated or
     /// rewritten while the model is alive (the weights are read from the mapping).
     pub fn load(path: impl AsRef<Path>) -> Result<Model, LoadError> {
+        Model::load_with(path, &LoadOptions::default())
+    }
+
+    /// As [`Model::load`], with options (e.g. which code variant to run).
+    pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model, LoadError> {
         let path = path.as_ref();
         let io = |source| LoadError::Io { path: path.to_path_buf(), source };
         let file = std::fs::File::open(path).map_err(io)?;
@@ -164,19 +173,26 @@ impl Model {
             return Err(FormatError::TooShort { len: len as usize }.into());
         }
         let map = sys::map_file(&file).map_err(io)?;
-        Model::from_storage(Storage::Mapped(map))
+        Model::from_storage(Storage::Mapped(map), opts)
     }
 
     /// Loads an artifact from bytes, copying them into 64-byte-aligned memory.
     pub fn from_bytes(bytes: &[u8]) -> Result<Model, LoadError> {
-        let mut buf = AlignedBuf::zeroed(bytes.len()).ok_or(LoadError::OutOfMemory { bytes: bytes.len() as u64 })?;
-        buf.as_mut_slice().copy_from_slice(bytes);
-        Model::from_storage(Storage::Owned(buf))
+        Model::from_bytes_with(bytes, &LoadOptions::default())
     }
 
-    fn from_storage(storage: Storage) -> Result<Model, LoadError> {
-        let art = Artifact::parse(storage.bytes())?;
-        HostCpu::detect().check(&art.metadata)?;
+    /// As [`Model::from_bytes`], with options.
+    pub fn from_bytes_with(bytes: &[u8], opts: &LoadOptions) -> Result<Model, LoadError> {
+        let mut buf = AlignedBuf::zeroed(bytes.len()).ok_or(LoadError::OutOfMemory { bytes: bytes.len() as u64 })?;
+        buf.as_mut_slice().copy_from_slice(bytes);
+        Model::from_storage(Storage::Owned(buf), opts)
+    }
+
+    fn from_storage(storage: Storage, opts: &LoadOptions) -> Result<Model, LoadError> {
+        let mut art = Artifact::parse(storage.bytes())?;
+        let host = HostCpu::detect();
+        let code_variant = variants::pick(&mut art, &host, opts)?;
+        host.check(&art.metadata)?;
         if art.metadata.kernel_abi_version > KERNEL_ABI_VERSION {
             return Err(LoadError::KernelAbiTooNew { artifact: art.metadata.kernel_abi_version, runtime: KERNEL_ABI_VERSION });
         }
@@ -205,7 +221,13 @@ impl Model {
             threads,
             states: Mutex::new(vec![state]),
             string_io,
+            code_variant,
         })
+    }
+
+    /// The code variant that runs (`x86-64-v4`, …) when the artifact carries several.
+    pub fn code_variant(&self) -> Option<&str> {
+        self.code_variant.as_deref()
     }
 
     pub fn inputs(&self) -> &[TensorSig] {
