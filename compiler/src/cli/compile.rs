@@ -81,6 +81,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
     println!("  weights: {} bytes; code: {} bytes; artifact: {} bytes", r.weight_bytes, r.code_bytes, art.bytes.len());
     println!("  estimated FLOPs: {flops:.3e}");
     println!("  cpu features required: {}", if r.features.is_empty() { "none".into() } else { r.features.join(", ") });
-    println!("  time: {:.1} ms total (lowering {:.1} ms, code generation {:.1} ms)", progress.start.elapsed().as_secs_f64() * 1e3, r.lower_ms, r.codegen_ms);
+    println!("  time: {:.1} ms total (lowering {:.1} ms, of which verifying {:.2} ms; code generation {:.1} ms)", progress.start.elapsed().as_secs_f64() * 1e3, r.lower_ms, r.verify_ms, r.codegen_ms);
     Ok(ExitCode::SUCCESS)
 }

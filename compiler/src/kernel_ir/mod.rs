@@ -14,13 +14,15 @@
 //! exactly and stores narrow (see `codegen` and `lowbit`).
 //!
 //! A whole lowering has a text form ([`print`], read back by [`parse`]), which
-//! `neoc compile --dump-ir after=lower` prints and the `test lower` filetests hold.
+//! `neoc compile --dump-ir after=lower` prints and the `test lower` filetests hold, and a
+//! verifier ([`verify`]) that the CPU backend runs after every lowering.
 
 use crate::tensor::DType;
 
 pub mod parse;
 pub mod plan;
 pub mod print;
+pub mod verify;
 use crate::tensor::low::RoundMode;
 use neoc_runtime::abi::{ArgKind, Kernel, MathOp};
 

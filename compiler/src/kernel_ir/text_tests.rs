@@ -195,6 +195,7 @@ fn lowerings_round_trip() {
     for text in graphs {
         let g = crate::ir::parse::parse_graph(text).unwrap();
         let l = crate::lower::lower(&g, &crate::lower::Caps::CPU).unwrap_or_else(|p| panic!("{p:?}"));
+        super::super::verify::verify(&l).unwrap_or_else(|e| panic!("{e}"));
         round_trips(&l);
     }
 }
