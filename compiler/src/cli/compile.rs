@@ -1,5 +1,5 @@
 //! `neoc compile model.onnx --target <name|host> [-o model.neo] [--input-shape name=dims]...
-//! [--opt-level N] [--dump-ir after=<pass>]`
+//! [--opt-level N] [--dump-ir after=<pass>|after=lower|after=all]`
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -27,7 +27,8 @@ pub struct Args {
     /// 0: no optimisation; 1: clean-up and folding; 2 and 3: + fusion.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=3))]
     pub opt_level: u8,
-    /// Print the text IR after a pass: `after=<pass>` or `after=all`.
+    /// Print the text IR after a pass (`after=<pass>`), the kernel IR after lowering
+    /// (`after=lower`), or both after every stage (`after=all`).
     #[arg(long)]
     pub dump_ir: Option<String>,
 }
