@@ -20,12 +20,15 @@
 //!   for pointers, an integer in range or a float of the right width for scalars; parameter
 //!   blocks in the weights, at least their struct's size), batch strides no more than batch
 //!   dims, no kernel that takes a task, and the bytes a call reaches inside each buffer:
-//!   for `memcpy`, `memset`, `sgemm` and the GEMM epilogue kernels the whole extent their
-//!   sizes and strides give, for the others the argument's address at every batch point.
+//!   for `memcpy`, `memset`, `sgemm`, the GEMM epilogue kernels, `conv` and `pool` the whole
+//!   extent their sizes and strides (scalars or parameter block) give (packed conv weights
+//!   excepted), for the others the argument's address at every batch point.
 
 use std::fmt;
 
-use neoc_runtime::abi::{ArgKind, Kernel};
+use std::mem::{offset_of, size_of};
+
+use neoc_runtime::abi::{ArgKind, ConvParams, GemmParams, Kernel, MAX_SPATIAL, PoolParams};
 
 use super::print::{access_text, mem_name};
 use super::{Access, BinOp, Call, CallArg, Expr, Lit, Mem, Step, UnOp};
@@ -449,11 +452,17 @@ impl Cx<'_> {
                 }
             }
             Kernel::SgemmEpilogue | Kernel::SgemmPackedB => {
-                let p = self.gemm_params(c)?;
-                let [m, n, k, rsa, csa, rsb, csb, rsc, csc, rs_bias, cs_bias, rs_res, cs_res] = p;
+                let p = self.params_block(c, size_of::<GemmParams>())?;
+                let f = |off: usize| i64_at(p, off) as i128;
+                let (m, n, k) = (f(offset_of!(GemmParams, m)), f(offset_of!(GemmParams, n)), f(offset_of!(GemmParams, k)));
                 if m <= 0 || n <= 0 {
                     return Some((0, 0));
                 }
+                let pair = |rs: usize, cs: usize| (f(rs), f(cs));
+                let ((rsa, csa), (rsb, csb)) = (pair(offset_of!(GemmParams, rsa), offset_of!(GemmParams, csa)), pair(offset_of!(GemmParams, rsb), offset_of!(GemmParams, csb)));
+                let (rsc, csc) = pair(offset_of!(GemmParams, rsc), offset_of!(GemmParams, csc));
+                let (rs_bias, cs_bias) = pair(offset_of!(GemmParams, rs_bias), offset_of!(GemmParams, cs_bias));
+                let (rs_res, cs_res) = pair(offset_of!(GemmParams, rs_residual), offset_of!(GemmParams, cs_residual));
                 match i {
                     1 => Some(matrix(m, k, rsa, csa, 4)),
                     2 if c.kernel == Kernel::SgemmPackedB => {
@@ -467,23 +476,58 @@ impl Cx<'_> {
                     _ => None,
                 }
             }
+            Kernel::Conv => {
+                let p = self.params_block(c, size_of::<ConvParams>())?;
+                let spatial = u32_at(p, offset_of!(ConvParams, spatial)) as usize;
+                let f = |off: usize| i64_at(p, off) as i128;
+                let prod = |off: usize| (0..spatial.min(MAX_SPATIAL)).map(|d| f(off + 8 * d)).product::<i128>();
+                let (batch, c_in, c_out) = (f(offset_of!(ConvParams, batch)), f(offset_of!(ConvParams, c_in)), f(offset_of!(ConvParams, c_out)));
+                let group = (u32_at(p, offset_of!(ConvParams, group)) as i128).max(1);
+                let (x, y) = (batch * c_in * prod(offset_of!(ConvParams, in_size)), batch * c_out * prod(offset_of!(ConvParams, out_size)));
+                match i {
+                    1 => Some((0, 4 * x)),
+                    // Packed layouts (1, 2) have lengths of their own.
+                    2 if u32_at(p, offset_of!(ConvParams, weight_layout)) == 0 => Some((0, 4 * c_out * (c_in / group) * prod(offset_of!(ConvParams, kernel)))),
+                    3 => Some((0, 4 * c_out)),
+                    4 | 5 => Some((0, 4 * y)),
+                    6 => Some((0, f(offset_of!(ConvParams, scratch_bytes)))),
+                    _ => None,
+                }
+            }
+            Kernel::Pool => {
+                let p = self.params_block(c, size_of::<PoolParams>())?;
+                let spatial = u32_at(p, offset_of!(PoolParams, spatial)) as usize;
+                let f = |off: usize| i64_at(p, off) as i128;
+                let prod = |off: usize| (0..spatial.min(MAX_SPATIAL)).map(|d| f(off + 8 * d)).product::<i128>();
+                let channels = f(offset_of!(PoolParams, channels));
+                let (x, y) = (channels * prod(offset_of!(PoolParams, in_size)), channels * prod(offset_of!(PoolParams, out_size)));
+                match i {
+                    1 => Some((0, 4 * x)),
+                    2 => Some((0, 4 * y)),
+                    3 => Some((0, 8 * y)),
+                    _ => None,
+                }
+            }
             _ => None,
         }
     }
 
-    /// The sizes and strides of a GEMM epilogue call's `GemmParams` block (its first 13
-    /// 8-byte fields), when its argument is a weights blob long enough.
-    fn gemm_params(&self, c: &Call) -> Option<[i128; 13]> {
+    /// The parameter block a call's first argument points at (`len` bytes of a weights
+    /// blob), when it is there whole.
+    fn params_block(&self, c: &Call, len: usize) -> Option<&[u8]> {
         let CallArg::Buf { mem: Mem::Weight(w), offset, .. } = c.args.first()? else { return None };
-        let blob = self.l.blobs.get(*w as usize)?;
         let at = usize::try_from(*offset).ok()?;
-        let bytes = blob.get(at..at + 13 * 8)?;
-        let mut v = [0i128; 13];
-        for (j, f) in v.iter_mut().enumerate() {
-            *f = i64::from_le_bytes(bytes[8 * j..8 * j + 8].try_into().ok()?) as i128;
-        }
-        Some(v)
+        self.l.blobs.get(*w as usize)?.get(at..at.checked_add(len)?)
     }
+}
+
+/// The little-endian i64 (or u64, as two's complement) at byte `off` of `b`.
+fn i64_at(b: &[u8], off: usize) -> i64 {
+    i64::from_le_bytes(b[off..off + 8].try_into().expect("8 bytes"))
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes"))
 }
 
 #[cfg(test)]

@@ -265,10 +265,7 @@ fn the_gemm_epilogue_operands_are_bounded_by_their_parameter_block() {
     use neoc_runtime::abi::GemmParams;
     // C = A·B with m = 2, n = 4, k = 4: A in in0 (2×4), B in w1... too small, in t0 (8 floats).
     let mut p = GemmParams { m: 2, n: 4, k: 4, rsa: 4, csa: 1, rsb: 4, csb: 1, rsc: 4, csc: 1, rs_bias: 0, cs_bias: 1, rs_residual: 0, cs_residual: 0, alpha: 1.0, act: 0, act_alpha: 0.0, act_beta: 0.0 };
-    let blob = |p: &GemmParams| {
-        // SAFETY: GemmParams is plain `#[repr(C)]` data.
-        unsafe { std::slice::from_raw_parts(p as *const GemmParams as *const u8, std::mem::size_of::<GemmParams>()) }.to_vec()
-    };
+    let blob = pod::<GemmParams>;
     let call = Call::new(Kernel::SgemmEpilogue, vec![CallArg::buf(Mem::Weight(2)), CallArg::buf(Mem::Input(0)), CallArg::buf(Mem::Temp(0)), CallArg::Null, CallArg::Null, CallArg::buf(Mem::Output(0))]);
     let mut l = with_call(call);
     l.blobs.push(blob(&p));
@@ -318,10 +315,51 @@ fn every_error_is_reported_with_its_step_and_node() {
     assert!(text.starts_with("the kernel IR is invalid (4 errors):\n  - step 0"), "{text}");
 }
 
+/// The bytes of one of the ABI's `#[repr(C)]` parameter blocks.
+fn pod<T: Copy>(v: &T) -> Vec<u8> {
+    // SAFETY: `T` is a parameter struct of the ABI: integers and floats, no padding.
+    unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }.to_vec()
+}
+
 #[test]
-fn gemm_params_fields_are_where_the_verifier_reads_them() {
-    use neoc_runtime::abi::GemmParams;
-    assert_eq!(std::mem::offset_of!(GemmParams, m), 0);
-    assert_eq!(std::mem::offset_of!(GemmParams, rsa), 24);
-    assert_eq!(std::mem::offset_of!(GemmParams, cs_residual), 96);
+fn conv_and_pool_buffers_are_bounded_by_their_parameter_blocks() {
+    use neoc_runtime::abi::{ConvParams, PoolParams};
+    // A 1×1 conv of x (1, 2, 2, 2) in t0 to y (1, 1, 2, 2) in out0; w (1, 2, 1, 1) needs 8
+    // bytes, and w1 has 4.
+    let conv = ConvParams {
+        spatial: 2,
+        group: 1,
+        batch: 1,
+        c_in: 2,
+        c_out: 1,
+        in_size: [2, 2, 1],
+        out_size: [2, 2, 1],
+        kernel: [1, 1, 1],
+        stride: [1; 3],
+        dilation: [1; 3],
+        pad_begin: [0; 3],
+        act: 0,
+        weight_layout: 0,
+        act_alpha: 0.0,
+        act_beta: 0.0,
+        scratch_bytes: 0,
+    };
+    let args = vec![CallArg::buf(Mem::Weight(2)), CallArg::buf(Mem::Temp(0)), CallArg::buf(Mem::Weight(1)), CallArg::Null, CallArg::Null, CallArg::buf(Mem::Output(0)), CallArg::Null];
+    let mut l = with_call(Call::new(Kernel::Conv, args));
+    l.blobs.push(pod(&conv));
+    fails_with(&l, 1, "argument 2 (w) of conv reaches bytes 0..8 of w1 (4 bytes)");
+    l.blobs[1] = vec![0; 8];
+    verify(&l).unwrap();
+    // Pooling 2 planes of 2×2 from t0 into out0; 3 planes overrun both.
+    let mut pool = PoolParams { kind: 0, spatial: 2, channels: 2, in_size: [2, 2, 1], out_size: [2, 2, 1], kernel: [1, 1, 1], stride: [1; 3], dilation: [1; 3], pad_begin: [0; 3], pad_end: [0; 3], count_include_pad: 0, p: 0 };
+    let args = vec![CallArg::buf(Mem::Weight(2)), CallArg::buf(Mem::Temp(0)), CallArg::buf(Mem::Output(0)), CallArg::Null];
+    let mut l = with_call(Call::new(Kernel::Pool, args));
+    l.blobs.push(pod(&pool));
+    verify(&l).unwrap();
+    pool.channels = 3;
+    l.blobs[2] = pod(&pool);
+    let errs = errors(&l);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(errs[0].ends_with("argument 1 (x) of pool reaches bytes 0..48 of t0 (32 bytes)"), "{errs:#?}");
+    assert!(errs[1].ends_with("argument 2 (y) of pool reaches bytes 0..48 of out0 (32 bytes)"), "{errs:#?}");
 }
