@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+use neoc::ir::ValueType;
+use neoc::tensor::{DType, Tensor};
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_path_buf()
@@ -13,4 +16,32 @@ pub fn cases_dir() -> PathBuf {
     let d = std::env::var_os("NEOC_CASES").map(PathBuf::from).unwrap_or_else(|| root().join("build-cases"));
     assert!(d.join("node").is_dir(), "ONNX conformance cases not found at {}; run `bash scripts/setup.sh`", d.display());
     d
+}
+
+/// A small deterministic generator (64-bit LCG, top bits).
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Uniform in [0, 1).
+    pub fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Random values for one input: floats uniform in [-3, 3), integers in [-5, 5], bools,
+/// strings from a few short words (empty, mixed case, non-ASCII, with a space).
+pub fn random_input(ty: &ValueType, rng: &mut Rng) -> Tensor {
+    let n = ty.len();
+    let vals: Vec<f64> = (0..n).map(|_| rng.next()).collect();
+    let t = match ty.dtype {
+        DType::String => {
+            const WORDS: [&str; 5] = ["", "Abc", "wörld", "x y", "abc"];
+            return Tensor::from_vec(&ty.shape, vals.iter().map(|v| WORDS[(v * 5.0) as usize].to_string()).collect()).expect("shape");
+        }
+        DType::Bool => Tensor::from_vec(&ty.shape, vals.iter().map(|v| *v < 0.5).collect()).expect("shape"),
+        d if d.is_int() => Tensor::from_vec(&ty.shape, vals.iter().map(|v| (v * 11.0).floor() as i64 - 5).collect()).expect("shape"),
+        _ => Tensor::from_vec(&ty.shape, vals.iter().map(|v| v * 6.0 - 3.0).collect()).expect("shape"),
+    };
+    t.cast(ty.dtype).expect("cast to the input type")
 }
