@@ -4,7 +4,8 @@
 //!
 //! What it checks, step by step:
 //! - **Buffers**: every [`Mem`] exists; nothing writes an input or a weights blob; every
-//!   temporary is written by an earlier step (or the same one) before a step reads it.
+//!   temporary and output is written by an earlier step (or the same one) before a step
+//!   reads it (an output buffer holds the caller's bytes until then).
 //! - **Accesses**: one stride per loop dim the access is evaluated in (a [`Reduce`]'s `out`
 //!   has one per outer dim, its `value` and `finish` loads one per dim); every element an
 //!   access reaches over the whole iteration space lies inside its buffer (inputs and
@@ -74,7 +75,8 @@ pub fn verify(l: &Lowered) -> Result<(), VerifyErrors> {
     if l.step_nodes.len() != l.steps.len() {
         errs.push(VerifyError { step: None, node: String::new(), message: format!("{} steps but {} step nodes", l.steps.len(), l.step_nodes.len()) });
     }
-    let mut written = vec![false; l.temps.len()];
+    // Temporaries and outputs written so far (their contents before are undefined).
+    let mut written = std::collections::BTreeSet::new();
     for (i, step) in l.steps.iter().enumerate() {
         let mut cx = Cx { l, step: i, node: l.step_nodes.get(i).cloned().unwrap_or_default(), errs: &mut errs };
         match step {
@@ -82,22 +84,26 @@ pub fn verify(l: &Lowered) -> Result<(), VerifyErrors> {
             Step::Reduce(r) => cx.reduce(r),
             Step::Call(c) => cx.call(c),
         }
-        // Temporaries are written before they are read (or by the same step).
+        // Written before they are read (or by the same step).
         let (reads, writes) = step.mems();
-        for m in &writes {
+        for m in writes {
             match m {
-                Mem::Input(_) | Mem::Weight(_) => cx.err(format!("writes {}, which is read-only", mem_name(*m))),
-                Mem::Temp(t) if (*t as usize) < written.len() => written[*t as usize] = true,
-                _ => {}
+                Mem::Input(_) | Mem::Weight(_) => cx.err(format!("writes {}, which is read-only", mem_name(m))),
+                m => {
+                    written.insert(m);
+                }
             }
         }
         let mut seen = vec![];
         for m in reads {
-            if let Mem::Temp(t) = m
-                && written.get(t as usize) == Some(&false)
-                && !seen.contains(&t)
-            {
-                seen.push(t);
+            // (A buffer that does not exist is reported as such.)
+            let exists = match m {
+                Mem::Temp(t) => (t as usize) < l.temps.len(),
+                Mem::Output(o) => (o as usize) < l.outputs.len(),
+                _ => false,
+            };
+            if exists && !written.contains(&m) && !seen.contains(&m) {
+                seen.push(m);
                 cx.err(format!("reads {} before any step writes it", mem_name(m)));
             }
         }

@@ -283,6 +283,13 @@ fn temporaries_are_written_before_they_are_read() {
     l.step_nodes.swap(0, 1);
     let errs = errors(&l);
     assert_eq!(errs, vec!["step 0 (node 'scale'): reads t0 before any step writes it".to_string()]);
+    // Outputs too: out0 read (step 1) before step 2 writes it.
+    let mut l = valid();
+    l.steps.push(l.steps[1].clone());
+    l.step_nodes.push("again".into());
+    loop_step(&mut l, 1).out.mem = Mem::Temp(0);
+    loop_step(&mut l, 1).value = mul(load(Mem::Output(0), DType::F32, 0, vec![4, 1]), Expr::Lit(Lit::F32(2.0)));
+    fails_with(&l, 1, "reads out0 before any step writes it");
 }
 
 #[test]
