@@ -23,7 +23,7 @@ pub struct Rng(pub u64);
 
 impl Rng {
     /// Uniform in [0, 1).
-    pub fn next(&mut self) -> f64 {
+    pub fn uniform(&mut self) -> f64 {
         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
@@ -33,7 +33,7 @@ impl Rng {
 /// strings from a few short words (empty, mixed case, non-ASCII, with a space).
 pub fn random_input(ty: &ValueType, rng: &mut Rng) -> Tensor {
     let n = ty.len();
-    let vals: Vec<f64> = (0..n).map(|_| rng.next()).collect();
+    let vals: Vec<f64> = (0..n).map(|_| rng.uniform()).collect();
     let t = match ty.dtype {
         DType::String => {
             const WORDS: [&str; 5] = ["", "Abc", "wörld", "x y", "abc"];

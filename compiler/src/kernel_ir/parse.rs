@@ -265,7 +265,7 @@ impl Parser<'_> {
             self.i += 1;
         }
         let hex = &self.s[start..self.i];
-        if hex.len() % 2 != 0 {
+        if !hex.len().is_multiple_of(2) {
             return Err(self.err("an odd number of hex digits"));
         }
         let digit = |c: u8| (c as char).to_digit(16).expect("hex digit") as u8;

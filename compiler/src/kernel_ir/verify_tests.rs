@@ -370,3 +370,12 @@ fn conv_and_pool_buffers_are_bounded_by_their_parameter_blocks() {
     assert!(errs[0].ends_with("argument 1 (x) of pool reaches bytes 0..48 of t0 (32 bytes)"), "{errs:#?}");
     assert!(errs[1].ends_with("argument 2 (y) of pool reaches bytes 0..48 of out0 (32 bytes)"), "{errs:#?}");
 }
+
+/// The verifier's machine types are the code generator's, for every dtype.
+#[test]
+fn machine_types_are_the_code_generators() {
+    for d in DType::ALL {
+        let cg = crate::backend::cpu::codegen::clif_type(d).ok().map(|t| t.to_string());
+        assert_eq!(machine(d).map(str::to_string), cg, "{d}");
+    }
+}
