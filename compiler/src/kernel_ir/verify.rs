@@ -207,7 +207,7 @@ impl Cx<'_> {
             if machine(v) != Some(acc) {
                 self.err(format!("a {v} value combined into an accumulator of type {}", r.acc));
             }
-            if let Some(res) = self.bin_type(r.combine, r.acc, r.acc)
+            if let Some(res) = self.bin_type(r.combine, r.acc)
                 && machine(res) != Some(acc)
             {
                 self.err(format!("combine {:?} gives {res}, not the accumulator's type {}", r.combine, r.acc));
@@ -315,7 +315,7 @@ impl Cx<'_> {
                     self.err(format!("{} of {ta} and {tb}", super::print::bin_name(*op)));
                     return None;
                 }
-                self.bin_type(*op, ta, tb)
+                self.bin_type(*op, ta)
             }
             Expr::Select(c, a, b) => {
                 let (tc, ta, tb) = (sub(self, c), sub(self, a), sub(self, b));
@@ -357,8 +357,8 @@ impl Cx<'_> {
         }
     }
 
-    /// The result type of `op` on operands of type `t` (the left one's, as codegen takes it).
-    fn bin_type(&mut self, op: BinOp, t: DType, _other: DType) -> Option<DType> {
+    /// The result type of `op` on operands computing like `t` (codegen takes the left one's).
+    fn bin_type(&mut self, op: BinOp, t: DType) -> Option<DType> {
         let float = is_float_machine(t);
         if float && matches!(op, BinOp::And | BinOp::Or | BinOp::Xor | BinOp::Shl | BinOp::Shr | BinOp::FloorMod | BinOp::TruncMod) {
             self.err(format!("{} of {t} (an integer op)", super::print::bin_name(op)));
