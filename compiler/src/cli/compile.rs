@@ -1,5 +1,5 @@
 //! `neoc compile model.onnx --target <name|host> [-o model.neo] [--input-shape name=dims]...
-//! [--opt-level N] [--dump-ir after=<pass>] [--package out.tar.gz] [--json]`
+//! [--opt-level N] [--dump-ir after=<pass>|after=lower|after=all] [--package out.tar.gz] [--json]`
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -26,7 +26,8 @@ pub struct Args {
     /// 0: no optimisation; 1: clean-up and folding; 2 and 3: + fusion.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=3))]
     pub opt_level: u8,
-    /// Print the text IR after a pass: `after=<pass>` or `after=all`.
+    /// Print the text IR after a pass (`after=<pass>`), the kernel IR after lowering
+    /// (`after=lower`), or both after every stage (`after=all`).
     #[arg(long)]
     pub dump_ir: Option<String>,
     /// Also bundle the artifact, a manifest and a README for the device into this .tar.gz.
@@ -111,6 +112,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let files: Vec<&str> = p["files"].as_array().map(|a| a.iter().filter_map(|f| f.as_str()).collect()).unwrap_or_default();
         println!("  package: {} ({} bytes: {})", path.display(), p["bytes"], files.join(", "));
     }
-    println!("  time: {:.1} ms total (lowering {:.1} ms, code generation {:.1} ms)", progress.start.elapsed().as_secs_f64() * 1e3, r.lower_ms, r.codegen_ms);
+    println!("  time: {:.1} ms total (lowering {:.1} ms, of which verifying {:.2} ms; code generation {:.1} ms)", progress.start.elapsed().as_secs_f64() * 1e3, r.lower_ms, r.verify_ms, r.codegen_ms);
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,8 @@
 //! The CPU backend: optimised IR → kernel language → Cranelift machine code → `.neo`.
 //!
-//! 1. [`lower`] turns every op into [`kernel::Step`]s over symbolic buffers;
+//! 1. [`lower`] turns every op into [`kernel::Step`]s over symbolic buffers, and the
+//!    kernel IR verifier ([`crate::kernel_ir::verify`]) checks them (a failure is an
+//!    internal compiler error, listing every problem);
 //! 2. [`plan`] gives temporaries arena offsets (static memory planning);
 //! 3. [`codegen`] emits one Cranelift function per step plus the entry function;
 //! 4. [`link`] compiles and lays them out into position-independent code;
@@ -32,6 +34,9 @@ pub enum CompileError {
     /// Ops the backend cannot compile yet, all of them.
     #[error("{} op(s) cannot be compiled for the cpu backend:\n{}", .0.len(), .0.iter().map(|p| format!("  node '{}' ({}): {}", p.node, p.op, p.message)).collect::<Vec<_>>().join("\n"))]
     Unsupported(Vec<LowerProblem>),
+    /// The lowering produced kernel IR that fails the verifier: a bug in the compiler.
+    #[error("internal compiler error: {0}")]
+    InvalidKernelIr(crate::kernel_ir::verify::VerifyErrors),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -50,6 +55,8 @@ pub struct BackendReport {
     /// For a portable target: each code variant's name, code bytes and required features.
     pub code_variants: Vec<(String, u64, Vec<String>)>,
     pub lower_ms: f64,
+    /// Of `lower_ms`, the kernel IR verifier's share.
+    pub verify_ms: f64,
     pub codegen_ms: f64,
 }
 
@@ -67,27 +74,39 @@ fn runtime_sig(name: &str, ty: &ValueType) -> TensorSig {
 
 /// Compiles an optimised graph for a CPU target.
 pub fn compile(g: &Graph, target: &Target) -> Result<CompiledArtifact, CompileError> {
-    build(g, target, &lower::Caps::CPU, false)
+    build(g, target, &lower::Caps::CPU, false, &mut |_| {})
+}
+
+/// As [`compile`], handing the lowering to `inspect` as soon as it exists, before the
+/// verifier runs (so `--dump-ir after=lower` prints an invalid one too).
+pub fn compile_inspecting(g: &Graph, target: &Target, inspect: &mut dyn FnMut(&lower::Lowered)) -> Result<CompiledArtifact, CompileError> {
+    build(g, target, &lower::Caps::CPU, false, inspect)
 }
 
 /// As [`compile`], lowering with other backend choices than the CPU's own (tests use it
 /// to check the lowering's loop-nest forms, e.g. a GEMM without the `sgemm` kernel).
 pub fn compile_with_caps(g: &Graph, target: &Target, caps: &lower::Caps) -> Result<CompiledArtifact, CompileError> {
-    build(g, target, caps, false)
+    build(g, target, caps, false, &mut |_| {})
 }
 
 /// As [`compile`], also returning the disassembly of every function (as Cranelift
 /// printed the instructions it emitted), e.g. to inspect cross-compiled aarch64 code.
 pub fn compile_with_listing(g: &Graph, target: &Target) -> Result<CompiledArtifact, CompileError> {
-    build(g, target, &lower::Caps::CPU, true)
+    build(g, target, &lower::Caps::CPU, true, &mut |_| {})
 }
 
-fn build(g: &Graph, target: &Target, caps: &lower::Caps, listing: bool) -> Result<CompiledArtifact, CompileError> {
+fn build(g: &Graph, target: &Target, caps: &lower::Caps, listing: bool, inspect: &mut dyn FnMut(&lower::Lowered)) -> Result<CompiledArtifact, CompileError> {
     // A portable target compiles the same lowered program once per ISA level.
     let levels: Vec<Target> = if target.variants.is_empty() { vec![target.clone()] } else { target.variant_targets().map_err(anyhow::Error::from)? };
     let cpus = levels.iter().map(isa::for_target).collect::<Result<Vec<_>>>()?;
     let t0 = Instant::now();
     let lowered = lower::lower(g, caps).map_err(CompileError::Unsupported)?;
+    inspect(&lowered);
+    // Always on: about 0.1 ms of the 0.55-0.9 s that compiling ResNet-50 takes (0.3 ms of
+    // BERT-base's 2 s).
+    let tv = Instant::now();
+    crate::kernel_ir::verify::verify(&lowered).map_err(CompileError::InvalidKernelIr)?;
+    let verify_ms = tv.elapsed().as_secs_f64() * 1e3;
     let memory = plan::plan(&lowered.steps, &lowered.temps);
     let lower_ms = t0.elapsed().as_secs_f64() * 1e3;
 
@@ -164,6 +183,7 @@ fn build(g: &Graph, target: &Target, caps: &lower::Caps, listing: bool) -> Resul
             features: cpus[0].features.clone(),
             code_variants,
             lower_ms,
+            verify_ms,
             codegen_ms,
         },
         listing,

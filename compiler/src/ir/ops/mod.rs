@@ -75,6 +75,16 @@ macro_rules! families {
             }
         }
 
+        /// The families' names (the [`Op`] variants), in declaration order.
+        pub const FAMILIES: &[&str] = &[$(stringify!($variant)),*];
+
+        impl Op {
+            /// The name of the op's family (its variant: `Unary`, `MatMul`, `Fused`, …).
+            pub fn family(&self) -> &'static str {
+                match self { $(Op::$variant(_) => stringify!($variant)),* }
+            }
+        }
+
         $(impl From<$module::$ty> for Op {
             fn from(o: $module::$ty) -> Op { Op::$variant(o) }
         })*
