@@ -166,6 +166,18 @@ impl DType {
         matches!(self, F8E4M3FN | F8E4M3FNUZ | F8E5M2 | F8E5M2FNUZ | F8E8M0 | F4E2M1 | U4 | I4 | U2 | I2)
     }
 
+    /// Floats stored as a code the runtime decodes and encodes (the f8 and f4 types; they
+    /// compute in f32).
+    pub fn is_coded_float(self) -> bool {
+        use DType::*;
+        matches!(self, F8E4M3FN | F8E4M3FNUZ | F8E5M2 | F8E5M2FNUZ | F8E8M0 | F4E2M1)
+    }
+
+    /// Bits per element of the packed sub-byte types (4 or 2), `None` for the others.
+    pub fn packed_bits(self) -> Option<i64> {
+        (self.bits() < 8).then_some(self.bits() as i64)
+    }
+
     pub fn is_float(self) -> bool {
         use DType::*;
         matches!(self, F32 | F64 | F16 | BF16 | F8E4M3FN | F8E4M3FNUZ | F8E5M2 | F8E5M2FNUZ | F4E2M1 | F8E8M0)

@@ -23,7 +23,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use neoc_runtime::abi::{self, ArgKind, Kernel, Ret};
 
 use crate::kernel_ir::{Access, BinOp, Call, CallArg, ERR_INDEX, Expr, Lit, Loop, Mem, Reduce, Step, UnOp};
-use super::lowbit::{self, is_coded_float, packed_bits};
+use super::lowbit;
 use super::{parallel, vmath};
 
 mod calls;
@@ -62,7 +62,7 @@ fn data_flags() -> MemFlagsData {
 pub fn clif_type(d: DType) -> Result<Type> {
     Ok(match d {
         DType::F32 | DType::F16 | DType::BF16 => F32,
-        d if is_coded_float(d) => F32,
+        d if d.is_coded_float() => F32,
         DType::F64 => F64,
         DType::I8 | DType::U8 | DType::Bool | DType::I4 | DType::U4 | DType::I2 | DType::U2 => I8,
         DType::I16 | DType::U16 => I16,
@@ -415,7 +415,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
         accesses
             .iter()
             .map(|a| {
-                if packed_bits(a.dtype).is_some() {
+                if a.dtype.packed_bits().is_some() {
                     return self.b.ins().iconst(I64, a.offset);
                 }
                 let base = self.bases[&a.mem];
@@ -439,7 +439,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
 
     /// Loads element `loc` (byte address, or element index for packed types) of `mem`.
     fn load_elem(&mut self, mem: Mem, d: DType, loc: Value) -> Result<Value> {
-        if is_coded_float(d) || packed_bits(d).is_some() {
+        if d.is_coded_float() || d.packed_bits().is_some() {
             let base = self.bases[&mem];
             return Ok(self.runtime().load(&mut self.b, d, base, loc));
         }
@@ -448,7 +448,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
 
     /// Stores `v` as the element of `out` at `loc`.
     fn store_elem(&mut self, out: &Access, v: Value, loc: Value) {
-        if is_coded_float(out.dtype) || packed_bits(out.dtype).is_some() {
+        if out.dtype.is_coded_float() || out.dtype.packed_bits().is_some() {
             let base = self.bases[&out.mem];
             self.runtime().store(&mut self.b, out.dtype, v, base, loc);
         } else {
@@ -507,7 +507,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
                 let ok = self.b.create_block();
                 self.b.ins().brif(bad, err, &[], ok, &[]);
                 self.b.switch_to_block(ok);
-                let loc = if packed_bits(*dtype).is_some() {
+                let loc = if dtype.packed_bits().is_some() {
                     i
                 } else {
                     let base = self.bases[mem];

@@ -25,21 +25,6 @@ use neoc_runtime::abi::{self, Kernel};
 use crate::tensor::DType;
 use crate::tensor::low::RoundMode;
 
-/// Bits per element of the packed (sub-byte) types.
-pub fn packed_bits(d: DType) -> Option<i64> {
-    match d {
-        DType::I4 | DType::U4 | DType::F4E2M1 => Some(4),
-        DType::I2 | DType::U2 => Some(2),
-        _ => None,
-    }
-}
-
-/// Floats stored as a code the runtime decodes and encodes (they compute in f32).
-pub fn is_coded_float(d: DType) -> bool {
-    use DType::*;
-    matches!(d, F8E4M3FN | F8E4M3FNUZ | F8E5M2 | F8E5M2FNUZ | F8E8M0 | F4E2M1)
-}
-
 /// `low_encode` flags for a conversion with these options.
 pub fn encode_flags(saturate: bool, round_mode: RoundMode) -> u32 {
     round_mode.flags() | if saturate { abi::LOW_SATURATE } else { 0 }
@@ -94,7 +79,7 @@ impl Runtime {
     /// buffer at `base` as its compute value: f32 for the coded floats, i8 for the small
     /// integers.
     pub fn load(&self, b: &mut FunctionBuilder, d: DType, base: Value, loc: Value) -> Value {
-        let code = match packed_bits(d) {
+        let code = match d.packed_bits() {
             Some(bits) => {
                 let (addr, shift) = place(b, base, loc, bits);
                 let byte = b.ins().load(I8, data_flags(), addr, 0);
@@ -113,13 +98,13 @@ impl Runtime {
                 b.ins().uextend(I32, byte)
             }
         };
-        if is_coded_float(d) { self.decode(b, d, code) } else { b.ins().ireduce(I8, code) }
+        if d.is_coded_float() { self.decode(b, d, code) } else { b.ins().ireduce(I8, code) }
     }
 
     /// Stores compute value `v` as element `loc` (see [`Runtime::load`]).
     pub fn store(&self, b: &mut FunctionBuilder, d: DType, v: Value, base: Value, loc: Value) {
-        let code = if is_coded_float(d) { self.encode(b, d, v, store_flags()) } else { b.ins().uextend(I32, v) };
-        match packed_bits(d) {
+        let code = if d.is_coded_float() { self.encode(b, d, v, store_flags()) } else { b.ins().uextend(I32, v) };
+        match d.packed_bits() {
             Some(bits) => {
                 let mask = (1i64 << bits) - 1;
                 let code = b.ins().band_imm_s(code, mask);

@@ -19,7 +19,6 @@
 
 use super::codegen::{Base, esize};
 use crate::kernel_ir::{Access, Expr, Mem};
-use super::lowbit::packed_bits;
 use crate::tensor::DType;
 
 /// Nests with fewer elements (loop points, or loop and reduction points) run on the
@@ -36,7 +35,7 @@ const ROW: usize = 2048;
 /// reduction). `extra` holds the data-dependent loads (`LoadAt`) as (mem, dtype, len).
 pub fn split_dim(dims: &[usize], outer: usize, accesses: &[Access], extra: &[(Mem, DType, i64)], resolve: &dyn Fn(Mem) -> (Base, u64)) -> Option<usize> {
     let points: usize = dims.iter().product();
-    if points < MIN_ELEMENTS || packed_bits(accesses[0].dtype).is_some() {
+    if points < MIN_ELEMENTS || accesses[0].dtype.packed_bits().is_some() {
         return None;
     }
     let out = &accesses[0];
@@ -52,7 +51,7 @@ pub fn split_dim(dims: &[usize], outer: usize, accesses: &[Access], extra: &[(Me
     }
     for &(mem, dtype, len) in extra {
         let (base, off) = resolve(mem);
-        let gathered = if packed_bits(dtype).is_some() { (base, 0, u64::MAX) } else { (base, off, off.saturating_add((len.max(0) as u64).saturating_mul(esize(dtype) as u64))) };
+        let gathered = if dtype.packed_bits().is_some() { (base, 0, u64::MAX) } else { (base, off, off.saturating_add((len.max(0) as u64).saturating_mul(esize(dtype) as u64))) };
         if overlaps(out_span, gathered) {
             return None;
         }
@@ -95,7 +94,7 @@ pub fn cut(a: &Access, row: usize) -> Access {
 /// The bytes an access may touch over `dims`: (base, first, end).
 fn span(a: &Access, dims: &[usize], resolve: &dyn Fn(Mem) -> (Base, u64)) -> Option<(Base, u64, u64)> {
     let (base, off) = resolve(a.mem);
-    if packed_bits(a.dtype).is_some() {
+    if a.dtype.packed_bits().is_some() {
         // Element indices, not bytes: be conservative and take the whole base.
         return Some((base, 0, u64::MAX));
     }

@@ -17,7 +17,6 @@ use anyhow::{Result, bail};
 use crate::lower::Lw;
 use crate::kernel_ir::build::{bin, int};
 use crate::kernel_ir::{Access, BinOp, Conversion, Expr, Lit, Loop, Reduce, Step, UnOp, dense_strides};
-use crate::backend::cpu::lowbit::is_coded_float;
 use crate::ir::ops::quant::Quant;
 use crate::ir::{NodeId, ValueId, shape};
 use crate::tensor::DType;
@@ -34,7 +33,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, q: &Quant) -> Result<()> {
 
 /// Types whose values compute in f32 exactly (loads widen without rounding).
 fn computes_in_f32(d: DType) -> bool {
-    matches!(d, DType::F32 | DType::F16 | DType::BF16) || is_coded_float(d)
+    matches!(d, DType::F32 | DType::F16 | DType::BF16) || d.is_coded_float()
 }
 
 /// The scale types QuantizeLinear's precision defaults to (as the reference).
@@ -138,7 +137,7 @@ fn quantize(lw: &mut Lw, id: NodeId, axis: i64, block: usize, saturate: bool, pr
             let v = bin(BinOp::Min, bin(BinOp::Max, v, Expr::lit_f(ct, lo)), Expr::lit_f(ct, hi));
             Expr::cast(out, v)
         }
-        None if is_coded_float(out) => {
+        None if out.is_coded_float() => {
             let v = bin(BinOp::Add, q, zero);
             Expr::convert(Conversion { to: out, saturate, round_mode: RoundMode::Up }, v)
         }

@@ -9,7 +9,7 @@ use cranelift_codegen::ir::types::{F32, F64, I8, I32, I64};
 use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Type, Value};
 
 use super::{StepGen, clif_type};
-use crate::backend::cpu::lowbit::{self, is_coded_float};
+use crate::backend::cpu::lowbit;
 use crate::backend::cpu::vmath;
 use crate::kernel_ir::{BinOp, Conversion, UnOp};
 use crate::tensor::DType;
@@ -174,7 +174,7 @@ impl StepGen<'_, '_> {
         }
         let v = self.cast_compute(x, from, to)?;
         Ok(match to {
-            d if is_coded_float(d) => {
+            d if d.is_coded_float() => {
                 let flags = lowbit::encode_flags(c.saturate, c.round_mode);
                 self.runtime().round(&mut self.b, d, v, flags)
             }
