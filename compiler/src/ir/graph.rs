@@ -11,9 +11,6 @@ use petgraph::visit::{EdgeRef, IntoEdgeReferences};
 
 pub type NodeId = NodeIndex<u32>;
 
-/// The largest single value the IR accepts (a guard against corrupt or hostile shapes).
-pub const MAX_VALUE_BYTES: usize = 16 << 30;
-
 /// One output slot of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ValueId {
@@ -155,14 +152,7 @@ impl Graph {
             bail!("{} produced {} output types for {} outputs", op.name(), tys.len(), n_outputs);
         }
         for t in &tys {
-            let elems = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-            let bytes = elems.and_then(|e| e.checked_mul(t.dtype.size_of().unwrap_or(1)));
-            if bytes.is_none_or(|b| b > MAX_VALUE_BYTES) {
-                return Err(anyhow::Error::new(super::Unsupported(format!(
-                    "a value of type {t}, larger than the {} GiB limit for one value",
-                    MAX_VALUE_BYTES >> 30
-                ))));
-            }
+            super::limits::check_type(t)?;
         }
         Ok(tys)
     }
