@@ -14,11 +14,14 @@ pub struct CompileOptions {
     pub opt_level: u8,
     /// `after=<pass>` or `after=all`: print the text IR after that pass.
     pub dump_ir: Option<String>,
+    /// The most memory (bytes) the compiled model may plan for: arena, weights, inputs and
+    /// outputs. `None`: this machine's memory (`neoc_runtime::physical_memory`).
+    pub max_memory: Option<u64>,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { opt_level: 2, dump_ir: None }
+        CompileOptions { opt_level: 2, dump_ir: None, max_memory: None }
     }
 }
 
@@ -60,8 +63,12 @@ pub fn optimise(mut g: Graph, target: &Target, opts: &CompileOptions) -> Result<
 }
 
 /// Compiles an imported graph for `target`.
-pub fn compile(g: &Graph, target: &Target, _opts: &CompileOptions) -> Result<CompiledArtifact, CompileError> {
-    cpu::compile(g, target)
+/// Refuses a model whose memory plan needs more than `opts.max_memory`.
+pub fn compile(g: &Graph, target: &Target, opts: &CompileOptions) -> Result<CompiledArtifact, CompileError> {
+    match opts.max_memory.or_else(neoc_runtime::physical_memory) {
+        Some(limit) => cpu::compile_limited(g, target, limit),
+        None => cpu::compile(g, target),
+    }
 }
 
 /// A compiler tensor as a runtime tensor (same bytes; strings as strings).

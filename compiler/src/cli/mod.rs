@@ -54,6 +54,26 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// Parses a memory size: bytes, or with a K, M, G or T suffix (powers of 1024; `4G`,
+/// `512M`), or `none` for no limit (`u64::MAX`).
+pub fn parse_memory(s: &str) -> Result<u64> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("none") {
+        return Ok(u64::MAX);
+    }
+    let (num, shift) = match t.as_bytes().last().map(|c| c.to_ascii_uppercase()) {
+        Some(b'K') => (&t[..t.len() - 1], 10),
+        Some(b'M') => (&t[..t.len() - 1], 20),
+        Some(b'G') => (&t[..t.len() - 1], 30),
+        Some(b'T') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let n: f64 = num.trim().parse().with_context(|| format!("--max-memory '{s}' should be a size like 4G, 512M or 1048576"))?;
+    let bytes = n * (1u64 << shift) as f64;
+    anyhow::ensure!(bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64, "--max-memory '{s}' is out of range");
+    Ok(bytes as u64)
+}
+
 /// Parses `name=1,3,224,224` bindings.
 pub fn parse_shapes(items: &[String]) -> Result<HashMap<String, Vec<usize>>> {
     let mut out = HashMap::new();

@@ -9,6 +9,10 @@ use neoc_runtime::{Model, TensorRef};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Refuse a model that needs more memory than this: bytes or 512M, 4G, ...; `none`
+    /// for no limit. Default: this machine's memory.
+    #[arg(long, value_parser = super::parse_memory)]
+    pub max_memory: Option<u64>,
     pub artifact: PathBuf,
     /// An input value: name=file.npy (repeatable).
     #[arg(long = "input", short)]
@@ -22,7 +26,11 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let mut model = Model::load(&a.artifact).map_err(|e| anyhow!("{}: {e}", a.artifact.display()))?;
+    let opts = match a.max_memory {
+        Some(m) => neoc_runtime::LoadOptions::max_memory((m != u64::MAX).then_some(m)),
+        None => neoc_runtime::LoadOptions::default(),
+    };
+    let mut model = Model::load_with(&a.artifact, &opts).map_err(|e| anyhow!("{}: {e}", a.artifact.display()))?;
     if let Some(t) = a.threads {
         model.set_thread_count(t);
     }

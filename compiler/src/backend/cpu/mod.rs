@@ -32,8 +32,17 @@ pub enum CompileError {
     /// Ops the backend cannot compile yet, all of them.
     #[error("{} op(s) cannot be compiled for the cpu backend:\n{}", .0.len(), .0.iter().map(|p| format!("  node '{}' ({}): {}", p.node, p.op, p.message)).collect::<Vec<_>>().join("\n"))]
     Unsupported(Vec<LowerProblem>),
+    /// The memory plan needs more than the limit (`--max-memory`, by default this
+    /// machine's memory).
+    #[error("the compiled model would need {} of memory (arena {}, weights {}, inputs and outputs {}), more than the limit of {} (--max-memory)", gib(*needs), gib(*arena), gib(*weights), gib(*io), gib(*limit))]
+    TooMuchMemory { needs: u64, arena: u64, weights: u64, io: u64, limit: u64 },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+}
+
+/// `n` bytes, with a readable unit next to the exact count.
+fn gib(n: u64) -> String {
+    if n >= 1 << 30 { format!("{n} bytes ({:.2} GiB)", n as f64 / (1u64 << 30) as f64) } else { format!("{n} bytes ({:.1} MiB)", n as f64 / (1u64 << 20) as f64) }
 }
 
 /// What one compilation did, for the CLI's summary.
@@ -65,27 +74,41 @@ fn runtime_sig(name: &str, ty: &ValueType) -> TensorSig {
 
 /// Compiles an optimised graph for a CPU target.
 pub fn compile(g: &Graph, target: &Target) -> Result<CompiledArtifact, CompileError> {
-    build(g, target, &lower::Caps::CPU, false)
+    build(g, target, &lower::Caps::CPU, false, None)
+}
+
+/// As [`compile`], refusing (before code generation) a model whose memory plan — arena,
+/// weights, inputs and outputs — needs more than `max_memory` bytes.
+pub fn compile_limited(g: &Graph, target: &Target, max_memory: u64) -> Result<CompiledArtifact, CompileError> {
+    build(g, target, &lower::Caps::CPU, false, Some(max_memory))
 }
 
 /// As [`compile`], lowering with other backend choices than the CPU's own (tests use it
 /// to check the lowering's loop-nest forms, e.g. a GEMM without the `sgemm` kernel).
 pub fn compile_with_caps(g: &Graph, target: &Target, caps: &lower::Caps) -> Result<CompiledArtifact, CompileError> {
-    build(g, target, caps, false)
+    build(g, target, caps, false, None)
 }
 
 /// As [`compile`], also returning the disassembly of every function (as Cranelift
 /// printed the instructions it emitted), e.g. to inspect cross-compiled aarch64 code.
 pub fn compile_with_listing(g: &Graph, target: &Target) -> Result<CompiledArtifact, CompileError> {
-    build(g, target, &lower::Caps::CPU, true)
+    build(g, target, &lower::Caps::CPU, true, None)
 }
 
-fn build(g: &Graph, target: &Target, caps: &lower::Caps, listing: bool) -> Result<CompiledArtifact, CompileError> {
+fn build(g: &Graph, target: &Target, caps: &lower::Caps, listing: bool, max_memory: Option<u64>) -> Result<CompiledArtifact, CompileError> {
     let cpu = isa::for_target(target)?;
     let t0 = Instant::now();
     let lowered = lower::lower(g, caps).map_err(CompileError::Unsupported)?;
     let memory = plan::plan(&lowered.steps, &lowered.temps);
     let lower_ms = t0.elapsed().as_secs_f64() * 1e3;
+    if let Some(limit) = max_memory {
+        let (arena, weights) = (memory.arena_size, lowered.blobs.iter().fold(0u64, |a, b| a.saturating_add(b.len() as u64)));
+        let io = lowered.inputs.iter().chain(&lowered.outputs).fold(0u64, |a, (_, t)| a.saturating_add(t.bytes() as u64));
+        let needs = arena.saturating_add(weights).saturating_add(io);
+        if needs > limit {
+            return Err(CompileError::TooMuchMemory { needs, arena, weights, io, limit });
+        }
+    }
 
     // Weights: each blob 64-byte aligned.
     let mut weights = Vec::<u8>::new();
