@@ -140,9 +140,12 @@ fn build(g: &Graph, target: &Target, caps: &lower::Caps, listing: bool, max_memo
         tasks.extend(task);
     }
     let parallel_steps = tasks.len();
-    funcs.push(cg.entry_function(n_steps));
+    // The entry, then the tasks, then the entry's chunk functions (large models only).
+    let mut entry_funcs = cg.entry_functions(n_steps, n_steps + 1 + tasks.len()).into_iter();
+    funcs.extend(entry_funcs.next());
     let entry = funcs.len() - 1;
     funcs.extend(tasks);
+    funcs.extend(entry_funcs);
     let linked = link::compile_and_link(cpu.get(), funcs, listing)?;
     let codegen_ms = t1.elapsed().as_secs_f64() * 1e3;
 
