@@ -95,7 +95,7 @@ impl ImportError {
 
 /// Imports the model's main graph.
 pub fn import(model: &OnnxModel, opts: &ImportOptions) -> std::result::Result<Graph, ImportError> {
-    let mut cx = Importer { opsets: HashMap::new(), ext: &model.external, opts, problems: vec![], counter: 0 };
+    let mut cx = Importer { opsets: HashMap::new(), ext: &model.external, opts, problems: vec![], counter: 0, folded_bytes: 0 };
     for o in &model.proto.opset_import {
         let d = o.domain.as_deref().unwrap_or("");
         let d = if d == "ai.onnx" { "" } else { d };
@@ -134,6 +134,8 @@ struct Importer<'m> {
     opts: &'m ImportOptions,
     problems: Vec<Problem>,
     counter: usize,
+    /// Bytes of the values folded so far (bounded by `limits::FOLD_TOTAL_BYTES`).
+    folded_bytes: usize,
 }
 
 /// A graph being built, with the names visible in it. `outer` is the enclosing scope's
@@ -596,7 +598,9 @@ impl<'m> Importer<'m> {
         let fold_ok = || {
             let trip = if op.name() == "Loop" { inputs.first().and_then(|i| i.as_ref()).and_then(|i| i.konst()).and_then(|t| t.scalar_i64().ok()) } else { None };
             let refs: Vec<Option<&ValueType>> = in_tys.iter().map(Option::as_ref).collect();
+            let bytes = tys.iter().fold(0usize, |a, t| a.saturating_add(t.bytes()));
             crate::ir::limits::fold_refusal(op.name(), &tys, crate::ir::limits::fold_work(&op, &refs, &tys, trip)).is_none()
+                && (op.name() == "Constant" || self.folded_bytes.saturating_add(bytes) <= crate::ir::limits::FOLD_TOTAL_BYTES)
         };
         if from_types.is_some() || (all_const && !self.opts.no_fold && fold_ok()) {
             let results = match from_types {
@@ -609,6 +613,7 @@ impl<'m> Importer<'m> {
             if results.len() < outputs.len() {
                 anyhow::bail!("{} produced {} outputs, the node declares {}", op.name(), results.len(), outputs.len());
             }
+            self.folded_bytes = self.folded_bytes.saturating_add(tys.iter().fold(0usize, |a, t| a.saturating_add(t.bytes())));
             for ((o, t), ty) in out_names.iter().zip(results).zip(&tys) {
                 if &ValueType::of(&t) != ty {
                     anyhow::bail!("{} computed {} for '{o}', but its shape inference says {ty}", op.name(), ValueType::of(&t));

@@ -178,9 +178,9 @@ mod tests {
 
     #[test]
     fn huge_results_do_not_fold() {
-        // 2^25 f32 values = 128 MiB, above the limit.
+        // 2^29 f32 values = 2 GiB, above the limit.
         let (g, n) = run(
-            "graph(%x: f32[1]) {\n  %z = const f32[1]{0.0}\n  %s = const i64[1]{33554432}\n  %e = Expand(%z, %s) : f32[33554432]\n  return %e\n}",
+            "graph(%x: f32[1]) {\n  %z = const f32[1]{0.0}\n  %s = const i64[1]{536870912}\n  %e = Expand(%z, %s) : f32[536870912]\n  return %e\n}",
             fold_constants,
         );
         assert_eq!((n, g.op_count()), (0, 1));
