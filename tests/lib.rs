@@ -14,3 +14,7 @@ pub fn cases_dir() -> PathBuf {
     assert!(d.join("node").is_dir(), "ONNX conformance cases not found at {}; run `bash scripts/setup.sh`", d.display());
     d
 }
+
+#[path = "graphs/mod.rs"]
+pub mod graphs;
+pub mod pipeline;

@@ -90,3 +90,16 @@ pub fn parse_shapes(items: &[String]) -> Result<HashMap<String, Vec<usize>>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_sizes_parse() {
+        assert_eq!(super::parse_memory("4G").unwrap(), 4 << 30);
+        assert_eq!(super::parse_memory("512m").unwrap(), 512 << 20);
+        assert_eq!(super::parse_memory("1.5K").unwrap(), 1536);
+        assert_eq!(super::parse_memory("1048576").unwrap(), 1 << 20);
+        assert_eq!(super::parse_memory("none").unwrap(), u64::MAX);
+        assert!(super::parse_memory("-1G").is_err() && super::parse_memory("lots").is_err() && super::parse_memory("1e30T").is_err());
+    }
+}
