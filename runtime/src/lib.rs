@@ -163,6 +163,13 @@ pub fn physical_memory() -> Option<u64> {
     }
 }
 
+/// How many times this process has mapped an artifact's code (for tests: a refused
+/// artifact is refused before its code is mapped).
+#[doc(hidden)]
+pub fn code_mappings_made() -> usize {
+    sys::CODE_MAPPINGS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A loaded artifact, ready to run. `Send + Sync`: share it between threads (e.g. in an
 /// `Arc`) and call [`Model::run`] from all of them at once.
 pub struct Model {
