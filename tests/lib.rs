@@ -18,3 +18,4 @@ pub fn cases_dir() -> PathBuf {
 #[path = "graphs/mod.rs"]
 pub mod graphs;
 pub mod pipeline;
+pub mod fuzzing;
