@@ -99,7 +99,7 @@ fn build(g: &Graph, target: &Target, caps: &lower::Caps, listing: bool, max_memo
     let cpu = isa::for_target(target)?;
     let t0 = Instant::now();
     let lowered = lower::lower(g, caps).map_err(CompileError::Unsupported)?;
-    let memory = plan::plan(&lowered.steps, &lowered.temps);
+    let memory = plan::plan(&lowered.steps, &lowered.temps)?;
     let lower_ms = t0.elapsed().as_secs_f64() * 1e3;
     if let Some(limit) = max_memory {
         let (arena, weights) = (memory.arena_size, lowered.blobs.iter().fold(0u64, |a, b| a.saturating_add(b.len() as u64)));
