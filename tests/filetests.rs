@@ -14,10 +14,11 @@
 use neoc::conformance::{Tolerance, compare};
 use neoc::ir::parse::parse_graph;
 use neoc::ir::print::graph_text;
-use neoc::ir::{Graph, ValueType};
+use neoc::ir::Graph;
 use neoc::passes::{self, PassCx, RunOptions};
 use neoc::target::Target;
-use neoc::tensor::{DType, Tensor};
+use neoc::tensor::Tensor;
+use neoc_tests::{Rng, random_input};
 use std::path::{Path, PathBuf};
 
 const SEPARATOR: &str = "; expect:";
@@ -47,28 +48,6 @@ fn passes_for(header: &str, target: &Target) -> Result<(Vec<&'static passes::Pas
     }
     let p = passes::find(header).ok_or(format!("unknown pass '{header}'"))?;
     Ok((vec![p], EXACT.contains(&header), p.opt_level))
-}
-
-/// A small deterministic generator (64-bit LCG, top bits).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// Random values for one input: floats uniform in [-3, 3), integers in [-5, 5], bools.
-fn random_input(ty: &ValueType, rng: &mut Rng) -> Tensor {
-    let n = ty.len();
-    let vals: Vec<f64> = (0..n).map(|_| rng.next()).collect();
-    let t = match ty.dtype {
-        DType::Bool => Tensor::from_vec(&ty.shape, vals.iter().map(|v| *v < 0.5).collect()).expect("shape"),
-        d if d.is_int() => Tensor::from_vec(&ty.shape, vals.iter().map(|v| (v * 11.0).floor() as i64 - 5).collect()).expect("shape"),
-        _ => Tensor::from_vec(&ty.shape, vals.iter().map(|v| v * 6.0 - 3.0).collect()).expect("shape"),
-    };
-    t.cast(ty.dtype).expect("cast to the input type")
 }
 
 fn check_numbers(before: &Graph, after: &Graph, exact: bool) -> Result<(), String> {

@@ -246,30 +246,7 @@ fn run_case_inner(dir: &Path, backend: Backend, info: &mut CaseInfo) -> Result<(
         let inputs = read_set(&set, "input", input_names.len())?;
         let expected = read_set(&set, "output", g.output.len())?;
         let by_name: HashMap<String, Tensor> = input_names.iter().cloned().zip(inputs).collect();
-        let mut opts = ImportOptions {
-            input_shapes: by_name.iter().map(|(n, t)| (n.clone(), t.shape().to_vec())).collect(),
-            ..Default::default()
-        };
-        let graph = loop {
-            match onnx::import(&model, &opts) {
-                Ok(g) => break g,
-                Err(e) => {
-                    let need = e.inputs_needed_as_constants().filter(|n| n.iter().all(|x| by_name.contains_key(x) && !opts.input_values.contains_key(x)));
-                    match need {
-                        Some(names) if !names.is_empty() => {
-                            for n in names {
-                                opts.input_shapes.remove(&n);
-                                opts.input_values.insert(n.clone(), by_name[&n].clone());
-                                if !info.constant_inputs.contains(&n) {
-                                    info.constant_inputs.push(n);
-                                }
-                            }
-                        }
-                        _ => return Err(e.into()),
-                    }
-                }
-            }
-        };
+        let graph = import_with_inputs(&model, &by_name, &mut info.constant_inputs)?;
         let args: Vec<Tensor> = graph.inputs.iter().map(|n| by_name[&graph.node(*n).name].clone()).collect();
         let got = match backend {
             Backend::Reference => {
@@ -292,6 +269,47 @@ fn run_case_inner(dir: &Path, backend: Backend, info: &mut CaseInfo) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Imports a case's model for one data set's inputs (by name): their shapes bound, and the
+/// values of those the importer needs as constants baked in (each name then added to
+/// `constant_inputs`).
+pub fn import_with_inputs(model: &onnx::OnnxModel, by_name: &HashMap<String, Tensor>, constant_inputs: &mut Vec<String>) -> Result<Graph> {
+    let mut opts = ImportOptions { input_shapes: by_name.iter().map(|(n, t)| (n.clone(), t.shape().to_vec())).collect(), ..Default::default() };
+    loop {
+        match onnx::import(model, &opts) {
+            Ok(g) => return Ok(g),
+            Err(e) => {
+                let need = e.inputs_needed_as_constants().filter(|n| n.iter().all(|x| by_name.contains_key(x) && !opts.input_values.contains_key(x)));
+                match need {
+                    Some(names) if !names.is_empty() => {
+                        for n in names {
+                            opts.input_shapes.remove(&n);
+                            opts.input_values.insert(n.clone(), by_name[&n].clone());
+                            if !constant_inputs.contains(&n) {
+                                constant_inputs.push(n);
+                            }
+                        }
+                    }
+                    _ => return Err(e.into()),
+                }
+            }
+        }
+    }
+}
+
+/// A case's graph as imported for its first data set ([`import_with_inputs`]), and that
+/// set's inputs in the graph's input order.
+pub fn import_case(dir: &Path) -> Result<(Graph, Vec<Tensor>)> {
+    let model = onnx::load(&dir.join("model.onnx"))?;
+    let g = model.proto.graph.as_ref().context("model has no graph")?;
+    let inits: BTreeSet<&str> = g.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
+    let input_names: Vec<String> = g.input.iter().filter_map(|i| i.name.clone()).filter(|n| !inits.contains(n.as_str())).collect();
+    let inputs = read_set(&dir.join("test_data_set_0"), "input", input_names.len())?;
+    let by_name: HashMap<String, Tensor> = input_names.into_iter().zip(inputs).collect();
+    let graph = import_with_inputs(&model, &by_name, &mut vec![])?;
+    let args = graph.inputs.iter().map(|n| by_name[&graph.node(*n).name].clone()).collect();
+    Ok((graph, args))
 }
 
 /// The result of a run over many cases.

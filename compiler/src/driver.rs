@@ -12,7 +12,8 @@ use crate::tensor::Tensor;
 #[derive(Clone, Debug)]
 pub struct CompileOptions {
     pub opt_level: u8,
-    /// `after=<pass>` or `after=all`: print the text IR after that pass.
+    /// `after=<pass>`, `after=lower` or `after=all`: print the text IR after that pass, the
+    /// kernel IR after lowering, or both forms after every stage.
     pub dump_ir: Option<String>,
     /// The most memory (bytes) the compiled model may plan for: arena, weights, inputs and
     /// outputs. `None`: this machine's memory (`neoc_runtime::physical_memory`).
@@ -37,17 +38,18 @@ pub struct PassSummary {
 const CPU_SKIPS: &[&str] = &["fuse-attention"];
 
 /// Runs the target's pass pipeline at `opts.opt_level` (the verifier runs after every
-/// pass in debug builds and tests). `--dump-ir after=<pass>|all` prints the IR to stdout.
+/// pass in debug builds and tests). `--dump-ir after=<pass>|all` prints the IR to stdout
+/// (`after=lower` is checked here and printed by [`compile`]).
 pub fn optimise(mut g: Graph, target: &Target, opts: &CompileOptions) -> Result<(Graph, Vec<PassSummary>)> {
     let passes: Vec<_> =
         crate::passes::pipeline(target, opts.opt_level).into_iter().filter(|p| !CPU_SKIPS.contains(&p.name)).collect();
     let dump_after = match &opts.dump_ir {
         None => None,
         Some(spec) => {
-            let name = spec.strip_prefix("after=").with_context(|| format!("--dump-ir '{spec}' should be after=<pass> or after=all"))?;
-            if name != "all" && !passes.iter().any(|p| p.name == name) {
-                let known: Vec<&str> = passes.iter().map(|p| p.name).collect();
-                anyhow::bail!("--dump-ir: no pass '{name}' runs at opt level {} (passes: {})", opts.opt_level, known.join(", "));
+            let name = spec.strip_prefix("after=").with_context(|| format!("--dump-ir '{spec}' should be after=<pass>, after=lower or after=all"))?;
+            if name != "all" && name != LOWER && !passes.iter().any(|p| p.name == name) {
+                let known: Vec<&str> = passes.iter().map(|p| p.name).chain([LOWER]).collect();
+                anyhow::bail!("--dump-ir: no pass '{name}' runs at opt level {} (valid: {}, all)", opts.opt_level, known.join(", "));
             }
             Some(name.to_string())
         }
@@ -62,13 +64,20 @@ pub fn optimise(mut g: Graph, target: &Target, opts: &CompileOptions) -> Result<
     Ok((g, summary))
 }
 
-/// Compiles an imported graph for `target`.
-/// Refuses a model whose memory plan needs more than `opts.max_memory`.
+/// The stage name `--dump-ir after=lower` gives the lowering (kernel IR).
+pub const LOWER: &str = "lower";
+
+/// Compiles an optimised graph for `target`, refusing a model whose memory plan needs more
+/// than `opts.max_memory` (default: this machine's memory). With `--dump-ir after=lower` (or
+/// `after=all`) it prints the kernel IR to stdout, large weights blobs as their size and hash.
 pub fn compile(g: &Graph, target: &Target, opts: &CompileOptions) -> Result<CompiledArtifact, CompileError> {
-    match opts.max_memory.or_else(neoc_runtime::physical_memory) {
-        Some(limit) => cpu::compile_limited(g, target, limit),
-        None => cpu::compile(g, target),
-    }
+    let limit = opts.max_memory.or_else(neoc_runtime::physical_memory);
+    let dump = opts.dump_ir.as_deref().and_then(|d| d.strip_prefix("after=")).is_some_and(|d| d == LOWER || d == "all");
+    cpu::compile_with(g, target, limit, &mut |l| {
+        if dump {
+            println!("; kernel IR after lower\n{}", crate::kernel_ir::print::lowered_text(l, crate::kernel_ir::print::Blobs::Hashed));
+        }
+    })
 }
 
 /// A compiler tensor as a runtime tensor (same bytes; strings as strings).
@@ -104,4 +113,29 @@ pub fn compile_and_run_optimised(g: &Graph, host: &Target, inputs: &[Tensor], op
     let ins = inputs.iter().map(to_runtime).collect::<Result<Vec<_>>>()?;
     let outs = model.run(&ins).map_err(|e| anyhow!("running: {e}"))?;
     outs.iter().map(from_runtime).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph() -> Graph {
+        crate::ir::parse::parse_graph("graph(%x: f32[2]) {\n  %y = Relu(%x) : f32[2]\n  return %y\n}").unwrap()
+    }
+
+    /// `--dump-ir after=lower` is a valid choice at every opt level (the kernel IR is
+    /// printed by `compile`); a name that is neither a pass nor `lower` is refused with the
+    /// list of valid ones, `lower` among them.
+    #[test]
+    fn dump_ir_after_lower_is_a_valid_choice() {
+        let host = Target::host();
+        for level in 0..=3 {
+            let opts = CompileOptions { opt_level: level, dump_ir: Some("after=lower".into()), ..Default::default() };
+            let (g, _) = optimise(graph(), &host, &opts).unwrap();
+            compile(&g, &host, &opts).unwrap();
+        }
+        let opts = CompileOptions { opt_level: 1, dump_ir: Some("after=lowering".into()), ..Default::default() };
+        let e = optimise(graph(), &host, &opts).unwrap_err().to_string();
+        assert!(e.contains("no pass 'lowering'") && e.contains("dead-code, lower, all)"), "{e}");
+    }
 }

@@ -13,4 +13,5 @@ pub mod onnx;
 pub mod passes;
 pub mod tensor;
 pub mod conformance;
+pub mod diagnose;
 pub mod target;

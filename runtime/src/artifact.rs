@@ -23,7 +23,10 @@
 //!   weights   64-byte aligned     read by the code through `RunContext::weights`
 //! ```
 //!
-//! Each of the three sections appears exactly once (weights may be empty). The reader
+//! Each of the three sections appears exactly once (weights may be empty). Format version
+//! 2 adds code variants ([`crate::variants`]): several code sections, the i-th with
+//! `flags == i`, and a variants section (kind 4) saying which CPU features each needs;
+//! artifacts with one code section are still written as version 1. The reader
 //! checks magic, then version (a newer version is refused, naming both versions, before
 //! anything else is read), file length, checksum, header, every section's bounds,
 //! alignment and overlap, and finally decodes and validates the metadata.
@@ -56,10 +59,13 @@ use std::ops::Range;
 use crate::checksum::Xxh64;
 use crate::host::{CallConv, Isa};
 use crate::tensor::{self, DType, ShapeDisplay};
+use crate::variants::CodeVariant;
 
 pub const MAGIC: [u8; 8] = *b"NEOC\0ART";
-/// The format version this runtime writes and the newest it reads.
+/// The format version of artifacts with one code section (the writer's choice for them).
 pub const FORMAT_VERSION: u32 = 1;
+/// The newest format version this runtime reads and writes: 2 adds code variants.
+pub const NEWEST_FORMAT_VERSION: u32 = 2;
 pub const FIXED_HEADER_LEN: usize = 40;
 pub const SECTION_ENTRY_LEN: usize = 24;
 pub const CHECKSUM_OFFSET: usize = 24;
@@ -79,6 +85,8 @@ pub enum SectionKind {
     Metadata = 1,
     Code = 2,
     Weights = 3,
+    /// Format version 2: the code variants ([`crate::variants`]).
+    Variants = 4,
 }
 
 impl SectionKind {
@@ -87,13 +95,14 @@ impl SectionKind {
             1 => Some(SectionKind::Metadata),
             2 => Some(SectionKind::Code),
             3 => Some(SectionKind::Weights),
+            4 => Some(SectionKind::Variants),
             _ => None,
         }
     }
 
     fn align(self) -> u64 {
         match self {
-            SectionKind::Metadata => METADATA_ALIGN,
+            SectionKind::Metadata | SectionKind::Variants => METADATA_ALIGN,
             SectionKind::Code => CODE_ALIGN,
             SectionKind::Weights => WEIGHTS_ALIGN,
         }
@@ -110,6 +119,7 @@ impl fmt::Display for SectionKind {
             SectionKind::Metadata => "metadata",
             SectionKind::Code => "code",
             SectionKind::Weights => "weights",
+            SectionKind::Variants => "variants",
         })
     }
 }
@@ -428,6 +438,7 @@ pub struct Artifact<'a> {
     bytes: &'a [u8],
     code: Range<usize>,
     weights: Range<usize>,
+    variants: Vec<(CodeVariant, Range<usize>)>,
 }
 
 impl<'a> Artifact<'a> {
@@ -440,11 +451,11 @@ impl<'a> Artifact<'a> {
             return Err(FormatError::BadMagic { found: bytes[..8].try_into().unwrap() });
         }
         let version = le_u32(bytes, 8);
-        if version > FORMAT_VERSION {
-            return Err(FormatError::NewerVersion { found: version, supported: FORMAT_VERSION });
+        if version > NEWEST_FORMAT_VERSION {
+            return Err(FormatError::NewerVersion { found: version, supported: NEWEST_FORMAT_VERSION });
         }
-        if version != FORMAT_VERSION {
-            return Err(FormatError::UnknownVersion { found: version, supported: FORMAT_VERSION });
+        if version < FORMAT_VERSION {
+            return Err(FormatError::UnknownVersion { found: version, supported: NEWEST_FORMAT_VERSION });
         }
         let file_len = le_u64(bytes, 16);
         if file_len != bytes.len() as u64 {
@@ -480,18 +491,21 @@ impl<'a> Artifact<'a> {
             return Err(FormatError::BadHeader("non-zero padding after the neoc version".into()));
         }
 
-        let mut found: [Option<(u64, u64)>; 3] = [None; 3];
+        let mut found: [Option<(u64, u64)>; 4] = [None; 4];
+        // Version 2: every code section, as (flags = variant index, offset, length).
+        let mut codes: Vec<(u32, u64, u64)> = Vec::new();
         for index in 0..count {
             let e = table + index * SECTION_ENTRY_LEN;
             let kind = le_u32(bytes, e);
             let flags = le_u32(bytes, e + 4);
             let offset = le_u64(bytes, e + 8);
             let len = le_u64(bytes, e + 16);
-            let Some(section) = SectionKind::from_u32(kind) else {
+            let Some(section) = SectionKind::from_u32(kind).filter(|s| version >= 2 || *s != SectionKind::Variants) else {
                 return Err(FormatError::UnknownSection { index, kind });
             };
-            if flags != 0 {
-                return Err(FormatError::BadHeader(format!("section {section} has flags {flags:#x}; version 1 defines none")));
+            let variants = version >= 2 && section == SectionKind::Code;
+            if flags != 0 && !(variants && (flags as usize) < crate::variants::MAX_VARIANTS) {
+                return Err(FormatError::BadHeader(format!("section {section} has flags {flags:#x}; version {version} defines none")));
             }
             let in_bounds = offset >= header_len as u64 && offset.checked_add(len).is_some_and(|end| end <= file_len);
             if !in_bounds {
@@ -500,12 +514,27 @@ impl<'a> Artifact<'a> {
             if !offset.is_multiple_of(section.align()) {
                 return Err(FormatError::SectionMisaligned { section, offset, align: section.align() });
             }
+            if variants {
+                if codes.iter().any(|c| c.0 == flags) {
+                    return Err(FormatError::BadHeader(format!("two code sections have variant index {flags}")));
+                }
+                codes.push((flags, offset, len));
+                if flags == 0 {
+                    found[section.index()] = Some((offset, len));
+                }
+                continue;
+            }
             if found[section.index()].replace((offset, len)).is_some() {
                 return Err(FormatError::DuplicateSection(section));
             }
         }
-        let kinds = [SectionKind::Metadata, SectionKind::Code, SectionKind::Weights];
-        let mut ranges = Vec::with_capacity(3);
+        let mut kinds = vec![SectionKind::Metadata, SectionKind::Code, SectionKind::Weights];
+        if version >= 2 {
+            kinds.push(SectionKind::Variants);
+        } else if found[SectionKind::Variants.index()].is_some() {
+            return Err(FormatError::UnknownSection { index: 0, kind: SectionKind::Variants as u32 });
+        }
+        let mut ranges = Vec::with_capacity(kinds.len() + codes.len());
         for kind in kinds {
             let Some((offset, len)) = found[kind.index()] else {
                 return Err(FormatError::MissingSection(kind));
@@ -513,6 +542,12 @@ impl<'a> Artifact<'a> {
             // In bounds of `bytes`, checked above, so these fit in usize.
             ranges.push((kind, offset as usize..(offset + len) as usize));
         }
+        codes.sort();
+        if codes.iter().enumerate().any(|(i, c)| c.0 as usize != i) {
+            return Err(FormatError::BadHeader("code sections' variant indices are not 0, 1, 2, ...".into()));
+        }
+        let code_ranges: Vec<Range<usize>> = codes.iter().map(|&(_, o, l)| o as usize..(o + l) as usize).collect();
+        ranges.extend(code_ranges.iter().skip(1).map(|r| (SectionKind::Code, r.clone())));
         let mut sorted = ranges.clone();
         sorted.sort_by_key(|(_, r)| (r.start, r.end));
         for pair in sorted.windows(2) {
@@ -524,6 +559,13 @@ impl<'a> Artifact<'a> {
 
         let metadata = Metadata::decode(&bytes[meta])?;
         metadata.validate(code.len() as u64)?;
+        let mut variants = Vec::new();
+        if version >= 2 {
+            let list = crate::variants::decode(&bytes[ranges[3].1.clone()])?;
+            let lens: Vec<u64> = code_ranges.iter().map(|r| r.len() as u64).collect();
+            crate::variants::validate(&list, &lens, metadata.isa, &metadata.cpu_features, metadata.entry_offset)?;
+            variants = list.into_iter().zip(code_ranges).collect();
+        }
         Ok(Artifact {
             format_version: version,
             neoc_version: neoc_version.to_string(),
@@ -532,7 +574,23 @@ impl<'a> Artifact<'a> {
             bytes,
             code,
             weights,
+            variants,
         })
+    }
+
+    /// The code variants of a version 2 artifact, each with where its code lies in the
+    /// file (empty for a version 1 artifact, whose one code section is [`Artifact::code`]).
+    pub fn code_variants(&self) -> &[(CodeVariant, Range<usize>)] {
+        &self.variants
+    }
+
+    /// Makes variant `index` the code this artifact describes: the metadata's CPU features
+    /// and entry offset and [`Artifact::code`] become that variant's.
+    pub fn use_variant(&mut self, index: usize) {
+        let (v, range) = self.variants[index].clone();
+        self.metadata.cpu_features = v.cpu_features;
+        self.metadata.entry_offset = v.entry_offset;
+        self.code = range;
     }
 
     pub fn code(&self) -> &'a [u8] {
@@ -578,6 +636,7 @@ pub struct ArtifactWriter {
     metadata: Metadata,
     code: Vec<u8>,
     weights: Vec<u8>,
+    variants: Vec<(CodeVariant, Vec<u8>)>,
 }
 
 impl ArtifactWriter {
@@ -589,7 +648,16 @@ impl ArtifactWriter {
             metadata,
             code: Vec::new(),
             weights: Vec::new(),
+            variants: Vec::new(),
         }
+    }
+
+    /// Code variants instead of one code section (format version 2): `(variant, code)`
+    /// from the least to the most demanding. The metadata's CPU features and entry offset
+    /// are taken from the first; [`ArtifactWriter::set_code`] is then unused.
+    pub fn set_code_variants(&mut self, variants: Vec<(CodeVariant, Vec<u8>)>) -> &mut Self {
+        self.variants = variants;
+        self
     }
 
     pub fn neoc_version(&mut self, version: impl Into<String>) -> &mut Self {
@@ -627,6 +695,9 @@ impl ArtifactWriter {
 
     /// Validates the metadata against the code and returns the artifact's bytes.
     pub fn finish(&self) -> Result<Vec<u8>, FormatError> {
+        if !self.variants.is_empty() {
+            return self.finish_variants();
+        }
         self.metadata.validate(self.code.len() as u64)?;
         let version = self.neoc_version.as_bytes();
         if version.len() > MAX_NEOC_VERSION_LEN {
@@ -669,6 +740,63 @@ impl ArtifactWriter {
             out.extend_from_slice(data);
         }
         debug_assert_eq!(out.len() as u64, file_len);
+        stamp_checksum(&mut out);
+        Ok(out)
+    }
+
+    /// Format version 2: metadata, the variants section, one code section per variant
+    /// (flags = its index), weights.
+    fn finish_variants(&self) -> Result<Vec<u8>, FormatError> {
+        let mut meta = self.metadata.clone();
+        meta.cpu_features = self.variants[0].0.cpu_features.clone();
+        meta.entry_offset = self.variants[0].0.entry_offset;
+        meta.validate(self.variants[0].1.len() as u64)?;
+        let list: Vec<CodeVariant> = self.variants.iter().map(|v| v.0.clone()).collect();
+        let lens: Vec<u64> = self.variants.iter().map(|v| v.1.len() as u64).collect();
+        if !(2..=crate::variants::MAX_VARIANTS).contains(&list.len()) {
+            return Err(FormatError::Metadata(format!("{} code variants (2 to {})", list.len(), crate::variants::MAX_VARIANTS)));
+        }
+        crate::variants::validate(&list, &lens, meta.isa, &meta.cpu_features, meta.entry_offset)?;
+        let version = self.neoc_version.as_bytes();
+        if version.len() > MAX_NEOC_VERSION_LEN || self.neoc_version.chars().any(char::is_control) {
+            return Err(FormatError::BadHeader("the neoc version is too long or not printable".into()));
+        }
+        let meta_bytes = meta.encode();
+        let variant_bytes = crate::variants::encode(&list);
+        let mut sections: Vec<(SectionKind, u32, &[u8])> = vec![(SectionKind::Metadata, 0, &meta_bytes), (SectionKind::Variants, 0, &variant_bytes)];
+        for (i, (_, code)) in self.variants.iter().enumerate() {
+            sections.push((SectionKind::Code, i as u32, code));
+        }
+        sections.push((SectionKind::Weights, 0, &self.weights));
+        let table = FIXED_HEADER_LEN + pad8(version.len());
+        let header_len = table + sections.len() * SECTION_ENTRY_LEN;
+        let mut at = header_len as u64;
+        let mut offsets = Vec::with_capacity(sections.len());
+        for (kind, _, data) in &sections {
+            at = align_up(at, kind.align());
+            offsets.push(at);
+            at += data.len() as u64;
+        }
+        let mut out = Vec::with_capacity(at as usize);
+        out.extend_from_slice(&MAGIC);
+        put_u32(&mut out, NEWEST_FORMAT_VERSION);
+        put_u32(&mut out, header_len as u32);
+        put_u64(&mut out, at);
+        put_u64(&mut out, 0); // checksum, stamped last
+        put_u32(&mut out, sections.len() as u32);
+        put_u32(&mut out, version.len() as u32);
+        out.extend_from_slice(version);
+        out.resize(table, 0);
+        for ((kind, flags, data), &offset) in sections.iter().zip(&offsets) {
+            put_u32(&mut out, *kind as u32);
+            put_u32(&mut out, *flags);
+            put_u64(&mut out, offset);
+            put_u64(&mut out, data.len() as u64);
+        }
+        for ((_, _, data), &offset) in sections.iter().zip(&offsets) {
+            out.resize(offset as usize, 0);
+            out.extend_from_slice(data);
+        }
         stamp_checksum(&mut out);
         Ok(out)
     }

@@ -25,6 +25,8 @@ pub enum LoadError {
     KernelAbiTooNew { artifact: u32, runtime: u32 },
     #[error("artifact needs the neoc-runtime cargo feature '{feature}', which this build of the runtime lacks; rebuild it with features = [\"{feature}\"]")]
     MissingRuntimeFeature { feature: String },
+    #[error("the artifact has no code variant '{wanted}'; it has {}", if available.is_empty() { "only one code section".to_string() } else { available.join(", ") })]
+    NoSuchVariant { wanted: String, available: Vec<String> },
     #[error("cannot map executable memory for the code: {0}")]
     ExecMemory(io::Error),
     #[error("out of memory allocating the {bytes}-byte arena")]

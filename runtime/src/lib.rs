@@ -74,6 +74,7 @@ pub mod kernels;
 mod sys;
 mod tensor;
 mod threads;
+pub mod variants;
 mod workers;
 
 use std::ops::Range;
@@ -86,6 +87,7 @@ pub use error::{LoadError, Role, RunError};
 pub use host::{AARCH64_FEATURES, CallConv, HostCpu, Isa, X86_64_FEATURES};
 pub use tensor::{DType, Element, Tensor, TensorError, TensorMut, TensorRef, byte_len, numel};
 pub use threads::default_thread_count;
+pub use variants::CodeVariant;
 
 use abi::{KERNEL_ABI_VERSION, KernelTable};
 use kernels::strings::StringHeap;
@@ -123,9 +125,13 @@ impl RunState {
     }
 }
 
-/// Options of loading a model.
+/// How to load an artifact: [`Model::load_with`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadOptions {
+    /// Run this code variant (by name) instead of the best one the CPU supports; an error
+    /// if the artifact has no such variant or the CPU lacks its features. Artifacts with
+    /// one code section accept only `None`.
+    pub code_variant: Option<String>,
     /// The most memory the model may need while it runs (arena, weights, inputs and outputs
     /// of one run); a model that needs more is refused at load with the numbers. `None`: no
     /// limit. The default is this machine's memory ([`physical_memory`]).
@@ -136,14 +142,14 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { max_memory: physical_memory(), default_limit: true }
+        LoadOptions { code_variant: None, max_memory: physical_memory(), default_limit: true }
     }
 }
 
 impl LoadOptions {
     /// A limit of `bytes`, or none.
     pub fn max_memory(bytes: Option<u64>) -> LoadOptions {
-        LoadOptions { max_memory: bytes, default_limit: false }
+        LoadOptions { code_variant: None, max_memory: bytes, default_limit: false }
     }
 }
 
@@ -184,6 +190,8 @@ pub struct Model {
     states: Mutex<Vec<RunState>>,
     /// Whether an input or output is a string tensor (runs then go through handles).
     string_io: bool,
+    /// The code variant that runs, for artifacts that carry several.
+    code_variant: Option<String>,
 }
 
 impl std::fmt::Debug for Model {
@@ -206,7 +214,7 @@ impl Model {
         Model::load_with(path, &LoadOptions::default())
     }
 
-    /// As [`Model::load`], with options (a memory limit).
+    /// As [`Model::load`], with options (which code variant to run, a memory limit).
     pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model, LoadError> {
         let path = path.as_ref();
         let io = |source| LoadError::Io { path: path.to_path_buf(), source };
@@ -225,7 +233,7 @@ impl Model {
         Model::from_bytes_with(bytes, &LoadOptions::default())
     }
 
-    /// As [`Model::from_bytes`], with options (a memory limit).
+    /// As [`Model::from_bytes`], with options.
     pub fn from_bytes_with(bytes: &[u8], opts: &LoadOptions) -> Result<Model, LoadError> {
         let mut buf = AlignedBuf::zeroed(bytes.len()).ok_or(LoadError::OutOfMemory { bytes: bytes.len() as u64 })?;
         buf.as_mut_slice().copy_from_slice(bytes);
@@ -236,8 +244,10 @@ impl Model {
     /// checksum, sections, metadata), then the host (ISA, calling convention, CPU
     /// features), the kernel ABI, the runtime features and the memory limit.
     fn from_storage(storage: Storage, opts: &LoadOptions) -> Result<Model, LoadError> {
-        let art = Artifact::parse(storage.bytes())?;
-        HostCpu::detect().check(&art.metadata)?;
+        let mut art = Artifact::parse(storage.bytes())?;
+        let host = HostCpu::detect();
+        let code_variant = variants::pick(&mut art, &host, opts)?;
+        host.check(&art.metadata)?;
         if art.metadata.kernel_abi_version > KERNEL_ABI_VERSION {
             return Err(LoadError::KernelAbiTooNew { artifact: art.metadata.kernel_abi_version, runtime: KERNEL_ABI_VERSION });
         }
@@ -275,7 +285,13 @@ impl Model {
             threads,
             states: Mutex::new(vec![state]),
             string_io,
+            code_variant,
         })
+    }
+
+    /// The code variant that runs (`x86-64-v4`, …) when the artifact carries several.
+    pub fn code_variant(&self) -> Option<&str> {
+        self.code_variant.as_deref()
     }
 
     pub fn inputs(&self) -> &[TensorSig] {

@@ -25,6 +25,9 @@ pub struct Args {
     /// Input values: name=file.npy (default: generated inputs of the right shapes).
     #[arg(long = "input", short)]
     pub inputs: Vec<String>,
+    /// For a portable artifact: measure this code variant instead of the best the CPU has.
+    #[arg(long)]
+    pub code_variant: Option<String>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -59,10 +62,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if a.runs == 0 {
         anyhow::bail!("--runs must be at least 1");
     }
-    let opts = match a.max_memory {
-        Some(m) => neoc_runtime::LoadOptions::max_memory((m != u64::MAX).then_some(m)),
-        None => neoc_runtime::LoadOptions::default(),
-    };
+    let opts = super::load_options(a.code_variant.clone(), a.max_memory);
     let mut model = Model::load_with(&a.artifact, &opts).map_err(|e| anyhow!("{}: {e}", a.artifact.display()))?;
     if let Some(t) = a.threads {
         model.set_thread_count(t);
@@ -96,11 +96,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 "artifact": a.artifact.display().to_string(),
                 "median_ms": p50, "p90_ms": p90, "p99_ms": p99, "min_ms": times[0],
                 "runs": a.runs, "warmup": a.warmup, "threads": threads,
-                "throughput_per_s": 1e3 / p50,
+                "throughput_per_s": 1e3 / p50, "code_variant": model.code_variant(),
             })
         );
     } else {
-        println!("{}: {} runs after {} warm-up, {threads} thread(s)", a.artifact.display(), a.runs, a.warmup);
+        let variant = model.code_variant().map(|v| format!(", code variant {v}")).unwrap_or_default();
+        println!("{}: {} runs after {} warm-up, {threads} thread(s){variant}", a.artifact.display(), a.runs, a.warmup);
         println!("  p50 {p50:.3} ms   p90 {p90:.3} ms   p99 {p99:.3} ms   min {:.3} ms", times[0]);
         println!("  throughput {:.1} inferences/s", 1e3 / p50);
     }

@@ -1,8 +1,9 @@
 //! `neoc check model.onnx [--input-shape name=dims]... [--json]`: lists every unsupported
-//! op, attribute value, dtype and unbound dimension at once.
+//! op, attribute value, dtype and unbound dimension at once, each with the fix to try.
 
 use anyhow::Result;
-use neoc::onnx::{self, ImportOptions, import::ProblemKind};
+use neoc::diagnose;
+use neoc::onnx::{self, ImportOptions, OnnxModel, import::{ImportError, ProblemKind}};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,9 +14,8 @@ pub struct Args {
     /// Bind an input's shape: name=1,3,224,224 (repeatable).
     #[arg(long = "input-shape")]
     pub input_shapes: Vec<String>,
-    /// Check for this target (see `neoc targets`).
-    #[arg(long, default_value = "host")]
-    pub target: String,
+    #[command(flatten)]
+    pub target: super::TargetArgs,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -30,14 +30,27 @@ fn kind_name(k: &ProblemKind) -> &'static str {
     }
 }
 
+/// An import error as the CLI reports it: every problem, each followed by its hint.
+pub fn with_hints(model: &OnnxModel, e: ImportError) -> anyhow::Error {
+    let mut msg = format!("the model cannot be imported ({} problem{}):", e.problems.len(), if e.problems.len() == 1 { "" } else { "s" });
+    for p in &e.problems {
+        msg.push_str(&format!("\n  - {p}"));
+        if let Some(h) = diagnose::hint(model, p) {
+            msg.push_str(&format!("\n    hint: {h}"));
+        }
+    }
+    anyhow::anyhow!(msg)
+}
+
 pub fn run(a: Args) -> Result<ExitCode> {
-    let target = neoc::target::Target::by_name(&a.target)?;
+    let target = a.target.resolve()?;
     let model = onnx::load(&a.model)?;
     let opts = ImportOptions { input_shapes: super::parse_shapes(&a.input_shapes)?, ..Default::default() };
     let problems = match onnx::import(&model, &opts) {
         Ok(_) => vec![],
         Err(e) => e.problems,
     };
+    let flags = diagnose::input_shape_flags(&model).into_iter().filter(|f| !a.input_shapes.iter().any(|s| f.contains(&format!(" {}=", s.rsplit_once('=').map_or("", |x| x.0))))).collect::<Vec<_>>();
     if a.json {
         let list: Vec<_> = problems
             .iter()
@@ -49,16 +62,23 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     "domain": if p.domain.is_empty() { "ai.onnx" } else { p.domain.as_str() },
                     "opset": p.opset,
                     "message": p.message,
+                    "hint": diagnose::hint(&model, p),
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&json!({ "model": a.model, "target": target.name, "ok": problems.is_empty(), "problems": list }))?);
+        super::print_json(&json!({ "model": a.model, "target": target.name, "ok": problems.is_empty(), "problems": list }))?;
     } else if problems.is_empty() {
         println!("{}: every op, attribute, dtype and shape is supported for target {}", a.model.display(), target.name);
     } else {
         println!("{}: {} problem{} for target {}:", a.model.display(), problems.len(), if problems.len() == 1 { "" } else { "s" }, target.name);
         for p in &problems {
             println!("  [{}] {p}", kind_name(&p.kind));
+            if let Some(h) = diagnose::hint(&model, p) {
+                println!("      hint: {h}");
+            }
+        }
+        if problems.iter().any(|p| p.kind == ProblemKind::UnboundDim) && !flags.is_empty() {
+            println!("try: neoc check {} {}", a.model.display(), flags.join(" "));
         }
     }
     Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })

@@ -1,5 +1,5 @@
 //! `neoc compile model.onnx --target <name|host> [-o model.neo] [--input-shape name=dims]...
-//! [--opt-level N] [--dump-ir after=<pass>]`
+//! [--opt-level N] [--dump-ir after=<pass>|after=lower|after=all] [--package out.tar.gz] [--json]`
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -15,9 +15,8 @@ use neoc::target::Target;
 #[derive(clap::Args)]
 pub struct Args {
     pub model: PathBuf,
-    /// A target name (see `neoc targets`) or `host`.
-    #[arg(long, default_value = "host")]
-    pub target: String,
+    #[command(flatten)]
+    pub target: super::TargetArgs,
     /// The artifact to write (default: the model's name with `.neo`).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -27,13 +26,20 @@ pub struct Args {
     /// 0: no optimisation; 1: clean-up and folding; 2 and 3: + fusion.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=3))]
     pub opt_level: u8,
-    /// Print the text IR after a pass: `after=<pass>` or `after=all`.
+    /// Print the text IR after a pass (`after=<pass>`), the kernel IR after lowering
+    /// (`after=lower`), or both after every stage (`after=all`).
     #[arg(long)]
     pub dump_ir: Option<String>,
     /// Refuse a model whose memory plan (arena, weights, inputs, outputs) needs more:
     /// bytes or 512M, 4G, ...; `none` for no limit. Default: this machine's memory.
     #[arg(long, value_parser = super::parse_memory)]
     pub max_memory: Option<u64>,
+    /// Also bundle the artifact, a manifest and a README for the device into this .tar.gz.
+    #[arg(long, value_name = "OUT.tar.gz")]
+    pub package: Option<PathBuf>,
+    /// Print one JSON object (the summary) instead of text.
+    #[arg(long, conflicts_with = "dump_ir")]
+    pub json: bool,
 }
 
 /// Stage progress on a terminal, silent otherwise.
@@ -59,13 +65,13 @@ impl Progress {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let progress = Progress { tty: std::io::stdout().is_terminal(), start: Instant::now() };
-    let target = Target::by_name(&a.target)?;
+    let target: Target = a.target.resolve()?;
     let output = a.output.clone().unwrap_or_else(|| a.model.with_extension("neo"));
     progress.stage(0, 4, "loading");
     let model = onnx::load(&a.model)?;
     progress.stage(1, 4, "importing");
     let opts = ImportOptions { input_shapes: super::parse_shapes(&a.input_shapes)?, ..Default::default() };
-    let graph = onnx::import(&model, &opts).map_err(anyhow::Error::from)?;
+    let graph = onnx::import(&model, &opts).map_err(|e| super::check::with_hints(&model, e))?;
     let ops_before = graph.op_count();
     let flops = cost::graph_flops(&graph) as f64;
     progress.stage(2, 4, "optimising");
@@ -75,7 +81,25 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let art = neoc::driver::compile(&graph, &target, &copts)?;
     std::fs::write(&output, &art.bytes).with_context(|| format!("writing {}", output.display()))?;
     progress.done();
+    let package = match &a.package {
+        Some(p) => Some(super::package::write(p, &output, &art.bytes, &target, &a.model)?),
+        None => None,
+    };
     let r = &art.report;
+    if a.json {
+        let summary = serde_json::json!({
+            "ok": true, "model": a.model, "target": target.name, "isa": target.isa, "artifact": output,
+            "ops_imported": ops_before, "ops_optimised": graph.op_count(), "steps": r.steps, "parallel_steps": r.parallel_steps,
+            "passes": passes.iter().map(|p| serde_json::json!({ "name": p.name, "rewrites": p.rewrites })).collect::<Vec<_>>(),
+            "arena_bytes": r.arena_bytes, "arena_unshared_bytes": r.arena_unshared_bytes, "weight_bytes": r.weight_bytes,
+            "code_bytes": r.code_bytes, "artifact_bytes": art.bytes.len(), "estimated_flops": flops, "cpu_features": r.features,
+            "code_variants": r.code_variants.iter().map(|(n, b, f)| serde_json::json!({ "name": n, "code_bytes": b, "cpu_features": f })).collect::<Vec<_>>(),
+            "package": package,
+            "time_ms": progress.start.elapsed().as_secs_f64() * 1e3, "lower_ms": r.lower_ms, "codegen_ms": r.codegen_ms,
+        });
+        super::print_json(&summary)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("compiled {} for {} ({}) -> {}", a.model.display(), target.name, target.isa, output.display());
     println!("  ops: {ops_before} imported, {} after optimisation, {} kernel steps ({} split over threads)", graph.op_count(), r.steps, r.parallel_steps);
     for p in passes.iter().filter(|p| p.rewrites > 0) {
@@ -85,6 +109,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
     println!("  weights: {} bytes; code: {} bytes; artifact: {} bytes", r.weight_bytes, r.code_bytes, art.bytes.len());
     println!("  estimated FLOPs: {flops:.3e}");
     println!("  cpu features required: {}", if r.features.is_empty() { "none".into() } else { r.features.join(", ") });
-    println!("  time: {:.1} ms total (lowering {:.1} ms, code generation {:.1} ms)", progress.start.elapsed().as_secs_f64() * 1e3, r.lower_ms, r.codegen_ms);
+    for (name, bytes, features) in &r.code_variants {
+        println!("  code variant {name:<10} {bytes} bytes, needs {}", if features.is_empty() { "none".into() } else { features.join(", ") });
+    }
+    if let (Some(p), Some(path)) = (&package, &a.package) {
+        let files: Vec<&str> = p["files"].as_array().map(|a| a.iter().filter_map(|f| f.as_str()).collect()).unwrap_or_default();
+        println!("  package: {} ({} bytes: {})", path.display(), p["bytes"], files.join(", "));
+    }
+    println!("  time: {:.1} ms total (lowering {:.1} ms, of which verifying {:.2} ms; code generation {:.1} ms)", progress.start.elapsed().as_secs_f64() * 1e3, r.lower_ms, r.verify_ms, r.codegen_ms);
     Ok(ExitCode::SUCCESS)
 }

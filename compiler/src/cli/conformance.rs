@@ -11,8 +11,9 @@ pub struct Args {
     pub dir: PathBuf,
     #[arg(long, value_enum, default_value = "reference")]
     pub backend: Backend,
-    /// Write the full report as JSON here.
-    #[arg(long)]
+    /// Write the full report as JSON to FILE; `--json` alone (or `--json -`) prints it on
+    /// stdout as one object instead of the text table.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
     pub json: Option<PathBuf>,
     /// Only cases whose name contains this (repeatable).
     #[arg(long)]
@@ -30,9 +31,29 @@ pub struct Args {
     pub threads: Option<usize>,
 }
 
+impl Args {
+    pub fn json_to_stdout(&self) -> bool {
+        self.json.as_deref() == Some(std::path::Path::new("-"))
+    }
+}
+
 pub fn run(a: Args) -> Result<ExitCode> {
     let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let report = conformance::run(&a.dir, a.backend, &a.filter, threads)?;
+    if a.json_to_stdout() {
+        let mut v = serde_json::to_value(&report)?;
+        let mut ok = true;
+        if let Some(p) = &a.expected_failures {
+            let expected = conformance::read_expected_failures(p)?;
+            let (unexpected, now_passing) = conformance::check_expected(&report, &expected);
+            ok = unexpected.is_empty() && now_passing.is_empty();
+            v["unexpected_failures"] = serde_json::json!(unexpected);
+            v["now_passing"] = serde_json::json!(now_passing);
+        }
+        v["ok"] = ok.into();
+        super::print_json(&v)?;
+        return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    }
     print!("{}", report.table());
     if a.verbose {
         for c in report.cases.iter().filter(|c| !c.passed) {

@@ -22,6 +22,9 @@ pub struct Args {
     /// Evaluate this many times and report the median time (the first run is a warm-up).
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Output names become file names: anything but letters, digits, '-', '_' and '.' becomes '_'.
@@ -70,6 +73,24 @@ pub fn run(a: Args) -> Result<ExitCode> {
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(|x, y| x.total_cmp(y));
+    if a.json {
+        let mut outs = Vec::new();
+        for ((name, _), t) in graph.outputs.iter().zip(&outputs) {
+            let mut v = super::samples::tensor_json(name, t);
+            if let Some(d) = &a.output_dir {
+                std::fs::create_dir_all(d)?;
+                let p = d.join(format!("{}.npy", file_name_for(name)));
+                npy::write(&p, t)?;
+                v["path"] = p.display().to_string().into();
+            }
+            if let (Some(k), Ok(vals)) = (a.top, t.to_f64_vec()) {
+                v["top"] = super::samples::top_json(&vals, k);
+            }
+            outs.push(v);
+        }
+        super::print_json(&serde_json::json!({ "ok": true, "model": a.model, "outputs": outs, "median_ms": times[times.len() / 2], "runs": times.len() }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     for ((name, _), t) in graph.outputs.iter().zip(&outputs) {
         match &a.output_dir {
             Some(d) => {

@@ -6,7 +6,9 @@ mod compile;
 mod conformance;
 mod eval;
 mod inspect;
+mod package;
 mod run;
+mod samples;
 mod targets;
 
 use anyhow::{Context, Result};
@@ -33,8 +35,8 @@ pub enum Command {
     Check(check::Args),
     /// Show a model's inputs, outputs, op histogram, parameters and estimated FLOPs.
     Inspect(inspect::Args),
-    /// List the named targets.
-    Targets,
+    /// List the named targets: ISA, CPU, features, GPU, status and reason.
+    Targets(targets::Args),
     /// Evaluate a model with the reference evaluator on .npy inputs.
     Eval(eval::Args),
     /// Run ONNX backend conformance cases (folders with model.onnx + test_data_set_*).
@@ -48,10 +50,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(a) => bench::run(a),
         Command::Check(a) => check::run(a),
         Command::Inspect(a) => inspect::run(a),
-        Command::Targets => targets::run(),
+        Command::Targets(a) => targets::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Conformance(a) => conformance::run(a),
     }
+}
+
+/// How `run` and `bench` load: `--code-variant` and `--max-memory` (absent: this machine's
+/// memory; `none`, parsed as `u64::MAX`: no limit).
+pub fn load_options(code_variant: Option<String>, max_memory: Option<u64>) -> neoc_runtime::LoadOptions {
+    let mut opts = match max_memory {
+        Some(m) => neoc_runtime::LoadOptions::max_memory((m != u64::MAX).then_some(m)),
+        None => neoc_runtime::LoadOptions::default(),
+    };
+    opts.code_variant = code_variant;
+    opts
 }
 
 /// Parses a memory size: bytes, or with a K, M, G or T suffix (powers of 1024; `4G`,
@@ -72,6 +85,58 @@ pub fn parse_memory(s: &str) -> Result<u64> {
     let bytes = n * (1u64 << shift) as f64;
     anyhow::ensure!(bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64, "--max-memory '{s}' is out of range");
     Ok(bytes as u64)
+}
+
+impl Cli {
+    /// Whether the command asked for one JSON object on stdout (errors then come as
+    /// `{"ok": false, "error": …}` there too).
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::Compile(a) => a.json,
+            Command::Run(a) => a.json,
+            Command::Bench(a) => a.json,
+            Command::Check(a) => a.json,
+            Command::Inspect(a) => a.json,
+            Command::Targets(a) => a.json,
+            Command::Eval(a) => a.json,
+            Command::Conformance(a) => a.json_to_stdout(),
+        }
+    }
+}
+
+/// How a command names its target: a registry name (`--target c5`), or Neo's triple form.
+#[derive(clap::Args, Clone, Debug)]
+pub struct TargetArgs {
+    /// A target name or alias (see `neoc targets`), or `host`.
+    #[arg(long, default_value = "host")]
+    pub target: String,
+    /// Neo's triple form instead of a name: os=linux,arch=arm64|x86_64[,accelerator=nvidia].
+    #[arg(long, value_name = "os=..,arch=..")]
+    pub target_platform: Option<String>,
+    /// Compiler options for --target-platform: mcpu=cortex-a72, mattr=+neon,+dotprod,
+    /// gpu-code=sm_75 (repeatable; commas separate options).
+    #[arg(long, value_name = "key=value", requires = "target_platform")]
+    pub target_option: Vec<String>,
+}
+
+impl TargetArgs {
+    pub fn resolve(&self) -> Result<neoc::target::Target> {
+        match &self.target_platform {
+            Some(p) => {
+                if self.target != "host" {
+                    anyhow::bail!("give either --target or --target-platform, not both");
+                }
+                Ok(neoc::target::platform::from_platform(p, &self.target_option)?)
+            }
+            None => Ok(neoc::target::Target::by_name(&self.target)?),
+        }
+    }
+}
+
+/// Prints one JSON object on stdout.
+pub fn print_json(v: &serde_json::Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
 }
 
 /// Parses `name=1,3,224,224` bindings.

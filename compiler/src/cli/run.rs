@@ -1,11 +1,20 @@
-//! `neoc run model.neo --input name=x.npy ... [--output-dir D] [--threads N]`
+//! `neoc run model.neo --input name=x.npy ... [--output-dir D] [--threads N] [--top K]
+//! [--labels L.npy] [--code-variant V] [--json]`
+//!
+//! An input whose first axis holds N samples where the model takes one (`[N,1,8,8]` for
+//! a `[1,1,8,8]` input, or `[N, ...shape]`) is run sample by sample; classifier-shaped
+//! outputs then print one line per sample, and `--labels` scores them (accuracy).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow};
-use neoc::tensor::npy;
-use neoc_runtime::{Model, TensorRef};
+use anyhow::{Context, Result, anyhow, bail};
+use neoc::tensor::{Tensor, npy};
+use neoc_runtime::{Model, TensorMut, TensorRef};
+use serde_json::json;
+
+use super::samples::{self, DEFAULT_TOP};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -23,36 +32,196 @@ pub struct Args {
     /// Intra-op threads (default: the physical cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Show the K most likely classes of classifier-shaped outputs ([1, C] floats); 0: off.
+    #[arg(long)]
+    pub top: Option<usize>,
+    /// Integer labels (.npy), one per sample: scores the top class and prints the accuracy.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// For a portable artifact: run this code variant instead of the best the CPU has.
+    #[arg(long)]
+    pub code_variant: Option<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One input: the tensor given, and whether its first axis is a stack of samples.
+struct Given {
+    index: usize,
+    tensor: neoc_runtime::Tensor,
+    batched: bool,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let opts = match a.max_memory {
-        Some(m) => neoc_runtime::LoadOptions::max_memory((m != u64::MAX).then_some(m)),
-        None => neoc_runtime::LoadOptions::default(),
-    };
+    let opts = super::load_options(a.code_variant.clone(), a.max_memory);
     let mut model = Model::load_with(&a.artifact, &opts).map_err(|e| anyhow!("{}: {e}", a.artifact.display()))?;
     if let Some(t) = a.threads {
         model.set_thread_count(t);
     }
-    let mut tensors = Vec::new();
+    let sigs = model.inputs().to_vec();
+    let mut given: Vec<Given> = Vec::new();
+    let mut samples_n: Option<usize> = None;
     for it in &a.inputs {
         let (name, path) = it.split_once('=').with_context(|| format!("--input '{it}' should be name=file.npy"))?;
+        let Some(index) = sigs.iter().position(|s| s.name == name) else {
+            bail!("the model has no input '{name}'; its inputs are {}", sigs.iter().map(|s| format!("'{}'", s.name)).collect::<Vec<_>>().join(", "));
+        };
         let t = npy::read(path.as_ref())?;
-        tensors.push((name.to_string(), neoc::driver::to_runtime(&t).with_context(|| format!("input '{name}'"))?));
-    }
-    let named: Vec<(&str, TensorRef<'_>)> = tensors.iter().map(|(n, t)| (n.as_str(), t.view())).collect();
-    let outputs = model.run_named(&named).map_err(|e| anyhow!("{e}"))?;
-    for (sig, t) in model.outputs().iter().zip(&outputs) {
-        let t = neoc::driver::from_runtime(t)?;
-        match &a.output_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-                let path = dir.join(format!("{}.npy", super::eval::file_name_for(&sig.name)));
-                npy::write(&path, &t)?;
-                println!("{} -> {}", sig.name, path.display());
+        let want = &sigs[index].shape;
+        let s = t.shape();
+        let batched = s != want.as_slice()
+            && !s.is_empty()
+            && ((s.len() == want.len() && want.first() == Some(&1) && s[1..] == want[1..]) || (s.len() == want.len() + 1 && s[1..] == want[..]));
+        if batched {
+            if samples_n.is_some_and(|n| n != s[0]) {
+                bail!("input '{name}' holds {} samples, another input {}", s[0], samples_n.unwrap_or(0));
             }
-            None => println!("{}: {}", sig.name, neoc::ir::print::tensor_literal(&t)),
+            samples_n = Some(s[0]);
+        }
+        let tensor = neoc::driver::to_runtime(&t).with_context(|| format!("input '{name}'"))?;
+        given.push(Given { index, tensor, batched });
+    }
+    for (i, s) in sigs.iter().enumerate() {
+        if !given.iter().any(|g| g.index == i) {
+            bail!("input '{}' was not given (use --input {}=file.npy; it is {} {:?})", s.name, s.name, s.dtype, s.shape);
         }
     }
+    let n = samples_n.unwrap_or(1);
+    let top = a.top.unwrap_or(DEFAULT_TOP);
+    let labels = match &a.labels {
+        Some(p) => {
+            let l = samples::read_labels(p)?;
+            if l.len() != n {
+                bail!("{} holds {} labels for {n} sample(s)", p.display(), l.len());
+            }
+            Some(l)
+        }
+        None => None,
+    };
+
+    // Run each sample (or the one input set) into preallocated outputs, timing each run.
+    let out_sigs = model.outputs().to_vec();
+    let mut outputs: Vec<neoc_runtime::Tensor> =
+        out_sigs.iter().map(|s| neoc_runtime::Tensor::zeros(s.dtype, s.shape.clone())).collect::<Result<_, _>>().map_err(|e| anyhow!("{e}"))?;
+    let mut per_sample: Vec<Vec<Tensor>> = Vec::with_capacity(n);
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut owned = Vec::with_capacity(sigs.len());
+        for (k, sig) in sigs.iter().enumerate() {
+            let g = given.iter().find(|g| g.index == k).expect("every input given");
+            owned.push(if g.batched {
+                let step = g.tensor.bytes().len() / n;
+                neoc_runtime::Tensor::from_bytes(sig.dtype, sig.shape.clone(), &g.tensor.bytes()[i * step..(i + 1) * step]).map_err(|e| anyhow!("input '{}': {e}", sig.name))?
+            } else {
+                g.tensor.clone()
+            });
+        }
+        let views: Vec<TensorRef<'_>> = owned.iter().map(neoc_runtime::Tensor::view).collect();
+        let mut outs: Vec<TensorMut<'_>> = outputs.iter_mut().map(neoc_runtime::Tensor::view_mut).collect();
+        let t = Instant::now();
+        model.run_into(&views, &mut outs).map_err(|e| anyhow!("{e}"))?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        per_sample.push(outputs.iter().map(neoc::driver::from_runtime).collect::<Result<_>>()?);
+    }
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let (median, min) = (sorted[sorted.len() / 2], sorted[0]);
+    let classifier: Vec<bool> = per_sample[0].iter().map(samples::is_classifier).collect();
+
+    if let Some(dir) = &a.output_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (k, sig) in out_sigs.iter().enumerate() {
+            let path = dir.join(format!("{}.npy", super::eval::file_name_for(&sig.name)));
+            let t = if n == 1 { per_sample[0][k].clone() } else { stack(&per_sample.iter().map(|s| s[k].clone()).collect::<Vec<_>>())? };
+            npy::write(&path, &t)?;
+            if !a.json {
+                println!("{} -> {}", sig.name, path.display());
+            }
+        }
+    }
+    // Accuracy: the first classifier-shaped output's top class against the labels.
+    let first_cls = classifier.iter().position(|&c| c);
+    let correct = match (&labels, first_cls) {
+        (Some(l), Some(k)) => Some(per_sample.iter().zip(l).filter(|(s, l)| samples::top_k(&s[k].to_f64_vec().unwrap_or_default(), 1).first().map(|t| t.0 as i64) == Some(**l)).count()),
+        (Some(_), None) => bail!("--labels needs a classifier-shaped output ([1, classes] floats); the outputs are {}", out_sigs.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
+        _ => None,
+    };
+
+    if a.json {
+        let samples_json: Vec<_> = per_sample
+            .iter()
+            .enumerate()
+            .map(|(i, outs)| {
+                let o: Vec<_> = outs
+                    .iter()
+                    .zip(&out_sigs)
+                    .zip(&classifier)
+                    .map(|((t, s), &c)| {
+                        let mut v = samples::tensor_json(&s.name, t);
+                        if c && top > 0 {
+                            v["top"] = samples::top_json(&t.to_f64_vec().unwrap_or_default(), top);
+                        }
+                        v
+                    })
+                    .collect();
+                json!({ "sample": i, "label": labels.as_ref().map(|l| l[i]), "outputs": o, "ms": times[i] })
+            })
+            .collect();
+        super::print_json(&json!({
+            "ok": true, "artifact": a.artifact, "code_variant": model.code_variant(), "threads": model.thread_count(),
+            "samples": samples_json,
+            "accuracy": correct.map(|c| json!({ "correct": c, "total": n, "fraction": c as f64 / n as f64 })),
+            "latency_ms": { "median": median, "min": min, "runs": n },
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let variant = model.code_variant().map(|v| format!(", code variant {v}")).unwrap_or_default();
+    if n > 1 {
+        println!("{}: {n} samples, run one at a time ({} thread(s){variant})", a.artifact.display(), model.thread_count());
+    }
+    for (i, outs) in per_sample.iter().enumerate() {
+        for ((t, sig), &c) in outs.iter().zip(&out_sigs).zip(&classifier) {
+            let prefix = if n > 1 { format!("sample {i:>3}: ") } else { String::new() };
+            if n > 1 && c && top > 0 {
+                let v = t.to_f64_vec()?;
+                let mark = match &labels {
+                    Some(l) => {
+                        let ok = samples::top_k(&v, 1)[0].0 as i64 == l[i];
+                        format!("   label {}{}", l[i], if ok { "" } else { "   <- wrong" })
+                    }
+                    None => String::new(),
+                };
+                println!("{prefix}{}{mark}", samples::describe_top(&v, top));
+                continue;
+            }
+            if a.output_dir.is_none() {
+                println!("{prefix}{}: {}", sig.name, neoc::ir::print::tensor_literal(t));
+            }
+            if c && top > 0 {
+                println!("{prefix}{} top {top}: {}", sig.name, samples::describe_top(&t.to_f64_vec()?, top));
+            }
+        }
+    }
+    if let Some(c) = correct {
+        println!("accuracy: {c}/{n} = {:.1}%", 100.0 * c as f64 / n as f64);
+    }
+    let runs = if n == 1 { "1 run".to_string() } else { format!("{n} runs") };
+    println!("latency: median {median:.4} ms, min {min:.4} ms over {runs} ({} thread(s){variant})", model.thread_count());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Stacks per-sample outputs along a new first axis (leading 1s of each dropped when the
+/// sample shape starts with 1, so [N, C] rather than [N, 1, C]).
+fn stack(parts: &[Tensor]) -> Result<Tensor> {
+    let first = &parts[0];
+    let inner: Vec<usize> = if first.shape().first() == Some(&1) { first.shape()[1..].to_vec() } else { first.shape().to_vec() };
+    let mut bytes = Vec::new();
+    for p in parts {
+        bytes.extend_from_slice(&p.to_le_bytes()?);
+    }
+    let mut shape = vec![parts.len()];
+    shape.extend(inner);
+    Tensor::from_le_bytes(first.dtype(), &shape, &bytes)
 }

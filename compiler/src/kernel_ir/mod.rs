@@ -12,10 +12,17 @@
 //! Values compute in a small set of types: f16, bf16 and the low-precision floats (f8,
 //! f4e2m1) in f32; the 4- and 2-bit integers in i8; everything else in itself. Loads widen
 //! exactly and stores narrow (see `codegen` and `lowbit`).
+//!
+//! A whole lowering has a text form ([`print`], read back by [`parse`]), which
+//! `neoc compile --dump-ir after=lower` prints and the `test lower` filetests hold, and a
+//! verifier ([`verify`]) that the CPU backend runs after every lowering.
 
 use crate::tensor::DType;
 
+pub mod parse;
 pub mod plan;
+pub mod print;
+pub mod verify;
 use crate::tensor::low::RoundMode;
 use neoc_runtime::abi::{ArgKind, Kernel, MathOp};
 

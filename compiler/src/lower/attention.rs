@@ -29,7 +29,7 @@ use crate::ir::ops::attention::{Attention, Sdpa};
 use crate::ir::{NodeId, ValueType};
 use crate::tensor::DType;
 
-pub fn lower(lw: &mut Lw, id: NodeId, op: &Attention) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Attention) -> Result<()> {
     match op {
         Attention::Sdpa(s) => sdpa(lw, id, s),
         Attention::Rotary { interleaved, rotary_embedding_dim, num_heads } => rotary(lw, id, *interleaved, *rotary_embedding_dim, *num_heads),
@@ -162,7 +162,7 @@ fn sdpa(lw: &mut Lw, id: NodeId, a: &Sdpa) -> Result<()> {
     let t = qt.dtype;
     let t2 = vt.dtype;
     if !t.is_float() || !t2.is_float() {
-        bail!("Attention on {} / {} is not supported by the cpu backend", t.name(), t2.name());
+        bail!("Attention on {} / {} is not supported by the {backend} backend", t.name(), t2.name(), backend = lw.caps.backend);
     }
     let p = a.softmax_precision.unwrap_or(t);
     let c = compute(t);
@@ -216,7 +216,7 @@ fn sdpa(lw: &mut Lw, id: NodeId, a: &Sdpa) -> Result<()> {
     let want_qk = n_out > 3;
     let mode = a.qk_matmul_output_mode;
     if want_qk && !(0..=3).contains(&mode) {
-        bail!("Attention qk_matmul_output_mode {mode} is not supported by the cpu backend");
+        bail!("Attention qk_matmul_output_mode {mode} is not supported by the {backend} backend", backend = lw.caps.backend);
     }
 
     // Score space: dense [B, Hq, Sq, T]; the GEMM batch (B, Hkv, g) covers it.
@@ -304,7 +304,7 @@ fn sdpa(lw: &mut Lw, id: NodeId, a: &Sdpa) -> Result<()> {
         // numpy sums bfloat16 rounding after every addition: materialise the exponentials
         // and add them one by one, unrolled over the keys.
         if total > MAX_UNROLLED_SUM {
-            bail!("Attention with a bfloat16 softmax over {total} keys (the cpu backend rounds its sum step by step only up to {MAX_UNROLLED_SUM})");
+            bail!("Attention with a bfloat16 softmax over {total} keys (the {backend} backend rounds its sum step by step only up to {MAX_UNROLLED_SUM})", backend = lw.caps.backend);
         }
         let em = lw.temp(&ValueType::new(p, full.to_vec()));
         lw.push(Step::Loop(Loop { dims: full.to_vec(), out: Access::dense(em, p, &full), value: e }));
@@ -436,7 +436,7 @@ fn rotary(lw: &mut Lw, id: NodeId, interleaved: bool, dim: i64, num_heads: Optio
     let xt = lw.ty(x).clone();
     let t = xt.dtype;
     if !t.is_float() {
-        bail!("RotaryEmbedding on {} is not supported by the cpu backend", t.name());
+        bail!("RotaryEmbedding on {} is not supported by the {backend} backend", t.name(), backend = lw.caps.backend);
     }
     let c = compute(t);
     let (b, s, h, d, xs) = match xt.shape[..] {
@@ -488,7 +488,7 @@ fn rotary(lw: &mut Lw, id: NodeId, interleaved: bool, dim: i64, num_heads: Optio
     let dims = vec![b, s, h, half];
     // The inputs are read whole before the output is written only when they are distinct.
     if lw.mem(x)? == y {
-        bail!("RotaryEmbedding in place is not supported by the cpu backend");
+        bail!("RotaryEmbedding in place is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     lw.push(Step::Loop(Loop { dims: dims.clone(), out: at(y, 0), value: first }));
     lw.push(Step::Loop(Loop { dims, out: at(y, second), value: other }));

@@ -4,7 +4,7 @@
 //! (`neoc_runtime::abi`); these functions are the only place that spells it out.
 
 use anyhow::Result;
-use neoc_runtime::abi::Kernel;
+use neoc_runtime::abi::{Kernel, MAX_SPATIAL};
 
 use super::Lw;
 use crate::kernel_ir::{Access, BinOp, Call, CallArg, Expr, Lit, Mem, Reduce, Step};
@@ -139,6 +139,22 @@ pub fn strings(lw: &mut Lw, params: Mem, a: Option<Mem>, b: Option<Mem>, c: Mem)
     lw.caps.need(Kernel::Strings, "a string operation")?;
     lw.push(Step::Call(Call::new(Kernel::Strings, vec![CallArg::buf(params), CallArg::opt(a), CallArg::opt(b), CallArg::buf(c)])));
     Ok(())
+}
+
+/// The bytes of a `#[repr(C)]` plain-data parameter block.
+pub(super) fn pod_bytes<T: Copy>(v: &T) -> Vec<u8> {
+    // SAFETY: `T` is one of the ABI's `#[repr(C)]` parameter structs: integers and floats
+    // only, whose padding (none, by their layout) would be the only uninitialised bytes.
+    unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }.to_vec()
+}
+
+/// A parameter block's spatial array: the first `v.len()` entries from `v`, the rest `fill`.
+pub(super) fn spatial_array(v: &[usize], fill: u64) -> [u64; MAX_SPATIAL] {
+    let mut a = [fill; MAX_SPATIAL];
+    for (i, &x) in v.iter().enumerate() {
+        a[i] = x as u64;
+    }
+    a
 }
 
 #[cfg(test)]

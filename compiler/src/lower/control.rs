@@ -54,15 +54,15 @@ fn unrolled_ops(g: &Graph) -> u64 {
         .fold(0u64, u64::saturating_add)
 }
 
-fn check_unrolled(what: &str, iterations: usize, body: &Graph) -> Result<()> {
+fn check_unrolled(lw: &Lw, what: &str, iterations: usize, body: &Graph) -> Result<()> {
     let ops = (iterations as u64).saturating_mul(unrolled_ops(body));
     if ops > MAX_UNROLLED_OPS {
-        bail!("{what} unrolls to {ops} ops ({iterations} iterations of its body), more than the cpu backend unrolls ({MAX_UNROLLED_OPS})");
+        bail!("{what} unrolls to {ops} ops ({iterations} iterations of its body), more than the {backend} backend unrolls ({MAX_UNROLLED_OPS})", backend = lw.caps.backend);
     }
     Ok(())
 }
 
-pub fn lower(lw: &mut Lw, id: NodeId, op: &If) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &If) -> Result<()> {
     match op {
         If::Scan(s) => scan(lw, id, s),
         If::If { then_branch, else_branch, .. } => if_else(lw, id, then_branch, else_branch),
@@ -158,9 +158,9 @@ fn scan(lw: &mut Lw, id: NodeId, s: &Scan) -> Result<()> {
     }
     let len = len.ok_or_else(|| anyhow!("Scan without scan inputs"))?;
     if len > MAX_ITERATIONS {
-        bail!("Scan over {len} iterations is more than the cpu backend unrolls ({MAX_ITERATIONS})");
+        bail!("Scan over {len} iterations is more than the {backend} backend unrolls ({MAX_ITERATIONS})", backend = lw.caps.backend);
     }
-    check_unrolled("Scan", len, &s.body)?;
+    check_unrolled(lw, "Scan", len, &s.body)?;
     let body_tys = s.body.output_types();
     let n_scan_out = body_tys.len() - n_state;
     let mut outs = Vec::with_capacity(n_scan_out);
@@ -212,21 +212,21 @@ fn loop_(lw: &mut Lw, id: NodeId, body: &Graph, captures: usize) -> Result<()> {
     let trip = lw
         .const_ints(id, 0, "trip count")?
         .and_then(|v| v.first().copied())
-        .ok_or_else(|| anyhow!("Loop without a constant trip count is not supported by the cpu backend"))?;
+        .ok_or_else(|| anyhow!("Loop without a constant trip count is not supported by the {backend} backend", backend = lw.caps.backend))?;
     let trip = usize::try_from(trip).unwrap_or(0);
     if trip > MAX_ITERATIONS {
-        bail!("Loop over {trip} iterations is more than the cpu backend unrolls ({MAX_ITERATIONS})");
+        bail!("Loop over {trip} iterations is more than the {backend} backend unrolls ({MAX_ITERATIONS})", backend = lw.caps.backend);
     }
-    check_unrolled("Loop", trip, body)?;
+    check_unrolled(lw, "Loop", trip, body)?;
     if let Some(c) = lw.opt_input(id, 1)
         && !const_true(lw.g, c)
     {
-        bail!("Loop with a run-time initial condition is not supported by the cpu backend");
+        bail!("Loop with a run-time initial condition is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     let (_, cond_out) = body.outputs.first().ok_or_else(|| anyhow!("the Loop body has no outputs"))?;
     let passes_cond = body.inputs.get(1).is_some_and(|&n| *cond_out == ValueId { node: n, slot: 0 });
     if !passes_cond && !const_true(body, *cond_out) {
-        bail!("Loop whose body computes its condition at run time (it can stop early) is not supported by the cpu backend");
+        bail!("Loop whose body computes its condition at run time (it can stop early) is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     let mut carried = Vec::with_capacity(n_carried);
     for k in 0..n_carried {
@@ -266,7 +266,7 @@ fn if_else(lw: &mut Lw, id: NodeId, then_branch: &Graph, else_branch: &Graph) ->
     let cond = lw.input(id, 0)?;
     let ct = lw.ty(cond).clone();
     if ct.dtype != DType::Bool || ct.len() != 1 {
-        bail!("If with a {ct} condition is not supported by the cpu backend (bool with one element is)");
+        bail!("If with a {ct} condition is not supported by the {backend} backend (bool with one element is)", backend = lw.caps.backend);
     }
     let cm = lw.mem(cond)?;
     let n = lw.g.node(id).inputs.len();
@@ -292,7 +292,7 @@ fn if_else(lw: &mut Lw, id: NodeId, then_branch: &Graph, else_branch: &Graph) ->
         }
     }
     if fallible {
-        bail!("If whose branches read data-dependent indices (which can fail) needs conditional execution, which the cpu backend does not have yet");
+        bail!("If whose branches read data-dependent indices (which can fail) needs conditional execution, which the {backend} backend does not have yet", backend = lw.caps.backend);
     }
     for (k, (t, e)) in then_outs.into_iter().zip(else_outs).enumerate() {
         let ty = lw.g.node(id).outputs[k].ty.clone();

@@ -1,20 +1,22 @@
-//! The fusion passes' ops: `neoc.FusedConv` and `neoc.FusedMatMul` (one kernel call with
-//! its epilogue) and
-//! `neoc.Elementwise` (the whole chain as one expression in one loop).
+//! The fused family, the fusion passes' ops. `neoc.FusedConv` and `neoc.FusedMatMul` are one
+//! kernel call with its epilogue, set up by the modules that own those calls
+//! ([`super::conv::conv`], [`super::matmul::fused_matmul`]); `neoc.Elementwise` is one
+//! pointwise loop whose expression is the whole chain, each op's part built by its own
+//! family ([`super::pointwise::expr_of`]).
 
 use std::collections::HashMap;
 
 use anyhow::{Result, anyhow, bail};
 
-use super::{Lw, check_dtype, elementwise};
+use super::{Lw, check_dtype, pointwise};
 use crate::kernel_ir::{Access, Expr, Loop, Step};
 use crate::ir::ops::fused::Fused;
 use crate::ir::{NodeId, NodeKind, ValueId};
 
-pub fn lower(lw: &mut Lw, id: NodeId, f: &Fused) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, f: &Fused) -> Result<()> {
     match f {
-        Fused::Conv { w, group, act, residual } => super::linalg::conv(lw, id, w, *group, *act, *residual),
-        Fused::MatMul { gemm, scale, act } => super::gemm::fused_matmul(lw, id, *gemm, *scale, *act),
+        Fused::Conv { w, group, act, residual } => super::conv::conv(lw, id, w, *group, *act, *residual),
+        Fused::MatMul { gemm, scale, act } => super::matmul::fused_matmul(lw, id, *gemm, *scale, *act),
         Fused::Elementwise { body } => {
             let out_ty = lw.g.node(id).outputs[0].ty.clone();
             let dims = out_ty.shape.clone();
@@ -27,7 +29,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, f: &Fused) -> Result<()> {
                 let node = body.node(n);
                 let NodeKind::Op(op) = &node.kind else { continue };
                 for o in &node.outputs {
-                    check_dtype(o.ty.dtype).map_err(|e| anyhow!("fused '{}': {e}", node.name))?;
+                    check_dtype(o.ty.dtype, lw.caps.backend).map_err(|e| anyhow!("fused '{}': {e}", node.name))?;
                 }
                 let mut ins = Vec::new();
                 let mut types = Vec::new();
@@ -43,7 +45,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, f: &Fused) -> Result<()> {
                         }
                     }
                 }
-                let e = elementwise::expr_of(op, ins, &types, node.outputs[0].ty.dtype)?;
+                let e = pointwise::expr_of(op, ins, &types, node.outputs[0].ty.dtype, lw.caps.backend)?;
                 exprs.insert(ValueId { node: n, slot: 0 }, e);
             }
             let Some((_, root)) = body.outputs.first() else { bail!("Elementwise body has no output") };

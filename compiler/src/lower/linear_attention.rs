@@ -33,14 +33,14 @@ fn ld(mem: Mem, dtype: DType, offset: i64, strides: Vec<i64>) -> Expr {
     if dtype == F { e } else { Expr::cast(F, e) }
 }
 
-fn check(name: &str, d: DType) -> Result<()> {
+fn check(name: &str, d: DType, backend: &str) -> Result<()> {
     if !matches!(d, DType::F32 | DType::F16 | DType::BF16) {
-        bail!("{name} on {} is not supported by the cpu backend", d.name());
+        bail!("{name} on {} is not supported by the {backend} backend", d.name());
     }
     Ok(())
 }
 
-pub fn lower(lw: &mut Lw, id: NodeId, op: &LinearAttention) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &LinearAttention) -> Result<()> {
     match op {
         LinearAttention::CausalConvWithState { silu } => causal_conv(lw, id, *silu),
         LinearAttention::LinearAttention { update_rule, q_num_heads, kv_num_heads, scale, .. } => {
@@ -53,7 +53,7 @@ fn causal_conv(lw: &mut Lw, id: NodeId, silu: bool) -> Result<()> {
     let (x, w) = (lw.input(id, 0)?, lw.input(id, 1)?);
     let xt = lw.ty(x).clone();
     let t = xt.dtype;
-    check("CausalConvWithState", t)?;
+    check("CausalConvWithState", t, lw.caps.backend)?;
     let [b, c, l] = xt.shape[..] else { bail!("CausalConvWithState: input must be rank 3") };
     let k = lw.ty(w).shape[2];
     let p = k - 1;
@@ -110,10 +110,10 @@ fn linear_attention(lw: &mut Lw, id: NodeId, rule: UpdateRule, hq: usize, hkv: u
     let (q, k, v) = (lw.input(id, 0)?, lw.input(id, 1)?, lw.input(id, 2)?);
     let (qt, vt) = (lw.ty(q).clone(), lw.ty(v).clone());
     let dt = qt.dtype;
-    check(name, dt)?;
+    check(name, dt, lw.caps.backend)?;
     let [b, tn, qd] = qt.shape[..] else { bail!("{name}: query must be rank 3") };
     if tn > MAX_TOKENS {
-        bail!("{name} over {tn} tokens is more than the cpu backend unrolls ({MAX_TOKENS})");
+        bail!("{name} over {tn} tokens is more than the {backend} backend unrolls ({MAX_TOKENS})", backend = lw.caps.backend);
     }
     let dk = qd / hq;
     let dv = vt.shape[2] / hkv;

@@ -20,19 +20,19 @@ use crate::tensor::DType;
 
 const F: DType = DType::F64;
 
-pub fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, l: &Loss) -> Result<()> {
     let x = lw.input(id, 0)?;
     let labels = lw.input(id, 1)?;
     let xt = lw.ty(x).clone();
     let lt = lw.ty(labels).clone();
     let t = xt.dtype;
     if !t.is_float() || xt.rank() < 2 || !matches!(lt.dtype, DType::I32 | DType::I64) {
-        bail!("{} on {xt} scores and {lt} labels is not supported by the cpu backend", l.name());
+        bail!("{} on {xt} scores and {lt} labels is not supported by the {backend} backend", l.name(), backend = lw.caps.backend);
     }
     let (n, c) = (xt.shape[0], xt.shape[1]);
     let d: usize = xt.shape[2..].iter().product();
     if n * c * d == 0 {
-        bail!("{} on the empty scores {xt} is not supported by the cpu backend", l.name());
+        bail!("{} on the empty scores {xt} is not supported by the {backend} backend", l.name(), backend = lw.caps.backend);
     }
     let (n_i, c_i, d_i) = (n as i64, c as i64, d as i64);
     let xm = lw.mem(x)?;

@@ -1,5 +1,8 @@
-//! `ai.onnx.ml` ops on numbers: TreeEnsemble, ArrayFeatureExtractor and Binarizer.
-//! (LabelEncoder works on strings or hashes keys; it is not lowered here.)
+//! The ml family (`ai.onnx.ml`): TreeEnsemble, ArrayFeatureExtractor, Binarizer and
+//! LabelEncoder.
+//!
+//! LabelEncoder (any key and value types, strings included) is a lookup by the runtime's
+//! string kernel ([`super::strings`]) followed by a gather of the values.
 //!
 //! TreeEnsemble's forest is part of the op, so every tree unrolls into a nest of selects:
 //! node `i` becomes `cond_i ? true_subtree : false_subtree`, ending in the leaf weights. A
@@ -10,24 +13,25 @@
 
 use anyhow::{Result, bail};
 
-use super::Lw;
+use super::{Lw, strings};
+use neoc_runtime::kernels::strings::{self as rt, BlobWriter};
 use crate::kernel_ir::build::{float, int};
 use crate::kernel_ir::{Access, BinOp, Expr, Lit, Loop, Step, UnOp, dense_strides};
-use crate::ir::ops::ml::{Aggregate, Ml, NodeMode, TreeEnsemble};
+use crate::ir::ops::ml::{Aggregate, LabelMap, Ml, NodeMode, TreeEnsemble};
 use crate::ir::NodeId;
-use crate::tensor::DType;
+use crate::tensor::{DType, Tensor};
 
 const F: DType = DType::F64;
 
 /// The most expression nodes one unrolled TreeEnsemble output column may have.
 const MAX_TREE_EXPR: usize = 20_000;
 
-pub fn lower(lw: &mut Lw, id: NodeId, op: &Ml) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Ml) -> Result<()> {
     match op {
         Ml::TreeEnsemble(t) => tree_ensemble(lw, id, t),
         Ml::ArrayFeatureExtractor => array_feature_extractor(lw, id),
         Ml::Binarizer { threshold } => binarizer(lw, id, *threshold),
-        Ml::LabelEncoder(_) => bail!("LabelEncoder is not supported by the cpu backend"),
+        Ml::LabelEncoder(map) => label_encoder(lw, id, map),
     }
 }
 
@@ -36,7 +40,7 @@ fn binarizer(lw: &mut Lw, id: NodeId, threshold: f32) -> Result<()> {
     let x = lw.input(id, 0)?;
     let xt = lw.ty(x).clone();
     if !matches!(xt.dtype, DType::F32 | DType::F64 | DType::I64 | DType::I32) {
-        bail!("Binarizer on {xt} is not supported by the cpu backend");
+        bail!("Binarizer on {xt} is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     let xv = Expr::cast(F, Expr::Load(Access::dense(lw.mem(x)?, xt.dtype, &xt.shape)));
     let above = Expr::bin(BinOp::Gt, xv, float(threshold as f64));
@@ -53,7 +57,7 @@ fn array_feature_extractor(lw: &mut Lw, id: NodeId) -> Result<()> {
     let (xt, yt) = (lw.ty(x).clone(), lw.ty(y).clone());
     let ot = lw.g.node(id).outputs[0].ty.clone();
     if yt.dtype != DType::I64 || xt.rank() == 0 || ot.shape.last() != Some(&yt.len()) {
-        bail!("ArrayFeatureExtractor of {xt} with {yt} indices is not supported by the cpu backend");
+        bail!("ArrayFeatureExtractor of {xt} with {yt} indices is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     let r = ot.rank();
     let n = *xt.shape.last().expect("rank >= 1") as i64;
@@ -88,6 +92,8 @@ struct Unroll<'t> {
     /// Leaf weights are divided by this (the tree count for Average, else 1).
     divisor: f64,
     size: usize,
+    /// The backend's name, for messages.
+    backend: &'t str,
 }
 
 impl Unroll<'_> {
@@ -98,7 +104,7 @@ impl Unroll<'_> {
         }
         self.size += 4;
         if self.size > MAX_TREE_EXPR {
-            bail!("TreeEnsemble with {} nodes is too large for the cpu backend's unrolled trees", t.modes.len());
+            bail!("TreeEnsemble with {} nodes is too large for the {} backend's unrolled trees", t.modes.len(), self.backend);
         }
         let v = (self.feature)(t.featureids[i]);
         let s = float(t.splits.v[i].0);
@@ -140,10 +146,10 @@ fn tree_ensemble(lw: &mut Lw, id: NodeId, t: &TreeEnsemble) -> Result<()> {
     let x = lw.input(id, 0)?;
     let xt = lw.ty(x).clone();
     let &[n, f] = &xt.shape[..] else {
-        bail!("TreeEnsemble on {xt} is not supported by the cpu backend (rank 2 input only)");
+        bail!("TreeEnsemble on {xt} is not supported by the {backend} backend (rank 2 input only)", backend = lw.caps.backend);
     };
     if !matches!(xt.dtype, DType::F32 | DType::F64 | DType::F16) || t.featureids.iter().any(|&i| i >= f) {
-        bail!("TreeEnsemble on {xt} is not supported by the cpu backend (float input with every feature present)");
+        bail!("TreeEnsemble on {xt} is not supported by the {backend} backend (float input with every feature present)", backend = lw.caps.backend);
     }
     let sets = t.member_sets();
     let xm = lw.mem(x)?;
@@ -166,7 +172,7 @@ fn tree_ensemble(lw: &mut Lw, id: NodeId, t: &TreeEnsemble) -> Result<()> {
     };
     let out = lw.out(id, 0);
     for target in 0..t.n_targets {
-        let mut u = Unroll { t, sets: sets.clone(), feature: &feature, target, neutral, divisor, size: 0 };
+        let mut u = Unroll { t, sets: sets.clone(), feature: &feature, target, neutral, divisor, size: 0, backend: lw.caps.backend };
         let mut acc = float(start);
         for &root in &t.tree_roots {
             acc = Expr::bin(combine, acc, u.node(root, 0)?);
@@ -177,10 +183,83 @@ fn tree_ensemble(lw: &mut Lw, id: NodeId, t: &TreeEnsemble) -> Result<()> {
     Ok(())
 }
 
+/// The kernel looks each element up among the keys (its index, or `n` when absent), then
+/// a gather picks from `values ++ [default]`: raw values, or string handles.
+fn label_encoder(lw: &mut Lw, id: NodeId, map: &LabelMap) -> Result<()> {
+    let LabelMap { keys, values, default } = map;
+    let x = lw.input(id, 0)?;
+    let shape = lw.ty(x).shape.clone();
+    let n = lw.ty(x).len() as u64;
+    let kind = match keys.dtype() {
+        DType::String => rt::KEY_STRING,
+        DType::I64 => rt::KEY_I64,
+        DType::I32 => rt::KEY_I32,
+        DType::I16 => rt::KEY_I16,
+        DType::F32 => rt::KEY_F32,
+        DType::F64 => rt::KEY_F64,
+        d => bail!("LabelEncoder keys of type {d} are not supported by the {backend} backend", backend = lw.caps.backend),
+    };
+    if lw.ty(x).dtype != keys.dtype() {
+        bail!("the input is {}, the keys {}", lw.ty(x).dtype, keys.dtype());
+    }
+    let mut w = BlobWriter::new(rt::OP_LOOKUP);
+    w.u32(kind).u32(0);
+    // Later keys override earlier ones (a repeated key keeps its last value).
+    match keys {
+        Tensor::Str(a) => {
+            w.u64(a.len() as u64);
+            for (i, k) in a.iter().enumerate() {
+                w.str(k).u64(i as u64);
+            }
+        }
+        Tensor::F32(_) | Tensor::F64(_) => {
+            let pairs: Vec<(u64, u64)> =
+                keys.to_f64_vec()?.into_iter().enumerate().filter_map(|(i, k)| rt::float_key(k).map(|k| (k, i as u64))).collect();
+            w.u64(pairs.len() as u64);
+            for (k, i) in pairs {
+                w.u64(k).u64(i);
+            }
+        }
+        _ => {
+            let ks = keys.to_i64_vec()?;
+            w.u64(ks.len() as u64);
+            for (i, k) in ks.into_iter().enumerate() {
+                w.u64(k as u64).u64(i as u64);
+            }
+        }
+    }
+    w.u64(n);
+    let a = lw.mem(x)?;
+    let idx = lw.temp_bytes(8 * n);
+    strings::call(lw, w.finish(), Some(a), None, idx)?;
+
+    let len = values.len() as i64 + 1;
+    let (table, dtype) = match (values, default) {
+        (Tensor::Str(v), Tensor::Str(d)) => {
+            let all: Vec<String> = v.iter().chain(d.iter().take(1)).cloned().collect();
+            let t = Tensor::from_vec(&[all.len()], all)?;
+            (strings::const_strings(lw, &t)?, DType::U64)
+        }
+        _ => {
+            let mut bytes = values.to_le_bytes()?;
+            let d = default.to_le_bytes()?;
+            bytes.extend_from_slice(&d[..d.len() / default.len().max(1)]);
+            (lw.blob(bytes), values.dtype())
+        }
+    };
+    let y = lw.out(id, 0);
+    let index = Expr::Load(Access::dense(idx, DType::I64, &shape));
+    lw.push(Step::Loop(Loop {
+        dims: shape.clone(),
+        out: Access::dense(y, dtype, &shape),
+        value: Expr::LoadAt { mem: table, dtype, len, index: Box::new(index) },
+    }));
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {
-    use crate::lower::test_util::{Tolerance, same_as_reference};
+    use crate::lower::test_util::{Tolerance, same_as_reference, strings as s};
     use crate::ir::parse::parse_graph;
     use crate::tensor::Tensor;
 
@@ -224,6 +303,20 @@ mod tests {
         for agg in 0..4 {
             same_as_reference(&forest(agg, "f64"), std::slice::from_ref(&x), TOL);
             same_as_reference(&forest(agg, "f32"), &[x.cast(crate::tensor::DType::F32).unwrap()], TOL);
+        }
+    }
+
+    #[test]
+    fn label_encoder_maps_every_way() {
+        let cases = [
+            ("string[4]", "keys_tensor=string[3]{\"a\",\"b\",\"a\"}, values_tensor=i64[3]{1,2,3}, default_tensor=i64[1]{-1}", "i64[4]", s(&[4], &["a", "b", "c", ""])),
+            ("i64[2,2]", "keys_tensor=i64[2]{5,7}, values_tensor=string[2]{\"five\",\"seven\"}, default_tensor=string[1]{\"?\"}", "string[2,2]", Tensor::from_vec(&[2, 2], vec![7i64, 5, 0, 7]).unwrap()),
+            ("f32[3]", "keys_tensor=f32[2]{0,2.5}, values_tensor=f64[2]{10,20}, default_tensor=f64[1]{0.5}", "f64[3]", Tensor::from_vec(&[3], vec![-0.0f32, 2.5, f32::NAN]).unwrap()),
+            ("string[3]", "keys_tensor=string[2]{\"x\",\"y\"}, values_tensor=string[2]{\"X\",\"\"}, default_tensor=string[1]{\"none\"}", "string[3]", s(&[3], &["y", "x", "z"])),
+        ];
+        for (xt, attrs, yt, x) in cases {
+            let text = format!("graph(%x: {xt}) {{\n  %y = ai.onnx.ml.LabelEncoder{{{attrs}}}(%x) : {yt}\n  return %y\n}}");
+            same_as_reference(&text, &[x], TOL);
         }
     }
 }

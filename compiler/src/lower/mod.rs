@@ -1,52 +1,60 @@
-//! IR → kernel IR ([`crate::kernel_ir`]), one op family per file.
+//! IR → kernel IR ([`crate::kernel_ir`]), shared by the backends.
+//!
+//! One module per IR op family, named like the family's module in `ir/ops/` (a folder where
+//! the family's lowering is several things: `conv/`, `index/`, `matmul/`, `quant/`,
+//! `spatial/`). Each has `lower(lw, id, op)` taking the family's IR type; the module list and
+//! the dispatch to them ([`lower_op`]) are generated from the one family list. What a
+//! lowering may ask about its backend is in [`Caps`] (which runtime kernels exist, whether
+//! weights are packed for them). Techniques several families share live in helpers:
+//!
+//! - `calls.rs`: calls of the runtime's kernels, and their parameter blocks;
+//! - `pointwise.rs`: one loop over the output storing a scalar expression of the inputs
+//!   (the unary, binary, activation and cast families, `neoc.Elementwise`);
+//! - `reduction.rs`: reduction spaces, the identities of max and min, the arg search;
+//! - `gather_loop.rs`: loops that read inputs at computed positions, with index checks;
+//! - `transposed_window.rs`: the tap arithmetic of ConvTranspose, Col2Im and MaxUnpool;
+//! - `strings.rs`: string tensors (handles into a heap), string constants, the string kernel.
 //!
 //! Every value gets a [`Mem`]: graph inputs and outputs their context slots, constants a
 //! weights blob, everything else a temporary (shape-only ops alias their input instead of
 //! copying). Ops the backend cannot lower yet are all collected and reported together,
 //! each naming the node, the op and what is missing.
 
-mod along_axis;
 pub mod calls;
 mod caps;
-mod attention;
-mod control;
-mod conv_transpose;
-mod deform_conv;
-mod einsum;
-mod elementwise;
-mod fused;
-mod gemm;
-mod index;
-mod linalg;
-mod linear_attention;
-mod loss;
-mod ml;
-mod movement;
-mod recurrent;
-mod quant;
-mod qlinear;
-mod norm_extra;
-mod reduce;
-mod resize;
-mod roi_align;
-mod sample;
-mod select;
-mod text;
-mod signal;
-mod topk;
-mod swiglu;
+mod gather_loop;
+mod pointwise;
+mod reduction;
+mod strings;
 #[cfg(test)]
 pub(crate) mod test_util;
-mod training;
+mod transposed_window;
 
 use std::collections::HashMap;
 
 use anyhow::{Result, anyhow, bail};
 
 use crate::kernel_ir::{Access, Call, Expr, Mem, Step, broadcast_strides};
-use crate::ir::ops::norm::Norm;
-use crate::ir::{Graph, NodeKind, Op, OpImpl, ValueId, ValueType};
+use crate::ir::{Graph, NodeId, NodeKind, Op, OpImpl, ValueId, ValueType};
 use crate::tensor::{DType, Tensor};
+
+/// The family modules, one per IR op family and named like its module in `ir/ops/`, and
+/// [`lower_op`], which hands each op to its family's `lower(lw, id, op)`: both follow from
+/// the one family list, [`crate::ir::ops::with_families`].
+macro_rules! family_lowerings {
+    ($($variant:ident($module:ident::$ty:ident)),* $(,)?) => {
+        $(mod $module;)*
+
+        /// Lowers `op` with its family's module.
+        fn lower_op(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
+            match op {
+                $(Op::$variant(o) => $module::lower(lw, id, o),)*
+            }
+        }
+    };
+}
+
+crate::ir::ops::with_families!(family_lowerings);
 
 /// A lowered graph, before memory planning.
 pub struct Lowered {
@@ -152,61 +160,25 @@ pub fn lower(g: &Graph, caps: &Caps) -> Result<Lowered, Vec<LowerProblem>> {
     })
 }
 
-fn lower_node(lw: &mut Lw, id: crate::ir::NodeId, op: &Op) -> Result<()> {
-    if text::handles(lw, id, op) {
-        return text::lower(lw, id, op);
-    }
-    let node = lw.g.node(id);
-    for (i, o) in node.outputs.iter().enumerate() {
-        check_dtype(o.ty.dtype).map_err(|e| anyhow!("output {i}: {e}"))?;
-    }
-    for (i, v) in node.inputs.iter().enumerate() {
-        if let Some(v) = v {
-            check_dtype(lw.g.ty(*v).dtype).map_err(|e| anyhow!("input {i}: {e}"))?;
+fn lower_node(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
+    if strings::handles(lw, id, op) {
+        // Buffers of string handles: no numeric dtype check. With every input constant, the
+        // reference evaluation's result is the op's output.
+        if strings::evaluate_constant(lw, id, op)? {
+            return Ok(());
+        }
+    } else {
+        let node = lw.g.node(id);
+        for (i, o) in node.outputs.iter().enumerate() {
+            check_dtype(o.ty.dtype, lw.caps.backend).map_err(|e| anyhow!("output {i}: {e}"))?;
+        }
+        for (i, v) in node.inputs.iter().enumerate() {
+            if let Some(v) = v {
+                check_dtype(lw.g.ty(*v).dtype, lw.caps.backend).map_err(|e| anyhow!("input {i}: {e}"))?;
+            }
         }
     }
-    match op {
-        Op::MatMul(crate::ir::ops::matmul::MatMul::Einsum { equation }) => einsum::lower(lw, id, equation),
-        Op::Index(crate::ir::ops::index::Index::Compress { axis }) => along_axis::compress(lw, id, *axis),
-        Op::Movement(crate::ir::ops::movement::Movement::ReverseSequence { batch_axis, time_axis }) => along_axis::reverse_sequence(lw, id, *batch_axis, *time_axis),
-        Op::Spatial(crate::ir::ops::spatial::Spatial::TensorScatter { circular, axis }) => along_axis::tensor_scatter(lw, id, *circular, *axis),
-        Op::Index(crate::ir::ops::index::Index::TopK { axis, largest, .. }) => topk::lower(lw, id, *axis, *largest),
-        Op::Signal(crate::ir::ops::signal::Signal::Dft { inverse, onesided }) => signal::dft(lw, id, *inverse, *onesided),
-        Op::Signal(crate::ir::ops::signal::Signal::Stft { onesided }) => signal::stft(lw, id, *onesided),
-        Op::Signal(crate::ir::ops::signal::Signal::MelWeightMatrix { .. }) => signal::mel_weight_matrix(lw, id),
-        Op::Quant(q @ (crate::ir::ops::quant::Quant::MatMulInteger | crate::ir::ops::quant::Quant::QLinearMatMul | crate::ir::ops::quant::Quant::ConvInteger(_) | crate::ir::ops::quant::Quant::QLinearConv(_))) => qlinear::lower(lw, id, q),
-        Op::Cast(c @ crate::ir::ops::cast::Cast::Dropout { .. }) => training::dropout(lw, id, c),
-        Op::Unary(_) | Op::Binary(_) | Op::Activation(_) | Op::Cast(_) => elementwise::lower(lw, id, op),
-        Op::Gather(crate::ir::ops::gather::Gather::Gather { .. } | crate::ir::ops::gather::Gather::GatherElements { .. }) => movement::lower(lw, id, op),
-        Op::Gather(_) | Op::Generate(crate::ir::ops::generate::Generate::EyeLike { .. }) => select::lower(lw, id, op),
-        Op::Reshape(_) | Op::Movement(_) => movement::lower(lw, id, op),
-        Op::Conv(c @ crate::ir::ops::conv::Conv::Transpose { .. }) => conv_transpose::conv_transpose(lw, id, c),
-        Op::Pool(p @ crate::ir::ops::pool::Pool::MaxUnpool { .. }) => conv_transpose::max_unpool(lw, id, p),
-        Op::Spatial(crate::ir::ops::spatial::Spatial::Col2Im(w)) => conv_transpose::col2im(lw, id, w),
-        Op::Spatial(crate::ir::ops::spatial::Spatial::GridSample { mode, padding, align_corners }) => sample::grid_sample(lw, id, *mode, *padding, *align_corners),
-        Op::Spatial(s @ crate::ir::ops::spatial::Spatial::RoiAlign { .. }) => roi_align::roi_align(lw, id, s),
-        Op::Spatial(crate::ir::ops::spatial::Spatial::DeformConv { w, kernel, group, offset_group }) => deform_conv::deform_conv(lw, id, w, kernel, *group, *offset_group),
-        Op::Spatial(crate::ir::ops::spatial::Spatial::AffineGrid { align_corners }) => sample::affine_grid(lw, id, *align_corners),
-        Op::MatMul(_) | Op::Conv(_) | Op::Pool(_) => linalg::lower(lw, id, op),
-        Op::Softmax(s) if s.kind == crate::ir::ops::softmax::SoftmaxKind::Hardmax => index::lower(lw, id, op),
-        Op::Norm(n @ (Norm::Batch { training: true, .. } | Norm::Group { .. } | Norm::MeanVariance { .. })) => norm_extra::lower(lw, id, n),
-        Op::Reduce(_) | Op::Softmax(_) | Op::Norm(_) => reduce::lower(lw, id, op),
-        Op::Fused(f) => fused::lower(lw, id, f),
-        Op::Index(_) => index::lower(lw, id, op),
-        Op::Loss(l) => loss::lower(lw, id, l),
-        Op::Resize(r) => resize::lower(lw, id, r),
-        Op::Attention(a) => attention::lower(lw, id, a),
-        Op::Rnn(r) => recurrent::lower(lw, id, r),
-        Op::LinearAttention(a) => linear_attention::lower(lw, id, a),
-        Op::If(c) => control::lower(lw, id, c),
-        Op::Quant(q @ (crate::ir::ops::quant::Quant::Quantize { .. } | crate::ir::ops::quant::Quant::Dequantize { .. } | crate::ir::ops::quant::Quant::DynamicQuantize)) => {
-            quant::lower(lw, id, q)
-        }
-        Op::Training(t) => training::optimizer(lw, id, t),
-        Op::Ml(m) => ml::lower(lw, id, m),
-        Op::Spatial(crate::ir::ops::spatial::Spatial::SwiGlu { alpha }) => swiglu::lower(lw, id, *alpha),
-        _ => bail!("the cpu backend has no kernel for this op yet"),
-    }
+    lower_op(lw, id, op)
 }
 
 /// Bytes of a value's buffer: its dense data, or one u64 handle per string.
@@ -215,12 +187,12 @@ pub(crate) fn buf_bytes(ty: &ValueType) -> u64 {
 }
 
 /// The dtypes compiled code computes on.
-pub(crate) fn check_dtype(d: DType) -> Result<()> {
+pub(crate) fn check_dtype(d: DType, backend: &str) -> Result<()> {
     match d {
         DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32 | DType::U32 | DType::I64 | DType::U64 | DType::Bool => Ok(()),
         // The low-precision types: see `backend::cpu::lowbit`.
         d if d.is_low() => Ok(()),
-        other => bail!("dtype {} is not supported by the cpu backend yet", other.name()),
+        other => bail!("dtype {} is not supported by the {backend} backend yet", other.name()),
     }
 }
 
@@ -235,11 +207,11 @@ impl<'g> Lw<'g> {
     }
 
     /// Input `i` of node `id` (an error when absent).
-    pub fn input(&self, id: crate::ir::NodeId, i: usize) -> Result<ValueId> {
+    pub fn input(&self, id: NodeId, i: usize) -> Result<ValueId> {
         self.g.node(id).inputs.get(i).copied().flatten().ok_or_else(|| anyhow!("input {i} is missing"))
     }
 
-    pub fn opt_input(&self, id: crate::ir::NodeId, i: usize) -> Option<ValueId> {
+    pub fn opt_input(&self, id: NodeId, i: usize) -> Option<ValueId> {
         self.g.node(id).inputs.get(i).copied().flatten()
     }
 
@@ -249,11 +221,11 @@ impl<'g> Lw<'g> {
     }
 
     /// The integer values of constant input `i` of `id`.
-    pub fn const_ints(&self, id: crate::ir::NodeId, i: usize, what: &str) -> Result<Option<Vec<i64>>> {
+    pub fn const_ints(&self, id: NodeId, i: usize, what: &str) -> Result<Option<Vec<i64>>> {
         match self.opt_input(id, i) {
             None => Ok(None),
             Some(v) => {
-                let t = self.konst(v).ok_or_else(|| anyhow!("input {i} ({what}) must be a constant for the cpu backend"))?;
+                let t = self.konst(v).ok_or_else(|| anyhow!("input {i} ({what}) must be a constant for the {backend} backend", backend = self.caps.backend))?;
                 Ok(Some(t.to_i64_vec()?))
             }
         }
@@ -266,7 +238,7 @@ impl<'g> Lw<'g> {
         }
         match &self.g.node(v.node).kind {
             NodeKind::Const(c) if c.ty().dtype == DType::String => {
-                let m = text::const_strings(self, c.tensor()?)?;
+                let m = strings::const_strings(self, c.tensor()?)?;
                 self.vals.insert(v, m);
                 Ok(m)
             }
@@ -308,7 +280,7 @@ impl<'g> Lw<'g> {
 
     /// The buffer output `slot` of `id` is written to (a new temporary unless it is a
     /// graph output written in place).
-    pub fn out(&mut self, id: crate::ir::NodeId, slot: usize) -> Mem {
+    pub fn out(&mut self, id: NodeId, slot: usize) -> Mem {
         let v = ValueId { node: id, slot };
         if let Some(m) = self.vals.get(&v) {
             return *m;
@@ -321,7 +293,7 @@ impl<'g> Lw<'g> {
 
     /// Output `slot` of `id` is `src`'s bytes reinterpreted (Reshape, Identity): an alias,
     /// or a copy when the output must land in a graph output buffer.
-    pub fn alias(&mut self, id: crate::ir::NodeId, slot: usize, src: ValueId) -> Result<()> {
+    pub fn alias(&mut self, id: NodeId, slot: usize, src: ValueId) -> Result<()> {
         let v = ValueId { node: id, slot };
         let from = self.mem(src)?;
         match self.vals.get(&v) {

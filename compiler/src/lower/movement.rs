@@ -1,38 +1,33 @@
-//! Shape and data-movement ops. Shape-only ops (Reshape, Flatten, Squeeze, Unsqueeze)
-//! alias their input. The movement family is lowered from the same per-axis plan its
-//! reference evaluation uses (`Movement::plan`), so both agree on every index: affine
-//! maps (Slice, Transpose, Concat, Split, DepthToSpace…) become strided loops, and other
-//! maps (Tile, Pad's edge/reflect modes) read through per-axis index tables.
+//! The movement family. It is lowered from the same per-axis plan its reference evaluation
+//! uses (`Movement::plan`), so both agree on every index: affine maps (Slice, Transpose,
+//! Concat, Split, DepthToSpace…) become strided loops, and other maps (Tile, Pad's
+//! edge/reflect modes) read through per-axis index tables.
+//!
+//! ReverseSequence is a gather loop ([`super::gather_loop`]): element `t < len[b]` along the
+//! time axis reads `len[b] - 1 - t`. A length outside `[0, T]` is an index error, as in the
+//! reference.
 
 use anyhow::{Result, bail};
 
 use super::Lw;
-use crate::kernel_ir::build::int;
+use super::gather_loop::{as_i64, flat, out_loop, read_at};
+use crate::kernel_ir::build::{add, and, int};
 use crate::kernel_ir::{Access, BinOp, Expr, Lit, Loop, Mem, Step, dense_strides};
-use crate::ir::ops::gather::Gather;
 use crate::ir::ops::movement::kernels::AxisMap;
 use crate::ir::ops::movement::{Movement, Plan};
-use crate::ir::ops::reshape::Reshape;
-use crate::ir::{NodeId, Op, ValueId};
+use crate::ir::NodeId;
 use crate::tensor::DType;
 
-pub fn lower(lw: &mut Lw, id: NodeId, op: &Op) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Movement) -> Result<()> {
     match op {
-        Op::Reshape(Reshape::Expand) => {
-            let out_ty = lw.g.node(id).outputs[0].ty.clone();
-            let value = lw.load_bcast(lw.input(id, 0)?, &out_ty.shape)?;
-            let out = lw.out(id, 0);
-            lw.push(Step::Loop(Loop { dims: out_ty.shape.clone(), out: Access::dense(out, out_ty.dtype, &out_ty.shape), value }));
-            Ok(())
-        }
-        Op::Reshape(_) => lw.alias(id, 0, lw.input(id, 0)?),
-        Op::Movement(m) => movement(lw, id, m),
-        Op::Gather(g) => gather(lw, id, g),
-        _ => bail!("not a movement op"),
+        Movement::ReverseSequence { batch_axis, time_axis } => reverse_sequence(lw, id, *batch_axis, *time_axis),
+        _ => planned(lw, id, op),
     }
 }
 
-fn movement(lw: &mut Lw, id: NodeId, m: &Movement) -> Result<()> {
+/// Every movement op but ReverseSequence, through the per-axis plan of its reference
+/// evaluation.
+fn planned(lw: &mut Lw, id: NodeId, m: &Movement) -> Result<()> {
     let node = lw.g.node(id);
     let x = lw.input(id, 0)?;
     let x_ty = lw.ty(x).clone();
@@ -109,7 +104,7 @@ fn movement(lw: &mut Lw, id: NodeId, m: &Movement) -> Result<()> {
                 lw.push(Step::Loop(Loop { dims: x_ty.shape.clone(), out: Access::dense(out, x_ty.dtype, &x_ty.shape), value }));
                 Ok(())
             }
-            _ => bail!("the cpu backend has no kernel for this op yet"),
+            _ => bail!("the {backend} backend has no kernel for this op yet", backend = lw.caps.backend),
         },
     }
 }
@@ -173,76 +168,57 @@ fn affine_map(m: &AxisMap) -> Option<(i64, i64)> {
     m.iter().enumerate().all(|(i, e)| *e == Some((start + step * i as i64) as usize)).then_some((start, step))
 }
 
-/// An index read from a tensor, as i64, with negative values counted from `dim`.
-fn normalised_index(raw: Expr, from: DType, dim: usize) -> Expr {
-    let i = if from == DType::I64 { raw } else { Expr::cast(DType::I64, raw) };
-    let neg = Expr::bin(BinOp::Lt, i.clone(), int(0));
-    let wrapped = Expr::bin(BinOp::Add, i.clone(), int(dim as i64));
-    Expr::select(neg, wrapped, i)
-}
-
-/// `flat` when `0 <= idx < dim`, else -1 (which the load reports as an index error).
-fn checked(flat: Expr, idx: Expr, dim: usize) -> Expr {
-    let ok = Expr::bin(
-        BinOp::And,
-        Expr::bin(BinOp::Ge, idx.clone(), int(0)),
-        Expr::bin(BinOp::Lt, idx, int(dim as i64)),
-    );
-    Expr::select(ok, flat, int(-1))
-}
-
-fn index_term(d: usize, stride: i64) -> Expr {
-    Expr::bin(BinOp::Mul, Expr::Index(d), int(stride))
-}
-
-fn sum(terms: Vec<Expr>) -> Expr {
-    terms.into_iter().reduce(|a, b| Expr::bin(BinOp::Add, a, b)).unwrap_or(int(0))
-}
-
-fn gather(lw: &mut Lw, id: NodeId, g: &Gather) -> Result<()> {
-    let data = lw.input(id, 0)?;
-    let indices = lw.input(id, 1)?;
-    let d_ty = lw.ty(data).clone();
-    let i_ty = lw.ty(indices).clone();
-    let out_ty = lw.g.node(id).outputs[0].ty.clone();
-    let dm = lw.mem(data)?;
-    let im = lw.mem(indices)?;
-    let ds = dense_strides(&d_ty.shape);
-    let r = d_ty.rank();
-    let axis_of = |a: i64| crate::ir::shape::axis(a, r);
-    let len = d_ty.len() as i64;
-    let value = match g {
-        Gather::Gather { axis } => {
-            let a = axis_of(*axis)?;
-            let q = i_ty.rank();
-            // Loop dims: data[..a], indices, data[a+1..].
-            let is = dense_strides(&i_ty.shape);
-            let mut istr = vec![0i64; out_ty.rank()];
-            istr[a..a + q].copy_from_slice(&is);
-            let raw = Expr::Load(Access { mem: im, dtype: i_ty.dtype, offset: 0, strides: istr });
-            let idx = normalised_index(raw, i_ty.dtype, d_ty.shape[a]);
-            let mut terms: Vec<Expr> = (0..a).map(|d| index_term(d, ds[d])).collect();
-            terms.push(Expr::bin(BinOp::Mul, idx.clone(), int(ds[a])));
-            terms.extend((a + 1..r).map(|d| index_term(d + q - 1, ds[d])));
-            checked(sum(terms), idx, d_ty.shape[a])
-        }
-        Gather::GatherElements { axis } => {
-            let a = axis_of(*axis)?;
-            let raw = Expr::Load(Access::dense(im, i_ty.dtype, &i_ty.shape));
-            let idx = normalised_index(raw, i_ty.dtype, d_ty.shape[a]);
-            let terms: Vec<Expr> = (0..r)
-                .map(|d| if d == a { Expr::bin(BinOp::Mul, idx.clone(), int(ds[a])) } else { index_term(d, ds[d]) })
-                .collect();
-            checked(sum(terms), idx, d_ty.shape[a])
-        }
-        _ => bail!("the cpu backend has no kernel for this op yet"),
-    };
-    let out = lw.out(id, 0);
-    if len == 0 {
-        bail!("gathering from an empty tensor");
+fn reverse_sequence(lw: &mut Lw, id: NodeId, batch_axis: i64, time_axis: i64) -> Result<()> {
+    let x = lw.input(id, 0)?;
+    let lens = lw.input(id, 1)?;
+    let xt = lw.ty(x).clone();
+    let lt = lw.ty(lens).clone();
+    let r = xt.rank();
+    let (b, t) = (crate::ir::shape::axis(batch_axis, r)?, crate::ir::shape::axis(time_axis, r)?);
+    if xt.is_empty() {
+        lw.out(id, 0);
+        return Ok(());
     }
-    let value = Expr::LoadAt { mem: dm, dtype: d_ty.dtype, len, index: Box::new(value) };
-    lw.push(Step::Loop(Loop { dims: out_ty.shape.clone(), out: Access::dense(out, out_ty.dtype, &out_ty.shape), value }));
-    let _: Option<ValueId> = None;
+    let lm = lw.mem(lens)?;
+    let mut ls = vec![0i64; r];
+    ls[b] = 1;
+    let len = as_i64(Expr::Load(Access { mem: lm, dtype: lt.dtype, offset: 0, strides: ls }), lt.dtype, lw.caps.backend)?;
+    let time = Expr::Index(t);
+    let src_t = Expr::select(Expr::bin(BinOp::Lt, time.clone(), len.clone()), Expr::bin(BinOp::Sub, add(len.clone(), int(-1)), time.clone()), time);
+    let ok = and(Expr::bin(BinOp::Ge, len.clone(), int(0)), Expr::bin(BinOp::Le, len, int(xt.shape[t] as i64)));
+    let index = Expr::select(ok, flat(&dense_strides(&xt.shape), Some((t, src_t))), int(-1));
+    let value = read_at(lw, x, index)?;
+    out_loop(lw, id, value);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::lower::test_util::{Tolerance, same_as_reference};
+    use crate::ir::parse::parse_graph;
+    use crate::tensor::Tensor;
+
+    /// Both results, errors included: the error cases must fail on both sides.
+    fn run_both(text: &str, inputs: &[Tensor]) -> (anyhow::Result<Vec<Tensor>>, anyhow::Result<Vec<Tensor>>) {
+        let g = parse_graph(text).expect("parses");
+        (crate::eval::run(&g, inputs), crate::driver::compile_and_run(&g, inputs, &Default::default()))
+    }
+
+    /// Pure data movement: the compiled output must equal the reference exactly.
+    const TOL: Tolerance = Tolerance::Exact;
+
+    fn iota(shape: &[usize]) -> Tensor {
+        let n: usize = shape.iter().product();
+        Tensor::from_vec(shape, (0..n).map(|v| v as f32 * 1.5 - 3.0).collect()).unwrap()
+    }
+
+    #[test]
+    fn reverse_sequence_matches_the_reference() {
+        for (b, t) in [(1, 0), (0, 1)] {
+            let text = format!("graph(%x: f32[4,4], %l: i64[4]) {{\n  %y = ReverseSequence{{batch_axis={b}, time_axis={t}}}(%x, %l) : f32[4,4]\n  return %y\n}}");
+            same_as_reference(&text, &[iota(&[4, 4]), Tensor::from_vec(&[4], vec![4i64, 3, 0, 1]).unwrap()], TOL);
+            let (want, got) = run_both(&text, &[iota(&[4, 4]), Tensor::from_vec(&[4], vec![5i64, 3, 0, 1]).unwrap()]);
+            assert!(want.is_err() && got.is_err(), "a length beyond the time axis is an error");
+        }
+    }
 }

@@ -27,7 +27,7 @@ const F: DType = DType::F64;
 /// downscale makes the tables and the unrolled sum grow with the factor).
 const MAX_TAPS: usize = 64;
 
-pub fn lower(lw: &mut Lw, id: NodeId, r: &Resize) -> Result<()> {
+pub(super) fn lower(lw: &mut Lw, id: NodeId, r: &Resize) -> Result<()> {
     let x = lw.input(id, 0)?;
     let xt = lw.ty(x).clone();
     let t = xt.dtype;
@@ -39,7 +39,7 @@ pub fn lower(lw: &mut Lw, id: NodeId, r: &Resize) -> Result<()> {
         if lw.ty(v).is_empty() {
             return Ok(None);
         }
-        let t = lw.konst(v).ok_or_else(|| anyhow!("Resize's {what} (input {i}) must be a constant for the cpu backend"))?;
+        let t = lw.konst(v).ok_or_else(|| anyhow!("Resize's {what} (input {i}) must be a constant for the {backend} backend", backend = lw.caps.backend))?;
         Ok(Some(t.clone()))
     };
     let scales = konst(lw, 2, "scales")?;
@@ -86,15 +86,15 @@ fn pass_value(lw: &mut Lw, pass: &AxisPass, src: Mem, dtype: DType, shape: &[usi
         return Ok(float(0.0));
     }
     if len == 0 {
-        bail!("Resize of an empty tensor {shape:?} is not supported by the cpu backend");
+        bail!("Resize of an empty tensor {shape:?} is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     let widths: Vec<usize> = pass.taps.iter().flatten().map(Vec::len).collect();
     let n = widths.first().copied().unwrap_or(0);
     if widths.iter().any(|&w| w != n) {
-        bail!("Resize: axis {a} has output positions with different tap counts, which the cpu backend does not support");
+        bail!("Resize: axis {a} has output positions with different tap counts, which the {backend} backend does not support", backend = lw.caps.backend);
     }
     if n > MAX_TAPS {
-        bail!("Resize: axis {a} needs {n} taps per output position (more than the cpu backend's {MAX_TAPS}); antialiasing this downscale is not supported");
+        bail!("Resize: axis {a} needs {n} taps per output position (more than the {backend} backend's {MAX_TAPS}); antialiasing this downscale is not supported", backend = lw.caps.backend);
     }
     // Tables [out_w, n]: source positions (0 where extrapolated) and weights.
     let mut idx = Vec::with_capacity(pass.out_w * n * 8);
@@ -180,7 +180,7 @@ fn crop_at_run_time(lw: &mut Lw, id: NodeId, r: &Resize, roi: ValueId, scales: O
     let t = xt.dtype;
     let out_ty = lw.g.node(id).outputs[0].ty.clone();
     if r.antialias {
-        bail!("Resize: antialiasing with a run-time roi is not supported by the cpu backend");
+        bail!("Resize: antialiasing with a run-time roi is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     let rt = lw.ty(roi).clone();
     let axes = r.crop_axes(&xt.shape, scales, sizes)?;
@@ -188,7 +188,7 @@ fn crop_at_run_time(lw: &mut Lw, id: NodeId, r: &Resize, roi: ValueId, scales: O
         bail!("Resize: roi {rt} must hold {} float values", 2 * axes.len());
     }
     if xt.shape.contains(&0) || out_ty.shape.contains(&0) {
-        bail!("Resize of an empty tensor {xt} is not supported by the cpu backend");
+        bail!("Resize of an empty tensor {xt} is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     let single = matches!(rt.dtype, DType::F32 | DType::F16 | DType::BF16);
     let rm = lw.mem(roi)?;

@@ -20,10 +20,20 @@ use std::f64::consts::PI;
 use super::Lw;
 use crate::kernel_ir::build::{float, int};
 use crate::kernel_ir::{Access, BinOp, Expr, Lit, Loop, Reduce, Step, UnOp};
+use crate::ir::ops::signal::Signal;
 use crate::ir::{NodeId, ValueType};
 use crate::tensor::DType;
 
 const F: DType = DType::F64;
+
+pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Signal) -> Result<()> {
+    match op {
+        Signal::Dft { inverse, onesided } => dft(lw, id, *inverse, *onesided),
+        Signal::Stft { onesided } => stft(lw, id, *onesided),
+        Signal::MelWeightMatrix { .. } => mel_weight_matrix(lw, id),
+        Signal::Window { .. } => bail!("the {backend} backend has no kernel for this op yet", backend = lw.caps.backend),
+    }
+}
 
 /// `exp(sign · 2πi · k · t / n)` with `k · t` reduced modulo `n` exactly (as the reference).
 fn twiddle(k: usize, t: usize, n: usize, sign: f64) -> (f64, f64) {
@@ -111,13 +121,13 @@ fn scalar_const(lw: &Lw, id: NodeId, i: usize, what: &str) -> Result<Option<i64>
     }
 }
 
-pub fn dft(lw: &mut Lw, id: NodeId, inverse: bool, onesided: bool) -> Result<()> {
+fn dft(lw: &mut Lw, id: NodeId, inverse: bool, onesided: bool) -> Result<()> {
     let x = lw.input(id, 0)?;
     let xt = lw.ty(x).clone();
     let out_ty = lw.g.node(id).outputs[0].ty.clone();
     let r = xt.rank();
     if r < 2 || !xt.dtype.is_float() {
-        bail!("DFT of {xt} is not supported by the cpu backend");
+        bail!("DFT of {xt} is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     let a = scalar_const(lw, id, 2, "axis")?.unwrap_or(-2);
     let axis = if a < 0 { a + r as i64 } else { a };
@@ -174,12 +184,12 @@ pub fn dft(lw: &mut Lw, id: NodeId, inverse: bool, onesided: bool) -> Result<()>
     Ok(())
 }
 
-pub fn stft(lw: &mut Lw, id: NodeId, onesided: bool) -> Result<()> {
+fn stft(lw: &mut Lw, id: NodeId, onesided: bool) -> Result<()> {
     let x = lw.input(id, 0)?;
     let xt = lw.ty(x).clone();
     let out_ty = lw.g.node(id).outputs[0].ty.clone();
     if xt.rank() != 3 || !xt.dtype.is_float() || out_ty.rank() != 4 {
-        bail!("STFT of {xt} is not supported by the cpu backend");
+        bail!("STFT of {xt} is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     let (len, c_in) = (xt.shape[1], xt.shape[2]);
     let step = scalar_const(lw, id, 1, "frame_step")?.ok_or_else(|| anyhow::anyhow!("STFT: frame_step is missing"))?;
@@ -220,7 +230,7 @@ pub fn stft(lw: &mut Lw, id: NodeId, onesided: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn mel_weight_matrix(lw: &mut Lw, id: NodeId) -> Result<()> {
+fn mel_weight_matrix(lw: &mut Lw, id: NodeId) -> Result<()> {
     let out_ty = lw.g.node(id).outputs[0].ty.clone();
     let n_mel = scalar_const(lw, id, 0, "num_mel_bins")?.ok_or_else(|| anyhow::anyhow!("num_mel_bins is missing"))?;
     let dft_len = scalar_const(lw, id, 1, "dft_length")?.ok_or_else(|| anyhow::anyhow!("dft_length is missing"))?;
@@ -228,7 +238,7 @@ pub fn mel_weight_matrix(lw: &mut Lw, id: NodeId) -> Result<()> {
     let (rt, lt, ut) = (lw.ty(rate).clone(), lw.ty(lower).clone(), lw.ty(upper).clone());
     let hz = lt.dtype;
     if !rt.dtype.is_int() || rt.len() != 1 || !hz.is_float() || lt.len() != 1 || ut.len() != 1 {
-        bail!("MelWeightMatrix with sample_rate {rt} and edges {lt}, {ut} is not supported by the cpu backend");
+        bail!("MelWeightMatrix with sample_rate {rt} and edges {lt}, {ut} is not supported by the {backend} backend", backend = lw.caps.backend);
     }
     let n_spec = out_ty.shape[0];
     lw.out(id, 0);

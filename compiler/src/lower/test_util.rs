@@ -77,3 +77,34 @@ pub(crate) fn ramp(shape: &[usize], scale: f32, shift: f32) -> Tensor {
 pub(crate) fn ty(dtype: DType, shape: &[usize]) -> String {
     format!("{}[{}]", dtype.name(), shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","))
 }
+
+/// Compiled against the reference, for ops that compute f16 in f32 and round once (Softmax,
+/// LayerNormalization). f16 results must be within one f16 ulp (2^-10
+/// relative) and 95% of them bit-identical: both compute in wide precision and round
+/// once, so only a value whose f32 and f64 results straddle a rounding boundary may
+/// differ (rounding an intermediate to f16 instead shifts about a third of them).
+/// f32 statistics: 1e-6 relative. (Not a shared `Tolerance`: the bound depends on the
+/// dtype, is relative down to 1e-3, and counts the bit-identical f16 values.)
+pub(crate) fn same_as_reference_f16(text: &str, inputs: &[Tensor]) {
+    let (got, want) = run_both(text, inputs);
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!((g.dtype(), g.shape()), (w.dtype(), w.shape()));
+        let tol = if w.dtype() == DType::F16 { 1.0 / 1024.0 } else { 1e-6 };
+        let (a, b) = (g.to_f64_vec().unwrap(), w.to_f64_vec().unwrap());
+        for (a, b) in a.iter().zip(&b) {
+            assert!((a - b).abs() <= tol * b.abs().max(1e-3), "{a} vs {b}\n{text}");
+        }
+        let same = a.iter().zip(&b).filter(|(a, b)| a == b).count();
+        assert!(w.dtype() != DType::F16 || same * 20 >= a.len() * 19, "only {same} of {} values bit-identical\n{text}", a.len());
+    }
+}
+
+/// A [3, 40] f16 input, values spread over [-2.9, 3.2].
+pub(crate) fn x_f16() -> Tensor {
+    Tensor::from_vec(&[3, 40], (0..120).map(|v| ((v * 37) % 101) as f32 * 0.061 - 2.9).collect()).unwrap().cast(DType::F16).unwrap()
+}
+
+/// A string tensor of `shape` holding `v`.
+pub(crate) fn strings(shape: &[usize], v: &[&str]) -> Tensor {
+    Tensor::from_vec(shape, v.iter().map(|x| x.to_string()).collect::<Vec<_>>()).unwrap()
+}

@@ -5,6 +5,48 @@ use super::{Attrs, EvalInputs, InferCx, Importer, OpImpl, ValueType};
 use crate::tensor::Tensor;
 use anyhow::Result;
 
+/// The op families, written once: `with_families!(m)` expands to `m! { Unary(unary::Unary),
+/// … }`, one `Variant(module::Type)` per family. [`Op`] and its impls below follow from it, and
+/// so do the lowering's module declarations and dispatch (`crate::lower`), whose family
+/// modules carry the same names as these.
+macro_rules! with_families {
+    ($m:ident) => {
+        $m! {
+            Unary(unary::Unary),
+            Binary(binary::Binary),
+            Activation(activation::Activation),
+            Softmax(softmax::Softmax),
+            Cast(cast::Cast),
+            Generate(generate::Generate),
+            Reshape(reshape::Reshape),
+            Movement(movement::Movement),
+            Gather(gather::Gather),
+            Index(index::Index),
+            Resize(resize::Resize),
+            MatMul(matmul::MatMul),
+            Conv(conv::Conv),
+            Pool(pool::Pool),
+            Norm(norm::Norm),
+            Reduce(reduce::Reduce),
+            Rnn(rnn::Rnn),
+            Quant(quant::Quant),
+            Attention(attention::Attention),
+            Loss(loss::Loss),
+            Spatial(spatial::Spatial),
+            Signal(signal::Signal),
+            Text(text::Text),
+            Training(training::Training),
+            Ml(ml::Ml),
+            LinearAttention(linear_attention::LinearAttention),
+            If(control::If),
+            Fused(fused::Fused),
+        }
+    };
+}
+pub(crate) use with_families;
+
+/// The [`Op`] enum, its [`OpImpl`] (each method forwards to the family), `From` each family
+/// type, and [`importers`].
 macro_rules! families {
     ($($variant:ident($module:ident::$ty:ident)),* $(,)?) => {
         $(pub mod $module;)*
@@ -33,6 +75,16 @@ macro_rules! families {
             }
         }
 
+        /// The families' names (the [`Op`] variants), in declaration order.
+        pub const FAMILIES: &[&str] = &[$(stringify!($variant)),*];
+
+        impl Op {
+            /// The name of the op's family (its variant: `Unary`, `MatMul`, `Fused`, …).
+            pub fn family(&self) -> &'static str {
+                match self { $(Op::$variant(_) => stringify!($variant)),* }
+            }
+        }
+
         $(impl From<$module::$ty> for Op {
             fn from(o: $module::$ty) -> Op { Op::$variant(o) }
         })*
@@ -44,36 +96,7 @@ macro_rules! families {
     };
 }
 
-families! {
-    Unary(unary::Unary),
-    Binary(binary::Binary),
-    Activation(activation::Activation),
-    Softmax(softmax::Softmax),
-    Cast(cast::Cast),
-    Generate(generate::Generate),
-    Reshape(reshape::Reshape),
-    Movement(movement::Movement),
-    Gather(gather::Gather),
-    Index(index::Index),
-    Resize(resize::Resize),
-    MatMul(matmul::MatMul),
-    Conv(conv::Conv),
-    Pool(pool::Pool),
-    Norm(norm::Norm),
-    Reduce(reduce::Reduce),
-    Rnn(rnn::Rnn),
-    Quant(quant::Quant),
-    Attention(attention::Attention),
-    Loss(loss::Loss),
-    Spatial(spatial::Spatial),
-    Signal(signal::Signal),
-    Text(text::Text),
-    Training(training::Training),
-    Ml(ml::Ml),
-    LinearAttention(linear_attention::LinearAttention),
-    If(control::If),
-    Fused(fused::Fused),
-}
+with_families!(families);
 
 /// Finds the importer for `op_type` in `domain` ("" or "ai.onnx" for the default domain).
 /// Errors name the op, the domain and the opset, and say whether only the opset is wrong.
