@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from nothing: set-up, the Python package of the runtime (built with
 # maturin into .venv and tested against artifacts neoc compiles), then every Rust test in
-# the workspace (which include the C API's example, compiled with cc).
+# the workspace (which include the C API's example, compiled with cc), then each fuzz target
+# for NEOC_FUZZ_SECONDS (default 60; 0 skips fuzzing). Fails if any part fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -21,5 +22,11 @@ else
 fi
 
 echo "== the Rust tests"
-cargo test --workspace --release --no-fail-fast 2>&1
-[ "$python_ok" = 1 ]
+status=0
+cargo test --workspace --release --no-fail-fast 2>&1 || status=1
+if [ "${NEOC_FUZZ_SECONDS:-60}" != 0 ]; then
+    echo "== fuzzing"
+    bash scripts/fuzz.sh || status=1
+fi
+[ "$python_ok" = 1 ] || status=1
+exit $status

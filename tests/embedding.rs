@@ -45,7 +45,7 @@ fn run_every_level(bytes: &[u8], inputs: &[neoc_runtime::Tensor]) -> Vec<(String
     let host = HostCpu::detect();
     let mut out = vec![];
     for (v, _) in art.code_variants() {
-        let forced = Model::from_bytes_with(bytes, &LoadOptions { code_variant: Some(v.name.clone()) });
+        let forced = Model::from_bytes_with(bytes, &LoadOptions { code_variant: Some(v.name.clone()), ..LoadOptions::default() });
         if !v.cpu_features.iter().all(|f| host.has(f)) {
             assert!(forced.is_err(), "{} loaded without its features", v.name);
             continue;

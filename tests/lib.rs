@@ -18,6 +18,10 @@ pub fn cases_dir() -> PathBuf {
     d
 }
 
+#[path = "graphs/mod.rs"]
+pub mod graphs;
+pub mod pipeline;
+pub mod fuzzing;
 /// The shipped digits classifier compiled for `target` (a registry name or `host`).
 pub fn compile_digits(target: &str) -> Vec<u8> {
     let t = if target == "host" { neoc::target::Target::host() } else { neoc::target::Target::by_name(target).expect("target") };

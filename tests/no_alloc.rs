@@ -23,18 +23,23 @@ fn count() {
     }
 }
 
+// SAFETY: every method forwards to `System`, which upholds `GlobalAlloc`'s contract; the
+// counting touches only an atomic and never allocates.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count();
+        // SAFETY: the caller's promises (a non-zero-size layout), passed on unchanged.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System` (through this allocator) with `layout`.
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count();
+        // SAFETY: as in `dealloc`, with the caller's promise on `new_size`.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }

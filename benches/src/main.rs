@@ -4,6 +4,11 @@
 //!   Times loading (mmap + protobuf decode) and import (IR + inference + folding) of a model,
 //!   and shows that no weight was copied: every large constant still points into the file's
 //!   memory map and none has been decoded.
+//!
+//! `cargo run --release -p neoc-benches -- scale [--sizes 10000,50000,200000] [--opt-level N]`
+//!   Compile time against graph size: chains and wide graphs of N nodes (see `scale.rs`).
+
+mod scale;
 
 use anyhow::{Context, Result, bail};
 use neoc::ir::NodeKind;
@@ -67,6 +72,7 @@ fn main() -> Result<()> {
     }
     match args.first().map(String::as_str) {
         Some("load") => bench_load(args.get(1).context("usage: load MODEL.onnx [--runs N] [name=dims]...")?, runs, &opts),
-        _ => bail!("usage: neoc-benches load MODEL.onnx [--runs N] [name=d0,d1,...]..."),
+        Some("scale") => scale::run(&args[1..]),
+        _ => bail!("usage: neoc-benches load MODEL.onnx [--runs N] [name=d0,d1,...]... | scale [--sizes N,N,...] [--opt-level N]"),
     }
 }

@@ -15,11 +15,14 @@ pub struct CompileOptions {
     /// `after=<pass>`, `after=lower` or `after=all`: print the text IR after that pass, the
     /// kernel IR after lowering, or both forms after every stage.
     pub dump_ir: Option<String>,
+    /// The most memory (bytes) the compiled model may plan for: arena, weights, inputs and
+    /// outputs. `None`: this machine's memory (`neoc_runtime::physical_memory`).
+    pub max_memory: Option<u64>,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { opt_level: 2, dump_ir: None }
+        CompileOptions { opt_level: 2, dump_ir: None, max_memory: None }
     }
 }
 
@@ -64,15 +67,16 @@ pub fn optimise(mut g: Graph, target: &Target, opts: &CompileOptions) -> Result<
 /// The stage name `--dump-ir after=lower` gives the lowering (kernel IR).
 pub const LOWER: &str = "lower";
 
-/// Compiles an optimised graph for `target`. With `--dump-ir after=lower` (or `after=all`)
-/// it prints the kernel IR to stdout, large weights blobs as their size and hash.
+/// Compiles an optimised graph for `target`, refusing a model whose memory plan needs more
+/// than `opts.max_memory` (default: this machine's memory). With `--dump-ir after=lower` (or
+/// `after=all`) it prints the kernel IR to stdout, large weights blobs as their size and hash.
 pub fn compile(g: &Graph, target: &Target, opts: &CompileOptions) -> Result<CompiledArtifact, CompileError> {
+    let limit = opts.max_memory.or_else(neoc_runtime::physical_memory);
     let dump = opts.dump_ir.as_deref().and_then(|d| d.strip_prefix("after=")).is_some_and(|d| d == LOWER || d == "all");
-    if !dump {
-        return cpu::compile(g, target);
-    }
-    cpu::compile_inspecting(g, target, &mut |l| {
-        println!("; kernel IR after lower\n{}", crate::kernel_ir::print::lowered_text(l, crate::kernel_ir::print::Blobs::Hashed));
+    cpu::compile_with(g, target, limit, &mut |l| {
+        if dump {
+            println!("; kernel IR after lower\n{}", crate::kernel_ir::print::lowered_text(l, crate::kernel_ir::print::Blobs::Hashed));
+        }
     })
 }
 
@@ -126,11 +130,11 @@ mod tests {
     fn dump_ir_after_lower_is_a_valid_choice() {
         let host = Target::host();
         for level in 0..=3 {
-            let opts = CompileOptions { opt_level: level, dump_ir: Some("after=lower".into()) };
+            let opts = CompileOptions { opt_level: level, dump_ir: Some("after=lower".into()), ..Default::default() };
             let (g, _) = optimise(graph(), &host, &opts).unwrap();
             compile(&g, &host, &opts).unwrap();
         }
-        let opts = CompileOptions { opt_level: 1, dump_ir: Some("after=lowering".into()) };
+        let opts = CompileOptions { opt_level: 1, dump_ir: Some("after=lowering".into()), ..Default::default() };
         let e = optimise(graph(), &host, &opts).unwrap_err().to_string();
         assert!(e.contains("no pass 'lowering'") && e.contains("dead-code, lower, all)"), "{e}");
     }

@@ -31,6 +31,8 @@ pub enum LoadError {
     ExecMemory(io::Error),
     #[error("out of memory allocating the {bytes}-byte arena")]
     OutOfMemory { bytes: u64 },
+    #[error("the model needs {needs} bytes of memory (arena {arena}, weights {weights}, inputs and outputs {io}), more than the limit of {limit} bytes{}", if *.default_limit { " (this machine's memory; set LoadOptions::max_memory to change it)" } else { "" })]
+    TooMuchMemory { needs: u64, arena: u64, weights: u64, io: u64, limit: u64, default_limit: bool },
 }
 
 /// `a`, `a and b`, `a, b and c`.

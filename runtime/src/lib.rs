@@ -87,7 +87,7 @@ pub use error::{LoadError, Role, RunError};
 pub use host::{AARCH64_FEATURES, CallConv, HostCpu, Isa, X86_64_FEATURES};
 pub use tensor::{DType, Element, Tensor, TensorError, TensorMut, TensorRef, byte_len, numel};
 pub use threads::default_thread_count;
-pub use variants::{CodeVariant, LoadOptions};
+pub use variants::CodeVariant;
 
 use abi::{KERNEL_ABI_VERSION, KernelTable};
 use kernels::strings::StringHeap;
@@ -125,6 +125,57 @@ impl RunState {
     }
 }
 
+/// How to load an artifact: [`Model::load_with`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Run this code variant (by name) instead of the best one the CPU supports; an error
+    /// if the artifact has no such variant or the CPU lacks its features. Artifacts with
+    /// one code section accept only `None`.
+    pub code_variant: Option<String>,
+    /// The most memory the model may need while it runs (arena, weights, inputs and outputs
+    /// of one run); a model that needs more is refused at load with the numbers. `None`: no
+    /// limit. The default is this machine's memory ([`physical_memory`]).
+    pub max_memory: Option<u64>,
+    /// Whether `max_memory` is the default (the error message says so).
+    pub default_limit: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { code_variant: None, max_memory: physical_memory(), default_limit: true }
+    }
+}
+
+impl LoadOptions {
+    /// A limit of `bytes`, or none.
+    pub fn max_memory(bytes: Option<u64>) -> LoadOptions {
+        LoadOptions { code_variant: None, max_memory: bytes, default_limit: false }
+    }
+}
+
+/// This machine's memory in bytes: the total RAM (`/proc/meminfo`), or the cgroup's memory
+/// limit when that is lower (`/sys/fs/cgroup/memory.max`, a container's limit). `None` off
+/// Linux or when neither can be read.
+pub fn physical_memory() -> Option<u64> {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        kb.checked_mul(1024)
+    });
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok().and_then(|s| s.trim().parse::<u64>().ok());
+    match (total, cgroup) {
+        (Some(t), Some(c)) => Some(t.min(c)),
+        (t, c) => t.or(c),
+    }
+}
+
+/// How many times this process has mapped an artifact's code (for tests: a refused
+/// artifact is refused before its code is mapped).
+#[doc(hidden)]
+pub fn code_mappings_made() -> usize {
+    sys::CODE_MAPPINGS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A loaded artifact, ready to run. `Send + Sync`: share it between threads (e.g. in an
 /// `Arc`) and call [`Model::run`] from all of them at once.
 pub struct Model {
@@ -158,11 +209,12 @@ impl std::fmt::Debug for Model {
 impl Model {
     /// Memory-maps and loads an artifact file. The file must not be truncated or
     /// rewritten while the model is alive (the weights are read from the mapping).
+    /// Refuses a model that needs more memory than this machine has (see [`LoadOptions`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Model, LoadError> {
         Model::load_with(path, &LoadOptions::default())
     }
 
-    /// As [`Model::load`], with options (e.g. which code variant to run).
+    /// As [`Model::load`], with options (which code variant to run, a memory limit).
     pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model, LoadError> {
         let path = path.as_ref();
         let io = |source| LoadError::Io { path: path.to_path_buf(), source };
@@ -188,6 +240,9 @@ impl Model {
         Model::from_storage(Storage::Owned(buf), opts)
     }
 
+    /// Everything is checked before any code is mapped: the format (magic, version, length,
+    /// checksum, sections, metadata), then the host (ISA, calling convention, CPU
+    /// features), the kernel ABI, the runtime features and the memory limit.
     fn from_storage(storage: Storage, opts: &LoadOptions) -> Result<Model, LoadError> {
         let mut art = Artifact::parse(storage.bytes())?;
         let host = HostCpu::detect();
@@ -199,6 +254,15 @@ impl Model {
         for f in &art.metadata.runtime_features {
             if !kernels::strings::RUNTIME_FEATURES.iter().any(|(name, on)| name == f && *on) {
                 return Err(LoadError::MissingRuntimeFeature { feature: f.clone() });
+            }
+        }
+        if let Some(limit) = opts.max_memory {
+            let m = &art.metadata;
+            let io = m.inputs.iter().chain(&m.outputs).fold(0u64, |a, s| a.saturating_add(s.byte_len() as u64));
+            let weights = art.weights().len() as u64;
+            let needs = m.arena_size.saturating_add(weights).saturating_add(io);
+            if needs > limit {
+                return Err(LoadError::TooMuchMemory { needs, arena: m.arena_size, weights, io, limit, default_limit: opts.default_limit });
             }
         }
         let code = ExecCode::new(art.code()).map_err(LoadError::ExecMemory)?;

@@ -134,8 +134,15 @@ pub struct ExecCode {
     len: usize,
 }
 
+/// How many code mappings this process has made (tests check that a refused artifact
+/// never gets one).
+pub static CODE_MAPPINGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 impl ExecCode {
+    /// Write-xor-execute: the anonymous mapping is read+write while the code is copied in,
+    /// then read+execute (`mprotect`), and never writable and executable at once.
     pub fn new(code: &[u8]) -> io::Result<ExecCode> {
+        CODE_MAPPINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut map = MmapMut::map_anon(code.len().max(1))?;
         map[..code.len()].copy_from_slice(code);
         let map = map.make_exec()?;

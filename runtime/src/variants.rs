@@ -22,6 +22,7 @@
 
 use std::ops::Range;
 
+use crate::LoadOptions;
 use crate::artifact::FormatError;
 use crate::host::{HostCpu, Isa};
 use crate::error::LoadError;
@@ -38,15 +39,6 @@ pub struct CodeVariant {
     pub cpu_features: Vec<String>,
     /// Offset of its entry function from the start of its code section.
     pub entry_offset: u64,
-}
-
-/// How to load an artifact: [`crate::Model::load_with`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LoadOptions {
-    /// Run this code variant (by name) instead of the best one the CPU supports; an error
-    /// if the artifact has no such variant or the CPU lacks its features. Artifacts with
-    /// one code section accept only `None`.
-    pub code_variant: Option<String>,
 }
 
 pub(crate) fn encode(variants: &[CodeVariant]) -> Vec<u8> {

@@ -264,6 +264,8 @@ fn work(shared: &Shared, index: usize) {
 mod tests {
     use super::*;
 
+    /// # Safety
+    /// `p` points to a `Vec<AtomicUsize>` of at least `end` counters, alive for the call.
     unsafe extern "C" fn count(p: *mut c_void, begin: usize, end: usize) -> i32 {
         // SAFETY: `p` is the test's slice of counters, alive for the dispatch.
         let hits = unsafe { &*(p as *const Vec<AtomicUsize>) };
@@ -298,6 +300,8 @@ mod tests {
             workers: Workers,
             inner_threads: Vec<AtomicUsize>,
         }
+        /// # Safety
+        /// `p` points to a live `Nest` with at least `end` counters (`outer` likewise).
         unsafe extern "C" fn inner(p: *mut c_void, begin: usize, end: usize) -> i32 {
             // SAFETY: `p` is the test's `Nest`, alive for the dispatches.
             let nest = unsafe { &*(p as *const Nest) };

@@ -71,14 +71,14 @@ fn load_runs_the_best_variant_the_cpu_has_or_the_one_asked_for() {
     assert_eq!(m.code_variant(), Some(["base", "sse2", "avx512"][best]));
     assert_eq!(m.run(&[x.clone()]).unwrap_err(), RunError::Code(100 + best as i32));
     for (i, name) in ["base", "sse2"].iter().enumerate() {
-        let m = Model::from_bytes_with(&bytes, &LoadOptions { code_variant: Some(name.to_string()) }).unwrap();
+        let m = Model::from_bytes_with(&bytes, &LoadOptions { code_variant: Some(name.to_string()), ..LoadOptions::default() }).unwrap();
         assert_eq!(m.run(&[x.clone()]).unwrap_err(), RunError::Code(100 + i as i32));
     }
-    let e = Model::from_bytes_with(&bytes, &LoadOptions { code_variant: Some("sve".into()) }).unwrap_err();
+    let e = Model::from_bytes_with(&bytes, &LoadOptions { code_variant: Some("sve".into()), ..LoadOptions::default() }).unwrap_err();
     assert!(matches!(e, LoadError::NoSuchVariant { .. }), "{e}");
     assert!(e.to_string().contains("base, sse2, avx512"), "{e}");
     if best == 1 {
-        let e = Model::from_bytes_with(&bytes, &LoadOptions { code_variant: Some("avx512".into()) }).unwrap_err();
+        let e = Model::from_bytes_with(&bytes, &LoadOptions { code_variant: Some("avx512".into()), ..LoadOptions::default() }).unwrap_err();
         assert!(matches!(e, LoadError::MissingCpuFeatures { .. }), "{e}");
     }
 }
@@ -87,7 +87,7 @@ fn load_runs_the_best_variant_the_cpu_has_or_the_one_asked_for() {
 fn a_single_code_artifact_refuses_a_variant_name() {
     let mut w = ArtifactWriter::new(meta_f32x4());
     w.set_code(vec![0xc3]);
-    let e = Model::from_bytes_with(&w.finish().unwrap(), &LoadOptions { code_variant: Some("x86-64-v3".into()) }).unwrap_err();
+    let e = Model::from_bytes_with(&w.finish().unwrap(), &LoadOptions { code_variant: Some("x86-64-v3".into()), ..LoadOptions::default() }).unwrap_err();
     assert!(e.to_string().contains("only one code section"), "{e}");
 }
 

@@ -90,8 +90,27 @@ fn newer_kernel_abi_is_refused() {
 fn huge_arena_is_an_error_not_an_abort() {
     let mut m = meta_f32x4();
     m.arena_size = 1 << 62;
-    let err = Model::from_bytes(&write(m, TRAP, &[])).unwrap_err();
+    let bytes = write(m, TRAP, &[]);
+    // Over this machine's memory: refused before anything is allocated, with the numbers.
+    let err = Model::from_bytes(&bytes).unwrap_err();
+    if neoc_runtime::physical_memory().is_some() {
+        assert!(matches!(err, LoadError::TooMuchMemory { needs, .. } if needs >= 1 << 62), "{err}");
+        assert!(err.to_string().contains("this machine's memory"), "{err}");
+    }
+    // With no limit, the allocation itself fails, as an error.
+    let err = Model::from_bytes_with(&bytes, &neoc_runtime::LoadOptions::max_memory(None)).unwrap_err();
     assert!(matches!(err, LoadError::OutOfMemory { .. }), "{err}");
+}
+
+#[test]
+fn memory_limit_is_checked_at_load() {
+    let mut m = meta_f32x4();
+    m.arena_size = 1 << 20;
+    let bytes = write(m, TRAP, &[]);
+    let err = Model::from_bytes_with(&bytes, &neoc_runtime::LoadOptions::max_memory(Some(1 << 19))).unwrap_err();
+    assert!(matches!(err, LoadError::TooMuchMemory { arena: 1048576, limit: 524288, .. }), "{err}");
+    assert!(err.to_string().contains("limit of 524288 bytes"), "{err}");
+    Model::from_bytes_with(&bytes, &neoc_runtime::LoadOptions::max_memory(Some(2 << 20))).unwrap();
 }
 
 fn temp_path(name: &str) -> std::path::PathBuf {

@@ -6,10 +6,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow};
 use neoc::tensor::npy;
-use neoc_runtime::{DType, LoadOptions, Model, Tensor, TensorMut};
+use neoc_runtime::{DType, Model, Tensor, TensorMut};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Refuse a model that needs more memory than this: bytes or 512M, 4G, ...; `none`
+    /// for no limit. Default: this machine's memory.
+    #[arg(long, value_parser = super::parse_memory)]
+    pub max_memory: Option<u64>,
     pub artifact: PathBuf,
     /// Intra-op threads (default: the physical cores).
     #[arg(long)]
@@ -58,7 +62,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if a.runs == 0 {
         anyhow::bail!("--runs must be at least 1");
     }
-    let opts = LoadOptions { code_variant: a.code_variant.clone() };
+    let opts = super::load_options(a.code_variant.clone(), a.max_memory);
     let mut model = Model::load_with(&a.artifact, &opts).map_err(|e| anyhow!("{}: {e}", a.artifact.display()))?;
     if let Some(t) = a.threads {
         model.set_thread_count(t);

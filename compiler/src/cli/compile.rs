@@ -30,6 +30,10 @@ pub struct Args {
     /// (`after=lower`), or both after every stage (`after=all`).
     #[arg(long)]
     pub dump_ir: Option<String>,
+    /// Refuse a model whose memory plan (arena, weights, inputs, outputs) needs more:
+    /// bytes or 512M, 4G, ...; `none` for no limit. Default: this machine's memory.
+    #[arg(long, value_parser = super::parse_memory)]
+    pub max_memory: Option<u64>,
     /// Also bundle the artifact, a manifest and a README for the device into this .tar.gz.
     #[arg(long, value_name = "OUT.tar.gz")]
     pub package: Option<PathBuf>,
@@ -71,7 +75,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let ops_before = graph.op_count();
     let flops = cost::graph_flops(&graph) as f64;
     progress.stage(2, 4, "optimising");
-    let copts = CompileOptions { opt_level: a.opt_level, dump_ir: a.dump_ir.clone() };
+    let copts = CompileOptions { opt_level: a.opt_level, dump_ir: a.dump_ir.clone(), max_memory: a.max_memory };
     let (graph, passes) = neoc::driver::optimise(graph, &target, &copts)?;
     progress.stage(3, 4, "generating code");
     let art = neoc::driver::compile(&graph, &target, &copts)?;

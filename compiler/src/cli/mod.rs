@@ -56,6 +56,37 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// How `run` and `bench` load: `--code-variant` and `--max-memory` (absent: this machine's
+/// memory; `none`, parsed as `u64::MAX`: no limit).
+pub fn load_options(code_variant: Option<String>, max_memory: Option<u64>) -> neoc_runtime::LoadOptions {
+    let mut opts = match max_memory {
+        Some(m) => neoc_runtime::LoadOptions::max_memory((m != u64::MAX).then_some(m)),
+        None => neoc_runtime::LoadOptions::default(),
+    };
+    opts.code_variant = code_variant;
+    opts
+}
+
+/// Parses a memory size: bytes, or with a K, M, G or T suffix (powers of 1024; `4G`,
+/// `512M`), or `none` for no limit (`u64::MAX`).
+pub fn parse_memory(s: &str) -> Result<u64> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("none") {
+        return Ok(u64::MAX);
+    }
+    let (num, shift) = match t.as_bytes().last().map(|c| c.to_ascii_uppercase()) {
+        Some(b'K') => (&t[..t.len() - 1], 10),
+        Some(b'M') => (&t[..t.len() - 1], 20),
+        Some(b'G') => (&t[..t.len() - 1], 30),
+        Some(b'T') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let n: f64 = num.trim().parse().with_context(|| format!("--max-memory '{s}' should be a size like 4G, 512M or 1048576"))?;
+    let bytes = n * (1u64 << shift) as f64;
+    anyhow::ensure!(bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64, "--max-memory '{s}' is out of range");
+    Ok(bytes as u64)
+}
+
 impl Cli {
     /// Whether the command asked for one JSON object on stdout (errors then come as
     /// `{"ok": false, "error": …}` there too).
@@ -123,4 +154,17 @@ pub fn parse_shapes(items: &[String]) -> Result<HashMap<String, Vec<usize>>> {
         out.insert(name.to_string(), dims);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_sizes_parse() {
+        assert_eq!(super::parse_memory("4G").unwrap(), 4 << 30);
+        assert_eq!(super::parse_memory("512m").unwrap(), 512 << 20);
+        assert_eq!(super::parse_memory("1.5K").unwrap(), 1536);
+        assert_eq!(super::parse_memory("1048576").unwrap(), 1 << 20);
+        assert_eq!(super::parse_memory("none").unwrap(), u64::MAX);
+        assert!(super::parse_memory("-1G").is_err() && super::parse_memory("lots").is_err() && super::parse_memory("1e30T").is_err());
+    }
 }

@@ -11,13 +11,17 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use neoc::tensor::{Tensor, npy};
-use neoc_runtime::{LoadOptions, Model, TensorMut, TensorRef};
+use neoc_runtime::{Model, TensorMut, TensorRef};
 use serde_json::json;
 
 use super::samples::{self, DEFAULT_TOP};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Refuse a model that needs more memory than this: bytes or 512M, 4G, ...; `none`
+    /// for no limit. Default: this machine's memory.
+    #[arg(long, value_parser = super::parse_memory)]
+    pub max_memory: Option<u64>,
     pub artifact: PathBuf,
     /// An input value: name=file.npy (repeatable).
     #[arg(long = "input", short)]
@@ -50,7 +54,7 @@ struct Given {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let opts = LoadOptions { code_variant: a.code_variant.clone() };
+    let opts = super::load_options(a.code_variant.clone(), a.max_memory);
     let mut model = Model::load_with(&a.artifact, &opts).map_err(|e| anyhow!("{}: {e}", a.artifact.display()))?;
     if let Some(t) = a.threads {
         model.set_thread_count(t);

@@ -1,18 +1,17 @@
 //! The graph container. Nodes are graph inputs, constants or ops; a value is one output slot
-//! of a node. Each node records its inputs (the truth for operand order); petgraph edges
-//! mirror them so topological order and users are cheap.
+//! of a node. Each node records its inputs (the truth for operand order); a per-node set of
+//! its readers mirrors them so topological order and users are cheap. The nodes live in a
+//! petgraph `StableGraph` (stable ids); the edges are ours, in ordered sets, so adding or
+//! removing one costs O(log fan-out) — petgraph's edge lists cost O(fan-out) to unlink, which
+//! made passes over wide graphs (one value read by thousands of nodes) quadratic.
 
 use super::{Constant, InferCx, Op, OpImpl, ValueType};
 use crate::tensor::Tensor;
 use anyhow::{Context, Result, bail};
-use petgraph::Direction;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
-use petgraph::visit::{EdgeRef, IntoEdgeReferences};
+use std::collections::BTreeSet;
 
 pub type NodeId = NodeIndex<u32>;
-
-/// The largest single value the IR accepts (a guard against corrupt or hostile shapes).
-pub const MAX_VALUE_BYTES: usize = 16 << 30;
 
 /// One output slot of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -54,11 +53,17 @@ impl Node {
 
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
-    g: StableDiGraph<Node, (usize, usize)>,
+    g: StableDiGraph<Node, ()>,
+    /// Per node (by index): who reads its outputs, as (output slot, reader, input slot).
+    readers: Vec<BTreeSet<(usize, NodeId, usize)>>,
     /// Graph inputs in signature order.
     pub inputs: Vec<NodeId>,
     /// Graph outputs in signature order, with their public names.
     pub outputs: Vec<(String, ValueId)>,
+    /// How many values carry each name, kept in step with every node added, removed or
+    /// renamed, so that [`Graph::name_taken`] (and the passes' fresh names) cost O(1), not a
+    /// scan of the graph.
+    names: std::collections::HashMap<String, usize>,
 }
 
 impl PartialEq for Graph {
@@ -119,6 +124,43 @@ impl Graph {
         }
     }
 
+    /// Whether some value of the graph is named `name`.
+    pub fn name_taken(&self, name: &str) -> bool {
+        self.names.contains_key(name)
+    }
+
+    /// Renames value `v` (and its node, when `v` is the node's first output).
+    pub fn rename_value(&mut self, v: ValueId, name: String) {
+        let old = std::mem::take(&mut self.g[v.node].outputs[v.slot].name);
+        self.forget_name(&old);
+        *self.names.entry(name.clone()).or_default() += 1;
+        if v.slot == 0 {
+            self.g[v.node].name = name.clone();
+        }
+        self.g[v.node].outputs[v.slot].name = name;
+    }
+
+    fn note_names(&mut self, id: NodeId) {
+        for o in &self.g[id].outputs {
+            *self.names.entry(o.name.clone()).or_default() += 1;
+        }
+    }
+
+    fn forget_name(&mut self, name: &str) {
+        if let Some(c) = self.names.get_mut(name) {
+            *c -= 1;
+            if *c == 0 {
+                self.names.remove(name);
+            }
+        }
+    }
+
+    fn forget_names(&mut self, node: &Node) {
+        for o in &node.outputs {
+            self.forget_name(&o.name);
+        }
+    }
+
     pub fn add_input(&mut self, name: &str, ty: ValueType) -> ValueId {
         let id = self.g.add_node(Node {
             name: name.to_string(),
@@ -126,6 +168,7 @@ impl Graph {
             inputs: vec![],
             outputs: vec![Output { name: name.to_string(), ty }],
         });
+        self.note_names(id);
         self.inputs.push(id);
         ValueId { node: id, slot: 0 }
     }
@@ -138,6 +181,7 @@ impl Graph {
             inputs: vec![],
             outputs: vec![Output { name: name.to_string(), ty }],
         });
+        self.note_names(id);
         ValueId { node: id, slot: 0 }
     }
 
@@ -155,14 +199,7 @@ impl Graph {
             bail!("{} produced {} output types for {} outputs", op.name(), tys.len(), n_outputs);
         }
         for t in &tys {
-            let elems = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-            let bytes = elems.and_then(|e| e.checked_mul(t.dtype.size_of().unwrap_or(1)));
-            if bytes.is_none_or(|b| b > MAX_VALUE_BYTES) {
-                return Err(anyhow::Error::new(super::Unsupported(format!(
-                    "a value of type {t}, larger than the {} GiB limit for one value",
-                    MAX_VALUE_BYTES >> 30
-                ))));
-            }
+            super::limits::check_type(t)?;
         }
         Ok(tys)
     }
@@ -184,37 +221,63 @@ impl Graph {
     pub fn add_node_typed(&mut self, name: &str, op: Op, inputs: Vec<Option<ValueId>>, outputs: Vec<Output>) -> Vec<ValueId> {
         let n = outputs.len();
         let id = self.g.add_node(Node { name: name.to_string(), kind: NodeKind::Op(op), inputs: inputs.clone(), outputs });
-        for (slot, i) in inputs.iter().enumerate() {
-            if let Some(v) = i {
-                self.g.add_edge(v.node, id, (v.slot, slot));
+        self.note_names(id);
+        self.link(id, &inputs, true);
+        (0..n).map(|slot| ValueId { node: id, slot }).collect()
+    }
+
+    /// Adds (or removes) the edges from `inputs` to their reader `node`.
+    fn link(&mut self, node: NodeId, inputs: &[Option<ValueId>], add: bool) {
+        for (slot, v) in inputs.iter().enumerate() {
+            let Some(v) = v else { continue };
+            let i = v.node.index();
+            if add {
+                if self.readers.len() <= i {
+                    self.readers.resize_with(i + 1, BTreeSet::new);
+                }
+                self.readers[i].insert((v.slot, node, slot));
+            } else if let Some(r) = self.readers.get_mut(i) {
+                r.remove(&(v.slot, node, slot));
             }
         }
-        (0..n).map(|slot| ValueId { node: id, slot }).collect()
+    }
+
+    /// Every (output slot, reader, input slot) of node `n`.
+    fn readers_of(&self, n: NodeId) -> impl Iterator<Item = &(usize, NodeId, usize)> {
+        self.readers.get(n.index()).into_iter().flatten()
     }
 
     /// Nodes in topological order; among ready nodes, the earliest inserted comes first, so
     /// the order is deterministic and follows the source model where it can.
     pub fn topo_order(&self) -> Result<Vec<NodeId>> {
         use std::cmp::Reverse;
-        use std::collections::{BinaryHeap, HashMap};
-        let mut indeg: HashMap<NodeId, usize> = self.g.node_indices().map(|n| (n, 0)).collect();
-        for e in (&self.g).edge_references() {
-            *indeg.get_mut(&e.target()).expect("edge targets exist") += 1;
+        use std::collections::BinaryHeap;
+        // In-degrees by node index (an edge per present input; usize::MAX marks a vacant id).
+        let bound = self.g.node_indices().map(|n| n.index() + 1).max().unwrap_or(0);
+        let mut indeg = vec![usize::MAX; bound];
+        for n in self.g.node_indices() {
+            indeg[n.index()] = 0;
         }
-        let mut ready: BinaryHeap<Reverse<NodeId>> = indeg.iter().filter(|(_, d)| **d == 0).map(|(n, _)| Reverse(*n)).collect();
-        let mut out = Vec::with_capacity(indeg.len());
+        for n in self.g.node_indices() {
+            for &(_, r, _) in self.readers_of(n) {
+                indeg[r.index()] += 1;
+            }
+        }
+        let mut ready: BinaryHeap<Reverse<NodeId>> = self.g.node_indices().filter(|n| indeg[n.index()] == 0).map(Reverse).collect();
+        let mut out = Vec::with_capacity(self.g.node_count());
         while let Some(Reverse(n)) = ready.pop() {
             out.push(n);
-            for e in self.g.edges_directed(n, Direction::Outgoing) {
-                let d = indeg.get_mut(&e.target()).expect("edge targets exist");
+            for &(_, r, _) in self.readers_of(n) {
+                let d = &mut indeg[r.index()];
                 *d -= 1;
                 if *d == 0 {
-                    ready.push(Reverse(e.target()));
+                    ready.push(Reverse(r));
                 }
             }
         }
-        if out.len() != indeg.len() {
-            let stuck = indeg.iter().find(|(n, _)| !out.contains(n)).map(|(n, _)| self.g[*n].name.clone()).unwrap_or_default();
+        if out.len() != self.g.node_count() {
+            let done: std::collections::HashSet<NodeId> = out.iter().copied().collect();
+            let stuck = self.g.node_indices().find(|n| !done.contains(n)).map(|n| self.g[n].name.clone()).unwrap_or_default();
             anyhow::bail!("graph has a cycle through node '{stuck}'");
         }
         Ok(out)
@@ -222,18 +285,18 @@ impl Graph {
 
     /// Every (consumer node, input slot) that reads `v`.
     pub fn users(&self, v: ValueId) -> Vec<(NodeId, usize)> {
-        self.g
-            .edges_directed(v.node, Direction::Outgoing)
-            .filter(|e| e.weight().0 == v.slot)
-            .map(|e| (e.target(), e.weight().1))
-            .collect()
+        match self.readers.get(v.node.index()) {
+            Some(r) => r.range((v.slot, NodeIndex::new(0), 0)..(v.slot + 1, NodeIndex::new(0), 0)).map(|&(_, n, s)| (n, s)).collect(),
+            None => vec![],
+        }
     }
 
     /// Makes every reader of `from` (and the graph outputs) read `to` instead.
     pub fn replace_uses(&mut self, from: ValueId, to: ValueId) {
         for (user, slot) in self.users(from) {
+            let old = self.g[user].inputs.clone();
             self.g[user].inputs[slot] = Some(to);
-            self.rewire(user);
+            self.rewire(user, &old);
         }
         for (_, v) in &mut self.outputs {
             if *v == from {
@@ -242,29 +305,34 @@ impl Graph {
         }
     }
 
-    /// Rebuilds the incoming edges of `node` from its `inputs` list.
-    fn rewire(&mut self, node: NodeId) {
-        let old: Vec<_> = self.g.edges_directed(node, Direction::Incoming).map(|e| e.id()).collect();
-        for e in old {
-            self.g.remove_edge(e);
-        }
+    /// Rebuilds the incoming edges of `node` (whose inputs were `old`) from its `inputs`.
+    fn rewire(&mut self, node: NodeId, old: &[Option<ValueId>]) {
+        self.link(node, old, false);
         let inputs = self.g[node].inputs.clone();
-        for (slot, i) in inputs.iter().enumerate() {
-            if let Some(v) = i {
-                self.g.add_edge(v.node, node, (v.slot, slot));
-            }
-        }
+        self.link(node, &inputs, true);
     }
 
     /// Replaces the operands of `node`.
     pub fn set_inputs(&mut self, node: NodeId, inputs: Vec<Option<ValueId>>) {
-        self.g[node].inputs = inputs;
-        self.rewire(node);
+        let old = std::mem::replace(&mut self.g[node].inputs, inputs);
+        self.rewire(node, &old);
+    }
+
+    /// Drops the edges of a node being removed: from its inputs, and to its readers (whose
+    /// input lists still name it; only nodes nobody reads are removed).
+    fn unlink(&mut self, id: NodeId, node: &Node) {
+        self.link(id, &node.inputs, false);
+        if let Some(r) = self.readers.get_mut(id.index()) {
+            r.clear();
+        }
     }
 
     pub fn remove_node(&mut self, id: NodeId) -> Option<Node> {
         self.inputs.retain(|n| *n != id);
-        self.g.remove_node(id)
+        let node = self.g.remove_node(id)?;
+        self.unlink(id, &node);
+        self.forget_names(&node);
+        Some(node)
     }
 
     /// Removes nodes that no graph output depends on (graph inputs always stay).
@@ -279,7 +347,10 @@ impl Graph {
         }
         let dead: Vec<_> = self.g.node_indices().filter(|n| !live.contains(n)).collect();
         for n in &dead {
-            self.g.remove_node(*n);
+            if let Some(node) = self.g.remove_node(*n) {
+                self.unlink(*n, &node);
+                self.forget_names(&node);
+            }
         }
         dead.len()
     }

@@ -3,6 +3,7 @@
 
 pub mod attr;
 pub mod cost;
+pub mod limits;
 mod constant;
 mod graph;
 pub mod op;

@@ -199,7 +199,8 @@ fn sdpa(lw: &mut Lw, id: NodeId, a: &Sdpa) -> Result<()> {
             Some(x) => Some((lw.mem(x)?, lw.ty(x).dtype)),
             None => None,
         };
-        let dst = lw.out(id, 1);
+        // With a past but no present_key output, the concatenation goes to a temporary.
+        let dst = if n_out > 1 { lw.out(id, 1) } else { lw.temp(&crate::ir::ValueType::new(t, vec![b, hkv, total, dk])) };
         concat(lw, dst, t, past_k, kv, b, hkv, past, skv, dk);
         kv = View::of(dst, t, false, hkv, total, dk);
     }
@@ -208,7 +209,7 @@ fn sdpa(lw: &mut Lw, id: NodeId, a: &Sdpa) -> Result<()> {
             Some(x) => Some((lw.mem(x)?, lw.ty(x).dtype)),
             None => None,
         };
-        let dst = lw.out(id, 2);
+        let dst = if n_out > 2 { lw.out(id, 2) } else { lw.temp(&crate::ir::ValueType::new(t2, vec![b, hkv, total, dv])) };
         concat(lw, dst, t2, past_v, vv, b, hkv, past, skv, dv);
         vv = View::of(dst, t2, false, hkv, total, dv);
     }

@@ -7,7 +7,7 @@ use neoc_runtime::abi::MathOp;
 
 use super::Lw;
 use super::reduction::{highest, lowest, space};
-use crate::kernel_ir::{BinOp, Expr, Lit, UnOp};
+use crate::kernel_ir::{Access, BinOp, Expr, Lit, Loop, Step, UnOp};
 use crate::ir::ops::reduce::{Plan, Reduce, ReduceKind};
 use crate::ir::{NodeId, OpImpl};
 use crate::tensor::DType;
@@ -62,7 +62,19 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, r: &Reduce) -> Result<()> {
         }
         ReduceKind::LogSumExp => {
             need_float("ReduceLogSumExp")?;
-            (zero, BinOp::Add, Expr::math(MathOp::Exp, v), Expr::math(MathOp::Log, Expr::Acc))
+            // log(Σ exp(x − m)) + m with m the max, so exp cannot overflow (x = 124 gave
+            // +inf); m is taken as 0 where it is ±inf or NaN (m − m is NaN), where the
+            // shift itself would make a NaN, so those lines give what the plain sum gives.
+            let tmax = sp.stat_temp(lw, t);
+            lw.push(sp.step(t, lowest(t), BinOp::Max, sp.load(xm, t), Expr::Acc, tmax, t));
+            let shift = |m: Expr| Expr::select(Expr::un(UnOp::IsNaN, Expr::bin(BinOp::Sub, m.clone(), m.clone())), Expr::Lit(zero), m);
+            let out = lw.out(id, 0);
+            let shifted = Expr::bin(BinOp::Sub, v, shift(sp.stat(tmax, t)));
+            lw.push(sp.step(t, zero, BinOp::Add, Expr::math(MathOp::Exp, shifted), Expr::math(MathOp::Log, Expr::Acc), out, t));
+            let at = |mem| Expr::Load(Access::dense(mem, t, &sp.kept));
+            let value = Expr::bin(BinOp::Add, at(out), shift(at(tmax)));
+            lw.push(Step::Loop(Loop { dims: sp.kept.clone(), out: Access::dense(out, t, &sp.kept), value }));
+            return Ok(());
         }
     };
     let out = lw.out(id, 0);

@@ -11,7 +11,7 @@ use super::tensor::{ExternalData, to_constant, to_tensor};
 use crate::ir::ops::{self, Op};
 use crate::ir::{Attr, Attrs, Constant, EvalInputs, Graph, NeedsConstant, NodeInput, NodeKind, OpImpl, Unsupported, ValueId, ValueType};
 use crate::tensor::{DType, Tensor};
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
@@ -95,7 +95,7 @@ impl ImportError {
 
 /// Imports the model's main graph.
 pub fn import(model: &OnnxModel, opts: &ImportOptions) -> std::result::Result<Graph, ImportError> {
-    let mut cx = Importer { opsets: HashMap::new(), ext: &model.external, opts, problems: vec![], counter: 0 };
+    let mut cx = Importer { opsets: HashMap::new(), ext: &model.external, opts, problems: vec![], counter: 0, folded_bytes: 0 };
     for o in &model.proto.opset_import {
         let d = o.domain.as_deref().unwrap_or("");
         let d = if d == "ai.onnx" { "" } else { d };
@@ -117,6 +117,10 @@ pub fn import(model: &OnnxModel, opts: &ImportOptions) -> std::result::Result<Gr
     }
 }
 
+/// Default-domain ops whose outputs are all required (ONNX marks none of them optional), so
+/// a node must declare them: the backends compute every one.
+const REQUIRED_OUTPUTS: &[(&str, usize)] = &[("TopK", 2), ("DynamicQuantizeLinear", 3)];
+
 #[derive(Clone, Copy)]
 enum Slot {
     Value(ValueId),
@@ -130,6 +134,8 @@ struct Importer<'m> {
     opts: &'m ImportOptions,
     problems: Vec<Problem>,
     counter: usize,
+    /// Bytes of the values folded so far (bounded by `limits::FOLD_TOTAL_BYTES`).
+    folded_bytes: usize,
 }
 
 /// A graph being built, with the names visible in it. `outer` is the enclosing scope's
@@ -214,6 +220,11 @@ impl<'m> Importer<'m> {
             if inits.contains(name) && !self.opts.input_values.contains_key(name) && !self.opts.input_shapes.contains_key(name) {
                 continue; // an initializer listed as input (IR < 4): a constant with a default
             }
+            if b.scope.contains_key(name) {
+                let p = self.graph_problem(ProblemKind::Invalid, format!("graph input '{name}' is declared twice"));
+                self.problems.push(p);
+                continue;
+            }
             let slot = self.graph_input(&mut b, input);
             b.scope.insert(name.to_string(), slot);
         }
@@ -225,15 +236,32 @@ impl<'m> Importer<'m> {
         }
         self.initializers(&mut b, g);
         self.nodes(&mut b, &g.node);
-        for o in &g.output {
-            self.graph_output(&mut b, o);
-        }
+        self.graph_outputs(&mut b, &g.output);
         b.graph
     }
 
+    fn graph_outputs(&mut self, b: &mut Builder, outputs: &[ValueInfoProto]) {
+        let mut seen = BTreeSet::new();
+        for o in outputs {
+            let name = o.name.as_deref().unwrap_or("");
+            if !seen.insert(name) {
+                let p = self.graph_problem(ProblemKind::Invalid, format!("output '{name}' is listed twice"));
+                self.problems.push(p);
+                continue;
+            }
+            self.graph_output(b, o);
+        }
+    }
+
     fn initializers(&mut self, b: &mut Builder, g: &GraphProto) {
+        let mut seen = BTreeSet::new();
         for t in &g.initializer {
             let name = t.name.clone().unwrap_or_default();
+            if !seen.insert(name.clone()) {
+                let p = self.graph_problem(ProblemKind::Invalid, format!("initializer '{name}' is defined twice"));
+                self.problems.push(p);
+                continue;
+            }
             if b.scope.contains_key(&name) {
                 continue; // overridden by a graph input binding
             }
@@ -341,7 +369,13 @@ impl<'m> Importer<'m> {
                 }
             }
         }
-        Slot::Value(b.graph.add_input(&name, ValueType::new(dtype, shape)))
+        let ty = ValueType::new(dtype, shape);
+        if let Err(e) = crate::ir::limits::check_type(&ty) {
+            let p = self.graph_problem(ProblemKind::Unsupported, format!("input '{name}': {}", strip_unsupported(&e)));
+            self.problems.push(p);
+            return Slot::Poisoned;
+        }
+        Slot::Value(b.graph.add_input(&name, ty))
     }
 
     fn graph_output(&mut self, b: &mut Builder, o: &ValueInfoProto) {
@@ -393,6 +427,20 @@ impl<'m> Importer<'m> {
         if opset == 0 {
             self.problems.push(problem(ProblemKind::Unsupported, format!("the model imports no opset for domain '{domain}'")));
             return poison(b);
+        }
+        // Single static assignment: a name is defined once in its graph.
+        for (i, o) in n.output.iter().enumerate() {
+            if !o.is_empty() && (b.scope.contains_key(o) || n.output[..i].contains(o)) {
+                self.problems.push(problem(ProblemKind::Invalid, format!("output '{o}' is already defined (every value must have its own name)")));
+                return;
+            }
+        }
+        if let Some(&(_, need)) = REQUIRED_OUTPUTS.iter().find(|(op, _)| domain.is_empty() && *op == op_type) {
+            let have = n.output.iter().take_while(|o| !o.is_empty()).count();
+            if have < need {
+                self.problems.push(problem(ProblemKind::Invalid, format!("{op_type} has {need} required outputs, the node declares {have}")));
+                return poison(b);
+            }
         }
         // Inputs.
         let mut inputs: Vec<Option<NodeInput>> = Vec::with_capacity(n.input.len());
@@ -542,8 +590,19 @@ impl<'m> Importer<'m> {
                 return Err(e);
             }
         };
-        let from_types = if self.opts.no_fold { None } else { op.fold_from_types(&inputs.iter().map(|i| i.as_ref().map(|i| i.ty())).collect::<Vec<_>>()) };
-        if from_types.is_some() || (all_const && !self.opts.no_fold) {
+        let in_tys: Vec<Option<ValueType>> = inputs.iter().map(|i| i.as_ref().map(|i| i.ty())).collect();
+        let from_types = if self.opts.no_fold { None } else { op.fold_from_types(&in_tys) };
+        // Folding evaluates the op now: bounded by the same size and work limits as the
+        // fold-constants pass, so a hostile graph cannot make the import allocate or loop
+        // without end. A node over the limits stays a node (and is compiled, or refused).
+        let fold_ok = || {
+            let trip = if op.name() == "Loop" { inputs.first().and_then(|i| i.as_ref()).and_then(|i| i.konst()).and_then(|t| t.scalar_i64().ok()) } else { None };
+            let refs: Vec<Option<&ValueType>> = in_tys.iter().map(Option::as_ref).collect();
+            let bytes = tys.iter().fold(0usize, |a, t| a.saturating_add(t.bytes()));
+            crate::ir::limits::fold_refusal(op.name(), &tys, crate::ir::limits::fold_work(&op, &refs, &tys, trip)).is_none()
+                && (op.name() == "Constant" || self.folded_bytes.saturating_add(bytes) <= crate::ir::limits::FOLD_TOTAL_BYTES)
+        };
+        if from_types.is_some() || (all_const && !self.opts.no_fold && fold_ok()) {
             let results = match from_types {
                 Some(r) => r,
                 None => {
@@ -554,6 +613,7 @@ impl<'m> Importer<'m> {
             if results.len() < outputs.len() {
                 anyhow::bail!("{} produced {} outputs, the node declares {}", op.name(), results.len(), outputs.len());
             }
+            self.folded_bytes = self.folded_bytes.saturating_add(tys.iter().fold(0usize, |a, t| a.saturating_add(t.bytes())));
             for ((o, t), ty) in out_names.iter().zip(results).zip(&tys) {
                 if &ValueType::of(&t) != ty {
                     anyhow::bail!("{} computed {} for '{o}', but its shape inference says {ty}", op.name(), ValueType::of(&t));
@@ -625,9 +685,7 @@ impl<'m> Importer<'m> {
         let before = self.problems.len();
         self.initializers(&mut sb, g);
         self.nodes(&mut sb, &g.node);
-        for o in &g.output {
-            self.graph_output(&mut sb, o);
-        }
+        self.graph_outputs(&mut sb, &g.output);
         if self.problems.len() > before {
             return Err(anyhow!("the subgraph '{}' has problems (listed separately)", g.name.as_deref().unwrap_or("")));
         }
@@ -664,7 +722,9 @@ impl<'m> Importer<'m> {
             .map(|(v, _)| v.filter(|v| *v >= 0).map(|v| v as usize))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| anyhow::Error::new(Unsupported(format!("subgraph input '{name}' without a static shape"))))?;
-        Ok(Slot::Value(sb.graph.add_input(&name, ValueType::new(dtype, shape))))
+        let ty = ValueType::new(dtype, shape);
+        crate::ir::limits::check_type(&ty).with_context(|| format!("subgraph input '{name}'"))?;
+        Ok(Slot::Value(sb.graph.add_input(&name, ty)))
     }
 }
 

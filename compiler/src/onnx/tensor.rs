@@ -2,7 +2,7 @@
 //! sub-byte packing, and external data files.
 
 use super::proto::{TensorProto, tensor_proto::DataLocation};
-use crate::ir::{Constant, ValueType};
+use crate::ir::{Constant, ValueType, limits};
 use crate::tensor::{ArrayD, DType, IxDyn, Tensor, bf16, f16};
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
@@ -39,15 +39,15 @@ impl ExternalData {
     }
 }
 
-fn shape_of(t: &TensorProto) -> Result<Vec<usize>> {
-    t.dims
-        .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| anyhow!("negative dimension {d} in {:?}", t.dims)))
-        .collect::<Result<Vec<_>>>()
-        .and_then(|s| {
-            s.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| anyhow!("shape {s:?} overflows"))?;
-            Ok(s)
-        })
+/// The tensor's shape, every dim and the total size checked against [`limits`] (so the
+/// byte counts below cannot overflow).
+fn shape_of(t: &TensorProto, dtype: DType) -> Result<Vec<usize>> {
+    if t.dims.len() > limits::MAX_RANK {
+        bail!("rank {} is larger than {}", t.dims.len(), limits::MAX_RANK);
+    }
+    let s = t.dims.iter().map(|&d| limits::dim_i64(d, "tensor")).collect::<Result<Vec<_>>>().with_context(|| format!("dims {:?}", t.dims))?;
+    limits::value_bytes(dtype, &s)?;
+    Ok(s)
 }
 
 fn dtype_of(t: &TensorProto) -> Result<DType> {
@@ -83,7 +83,7 @@ fn unpack(d: DType, bits: usize, count: usize, shape: &[usize], packed: &[u8]) -
 /// (or of the external file's memory map) until something reads it.
 pub fn to_constant(t: &TensorProto, ext: &ExternalData) -> Result<Constant> {
     let dtype = dtype_of(t)?;
-    let shape = shape_of(t)?;
+    let shape = shape_of(t, dtype)?;
     let count: usize = shape.iter().product();
     let raw = if t.data_location == Some(DataLocation::External as i32) {
         Some(external_bytes(t, ext)?)

@@ -2,7 +2,8 @@
 //!
 //! - `fold-constants`: an op whose operands are all constants is evaluated with its reference
 //!   `eval` and replaced by constants (exact: the same code computes it at run time). Ops
-//!   that draw random numbers never fold; results over [`FOLD_LIMIT_BYTES`] stay computed
+//!   that draw random numbers never fold; results over [`limits::FOLD_LIMIT_BYTES`] (or costing more
+//!   than [`limits::FOLD_LIMIT_WORK`] to evaluate) stay computed
 //!   (a large constant costs more to store than to recompute).
 //! - `dead-code`: removes every node no graph output depends on (unused constants too).
 //! - `cse`: two ops of equal kind and attributes on the same operands become one; small
@@ -11,13 +12,11 @@
 
 use super::PassCx;
 use super::rewrite::{Rule, apply_rules, is_graph_output, is_live, replace};
-use crate::ir::{EvalInputs, Graph, NodeId, NodeKind, OpImpl, ValueId};
+use crate::ir::{EvalInputs, Graph, NodeId, NodeKind, OpImpl, ValueId, limits};
 use crate::tensor::Tensor;
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 
-/// Folded results larger than this (all outputs together) are not materialised.
-pub const FOLD_LIMIT_BYTES: usize = 64 << 20;
 
 /// Constants at most this large take part in CSE (comparing bytes of big weights costs more
 /// than it saves, and exporters do not duplicate them).
@@ -37,6 +36,12 @@ fn fold_rule(g: &mut Graph, n: NodeId) -> Result<bool> {
     if node.inputs.iter().flatten().any(|v| g.konst(*v).is_none()) {
         return Ok(false);
     }
+    let out_tys: Vec<crate::ir::ValueType> = node.outputs.iter().map(|o| o.ty.clone()).collect();
+    let in_tys: Vec<Option<&crate::ir::ValueType>> = node.inputs.iter().map(|i| i.map(|v| g.ty(v))).collect();
+    let trip = if op.name() == "Loop" { node.inputs.first().copied().flatten().and_then(|v| g.konst(v)).and_then(|c| c.tensor().ok()).and_then(|t| t.scalar_i64().ok()) } else { None };
+    if limits::fold_refusal(op.name(), &out_tys, limits::fold_work(op, &in_tys, &out_tys, trip)).is_some() {
+        return Ok(false);
+    }
     let mut args: Vec<Option<&Tensor>> = Vec::with_capacity(node.inputs.len());
     for i in &node.inputs {
         match i {
@@ -46,10 +51,6 @@ fn fold_rule(g: &mut Graph, n: NodeId) -> Result<bool> {
                 None => return Ok(false),
             },
         }
-    }
-    let bytes: usize = node.outputs.iter().map(|o| o.ty.bytes()).sum();
-    if bytes > FOLD_LIMIT_BYTES {
-        return Ok(false);
     }
     let results = op.eval(&EvalInputs { inputs: &args, n_outputs: node.outputs.len() }).context("evaluating")?;
     let outs = node.outputs.clone();
@@ -177,9 +178,9 @@ mod tests {
 
     #[test]
     fn huge_results_do_not_fold() {
-        // 2^25 f32 values = 128 MiB, above the limit.
+        // 2^29 f32 values = 2 GiB, above the limit.
         let (g, n) = run(
-            "graph(%x: f32[1]) {\n  %z = const f32[1]{0.0}\n  %s = const i64[1]{33554432}\n  %e = Expand(%z, %s) : f32[33554432]\n  return %e\n}",
+            "graph(%x: f32[1]) {\n  %z = const f32[1]{0.0}\n  %s = const i64[1]{536870912}\n  %e = Expand(%z, %s) : f32[536870912]\n  return %e\n}",
             fold_constants,
         );
         assert_eq!((n, g.op_count()), (0, 1));

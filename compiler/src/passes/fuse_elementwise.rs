@@ -56,7 +56,11 @@ pub fn fuse_elementwise(g: &mut Graph, cx: &PassCx) -> Result<usize> {
         }
     }
     let n = groups.len();
-    for (root, members) in groups {
+    // Topological positions, once: each group is laid out in this order (members of one
+    // group are untouched until it is installed, so the positions stay right).
+    let position: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    for (root, mut members) in groups {
+        members.sort_by_key(|m| position[m]);
         install(g, root, &members)?;
         cx.hit("elementwise-chain");
     }
@@ -66,14 +70,14 @@ pub fn fuse_elementwise(g: &mut Graph, cx: &PassCx) -> Result<usize> {
     Ok(n)
 }
 
-/// Replaces the group with one Elementwise node.
+/// Replaces the group (`members` in topological order) with one Elementwise node.
 fn install(g: &mut Graph, root: NodeId, members: &[NodeId]) -> Result<()> {
     let set: HashSet<NodeId> = members.iter().copied().collect();
-    let order: Vec<NodeId> = g.topo_order()?.into_iter().filter(|n| set.contains(n)).collect();
+    let order = members;
     // Inputs first (in order of first use), then the ops: the same layout the text form's
     // parser builds, so a printed and re-parsed body is the same graph.
     let mut external: Vec<ValueId> = Vec::new();
-    for &n in &order {
+    for &n in order {
         for v in g.node(n).inputs.iter().flatten() {
             if !set.contains(&v.node) && !external.contains(v) {
                 external.push(*v);
@@ -86,7 +90,7 @@ fn install(g: &mut Graph, root: NodeId, members: &[NodeId]) -> Result<()> {
         let b = body.add_input(&format!("in{k}"), g.ty(*v).clone());
         map.insert(*v, b);
     }
-    for &n in &order {
+    for &n in order {
         let node = g.node(n).clone();
         let ins: Vec<Option<ValueId>> = node.inputs.iter().map(|v| v.map(|v| map[&v])).collect();
         let op = node.op().expect("elementwise op").clone();

@@ -7,7 +7,6 @@ use crate::ir::ops::{self, Op};
 use crate::ir::{Attr, Attrs, Graph, NodeId, NodeInput, NodeKind, ValueId};
 use crate::tensor::{DType, Tensor};
 use anyhow::{Context, Result, bail};
-use std::collections::HashSet;
 
 /// A rewrite rule: looks at node `n` and either returns `Ok(false)` (its guard failed, the
 /// graph is untouched) or rewrites and returns `Ok(true)`.
@@ -129,11 +128,10 @@ pub fn is_splat(g: &Graph, v: ValueId, want: f64) -> bool {
 
 /// A value name not used in `g`, built from `base`.
 pub fn fresh_name(g: &Graph, base: &str) -> String {
-    let taken: HashSet<&str> = g.node_ids().flat_map(|n| g.node(n).outputs.iter().map(|o| o.name.as_str())).collect();
-    if !taken.contains(base) {
+    if !g.name_taken(base) {
         return base.to_string();
     }
-    (1..).map(|i| format!("{base}.{i}")).find(|c| !taken.contains(c.as_str())).expect("some suffix is free")
+    (1..).map(|i| format!("{base}.{i}")).find(|c| !g.name_taken(c)).expect("some suffix is free")
 }
 
 /// Builds an IR op the way the importer builds `op_type` at the latest opset, with `attrs`
@@ -181,11 +179,7 @@ pub fn add_const(g: &mut Graph, base: &str, t: Tensor) -> ValueId {
 
 /// Renames value `v` (and its node, when `v` is the node's first output).
 fn rename(g: &mut Graph, v: ValueId, name: String) {
-    let node = g.node_mut(v.node);
-    if v.slot == 0 {
-        node.name = name.clone();
-    }
-    node.outputs[v.slot].name = name;
+    g.rename_value(v, name);
 }
 
 /// Makes every reader of `old` (and the graph outputs) read `new` instead. `new` takes over

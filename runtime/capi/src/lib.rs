@@ -109,7 +109,7 @@ fn load_failure(e: LoadError) -> Failure {
         | LoadError::KernelAbiTooNew { .. }
         | LoadError::MissingRuntimeFeature { .. }
         | LoadError::NoSuchVariant { .. } => NEOC_ERR_INCOMPATIBLE,
-        LoadError::OutOfMemory { .. } => NEOC_ERR_OUT_OF_MEMORY,
+        LoadError::OutOfMemory { .. } | LoadError::TooMuchMemory { .. } => NEOC_ERR_OUT_OF_MEMORY,
     };
     (status, e.to_string())
 }
@@ -199,7 +199,7 @@ pub unsafe extern "C" fn neoc_model_load_variant(path: *const c_char, code_varia
             // SAFETY: a non-null `code_variant` is a NUL-terminated string (header contract).
             Some(unsafe { str_arg(code_variant, "code_variant") }?.to_string())
         };
-        let model = Model::load_with(path, &LoadOptions { code_variant }).map_err(load_failure)?;
+        let model = Model::load_with(path, &LoadOptions { code_variant, ..LoadOptions::default() }).map_err(load_failure)?;
         // SAFETY: `out` is non-null (checked) and writable (header contract).
         unsafe { *out = Box::into_raw(wrap(model)) };
         Ok(())

@@ -119,7 +119,7 @@ impl Model {
     #[new]
     #[pyo3(signature = (path, code_variant=None, threads=None))]
     fn new(path: std::path::PathBuf, code_variant: Option<String>, threads: Option<usize>) -> PyResult<Model> {
-        let mut inner = neoc_runtime::Model::load_with(&path, &LoadOptions { code_variant }).map_err(|e| LoadError::new_err(format!("{}: {e}", path.display())))?;
+        let mut inner = neoc_runtime::Model::load_with(&path, &LoadOptions { code_variant, ..LoadOptions::default() }).map_err(|e| LoadError::new_err(format!("{}: {e}", path.display())))?;
         if let Some(t) = threads {
             inner.set_thread_count(t);
         }

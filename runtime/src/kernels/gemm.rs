@@ -208,6 +208,8 @@ impl Gemm {
             let Gemm { a, rsa, csa, b, rsb, csb, .. } = *self;
             return unsafe { matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) };
         }
+        // SAFETY: the caller's promises, which are the blocked GEMM's (strides in elements,
+        // C not aliasing A or B); the workspace below is checked inside.
         unsafe {
             use super::blocked_gemm::{gemm, workspace_floats};
             let need = workspace_floats(m, n, k);

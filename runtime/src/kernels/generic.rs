@@ -173,6 +173,8 @@ mod tests {
                     let mut c = values(m * ldc, 3);
                     let mut want = c.clone();
                     reference(m, n, k, alpha, &a, sa, &b, sb, beta, &mut want, (ldc as isize, 1));
+                    // SAFETY: a (m×k), b (k×n) and c (m rows of ldc) hold every element the
+                    // strides reach; c does not alias a or b.
                     unsafe {
                         sgemm([m, n, k], alpha, (a.as_ptr(), sa.0, sa.1), (b.as_ptr(), sb.0, sb.1), beta, (c.as_mut_ptr(), ldc as isize, 1));
                     }
@@ -189,11 +191,15 @@ mod tests {
         let a = [1f32, 2., 3., 4.];
         let b = [1f32, 0., 0., 1.];
         let mut c = [f32::NAN; 4];
+        // SAFETY: three 2×2 row-major matrices, c apart from a and b.
         unsafe { sgemm([2, 2, 2], 1.0, (a.as_ptr(), 2, 1), (b.as_ptr(), 2, 1), 0.0, (c.as_mut_ptr(), 2, 1)) };
         assert_eq!(c, a);
     }
 
+    /// # Safety
+    /// `ctx` points to a `Vec<AtomicUsize>` of at least `end` counters, alive for the call.
     unsafe extern "C" fn count_task(ctx: *mut c_void, begin: usize, end: usize) -> i32 {
+        // SAFETY: the contract above; the counters are atomics, shared safely.
         let hits = unsafe { &*(ctx as *const Vec<AtomicUsize>) };
         for h in &hits[begin..end] {
             h.fetch_add(1, Ordering::Relaxed);
@@ -216,6 +222,8 @@ mod tests {
                     strings: std::ptr::null_mut(),
                     workers: std::ptr::null(),
                 };
+                // SAFETY: `count_task` gets `hits` (n counters, alive for the call) and only
+                // ranges inside 0..n; the context has no workers, so threads are spawned.
                 let status = unsafe { parallel_for(&ctx, n, count_task, &hits as *const _ as *mut c_void) };
                 assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "threads {threads} n {n}");
                 assert_eq!(status, if n > 5 { 9 } else { 0 });

@@ -79,6 +79,7 @@ mod tests {
             assert_eq!(*op as u32, i as u32);
             assert_eq!(MathOp::from_u32(i as u32), Some(*op));
         }
+        // SAFETY: `math_f32` reads only its arguments (it is unsafe only as a kernel-table entry).
         assert!(unsafe { math_f32(999, 1.0, 1.0) }.is_nan());
     }
 
@@ -88,7 +89,9 @@ mod tests {
         assert_eq!(math(MathOp::Sigmoid, 1000.0, 0.0), 1.0);
         assert_eq!(math(MathOp::Softplus, 1000.0, 0.0), 1000.0);
         assert!((math(MathOp::Softplus, 0.0, 0.0) - 2f64.ln()).abs() < 1e-15);
+        // SAFETY: as above, both read only their arguments.
         assert_eq!(unsafe { math_f32(MathOp::Pow as u32, 2.0, 10.0) }, 1024.0);
+        // SAFETY: as above.
         assert_eq!(unsafe { math_f64(MathOp::Fmod as u32, -7.0, 3.0) }, -1.0);
     }
 }

@@ -52,6 +52,9 @@ fn ptr_flags() -> MemFlagsData {
     MemFlagsData::trusted()
 }
 
+/// The most step calls one function of the entry makes (see [`Codegen::entry_functions`]).
+pub const ENTRY_CHUNK: usize = 1024;
+
 /// Data loads and stores: never trap (buffers are valid), but vectors may be unaligned.
 fn data_flags() -> MemFlagsData {
     MemFlagsData::new().with_notrap()
@@ -144,9 +147,30 @@ impl Codegen<'_> {
 
     /// The entry: calls step functions `0..n_steps` (user function indices) in order and
     /// returns the first non-zero status.
-    pub fn entry_function(&self, n_steps: usize) -> Function {
+    /// The entry function (user function index `n_steps`): calls the steps in order and
+    /// stops at the first non-zero status. A model of more than [`ENTRY_CHUNK`] steps gets
+    /// the calls in chunk functions of at most that many (user function indices
+    /// `first_chunk..`, returned after the entry): one function holding every call made
+    /// the register allocator's time grow faster than linearly with the step count (the
+    /// context pointer lives across every call).
+    pub fn entry_functions(&self, n_steps: usize, first_chunk: usize) -> Vec<Function> {
+        if n_steps <= ENTRY_CHUNK {
+            return vec![self.calls_function(n_steps as u32, (0..n_steps).map(|k| k as u32))];
+        }
+        let chunks: Vec<Function> = (0..n_steps)
+            .step_by(ENTRY_CHUNK)
+            .enumerate()
+            .map(|(c, start)| self.calls_function((first_chunk + c) as u32, (start..(start + ENTRY_CHUNK).min(n_steps)).map(|k| k as u32)))
+            .collect();
+        let entry = self.calls_function(n_steps as u32, (0..chunks.len()).map(|c| (first_chunk + c) as u32));
+        std::iter::once(entry).chain(chunks).collect()
+    }
+
+    /// A function `(ctx) -> status` named user function `index` that calls user functions
+    /// `callees` in order with `ctx`, returning the first non-zero status (else 0).
+    fn calls_function(&self, index: u32, callees: impl Iterator<Item = u32>) -> Function {
         let sig = self.signature(&[I64], Some(I32));
-        let mut func = Function::with_name_signature(UserFuncName::user(0, n_steps as u32), sig.clone());
+        let mut func = Function::with_name_signature(UserFuncName::user(0, index), sig.clone());
         let mut fctx = FunctionBuilderContext::new();
         let mut b = FunctionBuilder::new(&mut func, &mut fctx);
         let entry = b.create_block();
@@ -156,8 +180,8 @@ impl Codegen<'_> {
         let sigref = b.import_signature(sig);
         let fail = b.create_block();
         b.append_block_param(fail, I32);
-        for k in 0..n_steps {
-            let name = b.func.declare_imported_user_function(UserExternalName::new(0, k as u32));
+        for k in callees {
+            let name = b.func.declare_imported_user_function(UserExternalName::new(0, k));
             let fref = b.import_function(ExtFuncData {
                 name: ExternalName::user(name),
                 signature: sigref,

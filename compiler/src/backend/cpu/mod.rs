@@ -34,11 +34,20 @@ pub enum CompileError {
     /// Ops the backend cannot compile yet, all of them.
     #[error("{} op(s) cannot be compiled for the cpu backend:\n{}", .0.len(), .0.iter().map(|p| format!("  node '{}' ({}): {}", p.node, p.op, p.message)).collect::<Vec<_>>().join("\n"))]
     Unsupported(Vec<LowerProblem>),
+    /// The memory plan needs more than the limit (`--max-memory`, by default this
+    /// machine's memory).
+    #[error("the compiled model would need {} of memory (arena {}, weights {}, inputs and outputs {}), more than the limit of {} (--max-memory)", gib(*needs), gib(*arena), gib(*weights), gib(*io), gib(*limit))]
+    TooMuchMemory { needs: u64, arena: u64, weights: u64, io: u64, limit: u64 },
     /// The lowering produced kernel IR that fails the verifier: a bug in the compiler.
     #[error("internal compiler error: {0}")]
     InvalidKernelIr(crate::kernel_ir::verify::VerifyErrors),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+}
+
+/// `n` bytes, with a readable unit next to the exact count.
+fn gib(n: u64) -> String {
+    if n >= 1 << 30 { format!("{n} bytes ({:.2} GiB)", n as f64 / (1u64 << 30) as f64) } else { format!("{n} bytes ({:.1} MiB)", n as f64 / (1u64 << 20) as f64) }
 }
 
 /// What one compilation did, for the CLI's summary.
@@ -74,28 +83,30 @@ fn runtime_sig(name: &str, ty: &ValueType) -> TensorSig {
 
 /// Compiles an optimised graph for a CPU target.
 pub fn compile(g: &Graph, target: &Target) -> Result<CompiledArtifact, CompileError> {
-    build(g, target, &lower::Caps::CPU, false, &mut |_| {})
+    build(g, target, &lower::Caps::CPU, false, None, &mut |_| {})
 }
 
-/// As [`compile`], handing the lowering to `inspect` as soon as it exists, before the
-/// verifier runs (so `--dump-ir after=lower` prints an invalid one too).
-pub fn compile_inspecting(g: &Graph, target: &Target, inspect: &mut dyn FnMut(&lower::Lowered)) -> Result<CompiledArtifact, CompileError> {
-    build(g, target, &lower::Caps::CPU, false, inspect)
+/// As [`compile`], refusing (before code generation) a model whose memory plan — arena,
+/// weights, inputs and outputs — needs more than `max_memory` bytes, and handing the
+/// lowering to `inspect` as soon as it exists, before the verifier runs (so `--dump-ir
+/// after=lower` prints an invalid one too).
+pub fn compile_with(g: &Graph, target: &Target, max_memory: Option<u64>, inspect: &mut dyn FnMut(&lower::Lowered)) -> Result<CompiledArtifact, CompileError> {
+    build(g, target, &lower::Caps::CPU, false, max_memory, inspect)
 }
 
 /// As [`compile`], lowering with other backend choices than the CPU's own (tests use it
 /// to check the lowering's loop-nest forms, e.g. a GEMM without the `sgemm` kernel).
 pub fn compile_with_caps(g: &Graph, target: &Target, caps: &lower::Caps) -> Result<CompiledArtifact, CompileError> {
-    build(g, target, caps, false, &mut |_| {})
+    build(g, target, caps, false, None, &mut |_| {})
 }
 
 /// As [`compile`], also returning the disassembly of every function (as Cranelift
 /// printed the instructions it emitted), e.g. to inspect cross-compiled aarch64 code.
 pub fn compile_with_listing(g: &Graph, target: &Target) -> Result<CompiledArtifact, CompileError> {
-    build(g, target, &lower::Caps::CPU, true, &mut |_| {})
+    build(g, target, &lower::Caps::CPU, true, None, &mut |_| {})
 }
 
-fn build(g: &Graph, target: &Target, caps: &lower::Caps, listing: bool, inspect: &mut dyn FnMut(&lower::Lowered)) -> Result<CompiledArtifact, CompileError> {
+fn build(g: &Graph, target: &Target, caps: &lower::Caps, listing: bool, max_memory: Option<u64>, inspect: &mut dyn FnMut(&lower::Lowered)) -> Result<CompiledArtifact, CompileError> {
     // A portable target compiles the same lowered program once per ISA level.
     let levels: Vec<Target> = if target.variants.is_empty() { vec![target.clone()] } else { target.variant_targets().map_err(anyhow::Error::from)? };
     let cpus = levels.iter().map(isa::for_target).collect::<Result<Vec<_>>>()?;
@@ -107,8 +118,16 @@ fn build(g: &Graph, target: &Target, caps: &lower::Caps, listing: bool, inspect:
     let tv = Instant::now();
     crate::kernel_ir::verify::verify(&lowered).map_err(CompileError::InvalidKernelIr)?;
     let verify_ms = tv.elapsed().as_secs_f64() * 1e3;
-    let memory = plan::plan(&lowered.steps, &lowered.temps);
+    let memory = plan::plan(&lowered.steps, &lowered.temps)?;
     let lower_ms = t0.elapsed().as_secs_f64() * 1e3;
+    if let Some(limit) = max_memory {
+        let (arena, weights) = (memory.arena_size, lowered.blobs.iter().fold(0u64, |a, b| a.saturating_add(b.len() as u64)));
+        let io = lowered.inputs.iter().chain(&lowered.outputs).fold(0u64, |a, (_, t)| a.saturating_add(t.bytes() as u64));
+        let needs = arena.saturating_add(weights).saturating_add(io);
+        if needs > limit {
+            return Err(CompileError::TooMuchMemory { needs, arena, weights, io, limit });
+        }
+    }
 
     // Weights: each blob 64-byte aligned.
     let mut weights = Vec::<u8>::new();
@@ -212,9 +231,12 @@ fn generate(cpu: &isa::CpuIsa, lowered: &lower::Lowered, resolve: &dyn Fn(Mem) -
         tasks.extend(task);
     }
     let parallel_steps = tasks.len();
-    funcs.push(cg.entry_function(n_steps));
+    // The entry, then the tasks, then the entry's chunk functions (large models only).
+    let mut entry_funcs = cg.entry_functions(n_steps, n_steps + 1 + tasks.len()).into_iter();
+    funcs.extend(entry_funcs.next());
     let entry = funcs.len() - 1;
     funcs.extend(tasks);
+    funcs.extend(entry_funcs);
     let linked = link::compile_and_link(cpu.get(), funcs, listing)?;
     let call_conv = CallConv::parse(&cg.call_conv().to_string())
         .ok_or_else(|| anyhow!("calling convention {} is not one the runtime knows", cg.call_conv()))?;

@@ -310,6 +310,15 @@ impl OpImpl for Activation {
     }
 
     fn infer(&self, cx: &InferCx) -> Result<Vec<ValueType>> {
+        // X, plus PRelu's slope or Clip's min and max.
+        let most = match self {
+            A::PRelu => 2,
+            A::Clip => 3,
+            _ => 1,
+        };
+        if cx.inputs.len() > most {
+            bail!("{} takes at most {most} input{}, got {}", self.name(), if most > 1 { "s" } else { "" }, cx.inputs.len());
+        }
         let x = cx.ty(0)?;
         self.check_dtype(x.dtype)?;
         match self {

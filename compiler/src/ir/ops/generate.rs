@@ -29,7 +29,7 @@ use crate::tensor::{ArrayD, DType, IxDyn, Tensor, bf16, f16};
 use anyhow::{Result, anyhow, bail};
 
 /// The most elements a generated tensor may have (a guard against absurd shapes).
-const MAX_ELEMENTS: usize = 1 << 30;
+use crate::ir::limits::MAX_ELEMENTS;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Generate {

@@ -159,6 +159,9 @@ impl OpImpl for Index {
                 if !matches!(axis.dtype, DType::I32 | DType::I64) || axis.len() != 1 {
                     bail!("{}: axis must be one int32/int64 value, got {axis}", self.name());
                 }
+                if let Some(a) = cx.const_i64s(1, "axis")? {
+                    crate::ir::shape::axis(a[0], x.rank()).map_err(|e| anyhow::anyhow!("{}: {e}", self.name()))?;
+                }
                 vec![x.clone()]
             }
             Index::NonZero => {

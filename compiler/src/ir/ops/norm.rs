@@ -311,7 +311,10 @@ impl OpImpl for Norm {
                 };
                 let layer = matches!(self, Norm::Layer { .. });
                 let (mut y, mut means, mut invs) = (vec![0.0; n], vec![], vec![]);
-                for start in (0..n).step_by(cols.max(1)) {
+                // One row per position before the axis (also when the rows are empty: their
+                // mean and inverse deviation are NaN, 0/0, as in the reference implementation).
+                let rows: usize = shape[..a].iter().product();
+                for start in (0..rows).map(|r| r * cols) {
                     let row = &x[start..start + cols];
                     let (mean, var) = if layer {
                         mean_var(row)

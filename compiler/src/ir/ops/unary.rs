@@ -179,6 +179,9 @@ impl OpImpl for Unary {
     }
 
     fn infer(&self, cx: &InferCx) -> Result<Vec<ValueType>> {
+        if cx.inputs.len() > 1 {
+            bail!("{} takes 1 input, got {}", self.name(), cx.inputs.len());
+        }
         let x = cx.ty(0)?;
         Ok(vec![ValueType::new(self.out_dtype(x.dtype)?, x.shape.clone())])
     }

@@ -7,17 +7,14 @@ use anyhow::{Result, anyhow, bail};
 use std::any::Any;
 
 /// The most elements an output sized by input *values* (not input shapes) may have: beyond
-/// this a size is treated as a mistake rather than allocated.
-pub(crate) const MAX_ELEMENTS: usize = 1 << 36;
+/// this a size is treated as a mistake rather than allocated (the one limit, in
+/// [`crate::ir::limits`]).
+pub(crate) use crate::ir::limits::MAX_ELEMENTS;
 
 /// The element count of an output shape computed from input values, checked against
 /// overflow and [`MAX_ELEMENTS`].
 pub(crate) fn checked_len(shape: &[usize], op: &str) -> Result<usize> {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .filter(|&n| n <= MAX_ELEMENTS)
-        .ok_or_else(|| anyhow!("{op}: output shape {shape:?} is too large"))
+    crate::ir::limits::elements(shape).map_err(|e| anyhow!("{op}: output shape {shape:?} is too large ({e})"))
 }
 
 /// Row-major strides of `shape`, in elements.

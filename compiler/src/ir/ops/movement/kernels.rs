@@ -5,7 +5,7 @@
 //! `(map[0][o0], map[1][o1], …)`, or a fill value where a map entry is `None`. Slice, Pad,
 //! Tile, Split and CenterCropPad are all expressed as such per-axis maps ([`AxisMap`]).
 
-use crate::ir::shape;
+use crate::ir::{limits, shape};
 use crate::tensor::{ArrayD, ArrayViewD, Axis, Elem, IxDyn, Tensor};
 use crate::{try_map_array, with_array};
 use anyhow::{Result, anyhow, bail};
@@ -15,17 +15,24 @@ use std::any::Any;
 pub type AxisMap = Vec<Option<usize>>;
 
 /// Refuses output dims that cannot be real (a typo'd pad of 10^12, say) before allocating.
-const MAX_DIM: i128 = 1 << 40;
-
 fn dim_len(v: i128, what: &str) -> Result<usize> {
-    if !(0..=MAX_DIM).contains(&v) {
-        bail!("{what}: output dim {v} is out of range");
-    }
-    Ok(v as usize)
+    limits::dim(v, what)
 }
 
 fn identity(d: usize) -> AxisMap {
     (0..d).map(Some).collect()
+}
+
+/// The identity maps of `x`, once their size is checked against [`limits::index_maps`].
+fn identities(x: &[usize], op: &str) -> Result<Vec<AxisMap>> {
+    limits::index_maps(x, op)?;
+    Ok(x.iter().map(|&d| identity(d)).collect())
+}
+
+/// Checks that replacing map `axis` by one of `len` entries keeps the maps in bounds.
+fn room(maps: &[AxisMap], axis: usize, len: usize, op: &str) -> Result<()> {
+    let lens: Vec<usize> = maps.iter().enumerate().map(|(i, m)| if i == axis { len } else { m.len() }).collect();
+    limits::index_maps(&lens, op)
 }
 
 /// The array inside `t` if it holds elements of type `T` (Low tensors hold `u8` codes;
@@ -153,7 +160,8 @@ pub fn slice_maps(
         bail!("Slice: starts, ends, axes and steps have lengths {n}, {}, {}, {}", ends.len(), axes.len(), steps.len());
     }
     let axes = shape::axes(axes, x.len()).map_err(|e| anyhow!("Slice: {e}"))?;
-    let mut maps: Vec<AxisMap> = x.iter().map(|&d| identity(d)).collect();
+    // Each output axis is at most as long as the input's.
+    let mut maps = identities(x, "Slice")?;
     for i in 0..n {
         let (a, step) = (axes[i], steps[i] as i128);
         let dim = x[a] as i128;
@@ -218,7 +226,7 @@ pub fn pad_maps(x: &[usize], pads: &[i64], axes: Option<&[i64]>, mode: PadMode) 
     if pads.len() != 2 * axes.len() {
         bail!("Pad: {} pads for {} axes (need twice as many)", pads.len(), axes.len());
     }
-    let mut maps: Vec<AxisMap> = x.iter().map(|&d| identity(d)).collect();
+    let mut maps = identities(x, "Pad")?;
     for (i, &a) in axes.iter().enumerate() {
         let (begin, end, dim) = (pads[i] as i128, pads[axes.len() + i] as i128, x[a] as i128);
         // The kept input range [lo, hi), then the padding around it.
@@ -232,6 +240,7 @@ pub fn pad_maps(x: &[usize], pads: &[i64], axes: Option<&[i64]>, mode: PadMode) 
         if mode != PadMode::Constant && n == 0 && len > 0 {
             bail!("Pad: cannot pad an empty axis {a} in {} mode", mode.as_str());
         }
+        room(&maps, a, len, "Pad")?;
         maps[a] = (0..len as i128)
             .map(|o| {
                 let j = o - begin;
@@ -261,16 +270,18 @@ pub fn tile_maps(x: &[usize], repeats: &[i64]) -> Result<Vec<AxisMap>> {
     if repeats.len() != x.len() {
         bail!("Tile: {} repeats for rank {}", repeats.len(), x.len());
     }
-    x.iter()
+    let lens = x
+        .iter()
         .zip(repeats)
         .map(|(&d, &r)| {
             if r < 0 {
                 bail!("Tile: negative repeat {r}");
             }
-            let len = dim_len(d as i128 * r as i128, "Tile")?;
-            Ok((0..len).map(|o| Some(o % d)).collect())
+            dim_len(d as i128 * r as i128, "Tile")
         })
-        .collect()
+        .collect::<Result<Vec<usize>>>()?;
+    limits::index_maps(&lens, "Tile")?;
+    Ok(x.iter().zip(lens).map(|(&d, len)| (0..len).map(|o| Some(o % d)).collect()).collect())
 }
 
 /// CenterCropPad's per-axis maps: crop centred (rounding the start down), pad centred (the
@@ -281,9 +292,10 @@ pub fn center_crop_pad_maps(x: &[usize], target: &[i64], axes: Option<&[i64]>) -
     if target.len() != axes.len() {
         bail!("CenterCropPad: shape has {} values for {} axes", target.len(), axes.len());
     }
-    let mut maps: Vec<AxisMap> = x.iter().map(|&d| identity(d)).collect();
+    let mut maps = identities(x, "CenterCropPad")?;
     for (&a, &t) in axes.iter().zip(target) {
         let (t, dim) = (dim_len(t as i128, "CenterCropPad")?, x[a]);
+        room(&maps, a, t, "CenterCropPad")?;
         maps[a] = if t <= dim {
             let off = (dim - t) / 2;
             (0..t).map(|o| Some(o + off)).collect()
@@ -305,7 +317,7 @@ pub fn split_maps(x: &[usize], axis: usize, split: Option<&[i64]>, n: usize) -> 
                 .iter()
                 .map(|&v| usize::try_from(v).map_err(|_| anyhow!("Split: negative size in {s:?}")))
                 .collect::<Result<Vec<_>>>()?;
-            if sizes.iter().sum::<usize>() != dim {
+            if sizes.iter().try_fold(0usize, |a, &s| a.checked_add(s)) != Some(dim) {
                 bail!("Split: sizes {s:?} do not add up to dim {dim} of axis {axis}");
             }
             sizes
@@ -319,6 +331,8 @@ pub fn split_maps(x: &[usize], axis: usize, split: Option<&[i64]>, n: usize) -> 
             (0..n).map(|i| (part * (i + 1)).min(dim) - (part * i).min(dim)).collect()
         }
     };
+    // Every part's maps are at most the input's; all parts together hold n times them.
+    limits::index_maps(&x.iter().map(|&d| d.saturating_mul(sizes.len())).collect::<Vec<_>>(), "Split")?;
     let mut offset = 0;
     Ok(sizes
         .iter()
