@@ -2,6 +2,7 @@
 
 pub mod import;
 pub mod load;
+pub mod problem;
 pub mod tensor;
 
 pub use import::{ImportOptions, import};
