@@ -31,6 +31,10 @@ pub enum LoadError {
     ExecMemory(io::Error),
     #[error("out of memory allocating the {bytes}-byte arena")]
     OutOfMemory { bytes: u64 },
+    /// A CUDA artifact cannot run here: no driver, no GPU, an older GPU than the artifact
+    /// needs, or a driver that refuses its PTX (the message says which).
+    #[error("CUDA: {0}")]
+    Cuda(String),
 }
 
 /// `a`, `a and b`, `a, b and c`.
@@ -83,4 +87,7 @@ pub enum RunError {
     OutOfMemory { bytes: u64 },
     #[error(transparent)]
     Tensor(#[from] TensorError),
+    /// A CUDA driver call failed during the run.
+    #[error("CUDA: {0}")]
+    Cuda(String),
 }
