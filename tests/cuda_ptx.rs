@@ -110,3 +110,118 @@ fn lowering_graphs_assemble_for_every_architecture() {
     let failures = kernels.assemble(&std::env::temp_dir().join("neoc-ptx-lower"), 200, 2);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// Groups refusals by their reason (the node's name dropped), most frequent first.
+fn refusal_table(refused: &[(String, String)]) -> String {
+    let mut by_reason: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for (case, msg) in refused {
+        for line in msg.lines().skip(1) {
+            // "  node 'n' (Op): why" -> "Op: why"
+            let reason = line.split_once("' (").and_then(|(_, rest)| rest.split_once("): ")).map(|(op, why)| format!("{op}: {why}")).unwrap_or_else(|| line.trim().to_string());
+            by_reason.entry(reason).or_default().push(case);
+        }
+    }
+    let mut rows: Vec<_> = by_reason.into_iter().collect();
+    rows.sort_by_key(|(_, cases)| std::cmp::Reverse(cases.len()));
+    rows.iter().map(|(r, cases)| format!("{:>4}  {r}  (e.g. {})", cases.len(), cases[0])).collect::<Vec<_>>().join("\n")
+}
+
+/// Every ONNX node conformance case that imports compiles for g4dn, or is refused with a
+/// message that names the cuda backend, the node and the op (never a panic); every kernel
+/// of every compiled case assembles for every architecture.
+#[test]
+fn conformance_node_cases_assemble_for_every_architecture() {
+    let dirs = neoc::conformance::discover(&neoc_tests::cases_dir().join("node")).unwrap();
+    let target = gpu_target("g4dn");
+    let opts = neoc::driver::CompileOptions::default();
+    let kernels = Mutex::new(Kernels::default());
+    let (compiled, not_imported, refused, panics) = (Mutex::new(0usize), Mutex::new(0usize), Mutex::new(vec![]), Mutex::new(vec![]));
+    let next = Mutex::new(0usize);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                loop {
+                    let i = {
+                        let mut n = next.lock().unwrap();
+                        *n += 1;
+                        *n - 1
+                    };
+                    let Some(dir) = dirs.get(i) else { break };
+                    let name = dir.file_name().unwrap().to_string_lossy().to_string();
+                    let Ok((g, _)) = neoc::conformance::import_case(dir) else {
+                        *not_imported.lock().unwrap() += 1;
+                        continue;
+                    };
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let (g, _) = neoc::driver::optimise(g, &target, &opts)?;
+                        cuda::compile(&g, &target, Precision::Fp32).map_err(anyhow::Error::from)
+                    }));
+                    match r {
+                        Ok(Ok(c)) => {
+                            *compiled.lock().unwrap() += 1;
+                            kernels.lock().unwrap().add(&name, &c.modules);
+                        }
+                        Ok(Err(e)) => refused.lock().unwrap().push((name, format!("{e:#}"))),
+                        Err(_) => panics.lock().unwrap().push(name),
+                    }
+                }
+            });
+        }
+    });
+    let (kernels, refused, panics) = (kernels.into_inner().unwrap(), refused.into_inner().unwrap(), panics.into_inner().unwrap());
+    let compiled = compiled.into_inner().unwrap();
+    eprintln!(
+        "{} node cases: {compiled} compiled for g4dn ({} modules, {} distinct kernels), {} refused by the cuda backend, {} not imported (refused by the importer for every backend)\nrefusals by reason:\n{}",
+        dirs.len(),
+        kernels.modules,
+        kernels.by_name.len(),
+        refused.len(),
+        not_imported.into_inner().unwrap(),
+        refusal_table(&refused)
+    );
+    assert!(panics.is_empty(), "the compiler panicked on: {}", panics.join(", "));
+    for (case, msg) in &refused {
+        assert!(msg.contains("cuda") || msg.contains("optimis") || msg.contains("pass"), "{case}: refused without naming the backend: {msg}");
+    }
+    assert!(compiled > 1000, "only {compiled} node cases compiled for the GPU");
+    let failures = kernels.assemble(&std::env::temp_dir().join("neoc-ptx-node"), 200, 2);
+    assert!(failures.is_empty(), "{} ptxas failure(s):\n{}", failures.len(), failures.join("\n\n"));
+}
+
+/// The real models (`build-cases/models`), fp32, for g4dn and p5: they compile and every
+/// module assembles for every architecture. A GPU target's PTX does not depend on the GPU
+/// (every module is sm_50-level code), so p5's artifact carries the same modules.
+#[test]
+fn real_models_assemble_for_every_architecture() {
+    let models: &[(&str, &[(&str, &[usize])])] = &[
+        ("mobilenet_v2", &[("input", &[1, 3, 224, 224])]),
+        ("resnet50", &[("input", &[1, 3, 224, 224])]),
+        ("efficientnet_b0", &[("input", &[1, 3, 224, 224])]),
+        ("crnn_ocr", &[("image", &[1, 1, 32, 128])]),
+        ("bert", &[("input_ids", &[1, 128]), ("attention_mask", &[1, 128])]),
+        ("vad_lstm", &[("features", &[1, 128, 40]), ("h", &[1, 1, 64]), ("c", &[1, 1, 64])]),
+    ];
+    let opts = neoc::driver::CompileOptions::default();
+    let mut kernels = Kernels::default();
+    for (name, shapes) in models {
+        let model = neoc::onnx::load(&neoc_tests::cases_dir().join("models").join(name).join("model.onnx")).expect("model loads");
+        let iopts = neoc::onnx::ImportOptions { input_shapes: shapes.iter().map(|(n, s)| (n.to_string(), s.to_vec())).collect(), ..Default::default() };
+        let g = neoc::onnx::import(&model, &iopts).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut texts = vec![];
+        for t in ["g4dn", "p5"] {
+            let target = gpu_target(t);
+            let (g, _) = neoc::driver::optimise(g.clone(), &target, &opts).unwrap();
+            let c = cuda::compile(&g, &target, Precision::Fp32).unwrap_or_else(|e| panic!("{name} for {t}: {e}"));
+            let a = neoc_runtime::Artifact::parse(&c.artifact.bytes).expect("the artifact parses");
+            assert_eq!(a.cuda_program().map(|p| p.sm), Some(target.gpu.unwrap().sm), "{name} for {t}");
+            texts.push(c.modules.iter().map(|m| m.text.clone()).collect::<Vec<_>>());
+            if t == "g4dn" {
+                eprintln!("{name}: {} modules, {} launches, {} bytes of PTX", c.modules.len(), c.program.launches.len(), c.artifact.report.code_bytes);
+                kernels.add(name, &c.modules);
+            }
+        }
+        assert_eq!(texts[0], texts[1], "{name}: g4dn and p5 got different PTX");
+    }
+    let failures = kernels.assemble(&std::env::temp_dir().join("neoc-ptx-models"), 50, 2);
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

@@ -60,7 +60,7 @@ fn read_case(path: &Path) -> Result<Case, String> {
 /// The graph that is lowered: the input, optimised at `opt` as `neoc compile` does.
 fn prepared(before: &Graph, opt: Option<u8>, host: &Target) -> Result<Graph, String> {
     let Some(level) = opt else { return Ok(before.clone()) };
-    let opts = CompileOptions { opt_level: level, dump_ir: None };
+    let opts = CompileOptions { opt_level: level, ..CompileOptions::default() };
     let (g, _) = neoc::driver::optimise(before.clone(), host, &opts).map_err(|e| format!("optimising: {e:#}"))?;
     neoc::ir::verify::verify(&g).map_err(|e| format!("after optimising: {e}"))?;
     Ok(g)
@@ -83,7 +83,7 @@ fn check_text(l: &Lowered, expected: &str) -> Result<(), String> {
 }
 
 fn check_numbers(before: &Graph, g: &Graph, host: &Target) -> Result<(), String> {
-    let opts = CompileOptions { opt_level: 0, dump_ir: None };
+    let opts = CompileOptions { opt_level: 0, ..CompileOptions::default() };
     let art = neoc::driver::compile(g, host, &opts).map_err(|e| format!("compiling: {e}"))?;
     let model = neoc_runtime::Model::from_bytes(&art.bytes).map_err(|e| format!("loading: {e}"))?;
     let mut rng = Rng(0x5eed);

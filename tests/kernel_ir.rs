@@ -22,7 +22,7 @@ use neoc_tests::cases_dir;
 /// optimised at `level` as the compiler does (`None` when it does not import).
 fn optimised(dir: &Path, level: u8) -> Option<Graph> {
     let (graph, _) = conformance::import_case(dir).ok()?;
-    let opts = CompileOptions { opt_level: level, dump_ir: None };
+    let opts = CompileOptions { opt_level: level, ..CompileOptions::default() };
     neoc::driver::optimise(graph, &Target::host(), &opts).ok().map(|(g, _)| g)
 }
 

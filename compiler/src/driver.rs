@@ -4,6 +4,7 @@
 use anyhow::{Context, Result, anyhow};
 
 use crate::backend::cpu::{self, CompileError, CompiledArtifact};
+use crate::backend::cuda::{self, Precision};
 use crate::ir::Graph;
 use crate::target::Target;
 use crate::tensor::Tensor;
@@ -15,11 +16,13 @@ pub struct CompileOptions {
     /// `after=<pass>`, `after=lower` or `after=all`: print the text IR after that pass, the
     /// kernel IR after lowering, or both forms after every stage.
     pub dump_ir: Option<String>,
+    /// Arithmetic precision of a GPU target's kernels (`--precision`; CPU targets: fp32).
+    pub precision: Precision,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { opt_level: 2, dump_ir: None }
+        CompileOptions { opt_level: 2, dump_ir: None, precision: Precision::Fp32 }
     }
 }
 
@@ -64,9 +67,20 @@ pub fn optimise(mut g: Graph, target: &Target, opts: &CompileOptions) -> Result<
 /// The stage name `--dump-ir after=lower` gives the lowering (kernel IR).
 pub const LOWER: &str = "lower";
 
-/// Compiles an optimised graph for `target`. With `--dump-ir after=lower` (or `after=all`)
-/// it prints the kernel IR to stdout, large weights blobs as their size and hash.
+/// Compiles an optimised graph for `target`: PTX for a target with an NVIDIA GPU (the CUDA
+/// backend), machine code for the others. With `--dump-ir after=lower` (or `after=all`)
+/// it prints the kernel IR to stdout, large weights blobs as their size and hash (CPU
+/// targets only).
 pub fn compile(g: &Graph, target: &Target, opts: &CompileOptions) -> Result<CompiledArtifact, CompileError> {
+    if target.gpu.is_some() {
+        if opts.dump_ir.as_deref().is_some_and(|d| d == "after=lower" || d == "after=all") {
+            return Err(anyhow!("--dump-ir after=lower is not built yet for the cuda backend (use --emit ptx)").into());
+        }
+        return Ok(cuda::compile(g, target, opts.precision)?.artifact);
+    }
+    if opts.precision != Precision::Fp32 {
+        return Err(anyhow!("--precision {} is for GPU targets; '{}' computes in fp32", opts.precision.name(), target.name).into());
+    }
     let dump = opts.dump_ir.as_deref().and_then(|d| d.strip_prefix("after=")).is_some_and(|d| d == LOWER || d == "all");
     if !dump {
         return cpu::compile(g, target);
@@ -101,8 +115,8 @@ pub fn compile_and_run(g: &Graph, inputs: &[Tensor], opts: &CompileOptions) -> R
     compile_and_run_optimised(&g, &host, inputs, opts)
 }
 
-/// Compiles a graph already through [`optimise`] for `host` (this machine), loads the
-/// artifact and runs it on `inputs`.
+/// Compiles a graph already through [`optimise`] for `host` (this machine's CPU, or a GPU
+/// target to run on this machine's GPU), loads the artifact and runs it on `inputs`.
 pub fn compile_and_run_optimised(g: &Graph, host: &Target, inputs: &[Tensor], opts: &CompileOptions) -> Result<Vec<Tensor>> {
     let art = compile(g, host, opts)?;
     let model = neoc_runtime::Model::from_bytes(&art.bytes).map_err(|e| anyhow!("loading the artifact: {e}"))?;
@@ -126,11 +140,11 @@ mod tests {
     fn dump_ir_after_lower_is_a_valid_choice() {
         let host = Target::host();
         for level in 0..=3 {
-            let opts = CompileOptions { opt_level: level, dump_ir: Some("after=lower".into()) };
+            let opts = CompileOptions { opt_level: level, dump_ir: Some("after=lower".into()), ..CompileOptions::default() };
             let (g, _) = optimise(graph(), &host, &opts).unwrap();
             compile(&g, &host, &opts).unwrap();
         }
-        let opts = CompileOptions { opt_level: 1, dump_ir: Some("after=lowering".into()) };
+        let opts = CompileOptions { opt_level: 1, dump_ir: Some("after=lowering".into()), ..CompileOptions::default() };
         let e = optimise(graph(), &host, &opts).unwrap_err().to_string();
         assert!(e.contains("no pass 'lowering'") && e.contains("dead-code, lower, all)"), "{e}");
     }

@@ -38,7 +38,7 @@ use neoc_runtime::cuda::{Launch, Program, Ptr};
 use neoc_runtime::{ArtifactWriter, CallConv, Isa, Metadata, TensorSig};
 
 use crate::backend::cpu::{BackendReport, CompileError, CompiledArtifact};
-use crate::ir::{Graph, ValueType};
+use crate::ir::{Graph, NodeKind, ValueType};
 use crate::kernel_ir::{CallArg, Mem, Step, plan};
 use crate::lower::{self, Caps, LowerProblem};
 use crate::target::Target;
@@ -155,12 +155,18 @@ pub fn compile(g: &Graph, target: &Target, precision: Precision) -> Result<CudaC
     }
     let t1 = Instant::now();
     let mut pending = vec![Pending::Op(Launch::Fill { dst: Ptr::arena(layout.status), value: 0, bytes: 4 })];
-    let mut problems = vec![];
+    // A step that has no CUDA form is reported by its node and ONNX op (once per node).
+    let op_of: HashMap<&str, &str> = g.topo_order().unwrap_or_default().into_iter().filter_map(|id| match &g.node(id).kind { NodeKind::Op(op) => Some((g.node(id).name.as_str(), op.name())), _ => None }).collect();
+    let mut problems: Vec<LowerProblem> = vec![];
     for (step, node) in lowered.steps.iter().zip(&lowered.step_nodes) {
         let resolve = |m: Mem| layout.ptr(m, &blob_offsets);
         match step_launches(step, &lowered.blobs, &resolve) {
             Ok(list) => pending.extend(list),
-            Err(e) => problems.push(LowerProblem { node: node.clone(), op: step_kind(step), message: format!("{e:#}") }),
+            Err(_) if problems.last().is_some_and(|p| &p.node == node) => {}
+            Err(e) => {
+                let op = op_of.get(node.as_str()).copied().unwrap_or("?").to_string();
+                problems.push(LowerProblem { node: node.clone(), op, message: format!("its {} step: {e:#}", step_kind(step)) });
+            }
         }
     }
     if !problems.is_empty() {
