@@ -563,7 +563,8 @@ impl M<'_> {
         self.k.op(format!("and.pred {inf}, {inf}, {fin}"));
         let y = self.sel(&inf, a, &y);
         // NaN from a NaN operand, an infinite dividend or a zero divisor.
-        let bad = self.cmp("nan", &ar, &ar);
+        let bad = self.k.reg(Cls::Pred);
+        self.k.op(format!("setp.nan.f64 {bad}, {ar}, {ar}"));
         self.sel(&bad, &c(f32::NAN), &y)
     }
 }

@@ -38,7 +38,7 @@ use neoc_runtime::cuda::{Launch, Program, Ptr};
 use neoc_runtime::{ArtifactWriter, CallConv, Isa, Metadata, TensorSig};
 
 use crate::backend::cpu::{BackendReport, CompileError, CompiledArtifact};
-use crate::ir::{Graph, NodeKind, ValueType};
+use crate::ir::{Graph, NodeKind, OpImpl, ValueType};
 use crate::kernel_ir::{CallArg, Mem, Step, plan};
 use crate::lower::{self, Caps, LowerProblem};
 use crate::target::Target;
@@ -156,7 +156,15 @@ pub fn compile(g: &Graph, target: &Target, precision: Precision) -> Result<CudaC
     let t1 = Instant::now();
     let mut pending = vec![Pending::Op(Launch::Fill { dst: Ptr::arena(layout.status), value: 0, bytes: 4 })];
     // A step that has no CUDA form is reported by its node and ONNX op (once per node).
-    let op_of: HashMap<&str, &str> = g.topo_order().unwrap_or_default().into_iter().filter_map(|id| match &g.node(id).kind { NodeKind::Op(op) => Some((g.node(id).name.as_str(), op.name())), _ => None }).collect();
+    let op_of: HashMap<&str, &str> = g
+        .topo_order()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|id| match &g.node(id).kind {
+            NodeKind::Op(op) => Some((g.node(id).name.as_str(), op.name())),
+            _ => None,
+        })
+        .collect();
     let mut problems: Vec<LowerProblem> = vec![];
     for (step, node) in lowered.steps.iter().zip(&lowered.step_nodes) {
         let resolve = |m: Mem| layout.ptr(m, &blob_offsets);
