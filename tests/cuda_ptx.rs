@@ -225,3 +225,32 @@ fn real_models_assemble_for_every_architecture() {
     let failures = kernels.assemble(&std::env::temp_dir().join("neoc-ptx-models"), 50, 2);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// The digits model for g4dn: the artifact parses, its cuda section decodes to the program
+/// the compiler built (byte for byte through encode/decode) and validates against the
+/// signatures and the weights; every kernel launch names an entry of its module. Loading it
+/// in this build is a clean error: the missing `cuda` feature, or with the feature and no
+/// driver, `LoadError::Cuda` (never a panic, never a CPU run).
+#[test]
+fn digits_artifact_round_trips_and_loading_without_a_gpu_is_a_clean_error() {
+    let bytes = neoc_tests::compile_digits("g4dn");
+    let a = neoc_runtime::Artifact::parse(&bytes).expect("the artifact parses");
+    let p = a.cuda_program().expect("a cuda section").clone();
+    assert_eq!(neoc_runtime::cuda::Program::decode(&p.encode()).unwrap(), p);
+    p.validate(&a.metadata.inputs, &a.metadata.outputs, a.weights().len() as u64).expect("the program validates");
+    assert_eq!((p.sm, p.min_sm, p.ptx_isa.as_str(), p.precision.as_str()), (75, 50, "6.0", "fp32"));
+    let mut kernels = 0;
+    for l in &p.launches {
+        if let neoc_runtime::cuda::Launch::Kernel { module, name, .. } = l {
+            assert!(p.modules[*module as usize].contains(&format!(".entry {name}(")), "{name} is not in module {module}");
+            kernels += 1;
+        }
+    }
+    assert!(kernels >= 3, "{kernels} kernel launches");
+    match neoc_runtime::Model::from_bytes(&bytes) {
+        Err(neoc_runtime::LoadError::MissingRuntimeFeature { feature }) => assert!(!neoc_runtime::cuda::ENABLED && feature == "cuda"),
+        Err(neoc_runtime::LoadError::Cuda(msg)) => eprintln!("with the cuda feature: {msg}"),
+        Err(e) => panic!("unexpected load error: {e}"),
+        Ok(_) => eprintln!("loaded on a GPU (this machine has one)"),
+    }
+}
