@@ -1,6 +1,7 @@
 //! The target registry: docs/targets.md is generated from it (NEOC_BLESS=1 rewrites the
 //! file), and every target either compiles the benchmark MobileNetV2 and the BERT-style
-//! encoder or is `planned`/`unsupported` with a reason.
+//! encoder (the GPU targets through the CUDA backend) or is `planned`/`unsupported` with a
+//! reason.
 //!
 //! Code generation depends only on the ISA and the CPU features Cranelift is allowed to use,
 //! so targets that share both (c5, m5, r5 and x86-64-v4, say) are compiled once and the test
@@ -43,7 +44,10 @@ fn every_target_that_is_not_supported_says_why() {
             assert_eq!(Target::lookup(short).unwrap(), t);
         }
     }
-    for n in ["ml_g4dn", "ml_p5", "jetson_orin"] {
+    for n in ["ml_g4dn", "ml_g5", "ml_p3", "ml_p4d", "ml_p5"] {
+        assert_eq!(Target::lookup(n).unwrap().status, Status::Supported, "{n}");
+    }
+    for n in ["jetson_nano", "jetson_orin"] {
         assert_eq!(Target::lookup(n).unwrap().status, Status::Planned, "{n}");
     }
     for n in ["ml_inf1", "ml_trn1", "rasp3b"] {
@@ -61,9 +65,14 @@ fn import(name: &str, shapes: &[(&str, &[usize])]) -> neoc::ir::Graph {
 fn every_supported_target_compiles_mobilenet_v2_and_bert() {
     let mobilenet = import("mobilenet_v2", &[("input", &[1, 3, 224, 224])]);
     let bert = import("bert", &[("input_ids", &[1, 16]), ("attention_mask", &[1, 16])]);
-    // (ISA, features Cranelift may use, variants) -> the targets it stands for.
+    // (ISA, features Cranelift may use, variants) -> the targets it stands for; the GPU
+    // targets are one group (the same PTX for every GPU, see backend::cuda).
     let mut groups: BTreeMap<(String, Vec<String>, Vec<String>), Vec<Target>> = BTreeMap::new();
     for t in Target::all().unwrap().into_iter().filter(|t| t.status == Status::Supported) {
+        if t.gpu.is_some() {
+            groups.entry((t.isa.clone(), vec!["cuda".into()], vec![])).or_default().push(t);
+            continue;
+        }
         let levels = if t.variants.is_empty() { vec![t.clone()] } else { t.variant_targets().unwrap() };
         let features: Vec<String> = levels.iter().flat_map(|l| neoc::backend::cpu::isa::for_target(l).unwrap_or_else(|e| panic!("{}: {e}", t.name)).features).collect();
         groups.entry((t.isa.clone(), features, t.variants.clone())).or_default().push(t);
@@ -78,6 +87,7 @@ fn every_supported_target_compiles_mobilenet_v2_and_bert() {
             let a = neoc_runtime::Artifact::parse(&art.bytes).expect("artifact parses");
             assert_eq!(a.metadata.isa.as_str(), isa);
             assert_eq!(a.code_variants().len(), t.variants.len(), "{}", t.name);
+            assert_eq!(a.cuda_program().is_some(), t.gpu.is_some(), "{}", t.name);
             println!("{model} for {} ({isa}; stands for {}): {} bytes of code", t.name, targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "), art.report.code_bytes);
         }
     }

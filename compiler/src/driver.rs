@@ -4,6 +4,7 @@
 use anyhow::{Context, Result, anyhow};
 
 use crate::backend::cpu::{self, CompileError, CompiledArtifact};
+use crate::backend::cuda::{self, Precision};
 use crate::ir::Graph;
 use crate::target::Target;
 use crate::tensor::Tensor;
@@ -18,11 +19,13 @@ pub struct CompileOptions {
     /// The most memory (bytes) the compiled model may plan for: arena, weights, inputs and
     /// outputs. `None`: this machine's memory (`neoc_runtime::physical_memory`).
     pub max_memory: Option<u64>,
+    /// Arithmetic precision of a GPU target's kernels (`--precision`; CPU targets: fp32).
+    pub precision: Precision,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { opt_level: 2, dump_ir: None, max_memory: None }
+        CompileOptions { opt_level: 2, dump_ir: None, max_memory: None, precision: Precision::Fp32 }
     }
 }
 
@@ -67,10 +70,22 @@ pub fn optimise(mut g: Graph, target: &Target, opts: &CompileOptions) -> Result<
 /// The stage name `--dump-ir after=lower` gives the lowering (kernel IR).
 pub const LOWER: &str = "lower";
 
-/// Compiles an optimised graph for `target`, refusing a model whose memory plan needs more
-/// than `opts.max_memory` (default: this machine's memory). With `--dump-ir after=lower` (or
-/// `after=all`) it prints the kernel IR to stdout, large weights blobs as their size and hash.
+/// Compiles an optimised graph for `target`: PTX for a target with an NVIDIA GPU (the CUDA
+/// backend), machine code for the others. With `--dump-ir after=lower` (or `after=all`)
+/// it prints the kernel IR to stdout, large weights blobs as their size and hash (CPU
+/// targets only). A CPU model whose memory plan needs more than `opts.max_memory` (default:
+/// this machine's memory) is refused; a GPU model's plan is in device memory, checked by the
+/// driver's allocation at load.
 pub fn compile(g: &Graph, target: &Target, opts: &CompileOptions) -> Result<CompiledArtifact, CompileError> {
+    if target.gpu.is_some() {
+        if opts.dump_ir.as_deref().is_some_and(|d| d == "after=lower" || d == "after=all") {
+            return Err(anyhow!("--dump-ir after=lower is not built yet for the cuda backend (use --emit ptx)").into());
+        }
+        return Ok(cuda::compile(g, target, opts.precision)?.artifact);
+    }
+    if opts.precision != Precision::Fp32 {
+        return Err(anyhow!("--precision {} is for GPU targets; '{}' computes in fp32", opts.precision.name(), target.name).into());
+    }
     let limit = opts.max_memory.or_else(neoc_runtime::physical_memory);
     let dump = opts.dump_ir.as_deref().and_then(|d| d.strip_prefix("after=")).is_some_and(|d| d == LOWER || d == "all");
     cpu::compile_with(g, target, limit, &mut |l| {
@@ -105,8 +120,8 @@ pub fn compile_and_run(g: &Graph, inputs: &[Tensor], opts: &CompileOptions) -> R
     compile_and_run_optimised(&g, &host, inputs, opts)
 }
 
-/// Compiles a graph already through [`optimise`] for `host` (this machine), loads the
-/// artifact and runs it on `inputs`.
+/// Compiles a graph already through [`optimise`] for `host` (this machine's CPU, or a GPU
+/// target to run on this machine's GPU), loads the artifact and runs it on `inputs`.
 pub fn compile_and_run_optimised(g: &Graph, host: &Target, inputs: &[Tensor], opts: &CompileOptions) -> Result<Vec<Tensor>> {
     let art = compile(g, host, opts)?;
     let model = neoc_runtime::Model::from_bytes(&art.bytes).map_err(|e| anyhow!("loading the artifact: {e}"))?;

@@ -27,6 +27,9 @@
 //! 2 adds code variants ([`crate::variants`]): several code sections, the i-th with
 //! `flags == i`, and a variants section (kind 4) saying which CPU features each needs;
 //! artifacts with one code section are still written as version 1. The reader
+//! Format version 3 is a CUDA artifact ([`crate::cuda`]): a cuda section (kind 5) holding
+//! PTX and the launch sequence takes the place of the code section, and the metadata names
+//! the runtime feature `cuda`. Artifacts with machine code never use version 3. The reader
 //! checks magic, then version (a newer version is refused, naming both versions, before
 //! anything else is read), file length, checksum, header, every section's bounds,
 //! alignment and overlap, and finally decodes and validates the metadata.
@@ -64,8 +67,13 @@ use crate::variants::CodeVariant;
 pub const MAGIC: [u8; 8] = *b"NEOC\0ART";
 /// The format version of artifacts with one code section (the writer's choice for them).
 pub const FORMAT_VERSION: u32 = 1;
-/// The newest format version this runtime reads and writes: 2 adds code variants.
-pub const NEWEST_FORMAT_VERSION: u32 = 2;
+/// The format version of artifacts with code variants.
+pub const VARIANTS_FORMAT_VERSION: u32 = 2;
+/// The format version of CUDA artifacts (a cuda section instead of code).
+pub const CUDA_FORMAT_VERSION: u32 = 3;
+/// The newest format version this runtime reads and writes: 2 adds code variants, 3 CUDA
+/// artifacts.
+pub const NEWEST_FORMAT_VERSION: u32 = 3;
 pub const FIXED_HEADER_LEN: usize = 40;
 pub const SECTION_ENTRY_LEN: usize = 24;
 pub const CHECKSUM_OFFSET: usize = 24;
@@ -87,6 +95,8 @@ pub enum SectionKind {
     Weights = 3,
     /// Format version 2: the code variants ([`crate::variants`]).
     Variants = 4,
+    /// Format version 3: a CUDA program ([`crate::cuda::Program`]), instead of code.
+    Cuda = 5,
 }
 
 impl SectionKind {
@@ -96,13 +106,14 @@ impl SectionKind {
             2 => Some(SectionKind::Code),
             3 => Some(SectionKind::Weights),
             4 => Some(SectionKind::Variants),
+            5 => Some(SectionKind::Cuda),
             _ => None,
         }
     }
 
     fn align(self) -> u64 {
         match self {
-            SectionKind::Metadata | SectionKind::Variants => METADATA_ALIGN,
+            SectionKind::Metadata | SectionKind::Variants | SectionKind::Cuda => METADATA_ALIGN,
             SectionKind::Code => CODE_ALIGN,
             SectionKind::Weights => WEIGHTS_ALIGN,
         }
@@ -120,6 +131,7 @@ impl fmt::Display for SectionKind {
             SectionKind::Code => "code",
             SectionKind::Weights => "weights",
             SectionKind::Variants => "variants",
+            SectionKind::Cuda => "cuda",
         })
     }
 }
@@ -216,6 +228,23 @@ impl Metadata {
     /// are known names, signatures have addressable sizes and unique names, the entry
     /// lies inside `code_len` bytes of code (4-byte aligned on aarch64).
     pub fn validate(&self, code_len: u64) -> Result<(), FormatError> {
+        self.validate_signatures()?;
+        if code_len == 0 {
+            return meta_err("the code section is empty");
+        }
+        if self.entry_offset >= code_len {
+            return meta_err(format!("entry offset {} is outside the {code_len}-byte code section", self.entry_offset));
+        }
+        if self.isa == Isa::Aarch64 && !self.entry_offset.is_multiple_of(4) {
+            return meta_err(format!("entry offset {} is not 4-byte aligned, as aarch64 instructions must be", self.entry_offset));
+        }
+        Ok(())
+    }
+
+    /// What [`Metadata::validate`] checks apart from the code: ISA and convention, CPU
+    /// feature names, signatures, arena size, kernel ABI version. CUDA artifacts (no code)
+    /// are checked with this, and require no CPU features.
+    pub fn validate_signatures(&self) -> Result<(), FormatError> {
         if !self.call_conv.fits(self.isa) {
             return meta_err(format!("calling convention {} does not exist on {}", self.call_conv, self.isa));
         }
@@ -236,15 +265,6 @@ impl Metadata {
         }
         if self.arena_size > isize::MAX as u64 {
             return meta_err(format!("arena size {} is too large", self.arena_size));
-        }
-        if code_len == 0 {
-            return meta_err("the code section is empty");
-        }
-        if self.entry_offset >= code_len {
-            return meta_err(format!("entry offset {} is outside the {code_len}-byte code section", self.entry_offset));
-        }
-        if self.isa == Isa::Aarch64 && !self.entry_offset.is_multiple_of(4) {
-            return meta_err(format!("entry offset {} is not 4-byte aligned, as aarch64 instructions must be", self.entry_offset));
         }
         if self.kernel_abi_version == 0 {
             return meta_err("kernel ABI version 0 does not exist (versions start at 1)");
@@ -439,6 +459,7 @@ pub struct Artifact<'a> {
     code: Range<usize>,
     weights: Range<usize>,
     variants: Vec<(CodeVariant, Range<usize>)>,
+    program: Option<crate::cuda::Program>,
 }
 
 impl<'a> Artifact<'a> {
@@ -491,7 +512,7 @@ impl<'a> Artifact<'a> {
             return Err(FormatError::BadHeader("non-zero padding after the neoc version".into()));
         }
 
-        let mut found: [Option<(u64, u64)>; 4] = [None; 4];
+        let mut found: [Option<(u64, u64)>; 5] = [None; 5];
         // Version 2: every code section, as (flags = variant index, offset, length).
         let mut codes: Vec<(u32, u64, u64)> = Vec::new();
         for index in 0..count {
@@ -500,10 +521,18 @@ impl<'a> Artifact<'a> {
             let flags = le_u32(bytes, e + 4);
             let offset = le_u64(bytes, e + 8);
             let len = le_u64(bytes, e + 16);
-            let Some(section) = SectionKind::from_u32(kind).filter(|s| version >= 2 || *s != SectionKind::Variants) else {
+            // Variants exist only in version 2, the cuda section only in version 3 (which
+            // has no code).
+            let known = |s: &SectionKind| match s {
+                SectionKind::Variants => version == VARIANTS_FORMAT_VERSION,
+                SectionKind::Cuda => version == CUDA_FORMAT_VERSION,
+                SectionKind::Code => version != CUDA_FORMAT_VERSION,
+                _ => true,
+            };
+            let Some(section) = SectionKind::from_u32(kind).filter(known) else {
                 return Err(FormatError::UnknownSection { index, kind });
             };
-            let variants = version >= 2 && section == SectionKind::Code;
+            let variants = version == VARIANTS_FORMAT_VERSION && section == SectionKind::Code;
             if flags != 0 && !(variants && (flags as usize) < crate::variants::MAX_VARIANTS) {
                 return Err(FormatError::BadHeader(format!("section {section} has flags {flags:#x}; version {version} defines none")));
             }
@@ -528,11 +557,10 @@ impl<'a> Artifact<'a> {
                 return Err(FormatError::DuplicateSection(section));
             }
         }
-        let mut kinds = vec![SectionKind::Metadata, SectionKind::Code, SectionKind::Weights];
-        if version >= 2 {
+        let cuda = version == CUDA_FORMAT_VERSION;
+        let mut kinds = vec![SectionKind::Metadata, if cuda { SectionKind::Cuda } else { SectionKind::Code }, SectionKind::Weights];
+        if version == VARIANTS_FORMAT_VERSION {
             kinds.push(SectionKind::Variants);
-        } else if found[SectionKind::Variants.index()].is_some() {
-            return Err(FormatError::UnknownSection { index: 0, kind: SectionKind::Variants as u32 });
         }
         let mut ranges = Vec::with_capacity(kinds.len() + codes.len());
         for kind in kinds {
@@ -558,9 +586,22 @@ impl<'a> Artifact<'a> {
         let [meta, code, weights] = [ranges[0].1.clone(), ranges[1].1.clone(), ranges[2].1.clone()];
 
         let metadata = Metadata::decode(&bytes[meta])?;
-        metadata.validate(code.len() as u64)?;
+        let mut program = None;
+        if cuda {
+            // The cuda section stands where the code would; there is no code.
+            metadata.validate_signatures()?;
+            if !metadata.cpu_features.is_empty() || !metadata.runtime_features.iter().any(|f| f == crate::cuda::RUNTIME_FEATURE) {
+                return meta_err("a CUDA artifact requires no CPU feature and names the runtime feature 'cuda'");
+            }
+            let p = crate::cuda::Program::decode(&bytes[code.clone()])?;
+            p.validate(&metadata.inputs, &metadata.outputs, weights.len() as u64)?;
+            program = Some(p);
+        } else {
+            metadata.validate(code.len() as u64)?;
+        }
+        let code = if cuda { code.start..code.start } else { code };
         let mut variants = Vec::new();
-        if version >= 2 {
+        if version == VARIANTS_FORMAT_VERSION {
             let list = crate::variants::decode(&bytes[ranges[3].1.clone()])?;
             let lens: Vec<u64> = code_ranges.iter().map(|r| r.len() as u64).collect();
             crate::variants::validate(&list, &lens, metadata.isa, &metadata.cpu_features, metadata.entry_offset)?;
@@ -575,7 +616,14 @@ impl<'a> Artifact<'a> {
             code,
             weights,
             variants,
+            program,
         })
+    }
+
+    /// The program of a CUDA artifact (format version 3), validated; `None` for artifacts
+    /// with machine code.
+    pub fn cuda_program(&self) -> Option<&crate::cuda::Program> {
+        self.program.as_ref()
     }
 
     /// The code variants of a version 2 artifact, each with where its code lies in the
@@ -637,6 +685,7 @@ pub struct ArtifactWriter {
     code: Vec<u8>,
     weights: Vec<u8>,
     variants: Vec<(CodeVariant, Vec<u8>)>,
+    program: Option<crate::cuda::Program>,
 }
 
 impl ArtifactWriter {
@@ -649,6 +698,7 @@ impl ArtifactWriter {
             code: Vec::new(),
             weights: Vec::new(),
             variants: Vec::new(),
+            program: None,
         }
     }
 
@@ -657,6 +707,13 @@ impl ArtifactWriter {
     /// are taken from the first; [`ArtifactWriter::set_code`] is then unused.
     pub fn set_code_variants(&mut self, variants: Vec<(CodeVariant, Vec<u8>)>) -> &mut Self {
         self.variants = variants;
+        self
+    }
+
+    /// A CUDA program instead of code (format version 3; see [`crate::cuda`]). The metadata
+    /// must name the runtime feature `cuda` and no CPU feature; code is then unused.
+    pub fn set_cuda_program(&mut self, program: crate::cuda::Program) -> &mut Self {
+        self.program = Some(program);
         self
     }
 
@@ -697,6 +754,9 @@ impl ArtifactWriter {
     pub fn finish(&self) -> Result<Vec<u8>, FormatError> {
         if !self.variants.is_empty() {
             return self.finish_variants();
+        }
+        if let Some(p) = &self.program {
+            return self.finish_cuda(p);
         }
         self.metadata.validate(self.code.len() as u64)?;
         let version = self.neoc_version.as_bytes();
@@ -744,6 +804,53 @@ impl ArtifactWriter {
         Ok(out)
     }
 
+    /// Format version 3: metadata, the cuda section, weights.
+    fn finish_cuda(&self, program: &crate::cuda::Program) -> Result<Vec<u8>, FormatError> {
+        self.metadata.validate_signatures()?;
+        if !self.metadata.cpu_features.is_empty() || !self.metadata.runtime_features.iter().any(|f| f == crate::cuda::RUNTIME_FEATURE) {
+            return meta_err("a CUDA artifact requires no CPU feature and names the runtime feature 'cuda'");
+        }
+        program.validate(&self.metadata.inputs, &self.metadata.outputs, self.weights.len() as u64)?;
+        let version = self.neoc_version.as_bytes();
+        if version.len() > MAX_NEOC_VERSION_LEN || self.neoc_version.chars().any(char::is_control) {
+            return Err(FormatError::BadHeader("the neoc version is too long or not printable".into()));
+        }
+        let meta = self.metadata.encode();
+        let prog = program.encode();
+        let sections: [(SectionKind, &[u8]); 3] = [(SectionKind::Metadata, &meta), (SectionKind::Cuda, &prog), (SectionKind::Weights, &self.weights)];
+        let table = FIXED_HEADER_LEN + pad8(version.len());
+        let header_len = table + sections.len() * SECTION_ENTRY_LEN;
+        let mut at = header_len as u64;
+        let mut offsets = Vec::with_capacity(sections.len());
+        for (kind, data) in &sections {
+            at = align_up(at, kind.align());
+            offsets.push(at);
+            at += data.len() as u64;
+        }
+        let mut out = Vec::with_capacity(at as usize);
+        out.extend_from_slice(&MAGIC);
+        put_u32(&mut out, CUDA_FORMAT_VERSION);
+        put_u32(&mut out, header_len as u32);
+        put_u64(&mut out, at);
+        put_u64(&mut out, 0); // checksum, stamped last
+        put_u32(&mut out, sections.len() as u32);
+        put_u32(&mut out, version.len() as u32);
+        out.extend_from_slice(version);
+        out.resize(table, 0);
+        for ((kind, data), &offset) in sections.iter().zip(&offsets) {
+            put_u32(&mut out, *kind as u32);
+            put_u32(&mut out, 0);
+            put_u64(&mut out, offset);
+            put_u64(&mut out, data.len() as u64);
+        }
+        for ((_, data), &offset) in sections.iter().zip(&offsets) {
+            out.resize(offset as usize, 0);
+            out.extend_from_slice(data);
+        }
+        stamp_checksum(&mut out);
+        Ok(out)
+    }
+
     /// Format version 2: metadata, the variants section, one code section per variant
     /// (flags = its index), weights.
     fn finish_variants(&self) -> Result<Vec<u8>, FormatError> {
@@ -779,7 +886,7 @@ impl ArtifactWriter {
         }
         let mut out = Vec::with_capacity(at as usize);
         out.extend_from_slice(&MAGIC);
-        put_u32(&mut out, NEWEST_FORMAT_VERSION);
+        put_u32(&mut out, VARIANTS_FORMAT_VERSION);
         put_u32(&mut out, header_len as u32);
         put_u64(&mut out, at);
         put_u64(&mut out, 0); // checksum, stamped last

@@ -33,6 +33,10 @@ pub enum LoadError {
     OutOfMemory { bytes: u64 },
     #[error("the model needs {needs} bytes of memory (arena {arena}, weights {weights}, inputs and outputs {io}), more than the limit of {limit} bytes{}", if *.default_limit { " (this machine's memory; set LoadOptions::max_memory to change it)" } else { "" })]
     TooMuchMemory { needs: u64, arena: u64, weights: u64, io: u64, limit: u64, default_limit: bool },
+    /// A CUDA artifact cannot run here: no driver, no GPU, an older GPU than the artifact
+    /// needs, or a driver that refuses its PTX (the message says which).
+    #[error("CUDA: {0}")]
+    Cuda(String),
 }
 
 /// `a`, `a and b`, `a, b and c`.
@@ -85,4 +89,7 @@ pub enum RunError {
     OutOfMemory { bytes: u64 },
     #[error(transparent)]
     Tensor(#[from] TensorError),
+    /// A CUDA driver call failed during the run.
+    #[error("CUDA: {0}")]
+    Cuda(String),
 }

@@ -67,6 +67,7 @@
 pub mod abi;
 pub mod artifact;
 mod checksum;
+pub mod cuda;
 pub mod dtype;
 mod error;
 mod host;
@@ -107,6 +108,28 @@ impl Storage {
             Storage::Owned(b) => b.as_slice(),
         }
     }
+}
+
+/// What runs the artifact: machine code on this CPU, or a CUDA program on a GPU (the
+/// `cuda` feature; [`crate::cuda`]).
+enum Engine {
+    Cpu(ExecCode),
+    #[cfg(feature = "cuda")]
+    Cuda(Box<cuda::CudaEngine>),
+}
+
+/// What a parsed CUDA artifact hands to [`Model::from_cuda_artifact`].
+struct CudaParts {
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    program: cuda::Program,
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    weights: Range<usize>,
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    format_version: u32,
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    neoc_version: String,
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    meta: Metadata,
 }
 
 /// One run's private memory and threads: the arena, the pointer arrays of the context,
@@ -184,7 +207,7 @@ pub struct Model {
     neoc_version: String,
     meta: Metadata,
     weights: Range<usize>,
-    code: ExecCode,
+    engine: Engine,
     kernels: &'static KernelTable,
     threads: usize,
     states: Mutex<Vec<RunState>>,
@@ -245,6 +268,12 @@ impl Model {
     /// features), the kernel ABI, the runtime features and the memory limit.
     fn from_storage(storage: Storage, opts: &LoadOptions) -> Result<Model, LoadError> {
         let mut art = Artifact::parse(storage.bytes())?;
+        if let Some(program) = art.cuda_program().cloned() {
+            let weights = art.weights_range();
+            let Artifact { format_version, neoc_version, metadata, .. } = art;
+            let cuda = CudaParts { program, weights, format_version, neoc_version, meta: metadata };
+            return Model::from_cuda_artifact(storage, cuda, opts);
+        }
         let host = HostCpu::detect();
         let code_variant = variants::pick(&mut art, &host, opts)?;
         host.check(&art.metadata)?;
@@ -265,7 +294,7 @@ impl Model {
                 return Err(LoadError::TooMuchMemory { needs, arena: m.arena_size, weights, io, limit, default_limit: opts.default_limit });
             }
         }
-        let code = ExecCode::new(art.code()).map_err(LoadError::ExecMemory)?;
+        let code = Engine::Cpu(ExecCode::new(art.code()).map_err(LoadError::ExecMemory)?);
         let weights = art.weights_range();
         // Both storages start 64-byte aligned (a mapping starts on a page) and the section
         // is 64-byte aligned in the file.
@@ -280,13 +309,58 @@ impl Model {
             neoc_version,
             meta,
             weights,
-            code,
+            engine: code,
             kernels: kernels::for_host(),
             threads,
             states: Mutex::new(vec![state]),
             string_io,
             code_variant,
         })
+    }
+
+    /// A CUDA artifact: the runtime feature was checked by nobody yet, so check it here
+    /// (a build without `cuda` refuses it, naming the feature), then load it on the GPU.
+    fn from_cuda_artifact(storage: Storage, art: CudaParts, opts: &LoadOptions) -> Result<Model, LoadError> {
+        if let Some(w) = &opts.code_variant {
+            return Err(LoadError::NoSuchVariant { wanted: w.clone(), available: vec![] });
+        }
+        if !cuda::ENABLED {
+            return Err(LoadError::MissingRuntimeFeature { feature: cuda::RUNTIME_FEATURE.into() });
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = (storage, art);
+            unreachable!("checked above")
+        }
+        #[cfg(feature = "cuda")]
+        {
+            let CudaParts { program, weights, format_version, neoc_version, meta } = art;
+            let engine = cuda::CudaEngine::load(&program, &storage.bytes()[weights.clone()])?;
+            let state = RunState::new(&meta, 1).ok_or(LoadError::OutOfMemory { bytes: meta.arena_size })?;
+            Ok(Model {
+                storage,
+                format_version,
+                neoc_version,
+                meta,
+                weights,
+                engine: Engine::Cuda(Box::new(engine)),
+                kernels: kernels::for_host(),
+                threads: 1,
+                states: Mutex::new(vec![state]),
+                string_io: false,
+                code_variant: None,
+            })
+        }
+    }
+
+    /// The GPU engine of a CUDA artifact: device addresses of the input and output slots,
+    /// runs that leave data on the device, CUDA-graph switch, the GPU it runs on.
+    #[cfg(feature = "cuda")]
+    pub fn cuda(&self) -> Option<&cuda::CudaEngine> {
+        match &self.engine {
+            Engine::Cuda(e) => Some(e),
+            Engine::Cpu(_) => None,
+        }
     }
 
     /// The code variant that runs (`x86-64-v4`, …) when the artifact carries several.
@@ -420,9 +494,14 @@ impl Model {
 
     /// One call of the entry point on checked buffers.
     fn invoke(&self, inputs: &[TensorRef<'_>], outputs: &mut [TensorMut<'_>], heap: &mut StringHeap<'_>) -> Result<(), RunError> {
+        let code = match &self.engine {
+            Engine::Cpu(code) => code,
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(e) => return e.run(inputs, outputs),
+        };
         let mut state = self.take_state()?;
         let status = sys::invoke(
-            &self.code,
+            code,
             sys::Call {
                 entry: self.meta.entry_offset as usize,
                 inputs,

@@ -116,14 +116,14 @@ fn writer_rejects_invalid_metadata() {
 #[test]
 fn newer_format_version_names_both_versions() {
     let mut bytes = rich_artifact();
-    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&4u32.to_le_bytes());
     // Refused before the checksum is looked at, since a newer format may hash differently.
     let err = Artifact::parse(&bytes).unwrap_err();
-    assert_eq!(err, FormatError::NewerVersion { found: 3, supported: 2 });
+    assert_eq!(err, FormatError::NewerVersion { found: 4, supported: 3 });
     let msg = err.to_string();
-    assert!(msg.contains("version 3") && msg.contains("version 2"), "{msg}");
+    assert!(msg.contains("version 4") && msg.contains("version 3"), "{msg}");
     bytes[8..12].copy_from_slice(&0u32.to_le_bytes());
-    assert_eq!(Artifact::parse(&bytes).unwrap_err(), FormatError::UnknownVersion { found: 0, supported: 2 });
+    assert_eq!(Artifact::parse(&bytes).unwrap_err(), FormatError::UnknownVersion { found: 0, supported: 3 });
 }
 
 #[test]

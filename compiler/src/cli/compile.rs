@@ -1,5 +1,6 @@
 //! `neoc compile model.onnx --target <name|host> [-o model.neo] [--input-shape name=dims]...
-//! [--opt-level N] [--dump-ir after=<pass>|after=lower|after=all] [--package out.tar.gz] [--json]`
+//! [--opt-level N] [--dump-ir after=<pass>|after=lower|after=all] [--package out.tar.gz]
+//! [--precision fp32|fp16] [--emit neo|ptx] [--json]`
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use neoc::backend::cuda::{self, Precision};
 use neoc::driver::CompileOptions;
 use neoc::ir::cost;
 use neoc::onnx::{self, ImportOptions};
@@ -37,6 +39,13 @@ pub struct Args {
     /// Also bundle the artifact, a manifest and a README for the device into this .tar.gz.
     #[arg(long, value_name = "OUT.tar.gz")]
     pub package: Option<PathBuf>,
+    /// Arithmetic precision of a GPU target's kernels (fp16 is not built yet).
+    #[arg(long, default_value = "fp32", value_parser = ["fp32", "fp16"])]
+    pub precision: String,
+    /// What to write: the artifact (`neo`), or for a GPU target its PTX modules (`ptx`: one
+    /// `<family>.ptx` per module into the directory `-o` names, default `<model>.ptx/`).
+    #[arg(long, default_value = "neo", value_parser = ["neo", "ptx"])]
+    pub emit: String,
     /// Print one JSON object (the summary) instead of text.
     #[arg(long, conflicts_with = "dump_ir")]
     pub json: bool,
@@ -66,7 +75,7 @@ impl Progress {
 pub fn run(a: Args) -> Result<ExitCode> {
     let progress = Progress { tty: std::io::stdout().is_terminal(), start: Instant::now() };
     let target: Target = a.target.resolve()?;
-    let output = a.output.clone().unwrap_or_else(|| a.model.with_extension("neo"));
+    let output = a.output.clone().unwrap_or_else(|| a.model.with_extension(&a.emit));
     progress.stage(0, 4, "loading");
     let model = onnx::load(&a.model)?;
     progress.stage(1, 4, "importing");
@@ -75,9 +84,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let ops_before = graph.op_count();
     let flops = cost::graph_flops(&graph) as f64;
     progress.stage(2, 4, "optimising");
-    let copts = CompileOptions { opt_level: a.opt_level, dump_ir: a.dump_ir.clone(), max_memory: a.max_memory };
+    let precision = if a.precision == "fp16" { Precision::Fp16 } else { Precision::Fp32 };
+    let copts = CompileOptions { opt_level: a.opt_level, dump_ir: a.dump_ir.clone(), max_memory: a.max_memory, precision };
     let (graph, passes) = neoc::driver::optimise(graph, &target, &copts)?;
     progress.stage(3, 4, "generating code");
+    if a.emit == "ptx" {
+        progress.done();
+        return emit_ptx(&a, &graph, &target, precision);
+    }
     let art = neoc::driver::compile(&graph, &target, &copts)?;
     std::fs::write(&output, &art.bytes).with_context(|| format!("writing {}", output.display()))?;
     progress.done();
@@ -108,7 +122,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     println!("  arena: {} bytes ({} without reuse)", r.arena_bytes, r.arena_unshared_bytes);
     println!("  weights: {} bytes; code: {} bytes; artifact: {} bytes", r.weight_bytes, r.code_bytes, art.bytes.len());
     println!("  estimated FLOPs: {flops:.3e}");
-    println!("  cpu features required: {}", if r.features.is_empty() { "none".into() } else { r.features.join(", ") });
+    let needs = if target.gpu.is_some() { "gpu code (PTX, JIT-compiled by the driver)" } else { "cpu features required" };
+    println!("  {needs}: {}", if r.features.is_empty() { "none".into() } else { r.features.join(", ") });
     for (name, bytes, features) in &r.code_variants {
         println!("  code variant {name:<10} {bytes} bytes, needs {}", if features.is_empty() { "none".into() } else { features.join(", ") });
     }
@@ -117,5 +132,31 @@ pub fn run(a: Args) -> Result<ExitCode> {
         println!("  package: {} ({} bytes: {})", path.display(), p["bytes"], files.join(", "));
     }
     println!("  time: {:.1} ms total (lowering {:.1} ms, of which verifying {:.2} ms; code generation {:.1} ms)", progress.start.elapsed().as_secs_f64() * 1e3, r.lower_ms, r.verify_ms, r.codegen_ms);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--emit ptx`: a GPU target's PTX modules, one `<family>.ptx` per module, into a directory.
+fn emit_ptx(a: &Args, graph: &neoc::ir::Graph, target: &Target, precision: Precision) -> Result<ExitCode> {
+    if target.gpu.is_none() {
+        anyhow::bail!("--emit ptx needs a target with an NVIDIA GPU (g4dn, g5, p3, p4d, p5), not '{}'", target.name);
+    }
+    let dir = a.output.clone().unwrap_or_else(|| a.model.with_extension("ptx"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let c = cuda::compile(graph, target, precision)?;
+    let mut files = vec![];
+    for m in &c.modules {
+        let path = dir.join(format!("{}.ptx", m.family));
+        std::fs::write(&path, &m.text).with_context(|| format!("writing {}", path.display()))?;
+        files.push((path, m.text.matches("\n.visible .entry ").count(), m.text.len()));
+    }
+    if a.json {
+        let list: Vec<_> = files.iter().map(|(p, k, b)| serde_json::json!({ "path": p, "kernels": k, "bytes": b })).collect();
+        super::print_json(&serde_json::json!({ "ok": true, "model": a.model, "target": target.name, "ptx_isa": c.program.ptx_isa, "min_sm": c.program.min_sm, "launches": c.program.launches.len(), "modules": list }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("wrote {} PTX module(s) for {} (PTX ISA {}, sm_{} and newer; {} launches) to {}", files.len(), target.name, c.program.ptx_isa, c.program.min_sm, c.program.launches.len(), dir.display());
+    for (p, k, b) in &files {
+        println!("  {}: {k} kernel(s), {b} bytes", p.display());
+    }
     Ok(ExitCode::SUCCESS)
 }

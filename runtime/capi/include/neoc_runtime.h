@@ -39,9 +39,10 @@ typedef enum neoc_status {
     /* not an artifact, corrupt (checksum), or a format version newer than this runtime */
     NEOC_ERR_FORMAT = 3,
     /* cannot run here: another ISA, missing CPU features, a newer kernel ABI, a runtime
-       feature this build lacks, or no such code variant */
+       feature this build lacks, no such code variant, or (CUDA artifacts) no driver, no
+       GPU, or a GPU or driver too old for the artifact */
     NEOC_ERR_INCOMPATIBLE = 4,
-    /* the compiled code reported an error while running */
+    /* the compiled code reported an error while running (or a CUDA call failed) */
     NEOC_ERR_RUN = 5,
     NEOC_ERR_OUT_OF_MEMORY = 6,
     /* string tensors */

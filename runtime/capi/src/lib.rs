@@ -108,7 +108,8 @@ fn load_failure(e: LoadError) -> Failure {
         | LoadError::MissingCpuFeatures { .. }
         | LoadError::KernelAbiTooNew { .. }
         | LoadError::MissingRuntimeFeature { .. }
-        | LoadError::NoSuchVariant { .. } => NEOC_ERR_INCOMPATIBLE,
+        | LoadError::NoSuchVariant { .. }
+        | LoadError::Cuda(_) => NEOC_ERR_INCOMPATIBLE,
         LoadError::OutOfMemory { .. } | LoadError::TooMuchMemory { .. } => NEOC_ERR_OUT_OF_MEMORY,
     };
     (status, e.to_string())
@@ -116,7 +117,7 @@ fn load_failure(e: LoadError) -> Failure {
 
 fn run_failure(e: RunError) -> Failure {
     let status = match &e {
-        RunError::Code(_) | RunError::BadStringHandle { .. } => NEOC_ERR_RUN,
+        RunError::Code(_) | RunError::BadStringHandle { .. } | RunError::Cuda(_) => NEOC_ERR_RUN,
         RunError::OutOfMemory { .. } => NEOC_ERR_OUT_OF_MEMORY,
         _ => NEOC_ERR_INVALID_ARGUMENT,
     };

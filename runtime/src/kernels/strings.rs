@@ -85,7 +85,7 @@ pub const HEADER_LEN: usize = 16;
 
 /// The cargo features of this crate an artifact may require (listed in its metadata as
 /// `runtime_features`), and whether this build has them.
-pub const RUNTIME_FEATURES: &[(&str, bool)] = &[("strings-regex", cfg!(feature = "strings-regex"))];
+pub const RUNTIME_FEATURES: &[(&str, bool)] = &[("strings-regex", cfg!(feature = "strings-regex")), (crate::cuda::RUNTIME_FEATURE, crate::cuda::ENABLED)];
 
 /// The string op that needs a runtime feature, for the compiler's metadata.
 pub const REGEX_FEATURE: &str = "strings-regex";

@@ -31,6 +31,9 @@ pub use crate::lower::LowerProblem;
 /// Why compilation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
+    /// Ops the backend (`cpu`, `cuda`) cannot compile yet, all of them.
+    #[error("{} op(s) cannot be compiled for the {backend} backend:\n{}", problems.len(), problems.iter().map(|p| format!("  node '{}' ({}): {}", p.node, p.op, p.message)).collect::<Vec<_>>().join("\n"))]
+    Unsupported { backend: &'static str, problems: Vec<LowerProblem> },
     /// Ops the backend cannot compile yet, all of them.
     #[error("{} op(s) cannot be compiled for the cpu backend:\n{}", .0.len(), .0.iter().map(|p| format!("  node '{}' ({}): {}", p.node, p.op, p.message)).collect::<Vec<_>>().join("\n"))]
     Unsupported(Vec<LowerProblem>),
@@ -111,7 +114,7 @@ fn build(g: &Graph, target: &Target, caps: &lower::Caps, listing: bool, max_memo
     let levels: Vec<Target> = if target.variants.is_empty() { vec![target.clone()] } else { target.variant_targets().map_err(anyhow::Error::from)? };
     let cpus = levels.iter().map(isa::for_target).collect::<Result<Vec<_>>>()?;
     let t0 = Instant::now();
-    let lowered = lower::lower(g, caps).map_err(CompileError::Unsupported)?;
+    let lowered = lower::lower(g, caps).map_err(|problems| CompileError::Unsupported { backend: caps.backend, problems })?;
     inspect(&lowered);
     // Always on: about 0.1 ms of the 0.55-0.9 s that compiling ResNet-50 takes (0.3 ms of
     // BERT-base's 2 s).
