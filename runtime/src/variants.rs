@@ -23,7 +23,7 @@
 use std::ops::Range;
 
 use crate::LoadOptions;
-use crate::artifact::FormatError;
+use crate::artifact::{FormatError, Reader, put_str, put_u32, put_u64};
 use crate::host::{HostCpu, Isa};
 use crate::error::LoadError;
 
@@ -43,11 +43,6 @@ pub struct CodeVariant {
 
 pub(crate) fn encode(variants: &[CodeVariant]) -> Vec<u8> {
     let mut w = Vec::new();
-    let put_u32 = |w: &mut Vec<u8>, v: u32| w.extend_from_slice(&v.to_le_bytes());
-    let put_str = |w: &mut Vec<u8>, s: &str| {
-        w.extend_from_slice(&(s.len() as u32).to_le_bytes());
-        w.extend_from_slice(s.as_bytes());
-    };
     put_u32(&mut w, variants.len() as u32);
     for v in variants {
         put_str(&mut w, &v.name);
@@ -55,64 +50,36 @@ pub(crate) fn encode(variants: &[CodeVariant]) -> Vec<u8> {
         for f in &v.cpu_features {
             put_str(&mut w, f);
         }
-        w.extend_from_slice(&v.entry_offset.to_le_bytes());
+        put_u64(&mut w, v.entry_offset);
     }
     w
 }
 
+/// How the section's errors begin.
+const SECTION: &str = "code variants: ";
+
 fn err<T>(msg: impl Into<String>) -> Result<T, FormatError> {
-    Err(FormatError::Metadata(format!("code variants: {}", msg.into())))
-}
-
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl Cursor<'_> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&[u8], FormatError> {
-        match self.bytes.len().checked_sub(self.pos) {
-            Some(left) if left >= n => {
-                self.pos += n;
-                Ok(&self.bytes[self.pos - n..self.pos])
-            }
-            _ => err(format!("truncated while reading {what}")),
-        }
-    }
-
-    fn u32(&mut self, what: &str) -> Result<u32, FormatError> {
-        Ok(u32::from_le_bytes(self.take(4, what)?.try_into().expect("4 bytes")))
-    }
-
-    fn string(&mut self, what: &str) -> Result<String, FormatError> {
-        let len = self.u32(what)? as usize;
-        match std::str::from_utf8(self.take(len, what)?) {
-            Ok(s) => Ok(s.to_string()),
-            Err(_) => err(format!("{what} is not UTF-8")),
-        }
-    }
+    Err(FormatError::Metadata(format!("{SECTION}{}", msg.into())))
 }
 
 pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<CodeVariant>, FormatError> {
-    let mut r = Cursor { bytes, pos: 0 };
+    let mut r = Reader::new(bytes, SECTION);
     let n = r.u32("the count")? as usize;
     if !(2..=MAX_VARIANTS).contains(&n) {
         return err(format!("{n} variants (2 to {MAX_VARIANTS})"));
     }
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let name = r.string(&format!("variant {i} name"))?;
+        let name = r.str(&format!("variant {i} name"))?;
         let k = r.u32("a feature count")?;
         let mut cpu_features = Vec::new();
         for j in 0..k {
-            cpu_features.push(r.string(&format!("variant {i} feature {j}"))?);
+            cpu_features.push(r.str(&format!("variant {i} feature {j}"))?);
         }
-        let entry_offset = u64::from_le_bytes(r.take(8, "an entry offset")?.try_into().expect("8 bytes"));
+        let entry_offset = r.u64("an entry offset")?;
         out.push(CodeVariant { name, cpu_features, entry_offset });
     }
-    if r.pos != bytes.len() {
-        return err(format!("{} unexpected bytes after the last variant", bytes.len() - r.pos));
-    }
+    r.finish("the last variant")?;
     Ok(out)
 }
 

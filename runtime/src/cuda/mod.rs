@@ -38,7 +38,7 @@
 //! allocations, module indices, names and launch sizes, so a corrupt section is a load
 //! error, never a wild device access by the runtime itself.
 
-use crate::artifact::{FormatError, TensorSig};
+use crate::artifact::{FormatError, Reader, TensorSig, put_str, put_u32, put_u64};
 
 #[cfg(feature = "cuda")]
 mod device;
@@ -114,8 +114,11 @@ pub struct Program {
     pub launches: Vec<Launch>,
 }
 
+/// How the section's errors begin.
+const SECTION: &str = "cuda section: ";
+
 fn err<T>(msg: impl Into<String>) -> Result<T, FormatError> {
-    Err(FormatError::Metadata(format!("cuda section: {}", msg.into())))
+    Err(FormatError::Metadata(format!("{SECTION}{}", msg.into())))
 }
 
 impl Program {
@@ -171,7 +174,7 @@ impl Program {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Program, FormatError> {
-        let mut r = Reader { bytes, pos: 0 };
+        let mut r = Reader::new(bytes, SECTION);
         let sm = r.u32("sm")?;
         let min_sm = r.u32("min_sm")?;
         let ptx_isa = r.str("PTX ISA version")?;
@@ -195,7 +198,7 @@ impl Program {
         let mut launches = Vec::with_capacity(n);
         for i in 0..n {
             let what = format!("launch {i}");
-            let kind = r.take(1, &what)?[0];
+            let kind = r.u8(&what)?;
             launches.push(match kind {
                 0 => {
                     let module = r.u32(&what)?;
@@ -208,13 +211,13 @@ impl Program {
                     let k = r.count(&what, 9)?;
                     let mut args = Vec::with_capacity(k);
                     for _ in 0..k {
-                        args.push(r.ptr(&what)?);
+                        args.push(read_ptr(&mut r, &what)?);
                     }
                     Launch::Kernel { module, name, grid: [v[0], v[1], v[2]], block: [v[3], v[4], v[5]], shared, args }
                 }
-                1 => Launch::Copy { dst: r.ptr(&what)?, src: r.ptr(&what)?, bytes: r.u64(&what)? },
+                1 => Launch::Copy { dst: read_ptr(&mut r, &what)?, src: read_ptr(&mut r, &what)?, bytes: r.u64(&what)? },
                 2 => {
-                    let dst = r.ptr(&what)?;
+                    let dst = read_ptr(&mut r, &what)?;
                     let value = r.u32(&what)?;
                     if value > 255 {
                         return err(format!("{what}: fill value {value} is not a byte"));
@@ -224,9 +227,7 @@ impl Program {
                 k => return err(format!("{what}: unknown kind {k}")),
             });
         }
-        if r.pos != bytes.len() {
-            return err(format!("{} unexpected bytes after the last launch", bytes.len() - r.pos));
-        }
+        r.finish("the last launch")?;
         Ok(Program { sm, min_sm, ptx_isa, precision, arena_bytes, status_offset, inputs, outputs, modules, launches })
     }
 
@@ -314,69 +315,19 @@ impl Program {
     }
 }
 
-fn put_u32(w: &mut Vec<u8>, v: u32) {
-    w.extend_from_slice(&v.to_le_bytes());
-}
-
-fn put_u64(w: &mut Vec<u8>, v: u64) {
-    w.extend_from_slice(&v.to_le_bytes());
-}
-
-fn put_str(w: &mut Vec<u8>, s: &str) {
-    put_u32(w, s.len() as u32);
-    w.extend_from_slice(s.as_bytes());
-}
-
 fn put_ptr(w: &mut Vec<u8>, p: Ptr) {
     w.push(p.base as u8);
     put_u64(w, p.offset);
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&[u8], FormatError> {
-        match self.bytes.len().checked_sub(self.pos) {
-            Some(left) if left >= n => {
-                self.pos += n;
-                Ok(&self.bytes[self.pos - n..self.pos])
-            }
-            _ => err(format!("truncated while reading {what}")),
-        }
-    }
-    fn u32(&mut self, what: &str) -> Result<u32, FormatError> {
-        Ok(u32::from_le_bytes(self.take(4, what)?.try_into().expect("4 bytes")))
-    }
-    fn u64(&mut self, what: &str) -> Result<u64, FormatError> {
-        Ok(u64::from_le_bytes(self.take(8, what)?.try_into().expect("8 bytes")))
-    }
-    /// A count of items at least `min_bytes` long each: more than the bytes left can hold
-    /// is an error (so a corrupt count never allocates much).
-    fn count(&mut self, what: &str, min_bytes: usize) -> Result<usize, FormatError> {
-        let n = self.u32(&format!("the {what} count"))? as usize;
-        if n.saturating_mul(min_bytes) > self.bytes.len() - self.pos {
-            return err(format!("{n} {what}s cannot fit in the section"));
-        }
-        Ok(n)
-    }
-    fn str(&mut self, what: &str) -> Result<String, FormatError> {
-        let len = self.u32(what)? as usize;
-        match std::str::from_utf8(self.take(len, what)?) {
-            Ok(s) => Ok(s.to_string()),
-            Err(_) => err(format!("{what} is not UTF-8")),
-        }
-    }
-    fn ptr(&mut self, what: &str) -> Result<Ptr, FormatError> {
-        let base = match self.take(1, what)?[0] {
-            0 => Base::Arena,
-            1 => Base::Weights,
-            b => return err(format!("{what}: unknown pointer base {b}")),
-        };
-        Ok(Ptr { base, offset: self.u64(what)? })
-    }
+/// A pointer: a base byte (0 arena, 1 weights) and a u64 offset.
+fn read_ptr(r: &mut Reader<'_>, what: &str) -> Result<Ptr, FormatError> {
+    let base = match r.u8(what)? {
+        0 => Base::Arena,
+        1 => Base::Weights,
+        b => return err(format!("{what}: unknown pointer base {b}")),
+    };
+    Ok(Ptr { base, offset: r.u64(what)? })
 }
 
 #[cfg(test)]
