@@ -34,9 +34,6 @@ pub enum CompileError {
     /// Ops the backend (`cpu`, `cuda`) cannot compile yet, all of them.
     #[error("{} op(s) cannot be compiled for the {backend} backend:\n{}", problems.len(), problems.iter().map(|p| format!("  node '{}' ({}): {}", p.node, p.op, p.message)).collect::<Vec<_>>().join("\n"))]
     Unsupported { backend: &'static str, problems: Vec<LowerProblem> },
-    /// Ops the backend cannot compile yet, all of them.
-    #[error("{} op(s) cannot be compiled for the cpu backend:\n{}", .0.len(), .0.iter().map(|p| format!("  node '{}' ({}): {}", p.node, p.op, p.message)).collect::<Vec<_>>().join("\n"))]
-    Unsupported(Vec<LowerProblem>),
     /// The memory plan needs more than the limit (`--max-memory`, by default this
     /// machine's memory).
     #[error("the compiled model would need {} of memory (arena {}, weights {}, inputs and outputs {}), more than the limit of {} (--max-memory)", gib(*needs), gib(*arena), gib(*weights), gib(*io), gib(*limit))]

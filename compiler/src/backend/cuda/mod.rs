@@ -142,7 +142,7 @@ pub fn compile(g: &Graph, target: &Target, precision: Precision) -> Result<CudaC
     let tv = Instant::now();
     crate::kernel_ir::verify::verify(&lowered).map_err(CompileError::InvalidKernelIr)?;
     let verify_ms = tv.elapsed().as_secs_f64() * 1e3;
-    let memory = plan::plan(&lowered.steps, &lowered.temps);
+    let memory = plan::plan(&lowered.steps, &lowered.temps)?;
     let layout = DeviceLayout::new(&memory, &lowered.inputs, &lowered.outputs);
     let lower_ms = t0.elapsed().as_secs_f64() * 1e3;
 
