@@ -23,6 +23,7 @@
 pub mod calls;
 mod caps;
 mod gather_loop;
+mod padded;
 mod pointwise;
 mod reduction;
 mod strings;

@@ -32,6 +32,13 @@ pub use table::*;
 /// 6: `sgemm_packed_b`.
 pub const KERNEL_ABI_VERSION: u32 = 6;
 
+/// The runtime services: the kernel-table entries that are not numeric kernels (threads,
+/// copies, fills). Code for aarch64 targets calls these and nothing else; GEMM,
+/// convolution, pooling, the math functions and the low-bit codecs are generated code in
+/// the artifact, so a host that runs it (the Rust runtime, or the C host in `tests/qemu/`)
+/// needs only these three functions.
+pub const SERVICES: &[Kernel] = &[Kernel::ParallelFor, Kernel::Memcpy, Kernel::Memset];
+
 /// The single argument of the entry point. All pointers are valid for the whole call.
 #[repr(C)]
 #[derive(Debug)]
