@@ -8,7 +8,8 @@ bash scripts/setup.sh
 export NEOC_CASES="$PWD/build-cases"
 
 echo "== the Python package (runtime/python)"
-cargo build --release --quiet -p neoc
+# `cargo test` does not build a crate's staticlib/cdylib outputs; the C API test links them.
+cargo build --release --quiet -p neoc -p neoc-runtime-c
 python_ok=0
 rm -rf target/wheels
 if .venv/bin/maturin build --release --quiet -m runtime/python/Cargo.toml -o target/wheels -i .venv/bin/python --compatibility linux \

@@ -183,7 +183,7 @@ fn the_c_example_runs_a_compiled_model_and_matches_the_rust_runtime() {
     let artifact = dir.join("digits.neo");
     std::fs::write(&artifact, compile_digits("host")).unwrap();
     let lib = profile_dir();
-    assert!(lib.join("libneoc_runtime_c.a").is_file(), "{} has no libneoc_runtime_c.a", lib.display());
+    assert!(lib.join("libneoc_runtime_c.a").is_file(), "{} has no libneoc_runtime_c.a: build it first with `cargo build --release -p neoc-runtime-c` (scripts/test.sh does)", lib.display());
     let static_exe = build_example(&dir, "classify_static", &[lib.join("libneoc_runtime_c.a").display().to_string(), "-lpthread".into(), "-ldl".into(), "-lm".into()]);
     let shared_exe = build_example(&dir, "classify_shared", &[format!("-L{}", lib.display()), "-lneoc_runtime_c".into(), format!("-Wl,-rpath,{}", lib.display())]);
 

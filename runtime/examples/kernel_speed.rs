@@ -48,7 +48,7 @@ fn gemm_kernels() -> impl Iterator<Item = GemmKernel> {
     GemmKernel::ALL.into_iter().filter(|k| *k != GemmKernel::Portable && k.available())
 }
 
-fn plain_sgemm_case(ctx: &RunContext, n: usize) {
+fn plain_sgemm_case(n: usize) {
     if !selected("plain sgemm") {
         return;
     }
@@ -56,7 +56,7 @@ fn plain_sgemm_case(ctx: &RunContext, n: usize) {
     let mut c = vec![0f32; n * n];
     let s = best_time(|| unsafe {
         // SAFETY: n×n row-major matrices.
-        generic::sgemm(ctx, n, n, n, 1.0, a.as_ptr(), n as isize, 1, b.as_ptr(), n as isize, 1, 0.0, c.as_mut_ptr(), n as isize, 1)
+        generic::sgemm([n, n, n], 1.0, (a.as_ptr(), n as isize, 1), (b.as_ptr(), n as isize, 1), 0.0, (c.as_mut_ptr(), n as isize, 1))
     });
     println!("{:<30} {:>8.3} ms  {:>6.1} GFLOP/s", format!("plain sgemm {n}³"), s * 1e3, 2.0 * (n * n * n) as f64 / s / 1e9);
 }
@@ -236,7 +236,7 @@ fn main() {
     }
     let ctx = context(threads);
     println!("threads: {threads}");
-    plain_sgemm_case(&ctx, 256);
+    plain_sgemm_case(256);
     for n in [256, 512, 1024] {
         sgemm_shape(&ctx, n, n, n);
     }

@@ -295,7 +295,7 @@ mod tests {
         }
         // SAFETY: every Stored describes a valid matrix of the given size in its buffer.
         unsafe {
-            generic::sgemm(&context, m, n, k, alpha, a.ptr(), a.rs, a.cs, b.ptr(), b.rs, b.cs, beta, want.mut_ptr(), want.rs, want.cs);
+            generic::sgemm([m, n, k], alpha, (a.ptr(), a.rs, a.cs), (b.ptr(), b.rs, b.cs), beta, (want.mut_ptr(), want.rs, want.cs));
             sgemm_with(kernel, &context, m, n, k, alpha, a.ptr(), (a.rs, a.cs), b.ptr(), (b.rs, b.cs), beta, c.mut_ptr(), (c.rs, c.cs));
         }
         let what = format!("{kernel:?} {m}x{n}x{k} alpha {alpha} beta {beta} threads {threads} ta {ta} tb {tb} tc {tc}");

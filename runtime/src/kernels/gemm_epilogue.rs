@@ -21,39 +21,38 @@ struct Addend {
 // during which what it points to is only read.
 unsafe impl Sync for Addend {}
 
-/// See [`crate::abi::SgemmEpilogueFn`].
-///
-/// # Safety
-/// As [`sgemm_epilogue_with`] with B as strided.
-pub unsafe extern "C" fn sgemm_epilogue(
-    ctx: *const RunContext,
-    params: *const GemmParams,
-    a: *const f32,
-    b: *const f32,
-    bias: *const f32,
-    residual: *const f32,
-    c: *mut f32,
-) -> i32 {
-    // SAFETY: the caller's promises.
-    unsafe { sgemm_epilogue_with(GemmKernel::host(), ctx, params, a, b, false, bias, residual, c) }
+/// The table's two GEMM-with-epilogue entries, which differ only in how B is stored: both
+/// run [`sgemm_epilogue_with`] on the host's GEMM micro-kernel.
+macro_rules! epilogue_entry {
+    ($(#[doc = $doc:literal])* $name:ident, b_packed: $packed:literal) => {
+        $(#[doc = $doc])*
+        ///
+        /// # Safety
+        /// As [`sgemm_epilogue_with`].
+        pub unsafe extern "C" fn $name(
+            ctx: *const RunContext,
+            params: *const GemmParams,
+            a: *const f32,
+            b: *const f32,
+            bias: *const f32,
+            residual: *const f32,
+            c: *mut f32,
+        ) -> i32 {
+            // SAFETY: the caller's promises.
+            unsafe { sgemm_epilogue_with(GemmKernel::host(), ctx, params, a, b, $packed, bias, residual, c) }
+        }
+    };
 }
 
-/// See [`crate::abi::KernelTable::sgemm_packed_b`]: B was packed at compile time by
-/// [`super::pack_gemm_b`] for the params' k and n.
-///
-/// # Safety
-/// As [`sgemm_epilogue_with`] with B packed.
-pub unsafe extern "C" fn sgemm_packed_b(
-    ctx: *const RunContext,
-    params: *const GemmParams,
-    a: *const f32,
-    b: *const f32,
-    bias: *const f32,
-    residual: *const f32,
-    c: *mut f32,
-) -> i32 {
-    // SAFETY: the caller's promises.
-    unsafe { sgemm_epilogue_with(GemmKernel::host(), ctx, params, a, b, true, bias, residual, c) }
+epilogue_entry! {
+    /// See [`crate::abi::SgemmEpilogueFn`]: B strided as the params say.
+    sgemm_epilogue, b_packed: false
+}
+
+epilogue_entry! {
+    /// See [`crate::abi::KernelTable::sgemm_packed_b`]: B was packed at compile time by
+    /// [`super::pack_gemm_b`] for the params' k and n.
+    sgemm_packed_b, b_packed: true
 }
 
 /// `C = act(alpha·A·B + bias + residual)`, split by rows over the threads, with the

@@ -1,33 +1,27 @@
-//! Generic kernels: correct on every machine, not fast. Each is `unsafe extern "C"` and
-//! trusts its pointer arguments as described by its type in [`crate::abi`].
+//! Generic kernels: correct on every machine, not fast. The table entries here are
+//! `unsafe extern "C"` and trust their pointer arguments as described by their types in
+//! [`crate::abi`]; [`sgemm`] is the plain GEMM the fast one is tested and measured against.
 
 use std::ffi::c_void;
 
 use crate::abi::{RunContext, TaskFn};
 
-/// See [`crate::abi::SgemmFn`]. Loop order i-p-j, so row-major B and C stream
-/// contiguously; each C element accumulates in k order.
+/// The plain GEMM: `C = alpha·A·B + beta·C` as [`crate::abi::SgemmFn`] computes it, each
+/// matrix given by a pointer and its (row, column) strides in elements. Loop order i-p-j,
+/// so row-major B and C stream contiguously; each C element accumulates in k order, on the
+/// calling thread.
 ///
 /// # Safety
 /// The pointers and strides must describe valid m×k, k×n and m×n matrices, C writable
 /// and not overlapping A or B.
 #[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn sgemm(
-    _ctx: *const RunContext,
-    m: usize,
-    n: usize,
-    k: usize,
+pub unsafe fn sgemm(
+    [m, n, k]: [usize; 3],
     alpha: f32,
-    a: *const f32,
-    rsa: isize,
-    csa: isize,
-    b: *const f32,
-    rsb: isize,
-    csb: isize,
+    (a, rsa, csa): (*const f32, isize, isize),
+    (b, rsb, csb): (*const f32, isize, isize),
     beta: f32,
-    c: *mut f32,
-    rsc: isize,
-    csc: isize,
+    (c, rsc, csc): (*mut f32, isize, isize),
 ) {
     // SAFETY (whole body): every offset is (row < rows) * rs + (col < cols) * cs for the
     // matrix's own dimensions, which the caller promises are in bounds.
@@ -180,7 +174,7 @@ mod tests {
                     let mut want = c.clone();
                     reference(m, n, k, alpha, &a, sa, &b, sb, beta, &mut want, (ldc as isize, 1));
                     unsafe {
-                        sgemm(std::ptr::null(), m, n, k, alpha, a.as_ptr(), sa.0, sa.1, b.as_ptr(), sb.0, sb.1, beta, c.as_mut_ptr(), ldc as isize, 1);
+                        sgemm([m, n, k], alpha, (a.as_ptr(), sa.0, sa.1), (b.as_ptr(), sb.0, sb.1), beta, (c.as_mut_ptr(), ldc as isize, 1));
                     }
                     for (i, (x, y)) in c.iter().zip(&want).enumerate() {
                         assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{m}x{n}x{k} ta={ta} tb={tb} alpha={alpha} beta={beta} [{i}]: {x} vs {y}");
@@ -195,7 +189,7 @@ mod tests {
         let a = [1f32, 2., 3., 4.];
         let b = [1f32, 0., 0., 1.];
         let mut c = [f32::NAN; 4];
-        unsafe { sgemm(std::ptr::null(), 2, 2, 2, 1.0, a.as_ptr(), 2, 1, b.as_ptr(), 2, 1, 0.0, c.as_mut_ptr(), 2, 1) };
+        unsafe { sgemm([2, 2, 2], 1.0, (a.as_ptr(), 2, 1), (b.as_ptr(), 2, 1), 0.0, (c.as_mut_ptr(), 2, 1)) };
         assert_eq!(c, a);
     }
 
