@@ -34,7 +34,14 @@ pub enum Backend {
     Cpu,
     /// Compiled to PTX and run on an NVIDIA GPU.
     Cuda,
+    /// Compiled for [`QEMU_TARGET`] (aarch64) and run under qemu through the C host in
+    /// `tests/qemu/` ([`crate::qemu`]): the artifact's own aarch64 code computes the outputs.
+    Qemu,
 }
+
+/// The target [`Backend::Qemu`] compiles for: a Raspberry Pi 4 (Cortex-A72, NEON only, so
+/// its code runs on every aarch64 CPU qemu emulates).
+pub const QEMU_TARGET: &str = "rasp4b";
 
 #[derive(Clone, Debug, Serialize)]
 pub struct CaseResult {
@@ -258,6 +265,13 @@ fn run_case_inner(dir: &Path, backend: Backend, info: &mut CaseInfo) -> Result<(
                 let (optimised, _) = crate::driver::optimise(graph.clone(), &host, &opts)?;
                 info.note_folded(&optimised);
                 crate::driver::compile_and_run_optimised(&optimised, &host, &args, &opts)?
+            }
+            Backend::Qemu => {
+                let (target, opts) = (crate::target::Target::by_name(QEMU_TARGET)?, Default::default());
+                let (optimised, _) = crate::driver::optimise(graph.clone(), &target, &opts)?;
+                info.note_folded(&optimised);
+                let art = crate::driver::compile(&optimised, &target, &opts)?;
+                crate::qemu::run(&art.bytes, &args, 1, 1)?.outputs
             }
         };
         if got.len() != expected.len() {

@@ -73,7 +73,7 @@ pub struct Lowered {
 }
 
 /// One op the backend could not lower.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LowerProblem {
     pub node: String,
     pub op: String,
