@@ -6,9 +6,11 @@
  * it as the runtime does (magic, versions, length, XXH64 checksum, header, sections,
  * metadata, code variants; then ISA, calling convention, CPU features from the auxiliary
  * vector, kernel ABI version), maps its code executable, provides the runtime services
- * (parallel_for on pthreads, memcpy, memset: runtime/src/abi/mod.rs SERVICES) and runs
- * it on .npy inputs, writing .npy outputs. Every other kernel-table entry is a trap: an
- * artifact for aarch64 calls nothing numeric, and one that did would stop here, named.
+ * (parallel_for on pthreads, memcpy, memset, and the C library's scalar math functions as
+ * math_f32/math_f64: runtime/src/abi/mod.rs SERVICES) and runs it on .npy inputs, writing
+ * .npy outputs. Every other kernel-table entry is a trap: an artifact for aarch64 calls no
+ * GEMM, convolution, pooling, codec or string kernel (its own code computes those), and
+ * one that did would stop here, named.
  *
  *   neo_host MODEL.neo --inspect
  *   neo_host MODEL.neo [--input NAME=FILE.npy]... [--output-dir DIR] [--threads N] [--runs N] [--raw]
@@ -29,6 +31,7 @@
 #include "neo_host.h"
 
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <sys/mman.h>
@@ -105,20 +108,52 @@ static int32_t svc_parallel_for(const run_context *ctx, size_t n, task_fn task, 
 }
 
 static void svc_memcpy(uint8_t *dst, const uint8_t *src, size_t n) { memcpy(dst, src, n); }
+
+/* math_f32 / math_f64: one scalar function of the C library by MathOp code
+ * (runtime/src/abi/mod.rs), in double and rounded once, as runtime/src/kernels/math.rs
+ * computes them (Rust's f64 functions are the C library's on Linux; erf is glibc's here). */
+static double math(uint32_t op, double a, double b) {
+    switch (op) {
+    case 0: return exp(a);
+    case 1: return log(a);
+    case 2: return tanh(a);
+    case 3: return erf(a);
+    case 4: return sin(a);
+    case 5: return cos(a);
+    case 6: return tan(a);
+    case 7: return asin(a);
+    case 8: return acos(a);
+    case 9: return atan(a);
+    case 10: return sinh(a);
+    case 11: return cosh(a);
+    case 12: return asinh(a);
+    case 13: return acosh(a);
+    case 14: return atanh(a);
+    case 15: return pow(a, b);
+    case 16: return fmod(a, b);
+    case 17: return a >= 0 ? 1 / (1 + exp(-a)) : exp(a) / (1 + exp(a));
+    case 18: return a > 0 ? a + log1p(exp(-a)) : log1p(exp(a));
+    case 19: return expm1(a);
+    case 20: return log1p(a);
+    default: return NAN;
+    }
+}
+static float svc_math_f32(uint32_t op, float a, float b) { return (float)math(op, a, b); }
+static double svc_math_f64(uint32_t op, double a, double b) { return math(op, a, b); }
 static void svc_memset(uint8_t *dst, int32_t value, size_t n) { memset(dst, value, n); }
 
 /* One trap per non-service entry, so the message can name it. */
 static void trap(size_t i) {
     fprintf(stderr, "neo_host: the artifact called the runtime kernel '%s', which this host does not provide "
-                    "(aarch64 artifacts call only parallel_for, memcpy and memset)\n", KERNEL_NAMES[i]);
+                    "(aarch64 artifacts call only parallel_for, memcpy, memset, math_f32 and math_f64)\n", KERNEL_NAMES[i]);
     exit(5);
 }
 #define TRAP(i) static void trap_##i(void) { trap(i); }
-TRAP(0) TRAP(4) TRAP(5) TRAP(6) TRAP(7) TRAP(8) TRAP(9) TRAP(10) TRAP(11) TRAP(12)
+TRAP(0) TRAP(6) TRAP(7) TRAP(8) TRAP(9) TRAP(10) TRAP(11) TRAP(12)
 
 static kernel_table TABLE = {
     HOST_KERNEL_ABI, 0,
-    {(void *)trap_0, (void *)svc_parallel_for, (void *)svc_memcpy, (void *)svc_memset, (void *)trap_4, (void *)trap_5,
+    {(void *)trap_0, (void *)svc_parallel_for, (void *)svc_memcpy, (void *)svc_memset, (void *)svc_math_f32, (void *)svc_math_f64,
      (void *)trap_6, (void *)trap_7, (void *)trap_8, (void *)trap_9, (void *)trap_10, (void *)trap_11, (void *)trap_12},
 };
 
