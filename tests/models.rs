@@ -148,3 +148,8 @@ fn crnn_ocr_with_lstm_under_qemu() {
 fn voice_activity_lstm_under_qemu() {
     check_qemu("vad_lstm");
 }
+
+#[test]
+fn efficientnet_b0_under_qemu() {
+    check_qemu("efficientnet_b0");
+}
