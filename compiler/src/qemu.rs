@@ -130,3 +130,22 @@ fn run_in(dir: &Path, host: &Path, bytes: &[u8], meta: &neoc_runtime::Metadata, 
     }
     Ok(QemuRun { outputs, wall, per_run_ms })
 }
+
+/// The host's `--inspect` of `bytes` under qemu: `Ok(description)` when it accepts the
+/// format, `Err("error <FormatError variant>: <message>")` when it refuses it.
+pub fn inspect(bytes: &[u8]) -> Result<std::result::Result<String, String>> {
+    let host = host()?;
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!("neoc-qemu-inspect-{}-{}.neo", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+    std::fs::write(&path, bytes)?;
+    let qemu = tool("NEOC_QEMU", "qemu-aarch64-static");
+    let out = Command::new(&qemu).arg(&host).arg(&path).arg("--inspect").output().with_context(|| format!("running {qemu} ({INSTALL})"));
+    let _ = std::fs::remove_file(&path);
+    let out = out?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    match out.status.code() {
+        Some(0) => Ok(Ok(text)),
+        Some(2) => Ok(Err(text.trim().to_string())),
+        _ => bail!("the host failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
+    }
+}
