@@ -128,10 +128,16 @@ fn voice_activity_lstm_compiled() {
 /// nests) computes the outputs, which match onnxruntime's within the case's tolerance (1e-4
 /// of each output's largest magnitude), as the x86-64 run does.
 fn check_qemu(name: &str) {
+    check_qemu_for(name, conformance::QEMU_TARGET);
+}
+
+/// [`check_qemu`] for another aarch64 target, e.g. c7g (Graviton3: its code may use the
+/// features the target records, which qemu's default CPU has).
+fn check_qemu_for(name: &str, target: &str) {
     let dir = cases_dir().join("models").join(name);
-    let r = conformance::run_case(&dir, Backend::Qemu);
-    println!("{name}: compiled for {} and run under qemu in {:.0} ms (compile included)", conformance::QEMU_TARGET, r.millis);
-    assert!(r.passed, "{name} (qemu backend): {}", r.error.unwrap_or_default());
+    let r = conformance::run_case_for(&dir, Backend::Qemu, target);
+    println!("{name}: compiled for {target} and run under qemu in {:.0} ms (compile included)", r.millis);
+    assert!(r.passed, "{name} (qemu backend, {target}): {}", r.error.unwrap_or_default());
 }
 
 #[test]
@@ -152,4 +158,14 @@ fn voice_activity_lstm_under_qemu() {
 #[test]
 fn efficientnet_b0_under_qemu() {
     check_qemu("efficientnet_b0");
+}
+
+#[test]
+fn mobilenet_v2_for_c7g_under_qemu() {
+    check_qemu_for("mobilenet_v2", "c7g");
+}
+
+#[test]
+fn voice_activity_lstm_for_c7g_under_qemu() {
+    check_qemu_for("vad_lstm", "c7g");
 }
