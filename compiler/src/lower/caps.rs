@@ -26,7 +26,8 @@ impl Caps {
     /// The CPU backend generating self-contained code (aarch64 targets): the code may call
     /// only the runtime's services ([`abi::SERVICES`]: `parallel_for`, `memcpy`, `memset`
     /// and the scalar math functions), so GEMMs, convolutions and pooling lower to loop
-    /// nests, which the code generator tiles; low-bit codecs and string ops are refused.
+    /// nests, which the code generator tiles; the low-bit float codecs are generated inline
+    /// (`backend::cpu::lowbit_inline`); string ops are refused.
     pub const SELF_CONTAINED: Caps = Caps { backend: "cpu (aarch64, self-contained)", kernels: abi::SERVICES, pack_weights: false };
 
     /// The CPU backend's choices for code of `isa`: x86-64 calls the runtime's kernels,

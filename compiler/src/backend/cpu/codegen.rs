@@ -445,13 +445,11 @@ impl<'a, 'b> StepGen<'a, 'b> {
         })
     }
 
-    /// The runtime's codecs for elements of `d` (which call them only for coded floats).
-    fn runtime(&self, d: DType) -> lowbit::Runtime {
-        if is_coded_float(d) {
-            self.check_callable(Kernel::LowDecode);
-            self.check_callable(Kernel::LowEncode);
-        }
-        lowbit::Runtime { table: self.kernels.expect("bases loaded first"), call_conv: self.cg.call_conv() }
+    /// The runtime's codecs for elements of `d` (which call them only for coded floats), or
+    /// their inline forms where the code may not call them.
+    fn runtime(&self, _d: DType) -> lowbit::Runtime {
+        let inline = !self.cg.callable.contains(&Kernel::LowDecode) || !self.cg.callable.contains(&Kernel::LowEncode);
+        lowbit::Runtime { table: self.kernels.expect("bases loaded first"), call_conv: self.cg.call_conv(), inline }
     }
 
     /// Loads element `loc` (byte address, or element index for packed types) of `mem`.

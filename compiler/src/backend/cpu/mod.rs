@@ -13,6 +13,7 @@ pub mod codegen;
 pub mod isa;
 pub mod link;
 pub mod lowbit;
+mod lowbit_inline;
 mod parallel;
 pub mod vmath;
 
