@@ -7,6 +7,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 stamp_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
+# aarch64 artifacts run under qemu in the tests (neoc::qemu, tests/qemu/): a static
+# aarch64 C compiler and qemu's user-mode emulator. Checked with Debian bookworm's
+# qemu-user-static 1:7.2+dfsg-7+deb12u18, gcc-aarch64-linux-gnu 4:12.2.0-3 and
+# libc6-dev-arm64-cross 2.36-8cross1; not pinned to those versions, because the
+# mirror drops a version once its security update lands.
+if ! command -v qemu-aarch64-static >/dev/null || ! command -v aarch64-linux-gnu-gcc >/dev/null; then
+    sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo=sudo; fi
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+fi
+
 req_stamp=$(stamp_of scripts/requirements.txt)
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv

@@ -121,7 +121,8 @@ fn cross_compiled_aarch64_code_is_aarch64() {
     let (g, _) = driver::optimise(digits_graph(), &t, &opts).unwrap();
     let art = neoc::backend::cpu::compile_with_listing(&g, &t).expect("cross-compiles");
     let listing = art.listing.expect("listing");
-    for insn in ["ldr q", "fmax v", "ret", "blr x"] {
+    // (No `blr`: aarch64 code computes the GEMM itself, calling no runtime kernel.)
+    for insn in ["ldr q", "fmax v", "ret"] {
         assert!(listing.contains(insn), "no '{insn}' in the aarch64 listing:\n{listing}");
     }
     let a = neoc_runtime::Artifact::parse(&art.bytes).expect("parses");

@@ -7,6 +7,12 @@
 //! the CPU backend does not compile yet (compilation reports them by name: never a wrong
 //! answer). A name in a list that is no case at all is an error too.
 //!
+//! The qemu backend compiles for `rasp4b` (aarch64) and runs the artifact's own code under
+//! `qemu-aarch64-static` through `tests/qemu/`'s C host (`neoc::qemu`); its list is the cpu
+//! list plus what aarch64 code does not compute yet, each refused at compile time by name.
+//! The `light` real networks are not run under qemu (the whole-model qemu runs are in
+//! `models.rs`).
+//!
 //! Each run prints how many passed cases had every output computed at compile time (folded
 //! by the compiler, so the backend's own code computed nothing).
 
@@ -14,7 +20,7 @@ use neoc::conformance::{self, Backend};
 use neoc_tests::{cases_dir, root};
 use std::collections::BTreeSet;
 
-const LISTS: [&str; 2] = ["expected_failures_reference.txt", "expected_failures_cpu.txt"];
+const LISTS: [&str; 3] = ["expected_failures_reference.txt", "expected_failures_cpu.txt", "expected_failures_qemu.txt"];
 
 fn check(sub: &str, backend: Backend) {
     let dir = cases_dir().join(sub);
@@ -23,6 +29,7 @@ fn check(sub: &str, backend: Backend) {
     assert!(report.passed + report.failed > 0, "no cases found in {}", dir.display());
     let file = match backend {
         Backend::Reference => LISTS[0],
+        Backend::Qemu => LISTS[2],
         _ => LISTS[1],
     };
     let list = root().join("tests/conformance").join(file);
@@ -104,4 +111,24 @@ fn pytorch_operator_cases_cpu() {
 #[test]
 fn light_model_cases_cpu() {
     check("light", Backend::Cpu);
+}
+
+#[test]
+fn node_cases_qemu() {
+    check("node", Backend::Qemu);
+}
+
+#[test]
+fn simple_cases_qemu() {
+    check("simple", Backend::Qemu);
+}
+
+#[test]
+fn pytorch_converted_cases_qemu() {
+    check("pytorch-converted", Backend::Qemu);
+}
+
+#[test]
+fn pytorch_operator_cases_qemu() {
+    check("pytorch-operator", Backend::Qemu);
 }

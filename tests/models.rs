@@ -1,6 +1,8 @@
 //! Real exported models (PyTorch, random weights, opset 17; see scripts/export_models.py):
 //! each imports with its shape subgraphs folded away and evaluates to onnxruntime's outputs
 //! within 1e-4 of each output's largest magnitude (scripts/make_model_refs.py writes the cases).
+//! Compiled, each also runs on the host (x86-64) and, where it fits CI's time, under qemu
+//! for aarch64 (`check_qemu`).
 
 use neoc::conformance::{self, Backend};
 use neoc::ir::{NodeKind, OpImpl};
@@ -119,4 +121,51 @@ fn voice_activity_lstm() {
 #[test]
 fn voice_activity_lstm_compiled() {
     check_compiled("vad_lstm");
+}
+
+/// The model compiled for rasp4b (aarch64) and run under qemu through `tests/qemu/`'s C
+/// host: the artifact's own aarch64 code (GEMMs, convolutions and pooling as generated loop
+/// nests) computes the outputs, which match onnxruntime's within the case's tolerance (1e-4
+/// of each output's largest magnitude), as the x86-64 run does.
+fn check_qemu(name: &str) {
+    check_qemu_for(name, conformance::QEMU_TARGET);
+}
+
+/// [`check_qemu`] for another aarch64 target, e.g. c7g (Graviton3: its code may use the
+/// features the target records, which qemu's default CPU has).
+fn check_qemu_for(name: &str, target: &str) {
+    let dir = cases_dir().join("models").join(name);
+    let r = conformance::run_case_for(&dir, Backend::Qemu, target);
+    println!("{name}: compiled for {target} and run under qemu in {:.0} ms (compile included)", r.millis);
+    assert!(r.passed, "{name} (qemu backend, {target}): {}", r.error.unwrap_or_default());
+}
+
+#[test]
+fn mobilenet_v2_under_qemu() {
+    check_qemu("mobilenet_v2");
+}
+
+#[test]
+fn crnn_ocr_with_lstm_under_qemu() {
+    check_qemu("crnn_ocr");
+}
+
+#[test]
+fn voice_activity_lstm_under_qemu() {
+    check_qemu("vad_lstm");
+}
+
+#[test]
+fn efficientnet_b0_under_qemu() {
+    check_qemu("efficientnet_b0");
+}
+
+#[test]
+fn mobilenet_v2_for_c7g_under_qemu() {
+    check_qemu_for("mobilenet_v2", "c7g");
+}
+
+#[test]
+fn voice_activity_lstm_for_c7g_under_qemu() {
+    check_qemu_for("vad_lstm", "c7g");
 }

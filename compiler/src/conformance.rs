@@ -34,7 +34,14 @@ pub enum Backend {
     Cpu,
     /// Compiled to PTX and run on an NVIDIA GPU.
     Cuda,
+    /// Compiled for [`QEMU_TARGET`] (aarch64) and run under qemu through the C host in
+    /// `tests/qemu/` ([`crate::qemu`]): the artifact's own aarch64 code computes the outputs.
+    Qemu,
 }
+
+/// The target [`Backend::Qemu`] compiles for: a Raspberry Pi 4 (Cortex-A72, NEON only, so
+/// its code runs on every aarch64 CPU qemu emulates).
+pub const QEMU_TARGET: &str = "rasp4b";
 
 #[derive(Clone, Debug, Serialize)]
 pub struct CaseResult {
@@ -202,10 +209,16 @@ pub fn compare(want: &Tensor, got: &Tensor, tol: Tolerance) -> Result<()> {
 
 /// Runs one case folder with `backend`.
 pub fn run_case(dir: &Path, backend: Backend) -> CaseResult {
+    run_case_for(dir, backend, QEMU_TARGET)
+}
+
+/// Runs one case folder with `backend`; [`Backend::Qemu`] compiles it for `qemu_target`
+/// (an aarch64 target: rasp4b, c7g, ...) instead of [`QEMU_TARGET`].
+pub fn run_case_for(dir: &Path, backend: Backend, qemu_target: &str) -> CaseResult {
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let start = Instant::now();
     let mut info = CaseInfo::default();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case_inner(dir, backend, &mut info)))
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case_inner(dir, backend, qemu_target, &mut info)))
         .unwrap_or_else(|p| {
             let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
             Err(anyhow::anyhow!("PANIC: {msg}"))
@@ -223,7 +236,7 @@ pub fn run_case(dir: &Path, backend: Backend) -> CaseResult {
     }
 }
 
-fn run_case_inner(dir: &Path, backend: Backend, info: &mut CaseInfo) -> Result<()> {
+fn run_case_inner(dir: &Path, backend: Backend, qemu_target: &str, info: &mut CaseInfo) -> Result<()> {
     let model = onnx::load(&dir.join("model.onnx"))?;
     let g = model.proto.graph.as_ref().context("model has no graph")?;
     info.ops = g.node.iter().filter_map(|n| n.op_type.clone()).collect::<BTreeSet<_>>().into_iter().collect();
@@ -258,6 +271,13 @@ fn run_case_inner(dir: &Path, backend: Backend, info: &mut CaseInfo) -> Result<(
                 let (optimised, _) = crate::driver::optimise(graph.clone(), &target, &opts)?;
                 info.note_folded(&optimised);
                 crate::driver::compile_and_run_optimised(&optimised, &target, &args, &opts)?
+            }
+            Backend::Qemu => {
+                let (target, opts) = (crate::target::Target::by_name(qemu_target)?, Default::default());
+                let (optimised, _) = crate::driver::optimise(graph.clone(), &target, &opts)?;
+                info.note_folded(&optimised);
+                let art = crate::driver::compile(&optimised, &target, &opts)?;
+                crate::qemu::run(&art.bytes, &args, 1, 1)?.outputs
             }
         };
         if got.len() != expected.len() {

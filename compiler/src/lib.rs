@@ -11,6 +11,7 @@ pub mod kernel_ir;
 pub mod lower;
 pub mod onnx;
 pub mod passes;
+pub mod qemu;
 pub mod tensor;
 pub mod conformance;
 pub mod diagnose;

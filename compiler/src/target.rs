@@ -209,7 +209,11 @@ impl Target {
                 "compiled in CI (MobileNetV2, BERT); each code variant the CI CPU has is run and compared"
             }
             (Status::Supported, "x86_64") => "compiled in CI (MobileNetV2, BERT); x86-64 code is run in CI on the CI CPU's own features",
-            (Status::Supported, _) => "compiled in CI (MobileNetV2, BERT); not run: CI has no aarch64 machine or emulator yet",
+            (Status::Supported, _) if self.name == "rasp4b" => {
+                "compiled in CI (MobileNetV2, BERT); run in CI under qemu: the node conformance cases, MobileNetV2, EfficientNet-B0, CRNN OCR, VAD LSTM"
+            }
+            (Status::Supported, _) if self.name == "c7g" => "compiled in CI (MobileNetV2, BERT); run in CI under qemu: MobileNetV2, VAD LSTM",
+            (Status::Supported, _) => "compiled in CI (MobileNetV2, BERT); not run itself (rasp4b's and c7g's aarch64 code is run in CI, under qemu)",
             _ => "-",
         }
     }

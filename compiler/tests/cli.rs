@@ -1,6 +1,7 @@
 //! The command line's machine-readable side: `--json` on every subcommand prints exactly one
-//! JSON object on stdout, errors included; `neoc run` scores a stack of samples; compile
-//! --package writes an archive with the artifact, a manifest and a README.
+//! JSON object on stdout, errors included; `neoc run` scores a stack of samples, and with
+//! `--qemu` runs an aarch64 artifact here; compile --package writes an archive with the
+//! artifact, a manifest and a README.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,6 +65,39 @@ fn every_subcommand_prints_one_json_object() {
     assert!(relu.is_dir(), "{} is missing; run `bash scripts/setup.sh`", relu.display());
     let (v, ok) = neoc_json(&["conformance", relu.to_str().unwrap(), "--backend", "cpu", "--json"]);
     assert!(ok && v["ok"] == true && v["passed"] == 1, "{v}");
+}
+
+/// `neoc run --qemu`: the digits compiled for rasp4b, run under qemu on the 100 held-out
+/// samples, give the host artifact's classes and probabilities (within 1e-4 of the largest,
+/// 1.0: the two ISAs' code sums in different orders), and a plain `run` of it says to add
+/// `--qemu`. Needs qemu-aarch64-static and aarch64-linux-gnu-gcc (scripts/setup.sh).
+#[test]
+fn run_qemu_runs_an_aarch64_artifact_here() {
+    let (host, arm) = (tmp("digits-host.neo"), tmp("digits-rasp4b.neo"));
+    for (art, target) in [(&host, "host"), (&arm, "rasp4b")] {
+        let (v, ok) = neoc_json(&["compile", "models/digits.onnx", "--target", target, "-o", art, "--json"]);
+        assert!(ok, "{v}");
+    }
+    let run = |art: &str, qemu: bool| {
+        let mut args = vec!["run", art, "--input", "image=models/digits/samples.npy", "--labels", "models/digits/labels.npy", "--json"];
+        if qemu {
+            args.push("--qemu");
+        }
+        let (v, ok) = neoc_json(&args);
+        assert!(ok, "{v}");
+        v
+    };
+    let (want, got) = (run(&host, false), run(&arm, true));
+    assert_eq!(got["qemu"], true);
+    assert_eq!(got["accuracy"], want["accuracy"]);
+    let probs = |v: &Value, i: usize| -> Vec<f64> { v["samples"][i]["outputs"][0]["values"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect() };
+    for i in 0..100 {
+        let (w, g) = (probs(&want, i), probs(&got, i));
+        assert!(w.len() == 10 && g.len() == 10, "sample {i}: {w:?} {g:?}");
+        assert!(w.iter().zip(&g).all(|(a, b)| (a - b).abs() <= 1e-4), "sample {i}: host {w:?}, rasp4b under qemu {g:?}");
+    }
+    let (v, ok) = neoc_json(&["run", &arm, "--input", "image=models/digits/sample_7.npy", "--json"]);
+    assert!(!ok && v["error"].as_str().unwrap().contains("add --qemu"), "{v}");
 }
 
 #[test]

@@ -1,9 +1,13 @@
 //! `neoc run model.neo --input name=x.npy ... [--output-dir D] [--threads N] [--top K]
-//! [--labels L.npy] [--code-variant V] [--json]`
+//! [--labels L.npy] [--code-variant V] [--qemu] [--json]`
 //!
 //! An input whose first axis holds N samples where the model takes one (`[N,1,8,8]` for
 //! a `[1,1,8,8]` input, or `[N, ...shape]`) is run sample by sample; classifier-shaped
 //! outputs then print one line per sample, and `--labels` scores them (accuracy).
+//!
+//! `--qemu` runs an aarch64 artifact on this (x86-64) machine through the C host of
+//! `tests/qemu/` under `qemu-aarch64-static` ([`neoc::qemu`]), so an artifact for a
+//! Raspberry Pi or a Graviton can be checked before it is shipped. Its times are emulated.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,9 +45,96 @@ pub struct Args {
     /// For a portable artifact: run this code variant instead of the best the CPU has.
     #[arg(long)]
     pub code_variant: Option<String>,
+    /// Run an aarch64 artifact under qemu-aarch64-static through the C host of tests/qemu/
+    /// (emulated: its outputs are the device's, its times are not).
+    #[arg(long)]
+    pub qemu: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What runs the artifact: the runtime on this machine, or the C host under qemu.
+enum Exec {
+    Native(Model),
+    Qemu { bytes: Vec<u8>, meta: neoc_runtime::Metadata, threads: usize },
+}
+
+impl Exec {
+    fn load(a: &Args) -> Result<Exec> {
+        if a.qemu {
+            if a.code_variant.is_some() {
+                bail!("--code-variant is for portable x86-64 artifacts, not with --qemu");
+            }
+            let bytes = std::fs::read(&a.artifact).with_context(|| format!("reading {}", a.artifact.display()))?;
+            let meta = neoc_runtime::Artifact::parse(&bytes).map_err(|e| anyhow!("{}: {e}", a.artifact.display()))?.metadata;
+            if meta.isa != neoc_runtime::Isa::Aarch64 {
+                bail!("{} is for {}: --qemu runs aarch64 artifacts; run this one without it", a.artifact.display(), meta.isa);
+            }
+            return Ok(Exec::Qemu { bytes, meta, threads: a.threads.unwrap_or(1).max(1) });
+        }
+        let opts = super::load_options(a.code_variant.clone(), a.max_memory);
+        let mut model = Model::load_with(&a.artifact, &opts).map_err(|e| {
+            let hint = match neoc_runtime::Artifact::parse(&std::fs::read(&a.artifact).unwrap_or_default()) {
+                Ok(art) if art.metadata.isa == neoc_runtime::Isa::Aarch64 => " (to run it here, under qemu, add --qemu)",
+                _ => "",
+            };
+            anyhow!("{}: {e}{hint}", a.artifact.display())
+        })?;
+        if let Some(t) = a.threads {
+            model.set_thread_count(t);
+        }
+        Ok(Exec::Native(model))
+    }
+
+    fn inputs(&self) -> &[neoc_runtime::TensorSig] {
+        match self {
+            Exec::Native(m) => m.inputs(),
+            Exec::Qemu { meta, .. } => &meta.inputs,
+        }
+    }
+
+    fn outputs(&self) -> &[neoc_runtime::TensorSig] {
+        match self {
+            Exec::Native(m) => m.outputs(),
+            Exec::Qemu { meta, .. } => &meta.outputs,
+        }
+    }
+
+    fn thread_count(&self) -> usize {
+        match self {
+            Exec::Native(m) => m.thread_count(),
+            Exec::Qemu { threads, .. } => *threads,
+        }
+    }
+
+    fn code_variant(&self) -> Option<&str> {
+        match self {
+            Exec::Native(m) => m.code_variant(),
+            Exec::Qemu { .. } => None,
+        }
+    }
+
+    /// Runs once into `outputs` (preallocated, in output order) and returns them converted,
+    /// with the run's time in ms (under qemu: the host's own timing of the run, emulated).
+    fn run(&mut self, inputs: &[neoc_runtime::Tensor], outputs: &mut [neoc_runtime::Tensor]) -> Result<(Vec<Tensor>, f64)> {
+        match self {
+            Exec::Native(model) => {
+                let views: Vec<TensorRef<'_>> = inputs.iter().map(neoc_runtime::Tensor::view).collect();
+                let mut outs: Vec<TensorMut<'_>> = outputs.iter_mut().map(neoc_runtime::Tensor::view_mut).collect();
+                let t = Instant::now();
+                model.run_into(&views, &mut outs).map_err(|e| anyhow!("{e}"))?;
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                Ok((outputs.iter().map(neoc::driver::from_runtime).collect::<Result<_>>()?, ms))
+            }
+            Exec::Qemu { bytes, threads, .. } => {
+                let args: Vec<Tensor> = inputs.iter().map(neoc::driver::from_runtime).collect::<Result<_>>()?;
+                let r = neoc::qemu::run(bytes, &args, *threads, 1)?;
+                let ms = r.per_run_ms.unwrap_or(r.wall.as_secs_f64() * 1e3);
+                Ok((r.outputs, ms))
+            }
+        }
+    }
 }
 
 /// One input: the tensor given, and whether its first axis is a stack of samples.
@@ -54,11 +145,7 @@ struct Given {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let opts = super::load_options(a.code_variant.clone(), a.max_memory);
-    let mut model = Model::load_with(&a.artifact, &opts).map_err(|e| anyhow!("{}: {e}", a.artifact.display()))?;
-    if let Some(t) = a.threads {
-        model.set_thread_count(t);
-    }
+    let mut model = Exec::load(&a)?;
     let sigs = model.inputs().to_vec();
     let mut given: Vec<Given> = Vec::new();
     let mut samples_n: Option<usize> = None;
@@ -117,12 +204,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 g.tensor.clone()
             });
         }
-        let views: Vec<TensorRef<'_>> = owned.iter().map(neoc_runtime::Tensor::view).collect();
-        let mut outs: Vec<TensorMut<'_>> = outputs.iter_mut().map(neoc_runtime::Tensor::view_mut).collect();
-        let t = Instant::now();
-        model.run_into(&views, &mut outs).map_err(|e| anyhow!("{e}"))?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-        per_sample.push(outputs.iter().map(neoc::driver::from_runtime).collect::<Result<_>>()?);
+        let (outs, ms) = model.run(&owned, &mut outputs)?;
+        times.push(ms);
+        per_sample.push(outs);
     }
     let mut sorted = times.clone();
     sorted.sort_by(f64::total_cmp);
@@ -169,7 +253,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             })
             .collect();
         super::print_json(&json!({
-            "ok": true, "artifact": a.artifact, "code_variant": model.code_variant(), "threads": model.thread_count(),
+            "ok": true, "artifact": a.artifact, "code_variant": model.code_variant(), "threads": model.thread_count(), "qemu": a.qemu,
             "samples": samples_json,
             "accuracy": correct.map(|c| json!({ "correct": c, "total": n, "fraction": c as f64 / n as f64 })),
             "latency_ms": { "median": median, "min": min, "runs": n },
@@ -177,7 +261,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let variant = model.code_variant().map(|v| format!(", code variant {v}")).unwrap_or_default();
+    let variant = match model.code_variant() {
+        Some(v) => format!(", code variant {v}"),
+        None if a.qemu => ", aarch64 under qemu: emulated times".to_string(),
+        None => String::new(),
+    };
     if n > 1 {
         println!("{}: {n} samples, run one at a time ({} thread(s){variant})", a.artifact.display(), model.thread_count());
     }

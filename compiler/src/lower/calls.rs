@@ -7,6 +7,7 @@ use anyhow::Result;
 use neoc_runtime::abi::{Kernel, MAX_SPATIAL};
 
 use super::Lw;
+use crate::ir::ops::fused::Act;
 use crate::kernel_ir::{Access, BinOp, Call, CallArg, Expr, Lit, Mem, Reduce, Step};
 use crate::tensor::DType;
 
@@ -75,31 +76,51 @@ pub fn sgemm(lw: &mut Lw, batch: Vec<usize>, [m, n, k]: [usize; 3], alpha: f32, 
 /// The GEMM as a reduction: dims `batch ++ [m, n, k]`, `acc += A[r, p]·B[p, c]` over p,
 /// then `C = alpha·acc + beta·C` (C not read when beta is 0, as the kernel does).
 fn gemm_loops(batch: &[usize], [m, n, k]: [usize; 3], alpha: f32, beta: f32, [a, b, c]: [&Matrix; 3]) -> Step {
+    gemm_reduce(batch, [m, n, k], [a, b, c], |scaled, old| {
+        let scaled = Expr::bin(BinOp::Mul, Expr::Lit(Lit::F32(alpha)), scaled);
+        if beta == 0.0 { scaled } else { Expr::bin(BinOp::Add, scaled, Expr::bin(BinOp::Mul, Expr::Lit(Lit::F32(beta)), old())) }
+    })
+}
+
+/// `C = finish(acc, || C)` over dims `batch ++ [m, n, k]` with `acc = Σ_p A[r, p]·B[p, c]`
+/// (summed in k order); `finish` gets the accumulator and a maker of C's old value.
+fn gemm_reduce(batch: &[usize], [m, n, k]: [usize; 3], [a, b, c]: [&Matrix; 3], finish: impl FnOnce(Expr, &dyn Fn() -> Expr) -> Expr) -> Step {
     let nb = batch.len();
     let rank = nb + 3;
     let bdims: Vec<usize> = (0..nb).collect();
     let (row, col, p) = (nb, nb + 1, nb + 2);
     let value = Expr::bin(BinOp::Mul, a.load(&bdims, row, p, rank), b.load(&bdims, p, col, rank));
-    let scaled = Expr::bin(BinOp::Mul, Expr::Lit(Lit::F32(alpha)), Expr::Acc);
+    // Loads in `finish` are indexed by every dim (the reduced one with stride 0).
+    let old = || c.load(&bdims, row, col, rank);
+    let finish = finish(Expr::Acc, &old);
     let mut out_strides = vec![0i64; nb + 2];
     for (d, s) in c.batch_strides.iter().enumerate().take(nb) {
         out_strides[d] = *s;
     }
     out_strides[row] = c.rs;
     out_strides[col] = c.cs;
-    let out = Access { mem: c.mem, dtype: DType::F32, offset: c.offset, strides: out_strides.clone() };
-    let finish = if beta == 0.0 {
-        scaled
-    } else {
-        // Loads in `finish` are indexed by every dim (the reduced one with stride 0).
-        let mut strides = out_strides;
-        strides.push(0);
-        let old = Expr::Load(Access { strides, ..out.clone() });
-        Expr::bin(BinOp::Add, scaled, Expr::bin(BinOp::Mul, Expr::Lit(Lit::F32(beta)), old))
-    };
+    let out = Access { mem: c.mem, dtype: DType::F32, offset: c.offset, strides: out_strides };
     let mut dims = batch.to_vec();
     dims.extend([m, n, k]);
     Step::Reduce(Reduce { dims, n_outer: nb + 2, acc: DType::F32, init: Lit::F32(0.0), combine: BinOp::Add, value, finish, out })
+}
+
+/// For every point of `batch`: `C = act(alpha·A·B + bias + residual)` (f32) as a loop nest,
+/// for a backend without `sgemm_epilogue`: a reduction over k whose finish adds the bias
+/// and residual (read at C's row and column) and applies the activation, in the order the
+/// kernel does.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_epilogue_loops(lw: &mut Lw, batch: Vec<usize>, mnk: [usize; 3], alpha: f32, a: &Matrix, b: &Matrix, bias: Option<&Matrix>, residual: Option<&Matrix>, c: &Matrix, act: Act) {
+    let nb = batch.len();
+    let (rank, bdims): (usize, Vec<usize>) = (nb + 3, (0..nb).collect());
+    let step = gemm_reduce(&batch, mnk, [a, b, c], |acc, _| {
+        let mut v = if alpha == 1.0 { acc } else { Expr::bin(BinOp::Mul, Expr::Lit(Lit::F32(alpha)), acc) };
+        for addend in [bias, residual].into_iter().flatten() {
+            v = Expr::bin(BinOp::Add, v, addend.load(&bdims, nb, nb + 1, rank));
+        }
+        super::fused::act_expr(act, v)
+    });
+    lw.push(step);
 }
 
 /// For every point of `batch`: `C = act(alpha·A·B + bias + residual)` (f32), by the

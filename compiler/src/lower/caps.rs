@@ -2,7 +2,8 @@
 //! generator and the runtime behind it. Family lowerings ask these questions and never test
 //! which backend they lower for.
 
-use neoc_runtime::abi::Kernel;
+use neoc_runtime::Isa;
+use neoc_runtime::abi::{self, Kernel};
 
 /// A backend's answers to the lowering.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,6 +22,22 @@ pub struct Caps {
 impl Caps {
     /// The CPU backend: every runtime kernel, and weights packed for the CPU kernels.
     pub const CPU: Caps = Caps { backend: "cpu", kernels: Kernel::ALL, pack_weights: true };
+
+    /// The CPU backend generating self-contained code (aarch64 targets): the code may call
+    /// only the runtime's services ([`abi::SERVICES`]: `parallel_for`, `memcpy`, `memset`
+    /// and the scalar math functions), so GEMMs, convolutions and pooling lower to loop
+    /// nests, which the code generator tiles; the low-bit float codecs are generated inline
+    /// (`backend::cpu::lowbit_inline`); string ops are refused.
+    pub const SELF_CONTAINED: Caps = Caps { backend: "cpu (aarch64, self-contained)", kernels: abi::SERVICES, pack_weights: false };
+
+    /// The CPU backend's choices for code of `isa`: x86-64 calls the runtime's kernels,
+    /// aarch64 is self-contained (nothing here can build or test Rust kernels for it).
+    pub fn cpu(isa: Isa) -> Caps {
+        match isa {
+            Isa::X86_64 => Caps::CPU,
+            Isa::Aarch64 => Caps::SELF_CONTAINED,
+        }
+    }
 
     /// Whether the generated code may call `k`.
     pub fn has(&self, k: Kernel) -> bool {

@@ -8,9 +8,11 @@ use std::collections::HashMap;
 
 use anyhow::{Result, anyhow, bail};
 
+use neoc_runtime::abi::MathOp;
+
 use super::{Lw, check_dtype, pointwise};
-use crate::kernel_ir::{Access, Expr, Loop, Step};
-use crate::ir::ops::fused::Fused;
+use crate::kernel_ir::{Access, BinOp, Expr, Lit, Loop, Step};
+use crate::ir::ops::fused::{Act, Fused};
 use crate::ir::{NodeId, NodeKind, ValueId};
 
 pub(super) fn lower(lw: &mut Lw, id: NodeId, f: &Fused) -> Result<()> {
@@ -53,6 +55,26 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, f: &Fused) -> Result<()> {
             let out = lw.out(id, 0);
             lw.push(Step::Loop(Loop { dims: dims.clone(), out: Access::dense(out, out_ty.dtype, &dims), value }));
             Ok(())
+        }
+    }
+}
+
+/// A fused epilogue's activation applied to f32 `x`, as the runtime's kernels and the
+/// reference ([`Act::apply`]) compute it: for the loop forms of the fused GEMM and conv
+/// when the backend has no kernel to call.
+pub(super) fn act_expr(act: Act, x: Expr) -> Expr {
+    let f = |v: f32| Expr::Lit(Lit::F32(v));
+    let bin = Expr::bin;
+    match act {
+        Act::None => x,
+        Act::Relu => bin(BinOp::Max, x, f(0.0)),
+        Act::Clip { lo, hi } => bin(BinOp::Min, bin(BinOp::Max, x, f(lo)), f(hi)),
+        Act::LeakyRelu { alpha } => Expr::select(bin(BinOp::Lt, x.clone(), f(0.0)), bin(BinOp::Mul, f(alpha), x.clone()), x),
+        Act::Sigmoid => Expr::math(MathOp::Sigmoid, x),
+        Act::Silu => bin(BinOp::Mul, x.clone(), Expr::math(MathOp::Sigmoid, x)),
+        Act::HardSwish => {
+            let gate = bin(BinOp::Add, bin(BinOp::Div, x.clone(), f(6.0)), f(0.5));
+            bin(BinOp::Mul, x, bin(BinOp::Min, bin(BinOp::Max, gate, f(0.0)), f(1.0)))
         }
     }
 }

@@ -23,6 +23,7 @@
 pub mod calls;
 mod caps;
 mod gather_loop;
+mod padded;
 mod pointwise;
 mod reduction;
 mod strings;
@@ -72,7 +73,7 @@ pub struct Lowered {
 }
 
 /// One op the backend could not lower.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LowerProblem {
     pub node: String,
     pub op: String,

@@ -1,5 +1,6 @@
 //! The pool family. MaxPool, AveragePool and LpPool call the runtime's `pool` kernel with an
-//! `abi::PoolParams` block in the weights ([`calls::pool`]); MaxPool on 8- and 16-bit
+//! `abi::PoolParams` block in the weights ([`calls::pool`]), or are loop nests for a
+//! backend without it (`pool_loops.rs`); MaxPool on 8- and 16-bit
 //! integers goes through f32 temporaries, and column-major indices (`storage_order = 1`)
 //! are rewritten after the call. The global pools are one reduction per (n, c) plane.
 //!
@@ -10,8 +11,11 @@
 //! otherwise (the reference would place such a value outside its window, which this gather
 //! cannot see).
 
+#[path = "pool_loops.rs"]
+mod loops;
+
 use anyhow::{Result, bail};
-use neoc_runtime::abi::{self, MAX_SPATIAL, PoolParams};
+use neoc_runtime::abi::{self, Kernel, MAX_SPATIAL, PoolParams};
 
 use super::Lw;
 use super::calls::{self, pod_bytes, spatial_array};
@@ -64,12 +68,11 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
         p: pp as u32,
     };
     neoc_runtime::kernels::check_pool_params(&params).map_err(|e| anyhow::anyhow!("pool parameters: {e}"))?;
-    let pm = lw.blob(pod_bytes(&params));
     let mut xm = lw.mem(x)?;
     let y = lw.out(id, 0);
     let indices = (lw.g.node(id).outputs.len() > 1).then(|| lw.out(id, 1));
     if !via_f32 {
-        calls::pool(lw, pm, xm, y, indices)?;
+        pool_call(lw, &params, xm, y, indices)?;
         if let (Some(ind), Pool::Max { storage_order: true, .. }) = (indices, p) {
             column_major_indices(lw, ind, &out_ty.shape, &xt.shape[2..]);
         }
@@ -80,13 +83,22 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, p: &Pool) -> Result<()> {
     lw.push(Step::Loop(Loop { dims: xt.shape.clone(), out: Access::dense(xf, DType::F32, &xt.shape), value: widen(xm, xt.dtype, &xt.shape) }));
     xm = xf;
     let yf = lw.temp(&crate::ir::ValueType::new(DType::F32, out_ty.shape.clone()));
-    calls::pool(lw, pm, xm, yf, indices)?;
+    pool_call(lw, &params, xm, yf, indices)?;
     if let (Some(ind), Pool::Max { storage_order: true, .. }) = (indices, p) {
         column_major_indices(lw, ind, &out_ty.shape, &xt.shape[2..]);
     }
     let back = Expr::cast(xt.dtype, Expr::Load(Access::dense(yf, DType::F32, &out_ty.shape)));
     lw.push(Step::Loop(Loop { dims: out_ty.shape.clone(), out: Access::dense(y, xt.dtype, &out_ty.shape), value: back }));
     Ok(())
+}
+
+/// The runtime's `pool` kernel on `params`, or its loop form when the backend has none.
+fn pool_call(lw: &mut Lw, params: &PoolParams, x: crate::kernel_ir::Mem, y: crate::kernel_ir::Mem, indices: Option<crate::kernel_ir::Mem>) -> Result<()> {
+    if !lw.caps.has(Kernel::Pool) {
+        return loops::pool(lw, params, x, y, indices);
+    }
+    let pm = lw.blob(pod_bytes(params));
+    calls::pool(lw, pm, x, y, indices)
 }
 
 /// Rewrites MaxPool's row-major flat indices (as the kernel writes them) in place into

@@ -40,7 +40,35 @@ pub(crate) fn run_both(text: &str, inputs: &[Tensor]) -> (Vec<Tensor>, Vec<Tenso
 /// the compiled outputs, for checks of a test's own.
 pub(crate) fn same_as_reference(text: &str, inputs: &[Tensor], tol: Tolerance) -> Vec<Tensor> {
     let (got, want) = run_both(text, inputs);
-    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+    compare(text, &got, &want, tol);
+    got
+}
+
+/// As [`same_as_reference`], lowered with `caps` (e.g. [`crate::lower::Caps::SELF_CONTAINED`],
+/// the aarch64 backend's loop forms and generated code) and compiled for this machine.
+pub(crate) fn same_with_caps(text: &str, inputs: &[Tensor], caps: &crate::lower::Caps, tol: Tolerance) -> Vec<Tensor> {
+    let g = parse_graph(text).unwrap_or_else(|e| panic!("parses: {e:#}\n{text}"));
+    let want = crate::eval::run(&g, inputs).unwrap_or_else(|e| panic!("reference: {e:#}\n{text}"));
+    let got = compile_and_run_with_caps(&g, inputs, caps).unwrap_or_else(|e| panic!("compiles and runs: {e:#}\n{text}"));
+    assert_eq!(got.len(), want.len(), "{text}");
+    compare(text, &got, &want, tol);
+    got
+}
+
+/// `g` through the host's pass pipeline, lowered with `caps`, compiled for this machine
+/// and run through the runtime.
+pub(crate) fn compile_and_run_with_caps(g: &crate::ir::Graph, inputs: &[Tensor], caps: &crate::lower::Caps) -> anyhow::Result<Vec<Tensor>> {
+    let host = crate::target::Target::host();
+    let (g, _) = crate::driver::optimise(g.clone(), &host, &Default::default())?;
+    let art = crate::backend::cpu::compile_with_caps(&g, &host, caps)?;
+    let model = neoc_runtime::Model::from_bytes(&art.bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ins = inputs.iter().map(crate::driver::to_runtime).collect::<anyhow::Result<Vec<_>>>()?;
+    let outs = model.run(&ins).map_err(|e| anyhow::anyhow!("{e}"))?;
+    outs.iter().map(crate::driver::from_runtime).collect()
+}
+
+fn compare(text: &str, got: &[Tensor], want: &[Tensor], tol: Tolerance) {
+    for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
         assert_eq!((g.dtype(), g.shape()), (w.dtype(), w.shape()), "output {i}\n{text}");
         if let Tolerance::Exact = tol {
             assert_eq!(g, w, "output {i}\n{text}");
@@ -63,7 +91,6 @@ pub(crate) fn same_as_reference(text: &str, inputs: &[Tensor], tol: Tolerance) -
             assert!(ok, "output {i}: {a} vs {b} ({tol:?})\n{text}");
         }
     }
-    got
 }
 
 /// A deterministic f32 ramp over `shape`: `((i·37 mod 23) − 11)·scale + shift`, the 23

@@ -32,6 +32,14 @@ pub use table::*;
 /// 6: `sgemm_packed_b`.
 pub const KERNEL_ABI_VERSION: u32 = 6;
 
+/// The runtime services: the kernel-table entries that are not numeric kernels (threads,
+/// copies, fills) plus the scalar math functions of the C library (`math_f32`/`math_f64`:
+/// one call per element, for the functions the code generator does not expand inline).
+/// Code for aarch64 targets calls these and nothing else; GEMM, convolution, pooling and
+/// the low-bit codecs are generated code in the artifact (or refused), so a host that runs
+/// it (the Rust runtime, or the C host in `tests/qemu/`) needs only these five functions.
+pub const SERVICES: &[Kernel] = &[Kernel::ParallelFor, Kernel::Memcpy, Kernel::Memset, Kernel::MathF32, Kernel::MathF64];
+
 /// The single argument of the entry point. All pointers are valid for the whole call.
 #[repr(C)]
 #[derive(Debug)]

@@ -60,7 +60,7 @@ impl RoundMode {
 
 /// How a small float format spends its top exponent.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Special {
+pub enum Special {
     /// IEEE: top exponent holds ±inf (mantissa 0) and NaN.
     Ieee,
     /// "fn": no inf; NaN is exponent and mantissa all ones.
@@ -71,12 +71,15 @@ enum Special {
     Finite,
 }
 
+/// A small float format: its field widths, exponent bias and specials. Public so that the
+/// compiler's inline codecs (aarch64 code, which calls no codec kernel) follow the same
+/// description as [`decode`] and [`encode`].
 #[derive(Clone, Copy, Debug)]
-struct Fmt {
-    ebits: u32,
-    mbits: u32,
-    bias: i32,
-    special: Special,
+pub struct Fmt {
+    pub ebits: u32,
+    pub mbits: u32,
+    pub bias: i32,
+    pub special: Special,
 }
 
 const E4M3FN: Fmt = Fmt { ebits: 4, mbits: 3, bias: 7, special: Special::Fn };
@@ -98,16 +101,16 @@ fn floor_log2(a: f64) -> i32 {
 }
 
 impl Fmt {
-    fn sign_bit(self) -> u32 {
+    pub fn sign_bit(self) -> u32 {
         1 << (self.ebits + self.mbits)
     }
-    fn exp_all(self) -> u32 {
+    pub fn exp_all(self) -> u32 {
         (1 << self.ebits) - 1
     }
-    fn man_all(self) -> u32 {
+    pub fn man_all(self) -> u32 {
         (1 << self.mbits) - 1
     }
-    fn max_code(self) -> u32 {
+    pub fn max_code(self) -> u32 {
         match self.special {
             Special::Ieee => ((self.exp_all() - 1) << self.mbits) | self.man_all(),
             Special::Fn => (self.exp_all() << self.mbits) | (self.man_all() - 1),
@@ -115,7 +118,7 @@ impl Fmt {
         }
     }
     /// The code for an out-of-range value when not saturating.
-    fn overflow_code(self, sign: u32) -> u32 {
+    pub fn overflow_code(self, sign: u32) -> u32 {
         match self.special {
             Special::Ieee => sign | (self.exp_all() << self.mbits),
             Special::Fn => sign | (self.exp_all() << self.mbits) | self.man_all(),
@@ -125,7 +128,7 @@ impl Fmt {
     }
 
     /// The code of a NaN of the given sign.
-    fn nan_code(self, neg: bool) -> u32 {
+    pub fn nan_code(self, neg: bool) -> u32 {
         let sign = if neg { self.sign_bit() } else { 0 };
         match self.special {
             // Quiet NaN: the top mantissa bit set.
@@ -192,7 +195,8 @@ impl Fmt {
     }
 }
 
-fn float_fmt(dtype: DType) -> Option<Fmt> {
+/// The format of a small float type (f8e8m0, a bare exponent, has none: see [`encode_e8m0`]).
+pub fn float_fmt(dtype: DType) -> Option<Fmt> {
     match dtype {
         DType::F8E4M3FN => Some(E4M3FN),
         DType::F8E4M3FNUZ => Some(E4M3FNUZ),

@@ -46,6 +46,11 @@ pub enum Base {
 pub struct Codegen<'a> {
     pub isa: &'a dyn TargetIsa,
     pub resolve: &'a dyn Fn(Mem) -> (Base, u64),
+    /// The runtime kernels the code may call (`lower::Caps::kernels`). A step that needs
+    /// another (a math function the generator does not expand inline, a low-precision
+    /// codec) records it in `refused`, and the backend refuses that step.
+    pub callable: &'a [Kernel],
+    pub refused: std::cell::RefCell<Vec<Kernel>>,
 }
 
 fn ptr_flags() -> MemFlagsData {
@@ -225,7 +230,7 @@ impl Codegen<'_> {
             let name = g.b.func.declare_imported_user_function(UserExternalName::new(0, task_index as u32));
             let fref = g.b.import_function(ExtFuncData { name: ExternalName::user(name), signature: sigref, colocated: true, patchable: false });
             let task = g.b.ins().func_addr(I64, fref);
-            let f = g.kernel_fn(Kernel::ParallelFor.offset());
+            let f = g.kernel_fn(Kernel::ParallelFor);
             let sig = g.b.import_signature(kernel_signature(g.cg.call_conv(), Kernel::ParallelFor));
             let count = g.b.ins().iconst(I64, n as i64);
             let call = g.b.ins().call_indirect(sig, f, &[g.ctx, count, task, g.ctx]);
@@ -363,9 +368,17 @@ impl<'a, 'b> StepGen<'a, 'b> {
         }
     }
 
-    fn kernel_fn(&mut self, offset: usize) -> Value {
+    /// The address of kernel `k` (recording it as refused when the code may not call it).
+    fn kernel_fn(&mut self, k: Kernel) -> Value {
+        self.check_callable(k);
         let table = self.kernels.expect("bases loaded first");
-        self.b.ins().load(I64, ptr_flags(), table, offset as i32)
+        self.b.ins().load(I64, ptr_flags(), table, k.offset() as i32)
+    }
+
+    fn check_callable(&self, k: Kernel) {
+        if !self.cg.callable.contains(&k) {
+            self.cg.refused.borrow_mut().push(k);
+        }
     }
 
     fn emit(&mut self, step: &Step) -> Result<()> {
@@ -457,15 +470,18 @@ impl<'a, 'b> StepGen<'a, 'b> {
         })
     }
 
-    fn runtime(&self) -> lowbit::Runtime {
-        lowbit::Runtime { table: self.kernels.expect("bases loaded first"), call_conv: self.cg.call_conv() }
+    /// The runtime's codecs for elements of `d` (which call them only for coded floats), or
+    /// their inline forms where the code may not call them.
+    fn runtime(&self, _d: DType) -> lowbit::Runtime {
+        let inline = !self.cg.callable.contains(&Kernel::LowDecode) || !self.cg.callable.contains(&Kernel::LowEncode);
+        lowbit::Runtime { table: self.kernels.expect("bases loaded first"), call_conv: self.cg.call_conv(), inline }
     }
 
     /// Loads element `loc` (byte address, or element index for packed types) of `mem`.
     fn load_elem(&mut self, mem: Mem, d: DType, loc: Value) -> Result<Value> {
         if d.is_coded_float() || d.packed_bits().is_some() {
             let base = self.bases[&mem];
-            return Ok(self.runtime().load(&mut self.b, d, base, loc));
+            return Ok(self.runtime(d).load(&mut self.b, d, base, loc));
         }
         self.load_value(d, loc)
     }
@@ -474,7 +490,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
     fn store_elem(&mut self, out: &Access, v: Value, loc: Value) {
         if out.dtype.is_coded_float() || out.dtype.packed_bits().is_some() {
             let base = self.bases[&out.mem];
-            self.runtime().store(&mut self.b, out.dtype, v, base, loc);
+            self.runtime(out.dtype).store(&mut self.b, out.dtype, v, base, loc);
         } else {
             self.store_value(out.dtype, v, loc);
         }
@@ -617,7 +633,7 @@ impl<'a, 'b> StepGen<'a, 'b> {
             DType::F64 => (F64, Kernel::MathF64),
             other => bail!("math function {op:?} on {} is not supported by the cpu backend", other.name()),
         };
-        let f = self.kernel_fn(kernel.offset());
+        let f = self.kernel_fn(kernel);
         let sig = kernel_signature(self.cg.call_conv(), kernel);
         let sigref = self.b.import_signature(sig);
         let code = self.b.ins().iconst(I32, op as i64);

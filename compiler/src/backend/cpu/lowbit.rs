@@ -6,7 +6,8 @@
 //!   saturation, NaN and inf per format) live once, in the runtime
 //!   (`neoc_runtime::kernels::lowbit`, the same functions the reference evaluator uses):
 //!   loads call [`KernelTable::low_decode`](neoc_runtime::abi::KernelTable::low_decode) on
-//!   the stored code, stores and casts call `low_encode`. A cast to one of them rounds to
+//!   the stored code, stores and casts call `low_encode` (code that calls no codec kernel,
+//!   aarch64's, computes the same inline: [`super::lowbit_inline`]). A cast to one of them rounds to
 //!   it (encode, then decode), so the f32 value is exact and the store encodes it unchanged.
 //! - The small integers compute as i8 (sign- or zero-extended); a store keeps the low bits,
 //!   which is Cast's wrap-around.
@@ -46,6 +47,9 @@ pub struct Runtime {
     /// The `*const KernelTable`.
     pub table: Value,
     pub call_conv: CallConv,
+    /// Emit the float codecs inline ([`super::lowbit_inline`]) instead of calling
+    /// `low_decode`/`low_encode`: for code that calls no codec kernel (aarch64).
+    pub inline: bool,
 }
 
 impl Runtime {
@@ -58,12 +62,18 @@ impl Runtime {
 
     /// The f32 value of `code` (an i32 holding the code in its low bits).
     pub fn decode(&self, b: &mut FunctionBuilder, d: DType, code: Value) -> Value {
+        if self.inline {
+            return super::lowbit_inline::decode(b, d, code);
+        }
         let dt = b.ins().iconst(I32, d.onnx_code() as i64);
         self.call(b, Kernel::LowDecode, &[dt, code])
     }
 
     /// The code (an i32) of f32 `v`.
     pub fn encode(&self, b: &mut FunctionBuilder, d: DType, v: Value, flags: u32) -> Value {
+        if self.inline {
+            return super::lowbit_inline::encode(b, d, v, flags);
+        }
         let dt = b.ins().iconst(I32, d.onnx_code() as i64);
         let fl = b.ins().iconst(I32, flags as i64);
         self.call(b, Kernel::LowEncode, &[dt, v, fl])

@@ -2,8 +2,11 @@
 //! reference evaluator, bit for bit: Cast to and from every one of them with every option,
 //! on special values (NaN, ±inf, ±0, saturation edges, ties, subnormals), packed tensors
 //! with odd element counts, negative 4- and 2-bit integers, strided packed loops and BitCast.
+//! The casts also run with the self-contained lowering (aarch64's: the codecs inline, no
+//! `low_decode`/`low_encode` call), compiled for this machine.
 
-use crate::lower::test_util::run_both;
+use crate::lower::Caps;
+use crate::lower::test_util::{compile_and_run_with_caps, run_both};
 use crate::tensor::{ArrayD, DType, IxDyn, Tensor, bf16, f16};
 
 const LOW: [DType; 10] = [
@@ -23,7 +26,19 @@ const LOW: [DType; 10] = [
 /// any NaN: payloads of f16/bf16 NaNs are not specified). Not a shared `Tolerance`: low
 /// types are compared code for code, and the failure names the element and the inputs.
 pub(crate) fn same_as_reference(text: &str, inputs: &[Tensor]) {
-    let (got, want) = run_both(text, inputs);
+    same_as_reference_with(text, inputs, None)
+}
+
+/// As [`same_as_reference`], lowered with `caps` when given.
+fn same_as_reference_with(text: &str, inputs: &[Tensor], caps: Option<&Caps>) {
+    let (got, want) = match caps {
+        None => run_both(text, inputs),
+        Some(caps) => {
+            let g = crate::ir::parse::parse_graph(text).unwrap_or_else(|e| panic!("parses: {e:#}\n{text}"));
+            let want = crate::eval::run(&g, inputs).unwrap_or_else(|e| panic!("reference: {e:#}\n{text}"));
+            (compile_and_run_with_caps(&g, inputs, caps).unwrap_or_else(|e| panic!("compiles and runs: {e:#}\n{text}")), want)
+        }
+    };
     for (g, w) in got.iter().zip(&want) {
         assert_eq!((g.dtype(), g.shape()), (w.dtype(), w.shape()), "{text}");
         if let (Tensor::Low(_, a), Tensor::Low(_, b)) = (g, w) {
@@ -111,6 +126,15 @@ fn options(to: DType) -> Vec<String> {
 
 #[test]
 fn casts_to_every_low_type_match_the_reference() {
+    casts_to_every_low_type(None);
+}
+
+#[test]
+fn casts_to_every_low_type_match_the_reference_with_inline_codecs() {
+    casts_to_every_low_type(Some(&Caps::SELF_CONTAINED));
+}
+
+fn casts_to_every_low_type(caps: Option<&Caps>) {
     let x = specials();
     let n = x.len();
     let f32s = Tensor::from_vec(&[n], x.clone()).unwrap();
@@ -124,7 +148,7 @@ fn casts_to_every_low_type_match_the_reference() {
         for opts in options(to) {
             for input in [&f32s, &f16s, &bf16s, &f64s, &i32s] {
                 let text = cast_graph(input.dtype(), to, input.len(), &opts);
-                same_as_reference(&text, std::slice::from_ref(input));
+                same_as_reference_with(&text, std::slice::from_ref(input), caps);
             }
         }
     }
@@ -144,6 +168,15 @@ fn all_codes(d: DType) -> Tensor {
 
 #[test]
 fn casts_from_every_low_type_match_the_reference() {
+    casts_from_every_low_type(None);
+}
+
+#[test]
+fn casts_from_every_low_type_match_the_reference_with_inline_codecs() {
+    casts_from_every_low_type(Some(&Caps::SELF_CONTAINED));
+}
+
+fn casts_from_every_low_type(caps: Option<&Caps>) {
     let plain = [DType::F32, DType::F16, DType::BF16, DType::F64, DType::I8, DType::U8, DType::I32, DType::I64, DType::Bool];
     for from in LOW {
         let x = all_codes(from);
@@ -152,7 +185,7 @@ fn casts_from_every_low_type_match_the_reference() {
                 continue;
             }
             for opts in options(to) {
-                same_as_reference(&cast_graph(from, to, x.len(), &opts), std::slice::from_ref(&x));
+                same_as_reference_with(&cast_graph(from, to, x.len(), &opts), std::slice::from_ref(&x), caps);
             }
         }
     }

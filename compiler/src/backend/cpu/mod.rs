@@ -13,6 +13,7 @@ pub mod codegen;
 pub mod isa;
 pub mod link;
 pub mod lowbit;
+mod lowbit_inline;
 mod parallel;
 pub mod vmath;
 
@@ -81,9 +82,11 @@ fn runtime_sig(name: &str, ty: &ValueType) -> TensorSig {
     TensorSig::new(name, ty.dtype, ty.shape.clone())
 }
 
-/// Compiles an optimised graph for a CPU target.
+/// Compiles an optimised graph for a CPU target: x86-64 code calls the runtime's kernels
+/// ([`lower::Caps::CPU`]), aarch64 code is self-contained and calls only the runtime
+/// services ([`lower::Caps::SELF_CONTAINED`]).
 pub fn compile(g: &Graph, target: &Target) -> Result<CompiledArtifact, CompileError> {
-    build(g, target, &lower::Caps::CPU, false, None, &mut |_| {})
+    build(g, target, None, false, None, &mut |_| {})
 }
 
 /// As [`compile`], refusing (before code generation) a model whose memory plan — arena,
@@ -91,25 +94,28 @@ pub fn compile(g: &Graph, target: &Target) -> Result<CompiledArtifact, CompileEr
 /// lowering to `inspect` as soon as it exists, before the verifier runs (so `--dump-ir
 /// after=lower` prints an invalid one too).
 pub fn compile_with(g: &Graph, target: &Target, max_memory: Option<u64>, inspect: &mut dyn FnMut(&lower::Lowered)) -> Result<CompiledArtifact, CompileError> {
-    build(g, target, &lower::Caps::CPU, false, max_memory, inspect)
+    build(g, target, None, false, max_memory, inspect)
 }
 
 /// As [`compile`], lowering with other backend choices than the CPU's own (tests use it
 /// to check the lowering's loop-nest forms, e.g. a GEMM without the `sgemm` kernel).
 pub fn compile_with_caps(g: &Graph, target: &Target, caps: &lower::Caps) -> Result<CompiledArtifact, CompileError> {
-    build(g, target, caps, false, None, &mut |_| {})
+    build(g, target, Some(caps), false, None, &mut |_| {})
 }
 
 /// As [`compile`], also returning the disassembly of every function (as Cranelift
 /// printed the instructions it emitted), e.g. to inspect cross-compiled aarch64 code.
 pub fn compile_with_listing(g: &Graph, target: &Target) -> Result<CompiledArtifact, CompileError> {
-    build(g, target, &lower::Caps::CPU, true, None, &mut |_| {})
+    build(g, target, None, true, None, &mut |_| {})
 }
 
-fn build(g: &Graph, target: &Target, caps: &lower::Caps, listing: bool, max_memory: Option<u64>, inspect: &mut dyn FnMut(&lower::Lowered)) -> Result<CompiledArtifact, CompileError> {
+/// `caps`: the lowering's choices, by default the target ISA's ([`lower::Caps::cpu`]).
+fn build(g: &Graph, target: &Target, caps: Option<&lower::Caps>, listing: bool, max_memory: Option<u64>, inspect: &mut dyn FnMut(&lower::Lowered)) -> Result<CompiledArtifact, CompileError> {
     // A portable target compiles the same lowered program once per ISA level.
     let levels: Vec<Target> = if target.variants.is_empty() { vec![target.clone()] } else { target.variant_targets().map_err(anyhow::Error::from)? };
     let cpus = levels.iter().map(isa::for_target).collect::<Result<Vec<_>>>()?;
+    let default_caps = lower::Caps::cpu(cpus[0].arch);
+    let caps = caps.unwrap_or(&default_caps);
     let t0 = Instant::now();
     let lowered = lower::lower(g, caps).map_err(|problems| CompileError::Unsupported { backend: caps.backend, problems })?;
     inspect(&lowered);
@@ -150,7 +156,7 @@ fn build(g: &Graph, target: &Target, caps: &lower::Caps, listing: bool, max_memo
     let t1 = Instant::now();
     let mut generated = Vec::with_capacity(cpus.len());
     for cpu in &cpus {
-        generated.push(generate(cpu, &lowered, &resolve, listing)?);
+        generated.push(generate(cpu, &lowered, &resolve, caps, listing)?);
     }
     let codegen_ms = t1.elapsed().as_secs_f64() * 1e3;
 
@@ -219,16 +225,29 @@ struct Generated {
 }
 
 /// Generates and links the code of every step, the entry and the tasks for one ISA.
-fn generate(cpu: &isa::CpuIsa, lowered: &lower::Lowered, resolve: &dyn Fn(Mem) -> (Base, u64), listing: bool) -> Result<Generated, CompileError> {
-    let cg = Codegen { isa: cpu.get(), resolve };
+/// A step that needs a runtime kernel `caps` does not have is refused, naming its node.
+fn generate(cpu: &isa::CpuIsa, lowered: &lower::Lowered, resolve: &dyn Fn(Mem) -> (Base, u64), caps: &lower::Caps, listing: bool) -> Result<Generated, CompileError> {
+    let cg = Codegen { isa: cpu.get(), resolve, callable: caps.kernels, refused: Default::default() };
     // Steps are functions 0..n, the entry n, the tasks of split steps from n + 1 on.
     let n_steps = lowered.steps.len();
     let mut funcs = Vec::with_capacity(n_steps + 1);
     let mut tasks = Vec::new();
+    let mut refused = Vec::new();
     for (i, step) in lowered.steps.iter().enumerate() {
         let (f, task) = cg.step_functions(i, step, n_steps + 1 + tasks.len()).with_context(|| format!("node '{}'", lowered.step_nodes[i]))?;
+        for k in std::mem::take(&mut *cg.refused.borrow_mut()) {
+            let node = lowered.step_nodes[i].clone();
+            let message = format!("its code needs the runtime kernel `{}`, which the {} backend does not call", k.name(), caps.backend);
+            let p = LowerProblem { node, op: "code generation".into(), message };
+            if !refused.contains(&p) {
+                refused.push(p);
+            }
+        }
         funcs.push(f);
         tasks.extend(task);
+    }
+    if !refused.is_empty() {
+        return Err(CompileError::Unsupported { backend: "cpu", problems: refused });
     }
     let parallel_steps = tasks.len();
     // The entry, then the tasks, then the entry's chunk functions (large models only).

@@ -1,13 +1,15 @@
 //! The conv family. Conv calls the runtime's `conv` kernel with an `abi::ConvParams`
-//! block in the weights ([`calls::conv`]); [`conv`] also lowers `neoc.FusedConv`, whose
-//! epilogue (activation, residual) the kernel applies. A constant weight's layout is chosen
+//! block in the weights ([`calls::conv`]), or is a loop nest for a backend without it
+//! (`loops.rs`); [`conv`] also lowers `neoc.FusedConv`, whose epilogue (activation,
+//! residual) the kernel or the loop nest applies. A constant weight's layout is chosen
 //! here, at compile time ([`choose_weight_layout`]). f16 and bf16 convolve through f32
 //! temporaries. ConvTranspose: `transpose.rs`.
 
+mod loops;
 mod transpose;
 
 use anyhow::{Result, bail};
-use neoc_runtime::abi::{ConvParams, MAX_SPATIAL};
+use neoc_runtime::abi::{ConvParams, Kernel, MAX_SPATIAL};
 
 use super::Lw;
 use super::calls::{self, pod_bytes, spatial_array};
@@ -59,6 +61,26 @@ pub(super) fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize, act: Act, 
         scratch_bytes: 0,
     };
     neoc_runtime::kernels::check_conv_params(&params).map_err(|e| anyhow::anyhow!("Conv parameters: {e}"))?;
+    let out_ty = lw.g.node(id).outputs[0].ty.clone();
+    if !lw.caps.has(Kernel::Conv) {
+        // No kernel to call: the conv as a loop nest (`loops.rs`), on f32 buffers.
+        let (xm, wm) = (as_f32(lw, x)?, as_f32(lw, wv)?);
+        let bias = match lw.opt_input(id, 2) {
+            Some(b) => Some(as_f32(lw, b)?),
+            None => None,
+        };
+        let residual = match (residual, lw.opt_input(id, 3)) {
+            (true, Some(r)) => Some(as_f32(lw, r)?),
+            (true, None) => bail!("FusedConv: the residual input is missing"),
+            (false, _) => None,
+        };
+        let y = if half { lw.temp_bytes(4 * out_ty.len() as u64) } else { lw.out(id, 0) };
+        loops::conv(lw, &params, xm, wm, bias, residual, y, act)?;
+        if half {
+            narrow(lw, id, y, &out_ty);
+        }
+        return Ok(());
+    }
     let packed = match lw.konst(wv) {
         Some(t) if (wt.dtype == DType::F32 || half) && lw.caps.pack_weights => {
             let w: Vec<f32> = t.to_f64_vec()?.into_iter().map(|v| v as f32).collect();
@@ -83,16 +105,20 @@ pub(super) fn conv(lw: &mut Lw, id: NodeId, w: &Window, group: usize, act: Act, 
         (true, None) => bail!("FusedConv: the residual input is missing"),
         (false, _) => None,
     };
-    let out_ty = lw.g.node(id).outputs[0].ty.clone();
     let y = if half { lw.temp_bytes(4 * out_ty.len() as u64) } else { lw.out(id, 0) };
     calls::conv(lw, pm, xm, wm, bias, residual, y, scratch)?;
     if half {
-        let out = lw.out(id, 0);
-        let n = out_ty.len();
-        let value = Expr::cast(out_ty.dtype, Expr::Load(Access::dense(y, DType::F32, &[n])));
-        lw.push(Step::Loop(Loop { dims: vec![n], out: Access::dense(out, out_ty.dtype, &[n]), value }));
+        narrow(lw, id, y, &out_ty);
     }
     Ok(())
+}
+
+/// The f32 result `y` of an f16/bf16 conv, rounded into its output.
+fn narrow(lw: &mut Lw, id: NodeId, y: crate::kernel_ir::Mem, out_ty: &crate::ir::ValueType) {
+    let out = lw.out(id, 0);
+    let n = out_ty.len();
+    let value = Expr::cast(out_ty.dtype, Expr::Load(Access::dense(y, DType::F32, &[n])));
+    lw.push(Step::Loop(Loop { dims: vec![n], out: Access::dense(out, out_ty.dtype, &[n]), value }));
 }
 
 /// The buffer of `v`, or for f16/bf16 an f32 copy of it.

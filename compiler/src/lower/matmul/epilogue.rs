@@ -1,7 +1,8 @@
 //! The GEMM with an epilogue: `neoc.FusedMatMul`, and MatMul with a constant f32 weight
 //! matrix. One call of the runtime's `sgemm_epilogue` per batch point, which
 //! adds the bias and residual and applies the activation to each block of C right after
-//! computing it.
+//! computing it; for a backend without that kernel, one reduction whose finish does the
+//! same ([`calls::sgemm_epilogue_loops`]).
 
 use anyhow::{Result, bail};
 use neoc_runtime::abi::{GemmParams, Kernel};
@@ -64,6 +65,10 @@ pub(in crate::lower) fn fused_matmul(lw: &mut Lw, id: NodeId, gemm: Option<(bool
     let (bias, residual) = (addends.next(), addends.next());
     let out = lw.out(id, 0);
     let c = Matrix { mem: out, offset: 0, batch_strides: dense_strides(&full)[..r - 2].to_vec(), rs: n as i64, cs: 1 };
+    if !lw.caps.has(Kernel::SgemmEpilogue) && !packed_b {
+        calls::sgemm_epilogue_loops(lw, batch, [m, n, k], scale, &ma, &mb, bias.as_ref(), residual.as_ref(), &c, act);
+        return Ok(());
+    }
     let (kind, act_alpha, act_beta) = act.abi();
     let zero = Matrix { mem: out, offset: 0, batch_strides: vec![], rs: 0, cs: 0 };
     let params = GemmParams {

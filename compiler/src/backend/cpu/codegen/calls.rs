@@ -13,7 +13,7 @@ impl StepGen<'_, '_> {
         if c.batch.contains(&0) {
             return Ok(());
         }
-        let f = self.kernel_fn(c.kernel.offset());
+        let f = self.kernel_fn(c.kernel);
         let sigref = self.b.import_signature(kernel_signature(self.cg.call_conv(), c.kernel));
         // Buffer arguments: their addresses at the first batch point.
         let mut addrs = Vec::new();

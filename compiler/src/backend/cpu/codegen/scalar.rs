@@ -176,7 +176,7 @@ impl StepGen<'_, '_> {
         Ok(match to {
             d if d.is_coded_float() => {
                 let flags = lowbit::encode_flags(c.saturate, c.round_mode);
-                self.runtime().round(&mut self.b, d, v, flags)
+                self.runtime(d).round(&mut self.b, d, v, flags)
             }
             DType::F16 => {
                 let h = vmath::f32_to_f16(&mut self.b, v);
