@@ -85,6 +85,8 @@ pub enum RunError {
     Code(i32),
     #[error("output {index} ('{name}'): the compiled code left an invalid string handle {handle}")]
     BadStringHandle { index: usize, name: String, handle: u64 },
+    #[error("the artifact has no step table to profile with (it was compiled before neoc wrote one, or for a GPU); recompile it")]
+    NoStepTable,
     #[error("out of memory allocating the {bytes}-byte arena")]
     OutOfMemory { bytes: u64 },
     #[error(transparent)]

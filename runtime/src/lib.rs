@@ -82,7 +82,7 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Mutex;
 
-pub use artifact::{Artifact, ArtifactWriter, FormatError, Metadata, TensorSig};
+pub use artifact::{Artifact, ArtifactWriter, FormatError, Metadata, StepInfo, StepTable, TensorSig};
 pub use checksum::{Xxh64, xxh64};
 pub use error::{LoadError, Role, RunError};
 pub use host::{AARCH64_FEATURES, CallConv, HostCpu, Isa, X86_64_FEATURES};
@@ -215,7 +215,12 @@ pub struct Model {
     string_io: bool,
     /// The code variant that runs, for artifacts that carry several.
     code_variant: Option<String>,
+    /// The step table of the code that runs (artifacts from before it have none).
+    steps: Option<(Vec<StepInfo>, Vec<u64>)>,
 }
+
+/// Where [`Model::run_profiled`] hands each step's index and wall time.
+type StepTimer<'t> = &'t mut dyn FnMut(usize, Range<std::time::Instant>);
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -295,6 +300,7 @@ impl Model {
             }
         }
         let code = Engine::Cpu(ExecCode::new(art.code()).map_err(LoadError::ExecMemory)?);
+        let steps = art.steps().map(|list| list.into_iter().unzip());
         let weights = art.weights_range();
         // Both storages start 64-byte aligned (a mapping starts on a page) and the section
         // is 64-byte aligned in the file.
@@ -315,6 +321,7 @@ impl Model {
             states: Mutex::new(vec![state]),
             string_io,
             code_variant,
+            steps,
         })
     }
 
@@ -452,6 +459,28 @@ impl Model {
     /// when an arena is free, which it is unless other threads are running this model,
     /// and the model has no string inputs or outputs.
     pub fn run_into(&self, inputs: &[TensorRef<'_>], outputs: &mut [TensorMut<'_>]) -> Result<(), RunError> {
+        self.run_into_with(inputs, outputs, None)
+    }
+
+    /// The steps of the code that runs, in order (node, op, kind, estimated FLOPs), from the
+    /// artifact's step table; `None` for artifacts without one (written before it existed)
+    /// and for CUDA artifacts.
+    pub fn steps(&self) -> Option<&[StepInfo]> {
+        self.steps.as_ref().map(|(s, _)| &s[..])
+    }
+
+    /// As [`Model::run_into`], but calls the compiled step functions one by one — the same
+    /// functions, in the same order and with the same context as the entry calls them — and
+    /// hands `timed` each step's index (into [`Model::steps`]) and its start and end. An
+    /// error, before running anything, for a model without a step table.
+    pub fn run_profiled(&self, inputs: &[TensorRef<'_>], outputs: &mut [TensorMut<'_>], timed: StepTimer<'_>) -> Result<(), RunError> {
+        if self.steps.is_none() {
+            return Err(RunError::NoStepTable);
+        }
+        self.run_into_with(inputs, outputs, Some(timed))
+    }
+
+    fn run_into_with(&self, inputs: &[TensorRef<'_>], outputs: &mut [TensorMut<'_>], mut timed: Option<StepTimer<'_>>) -> Result<(), RunError> {
         self.check_inputs(inputs)?;
         check_count(Role::Output, &self.meta.outputs, outputs.len())?;
         for (i, (t, sig)) in outputs.iter().zip(&self.meta.outputs).enumerate() {
@@ -460,7 +489,7 @@ impl Model {
         let weights = &self.storage.bytes()[self.weights.clone()];
         let mut heap = StringHeap::new(weights);
         if !self.string_io {
-            return self.invoke(inputs, outputs, &mut heap);
+            return self.invoke(inputs, outputs, &mut heap, timed);
         }
 
         // String inputs become handles into the heap, borrowing the caller's strings.
@@ -479,7 +508,7 @@ impl Model {
             for (t, h) in outputs.iter_mut().zip(out_handles.iter_mut()) {
                 out_views.push(if t.dtype().is_string() { TensorMut::from_slice::<u64>(t.shape(), h)? } else { t.reborrow() });
             }
-            self.invoke(&in_views, &mut out_views, &mut heap)?;
+            self.invoke(&in_views, &mut out_views, &mut heap, timed.take())?;
         }
         for (index, ((t, h), sig)) in outputs.iter_mut().zip(&out_handles).zip(&self.meta.outputs).enumerate() {
             let Some(dst) = t.strings_mut() else { continue };
@@ -493,14 +522,20 @@ impl Model {
     }
 
     /// One call of the entry point on checked buffers.
-    fn invoke(&self, inputs: &[TensorRef<'_>], outputs: &mut [TensorMut<'_>], heap: &mut StringHeap<'_>) -> Result<(), RunError> {
+    fn invoke(&self, inputs: &[TensorRef<'_>], outputs: &mut [TensorMut<'_>], heap: &mut StringHeap<'_>, timed: Option<StepTimer<'_>>) -> Result<(), RunError> {
         let code = match &self.engine {
             Engine::Cpu(code) => code,
             #[cfg(feature = "cuda")]
             Engine::Cuda(e) => return e.run(inputs, outputs),
         };
         let mut state = self.take_state()?;
-        let status = sys::invoke(
+        let mut untimed = |_: usize, _: Range<std::time::Instant>| {};
+        // Steps called one by one only when profiling: a normal run calls the entry.
+        let (steps, timed): (&[u64], StepTimer<'_>) = match (timed, &self.steps) {
+            (Some(t), Some((_, offsets))) => (offsets, t),
+            _ => (&[], &mut untimed),
+        };
+        let status = sys::invoke_each(
             code,
             sys::Call {
                 entry: self.meta.entry_offset as usize,
@@ -514,6 +549,8 @@ impl Model {
                 strings: (heap as *mut StringHeap<'_>).cast(),
                 workers: &state.workers,
             },
+            steps,
+            timed,
         );
         self.lock_states().push(state);
         if status != 0 {

@@ -235,9 +235,13 @@ pub struct Call<'c, 'i, 'o> {
     pub workers: &'c crate::workers::Workers,
 }
 
-/// Calls the compiled entry point and returns its status (0 = ok).
-pub fn invoke(code: &ExecCode, call: Call<'_, '_, '_>) -> i32 {
+/// Calls the compiled entry point and returns its status (0 = ok). Profiling, it calls the
+/// step functions at `steps` instead (offsets into the code, from the artifact's checked
+/// step table) one after another with one context, as the entry does, handing each step's
+/// index and wall time to `timed`, and stops at the first non-zero status.
+pub fn invoke_each(code: &ExecCode, call: Call<'_, '_, '_>, steps: &[u64], timed: &mut dyn FnMut(usize, std::ops::Range<std::time::Instant>)) -> i32 {
     assert!(call.entry < code.len, "entry offset checked at load");
+    assert!(steps.iter().all(|&s| (s as usize) < code.len), "step offsets checked at load");
     let ptrs = &mut call.ptrs.0;
     ptrs.clear();
     ptrs.extend(call.inputs.iter().map(|t| t.bytes().as_ptr().cast_mut()));
@@ -260,10 +264,24 @@ pub fn invoke(code: &ExecCode, call: Call<'_, '_, '_>) -> i32 {
     // (exclusively ours for this call), reads the weights and calls only through `kernels`.
     // Every pointer in `ctx` stays valid for the whole call: the borrows above outlive it,
     // and the caller keeps the string heap alive and otherwise untouched until we return.
-    let status = unsafe {
-        let entry: EntryFn = std::mem::transmute::<*const u8, EntryFn>(code.map.as_ptr().add(call.entry));
-        entry(&ctx)
+    // Each step function has the entry's signature and contract (the entry only calls them
+    // in this order with this context), so the same holds for calling them one by one.
+    let call_at = |offset: usize| unsafe {
+        let f: EntryFn = std::mem::transmute::<*const u8, EntryFn>(code.map.as_ptr().add(offset));
+        f(&ctx)
     };
+    let mut status = 0;
+    if steps.is_empty() {
+        status = call_at(call.entry);
+    }
+    for (i, &offset) in steps.iter().enumerate() {
+        let t0 = std::time::Instant::now();
+        status = call_at(offset as usize);
+        timed(i, t0..std::time::Instant::now());
+        if status != 0 {
+            break;
+        }
+    }
     ptrs.clear();
     status
 }

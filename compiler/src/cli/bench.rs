@@ -53,6 +53,19 @@ fn generated(dtype: DType, shape: &[usize]) -> Result<Tensor> {
     Ok(t)
 }
 
+/// The model's inputs: `name=file.npy` where given, generated ones otherwise.
+pub(super) fn inputs_for(model: &Model, given: &[String]) -> Result<Vec<Tensor>> {
+    let mut inputs = Vec::new();
+    for sig in model.inputs() {
+        let file = given.iter().find_map(|it| it.split_once('=').filter(|(n, _)| *n == sig.name));
+        inputs.push(match file {
+            Some((_, path)) => neoc::driver::to_runtime(&npy::read(path.as_ref())?).with_context(|| format!("input '{}'", sig.name))?,
+            None => generated(sig.dtype, &sig.shape)?,
+        });
+    }
+    Ok(inputs)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() - 1) as f64 * p).round() as usize;
     sorted[i]
@@ -67,14 +80,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(t) = a.threads {
         model.set_thread_count(t);
     }
-    let mut inputs = Vec::new();
-    for sig in model.inputs() {
-        let given = a.inputs.iter().find_map(|it| it.split_once('=').filter(|(n, _)| *n == sig.name));
-        inputs.push(match given {
-            Some((_, path)) => neoc::driver::to_runtime(&npy::read(path.as_ref())?).with_context(|| format!("input '{}'", sig.name))?,
-            None => generated(sig.dtype, &sig.shape)?,
-        });
-    }
+    let inputs = inputs_for(&model, &a.inputs)?;
     let views: Vec<_> = inputs.iter().map(Tensor::view).collect();
     let mut outputs: Vec<Tensor> = model.outputs().iter().map(|s| Tensor::zeros(s.dtype, s.shape.clone())).collect::<Result<_, _>>().map_err(|e| anyhow!("{e}"))?;
     let mut times = Vec::with_capacity(a.runs);

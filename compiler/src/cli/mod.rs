@@ -7,6 +7,7 @@ mod conformance;
 mod eval;
 mod inspect;
 mod package;
+mod profile;
 mod run;
 mod samples;
 mod targets;
@@ -31,6 +32,8 @@ pub enum Command {
     Run(run::Args),
     /// Measure a compiled artifact's latency (p50/p90/p99) and throughput.
     Bench(bench::Args),
+    /// Time each step (fused kernel) of a compiled artifact: share of the run, GFLOP/s.
+    Profile(profile::Args),
     /// List every unsupported op, attribute, dtype and unbound dimension in a model.
     Check(check::Args),
     /// Show a model's inputs, outputs, op histogram, parameters and estimated FLOPs.
@@ -48,6 +51,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Compile(a) => compile::run(a),
         Command::Run(a) => run::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Profile(a) => profile::run(a),
         Command::Check(a) => check::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Targets(a) => targets::run(a),
@@ -95,6 +99,7 @@ impl Cli {
             Command::Compile(a) => a.json,
             Command::Run(a) => a.json,
             Command::Bench(a) => a.json,
+            Command::Profile(a) => a.json,
             Command::Check(a) => a.json,
             Command::Inspect(a) => a.json,
             Command::Targets(a) => a.json,

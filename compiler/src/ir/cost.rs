@@ -14,7 +14,7 @@ pub fn node_flops(g: &Graph, n: super::NodeId) -> u64 {
     let shape = |i: usize| node.inputs.get(i).copied().flatten().map(|v| g.ty(v).shape.clone()).unwrap_or_default();
     let out: u64 = node.outputs.first().map(|o| prod(&o.ty.shape)).unwrap_or(0);
     match op.name() {
-        "Conv" | "ConvInteger" | "QLinearConv" => {
+        "Conv" | "FusedConv" | "ConvInteger" | "QLinearConv" => {
             let w = shape(if op.name() == "QLinearConv" { 3 } else { 1 });
             2 * out * prod(w.get(1..).unwrap_or(&[]))
         }
@@ -22,11 +22,12 @@ pub fn node_flops(g: &Graph, n: super::NodeId) -> u64 {
             let (x, w) = (shape(0), shape(1));
             2 * prod(&x) * prod(w.get(1..).unwrap_or(&[]))
         }
-        "MatMul" | "MatMulInteger" | "Gemm" => {
+        "MatMul" | "MatMulInteger" | "Gemm" | "FusedMatMul" => {
             let a = shape(0);
             let k = match (op.name(), a.len()) {
                 (_, 0) => 1,
-                ("Gemm", _) => {
+                // FusedMatMul's 2-D form may be Gemm's, with A transposed.
+                ("Gemm", _) | ("FusedMatMul", 2) => {
                     // K is the shared dim of A (which may be transposed); min(M,K) guess is
                     // avoided by using A's element count over the output rows.
                     let m = node.outputs.first().and_then(|o| o.ty.shape.first().copied()).unwrap_or(1).max(1);

@@ -61,11 +61,13 @@ use std::ops::Range;
 
 mod bytes;
 mod metadata;
+mod steps;
 mod writer;
 
 pub(crate) use bytes::Reader;
 pub(crate) use bytes::{put_str, put_u32, put_u64};
 pub use metadata::{Metadata, TensorSig};
+pub use steps::{StepInfo, StepTable};
 pub use writer::ArtifactWriter;
 
 use crate::checksum::Xxh64;
@@ -105,6 +107,8 @@ pub enum SectionKind {
     Variants = 4,
     /// Format version 3: a CUDA program ([`crate::cuda::Program`]), instead of code.
     Cuda = 5,
+    /// Optional, with machine code (versions 1 and 2): the step table ([`StepTable`]).
+    Steps = 6,
 }
 
 impl SectionKind {
@@ -115,13 +119,14 @@ impl SectionKind {
             3 => Some(SectionKind::Weights),
             4 => Some(SectionKind::Variants),
             5 => Some(SectionKind::Cuda),
+            6 => Some(SectionKind::Steps),
             _ => None,
         }
     }
 
     fn align(self) -> u64 {
         match self {
-            SectionKind::Metadata | SectionKind::Variants | SectionKind::Cuda => METADATA_ALIGN,
+            SectionKind::Metadata | SectionKind::Variants | SectionKind::Cuda | SectionKind::Steps => METADATA_ALIGN,
             SectionKind::Code => CODE_ALIGN,
             SectionKind::Weights => WEIGHTS_ALIGN,
         }
@@ -140,6 +145,7 @@ impl fmt::Display for SectionKind {
             SectionKind::Weights => "weights",
             SectionKind::Variants => "variants",
             SectionKind::Cuda => "cuda",
+            SectionKind::Steps => "steps",
         })
     }
 }
@@ -229,6 +235,9 @@ pub struct Artifact<'a> {
     weights: Range<usize>,
     variants: Vec<(CodeVariant, Range<usize>)>,
     program: Option<crate::cuda::Program>,
+    steps: Option<StepTable>,
+    /// The code section [`Artifact::code`] is (0 until [`Artifact::use_variant`]).
+    variant: usize,
 }
 
 impl<'a> Artifact<'a> {
@@ -281,7 +290,7 @@ impl<'a> Artifact<'a> {
             return Err(FormatError::BadHeader("non-zero padding after the neoc version".into()));
         }
 
-        let mut found: [Option<(u64, u64)>; 5] = [None; 5];
+        let mut found: [Option<(u64, u64)>; 6] = [None; 6];
         // Version 2: every code section, as (flags = variant index, offset, length).
         let mut codes: Vec<(u32, u64, u64)> = Vec::new();
         for index in 0..count {
@@ -295,7 +304,7 @@ impl<'a> Artifact<'a> {
             let known = |s: &SectionKind| match s {
                 SectionKind::Variants => version == VARIANTS_FORMAT_VERSION,
                 SectionKind::Cuda => version == CUDA_FORMAT_VERSION,
-                SectionKind::Code => version != CUDA_FORMAT_VERSION,
+                SectionKind::Code | SectionKind::Steps => version != CUDA_FORMAT_VERSION,
                 _ => true,
             };
             let Some(section) = SectionKind::from_u32(kind).filter(known) else {
@@ -345,6 +354,8 @@ impl<'a> Artifact<'a> {
         }
         let code_ranges: Vec<Range<usize>> = codes.iter().map(|&(_, o, l)| o as usize..(o + l) as usize).collect();
         ranges.extend(code_ranges.iter().skip(1).map(|r| (SectionKind::Code, r.clone())));
+        let steps_range = found[SectionKind::Steps.index()].map(|(o, l)| o as usize..(o + l) as usize);
+        ranges.extend(steps_range.clone().map(|r| (SectionKind::Steps, r)));
         let mut sorted = ranges.clone();
         sorted.sort_by_key(|(_, r)| (r.start, r.end));
         for pair in sorted.windows(2) {
@@ -374,8 +385,17 @@ impl<'a> Artifact<'a> {
             let list = crate::variants::decode(&bytes[ranges[3].1.clone()])?;
             let lens: Vec<u64> = code_ranges.iter().map(|r| r.len() as u64).collect();
             crate::variants::validate(&list, &lens, metadata.isa, &metadata.cpu_features, metadata.entry_offset)?;
-            variants = list.into_iter().zip(code_ranges).collect();
+            variants = list.into_iter().zip(code_ranges.clone()).collect();
         }
+        let steps = match steps_range {
+            Some(r) => {
+                let table = StepTable::decode(&bytes[r])?;
+                let lens: Vec<u64> = if code_ranges.is_empty() { vec![code.len() as u64] } else { code_ranges.iter().map(|r| r.len() as u64).collect() };
+                table.validate(&lens)?;
+                Some(table)
+            }
+            None => None,
+        };
         Ok(Artifact {
             format_version: version,
             neoc_version: neoc_version.to_string(),
@@ -386,6 +406,8 @@ impl<'a> Artifact<'a> {
             weights,
             variants,
             program,
+            steps,
+            variant: 0,
         })
     }
 
@@ -408,6 +430,19 @@ impl<'a> Artifact<'a> {
         self.metadata.cpu_features = v.cpu_features;
         self.metadata.entry_offset = v.entry_offset;
         self.code = range;
+        self.variant = index;
+    }
+
+    /// The step table, if the artifact has one (neoc writes one into every CPU artifact;
+    /// artifacts from before it have none).
+    pub fn step_table(&self) -> Option<&StepTable> {
+        self.steps.as_ref()
+    }
+
+    /// Each step and its function's offset in [`Artifact::code`] (the chosen variant's).
+    pub fn steps(&self) -> Option<Vec<(StepInfo, u64)>> {
+        let t = self.steps.as_ref()?;
+        Some(t.steps.iter().cloned().zip(t.offsets[self.variant].iter().copied()).collect())
     }
 
     pub fn code(&self) -> &'a [u8] {

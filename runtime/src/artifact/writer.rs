@@ -29,6 +29,7 @@ pub struct ArtifactWriter {
     weights: Vec<u8>,
     variants: Vec<(CodeVariant, Vec<u8>)>,
     program: Option<crate::cuda::Program>,
+    steps: Option<super::StepTable>,
 }
 
 impl ArtifactWriter {
@@ -42,6 +43,7 @@ impl ArtifactWriter {
             weights: Vec::new(),
             variants: Vec::new(),
             program: None,
+            steps: None,
         }
     }
 
@@ -57,6 +59,13 @@ impl ArtifactWriter {
     /// must name the runtime feature `cuda` and no CPU feature; code is then unused.
     pub fn set_cuda_program(&mut self, program: crate::cuda::Program) -> &mut Self {
         self.program = Some(program);
+        self
+    }
+
+    /// The step table (section kind 6): each step function's node, op, kind, FLOPs and
+    /// offset in every code section; checked against the code by [`ArtifactWriter::finish`].
+    pub fn set_steps(&mut self, steps: super::StepTable) -> &mut Self {
+        self.steps = Some(steps);
         self
     }
 
@@ -103,7 +112,17 @@ impl ArtifactWriter {
         }
         self.metadata.validate(self.code.len() as u64)?;
         let meta = self.metadata.encode();
-        self.assemble(FORMAT_VERSION, &[(SectionKind::Metadata, 0, &meta), (SectionKind::Code, 0, &self.code), (SectionKind::Weights, 0, &self.weights)])
+        let steps = self.steps_section(&[self.code.len() as u64])?;
+        let mut sections = vec![(SectionKind::Metadata, 0, &meta[..]), (SectionKind::Code, 0, &self.code[..]), (SectionKind::Weights, 0, &self.weights[..])];
+        sections.extend(steps.as_deref().map(|s| (SectionKind::Steps, 0, s)));
+        self.assemble(FORMAT_VERSION, &sections)
+    }
+
+    /// The step table's bytes, checked against the code sections' lengths.
+    fn steps_section(&self, code_lens: &[u64]) -> Result<Option<Vec<u8>>, FormatError> {
+        let Some(t) = &self.steps else { return Ok(None) };
+        t.validate(code_lens)?;
+        Ok(Some(t.encode()))
     }
 
     /// Format version 3: metadata, the cuda section, weights.
@@ -133,11 +152,13 @@ impl ArtifactWriter {
         crate::variants::validate(&list, &lens, meta.isa, &meta.cpu_features, meta.entry_offset)?;
         let meta_bytes = meta.encode();
         let variant_bytes = crate::variants::encode(&list);
+        let steps = self.steps_section(&lens)?;
         let mut sections: Vec<(SectionKind, u32, &[u8])> = vec![(SectionKind::Metadata, 0, &meta_bytes), (SectionKind::Variants, 0, &variant_bytes)];
         for (i, (_, code)) in self.variants.iter().enumerate() {
             sections.push((SectionKind::Code, i as u32, code));
         }
         sections.push((SectionKind::Weights, 0, &self.weights));
+        sections.extend(steps.as_deref().map(|s| (SectionKind::Steps, 0, s)));
         self.assemble(VARIANTS_FORMAT_VERSION, &sections)
     }
 

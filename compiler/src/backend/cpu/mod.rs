@@ -20,12 +20,12 @@ pub mod vmath;
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow};
-use neoc_runtime::{ArtifactWriter, CallConv, Metadata, TensorSig, abi};
+use neoc_runtime::{ArtifactWriter, CallConv, Metadata, StepInfo, StepTable, TensorSig, abi};
 
 use crate::ir::{Graph, ValueType};
 use crate::target::Target;
 use codegen::{Base, Codegen};
-use crate::kernel_ir::{Mem, plan};
+use crate::kernel_ir::{Mem, Step, plan};
 use crate::lower;
 pub use crate::lower::LowerProblem;
 
@@ -178,6 +178,7 @@ fn build(g: &Graph, target: &Target, caps: Option<&lower::Caps>, listing: bool, 
         runtime_features: lowered.runtime_features.clone(),
     };
     let parallel_steps = first.parallel_steps;
+    let step_offsets = generated.iter().map(|g| g.step_offsets.clone()).collect();
     let code_bytes = generated.iter().map(|g| g.code.len() as u64).sum();
     let mut code_variants = Vec::new();
     let mut w = ArtifactWriter::new(meta);
@@ -195,6 +196,7 @@ fn build(g: &Graph, target: &Target, caps: Option<&lower::Caps>, listing: bool, 
         w.set_code_variants(list);
     }
     w.push_weights(&weights);
+    w.set_steps(StepTable { steps: step_infos(g, &lowered), offsets: step_offsets });
     let bytes = w.finish().map_err(|e| anyhow!("writing the artifact: {e}"))?;
     Ok(CompiledArtifact {
         bytes,
@@ -221,7 +223,46 @@ struct Generated {
     entry_offset: u64,
     call_conv: CallConv,
     parallel_steps: usize,
+    /// Where each step's function starts in the code (for the step table).
+    step_offsets: Vec<u64>,
     listing: Option<String>,
+}
+
+/// What each step is, for the artifact's step table (`neoc profile`): its node, the node's
+/// op, the step's kind, and estimated FLOPs. A node's FLOPs ([`crate::ir::cost`]) go to its
+/// kernel-call steps, shared evenly (the loops beside a call are its epilogues and copies),
+/// or evenly to all its steps when it has no call.
+fn step_infos(g: &Graph, lowered: &lower::Lowered) -> Vec<StepInfo> {
+    let nodes: std::collections::HashMap<&str, crate::ir::NodeId> = g.node_ids().map(|n| (g.node(n).name.as_str(), n)).collect();
+    let kind = |s: &Step| match s {
+        Step::Loop(_) => "loop".to_string(),
+        Step::Reduce(_) => "reduce".to_string(),
+        Step::Call(c) => format!("call {}", c.kernel.name()),
+    };
+    let mut infos: Vec<StepInfo> = Vec::with_capacity(lowered.steps.len());
+    let mut i = 0;
+    while i < lowered.steps.len() {
+        // Steps of one node are consecutive.
+        let name = &lowered.step_nodes[i];
+        let end = (i..lowered.steps.len()).find(|&j| lowered.step_nodes[j] != *name).unwrap_or(lowered.steps.len());
+        let node = nodes.get(name.as_str()).copied();
+        let op = node.and_then(|n| match &g.node(n).kind {
+            crate::ir::NodeKind::Op(op) => Some(op.name()),
+            _ => None,
+        });
+        let flops = node.map_or(0, |n| crate::ir::cost::node_flops(g, n));
+        let calls = lowered.steps[i..end].iter().filter(|s| matches!(s, Step::Call(_))).count();
+        for s in &lowered.steps[i..end] {
+            let share = match (calls, s) {
+                (0, _) => flops / (end - i) as u64,
+                (n, Step::Call(_)) => flops / n as u64,
+                _ => 0,
+            };
+            infos.push(StepInfo { node: name.clone(), op: op.unwrap_or("").to_string(), kind: kind(s), flops: share });
+        }
+        i = end;
+    }
+    infos
 }
 
 /// Generates and links the code of every step, the entry and the tasks for one ISA.
@@ -259,5 +300,6 @@ fn generate(cpu: &isa::CpuIsa, lowered: &lower::Lowered, resolve: &dyn Fn(Mem) -
     let linked = link::compile_and_link(cpu.get(), funcs, listing)?;
     let call_conv = CallConv::parse(&cg.call_conv().to_string())
         .ok_or_else(|| anyhow!("calling convention {} is not one the runtime knows", cg.call_conv()))?;
-    Ok(Generated { entry_offset: linked.offsets[entry] as u64, code: linked.code, call_conv, parallel_steps, listing: linked.listing })
+    let step_offsets = linked.offsets[..n_steps].iter().map(|&o| o as u64).collect();
+    Ok(Generated { entry_offset: linked.offsets[entry] as u64, code: linked.code, call_conv, parallel_steps, step_offsets, listing: linked.listing })
 }
