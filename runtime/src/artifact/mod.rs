@@ -29,7 +29,8 @@
 //! artifacts with one code section are still written as version 1. The reader
 //! Format version 3 is a CUDA artifact ([`crate::cuda`]): a cuda section (kind 5) holding
 //! PTX and the launch sequence takes the place of the code section, and the metadata names
-//! the runtime feature `cuda`. Artifacts with machine code never use version 3. The reader
+//! the runtime feature `cuda`. Artifacts with machine code never use version 3. An optional
+//! steps section (kind 6, versions 1 and 2) is the step table ([`StepTable`]). The reader
 //! checks magic, then version (a newer version is refused, naming both versions, before
 //! anything else is read), file length, checksum, header, every section's bounds,
 //! alignment and overlap, and finally decodes and validates the metadata.

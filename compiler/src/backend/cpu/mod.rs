@@ -22,7 +22,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow};
 use neoc_runtime::{ArtifactWriter, CallConv, Metadata, StepInfo, StepTable, TensorSig, abi};
 
-use crate::ir::{Graph, ValueType};
+use crate::ir::{Graph, OpImpl, ValueType};
 use crate::target::Target;
 use codegen::{Base, Codegen};
 use crate::kernel_ir::{Mem, Step, plan};
