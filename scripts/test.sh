@@ -21,6 +21,14 @@ else
     echo "FAILED: the Python package's tests (above)"
 fi
 
+echo "== the benchmark harness, quick mode (that it runs and the outputs match; no timing is checked)"
+bench_ok=0
+if [ "$python_ok" = 1 ] && .venv/bin/python benches/bench.py --quick --json target/bench-quick.json; then
+    bench_ok=1
+else
+    echo "FAILED: benches/bench.py --quick (above)"
+fi
+
 echo "== the Rust tests"
 status=0
 cargo test --workspace --release --no-fail-fast 2>&1 || status=1
@@ -29,4 +37,5 @@ if [ "${NEOC_FUZZ_SECONDS:-60}" != 0 ]; then
     bash scripts/fuzz.sh || status=1
 fi
 [ "$python_ok" = 1 ] || status=1
+[ "$bench_ok" = 1 ] || status=1
 exit $status
