@@ -169,3 +169,24 @@ fn mobilenet_v2_for_c7g_under_qemu() {
 fn voice_activity_lstm_for_c7g_under_qemu() {
     check_qemu_for("vad_lstm", "c7g");
 }
+
+/// Instructions per inference under qemu (`neoc::qemu::count_instructions`) are the same
+/// from run to run, and the inference computes what the plain qemu run computes. (The
+/// digits classifier: the edge models take minutes with qemu's execution log on.)
+#[test]
+fn instructions_per_inference_under_qemu_are_deterministic() {
+    let model = onnx::load(&neoc_tests::root().join("models/digits.onnx")).expect("loads");
+    let g = onnx::import(&model, &ImportOptions::default()).expect("imports");
+    let t = neoc::target::Target::by_name(conformance::QEMU_TARGET).unwrap();
+    let opts = neoc::driver::CompileOptions::default();
+    let (g, _) = neoc::driver::optimise(g, &t, &opts).unwrap();
+    let art = neoc::driver::compile(&g, &t, &opts).unwrap();
+    let x = neoc::tensor::npy::read(&neoc_tests::root().join("models/digits/sample_7.npy")).unwrap();
+    let (a, outs) = neoc::qemu::count_instructions(&art.bytes, std::slice::from_ref(&x)).expect("counts");
+    let (b, _) = neoc::qemu::count_instructions(&art.bytes, std::slice::from_ref(&x)).expect("counts");
+    println!("digits, rasp4b: {} instructions per inference ({} with the host's loading)", a.per_inference(), a.with_one_run);
+    assert_eq!(a, b);
+    assert!(a.per_inference() > 1000 && a.with_no_run > a.per_inference(), "{a:?}");
+    let plain = neoc::qemu::run(&art.bytes, &[x], 1, 1).unwrap().outputs;
+    assert_eq!(format!("{outs:?}"), format!("{plain:?}"));
+}
