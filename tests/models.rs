@@ -170,6 +170,37 @@ fn voice_activity_lstm_for_c7g_under_qemu() {
     check_qemu_for("vad_lstm", "c7g");
 }
 
+/// ResNet-50 and the BERT-style encoder under qemu take minutes each on a 2-core build
+/// machine (README, "Edge targets (aarch64) under qemu"), so they run only with
+/// `NEOC_QEMU_SLOW=1`.
+fn check_qemu_slow(name: &str, target: &str) {
+    if std::env::var("NEOC_QEMU_SLOW").as_deref() != Ok("1") {
+        println!("{name} for {target} under qemu: skipped (set NEOC_QEMU_SLOW=1 to run it)");
+        return;
+    }
+    check_qemu_for(name, target);
+}
+
+#[test]
+fn resnet50_under_qemu() {
+    check_qemu_slow("resnet50", "rasp4b");
+}
+
+#[test]
+fn resnet50_for_c7g_under_qemu() {
+    check_qemu_slow("resnet50", "c7g");
+}
+
+#[test]
+fn bert_encoder_under_qemu() {
+    check_qemu_slow("bert", "rasp4b");
+}
+
+#[test]
+fn bert_encoder_for_c7g_under_qemu() {
+    check_qemu_slow("bert", "c7g");
+}
+
 /// Instructions per inference under qemu (`neoc::qemu::count_instructions`) are the same
 /// from run to run, and the inference computes what the plain qemu run computes. (The
 /// digits classifier: the edge models take minutes with qemu's execution log on.)
