@@ -4,6 +4,8 @@ For each model and thread count, every engine is loaded in its own process (so e
 own peak RSS), its outputs are checked against onnxruntime's before anything is timed, and
 then the engines are timed **interleaved**: round after round, each engine runs once (in a
 rotating order) while the others wait, so load from elsewhere on the machine hits all alike.
+Each timed run starts after `--settle` seconds of idling, so that the engine before it has
+stopped spinning (onnxruntime's pool spins about 50 ms after each run).
 Reports, per model: latency medians over `--runs` rounds after `--warmup`, the ratio
 neoc/onnxruntime, achieved GFLOP/s (neoc's FLOP estimate over the median) against this
 machine's sgemm peak (numpy's OpenBLAS, measured here), peak RSS per process, load time
@@ -194,6 +196,7 @@ def bench_model(a, model, peaks, ctx):
             for r in range(a.warmup + a.runs):
                 order = timed[r % len(timed):] + timed[: r % len(timed)]
                 for w in order:
+                    time.sleep(a.settle)  # the previous engine's pool stops spinning first
                     ms = w.ask("run")
                     if r >= a.warmup:
                         times[w.engine].append(ms)
@@ -248,6 +251,10 @@ def main():
     ap.add_argument("models", nargs="*", help=f"default: {' '.join(ALL_MODELS)}")
     ap.add_argument("--quick", action="store_true", help="the digits model, 1 thread, 20 runs: that it runs and the outputs match")
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--settle", type=float, default=0.1,
+                    help="seconds of idling before each timed run (default 0.1): onnxruntime's thread pool "
+                         "spins about 50 ms after a run, and a run timed meanwhile measures that contention "
+                         "(at 2 threads on 2 cores it tripled neoc's MobileNetV2 time)")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--engines", default="neoc,onnxruntime,tract")

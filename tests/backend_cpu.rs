@@ -233,3 +233,30 @@ fn aarch64_task_addresses_point_at_functions() {
         assert!(starts.contains(&(t as usize)), "adrp+add at a non-function {t} (functions at {starts:?})");
     }
 }
+
+/// The aarch64 GEMM's inner loop: a MatMul [64,256]x[256,64] (constant weights, as in a
+/// model) cross-compiled for rasp4b. Printed (README, "Edge targets (aarch64) under qemu")
+/// and pinned as it is today: a scalar loop (`ldr s`, `fmul s`, `fadd s`: one multiply-add
+/// per iteration, no `fmla` on NEON's q registers), short of the vectorised GEMM. A
+/// change to the loop fails here so the README's listing is updated with it.
+#[test]
+fn aarch64_gemm_inner_loop_listing() {
+    let t = Target::by_name("rasp4b").unwrap();
+    let w = vec!["0.5"; 256 * 64].join(", ");
+    let text = format!("graph(%a: f32[64,256]) {{\n  %b = const f32[256,64]{{{w}}}\n  %m = MatMul(%a, %b) : f32[64,64]\n  return %m\n}}\n");
+    let g = neoc::ir::parse::parse_graph(&text).unwrap();
+    let (g, _) = driver::optimise(g, &t, &CompileOptions::default()).unwrap();
+    let listing = neoc::backend::cpu::compile_with_listing(&g, &t).expect("cross-compiles").listing.expect("listing");
+    let mut blocks: Vec<Vec<&str>> = vec![vec![]];
+    for line in listing.lines() {
+        if line.trim_start().starts_with("block") && line.trim_end().ends_with(':') {
+            blocks.push(vec![]);
+        }
+        blocks.last_mut().unwrap().push(line);
+    }
+    let multiplies = |b: &Vec<&str>| b.iter().filter(|l| l.contains("fmla") || l.contains("fmul") || l.contains("fmadd")).count();
+    let inner = blocks.iter().max_by_key(|b| multiplies(b)).unwrap();
+    println!("{}", inner.join("\n"));
+    let scalar = inner.iter().any(|l| l.contains("fmul s")) && inner.iter().any(|l| l.contains("fadd s")) && !listing.contains("fmla");
+    assert!(scalar, "the GEMM's inner loop changed (update the README's listing):\n{}", inner.join("\n"));
+}

@@ -7,9 +7,10 @@
 //! the CPU backend does not compile yet (compilation reports them by name: never a wrong
 //! answer). A name in a list that is no case at all is an error too.
 //!
-//! The qemu backend compiles for `rasp4b` (aarch64) and runs the artifact's own code under
-//! `qemu-aarch64-static` through `tests/qemu/`'s C host (`neoc::qemu`); its list is the cpu
-//! list plus what aarch64 code does not compute yet, each refused at compile time by name.
+//! The cpu backend with the target `rasp4b` (aarch64) runs the artifact's own code under
+//! `qemu-aarch64-static` through `tests/qemu/`'s C host (`neoc::qemu`); its list (`_qemu`)
+//! is the cpu list plus what aarch64 code does not compute yet, each refused at compile time
+//! by name.
 //! The `light` real networks are not run under qemu (the whole-model qemu runs are in
 //! `models.rs`).
 //!
@@ -23,13 +24,18 @@ use std::collections::BTreeSet;
 const LISTS: [&str; 3] = ["expected_failures_reference.txt", "expected_failures_cpu.txt", "expected_failures_qemu.txt"];
 
 fn check(sub: &str, backend: Backend) {
+    check_for(sub, backend, None)
+}
+
+/// [`check`] with the cpu backend compiling for `target` (an aarch64 one runs under qemu).
+fn check_for(sub: &str, backend: Backend, target: Option<&str>) {
     let dir = cases_dir().join(sub);
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let report = conformance::run(&dir, backend, &[], threads).expect("runner works");
+    let report = conformance::run(&dir, backend, target, &[], threads).expect("runner works");
     assert!(report.passed + report.failed > 0, "no cases found in {}", dir.display());
-    let file = match backend {
-        Backend::Reference => LISTS[0],
-        Backend::Qemu => LISTS[2],
+    let file = match (backend, target) {
+        (Backend::Reference, _) => LISTS[0],
+        (_, Some(_)) => LISTS[2],
         _ => LISTS[1],
     };
     let list = root().join("tests/conformance").join(file);
@@ -115,20 +121,20 @@ fn light_model_cases_cpu() {
 
 #[test]
 fn node_cases_qemu() {
-    check("node", Backend::Qemu);
+    check_for("node", Backend::Cpu, Some(conformance::QEMU_TARGET));
 }
 
 #[test]
 fn simple_cases_qemu() {
-    check("simple", Backend::Qemu);
+    check_for("simple", Backend::Cpu, Some(conformance::QEMU_TARGET));
 }
 
 #[test]
 fn pytorch_converted_cases_qemu() {
-    check("pytorch-converted", Backend::Qemu);
+    check_for("pytorch-converted", Backend::Cpu, Some(conformance::QEMU_TARGET));
 }
 
 #[test]
 fn pytorch_operator_cases_qemu() {
-    check("pytorch-operator", Backend::Qemu);
+    check_for("pytorch-operator", Backend::Cpu, Some(conformance::QEMU_TARGET));
 }

@@ -135,7 +135,7 @@ fn check_qemu(name: &str) {
 /// features the target records, which qemu's default CPU has).
 fn check_qemu_for(name: &str, target: &str) {
     let dir = cases_dir().join("models").join(name);
-    let r = conformance::run_case_for(&dir, Backend::Qemu, target);
+    let r = conformance::run_case_for(&dir, Backend::Cpu, Some(target));
     println!("{name}: compiled for {target} and run under qemu in {:.0} ms (compile included)", r.millis);
     assert!(r.passed, "{name} (qemu backend, {target}): {}", r.error.unwrap_or_default());
 }
@@ -168,4 +168,56 @@ fn mobilenet_v2_for_c7g_under_qemu() {
 #[test]
 fn voice_activity_lstm_for_c7g_under_qemu() {
     check_qemu_for("vad_lstm", "c7g");
+}
+
+/// ResNet-50 and the BERT-style encoder under qemu take minutes each on a 2-core build
+/// machine (README, "Edge targets (aarch64) under qemu"), so they run only with
+/// `NEOC_QEMU_SLOW=1`.
+fn check_qemu_slow(name: &str, target: &str) {
+    if std::env::var("NEOC_QEMU_SLOW").as_deref() != Ok("1") {
+        println!("{name} for {target} under qemu: skipped (set NEOC_QEMU_SLOW=1 to run it)");
+        return;
+    }
+    check_qemu_for(name, target);
+}
+
+#[test]
+fn resnet50_under_qemu() {
+    check_qemu_slow("resnet50", "rasp4b");
+}
+
+#[test]
+fn resnet50_for_c7g_under_qemu() {
+    check_qemu_slow("resnet50", "c7g");
+}
+
+#[test]
+fn bert_encoder_under_qemu() {
+    check_qemu_slow("bert", "rasp4b");
+}
+
+#[test]
+fn bert_encoder_for_c7g_under_qemu() {
+    check_qemu_slow("bert", "c7g");
+}
+
+/// Instructions per inference under qemu (`neoc::qemu::count_instructions`) are the same
+/// from run to run, and the inference computes what the plain qemu run computes. (The
+/// digits classifier: the edge models take minutes with qemu's execution log on.)
+#[test]
+fn instructions_per_inference_under_qemu_are_deterministic() {
+    let model = onnx::load(&neoc_tests::root().join("models/digits.onnx")).expect("loads");
+    let g = onnx::import(&model, &ImportOptions::default()).expect("imports");
+    let t = neoc::target::Target::by_name(conformance::QEMU_TARGET).unwrap();
+    let opts = neoc::driver::CompileOptions::default();
+    let (g, _) = neoc::driver::optimise(g, &t, &opts).unwrap();
+    let art = neoc::driver::compile(&g, &t, &opts).unwrap();
+    let x = neoc::tensor::npy::read(&neoc_tests::root().join("models/digits/sample_7.npy")).unwrap();
+    let (a, outs) = neoc::qemu::count_instructions(&art.bytes, std::slice::from_ref(&x)).expect("counts");
+    let (b, _) = neoc::qemu::count_instructions(&art.bytes, std::slice::from_ref(&x)).expect("counts");
+    println!("digits, rasp4b: {} instructions per inference ({} with the host's loading)", a.per_inference(), a.with_one_run);
+    assert_eq!(a, b);
+    assert!(a.per_inference() > 1000 && a.with_no_run > a.per_inference(), "{a:?}");
+    let plain = neoc::qemu::run(&art.bytes, &[x], 1, 1).unwrap().outputs;
+    assert_eq!(format!("{outs:?}"), format!("{plain:?}"));
 }

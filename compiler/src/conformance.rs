@@ -30,18 +30,38 @@ use std::time::Instant;
 pub enum Backend {
     /// The reference evaluator.
     Reference,
-    /// Compiled for the host CPU and run through the runtime.
+    /// Compiled for a CPU target and run: for this machine's CPU (no target given) or an
+    /// x86-64 target, through the runtime; for an aarch64 target (rasp4b, c7g, ...), under
+    /// qemu through the C host in `tests/qemu/` ([`crate::qemu`]), so the artifact's own
+    /// aarch64 code computes the outputs.
     Cpu,
     /// Compiled to PTX and run on an NVIDIA GPU.
     Cuda,
-    /// Compiled for [`QEMU_TARGET`] (aarch64) and run under qemu through the C host in
-    /// `tests/qemu/` ([`crate::qemu`]): the artifact's own aarch64 code computes the outputs.
+    /// An alias of `cpu` with the target [`QEMU_TARGET`] when none is given (`--backend qemu`
+    /// = `--backend cpu --target rasp4b`); [`run`] reports it as `cpu`.
     Qemu,
 }
 
 /// The target [`Backend::Qemu`] compiles for: a Raspberry Pi 4 (Cortex-A72, NEON only, so
 /// its code runs on every aarch64 CPU qemu emulates).
 pub const QEMU_TARGET: &str = "rasp4b";
+
+/// `backend` and `target` as run: [`Backend::Qemu`] becomes [`Backend::Cpu`] (with
+/// [`QEMU_TARGET`] when no target is given); a target goes with the cpu backend only.
+pub fn resolve(backend: Backend, target: Option<&str>) -> Result<(Backend, Option<String>)> {
+    match (backend, target) {
+        (Backend::Qemu, t) => {
+            let t = t.unwrap_or(QEMU_TARGET);
+            if crate::target::Target::by_name(t)?.isa != "aarch64" {
+                bail!("--backend qemu runs aarch64 targets; '{t}' is not one (use --backend cpu --target {t})");
+            }
+            Ok((Backend::Cpu, Some(t.to_string())))
+        }
+        (Backend::Cpu, t) => Ok((Backend::Cpu, t.map(str::to_string))),
+        (b, None) => Ok((b, None)),
+        (b, Some(t)) => bail!("--target {t} goes with --backend cpu, not {}", format!("{b:?}").to_lowercase()),
+    }
+}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct CaseResult {
@@ -207,18 +227,19 @@ pub fn compare(want: &Tensor, got: &Tensor, tol: Tolerance) -> Result<()> {
     Ok(())
 }
 
-/// Runs one case folder with `backend`.
+/// Runs one case folder with `backend` (for cpu, compiled for this machine; for qemu, for
+/// [`QEMU_TARGET`]).
 pub fn run_case(dir: &Path, backend: Backend) -> CaseResult {
-    run_case_for(dir, backend, QEMU_TARGET)
+    run_case_for(dir, backend, None)
 }
 
-/// Runs one case folder with `backend`; [`Backend::Qemu`] compiles it for `qemu_target`
-/// (an aarch64 target: rasp4b, c7g, ...) instead of [`QEMU_TARGET`].
-pub fn run_case_for(dir: &Path, backend: Backend, qemu_target: &str) -> CaseResult {
+/// Runs one case folder with `backend` and, for cpu (or its qemu alias), the CPU target
+/// `target` (None: this machine; an aarch64 target runs under qemu). See [`resolve`].
+pub fn run_case_for(dir: &Path, backend: Backend, target: Option<&str>) -> CaseResult {
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let start = Instant::now();
     let mut info = CaseInfo::default();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case_inner(dir, backend, qemu_target, &mut info)))
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case_inner(dir, backend, target, &mut info)))
         .unwrap_or_else(|p| {
             let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
             Err(anyhow::anyhow!("PANIC: {msg}"))
@@ -236,7 +257,14 @@ pub fn run_case_for(dir: &Path, backend: Backend, qemu_target: &str) -> CaseResu
     }
 }
 
-fn run_case_inner(dir: &Path, backend: Backend, qemu_target: &str, info: &mut CaseInfo) -> Result<()> {
+fn run_case_inner(dir: &Path, backend: Backend, target: Option<&str>, info: &mut CaseInfo) -> Result<()> {
+    let (backend, target) = resolve(backend, target)?;
+    let target = match (backend, target) {
+        (Backend::Cuda, _) => Some(crate::target::Target::by_name("g4dn")?),
+        (Backend::Cpu, Some(t)) => Some(crate::target::Target::by_name(&t)?),
+        (Backend::Cpu, None) => Some(crate::target::Target::host()),
+        _ => None,
+    };
     let model = onnx::load(&dir.join("model.onnx"))?;
     let g = model.proto.graph.as_ref().context("model has no graph")?;
     info.ops = g.node.iter().filter_map(|n| n.op_type.clone()).collect::<BTreeSet<_>>().into_iter().collect();
@@ -263,21 +291,19 @@ fn run_case_inner(dir: &Path, backend: Backend, qemu_target: &str, info: &mut Ca
                 info.note_folded(&graph);
                 crate::eval::run(&graph, &args)?
             }
-            Backend::Cpu | Backend::Cuda => {
+            _ => {
                 // cuda: PTX for g4dn (sm_75; the same PTX runs on every GPU from sm_50 on),
-                // run through the runtime's `cuda` feature on this machine's GPU.
-                let target = if backend == Backend::Cuda { crate::target::Target::by_name("g4dn")? } else { crate::target::Target::host() };
-                let opts = Default::default();
-                let (optimised, _) = crate::driver::optimise(graph.clone(), &target, &opts)?;
+                // run through the runtime's `cuda` feature on this machine's GPU. cpu for an
+                // aarch64 target: run under qemu.
+                let (target, opts) = (target.as_ref().context("a compiled backend has a target")?, Default::default());
+                let (optimised, _) = crate::driver::optimise(graph.clone(), target, &opts)?;
                 info.note_folded(&optimised);
-                crate::driver::compile_and_run_optimised(&optimised, &target, &args, &opts)?
-            }
-            Backend::Qemu => {
-                let (target, opts) = (crate::target::Target::by_name(qemu_target)?, Default::default());
-                let (optimised, _) = crate::driver::optimise(graph.clone(), &target, &opts)?;
-                info.note_folded(&optimised);
-                let art = crate::driver::compile(&optimised, &target, &opts)?;
-                crate::qemu::run(&art.bytes, &args, 1, 1)?.outputs
+                if target.isa == "aarch64" && std::env::consts::ARCH != "aarch64" {
+                    let art = crate::driver::compile(&optimised, target, &opts)?;
+                    crate::qemu::run(&art.bytes, &args, 1, 1)?.outputs
+                } else {
+                    crate::driver::compile_and_run_optimised(&optimised, target, &args, &opts)?
+                }
             }
         };
         if got.len() != expected.len() {
@@ -336,6 +362,8 @@ pub fn import_case(dir: &Path) -> Result<(Graph, Vec<Tensor>)> {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub backend: Backend,
+    /// The CPU target cases were compiled for (cpu backend): None for this machine.
+    pub target: Option<String>,
     pub passed: usize,
     pub failed: usize,
     /// Passed cases whose every output was computed at compile time.
@@ -353,8 +381,12 @@ pub struct OpCounts {
 }
 
 /// Runs every case under `root` whose name contains one of `filters` (all when empty), on
-/// `threads` threads.
-pub fn run(root: &Path, backend: Backend, filters: &[String], threads: usize) -> Result<Report> {
+/// `threads` threads, with `backend` and (cpu only) the CPU target `target` ([`resolve`]).
+pub fn run(root: &Path, backend: Backend, target: Option<&str>, filters: &[String], threads: usize) -> Result<Report> {
+    let (backend, target) = resolve(backend, target)?;
+    if let Some(t) = &target {
+        crate::target::Target::by_name(t)?;
+    }
     let dirs: Vec<PathBuf> = discover(root)?
         .into_iter()
         .filter(|d| {
@@ -370,7 +402,7 @@ pub fn run(root: &Path, backend: Backend, filters: &[String], threads: usize) ->
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(d) = dirs.get(i) else { break };
-                    let r = run_case(d, backend);
+                    let r = run_case_for(d, backend, target.as_deref());
                     results.lock().expect("no panics while holding the lock").push(r);
                 }
             });
@@ -382,6 +414,7 @@ pub fn run(root: &Path, backend: Backend, filters: &[String], threads: usize) ->
     let at_compile_time = cases.iter().filter(|c| c.passed && c.all_outputs_computed_at_compile_time == Some(true)).count();
     Ok(Report {
         backend,
+        target,
         passed,
         failed: cases.len() - passed,
         passed_all_outputs_computed_at_compile_time: at_compile_time,
@@ -564,7 +597,7 @@ mod tests {
         write_case(&mixed, &["s", "y"]);
         write_case(&folded, &["s"]);
         for backend in [Backend::Reference, Backend::Cpu] {
-            let r = run(&root, backend, &[], 1).unwrap();
+            let r = run(&root, backend, None, &[], 1).unwrap();
             let by_name = |n: &str| r.cases.iter().find(|c| c.name == n).unwrap();
             let (m, f) = (by_name("test_mixed"), by_name("test_folded"));
             assert!(m.passed && f.passed, "{backend:?}: {:?} {:?}", m.error, f.error);

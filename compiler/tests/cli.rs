@@ -65,6 +65,16 @@ fn every_subcommand_prints_one_json_object() {
     assert!(relu.is_dir(), "{} is missing; run `bash scripts/setup.sh`", relu.display());
     let (v, ok) = neoc_json(&["conformance", relu.to_str().unwrap(), "--backend", "cpu", "--json"]);
     assert!(ok && v["ok"] == true && v["passed"] == 1, "{v}");
+    // An aarch64 target runs under qemu (`--backend qemu` is its alias); an x86-64 one on
+    // this machine; a target goes with the cpu backend only.
+    for args in [["--backend", "cpu", "--target", "rasp4b"], ["--backend", "qemu", "--target", "rasp4b"], ["--backend", "cpu", "--target", "x86-64"]] {
+        let mut all = vec!["conformance", relu.to_str().unwrap(), "--json"];
+        all.extend(args);
+        let (v, ok) = neoc_json(&all);
+        assert!(ok && v["ok"] == true && v["passed"] == 1 && v["backend"] == "cpu" && v["target"] == args[3], "{args:?}: {v}");
+    }
+    let (v, ok) = neoc_json(&["conformance", relu.to_str().unwrap(), "--backend", "reference", "--target", "rasp4b", "--json"]);
+    assert!(!ok && v["error"].as_str().unwrap().contains("goes with --backend cpu"), "{v}");
 }
 
 /// `neoc run --qemu`: the digits compiled for rasp4b, run under qemu on the 100 held-out

@@ -24,8 +24,31 @@ use crate::sys::AlignedBuf;
 /// Bytes of each participant's workspace: what the GEMM packs its operands into.
 pub const WORKSPACE_BYTES: usize = crate::kernels::gemm::WORKSPACE_FLOATS * 4;
 
-/// Spins on the generation (or on the pending count) before parking: about 0.1 ms.
-const SPINS: u32 = 1 << 12;
+/// How long a worker spins on the generation (and the dispatcher on the pending count)
+/// before parking. Waking a parked thread costs a futex call and the scheduler's wake-up
+/// latency, tens of microseconds on a virtual machine whose idle vCPU the host has
+/// descheduled; a model's kernels dispatch every few hundred microseconds, so workers
+/// that park between them lose more time than the kernels gain (MobileNetV2 at 2 threads
+/// ran 3× slower than at 1 when each run followed 50 ms of idling, with a 4,096-pause
+/// spin). A millisecond covers the gaps inside a run and costs an idle process at most
+/// that much CPU after its last kernel (onnxruntime's pool spins for tens of ms).
+const SPIN_TIME: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Spins until `done()` or [`SPIN_TIME`] has passed; returns `done()`'s last answer.
+fn spin_until(done: impl Fn() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        for _ in 0..64 {
+            if done() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() >= SPIN_TIME {
+            return done();
+        }
+    }
+}
 
 thread_local! {
     /// This thread's participant index in the pool it works for (0 on every thread that
@@ -72,11 +95,22 @@ impl Job {
 // allows calling `task` with `data` from any thread.
 unsafe impl Send for Job {}
 
+/// What the lock guards.
+struct Slot {
+    generation: u64,
+    job: Option<Job>,
+    /// Workers waiting on `wake` now.
+    parked_workers: usize,
+    /// Whether the dispatcher waits on `done` now.
+    dispatcher_parked: bool,
+}
+
 struct Shared {
-    slot: Mutex<(u64, Option<Job>)>,
+    slot: Mutex<Slot>,
     wake: Condvar,
     done: Condvar,
-    /// The generation of the latest job (mirrors `slot.0`, for spinning without the lock).
+    /// The generation of the latest job (mirrors `Slot::generation`, for spinning
+    /// without the lock).
     generation: AtomicU64,
     /// Workers of the current job that have not finished.
     pending: AtomicUsize,
@@ -88,7 +122,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, (u64, Option<Job>)> {
+    fn lock(&self) -> MutexGuard<'_, Slot> {
         // Nothing panics while holding the lock; a poisoned lock still holds a valid slot.
         self.slot.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -115,7 +149,7 @@ impl Workers {
     /// workspace per participant. A thread that cannot be spawned is left out.
     pub fn new(threads: usize) -> Workers {
         let shared = Arc::new(Shared {
-            slot: Mutex::new((0, None)),
+            slot: Mutex::new(Slot { generation: 0, job: None, parked_workers: 0, dispatcher_parked: false }),
             wake: Condvar::new(),
             done: Condvar::new(),
             generation: AtomicU64::new(0),
@@ -168,22 +202,22 @@ impl Workers {
         shared.pending.store(parts - 1, Ordering::Relaxed);
         {
             let mut slot = shared.lock();
-            slot.0 += 1;
-            slot.1 = Some(job);
-            shared.generation.store(slot.0, Ordering::Release);
+            slot.generation += 1;
+            slot.job = Some(job);
+            shared.generation.store(slot.generation, Ordering::Release);
+            // Spinning workers see the generation; only parked ones need the futex call.
+            if slot.parked_workers > 0 {
+                shared.wake.notify_all();
+            }
         }
-        shared.wake.notify_all();
         // SAFETY: the caller's promise.
         let mine = unsafe { job.run(0) };
-        let mut spins = 0;
-        while shared.pending.load(Ordering::Acquire) != 0 && spins < SPINS {
-            std::hint::spin_loop();
-            spins += 1;
-        }
-        if shared.pending.load(Ordering::Acquire) != 0 {
+        if !spin_until(|| shared.pending.load(Ordering::Acquire) == 0) {
             let mut slot = shared.lock();
             while shared.pending.load(Ordering::Acquire) != 0 {
+                slot.dispatcher_parked = true;
                 slot = shared.done.wait(slot).unwrap_or_else(|e| e.into_inner());
+                slot.dispatcher_parked = false;
             }
         }
         if mine != 0 { mine } else { shared.status.load(Ordering::Relaxed) }
@@ -226,21 +260,19 @@ fn work(shared: &Shared, index: usize) {
     shared.done.notify_all();
     let mut seen = 0u64;
     loop {
-        let mut spins = 0;
-        while shared.generation.load(Ordering::Acquire) == seen && !shared.shutdown.load(Ordering::Acquire) && spins < SPINS {
-            std::hint::spin_loop();
-            spins += 1;
-        }
+        spin_until(|| shared.generation.load(Ordering::Acquire) != seen || shared.shutdown.load(Ordering::Acquire));
         let job = {
             let mut slot = shared.lock();
-            while slot.0 == seen && !shared.shutdown.load(Ordering::Acquire) {
+            while slot.generation == seen && !shared.shutdown.load(Ordering::Acquire) {
+                slot.parked_workers += 1;
                 slot = shared.wake.wait(slot).unwrap_or_else(|e| e.into_inner());
+                slot.parked_workers -= 1;
             }
             if shared.shutdown.load(Ordering::Acquire) {
                 return;
             }
-            seen = slot.0;
-            slot.1
+            seen = slot.generation;
+            slot.job
         };
         let Some(job) = job else { continue };
         if index >= job.parts {
@@ -253,9 +285,11 @@ fn work(shared: &Shared, index: usize) {
             let _ = shared.status.compare_exchange(0, status, Ordering::Relaxed, Ordering::Relaxed);
         }
         if shared.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            // Under the lock, so the dispatcher cannot miss it between its check and wait.
-            drop(shared.lock());
-            shared.done.notify_all();
+            // Under the lock, so the dispatcher cannot miss it between its check and wait;
+            // a dispatcher still spinning sees `pending` without the futex call.
+            if shared.lock().dispatcher_parked {
+                shared.done.notify_all();
+            }
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `neoc conformance DIR --backend B [--json FILE]`
+//! `neoc conformance DIR --backend B [--target T] [--json FILE]`
 
 use anyhow::Result;
 use neoc::conformance::{self, Backend};
@@ -9,8 +9,13 @@ use std::process::ExitCode;
 pub struct Args {
     /// A folder of cases in the standard layout (e.g. .../node), searched recursively.
     pub dir: PathBuf,
+    /// `qemu` is `cpu` with `--target rasp4b` (or the aarch64 target given).
     #[arg(long, value_enum, default_value = "reference")]
     pub backend: Backend,
+    /// The CPU target the cpu backend compiles for (default: this machine). An aarch64 target
+    /// (rasp4b, c7g, ...) runs under qemu through the C host in `tests/qemu/`.
+    #[arg(long)]
+    pub target: Option<String>,
     /// Write the full report as JSON to FILE; `--json` alone (or `--json -`) prints it on
     /// stdout as one object instead of the text table.
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
@@ -39,7 +44,7 @@ impl Args {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let report = conformance::run(&a.dir, a.backend, &a.filter, threads)?;
+    let report = conformance::run(&a.dir, a.backend, a.target.as_deref(), &a.filter, threads)?;
     if a.json_to_stdout() {
         let mut v = serde_json::to_value(&report)?;
         let mut ok = true;

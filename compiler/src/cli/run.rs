@@ -1,5 +1,5 @@
 //! `neoc run model.neo --input name=x.npy ... [--output-dir D] [--threads N] [--top K]
-//! [--labels L.npy] [--code-variant V] [--qemu] [--json]`
+//! [--labels L.npy] [--code-variant V] [--qemu [--count-instructions]] [--json]`
 //!
 //! An input whose first axis holds N samples where the model takes one (`[N,1,8,8]` for
 //! a `[1,1,8,8]` input, or `[N, ...shape]`) is run sample by sample; classifier-shaped
@@ -7,7 +7,9 @@
 //!
 //! `--qemu` runs an aarch64 artifact on this (x86-64) machine through the C host of
 //! `tests/qemu/` under `qemu-aarch64-static` ([`neoc::qemu`]), so an artifact for a
-//! Raspberry Pi or a Graviton can be checked before it is shipped. Its times are emulated.
+//! Raspberry Pi or a Graviton can be checked before it is shipped. Its times are emulated;
+//! `--count-instructions` counts each inference's aarch64 instructions instead
+//! ([`neoc::qemu::count_instructions`]), which are not.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +51,10 @@ pub struct Args {
     /// (emulated: its outputs are the device's, its times are not).
     #[arg(long)]
     pub qemu: bool,
+    /// With --qemu: count the aarch64 instructions of one inference, on one thread (qemu's
+    /// execution log; the host's loading is excluded: see neoc::qemu::count_instructions).
+    #[arg(long, requires = "qemu")]
+    pub count_instructions: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -57,7 +63,8 @@ pub struct Args {
 /// What runs the artifact: the runtime on this machine, or the C host under qemu.
 enum Exec {
     Native(Model),
-    Qemu { bytes: Vec<u8>, meta: neoc_runtime::Metadata, threads: usize },
+    /// `counts`: with --count-instructions, each run's instructions per inference.
+    Qemu { bytes: Vec<u8>, meta: neoc_runtime::Metadata, threads: usize, counts: Option<Vec<u64>> },
 }
 
 impl Exec {
@@ -71,7 +78,8 @@ impl Exec {
             if meta.isa != neoc_runtime::Isa::Aarch64 {
                 bail!("{} is for {}: --qemu runs aarch64 artifacts; run this one without it", a.artifact.display(), meta.isa);
             }
-            return Ok(Exec::Qemu { bytes, meta, threads: a.threads.unwrap_or(1).max(1) });
+            let threads = if a.count_instructions { 1 } else { a.threads.unwrap_or(1).max(1) };
+            return Ok(Exec::Qemu { bytes, meta, threads, counts: a.count_instructions.then(Vec::new) });
         }
         let opts = super::load_options(a.code_variant.clone(), a.max_memory);
         let mut model = Model::load_with(&a.artifact, &opts).map_err(|e| {
@@ -127,8 +135,14 @@ impl Exec {
                 let ms = t.elapsed().as_secs_f64() * 1e3;
                 Ok((outputs.iter().map(neoc::driver::from_runtime).collect::<Result<_>>()?, ms))
             }
-            Exec::Qemu { bytes, threads, .. } => {
+            Exec::Qemu { bytes, threads, counts, .. } => {
                 let args: Vec<Tensor> = inputs.iter().map(neoc::driver::from_runtime).collect::<Result<_>>()?;
+                if let Some(counts) = counts {
+                    let t = Instant::now();
+                    let (count, outs) = neoc::qemu::count_instructions(bytes, &args)?;
+                    counts.push(count.per_inference());
+                    return Ok((outs, t.elapsed().as_secs_f64() * 1e3));
+                }
                 let r = neoc::qemu::run(bytes, &args, *threads, 1)?;
                 let ms = r.per_run_ms.unwrap_or(r.wall.as_secs_f64() * 1e3);
                 Ok((r.outputs, ms))
@@ -232,6 +246,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         _ => None,
     };
 
+    let counts = match &model {
+        Exec::Qemu { counts, .. } => counts.clone(),
+        Exec::Native(_) => None,
+    };
     if a.json {
         let samples_json: Vec<_> = per_sample
             .iter()
@@ -249,7 +267,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
                         v
                     })
                     .collect();
-                json!({ "sample": i, "label": labels.as_ref().map(|l| l[i]), "outputs": o, "ms": times[i] })
+                let mut v = json!({ "sample": i, "label": labels.as_ref().map(|l| l[i]), "outputs": o, "ms": times[i] });
+                if let Some(c) = &counts {
+                    v["instructions"] = json!(c[i]);
+                }
+                v
             })
             .collect();
         super::print_json(&json!({
@@ -294,6 +316,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     if let Some(c) = correct {
         println!("accuracy: {c}/{n} = {:.1}%", 100.0 * c as f64 / n as f64);
+    }
+    if let Some(c) = &counts {
+        let all: Vec<String> = c.iter().map(u64::to_string).collect();
+        println!("aarch64 instructions per inference (1 thread, counted under qemu): {}", all.join(", "));
     }
     let runs = if n == 1 { "1 run".to_string() } else { format!("{n} runs") };
     println!("latency: median {median:.4} ms, min {min:.4} ms over {runs} ({} thread(s){variant})", model.thread_count());

@@ -36,6 +36,20 @@ pub(crate) fn run_both(text: &str, inputs: &[Tensor]) -> (Vec<Tensor>, Vec<Tenso
     (got, want)
 }
 
+/// The reference's result and the compiled one, `(want, got)`, errors included: for cases
+/// that must fail on both sides. Panics, naming the graph, only if it does not parse.
+pub(crate) fn results_of_both(text: &str, inputs: &[Tensor]) -> (anyhow::Result<Vec<Tensor>>, anyhow::Result<Vec<Tensor>>) {
+    let g = parse_graph(text).unwrap_or_else(|e| panic!("parses: {e:#}\n{text}"));
+    (crate::eval::run(&g, inputs), crate::driver::compile_and_run(&g, inputs, &Default::default()))
+}
+
+/// `0, 1, 2, ...` over `shape`, as f32 `v·1.5 − 3`: distinct values in order, for
+/// data-movement tests that must match exactly.
+pub(crate) fn iota(shape: &[usize]) -> Tensor {
+    let n: usize = shape.iter().product();
+    Tensor::from_vec(shape, (0..n).map(|v| v as f32 * 1.5 - 3.0).collect()).unwrap()
+}
+
 /// Compiled against the reference: every output within `tol` of the reference's. Returns
 /// the compiled outputs, for checks of a test's own.
 pub(crate) fn same_as_reference(text: &str, inputs: &[Tensor], tol: Tolerance) -> Vec<Tensor> {

@@ -140,6 +140,10 @@ pub(super) unsafe fn gemm(g: &Gemm, ws: &mut [f32]) {
         // SAFETY: the caller's promises, and rows of B and C are contiguous.
         return unsafe { rows_unpacked(g) };
     }
+    if g.m <= ROWS_WITHOUT_PACKING && g.rsb == 1 && g.csa == 1 && !g.b_packed {
+        // SAFETY: the caller's promises, and rows of A and columns of B are contiguous.
+        return unsafe { rows_dot(g) };
+    }
     match g.kernel.or_host() {
         // SAFETY (both): the CPU has the kernel's features (`or_host`); the caller's promises.
         #[cfg(target_arch = "x86_64")]
@@ -174,6 +178,100 @@ unsafe fn rows_unpacked(g: &Gemm) {
     }
     // SAFETY: the caller's promises.
     unsafe { rows_unpacked_body(g) }
+}
+
+/// Lanes of the dot products' partial sums in [`rows_dot`].
+const DOT_LANES: usize = 16;
+
+/// Few rows of C against a B whose columns are contiguous (B = Rᵀ for a row-major R: an
+/// LSTM's recurrent product `h·Rᵀ`, a `Gemm` with `transB`): each C element is the dot
+/// product of A's row and B's column, eight columns at a time (eight independent
+/// accumulator chains), so A's row is read once per eight columns and B once in all,
+/// unpacked. Each dot product sums lane `l` of
+/// [`DOT_LANES`] over the products `p ≡ l (mod DOT_LANES)`, then the lanes in order, then
+/// the last `k mod DOT_LANES` products: not k order, unlike the other paths, but the
+/// same bits in every build and on any thread count (the path depends on the shape only).
+///
+/// # Safety
+/// As [`gemm`], with `g.rsb == 1` and `g.csa == 1`.
+unsafe fn rows_dot(g: &Gemm) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match g.kernel.or_host() {
+            // SAFETY (both): the CPU has the features (`or_host`); the caller's promises.
+            GemmKernel::Avx512 => return unsafe { rows_dot_avx512(g) },
+            GemmKernel::Avx2 => return unsafe { rows_dot_avx2(g) },
+            GemmKernel::Portable => {}
+        }
+    }
+    // SAFETY: the caller's promises.
+    unsafe { rows_dot_body(g) }
+}
+
+/// # Safety
+/// As [`rows_dot`], on a CPU with AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn rows_dot_avx512(g: &Gemm) {
+    // SAFETY: the caller's promises.
+    unsafe { rows_dot_body(g) }
+}
+
+/// # Safety
+/// As [`rows_dot`], on a CPU with AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_dot_avx2(g: &Gemm) {
+    // SAFETY: the caller's promises.
+    unsafe { rows_dot_body(g) }
+}
+
+/// # Safety
+/// As [`rows_dot`].
+#[inline(always)]
+unsafe fn rows_dot_body(g: &Gemm) {
+    const COLS: usize = 8;
+    let k = g.k;
+    let whole = k / DOT_LANES * DOT_LANES;
+    let finish = |mut acc: [f32; DOT_LANES], a: &[f32], b: &[f32]| {
+        let mut sum = 0f32;
+        for v in acc.iter_mut() {
+            sum += *v;
+        }
+        for p in whole..k {
+            sum += a[p] * b[p];
+        }
+        sum
+    };
+    for i in 0..g.m as isize {
+        // SAFETY: row i of A has k contiguous elements (csa == 1).
+        let a = unsafe { std::slice::from_raw_parts(g.a.offset(i * g.rsa), k) };
+        let mut j = 0;
+        while j < g.n {
+            let cols = COLS.min(g.n - j);
+            // SAFETY: columns j..j + cols of B have k contiguous elements each (rsb == 1).
+            let b: [&[f32]; COLS] = std::array::from_fn(|c| unsafe { std::slice::from_raw_parts(g.b.offset((j + c.min(cols - 1)) as isize * g.csb), k) });
+            let mut acc = [[0f32; DOT_LANES]; COLS];
+            for p0 in (0..whole).step_by(DOT_LANES) {
+                let x: &[f32; DOT_LANES] = a[p0..p0 + DOT_LANES].try_into().unwrap_or(&[0.0; DOT_LANES]);
+                for c in 0..COLS {
+                    let y: &[f32; DOT_LANES] = b[c][p0..p0 + DOT_LANES].try_into().unwrap_or(&[0.0; DOT_LANES]);
+                    for l in 0..DOT_LANES {
+                        acc[c][l] += x[l] * y[l];
+                    }
+                }
+            }
+            for c in 0..cols {
+                let dot = g.alpha * finish(acc[c], a, b[c]);
+                // SAFETY: (i, j + c) is inside C, written only here.
+                unsafe {
+                    let out = g.c.offset(i * g.rsc + (j + c) as isize * g.csc);
+                    *out = if g.beta == 0.0 { dot } else { dot + g.beta * *out };
+                }
+            }
+            j += cols;
+        }
+    }
 }
 
 /// # Safety
@@ -482,6 +580,32 @@ mod tests {
                     p.c = rng.values((n + 1) * m);
                     p.b_packed = None;
                     p.check(kernel, &p.run(kernel));
+                }
+            }
+        }
+    }
+
+    /// The few-row dot-product path (B's columns contiguous, A's rows contiguous, B not
+    /// packed): every kernel's build, against the f64 reference, on depths around the
+    /// lane count and column counts around its eight-column step.
+    #[test]
+    fn few_rows_against_contiguous_columns_of_b() {
+        let mut rng = Rng::new(33);
+        for kernel in GemmKernel::ALL {
+            if !runs_gemm_kernel(kernel, "blocked_gemm::tests::few_rows_against_contiguous_columns_of_b") {
+                continue;
+            }
+            for m in [1, 2] {
+                for n in [1, 3, 7, 8, 9, 17] {
+                    for k in [1, 15, 16, 17, 40, 333] {
+                        let mut p = Problem::random(&mut rng, 1);
+                        (p.m, p.n, p.k, p.a_t, p.b_t, p.b_packed) = (m, n, k, false, true, None);
+                        p.a = rng.values(m * k);
+                        p.b = rng.values(k * n);
+                        p.c_s = if rng.coin() { (n + 2, 1) } else { (1, m + 1) };
+                        p.c = rng.values((n + 2) * (m + 1));
+                        p.check(kernel, &p.run(kernel));
+                    }
                 }
             }
         }

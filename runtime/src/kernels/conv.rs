@@ -56,8 +56,14 @@ const MIN_IM2COL_TILE: usize = 256;
 const POINTWISE_TILE: usize = 1024;
 
 /// The packed pointwise path computes its items in column chunks of about this many
-/// output floats (64 KiB), each finished (epilogue) while still in L1/L2.
-const PACKED_CHUNK_FLOATS: usize = 16 * 1024;
+/// output floats (128 KiB), each finished (epilogue) while still in L2...
+const PACKED_CHUNK_FLOATS: usize = 32 * 1024;
+
+/// ...in multiples of this many columns, the AVX-512 kernel's strip (two AVX2 strips),
+/// and at least [`PACKED_MIN_CHUNK`] of them: with 16-column chunks, a 1×1 conv to 960
+/// channels ran every strip through the masked tail at half the kernel's width.
+const PACKED_GRAIN: usize = 32;
+const PACKED_MIN_CHUNK: usize = 64;
 
 /// Column tiles are multiples of this (the GEMM micro-kernels' widths divide it).
 const TILE_GRAIN: usize = 16;
@@ -484,14 +490,14 @@ impl Job {
     }
 
     /// Items `begin..end` of the pointwise path with packed weights (layout 1).
-    /// Each item is cut into `split` column ranges (multiples of 16 columns), so that a
+    /// Each item is cut into `split` column ranges (multiples of 32 columns), so that a
     /// conv with fewer items than threads still uses them all.
     fn pointwise_packed(&self, tile: usize, split: usize, begin: usize, end: usize) -> i32 {
         let g = &self.g;
         let group_w = packed::packed_len(g) / g.group;
         for part in begin..end {
             let (image, group, s0, cols) = g.item(tile, part / split);
-            let per = cols.div_ceil(split).next_multiple_of(TILE_GRAIN);
+            let per = cols.div_ceil(split).next_multiple_of(PACKED_GRAIN);
             let first = part % split * per;
             if first >= cols {
                 continue;
@@ -499,7 +505,7 @@ impl Job {
             let (s0, cols) = (s0 + first, per.min(cols - first));
             // Column chunks whose cog output rows (about 64 KiB) stay in cache until
             // their epilogue.
-            let chunk = (PACKED_CHUNK_FLOATS / g.cog / TILE_GRAIN).max(1) * TILE_GRAIN;
+            let chunk = (PACKED_CHUNK_FLOATS / g.cog).max(PACKED_MIN_CHUNK) / PACKED_GRAIN * PACKED_GRAIN;
             for c0 in (s0..s0 + cols).step_by(chunk) {
                 let n = chunk.min(s0 + cols - c0);
                 let at = (image * g.c_out + group * g.cog) * g.out_len + c0;

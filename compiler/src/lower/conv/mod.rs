@@ -139,8 +139,10 @@ fn as_f32(lw: &mut Lw, v: crate::ir::ValueId) -> Result<crate::kernel_ir::Mem> {
 /// time from the conv's shape, and the weights packed into it: `None` keeps ONNX's
 /// layout (0).
 ///
-/// - Layout 1 (`pack_conv_weights`): pointwise convs (1×1, stride 1, no padding) whose
-///   groups are too wide for the runtime's direct path: packed GEMM panels.
+/// - Layout 1 (`pack_conv_weights`): convs on the runtime's pointwise and im2col GEMM
+///   paths (full convs whose groups are too wide for its direct path): packed GEMM
+///   panels, which the runtime multiplies against the input planes or the patch tile
+///   without repacking either.
 /// - Layout 2 (`pack_depthwise_weights`): depthwise convs (one input and one output
 ///   channel per group) with at least [`BLOCKED_MIN_CHANNELS`] channels: the runtime then
 ///   computes on blocks of 8 channels interleaved in scratch (NCHW8c inside the kernel;
@@ -154,11 +156,12 @@ fn as_f32(lw: &mut Lw, v: crate::ir::ValueId) -> Result<crate::kernel_ir::Mem> {
 /// AVX2 copies): EfficientNet-B0 2.92 → 1.52 (e.g. 197 → 90 ms in one quieter pair of
 /// runs), MobileNetV2 1.47 → 1.26, ResNet-50 (no depthwise convs) 1.41 → 1.41.
 fn choose_weight_layout(p: &ConvParams, w: &[f32]) -> Option<(u32, Vec<f32>)> {
-    // (The runtime also takes layout 1 on its im2col path, but there it measured slower
-    // than the im2col GEMM with run-time packing on ResNet-50's 3×3 convs: 566 and 589
-    // against 524 and 554 ms for the whole model, 1 thread, load average 14.)
-    let pointwise = p.kernel == [1; MAX_SPATIAL] && p.stride == [1; MAX_SPATIAL] && p.pad_begin == [0; MAX_SPATIAL] && p.out_size == p.in_size;
-    if let Some(packed) = neoc_runtime::kernels::pack_conv_weights(p, w).filter(|_| pointwise) {
+    // On the im2col path layout 1 once measured slower than the GEMM with run-time
+    // packing, while the packed kernel finished each tile's last 16 columns in plain Rust;
+    // with its masked vector tails it is faster (`examples/kernel_speed.rs`, Zen 4, 1
+    // thread: 3×3 64→64 at 56×56 95 against 79 GFLOP/s; 3×3 256→256 at 14×14 91 against
+    // 91; 7×7 3→64 at 224×224 84 against 76; ResNet-50 about 5% faster).
+    if let Some(packed) = neoc_runtime::kernels::pack_conv_weights(p, w) {
         return Some((1, packed));
     }
     if p.c_out >= BLOCKED_MIN_CHANNELS {
@@ -214,10 +217,10 @@ mod tests {
         // Too few channels to fill a block, or several channels per group: ONNX layout.
         assert_eq!(layout(params(4, 4, 4, 3, 1)), None);
         assert_eq!(layout(params(16, 32, 16, 3, 1)), None);
-        // Pointwise convs: packed GEMM panels; other full convs (im2col): ONNX layout.
+        // Pointwise and other full convs (im2col): packed GEMM panels.
         assert_eq!(layout(params(16, 24, 1, 1, 1)), Some(1));
-        assert_eq!(layout(params(16, 24, 1, 3, 1)), None);
-        assert_eq!(layout(params(16, 24, 2, 1, 2)), None);
+        assert_eq!(layout(params(16, 24, 1, 3, 1)), Some(1));
+        assert_eq!(layout(params(16, 24, 2, 1, 2)), Some(1));
     }
 
     /// Depthwise convs that take layout 2 (and one with too few channels that does not),

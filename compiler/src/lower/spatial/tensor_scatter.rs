@@ -62,23 +62,11 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, circular: bool, axis: i64) -> Resul
 
 #[cfg(test)]
 mod tests {
-    use crate::lower::test_util::{Tolerance, same_as_reference};
-    use crate::ir::parse::parse_graph;
+    use crate::lower::test_util::{Tolerance, iota, results_of_both as run_both, same_as_reference};
     use crate::tensor::Tensor;
-
-    /// Both results, errors included: the error cases must fail on both sides.
-    fn run_both(text: &str, inputs: &[Tensor]) -> (anyhow::Result<Vec<Tensor>>, anyhow::Result<Vec<Tensor>>) {
-        let g = parse_graph(text).expect("parses");
-        (crate::eval::run(&g, inputs), crate::driver::compile_and_run(&g, inputs, &Default::default()))
-    }
 
     /// Pure data movement: the compiled output must equal the reference exactly.
     const TOL: Tolerance = Tolerance::Exact;
-
-    fn iota(shape: &[usize]) -> Tensor {
-        let n: usize = shape.iter().product();
-        Tensor::from_vec(shape, (0..n).map(|v| v as f32 * 1.5 - 3.0).collect()).unwrap()
-    }
 
     #[test]
     fn tensor_scatter_matches_the_reference() {

@@ -90,27 +90,37 @@ pub(super) unsafe fn gemm(t: &mut Tile) {
     unsafe { gemm_body::<8, false>(t) }
 }
 
+/// Strips of 32 columns, then one masked strip of the 1 to 31 left.
+///
 /// # Safety
-/// As [`gemm`].
+/// As [`gemm`], and the CPU has AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn gemm_avx512(t: &mut Tile) {
-    // SAFETY: the caller's promise.
+pub(super) unsafe fn gemm_avx512(t: &mut Tile) {
+    // SAFETY (both): the caller's promises; each strip's rows hold its n columns.
     unsafe {
-        let j = strips_with::<32>(t, 0, |w, x, ldx, rows, j, a| store(&x86::micro_avx512(w, x, ldx), rows, j, a));
-        gemm_tail::<false>(t, j)
+        let j = strips_with::<32>(t, 0, |w, x, ldx, rows, a| x86::micro_avx512::<true>(w, x, ldx, 32, rows, a));
+        if j < t.cols {
+            let n = t.cols - j;
+            strip(t, j, n, |w, x, ldx, rows, a| x86::micro_avx512::<false>(w, x, ldx, n, rows, a));
+        }
     }
 }
 
+/// Strips of 16 columns, then one masked strip of the 1 to 15 left.
+///
 /// # Safety
-/// As [`gemm`].
+/// As [`gemm`], and the CPU has AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gemm_avx2(t: &mut Tile) {
-    // SAFETY: the caller's promise.
+pub(super) unsafe fn gemm_avx2(t: &mut Tile) {
+    // SAFETY (both): the caller's promises; each strip's rows hold its n columns.
     unsafe {
-        let j = strips_with::<16>(t, 0, |w, x, ldx, rows, j, a| x86::micro_avx2(w, x, ldx, rows, j, a));
-        gemm_tail::<false>(t, j)
+        let j = strips_with::<16>(t, 0, |w, x, ldx, rows, a| x86::micro_avx2::<true>(w, x, ldx, 16, rows, a));
+        if j < t.cols {
+            let n = t.cols - j;
+            strip(t, j, n, |w, x, ldx, rows, a| x86::micro_avx2::<false>(w, x, ldx, n, rows, a));
+        }
     }
 }
 
@@ -128,9 +138,8 @@ pub(super) unsafe fn gemm_body<const NR: usize, const FMA: bool>(t: &mut Tile) {
     }
 }
 
-/// The columns from `j` on, in strips of 8, 4 and 1. (The x86 kernels call it with
-/// FMA false: its closures are not compiled with their target features, where
-/// `mul_add` would be a call to libm's `fmaf`.)
+/// The columns from `j` on, in strips of 8, 4 and 1 (the portable kernel's; the x86
+/// kernels finish with one masked strip instead).
 ///
 /// # Safety
 /// As [`gemm`].
@@ -151,48 +160,72 @@ unsafe fn gemm_tail<const FMA: bool>(t: &mut Tile, mut j: usize) {
 #[inline(always)]
 unsafe fn strips<const N: usize, const FMA: bool>(t: &mut Tile, j: usize) -> usize {
     // SAFETY: the caller's promise.
-    unsafe { strips_with::<N>(t, j, |w, x, ldx, rows, j, accumulate| store(&micro::<N, FMA>(w, x, ldx), rows, j, accumulate)) }
+    unsafe { strips_with::<N>(t, j, |w, x, ldx, rows, accumulate| store(&micro::<N, FMA>(w, x, ldx), rows, accumulate)) }
 }
 
-/// [`strips`] with the micro-kernel `micro`.
+/// [`strip`]s of N columns from `j` while they fit; returns the first column left.
 ///
 /// # Safety
 /// As [`gemm`].
 #[inline(always)]
-unsafe fn strips_with<const N: usize>(t: &mut Tile, mut j: usize, micro: impl Fn(&[f32], &[f32], usize, &mut [&mut [f32]], usize, bool)) -> usize {
-    let k = t.w.len() / (t.rows.div_ceil(MR) * MR).max(1);
+unsafe fn strips_with<const N: usize>(t: &mut Tile, mut j: usize, micro: impl Fn(&[f32], &[f32], usize, &mut [&mut [f32]], bool)) -> usize {
     while j + N <= t.cols {
-        // X from column j: row kk at kk·ldx; the last row needs only N values.
-        let x = &t.x[j..(k.max(1) - 1) * t.ldx + j + N];
-        for (panel, w) in t.w.chunks_exact(MR * k).enumerate().take(t.rows.div_ceil(MR)) {
-            let first = panel * MR;
-            let mut rows: [&mut [f32]; MR] = std::array::from_fn(|r| {
-                if first + r < t.rows {
-                    // SAFETY: row first + r < t.rows, columns j..j + N ≤ cols of y, this
-                    // tile's alone (`gemm`'s caller's promise); one slice per row.
-                    unsafe { std::slice::from_raw_parts_mut(t.y.add((first + r) * t.ldy + j), N) }
-                } else {
-                    Default::default()
-                }
-            });
-            micro(w, x, t.ldx, &mut rows[..MR.min(t.rows - first)], 0, t.accumulate);
-        }
+        // SAFETY: the caller's promise; columns j..j + N are inside the tile.
+        unsafe { strip(t, j, N, &micro) };
         j += N;
     }
     j
 }
 
-/// Writes (or adds, when `accumulate`) the tile's rows to `rows[r][j..j + N]`.
+/// Columns `j..j + n` (inside the tile) for every weight panel in turn, so that the strip
+/// of X stays in L1: `micro(panel, x, ldx, rows, accumulate)` gets X from column j (row
+/// kk at kk·ldx, the last row only n values long) and the panel's output rows, each
+/// sliced to the strip's n columns.
+///
+/// # Safety
+/// As [`gemm`], with `j + n ≤ t.cols`.
 #[inline(always)]
-fn store<const N: usize>(acc: &[[f32; N]; MR], rows: &mut [&mut [f32]], j: usize, accumulate: bool) {
+unsafe fn strip(t: &mut Tile, j: usize, n: usize, micro: impl Fn(&[f32], &[f32], usize, &mut [&mut [f32]], bool)) {
+    let k = t.w.len() / (t.rows.div_ceil(MR) * MR).max(1);
+    let x = &t.x[j..(k.max(1) - 1) * t.ldx + j + n];
+    for (panel, w) in t.w.chunks_exact(MR * k).enumerate().take(t.rows.div_ceil(MR)) {
+        let first = panel * MR;
+        let mut rows: [&mut [f32]; MR] = std::array::from_fn(|r| {
+            if first + r < t.rows {
+                // SAFETY: row first + r < t.rows, columns j..j + n ≤ cols of y, this
+                // tile's alone (`gemm`'s caller's promise); one slice per row.
+                unsafe { std::slice::from_raw_parts_mut(t.y.add((first + r) * t.ldy + j), n) }
+            } else {
+                Default::default()
+            }
+        });
+        micro(w, x, t.ldx, &mut rows[..MR.min(t.rows - first)], t.accumulate);
+    }
+}
+
+/// Writes (or adds, when `accumulate`) the tile's rows to `rows[r][..N]`.
+#[inline(always)]
+fn store<const N: usize>(acc: &[[f32; N]; MR], rows: &mut [&mut [f32]], accumulate: bool) {
     for (a, row) in acc.iter().zip(rows.iter_mut()) {
-        let out = &mut row[j..j + N];
+        let out = &mut row[..N];
         if accumulate {
             for (o, v) in out.iter_mut().zip(a) {
                 *o += v;
             }
         } else {
             out.copy_from_slice(a);
+        }
+    }
+}
+
+/// The tile of `rows.len()` rows and the rows' n columns one output at a time (where a
+/// vector kernel's operands are too short, which `strip` never lets happen).
+fn micro_scalar(w: &[f32], x: &[f32], ldx: usize, n: usize, rows: &mut [&mut [f32]], accumulate: bool) {
+    let k = w.len() / MR;
+    for (r, row) in rows.iter_mut().enumerate() {
+        for (c, out) in row.iter_mut().enumerate().take(n) {
+            let v = (0..k).filter_map(|kk| x.get(kk * ldx + c).map(|xv| w[kk * MR + r] * xv)).sum::<f32>();
+            *out = if accumulate { *out + v } else { v };
         }
     }
 }
@@ -214,27 +247,37 @@ fn micro<const N: usize, const FMA: bool>(w: &[f32], x: &[f32], ldx: usize) -> [
     acc
 }
 
-/// The x86 micro-kernels with intrinsics, holding the MR × N tile in registers (the
-/// plain-Rust [`micro`] keeps it in memory on every step).
+/// The x86 micro-kernels with intrinsics, holding the MR × n tile in registers (the
+/// plain-Rust [`micro`] keeps it in memory on every step) and storing it straight into
+/// the output rows. With `FULL` false they read and write only the first n columns
+/// (masked loads and stores, which touch no memory in the masked-off lanes), so one
+/// call finishes a tile's last columns at vector speed.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{MR, micro, store};
+    use super::{MR, micro_scalar};
     use std::arch::x86_64::*;
 
-    /// [`micro`] for N = 32 with AVX-512: 12 zmm accumulators.
+    /// n (1 to 32) columns with AVX-512: 12 zmm accumulators, two per row.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) fn micro_avx512(w: &[f32], x: &[f32], ldx: usize) -> [[f32; 32]; MR] {
+    pub(super) fn micro_avx512<const FULL: bool>(w: &[f32], x: &[f32], ldx: usize, n: usize, rows: &mut [&mut [f32]], accumulate: bool) {
         let k = w.len() / MR;
-        if k > 0 && x.len() < (k - 1) * ldx + 32 {
-            return micro::<32, true>(w, x, ldx);
+        if n == 0 || n > 32 || (FULL && n != 32) || (k > 0 && x.len() < (k - 1) * ldx + n) || rows.iter().any(|r| r.len() < n) {
+            return micro_scalar(w, x, ldx, n, rows, accumulate);
         }
+        let lanes = |m: usize| if m >= 16 { 0xffff } else { (1u16 << m) - 1 };
+        let (m0, m1) = (lanes(n), lanes(n.saturating_sub(16)));
         let mut acc = [_mm512_setzero_ps(); 2 * MR];
         for kk in 0..k {
-            // SAFETY: kk < k, so w[kk·MR..kk·MR + MR] is inside w, and row kk of x has
-            // 32 values from kk·ldx (x.len() checked above).
+            // SAFETY: kk < k, so w[kk·MR..kk·MR + MR] is inside w; row kk of x has n
+            // values from kk·ldx (x.len() checked above), and the masked loads read only
+            // those (the second half's address is not dereferenced when m1 is 0).
             let (x0, x1, wk) = unsafe {
                 let xp = x.as_ptr().add(kk * ldx);
-                (_mm512_loadu_ps(xp), _mm512_loadu_ps(xp.add(16)), w.as_ptr().add(kk * MR))
+                if FULL {
+                    (_mm512_loadu_ps(xp), _mm512_loadu_ps(xp.add(16)), w.as_ptr().add(kk * MR))
+                } else {
+                    (_mm512_maskz_loadu_ps(m0, xp), _mm512_maskz_loadu_ps(m1, xp.wrapping_add(16)), w.as_ptr().add(kk * MR))
+                }
             };
             for r in 0..MR {
                 // SAFETY: r < MR, inside the panel row (see above).
@@ -243,31 +286,51 @@ mod x86 {
                 acc[2 * r + 1] = _mm512_fmadd_ps(b, x1, acc[2 * r + 1]);
             }
         }
-        let mut out = [[0f32; 32]; MR];
-        for (r, o) in out.iter_mut().enumerate() {
-            // SAFETY: o holds 32 floats.
+        for (r, row) in rows.iter_mut().enumerate().take(MR) {
+            let out = row.as_mut_ptr();
+            // SAFETY: the row holds n floats (checked above); the masked accesses touch
+            // only those.
             unsafe {
-                _mm512_storeu_ps(o.as_mut_ptr(), acc[2 * r]);
-                _mm512_storeu_ps(o.as_mut_ptr().add(16), acc[2 * r + 1]);
+                let (mut lo, mut hi) = (acc[2 * r], acc[2 * r + 1]);
+                if FULL {
+                    if accumulate {
+                        lo = _mm512_add_ps(lo, _mm512_loadu_ps(out));
+                        hi = _mm512_add_ps(hi, _mm512_loadu_ps(out.add(16)));
+                    }
+                    _mm512_storeu_ps(out, lo);
+                    _mm512_storeu_ps(out.add(16), hi);
+                } else {
+                    if accumulate {
+                        lo = _mm512_add_ps(lo, _mm512_maskz_loadu_ps(m0, out));
+                        hi = _mm512_add_ps(hi, _mm512_maskz_loadu_ps(m1, out.wrapping_add(16)));
+                    }
+                    _mm512_mask_storeu_ps(out, m0, lo);
+                    _mm512_mask_storeu_ps(out.wrapping_add(16), m1, hi);
+                }
             }
         }
-        out
     }
 
-    /// [`micro`] for N = 16 with AVX2 and FMA (12 ymm accumulators), then [`store`].
+    /// n (1 to 16) columns with AVX2 and FMA: 12 ymm accumulators, two per row.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn micro_avx2(w: &[f32], x: &[f32], ldx: usize, rows: &mut [&mut [f32]], j: usize, accumulate: bool) {
+    pub(super) fn micro_avx2<const FULL: bool>(w: &[f32], x: &[f32], ldx: usize, n: usize, rows: &mut [&mut [f32]], accumulate: bool) {
         let k = w.len() / MR;
-        if k > 0 && x.len() < (k - 1) * ldx + 16 {
-            return store(&micro::<16, true>(w, x, ldx), rows, j, accumulate);
+        if n == 0 || n > 16 || (FULL && n != 16) || (k > 0 && x.len() < (k - 1) * ldx + n) || rows.iter().any(|r| r.len() < n) {
+            return micro_scalar(w, x, ldx, n, rows, accumulate);
         }
+        // Lane i of a mask is all ones when i < m: the lanes vmaskmov reads and writes.
+        let lanes = |m: usize| _mm256_cmpgt_epi32(_mm256_set1_epi32(m as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        let (m0, m1) = (lanes(n), lanes(n.saturating_sub(8)));
         let mut acc = [_mm256_setzero_ps(); 2 * MR];
         for kk in 0..k {
-            // SAFETY: kk < k, so w[kk·MR..kk·MR + MR] is inside w, and row kk of x has
-            // 16 values from kk·ldx (x.len() checked above).
+            // SAFETY: as in `micro_avx512`, with halves of 8.
             let (x0, x1, wk) = unsafe {
                 let xp = x.as_ptr().add(kk * ldx);
-                (_mm256_loadu_ps(xp), _mm256_loadu_ps(xp.add(8)), w.as_ptr().add(kk * MR))
+                if FULL {
+                    (_mm256_loadu_ps(xp), _mm256_loadu_ps(xp.add(8)), w.as_ptr().add(kk * MR))
+                } else {
+                    (_mm256_maskload_ps(xp, m0), _mm256_maskload_ps(xp.wrapping_add(8), m1), w.as_ptr().add(kk * MR))
+                }
             };
             for r in 0..MR {
                 // SAFETY: r < MR, inside the panel row (see above).
@@ -276,30 +339,27 @@ mod x86 {
                 acc[2 * r + 1] = _mm256_fmadd_ps(b, x1, acc[2 * r + 1]);
             }
         }
-        if rows.len() == MR && rows.iter().all(|row| row.len() >= j + 16) {
-            for r in 0..MR {
-                let out = rows[r][j..].as_mut_ptr();
-                // SAFETY: out has 16 floats (row lengths checked just above).
-                unsafe {
-                    let (mut lo, mut hi) = (acc[2 * r], acc[2 * r + 1]);
+        for (r, row) in rows.iter_mut().enumerate().take(MR) {
+            let out = row.as_mut_ptr();
+            // SAFETY: as in `micro_avx512`.
+            unsafe {
+                let (mut lo, mut hi) = (acc[2 * r], acc[2 * r + 1]);
+                if FULL {
                     if accumulate {
                         lo = _mm256_add_ps(lo, _mm256_loadu_ps(out));
                         hi = _mm256_add_ps(hi, _mm256_loadu_ps(out.add(8)));
                     }
                     _mm256_storeu_ps(out, lo);
                     _mm256_storeu_ps(out.add(8), hi);
+                } else {
+                    if accumulate {
+                        lo = _mm256_add_ps(lo, _mm256_maskload_ps(out, m0));
+                        hi = _mm256_add_ps(hi, _mm256_maskload_ps(out.wrapping_add(8), m1));
+                    }
+                    _mm256_maskstore_ps(out, m0, lo);
+                    _mm256_maskstore_ps(out.wrapping_add(8), m1, hi);
                 }
             }
-        } else {
-            let mut out = [[0f32; 16]; MR];
-            for (r, o) in out.iter_mut().enumerate() {
-                // SAFETY: o holds 16 floats.
-                unsafe {
-                    _mm256_storeu_ps(o.as_mut_ptr(), acc[2 * r]);
-                    _mm256_storeu_ps(o.as_mut_ptr().add(8), acc[2 * r + 1]);
-                }
-            }
-            store(&out, rows, j, accumulate);
         }
     }
 }
@@ -309,13 +369,14 @@ mod tests {
     use super::*;
     use crate::kernels::test_util::Rng;
 
-    /// The dispatched (widest) micro-kernels against the portable loop, on tiles whose
-    /// rows and columns are not multiples of theirs, overwriting and accumulating. Both
+    /// Each x86 micro-kernel the CPU runs against the portable loop, on tiles whose
+    /// rows and columns are not multiples of theirs (so every masked tail width comes
+    /// up), X exactly as long as the tile reads, overwriting and accumulating. Both
     /// sum each output's k products in the same order, from the same start (0, then y
     /// added); FMA rounds once per step where the plain loop rounds twice, so they may
     /// differ by k·2ε·Σ|products| + ε|y| at most.
     #[test]
-    fn dispatched_matches_portable() {
+    fn vector_kernels_match_portable() {
         let mut rng = Rng::new(3);
         for _ in 0..200 {
             let (k, rows, cols) = (rng.range(5, 50) as usize, rng.range(1, 20) as usize, rng.range(1, 90) as usize);
@@ -343,22 +404,64 @@ mod tests {
             let packed = pack_conv_weights(&p, &w).expect("a pointwise conv");
             let accumulate = rng.coin();
             let start = rng.values(rows * cols);
-            let run = |portable: bool| {
+            let run = |kernel: Kernel| {
                 let mut y = start.clone();
                 let mut t = Tile { w: &packed, x: &x, ldx, y: y.as_mut_ptr(), ldy: cols, rows, cols, accumulate };
                 // SAFETY: y holds `rows` rows of `cols` floats, and nothing else uses it.
                 unsafe {
-                    if portable { gemm_body::<8, false>(&mut t) } else { gemm(&mut t) }
+                    match kernel {
+                        Kernel::Portable => gemm_body::<8, false>(&mut t),
+                        #[cfg(target_arch = "x86_64")]
+                        Kernel::Avx2 => gemm_avx2(&mut t),
+                        #[cfg(target_arch = "x86_64")]
+                        Kernel::Avx512 => gemm_avx512(&mut t),
+                    }
                 }
                 y
             };
-            let (fast, plain) = (run(false), run(true));
-            for (i, (a, b)) in fast.iter().zip(&plain).enumerate() {
-                let (r, c) = (i / cols, i % cols);
-                let mag: f32 = (0..k).map(|kk| (w[r * k + kk] * x[kk * ldx + c]).abs()).sum::<f32>();
-                let tol = 2.0 * k as f32 * f32::EPSILON * mag + f32::EPSILON * start[i].abs() + 1e-30;
-                assert!((a - b).abs() <= tol, "k {k} rows {rows} cols {cols}: [{r}][{c}] {a} vs {b}");
+            let plain = run(Kernel::Portable);
+            for kernel in fast_kernels() {
+                let fast = run(kernel);
+                for (i, (a, b)) in fast.iter().zip(&plain).enumerate() {
+                    let (r, c) = (i / cols, i % cols);
+                    let mag: f32 = (0..k).map(|kk| (w[r * k + kk] * x[kk * ldx + c]).abs()).sum::<f32>();
+                    let tol = 2.0 * k as f32 * f32::EPSILON * mag + f32::EPSILON * start[i].abs() + 1e-30;
+                    assert!((a - b).abs() <= tol, "{kernel:?} k {k} rows {rows} cols {cols}: [{r}][{c}] {a} vs {b}");
+                }
             }
+        }
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Kernel {
+        Portable,
+        #[cfg(target_arch = "x86_64")]
+        Avx2,
+        #[cfg(target_arch = "x86_64")]
+        Avx512,
+    }
+
+    /// The vector kernels this CPU runs; the others are named as skipped, with why.
+    fn fast_kernels() -> Vec<Kernel> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let mut out = vec![];
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                out.push(Kernel::Avx2);
+            } else {
+                eprintln!("packed conv GEMM: AVX2 kernel skipped: this CPU lacks AVX2 or FMA");
+            }
+            if is_x86_feature_detected!("avx512f") {
+                out.push(Kernel::Avx512);
+            } else {
+                eprintln!("packed conv GEMM: AVX-512 kernel skipped: this CPU lacks AVX-512F");
+            }
+            out
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            eprintln!("packed conv GEMM: no vector kernels on this ISA (the portable one is the reference)");
+            vec![]
         }
     }
 }
