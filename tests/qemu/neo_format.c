@@ -316,7 +316,10 @@ static const char *read_variants(const uint8_t *b, size_t len, artifact *a, cons
     return NULL;
 }
 
-static const char *const SECTION_NAMES[] = {"", "metadata", "code", "weights", "variants"};
+/* Kind 5 (cuda) is format version 3, which this host refuses; kind 6 (steps, the step
+   table `neoc profile` reads, versions 1 and 2) is optional and not read here: its bounds,
+   alignment and overlap are checked, its contents are the Rust runtime's business. */
+static const char *const SECTION_NAMES[] = {"", "metadata", "code", "weights", "variants", "cuda", "steps"};
 
 typedef struct { int kind; uint64_t start, end; } range;
 static int by_start(const void *x, const void *y) {
@@ -351,8 +354,8 @@ const char *parse_artifact(const uint8_t *b, size_t len, artifact *a, char *err,
     a->neoc_version = calloc(ver_len + 1, 1);
     memcpy(a->neoc_version, b + 40, ver_len);
 
-    int have[5] = {0};
-    uint64_t off[5] = {0}, slen[5] = {0};
+    int have[7] = {0};
+    uint64_t off[7] = {0}, slen[7] = {0};
     uint64_t code_off[8], code_len[8];
     int code_seen[8] = {0};
     size_t n_codes = 0;
@@ -360,7 +363,7 @@ const char *parse_artifact(const uint8_t *b, size_t len, artifact *a, char *err,
         const uint8_t *e = b + table + i * 24;
         uint32_t kind = le32(e), flags = le32(e + 4);
         uint64_t o = le64(e + 8), l = le64(e + 16);
-        if (kind < 1 || kind > 4 || (kind == 4 && version < 2)) return fail(err, n, "UnknownSection", "unknown section kind %u in section table entry %zu", kind, i);
+        if (kind < 1 || kind > 6 || kind == 5 || (kind == 4 && version < 2)) return fail(err, n, "UnknownSection", "unknown section kind %u in section table entry %zu", kind, i);
         int variants = version >= 2 && kind == 2;
         if (flags != 0 && !(variants && flags < 8))
             return fail(err, n, "BadHeader", "section %s has flags %#x; version %u defines none", SECTION_NAMES[kind], flags, version);
@@ -386,6 +389,7 @@ const char *parse_artifact(const uint8_t *b, size_t len, artifact *a, char *err,
     for (size_t i = 0; i < n_codes; i++)
         if (!code_seen[i]) return fail(err, n, "BadHeader", "code sections' variant indices are not 0, 1, 2, ...");
     for (size_t i = 1; i < n_codes; i++) ranges[nr++] = (range){2, code_off[i], code_off[i] + code_len[i]};
+    if (have[6]) ranges[nr++] = (range){6, off[6], off[6] + slen[6]};
     range sorted[24];
     memcpy(sorted, ranges, nr * sizeof(range));
     qsort(sorted, nr, sizeof(range), by_start);
