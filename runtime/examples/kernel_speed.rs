@@ -261,6 +261,7 @@ fn main() {
     conv_case(&ctx, conv("conv 1x1 144->24 56x56", 144, 24, 56, 1, 0, 1));
     conv_case(&ctx, conv("depthwise 3x3 144 56x56 pad 1", 144, 144, 56, 3, 1, 144));
     conv_case(&ctx, conv("conv 3x3 256->256 14x14 pad 1", 256, 256, 14, 3, 1, 1));
+    conv_case(&ctx, conv("conv 3x3 512->512 7x7 pad 1", 512, 512, 7, 3, 1, 1));
     conv_case(&ctx, conv("grouped 3x3 128->128 g32 28x28", 128, 128, 28, 3, 1, 32));
     conv_case(&ctx, conv("conv 7x7/1 3->64 224x224 pad 3", 3, 64, 224, 7, 3, 1));
     max_pool_case(&ctx);
