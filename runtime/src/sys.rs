@@ -267,6 +267,7 @@ pub fn invoke_each(code: &ExecCode, call: Call<'_, '_, '_>, steps: &[u64], timed
     // Each step function has the entry's signature and contract (the entry only calls them
     // in this order with this context), so the same holds for calling them one by one.
     let call_at = |offset: usize| unsafe {
+        // SAFETY: see above: `offset` is the entry's or a step function's, inside the code.
         let f: EntryFn = std::mem::transmute::<*const u8, EntryFn>(code.map.as_ptr().add(offset));
         f(&ctx)
     };
