@@ -4,8 +4,9 @@ For each model and thread count, every engine is loaded in its own process (so e
 own peak RSS), its outputs are checked against onnxruntime's before anything is timed, and
 then the engines are timed **interleaved**: round after round, each engine runs once (in a
 rotating order) while the others wait, so load from elsewhere on the machine hits all alike.
-Each timed run starts after `--settle` seconds of idling, so that the engine before it has
-stopped spinning (onnxruntime's pool spins about 50 ms after each run).
+Each engine's turn starts after `--settle` seconds of idling, so that the engine before it
+has stopped spinning (onnxruntime's pool spins about 50 ms after each run), then runs once
+untimed (its caches and threads warm again) and once timed.
 Reports, per model: latency medians over `--runs` rounds after `--warmup`, the ratio
 neoc/onnxruntime, achieved GFLOP/s (neoc's FLOP estimate over the median) against this
 machine's sgemm peak (numpy's OpenBLAS, measured here), peak RSS per process, load time

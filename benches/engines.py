@@ -2,7 +2,9 @@
 
 A worker loads one model in one engine, answers the orchestrator's requests over a pipe and
 times only the engine's own call: `load` (artifact or session creation, timed), `outputs`
-(one run, its outputs returned), `run` (one timed run, milliseconds returned), `rss` (this
+(one run, its outputs returned), `run` (one untimed run, then one timed run, milliseconds
+returned: the untimed run warms this engine's caches and wakes its threads after the
+orchestrator's settle pause and the other engines' turns), `rss` (this
 process's peak resident set, in MiB). Each module is imported inside its engine, so a
 worker's peak RSS holds Python, numpy and its own engine only.
 """
@@ -114,6 +116,7 @@ def worker(conn, engine, spec, threads):
             elif req == "outputs":
                 reply = [np.asarray(o) for o in e.run(feeds)]
             elif req == "run":
+                e.run(feeds)  # untimed: this engine's caches and threads warm again
                 t0 = time.perf_counter()
                 e.run(feeds)
                 reply = (time.perf_counter() - t0) * 1e3

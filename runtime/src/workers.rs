@@ -7,7 +7,9 @@
 //! thread spawn, and allocates nothing.
 //!
 //! Protocol: the dispatcher writes the job and bumps the generation under the lock, wakes
-//! the workers, runs range 0 itself and waits until every other participant has
+//! the workers that are parked, then every participant (the dispatcher first) claims the
+//! job's parts one at a time from a shared counter and runs them, so a worker that is slow
+//! to wake costs nothing but its help; the dispatcher returns when every part has
 //! finished. Workers spin briefly on the generation before parking on the condition
 //! variable, so back-to-back kernels do not pay a futex wake each. Each participant
 //! (0 = the dispatching thread, 1.. = the workers) owns one [`Workspace`].
@@ -112,9 +114,12 @@ struct Shared {
     /// The generation of the latest job (mirrors `Slot::generation`, for spinning
     /// without the lock).
     generation: AtomicU64,
-    /// Workers of the current job that have not finished.
+    /// Parts of the current job that have not finished.
     pending: AtomicUsize,
-    /// The first non-zero status a worker's range returned.
+    /// The next part of the current job to hand out (low 32 bits), tagged with the job's
+    /// generation (high 32 bits), so that a worker that read an older job claims nothing.
+    claims: AtomicU64,
+    /// The first non-zero status a part returned.
     status: AtomicI32,
     shutdown: AtomicBool,
     /// Workers that have started running their loop.
@@ -125,6 +130,50 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Slot> {
         // Nothing panics while holding the lock; a poisoned lock still holds a valid slot.
         self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next unclaimed part of the job of `generation`, if that job is still the
+    /// current one and has parts left.
+    fn claim(&self, generation: u64, parts: usize) -> Option<usize> {
+        let tag = generation & 0xffff_ffff;
+        let mut cur = self.claims.load(Ordering::Acquire);
+        loop {
+            let next = (cur & 0xffff_ffff) as usize;
+            if cur >> 32 != tag || next >= parts {
+                return None;
+            }
+            match self.claims.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(next),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Claims and runs parts of `job` (of `generation`) until none is left, recording
+    /// the first non-zero status and waking a parked dispatcher after the last part.
+    /// Any participant runs any part: a worker the host has not scheduled yet (an idle
+    /// vCPU of a virtual machine can take milliseconds to come back) delays nothing, the
+    /// others take its part. Parts are claimed in order, so with every participant awake
+    /// each runs one.
+    ///
+    /// # Safety
+    /// The task contract of [`crate::abi::ParallelForFn`] for `job`, whose dispatch waits
+    /// (through `pending`) until every claimed part has finished.
+    unsafe fn run_parts(&self, generation: u64, job: &Job) {
+        while let Some(part) = self.claim(generation, job.parts) {
+            // SAFETY: the caller's promise; the part is this thread's alone (claimed).
+            let status = unsafe { job.run(part) };
+            if status != 0 {
+                let _ = self.status.compare_exchange(0, status, Ordering::Relaxed, Ordering::Relaxed);
+            }
+            if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                // Under the lock, so the dispatcher cannot miss it between its check and
+                // wait; a dispatcher still spinning sees `pending` without the futex call.
+                if self.lock().dispatcher_parked {
+                    self.done.notify_all();
+                }
+            }
+        }
     }
 }
 
@@ -154,6 +203,7 @@ impl Workers {
             done: Condvar::new(),
             generation: AtomicU64::new(0),
             pending: AtomicUsize::new(0),
+            claims: AtomicU64::new(0),
             status: AtomicI32::new(0),
             shutdown: AtomicBool::new(false),
             started: AtomicUsize::new(0),
@@ -182,7 +232,7 @@ impl Workers {
         self.handles.len() + 1
     }
 
-    /// Runs `task` over `0..n` in at most `parts` ranges, range 0 on this thread; returns
+    /// Runs `task` over `0..n` in at most `parts` ranges, this thread taking its share; returns
     /// 0 or the first non-zero status a range returned. Inside a task (a nested call), or
     /// with one part, everything runs here. A one-part dispatch leaves the workers idle,
     /// so a dispatch nested in it still gets them (a conv with one tile splits its GEMM).
@@ -199,19 +249,21 @@ impl Workers {
         let job = Job { task, data, n, parts };
         let shared = &*self.shared;
         shared.status.store(0, Ordering::Relaxed);
-        shared.pending.store(parts - 1, Ordering::Relaxed);
-        {
+        shared.pending.store(parts, Ordering::Relaxed);
+        let generation = {
             let mut slot = shared.lock();
             slot.generation += 1;
             slot.job = Some(job);
+            shared.claims.store(slot.generation << 32, Ordering::Release);
             shared.generation.store(slot.generation, Ordering::Release);
             // Spinning workers see the generation; only parked ones need the futex call.
             if slot.parked_workers > 0 {
                 shared.wake.notify_all();
             }
-        }
+            slot.generation
+        };
         // SAFETY: the caller's promise.
-        let mine = unsafe { job.run(0) };
+        unsafe { shared.run_parts(generation, &job) };
         if !spin_until(|| shared.pending.load(Ordering::Acquire) == 0) {
             let mut slot = shared.lock();
             while shared.pending.load(Ordering::Acquire) != 0 {
@@ -220,7 +272,7 @@ impl Workers {
                 slot.dispatcher_parked = false;
             }
         }
-        if mine != 0 { mine } else { shared.status.load(Ordering::Relaxed) }
+        shared.status.load(Ordering::Relaxed)
     }
 
     /// The calling participant's workspace, if it has one.
@@ -275,22 +327,10 @@ fn work(shared: &Shared, index: usize) {
             slot.job
         };
         let Some(job) = job else { continue };
-        if index >= job.parts {
-            continue;
-        }
         // SAFETY: the dispatcher's caller promised the task contract, and it waits for
-        // this range (through `pending`) before the job's data goes away.
-        let status = unsafe { job.run(index) };
-        if status != 0 {
-            let _ = shared.status.compare_exchange(0, status, Ordering::Relaxed, Ordering::Relaxed);
-        }
-        if shared.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            // Under the lock, so the dispatcher cannot miss it between its check and wait;
-            // a dispatcher still spinning sees `pending` without the futex call.
-            if shared.lock().dispatcher_parked {
-                shared.done.notify_all();
-            }
-        }
+        // every claimed part (through `pending`) before the job's data goes away; a job
+        // that is no longer current has no parts left to claim.
+        unsafe { shared.run_parts(seen, &job) };
     }
 }
 
@@ -342,6 +382,9 @@ mod tests {
             for i in begin..end {
                 nest.inner_threads[i].store(PARTICIPANT.get() + 1, Ordering::Relaxed);
             }
+            // Long enough for the other participant to wake and claim the other part
+            // (parts go to whoever claims them first).
+            std::thread::sleep(std::time::Duration::from_millis(200));
             0
         }
         unsafe extern "C" fn outer(p: *mut c_void, _: usize, _: usize) -> i32 {
@@ -353,7 +396,8 @@ mod tests {
         let p = &nest as *const Nest as *mut c_void;
         // SAFETY: the tasks only read `nest`'s pool and write its counters.
         unsafe { assert_eq!(nest.workers.dispatch(1, 2, outer, p), 0) };
-        let who: Vec<usize> = nest.inner_threads.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+        let mut who: Vec<usize> = nest.inner_threads.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+        who.sort();
         assert_eq!(who, vec![1, 2], "the nested split ran on the caller and the worker");
         // Two outer parts: each nested dispatch runs inline on its own thread.
         unsafe { assert_eq!(nest.workers.dispatch(2, 2, outer, p), 0) };
@@ -361,13 +405,16 @@ mod tests {
 
     #[test]
     fn each_participant_has_its_own_workspace() {
-        unsafe extern "C" fn mark(p: *mut c_void, begin: usize, _end: usize) -> i32 {
+        unsafe extern "C" fn mark(p: *mut c_void, _begin: usize, _end: usize) -> i32 {
             // SAFETY: `p` is the pool, alive for the dispatch; each participant's
             // workspace is its own.
             let workers = unsafe { &*(p as *const Workers) };
             let Some(ws) = (unsafe { workers.workspace() }) else { return 1 };
+            // A non-atomic read-modify-write: two threads sharing a workspace could lose
+            // counts (the total below would come out short).
             ws[0] = ws[0].wrapping_add(1);
-            ws[1] = begin as u8;
+            std::thread::yield_now();
+            ws[1] = PARTICIPANT.get() as u8 + 1;
             0
         }
         let workers = Workers::new(4);
@@ -376,7 +423,11 @@ mod tests {
             // SAFETY: `mark` reads the pool, which outlives the dispatch.
             assert_eq!(unsafe { workers.dispatch(4, 4, mark, &workers as *const _ as *mut c_void) }, 0);
         }
-        let firsts: Vec<(u8, u8)> = workers.workspaces.iter().map(|w| unsafe { ((*w.0.get()).as_slice()[0], (*w.0.get()).as_slice()[1]) }).collect();
-        assert_eq!(firsts, vec![(10, 0), (10, 1), (10, 2), (10, 3)]);
+        // Parts go to whichever participant claims them; each wrote only its own workspace.
+        let marks: Vec<(u8, u8)> = workers.workspaces.iter().map(|w| unsafe { ((*w.0.get()).as_slice()[0], (*w.0.get()).as_slice()[1]) }).collect();
+        assert_eq!(marks.iter().map(|m| m.0 as usize).sum::<usize>(), 40, "{marks:?}");
+        for (i, &(count, who)) in marks.iter().enumerate() {
+            assert!(who == 0 && count == 0 || who as usize == i + 1, "workspace {i}: {marks:?}");
+        }
     }
 }
