@@ -447,10 +447,28 @@ impl Job {
     /// Those rows are inside y, written by this item only, and not borrowed.
     unsafe fn epilogue_rows(&self, channel: usize, rows: usize, at: usize, len: usize) {
         #[cfg(target_arch = "x86_64")]
+        if super::has_avx512f() && super::has_avx2_fma() {
+            // SAFETY: the CPU has AVX-512F, AVX2 and FMA; the caller's promise.
+            return unsafe { self.epilogue_rows_avx512(channel, rows, at, len) };
+        }
+        #[cfg(target_arch = "x86_64")]
         if super::has_avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA; the caller's promise.
             return unsafe { self.epilogue_rows_avx2(channel, rows, at, len) };
         }
+        // SAFETY: the caller's promise.
+        unsafe { self.epilogue_rows_with(channel, rows, at, len) }
+    }
+
+    /// The same code with 16 lanes and 32 vector registers (the AVX2 build of SiLU's exp
+    /// and division reloads its constants from memory on every step); the same
+    /// operations in the same order, so the same bits.
+    ///
+    /// # Safety
+    /// As [`Job::epilogue_rows`]; the CPU has AVX-512F, AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn epilogue_rows_avx512(&self, channel: usize, rows: usize, at: usize, len: usize) {
         // SAFETY: the caller's promise.
         unsafe { self.epilogue_rows_with(channel, rows, at, len) }
     }
