@@ -63,6 +63,12 @@ impl StepTable {
             steps.push(StepInfo { node, op, kind, flops: r.u64("flops")? });
         }
         let v = r.count("code section", n * 8)?;
+        // With no steps the lists take no bytes, so the count above bounds nothing: an
+        // artifact has at most MAX_SECTIONS code sections (found by the fuzzer: a count of
+        // 2^32 - 1 asked for 96 GiB of empty lists).
+        if v > super::MAX_SECTIONS {
+            return Err(FormatError::Metadata(format!("{SECTION}: offsets for {v} code sections (an artifact has at most {})", super::MAX_SECTIONS)));
+        }
         let mut offsets = Vec::with_capacity(v);
         for _ in 0..v {
             offsets.push((0..n).map(|_| r.u64("a step offset")).collect::<Result<Vec<_>, _>>()?);
@@ -107,5 +113,12 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(StepTable::decode(&bytes[..cut]).is_err(), "truncated at {cut}");
         }
+        // No steps and a huge count of (empty) offset lists: refused before allocating.
+        let mut huge = Vec::new();
+        put_u32(&mut huge, 0);
+        put_u32(&mut huge, u32::MAX);
+        assert!(StepTable::decode(&huge).is_err());
+        let empty = StepTable { steps: vec![], offsets: vec![vec![]] };
+        assert_eq!(StepTable::decode(&empty.encode()).unwrap(), empty);
     }
 }
