@@ -253,7 +253,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="the digits model, 1 thread, 20 runs: that it runs and the outputs match")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--settle", type=float, default=0.1,
-                    help="seconds of idling before each timed run (default 0.1): onnxruntime's thread pool "
+                    help="seconds of idling before each engine's turn (an untimed run, then the timed one; default 0.1): onnxruntime's thread pool "
                          "spins about 50 ms after a run, and a run timed meanwhile measures that contention "
                          "(at 2 threads on 2 cores it tripled neoc's MobileNetV2 time)")
     ap.add_argument("--runs", type=int, default=20)
