@@ -233,10 +233,10 @@ unsafe fn rows_dot_body(g: &Gemm) {
     const COLS: usize = 8;
     let k = g.k;
     let whole = k / DOT_LANES * DOT_LANES;
-    let finish = |mut acc: [f32; DOT_LANES], a: &[f32], b: &[f32]| {
+    let finish = |acc: [f32; DOT_LANES], a: &[f32], b: &[f32]| {
         let mut sum = 0f32;
-        for v in acc.iter_mut() {
-            sum += *v;
+        for v in acc {
+            sum += v;
         }
         for p in whole..k {
             sum += a[p] * b[p];
