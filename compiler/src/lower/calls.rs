@@ -51,6 +51,8 @@ pub fn sgemm(lw: &mut Lw, batch: Vec<usize>, [m, n, k]: [usize; 3], alpha: f32, 
         lw.push(gemm_loops(&batch, [m, n, k], alpha, beta, [a, b, c]));
         return Ok(());
     }
+    let (mut batch, mut m, mut a, mut b, mut c) = (batch, m, a.clone(), b.clone(), c.clone());
+    fold_batch_into_rows(&mut batch, &mut m, [&mut a, &mut b, &mut c]);
     let batch = if m == 0 || n == 0 { vec![0] } else { batch };
     let int = |v: i64| CallArg::Int(v);
     let args = vec![
@@ -71,6 +73,34 @@ pub fn sgemm(lw: &mut Lw, batch: Vec<usize>, [m, n, k]: [usize; 3], alpha: f32, 
     ];
     lw.push(Step::Call(Call { kernel: Kernel::Sgemm, batch, args }));
     Ok(())
+}
+
+/// Folds batch dims that only step A's and C's rows into the rows: where B stays put
+/// (batch stride 0) and A's and C's batch strides are `m` rows (any stride, when `m` is 1:
+/// a row stride of one row is never used), batch point `i`, row `r` is row `i·m + r` of
+/// one taller product. An LSTM's input projection, one 1-row GEMM per time step, becomes
+/// one GEMM over every step, which the kernel blocks and vectorises as a whole. Folds from
+/// the innermost dim out; C's stride must not be 0 (two points writing one row stay
+/// separate calls).
+fn fold_batch_into_rows(batch: &mut Vec<usize>, m: &mut usize, [a, b, c]: [&mut Matrix; 3]) {
+    let stride = |x: &Matrix, d: usize| x.batch_strides.get(d).copied().unwrap_or(0);
+    while let Some(d) = batch.len().checked_sub(1) {
+        let (sa, sb, sc) = (stride(a, d), stride(b, d), stride(c, d));
+        let rows_step = |x: &Matrix, s: i64| if *m == 1 { true } else { i64::try_from(*m).is_ok_and(|m| x.rs.checked_mul(m) == Some(s)) };
+        let Some(rows) = m.checked_mul(batch[d]) else { return };
+        if sb != 0 || sc == 0 || !rows_step(a, sa) || !rows_step(c, sc) {
+            return;
+        }
+        if *m == 1 {
+            a.rs = sa;
+            c.rs = sc;
+        }
+        *m = rows;
+        batch.pop();
+        for x in [&mut *a, &mut *b, &mut *c] {
+            x.batch_strides.truncate(d);
+        }
+    }
 }
 
 /// The GEMM as a reduction: dims `batch ++ [m, n, k]`, `acc += A[r, p]·B[p, c]` over p,
@@ -209,5 +239,26 @@ mod tests {
         // With the kernel, the same graph calls it.
         let lowered = crate::lower::lower(&g, &Caps::CPU).unwrap();
         assert!(lowered.steps.iter().any(|s| matches!(s, crate::kernel_ir::Step::Call(c) if c.kernel == Kernel::Sgemm)));
+    }
+
+    /// Batch dims fold into rows only where B stays put and A's and C's rows continue.
+    #[test]
+    fn batch_dims_fold_into_rows_only_where_the_rows_continue() {
+        use super::{Matrix, fold_batch_into_rows};
+        use crate::kernel_ir::Mem;
+        let mat = |batch_strides: Vec<i64>, rs: i64| Matrix { mem: Mem::Temp(0), offset: 0, batch_strides, rs, cs: 1 };
+        let fold = |batch: Vec<usize>, m: usize, [a, b, c]: [Matrix; 3]| {
+            let (mut batch, mut m, mut a, mut b, mut c) = (batch, m, a, b, c);
+            fold_batch_into_rows(&mut batch, &mut m, [&mut a, &mut b, &mut c]);
+            (batch, m, a.rs, a.batch_strides, b.batch_strides, c.rs, c.batch_strides)
+        };
+        // One row per time step (an LSTM's input projection): any row stride, the steps' strides become it.
+        assert_eq!(fold(vec![32], 1, [mat(vec![64], 999), mat(vec![0], 1), mat(vec![256], 7)]), (vec![], 32, 64, vec![], vec![], 256, vec![]));
+        // Two rows per point whose strides are two rows; then the outer dim moves B and stays.
+        assert_eq!(fold(vec![3, 4], 2, [mat(vec![80, 20], 10), mat(vec![9, 0], 1), mat(vec![40, 10], 5)]), (vec![3], 8, 10, vec![80], vec![9], 5, vec![40]));
+        // A gap between the points' rows, B moving, or C not moving: nothing folds.
+        for mats in [[mat(vec![21], 10), mat(vec![0], 1), mat(vec![10], 5)], [mat(vec![20], 10), mat(vec![3], 1), mat(vec![10], 5)], [mat(vec![20], 10), mat(vec![0], 1), mat(vec![0], 5)]] {
+            assert_eq!(fold(vec![4], 2, mats.clone()).1, 2, "{mats:?}");
+        }
     }
 }
