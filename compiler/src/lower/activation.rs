@@ -13,6 +13,21 @@ use crate::ir::NodeId;
 use crate::ir::ops::activation::Activation;
 use crate::tensor::DType;
 
+/// Gelu of `x` (of float type `t`): `x/2 · (1 + erf(x/√2))`, or with `tanh`,
+/// `x/2 · (1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+pub(super) fn gelu(x: Expr, tanh: bool, t: DType) -> Expr {
+    let l = |v: f64| lit(t, v);
+    let gate = if tanh {
+        let c = (2.0 / std::f64::consts::PI).sqrt();
+        let cube = bin(BinOp::Mul, bin(BinOp::Mul, x.clone(), x.clone()), x.clone());
+        let inner = bin(BinOp::Mul, l(c), bin(BinOp::Add, x.clone(), bin(BinOp::Mul, l(0.044715), cube)));
+        Expr::math(MathOp::Tanh, inner)
+    } else {
+        Expr::math(MathOp::Erf, bin(BinOp::Mul, x.clone(), l(std::f64::consts::FRAC_1_SQRT_2)))
+    };
+    bin(BinOp::Mul, bin(BinOp::Mul, l(0.5), x), bin(BinOp::Add, l(1.0), gate))
+}
+
 pub(super) fn lower(lw: &mut Lw, id: NodeId, op: &Activation) -> Result<()> {
     pointwise::lower(lw, id, op, expr)
 }
@@ -55,16 +70,7 @@ fn activation(a: &Activation, ins: &mut [Option<Expr>], t: DType, backend: &str)
         Activation::HardSwish => bin(BinOp::Mul, x.clone(), hard_sigmoid(x, 1.0 / 6.0, 0.5, t)),
         Activation::Softplus => Expr::math(MathOp::Softplus, x),
         Activation::Softsign => bin(BinOp::Div, x.clone(), bin(BinOp::Add, l(1.0), Expr::un(UnOp::Abs, x))),
-        Activation::Gelu { tanh: false } => {
-            let e = Expr::math(MathOp::Erf, bin(BinOp::Mul, x.clone(), l(std::f64::consts::FRAC_1_SQRT_2)));
-            bin(BinOp::Mul, bin(BinOp::Mul, l(0.5), x), bin(BinOp::Add, l(1.0), e))
-        }
-        Activation::Gelu { tanh: true } => {
-            let c = (2.0 / std::f64::consts::PI).sqrt();
-            let cube = bin(BinOp::Mul, bin(BinOp::Mul, x.clone(), x.clone()), x.clone());
-            let inner = bin(BinOp::Mul, l(c), bin(BinOp::Add, x.clone(), bin(BinOp::Mul, l(0.044715), cube)));
-            bin(BinOp::Mul, bin(BinOp::Mul, l(0.5), x), bin(BinOp::Add, l(1.0), Expr::math(MathOp::Tanh, inner)))
-        }
+        Activation::Gelu { tanh } => gelu(x, tanh, t),
         Activation::Mish => bin(BinOp::Mul, x.clone(), Expr::math(MathOp::Tanh, Expr::math(MathOp::Softplus, x))),
         Activation::Clip => {
             let mut y = x;

@@ -14,6 +14,7 @@ use super::{Lw, check_dtype, pointwise};
 use crate::kernel_ir::{Access, BinOp, Expr, Lit, Loop, Step};
 use crate::ir::ops::fused::{Act, Fused};
 use crate::ir::{NodeId, NodeKind, ValueId};
+use crate::tensor::DType;
 
 pub(super) fn lower(lw: &mut Lw, id: NodeId, f: &Fused) -> Result<()> {
     match f {
@@ -76,5 +77,7 @@ pub(super) fn act_expr(act: Act, x: Expr) -> Expr {
             let gate = bin(BinOp::Add, bin(BinOp::Div, x.clone(), f(6.0)), f(0.5));
             bin(BinOp::Mul, x, bin(BinOp::Min, bin(BinOp::Max, gate, f(0.0)), f(1.0)))
         }
+        Act::Gelu => super::activation::gelu(x, false, DType::F32),
+        Act::GeluTanh => super::activation::gelu(x, true, DType::F32),
     }
 }

@@ -7,8 +7,8 @@
 //!   `[1,C,1,..]`) when the conv has no bias yet;
 //! - `conv-residual`: `Add(conv, r)` with `r` of the output's exact type, before any
 //!   activation (the epilogue adds the residual first);
-//! - `conv-activation`: Relu, Clip with constant bounds, LeakyRelu, Sigmoid, Swish(1) and
-//!   HardSwish, when the conv has no activation yet.
+//! - `conv-activation`: Relu, Clip with constant bounds, LeakyRelu, Sigmoid, Swish(1),
+//!   HardSwish and Gelu (both forms), when the conv has no activation yet.
 //!
 //! And the same for matrix products, giving `neoc.FusedMatMul`
 //! (`y = act(scale·A·B + addends)`), on the op after a MatMul (both operands at least 2-D),
@@ -126,6 +126,8 @@ fn activation_of(g: &Graph, n: NodeId) -> Option<Act> {
         Some(Op::Activation(Activation::Sigmoid)) => Act::Sigmoid,
         Some(Op::Activation(Activation::Swish { alpha })) if *alpha == 1.0 => Act::Silu,
         Some(Op::Activation(Activation::HardSwish)) => Act::HardSwish,
+        Some(Op::Activation(Activation::Gelu { tanh: false })) => Act::Gelu,
+        Some(Op::Activation(Activation::Gelu { tanh: true })) => Act::GeluTanh,
         Some(Op::Activation(Activation::Clip)) => {
             let lo = match node.inputs.get(1).copied().flatten() {
                 None => f32::NEG_INFINITY,

@@ -30,7 +30,8 @@ pub use table::*;
 /// 4: `strings` (string tensors).
 /// 5: `sgemm_epilogue`.
 /// 6: `sgemm_packed_b`.
-pub const KERNEL_ABI_VERSION: u32 = 6;
+/// 7: activations 7 and 8 (GELU, erf and tanh forms) in the conv and GEMM epilogues.
+pub const KERNEL_ABI_VERSION: u32 = 7;
 
 /// The runtime services: the kernel-table entries that are not numeric kernels (threads,
 /// copies, fills) plus the scalar math functions of the C library (`math_f32`/`math_f64`:
@@ -200,6 +201,29 @@ pub enum Activation {
     Silu = 5,
     /// `x * clamp(x/6 + 1/2, 0, 1)`.
     HardSwish = 6,
+    /// `x/2 · (1 + erf(x/√2))` (ONNX Gelu, approximate = "none").
+    Gelu = 7,
+    /// `x/2 · (1 + tanh(√(2/π)·(x + 0.044715·x³)))` (ONNX Gelu, approximate = "tanh").
+    GeluTanh = 8,
+}
+
+impl Activation {
+    pub const ALL: [Activation; 9] = [
+        Activation::None,
+        Activation::Relu,
+        Activation::Clip,
+        Activation::LeakyRelu,
+        Activation::Sigmoid,
+        Activation::Silu,
+        Activation::HardSwish,
+        Activation::Gelu,
+        Activation::GeluTanh,
+    ];
+
+    /// The activation with code `v`, if there is one.
+    pub fn from_u32(v: u32) -> Option<Activation> {
+        Activation::ALL.get(v as usize).copied()
+    }
 }
 
 /// An N-d convolution (N = `spatial`, 1 to [`MAX_SPATIAL`]) on f32 in NC(D)HW layout,

@@ -17,8 +17,7 @@ pub(crate) struct Act {
 
 /// The [`Activation`] with code `code`, if there is one.
 pub(crate) fn activation(code: u32) -> Option<Activation> {
-    use Activation::*;
-    [None, Relu, Clip, LeakyRelu, Sigmoid, Silu, HardSwish].into_iter().find(|a| *a as u32 == code)
+    Activation::from_u32(code)
 }
 
 #[inline(always)]
@@ -89,6 +88,48 @@ fn hard_swish(x: f32) -> f32 {
     x * (x / 6.0 + 0.5).clamp(0.0, 1.0)
 }
 
+/// `p(x)` by Horner's rule, coefficients highest degree first.
+#[inline(always)]
+fn horner(x: f32, c: &[f32]) -> f32 {
+    c[1..].iter().fold(c[0], |acc, &k| acc * x + k)
+}
+
+/// `1 + erf(z)` with the code generator's erf polynomials (`kernels::math::erf_f32`),
+/// without its cancellation for negative z: there `1 + erf(z) = erfc(|z|) = exp(Q(|z|))`
+/// directly, so GELU keeps its relative accuracy down to z = −4 (below, where erfc(|z|) <
+/// 1.6e-8 and Q is not fitted, it is 0: what `1 + erf(z)` rounds to in f32). Branch-free
+/// selects, so rows of it vectorise; NaN gives NaN (the last branch, from the NaN z).
+#[inline(always)]
+fn one_plus_erf(z: f32) -> f32 {
+    use super::math::erf_f32::{CLAMP, P, Q, SMALL};
+    let a = z.abs();
+    let small = 1.0 + (z + z * horner(z * z, &P));
+    let erfc = exp(horner(if a < CLAMP { a } else { CLAMP }, &Q));
+    if z < -CLAMP {
+        0.0
+    } else if z <= -SMALL {
+        erfc
+    } else if z < SMALL {
+        small
+    } else {
+        2.0 - erfc
+    }
+}
+
+/// GELU, `x/2 · (1 + erf(x/√2))`.
+#[inline(always)]
+fn gelu(x: f32) -> f32 {
+    0.5 * x * one_plus_erf(x * std::f32::consts::FRAC_1_SQRT_2)
+}
+
+/// GELU's tanh form, as `x · sigmoid(2u)` (= `x/2 · (1 + tanh u)`, u = √(2/π)·(x + 0.044715·x³)):
+/// no cancellation in `1 + tanh u` for negative x.
+#[inline(always)]
+fn gelu_tanh(x: f32) -> f32 {
+    const TWO_SQRT_2_OVER_PI: f32 = 1.595_769_1;
+    x * sigmoid(TWO_SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x))
+}
+
 impl Act {
     /// The activation applied to one value (the rows use the same functions).
     #[cfg(test)]
@@ -101,6 +142,8 @@ impl Act {
             Activation::Sigmoid => sigmoid(x),
             Activation::Silu => x * sigmoid(x),
             Activation::HardSwish => hard_swish(x),
+            Activation::Gelu => gelu(x),
+            Activation::GeluTanh => gelu_tanh(x),
         }
     }
 
@@ -122,6 +165,8 @@ impl Act {
             Activation::Sigmoid => row(y, bias, residual, sigmoid),
             Activation::Silu => row(y, bias, residual, |x| x * sigmoid(x)),
             Activation::HardSwish => row(y, bias, residual, hard_swish),
+            Activation::Gelu => row(y, bias, residual, gelu),
+            Activation::GeluTanh => row(y, bias, residual, gelu_tanh),
         }
     }
 }
@@ -165,6 +210,8 @@ pub(crate) mod tests {
             Activation::Sigmoid => sig(x),
             Activation::Silu => x * sig(x),
             Activation::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            Activation::Gelu => 0.5 * x * (1.0 + crate::kernels::erf::erf(x * std::f64::consts::FRAC_1_SQRT_2)),
+            Activation::GeluTanh => 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh()),
         }
     }
 
@@ -180,6 +227,8 @@ pub(crate) mod tests {
             plain(Sigmoid),
             plain(Silu),
             plain(HardSwish),
+            plain(Gelu),
+            plain(GeluTanh),
         ]
     }
 
@@ -188,7 +237,10 @@ pub(crate) mod tests {
         for a in all_acts() {
             assert_eq!(activation(a.kind as u32), Some(a.kind));
         }
-        assert_eq!(activation(7), Option::None);
+        for (i, a) in Activation::ALL.iter().enumerate() {
+            assert_eq!(*a as usize, i);
+        }
+        assert_eq!(activation(9), Option::None);
     }
 
     #[test]

@@ -138,10 +138,51 @@ pub unsafe fn sgemm_epilogue_with(
 /// As [`sgemm_epilogue`], with `r0 ≤ r1 ≤ m` and C's rows contiguous (`csc == 1`); only
 /// rows `r0..r1` of C are written.
 unsafe fn finish(g: &Gemm, r0: usize, r1: usize, bias: Option<Addend>, residual: Option<Addend>, act: Act) {
-    let n = g.n;
-    if n == 0 || bias.is_none() && residual.is_none() && act.kind == Activation::None {
+    if g.n == 0 || bias.is_none() && residual.is_none() && act.kind == Activation::None {
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx512f() && super::has_avx2_fma() {
+        // SAFETY: the CPU has AVX-512F, AVX2 and FMA; the caller's promise.
+        return unsafe { finish_avx512(g, r0, r1, bias, residual, act) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::has_avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA; the caller's promise.
+        return unsafe { finish_avx2(g, r0, r1, bias, residual, act) };
+    }
+    // SAFETY: the caller's promise.
+    unsafe { finish_rows(g, r0, r1, bias, residual, act) }
+}
+
+/// [`finish`] compiled for 16 lanes (the activations' exp and erf on AVX-512): the same
+/// operations in the same order (Rust contracts no multiply-add), so the same bits.
+///
+/// # Safety
+/// As [`finish`]; the CPU has AVX-512F, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn finish_avx512(g: &Gemm, r0: usize, r1: usize, bias: Option<Addend>, residual: Option<Addend>, act: Act) {
+    // SAFETY: the caller's promise.
+    unsafe { finish_rows(g, r0, r1, bias, residual, act) }
+}
+
+/// [`finish`] compiled for 8 lanes.
+///
+/// # Safety
+/// As [`finish`]; the CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn finish_avx2(g: &Gemm, r0: usize, r1: usize, bias: Option<Addend>, residual: Option<Addend>, act: Act) {
+    // SAFETY: the caller's promise.
+    unsafe { finish_rows(g, r0, r1, bias, residual, act) }
+}
+
+/// # Safety
+/// As [`finish`].
+#[inline(always)]
+unsafe fn finish_rows(g: &Gemm, r0: usize, r1: usize, bias: Option<Addend>, residual: Option<Addend>, act: Act) {
+    let n = g.n;
     for r in r0..r1 {
         let r = r as isize;
         // SAFETY: row r of C is n contiguous elements (csc == 1) inside C, written by

@@ -24,6 +24,7 @@ use cranelift_codegen::ir::types::{F32, F32X4, I16, I32, I32X4};
 use cranelift_codegen::ir::{ConstantData, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::FunctionBuilder;
 use neoc_runtime::abi::MathOp;
+use neoc_runtime::kernels::math::erf_f32::{CLAMP as ERF_CLAMP, P as ERF_P, Q as ERF_Q, SMALL as ERF_SMALL};
 
 /// exp: polynomial for `(e^r − 1 − r)/r²`, highest degree first (Cephes expf).
 const EXP_P: [f32; 6] = [1.987_569_2e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1];
@@ -40,22 +41,6 @@ const EXP_HI: f32 = 89.0;
 const TANH_SMALL: f32 = 0.625;
 const TANH_P: [f32; 5] = [-5.704_988_7e-3, 2.063_908_9e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328_2e-1];
 
-/// erf for |x| < ERF_SMALL: `x + x·P(x²)`.
-const ERF_SMALL: f32 = 0.921_875;
-const ERF_P: [f32; 6] = [-5.991_139_3e-4, 4.993_247_3e-3, -2.676_667_5e-2, 1.128_181_8e-1, -3.761_249_5e-1, 1.283_791_5e-1];
-/// erf for |x| ≥ ERF_SMALL: `1 − exp(Q(|x|))`, Q ≈ ln erfc on [ERF_SMALL, 4].
-const ERF_Q: [f32; 9] = [
-    1.602_508_7e-6,
-    -4.535_497e-5,
-    5.907_186_4e-4,
-    -4.730_298_6e-3,
-    2.633_559e-2,
-    -1.099_252_8e-1,
-    -6.319_952e-1,
-    -1.130_131_6,
-    2.942_914_1e-4,
-];
-const ERF_CLAMP: f32 = 4.0;
 
 /// The ops [`emit`] computes inline.
 pub fn inline(op: MathOp) -> bool {

@@ -222,16 +222,7 @@ pub fn matrix_addr(k: &mut Kernel, env: &Env, mem: Mem, offset: i64, batch: &[us
 
 /// `act(x)` with the runtime epilogue's formulas (`kernels/epilogue.rs`).
 pub fn activation(k: &mut Kernel, x: &str, act: u32, alpha: f32, beta: f32) -> Result<String> {
-    let act = match act {
-        0 => Activation::None,
-        1 => Activation::Relu,
-        2 => Activation::Clip,
-        3 => Activation::LeakyRelu,
-        4 => Activation::Sigmoid,
-        5 => Activation::Silu,
-        6 => Activation::HardSwish,
-        other => bail!("unknown activation {other}"),
-    };
+    let Some(act) = Activation::from_u32(act) else { bail!("unknown activation {act}") };
     let r = k.reg(Cls::F32);
     let p = k.reg(Cls::Pred);
     match act {
@@ -265,6 +256,25 @@ pub fn activation(k: &mut Kernel, x: &str, act: u32, alpha: f32, beta: f32) -> R
             k.op(format!("max.f32 {t}, {t}, {}", f32_imm(0.0)));
             k.op(format!("min.f32 {t}, {t}, {}", f32_imm(1.0)));
             k.op(format!("mul.rn.f32 {r}, {x}, {t}"));
+        }
+        Activation::Gelu => {
+            let (z, t) = (k.reg(Cls::F32), k.reg(Cls::F32));
+            k.op(format!("mul.rn.f32 {z}, {x}, {}", f32_imm(std::f32::consts::FRAC_1_SQRT_2)));
+            let e = super::math::emit(k, neoc_runtime::abi::MathOp::Erf, &z, None)?;
+            k.op(format!("add.rn.f32 {t}, {e}, {}", f32_imm(1.0)));
+            k.op(format!("mul.rn.f32 {z}, {x}, {}", f32_imm(0.5)));
+            k.op(format!("mul.rn.f32 {r}, {z}, {t}"));
+        }
+        Activation::GeluTanh => {
+            // x · sigmoid(2u), u = √(2/π)·(x + 0.044715·x³), as the CPU epilogue.
+            let t = k.reg(Cls::F32);
+            k.op(format!("mul.rn.f32 {t}, {x}, {x}"));
+            k.op(format!("mul.rn.f32 {t}, {t}, {x}"));
+            k.op(format!("mul.rn.f32 {t}, {t}, {}", f32_imm(0.044_715)));
+            k.op(format!("add.rn.f32 {t}, {x}, {t}"));
+            k.op(format!("mul.rn.f32 {t}, {t}, {}", f32_imm(1.595_769_1)));
+            let s = super::math::emit(k, neoc_runtime::abi::MathOp::Sigmoid, &t, None)?;
+            k.op(format!("mul.rn.f32 {r}, {x}, {s}"));
         }
     }
     Ok(r)

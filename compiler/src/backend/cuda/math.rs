@@ -17,6 +17,7 @@
 
 use anyhow::Result;
 use neoc_runtime::abi::MathOp;
+use neoc_runtime::kernels::math::erf_f32::{CLAMP as ERF_CLAMP, P as ERF_P, Q as ERF_Q, SMALL as ERF_SMALL};
 
 use super::ptx::{Cls, Kernel, f32_imm, f64_imm};
 
@@ -25,8 +26,6 @@ const LN2_HI: f32 = 0.693_359_375;
 const LN2_LO: f32 = -2.121_944_4e-4;
 const SHIFTER: f32 = 12_582_912.0;
 const TANH_P: [f32; 5] = [-5.704_988_7e-3, 2.063_908_9e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328_2e-1];
-const ERF_P: [f32; 6] = [-5.991_139_3e-4, 4.993_247_3e-3, -2.676_667_5e-2, 1.128_181_8e-1, -3.761_249_5e-1, 1.283_791_5e-1];
-const ERF_Q: [f32; 9] = [1.602_508_7e-6, -4.535_497e-5, 5.907_186_4e-4, -4.730_298_6e-3, 2.633_559e-2, -1.099_252_8e-1, -6.319_952e-1, -1.130_131_6, 2.942_914_1e-4];
 
 /// `op(x[, y])` for f32 registers; the result register.
 pub fn emit(k: &mut Kernel, op: MathOp, x: &str, y: Option<&str>) -> Result<String> {
@@ -197,12 +196,12 @@ impl M<'_> {
         let s = self.mul(&a, &a);
         let p = self.horner(&s, &ERF_P);
         let small = self.fma(&a, &p, &a);
-        let above = self.cmp("gt", &a, &c(4.0));
-        let t = self.sel(&above, &c(4.0), &a);
+        let above = self.cmp("gt", &a, &c(ERF_CLAMP));
+        let t = self.sel(&above, &c(ERF_CLAMP), &a);
         let q = self.horner(&t, &ERF_Q);
         let e = self.exp(&q);
         let large = self.sub(&c(1.0), &e);
-        let is_small = self.cmp("lt", &a, &c(0.921_875));
+        let is_small = self.cmp("lt", &a, &c(ERF_SMALL));
         let y = self.sel(&is_small, &small, &large);
         self.with_sign_of(&y, x)
     }

@@ -91,7 +91,7 @@ impl Activation {
 
     /// The per-element function of the kinds computed through f64. Relu, PRelu and Clip are
     /// evaluated in the input type by `eval` and never come here (identity for them).
-    fn pointwise(&self, x: f64) -> f64 {
+    pub(crate) fn pointwise(&self, x: f64) -> f64 {
         match *self {
             A::Relu | A::PRelu | A::Clip => x,
             A::LeakyRelu { alpha } => {

@@ -31,6 +31,10 @@ pub enum Act {
     Sigmoid,
     Silu,
     HardSwish,
+    /// `x/2 · (1 + erf(x/√2))`.
+    Gelu,
+    /// `x/2 · (1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+    GeluTanh,
 }
 
 impl Act {
@@ -43,6 +47,8 @@ impl Act {
             Act::Sigmoid => "sigmoid",
             Act::Silu => "silu",
             Act::HardSwish => "hard_swish",
+            Act::Gelu => "gelu",
+            Act::GeluTanh => "gelu_tanh",
         }
     }
 
@@ -63,6 +69,8 @@ impl Act {
             "sigmoid" => Act::Sigmoid,
             "silu" => Act::Silu,
             "hard_swish" => Act::HardSwish,
+            "gelu" => Act::Gelu,
+            "gelu_tanh" => Act::GeluTanh,
             _ => return None,
         })
     }
@@ -78,6 +86,8 @@ impl Act {
             Act::Sigmoid => A::Sigmoid,
             Act::Silu => A::Silu,
             Act::HardSwish => A::HardSwish,
+            Act::Gelu => A::Gelu,
+            Act::GeluTanh => A::GeluTanh,
         };
         let (alpha, beta) = self.params();
         (kind, alpha, beta)
@@ -100,6 +110,9 @@ impl Act {
             Act::Sigmoid => sigmoid(x),
             Act::Silu => x * sigmoid(x),
             Act::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            // The Gelu operator's own reference, so fusing it changes nothing in the reference.
+            Act::Gelu => super::activation::Activation::Gelu { tanh: false }.pointwise(x),
+            Act::GeluTanh => super::activation::Activation::Gelu { tanh: true }.pointwise(x),
         }
     }
 }

@@ -135,6 +135,30 @@ mod tests {
         same_as_reference(text, &ins, TOL);
     }
 
+    /// GELU epilogues (erf and tanh forms) with the runtime's kernels (B in place, and a
+    /// constant B pre-packed) and as the self-contained loop nest the aarch64 backend
+    /// emits. The products reach ±15, so every branch of the epilogue's erf runs (|x/√2|
+    /// below 0.92, up to 4, beyond); 1e-5 of the output's scale bounds the few-ulp
+    /// error of the activations, and a missing bias or a wrong activation is off by > 0.01.
+    #[test]
+    fn gelu_epilogues_match_the_reference() {
+        let w: Vec<String> = values(&[4, 5], 2).to_f64_vec().unwrap().iter().map(|x| format!("{x:?}")).collect();
+        let text = format!(
+            "graph(%x: f32[2,3,4], %w: f32[4,5], %b: f32[5]) {{\n  %wc = const f32[4,5]{{{}}}\n  \
+             %y = neoc.FusedMatMul{{_gemm=0, act=\"gelu\", scale=1.0f}}(%x, %w, %b) : f32[2,3,5]\n  \
+             %z = neoc.FusedMatMul{{_gemm=0, act=\"gelu_tanh\", scale=1.0f}}(%x, %wc, %b) : f32[2,3,5]\n  return %y, %z\n}}",
+            w.join(",")
+        );
+        let x = Tensor::from_vec(&[2, 3, 4], values(&[2, 3, 4], 1).to_f64_vec().unwrap().iter().map(|v| *v as f32 * 2.5).collect()).unwrap();
+        let ins = [x, values(&[4, 5], 2), values(&[5], 3)];
+        let kernels = same_as_reference(&text, &ins, TOL);
+        crate::lower::test_util::same_with_caps(&text, &ins, &crate::lower::Caps::SELF_CONTAINED, TOL);
+        let v = kernels[0].to_f64_vec().unwrap();
+        let has = |lo: f64, hi: f64| v.iter().any(|x| (lo..=hi).contains(x));
+        // GELU's minimum is −0.17 (at x = −0.75); below −1e-7 only for x above −5.4.
+        assert!(has(-1e-7, 0.0) && has(-0.17, -0.01) && has(8.0, f64::INFINITY), "the products reach both tails: {v:?}");
+    }
+
     /// Constant weights take the pre-packed path: plain and transposed, crossing one
     /// KC slice of the runtime GEMM (k = 330) with a ragged last strip (n = 20), and a
     /// plain MatMul with a constant B (lowered the same way). Every value is a multiple
