@@ -4,7 +4,7 @@
 //! (`neoc_runtime::abi`); these functions are the only place that spells it out.
 
 use anyhow::Result;
-use neoc_runtime::abi::{Kernel, MAX_SPATIAL};
+use neoc_runtime::abi::{GemmParams, Kernel, MAX_SPATIAL};
 
 use super::Lw;
 use crate::ir::ops::fused::Act;
@@ -166,6 +166,58 @@ pub fn sgemm_epilogue(lw: &mut Lw, batch: Vec<usize>, params: Mem, a: &Matrix, b
     let args = vec![CallArg::buf(params), a.arg(), b.arg(), opt(bias), opt(residual), c.arg()];
     lw.push(Step::Call(Call { kernel, batch, args }));
     Ok(())
+}
+
+/// A constant k×n matrix packed at compile time into the runtime GEMM's layout, as a
+/// weights blob ([`pack_constant_b`]), for [`sgemm_packed`].
+#[derive(Clone, Copy, Debug)]
+pub struct PackedB {
+    pub blob: Mem,
+    pub k: usize,
+    pub n: usize,
+}
+
+/// B, a constant k×n matrix (element (p, j) at `b[p·rsb + j·csb]`), packed for
+/// `sgemm_packed_b` as a constant MatMul weight is; `None` where the backend does not
+/// pack weights or the product is empty (then use [`sgemm`]).
+pub fn pack_constant_b(lw: &mut Lw, k: usize, n: usize, b: &[f32], [rsb, csb]: [isize; 2]) -> Result<Option<PackedB>> {
+    if !(lw.caps.pack_weights && lw.caps.has(Kernel::SgemmPackedB)) || n == 0 || k == 0 {
+        return Ok(None);
+    }
+    let packed = neoc_runtime::kernels::pack_gemm_b(k, n, b, rsb, csb).ok_or_else(|| anyhow::anyhow!("a constant B of {} elements is smaller than {k}×{n}", b.len()))?;
+    Ok(Some(PackedB { blob: lw.blob(packed.iter().flat_map(|v| v.to_le_bytes()).collect()), k, n }))
+}
+
+/// For every point of `batch`: `C = A·B` (f32, m rows) with B packed by
+/// [`pack_constant_b`], by `sgemm_packed_b` (batch dims that only step A's and C's rows
+/// fold into the rows first). C's columns must be contiguous.
+pub fn sgemm_packed(lw: &mut Lw, batch: Vec<usize>, m: usize, a: &Matrix, b: PackedB, c: &Matrix) -> Result<()> {
+    anyhow::ensure!(c.cs == 1, "sgemm_packed_b writes rows of contiguous columns");
+    let (mut batch, mut m, mut a, mut c) = (batch, m, a.clone(), c.clone());
+    let mut packed_b = Matrix { mem: b.blob, offset: 0, batch_strides: vec![0; batch.len()], rs: 0, cs: 0 };
+    fold_batch_into_rows(&mut batch, &mut m, [&mut a, &mut packed_b, &mut c]);
+    let batch = if m == 0 { vec![0] } else { batch };
+    let params = GemmParams {
+        m: m as u64,
+        n: b.n as u64,
+        k: b.k as u64,
+        rsa: a.rs,
+        csa: a.cs,
+        rsb: 0,
+        csb: 0,
+        rsc: c.rs,
+        csc: c.cs,
+        rs_bias: 0,
+        cs_bias: 0,
+        rs_residual: 0,
+        cs_residual: 0,
+        alpha: 1.0,
+        act: neoc_runtime::abi::Activation::None as u32,
+        act_alpha: 0.0,
+        act_beta: 0.0,
+    };
+    let params = lw.blob(pod_bytes(&params));
+    sgemm_epilogue(lw, batch, params, &a, &packed_b, None, None, &c, true)
 }
 
 /// The runtime's `conv`: `params` is a weights blob holding an `abi::ConvParams`.

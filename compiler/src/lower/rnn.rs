@@ -26,7 +26,7 @@ use crate::kernel_ir::build::{bin, int, load};
 use crate::kernel_ir::{Access, BinOp, Expr, Lit, Loop, Mem, Step};
 use super::calls::{self, Matrix};
 use crate::ir::ops::rnn::{Act, ActKind, Cell, Direction, Rnn};
-use crate::ir::{NodeId, OpImpl, ValueType};
+use crate::ir::{NodeId, OpImpl, ValueId, ValueType};
 use crate::tensor::DType;
 
 /// The longest sequence (times directions) compiled.
@@ -164,8 +164,17 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, r: &Rnn) -> Result<()> {
     let n_acts = r.activations.len() / dirs;
     let (gh, hh) = (gates * hidden, hidden);
     let xm = lw.mem(x)?;
-    let wm = lw.mem(lw.input(id, 1)?)?;
-    let rm = lw.mem(lw.input(id, 2)?)?;
+    // W and R as weights of their own only where a product reads them in place (a
+    // packed copy replaces a constant one).
+    let (wv, rv) = (lw.input(id, 1)?, lw.input(id, 2)?);
+    // Constant W and R (trained weights) are packed for the GEMM at compile time.
+    let constant = |lw: &Lw, i: usize| -> Result<Option<Vec<f32>>> {
+        match lw.konst(lw.input(id, i)?) {
+            Some(t) => Ok(Some(t.as_array::<f32>()?.iter().copied().collect())),
+            None => Ok(None),
+        }
+    };
+    let (w_const, r_const) = (constant(lw, 1)?, constant(lw, 2)?);
     let bias = match lw.opt_input(id, 3) {
         Some(v) => Some(lw.mem(v)?),
         None => None,
@@ -203,7 +212,23 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, r: &Rnn) -> Result<()> {
         // X·W[dir]ᵀ for all steps, as [seq, batch, G·H].
         let xw = lw.temp(&ValueType::new(F, vec![seq, batch, gh]));
         let (x_seq, x_row) = if r.layout == 0 { ((batch * input) as i64, input as i64) } else { (input as i64, (seq * input) as i64) };
-        calls::sgemm(lw, vec![seq], [batch, gh, input], 1.0, 0.0, &Matrix { mem: xm, offset: 0, batch_strides: vec![x_seq], rs: x_row, cs: 1 }, &Matrix { mem: wm, offset: (dir * gh * input) as i64, batch_strides: vec![0], rs: 1, cs: input as i64 }, &Matrix { mem: xw, offset: 0, batch_strides: vec![(batch * gh) as i64], rs: gh as i64, cs: 1 })?;
+        let (xa, xc) = (Matrix { mem: xm, offset: 0, batch_strides: vec![x_seq], rs: x_row, cs: 1 }, Matrix { mem: xw, offset: 0, batch_strides: vec![(batch * gh) as i64], rs: gh as i64, cs: 1 });
+        let w_packed = match &w_const {
+            Some(w) => calls::pack_constant_b(lw, input, gh, &w[dir * gh * input..(dir + 1) * gh * input], [1, input as isize])?,
+            None => None,
+        };
+        match w_packed {
+            Some(wp) => calls::sgemm_packed(lw, vec![seq], batch, &xa, wp, &xc)?,
+            None => {
+                let wm = lw.mem(wv)?;
+                calls::sgemm(lw, vec![seq], [batch, gh, input], 1.0, 0.0, &xa, &Matrix { mem: wm, offset: (dir * gh * input) as i64, batch_strides: vec![0], rs: 1, cs: input as i64 }, &xc)?
+            }
+        }
+        // R[dir]ᵀ packed once for every step's h·R[dir]ᵀ.
+        let r_packed = match &r_const {
+            Some(rv) => calls::pack_constant_b(lw, hh, gh, &rv[dir * gh * hh..(dir + 1) * gh * hh], [1, hh as isize])?,
+            None => None,
+        };
         let hr = lw.temp(&ValueType::new(F, vec![batch, gh]));
         let state_ty = ValueType::new(F, vec![batch, hh]);
         let h = lw.temp(&state_ty);
@@ -232,7 +257,7 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, r: &Rnn) -> Result<()> {
         }
         for k in 0..seq {
             let t = if reverse { seq - 1 - k } else { k };
-            step(lw, r, acts, &d, t, rm, dir)?;
+            step(lw, r, acts, &d, t, (rv, r_packed), dir)?;
             // Y[t, dir] (layout 0: [seq, dirs, batch, H]; 1: [batch, seq, dirs, H]).
             if let Some(&y) = outs.first() {
                 let (off, strides) = if r.layout == 0 {
@@ -265,12 +290,20 @@ fn check_lens(lw: &mut Lw, lens: Mem, dt: DType, seq: usize, batch: usize) {
 }
 
 /// One time step `t` of one direction: updates `d.h` (and `d.c`).
-fn step(lw: &mut Lw, r: &Rnn, acts: &[Act], d: &Dir, t: usize, rm: Mem, dir: usize) -> Result<()> {
+/// `(rv, r_packed)`: R, and R[dir]ᵀ packed when R is a constant.
+fn step(lw: &mut Lw, r: &Rnn, acts: &[Act], d: &Dir, t: usize, (rv, r_packed): (ValueId, Option<calls::PackedB>), dir: usize) -> Result<()> {
     let (hh, gh) = (d.hidden, d.gh());
     let h_matrix = Matrix { mem: d.h, offset: 0, batch_strides: vec![], rs: hh as i64, cs: 1 };
     let r_dir = (dir as i64) * gh * hh as i64;
     // h·R[dir]ᵀ: R[dir] is [G·H, H].
-    calls::sgemm(lw, vec![], [d.batch, gh as usize, hh], 1.0, 0.0, &h_matrix.clone(), &Matrix { mem: rm, offset: r_dir, batch_strides: vec![], rs: 1, cs: hh as i64 }, &Matrix { mem: d.hr, offset: 0, batch_strides: vec![], rs: gh, cs: 1 })?;
+    let hr = Matrix { mem: d.hr, offset: 0, batch_strides: vec![], rs: gh, cs: 1 };
+    match r_packed {
+        Some(rp) => calls::sgemm_packed(lw, vec![], d.batch, &h_matrix, rp, &hr)?,
+        None => {
+            let rm = lw.mem(rv)?;
+            calls::sgemm(lw, vec![], [d.batch, gh as usize, hh], 1.0, 0.0, &h_matrix, &Matrix { mem: rm, offset: r_dir, batch_strides: vec![], rs: 1, cs: hh as i64 }, &hr)?
+        }
+    }
     let clip = r.clip;
     let dims = d.dims();
     match r.cell {
@@ -292,6 +325,7 @@ fn step(lw: &mut Lw, r: &Rnn, acts: &[Act], d: &Dir, t: usize, rm: Mem, dir: usi
                 let value = bin(BinOp::Mul, rgate, d.state(d.h));
                 lw.push(Step::Loop(Loop { dims: dims.clone(), out: d.state_access(rh), value }));
                 let prod = lw.temp(&ty);
+                let rm = lw.mem(rv)?;
                 calls::sgemm(lw, vec![], [d.batch, hh, hh], 1.0, 0.0, &Matrix { mem: rh, offset: 0, batch_strides: vec![], rs: hh as i64, cs: 1 }, &Matrix { mem: rm, offset: r_dir + 2 * (hh * hh) as i64, batch_strides: vec![], rs: 1, cs: hh as i64 }, &Matrix { mem: prod, offset: 0, batch_strides: vec![], rs: hh as i64, cs: 1 })?;
                 bin(BinOp::Add, d.wx(2, t), d.rh(2, Some(prod)))
             };
@@ -419,6 +453,38 @@ mod tests {
         let acts = ", activations=s[\"Affine\", \"ThresholdedRelu\"], activation_alpha=f[0.5, 0.2], activation_beta=f[0.1]";
         case("GRU", acts, 3, 0, 1, None, true);
         case("RNN", ", activations=s[\"Relu\"]", 1, 0, 1, None, true);
+    }
+
+    /// Constant W and R (trained weights) are packed at compile time and multiplied by
+    /// `sgemm_packed_b` (one call per direction for X·Wᵀ, one per step for h·Rᵀ, with one
+    /// or two batch rows: the kernel's few-row path); GRU's third-gate product still reads
+    /// R in place. Layouts 0 and 1 (time steps whose rows fold into one product, and not).
+    #[test]
+    fn constant_weights_are_packed_and_match_the_reference() {
+        let konst = |t: &Tensor| {
+            let v: Vec<String> = t.to_f64_vec().unwrap().iter().map(|x| format!("{x:?}")).collect();
+            format!("const {}{{{}}}", ty(DType::F32, t.shape()), v.join(","))
+        };
+        for (op, gates, extra) in [("LSTM", 4, ""), ("GRU", 3, ""), ("GRU", 3, ", linear_before_reset=1")] {
+            for (layout, batch) in [(0, 1), (1, 2)] {
+                let (seq, input, hidden, dirs) = (5, 3, 7, 2);
+                let xs = if layout == 0 { [seq, batch, input] } else { [batch, seq, input] };
+                let ys = if layout == 0 { [seq, dirs, batch, hidden] } else { [batch, seq, dirs, hidden] };
+                let (w, r) = (data(&[dirs, gates * hidden, input], 2, 0.8), data(&[dirs, gates * hidden, hidden], 3, 0.6));
+                let text = format!(
+                    "graph(%x: {}) {{\n  %w = {}\n  %r = {}\n  %y = {op}{{hidden_size={hidden}, layout={layout}, direction=\"bidirectional\"{extra}}}(%x, %w, %r) : {}\n  return %y\n}}",
+                    ty(DType::F32, &xs),
+                    konst(&w),
+                    konst(&r),
+                    ty(DType::F32, &ys)
+                );
+                let g = parse_graph(&text).expect("parses");
+                let lowered = crate::lower::lower(&g, &crate::lower::Caps::CPU).expect("lowers");
+                let packed = lowered.steps.iter().filter(|s| matches!(s, crate::kernel_ir::Step::Call(c) if c.kernel == neoc_runtime::abi::Kernel::SgemmPackedB)).count();
+                assert_eq!(packed, dirs * (1 + seq), "{op}{extra} layout {layout}: every product with W or R reads packed weights");
+                same_as_reference(&text, &[data(&xs, 1, 1.5)], TOL);
+            }
+        }
     }
 
     #[test]

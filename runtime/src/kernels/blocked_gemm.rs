@@ -140,6 +140,10 @@ pub(super) unsafe fn gemm(g: &Gemm, ws: &mut [f32]) {
         // SAFETY: the caller's promises, and rows of B and C are contiguous.
         return unsafe { rows_unpacked(g) };
     }
+    if g.m <= ROWS_WITHOUT_PACKING && g.b_packed {
+        // SAFETY: the caller's promises (B holds the packing of k×n).
+        return unsafe { rows_packed(g) };
+    }
     if g.m <= ROWS_WITHOUT_PACKING && g.rsb == 1 && g.csa == 1 && !g.b_packed {
         // SAFETY: the caller's promises, and rows of A and columns of B are contiguous.
         return unsafe { rows_dot(g) };
@@ -161,6 +165,98 @@ pub(super) unsafe fn gemm(g: &Gemm, ws: &mut [f32]) {
 /// Problems with at most this many rows of C (a batch-1 classifier head is one row)
 /// skip packing: packing B would cost as much as the product, which reads B once.
 const ROWS_WITHOUT_PACKING: usize = 2;
+
+/// Few rows of C against a B packed ahead of time ([`pack_b_matrix`]): each row of C
+/// is accumulated in registers over B's strips as they lie, four [`NR`]-column strips at
+/// a time (four independent accumulator chains), reading every strip once. The tile
+/// kernels would spend MR − 1 of their MR rows on nothing (an LSTM's recurrent product
+/// `h·Rᵀ` has one row at every step). Each element is `beta·C + Σ_p (alpha·a[p])·B[p][j]`
+/// added in k order with a multiply, then an add: [`rows_unpacked`]'s arithmetic, so the
+/// same bits as that path gives for the same B unpacked, in every build.
+///
+/// # Safety
+/// As [`gemm`], with `g.b_packed`.
+unsafe fn rows_packed(g: &Gemm) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match g.kernel.or_host() {
+            // SAFETY (both): the CPU has the features (`or_host`); the caller's promises.
+            GemmKernel::Avx512 => return unsafe { rows_packed_avx512(g) },
+            GemmKernel::Avx2 => return unsafe { rows_packed_avx2(g) },
+            GemmKernel::Portable => {}
+        }
+    }
+    // SAFETY: the caller's promises.
+    unsafe { rows_packed_body(g) }
+}
+
+/// # Safety
+/// As [`rows_packed`], on a CPU with AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn rows_packed_avx512(g: &Gemm) {
+    // SAFETY: the caller's promises.
+    unsafe { rows_packed_body(g) }
+}
+
+/// # Safety
+/// As [`rows_packed`], on a CPU with AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_packed_avx2(g: &Gemm) {
+    // SAFETY: the caller's promises.
+    unsafe { rows_packed_body(g) }
+}
+
+/// # Safety
+/// As [`rows_packed`].
+#[inline(always)]
+unsafe fn rows_packed_body(g: &Gemm) {
+    const STRIPS: usize = 4;
+    let (k, n) = (g.k, g.n);
+    let npad = n.next_multiple_of(NR);
+    let strips = npad / NR;
+    // SAFETY: the packing holds `packed_b_len(k, n)` floats (the caller's promise).
+    let b = unsafe { std::slice::from_raw_parts(g.b, packed_b_len(k, n)) };
+    for i in 0..g.m as isize {
+        for s0 in (0..strips).step_by(STRIPS) {
+            let live = STRIPS.min(strips - s0);
+            let mut acc = [[0f32; NR]; STRIPS];
+            if g.beta != 0.0 {
+                for (s, lanes) in acc.iter_mut().enumerate().take(live) {
+                    for (l, v) in lanes.iter_mut().enumerate().take(n.saturating_sub((s0 + s) * NR)) {
+                        // SAFETY: (i, j) with j < n is inside C.
+                        *v = g.beta * unsafe { *g.c.offset(i * g.rsc + ((s0 + s) * NR + l) as isize * g.csc) };
+                    }
+                }
+            }
+            for p0 in (0..k).step_by(KC) {
+                let kc = KC.min(k - p0);
+                let slice = &b[p0 * npad..(p0 + kc) * npad];
+                // The group's strips (the last one repeated past the end: computed, not stored).
+                let strip: [&[f32]; STRIPS] = std::array::from_fn(|s| &slice[(s0 + s.min(live - 1)) * kc * NR..][..kc * NR]);
+                for p in 0..kc {
+                    // SAFETY: (i, p0 + p) is inside A.
+                    let x = g.alpha * unsafe { *g.a.offset(i * g.rsa + (p0 + p) as isize * g.csa) };
+                    for s in 0..STRIPS {
+                        let row: &[f32; NR] = strip[s][p * NR..(p + 1) * NR].try_into().unwrap_or(&[0.0; NR]);
+                        let mut lanes = acc[s];
+                        for l in 0..NR {
+                            lanes[l] += x * row[l];
+                        }
+                        acc[s] = lanes;
+                    }
+                }
+            }
+            for (s, lanes) in acc.iter().enumerate().take(live) {
+                for (l, v) in lanes.iter().enumerate().take(n.saturating_sub((s0 + s) * NR)) {
+                    // SAFETY: (i, j) with j < n is inside C, written only here.
+                    unsafe { *g.c.offset(i * g.rsc + ((s0 + s) * NR + l) as isize * g.csc) = *v };
+                }
+            }
+        }
+    }
+}
 
 /// C's rows one by one as `alpha · Σ_p a[i][p] · B[p][..]` accumulated onto a zeroed
 /// (or beta-scaled) row, B's rows streamed once per row of C.
@@ -587,6 +683,38 @@ mod tests {
                     p.c = rng.values((n + 1) * m);
                     p.b_packed = None;
                     p.check(kernel, &p.run(kernel));
+                }
+            }
+        }
+    }
+
+    /// The few-row path on pre-packed B: every kernel's build, against the f64 reference
+    /// and bit for bit against the unpacked few-row path (the same arithmetic), on
+    /// column counts around the four-strip group and depths past one KC slice.
+    #[test]
+    fn few_rows_against_packed_b_match_the_unpacked_path() {
+        let mut rng = Rng::new(45);
+        for kernel in GemmKernel::ALL {
+            if !runs_gemm_kernel(kernel, "blocked_gemm::tests::few_rows_against_packed_b") {
+                continue;
+            }
+            for m in [1, 2] {
+                for n in [1, 15, 16, 17, 64, 65, 97] {
+                    for k in [1, 7, 96, KC + 5] {
+                        let mut p = Problem::random(&mut rng, 1);
+                        (p.m, p.n, p.k, p.a_t, p.b_t) = (m, n, k, rng.coin(), false);
+                        p.a = rng.values(m * k);
+                        p.b = rng.values(k * n);
+                        p.c_s = (n + 2, 1);
+                        p.c = rng.values((n + 2) * (m + 1));
+                        p.b_packed = None;
+                        let unpacked = p.run(kernel);
+                        p.b_packed = Some(pack_b_matrix(k, n, &p.b, n as isize, 1).unwrap());
+                        let packed = p.run(kernel);
+                        p.check(kernel, &packed);
+                        let same = packed.iter().zip(&unpacked).all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(same, "{kernel:?} {m}x{n}x{k} beta {}: packed and unpacked B differ", p.beta);
+                    }
                 }
             }
         }
