@@ -321,13 +321,20 @@ mod x86 {
             unsafe { strip::<8>(x, taps, w, s2, o, out) };
             o += 8;
         }
-        if o + 4 <= o2 {
-            unsafe { strip::<4>(x, taps, w, s2, o, out) };
-            o += 4;
-        }
-        while o < o2 {
-            unsafe { strip::<1>(x, taps, w, s2, o, out) };
-            o += 1;
+        // The rest as one strip of that width: its outputs are independent FMA chains, where
+        // single outputs would each wait on a chain of one FMA per tap (a 7-wide row of a
+        // 5×5 depthwise conv was 4 + 1 + 1 + 1: four times the latency).
+        unsafe {
+            match o2 - o {
+                7 => strip::<7>(x, taps, w, s2, o, out),
+                6 => strip::<6>(x, taps, w, s2, o, out),
+                5 => strip::<5>(x, taps, w, s2, o, out),
+                4 => strip::<4>(x, taps, w, s2, o, out),
+                3 => strip::<3>(x, taps, w, s2, o, out),
+                2 => strip::<2>(x, taps, w, s2, o, out),
+                1 => strip::<1>(x, taps, w, s2, o, out),
+                _ => {}
+            }
         }
     }
 
