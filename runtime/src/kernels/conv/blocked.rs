@@ -324,6 +324,7 @@ mod x86 {
         // The rest as one strip of that width: its outputs are independent FMA chains, where
         // single outputs would each wait on a chain of one FMA per tap (a 7-wide row of a
         // 5×5 depthwise conv was 4 + 1 + 1 + 1: four times the latency).
+        // SAFETY: the caller's promise, for outputs o..o2.
         unsafe {
             match o2 - o {
                 7 => strip::<7>(x, taps, w, s2, o, out),
