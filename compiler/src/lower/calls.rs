@@ -52,7 +52,7 @@ pub fn sgemm(lw: &mut Lw, batch: Vec<usize>, [m, n, k]: [usize; 3], alpha: f32, 
         return Ok(());
     }
     let (mut batch, mut m, mut a, mut b, mut c) = (batch, m, a.clone(), b.clone(), c.clone());
-    fold_batch_into_rows(&mut batch, &mut m, [&mut a, &mut b, &mut c]);
+    fold_batch_into_rows(&mut batch, &mut m, n, [&mut a, &mut b, &mut c]);
     let batch = if m == 0 || n == 0 { vec![0] } else { batch };
     let int = |v: i64| CallArg::Int(v);
     let args = vec![
@@ -80,15 +80,16 @@ pub fn sgemm(lw: &mut Lw, batch: Vec<usize>, [m, n, k]: [usize; 3], alpha: f32, 
 /// a row stride of one row is never used), batch point `i`, row `r` is row `i·m + r` of
 /// one taller product. An LSTM's input projection, one 1-row GEMM per time step, becomes
 /// one GEMM over every step, which the kernel blocks and vectorises as a whole. Folds from
-/// the innermost dim out; C's stride must not be 0 (two points writing one row stay
-/// separate calls).
-fn fold_batch_into_rows(batch: &mut Vec<usize>, m: &mut usize, [a, b, c]: [&mut Matrix; 3]) {
+/// the innermost dim out; the points' rows of C must not overlap (`n` columns of C's
+/// column stride), or two points writing one element would become one call.
+fn fold_batch_into_rows(batch: &mut Vec<usize>, m: &mut usize, n: usize, [a, b, c]: [&mut Matrix; 3]) {
     let stride = |x: &Matrix, d: usize| x.batch_strides.get(d).copied().unwrap_or(0);
+    let row_span = (n as u64).saturating_mul(c.cs.unsigned_abs());
     while let Some(d) = batch.len().checked_sub(1) {
         let (sa, sb, sc) = (stride(a, d), stride(b, d), stride(c, d));
         let rows_step = |x: &Matrix, s: i64| if *m == 1 { true } else { i64::try_from(*m).is_ok_and(|m| x.rs.checked_mul(m) == Some(s)) };
         let Some(rows) = m.checked_mul(batch[d]) else { return };
-        if sb != 0 || sc == 0 || !rows_step(a, sa) || !rows_step(c, sc) {
+        if sb != 0 || sc.unsigned_abs() < row_span.max(1) || !rows_step(a, sa) || !rows_step(c, sc) {
             return;
         }
         if *m == 1 {
@@ -195,7 +196,7 @@ pub fn sgemm_packed(lw: &mut Lw, batch: Vec<usize>, m: usize, a: &Matrix, b: Pac
     anyhow::ensure!(c.cs == 1, "sgemm_packed_b writes rows of contiguous columns");
     let (mut batch, mut m, mut a, mut c) = (batch, m, a.clone(), c.clone());
     let mut packed_b = Matrix { mem: b.blob, offset: 0, batch_strides: vec![0; batch.len()], rs: 0, cs: 0 };
-    fold_batch_into_rows(&mut batch, &mut m, [&mut a, &mut packed_b, &mut c]);
+    fold_batch_into_rows(&mut batch, &mut m, b.n, [&mut a, &mut packed_b, &mut c]);
     let batch = if m == 0 { vec![0] } else { batch };
     let params = GemmParams {
         m: m as u64,
@@ -301,7 +302,7 @@ mod tests {
         let mat = |batch_strides: Vec<i64>, rs: i64| Matrix { mem: Mem::Temp(0), offset: 0, batch_strides, rs, cs: 1 };
         let fold = |batch: Vec<usize>, m: usize, [a, b, c]: [Matrix; 3]| {
             let (mut batch, mut m, mut a, mut b, mut c) = (batch, m, a, b, c);
-            fold_batch_into_rows(&mut batch, &mut m, [&mut a, &mut b, &mut c]);
+            fold_batch_into_rows(&mut batch, &mut m, 3, [&mut a, &mut b, &mut c]);
             (batch, m, a.rs, a.batch_strides, b.batch_strides, c.rs, c.batch_strides)
         };
         // One row per time step (an LSTM's input projection): any row stride, the steps' strides become it.
@@ -312,5 +313,7 @@ mod tests {
         for mats in [[mat(vec![21], 10), mat(vec![0], 1), mat(vec![10], 5)], [mat(vec![20], 10), mat(vec![3], 1), mat(vec![10], 5)], [mat(vec![20], 10), mat(vec![0], 1), mat(vec![0], 5)]] {
             assert_eq!(fold(vec![4], 2, mats.clone()).1, 2, "{mats:?}");
         }
+        // One row per point, but the points' 3-column rows of C overlap (stride 2): no fold.
+        assert_eq!(fold(vec![4], 1, [mat(vec![8], 8), mat(vec![0], 1), mat(vec![2], 3)]).1, 1);
     }
 }
