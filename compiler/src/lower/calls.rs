@@ -182,7 +182,7 @@ pub struct PackedB {
 /// `sgemm_packed_b` as a constant MatMul weight is; `None` where the backend does not
 /// pack weights or the product is empty (then use [`sgemm`]).
 pub fn pack_constant_b(lw: &mut Lw, k: usize, n: usize, b: &[f32], [rsb, csb]: [isize; 2]) -> Result<Option<PackedB>> {
-    if !(lw.caps.pack_weights && lw.caps.has(Kernel::SgemmPackedB)) || n == 0 || k == 0 {
+    if !lw.caps.packs_gemm_weights() || n == 0 || k == 0 {
         return Ok(None);
     }
     let packed = neoc_runtime::kernels::pack_gemm_b(k, n, b, rsb, csb).ok_or_else(|| anyhow::anyhow!("a constant B of {} elements is smaller than {k}×{n}", b.len()))?;

@@ -39,6 +39,11 @@ impl Caps {
         }
     }
 
+    /// Whether a constant GEMM operand B is packed at compile time for `sgemm_packed_b`.
+    pub fn packs_gemm_weights(&self) -> bool {
+        self.pack_weights && self.has(Kernel::SgemmPackedB)
+    }
+
     /// Whether the generated code may call `k`.
     pub fn has(&self, k: Kernel) -> bool {
         self.kernels.contains(&k)

@@ -164,17 +164,17 @@ pub(super) fn lower(lw: &mut Lw, id: NodeId, r: &Rnn) -> Result<()> {
     let n_acts = r.activations.len() / dirs;
     let (gh, hh) = (gates * hidden, hidden);
     let xm = lw.mem(x)?;
-    // W and R as weights of their own only where a product reads them in place (a
-    // packed copy replaces a constant one).
+    // Constant W and R (trained weights) are packed for the GEMM at compile time, where the
+    // backend packs weights; they become weights of their own only where a product reads
+    // them in place.
     let (wv, rv) = (lw.input(id, 1)?, lw.input(id, 2)?);
-    // Constant W and R (trained weights) are packed for the GEMM at compile time.
-    let constant = |lw: &Lw, i: usize| -> Result<Option<Vec<f32>>> {
-        match lw.konst(lw.input(id, i)?) {
+    let constant = |lw: &Lw, v: ValueId| -> Result<Option<Vec<f32>>> {
+        match lw.konst(v).filter(|_| lw.caps.packs_gemm_weights()) {
             Some(t) => Ok(Some(t.as_array::<f32>()?.iter().copied().collect())),
             None => Ok(None),
         }
     };
-    let (w_const, r_const) = (constant(lw, 1)?, constant(lw, 2)?);
+    let (w_const, r_const) = (constant(lw, wv)?, constant(lw, rv)?);
     let bias = match lw.opt_input(id, 3) {
         Some(v) => Some(lw.mem(v)?),
         None => None,

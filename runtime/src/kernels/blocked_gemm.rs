@@ -240,6 +240,8 @@ unsafe fn rows_packed_body(g: &Gemm) {
                     let x = g.alpha * unsafe { *g.a.offset(i * g.rsa + (p0 + p) as isize * g.csa) };
                     for s in 0..STRIPS {
                         let row: &[f32; NR] = strip[s][p * NR..(p + 1) * NR].try_into().unwrap_or(&[0.0; NR]);
+                        // Through a copy of the lanes: updated in place (or by zipped
+                        // iterators) the loop stayed scalar, on the stack.
                         let mut lanes = acc[s];
                         for l in 0..NR {
                             lanes[l] += x * row[l];

@@ -100,15 +100,13 @@ pub(in crate::lower) fn fused_matmul(lw: &mut Lw, id: NodeId, gemm: Option<(bool
 /// every call, and every thread reads the one copy. `None` when B is not such a
 /// constant (it is then read in place, and packed per call).
 fn packed_weights(lw: &mut Lw, b: crate::ir::ValueId, k: usize, n: usize, trans: bool) -> Result<Option<Mem>> {
-    let Some(t) = lw.konst(b).filter(|_| lw.caps.pack_weights && lw.caps.has(Kernel::SgemmPackedB)) else { return Ok(None) };
+    let Some(t) = lw.konst(b).filter(|_| lw.caps.packs_gemm_weights()) else { return Ok(None) };
     if t.shape().len() != 2 {
         return Ok(None);
     }
     let values: Vec<f32> = t.as_array::<f32>()?.iter().copied().collect();
-    let (rs, cs) = if trans { (1, k as isize) } else { (n as isize, 1) };
-    let packed = neoc_runtime::kernels::pack_gemm_b(k, n, &values, rs, cs)
-        .ok_or_else(|| anyhow::anyhow!("constant B of {} elements is smaller than {k}×{n}", values.len()))?;
-    Ok(Some(lw.blob(packed.iter().flat_map(|v| v.to_le_bytes()).collect())))
+    let strides = if trans { [1, k as isize] } else { [n as isize, 1] };
+    Ok(calls::pack_constant_b(lw, k, n, &values, strides)?.map(|p| p.blob))
 }
 
 #[cfg(test)]
