@@ -1,5 +1,6 @@
 //! The C host in `tests/qemu/` reads the same artifact format as the Rust runtime: on a
-//! sample of real artifacts (x86-64 and aarch64 targets, format versions 1 and 2) its
+//! sample of real artifacts (x86-64 and aarch64 targets, format versions 4 and 5, one
+//! rebuilt bigger than a checksum chunk and one rewritten as version 1) its
 //! `--inspect` reports what `neoc_runtime::Artifact::parse` reads, and on corrupted ones it
 //! refuses with the same `FormatError` variant and message (or its beginning). Run under qemu-aarch64.
 
@@ -27,8 +28,24 @@ fn expected_lines(a: &Artifact) -> Vec<String> {
 
 #[test]
 fn the_c_host_reads_artifacts_as_the_runtime_does() {
-    for target in ["rasp4b", "c7g", "c5", "x86-64"] {
-        let bytes = compile_digits(target);
+    let mut samples: Vec<(String, Vec<u8>)> = ["rasp4b", "c7g", "c5", "x86-64"].iter().map(|t| (t.to_string(), compile_digits(t))).collect();
+    // The checksum over several chunks (the last one short), and the whole-file checksum
+    // of format version 1: the c7g artifact rebuilt with 2.5 MiB more weights, and as it is
+    // with its version set to 1.
+    let c7g = samples[1].1.clone();
+    let a = Artifact::parse(&c7g).unwrap();
+    assert!(a.code_variants().is_empty());
+    let mut w = neoc_runtime::ArtifactWriter::new(a.metadata.clone());
+    w.neoc_version(&a.neoc_version);
+    w.set_code(a.code().to_vec());
+    w.push_weights(a.weights());
+    w.push_weights(&(0..5 << 19).map(|i| (i % 253) as u8).collect::<Vec<u8>>());
+    samples.push(("c7g, 3.5 MiB".into(), w.finish().unwrap()));
+    let mut v1 = c7g.clone();
+    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    neoc_runtime::artifact::stamp_checksum(&mut v1);
+    samples.push(("c7g, version 1".into(), v1));
+    for (target, bytes) in samples {
         let a = Artifact::parse(&bytes).expect("parses");
         let text = neoc::qemu::inspect(&bytes).expect("host runs").unwrap_or_else(|e| panic!("{target}: the host refuses it: {e}"));
         let lines: Vec<&str> = text.lines().collect();

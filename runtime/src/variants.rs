@@ -1,9 +1,9 @@
 //! Code variants: one artifact carrying machine code for several levels of one ISA
 //! (x86-64-v2, -v3, -v4), the runtime picking the best one this CPU supports at load.
-//! Format version 2 (see [`crate::artifact`]) adds them; artifacts with one code section
-//! are still written as version 1, byte for byte as before.
+//! Format version 5 (see [`crate::artifact`]) adds them; artifacts with one code section
+//! are written as version 4.
 //!
-//! # The variants section (kind 4, 8-byte aligned; version 2 only)
+//! # The variants section (kind 4, 8-byte aligned; versions 5 and 2 only)
 //!
 //! ```text
 //! u32 n                      number of variants, 2..=8; equal to the number of code sections

@@ -116,14 +116,77 @@ fn writer_rejects_invalid_metadata() {
 #[test]
 fn newer_format_version_names_both_versions() {
     let mut bytes = rich_artifact();
-    bytes[8..12].copy_from_slice(&4u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&7u32.to_le_bytes());
     // Refused before the checksum is looked at, since a newer format may hash differently.
     let err = Artifact::parse(&bytes).unwrap_err();
-    assert_eq!(err, FormatError::NewerVersion { found: 4, supported: 3 });
+    assert_eq!(err, FormatError::NewerVersion { found: 7, supported: 6 });
     let msg = err.to_string();
-    assert!(msg.contains("version 4") && msg.contains("version 3"), "{msg}");
+    assert!(msg.contains("version 7") && msg.contains("version 6"), "{msg}");
     bytes[8..12].copy_from_slice(&0u32.to_le_bytes());
-    assert_eq!(Artifact::parse(&bytes).unwrap_err(), FormatError::UnknownVersion { found: 0, supported: 3 });
+    assert_eq!(Artifact::parse(&bytes).unwrap_err(), FormatError::UnknownVersion { found: 0, supported: 6 });
+}
+
+/// An artifact of a little over `mib` MiB: weights of a byte pattern that differs per chunk.
+fn artifact_of_mib(mib: usize) -> Vec<u8> {
+    let mut w = ArtifactWriter::new(meta_f32x4());
+    w.set_code(vec![0xc3]);
+    let weights: Vec<u8> = (0..mib << 20).map(|i| (i % 251) as u8 ^ (i >> 20) as u8).collect();
+    w.push_weights(&weights);
+    w.finish().unwrap()
+}
+
+#[test]
+fn the_checksum_is_the_digest_of_the_chunk_digests() {
+    use neoc_runtime::xxh64;
+    let bytes = artifact_of_mib(2);
+    assert_eq!(Artifact::parse(&bytes).unwrap().format_version, FORMAT_VERSION);
+    // Three chunks, the last one short; the checksum field reads as zero.
+    let mut zeroed = bytes.clone();
+    zeroed[24..32].fill(0);
+    let digests: Vec<u8> = zeroed.chunks(artifact::CHECKSUM_CHUNK).flat_map(|c| xxh64(c, 0).to_le_bytes()).collect();
+    assert_eq!(digests.len(), 3 * 8);
+    let want = xxh64(&digests, 0);
+    assert_eq!(u64::from_le_bytes(bytes[24..32].try_into().unwrap()), want);
+    assert_eq!(artifact::checksum(&bytes), want);
+    // A file of a whole number of chunks, hashed on any number of threads (more threads
+    // than chunks, parts of unequal length), gives the same.
+    let big = artifact_of_mib(40);
+    let one = artifact::checksum_on(&big, 1);
+    for threads in [2, 3, 5, 7, 64] {
+        assert_eq!(artifact::checksum_on(&big, threads), one, "{threads} threads");
+    }
+    let mut exact = big[..8 << 20].to_vec();
+    let len = exact.len() as u64;
+    exact[16..24].copy_from_slice(&len.to_le_bytes());
+    assert_eq!(artifact::checksum_on(&exact, 3), artifact::checksum_on(&exact, 1));
+    // A flipped bit in the first, a middle and the last chunk is caught (the big file is
+    // verified on several threads).
+    for at in [33, 20 << 20, big.len() - 1] {
+        let mut bad = big.clone();
+        bad[at] ^= 0x40;
+        assert!(matches!(Artifact::parse(&bad), Err(FormatError::ChecksumMismatch { .. })), "flip at {at}");
+    }
+}
+
+#[test]
+fn whole_file_checksums_of_versions_1_to_3_are_still_read() {
+    use neoc_runtime::xxh64;
+    let mut bytes = artifact_of_mib(2);
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+    stamp_checksum(&mut bytes);
+    let mut zeroed = bytes.clone();
+    zeroed[24..32].fill(0);
+    assert_eq!(u64::from_le_bytes(bytes[24..32].try_into().unwrap()), xxh64(&zeroed, 0));
+    let a = Artifact::parse(&bytes).unwrap();
+    assert_eq!(a.format_version, 1);
+    assert_eq!(a.weights().len(), 2 << 20);
+    // A version 4 header over a whole-file checksum is a mismatch, and the reverse.
+    let mut four = bytes.clone();
+    four[8..12].copy_from_slice(&4u32.to_le_bytes());
+    assert!(matches!(Artifact::parse(&four), Err(FormatError::ChecksumMismatch { .. })));
+    let mut one = artifact_of_mib(2);
+    one[8..12].copy_from_slice(&1u32.to_le_bytes());
+    assert!(matches!(Artifact::parse(&one), Err(FormatError::ChecksumMismatch { .. })));
 }
 
 #[test]

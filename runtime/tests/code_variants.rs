@@ -52,11 +52,11 @@ fn r(a: &Artifact<'_>, i: usize) -> std::ops::Range<usize> {
 }
 
 #[test]
-fn one_code_section_is_still_version_1() {
+fn one_code_section_is_version_4() {
     let mut w = ArtifactWriter::new(meta_f32x4());
     w.set_code(vec![0xc3]);
     let a = w.finish().unwrap();
-    assert_eq!(Artifact::parse(&a).unwrap().format_version, 1);
+    assert_eq!(Artifact::parse(&a).unwrap().format_version, 4);
     assert!(Artifact::parse(&a).unwrap().code_variants().is_empty());
 }
 

@@ -1,4 +1,4 @@
-//! CUDA artifacts (format version 3) without a GPU: they round-trip through the format,
+//! CUDA artifacts (format version 6) without a GPU: they round-trip through the format,
 //! corrupt ones are refused, and loading one is a clean `LoadError` — `MissingRuntimeFeature`
 //! in a build without the `cuda` feature, and with it, on a machine with no driver (CI), a
 //! `LoadError::Cuda` that says so. Never a panic. The CPU path of the same build keeps

@@ -126,7 +126,7 @@ fn load_from_file() {
     assert_eq!(model.inputs()[0].name, "x");
     assert_eq!(model.outputs()[0].shape, vec![4]);
     assert_eq!(model.neoc_version(), "test");
-    assert_eq!(model.format_version(), 1);
+    assert_eq!(model.format_version(), 4);
 
     // A corrupted copy: the checksum names the problem.
     let mut bad = bytes.clone();

@@ -57,6 +57,25 @@ uint64_t xxh64(const uint8_t *p, size_t len, uint64_t seed, size_t zero_at) {
     return h;
 }
 
+/* The artifact checksum (runtime/src/artifact/mod.rs, `checksum`): versions 1-3 hash the
+   whole file; versions 4-6 hash the list of the digests of its 1 MiB chunks. */
+#define CHECKSUM_CHUNK ((size_t)1 << 20)
+static uint64_t artifact_checksum(const uint8_t *b, size_t len, uint32_t version) {
+    if (version < 4) return xxh64(b, len, 0, 24);
+    size_t chunks = (len + CHECKSUM_CHUNK - 1) / CHECKSUM_CHUNK;
+    uint8_t *digests = malloc(chunks * 8);
+    if (!digests) return 0; /* no memory: a mismatch, never a pass */
+    for (size_t i = 0; i < chunks; i++) {
+        size_t start = i * CHECKSUM_CHUNK, clen = len - start < CHECKSUM_CHUNK ? len - start : CHECKSUM_CHUNK;
+        /* The checksum field lies in chunk 0; elsewhere `zero_at` past the chunk is never reached. */
+        uint64_t d = xxh64(b + start, clen, 0, i == 0 ? 24 : clen);
+        for (int k = 0; k < 8; k++) digests[8 * i + k] = (uint8_t)(d >> (8 * k));
+    }
+    uint64_t h = xxh64(digests, chunks * 8, 0, chunks * 8);
+    free(digests);
+    return h;
+}
+
 /* ---- helpers ---- */
 
 static const char *fail(char *err, size_t n, const char *kind, const char *fmt, ...) {
@@ -316,8 +335,8 @@ static const char *read_variants(const uint8_t *b, size_t len, artifact *a, cons
     return NULL;
 }
 
-/* Kind 5 (cuda) is format version 3, which this host refuses; kind 6 (steps, the step
-   table `neoc profile` reads, versions 1 and 2) is optional and not read here: its bounds,
+/* Kind 5 (cuda) is format versions 3 and 6, which this host refuses; kind 6 (steps, the
+   step table `neoc profile` reads, versions 1, 2, 4, 5) is optional and not read here: its bounds,
    alignment and overlap are checked, its contents are the Rust runtime's business. */
 static const char *const SECTION_NAMES[] = {"", "metadata", "code", "weights", "variants", "cuda", "steps"};
 
@@ -332,11 +351,13 @@ const char *parse_artifact(const uint8_t *b, size_t len, artifact *a, char *err,
     if (len < 40) return fail(err, n, "TooShort", "file is %zu bytes, too short for the 40-byte artifact header", len);
     if (memcmp(b, "NEOC\0ART", 8)) return fail(err, n, "BadMagic", "not a neoc artifact");
     uint32_t version = le32(b + 8);
-    if (version > 2) return fail(err, n, "NewerVersion", "artifact format version %u is newer than this host reads (version 2)", version);
-    if (version < 1) return fail(err, n, "UnknownVersion", "artifact format version %u is not a version this host reads", version);
+    /* Versions 4 and 5 are 1 and 2 with the chunked checksum; 3 and 6 (CUDA) are not for this host. */
+    if (version > 5) return fail(err, n, "NewerVersion", "artifact format version %u is newer than this host reads (version 5)", version);
+    if (version < 1 || version == 3) return fail(err, n, "UnknownVersion", "artifact format version %u is not a version this host reads", version);
+    int variants_layout = version == 2 || version == 5;
     uint64_t file_len = le64(b + 16);
     if (file_len != len) return fail(err, n, "LengthMismatch", "file is %zu bytes but its header says %llu", len, (unsigned long long)file_len);
-    uint64_t stored = le64(b + 24), computed = xxh64(b, len, 0, 24);
+    uint64_t stored = le64(b + 24), computed = artifact_checksum(b, len, version);
     if (stored != computed)
         return fail(err, n, "ChecksumMismatch", "checksum mismatch: the header says %#018llx, the contents hash to %#018llx; the file is corrupt",
                     (unsigned long long)stored, (unsigned long long)computed);
@@ -363,8 +384,8 @@ const char *parse_artifact(const uint8_t *b, size_t len, artifact *a, char *err,
         const uint8_t *e = b + table + i * 24;
         uint32_t kind = le32(e), flags = le32(e + 4);
         uint64_t o = le64(e + 8), l = le64(e + 16);
-        if (kind < 1 || kind > 6 || kind == 5 || (kind == 4 && version < 2)) return fail(err, n, "UnknownSection", "unknown section kind %u in section table entry %zu", kind, i);
-        int variants = version >= 2 && kind == 2;
+        if (kind < 1 || kind > 6 || kind == 5 || (kind == 4 && !variants_layout)) return fail(err, n, "UnknownSection", "unknown section kind %u in section table entry %zu", kind, i);
+        int variants = variants_layout && kind == 2;
         if (flags != 0 && !(variants && flags < 8))
             return fail(err, n, "BadHeader", "section %s has flags %#x; version %u defines none", SECTION_NAMES[kind], flags, version);
         if (!(o >= header_len && o + l >= o && o + l <= file_len))
@@ -382,7 +403,7 @@ const char *parse_artifact(const uint8_t *b, size_t len, artifact *a, char *err,
     }
     range ranges[24];
     size_t nr = 0;
-    for (int k = 1; k <= (version >= 2 ? 4 : 3); k++) {
+    for (int k = 1; k <= (variants_layout ? 4 : 3); k++) {
         if (!have[k]) return fail(err, n, "MissingSection", "section %s is missing", SECTION_NAMES[k]);
         ranges[nr++] = (range){k, off[k], off[k] + slen[k]};
     }
@@ -399,7 +420,7 @@ const char *parse_artifact(const uint8_t *b, size_t len, artifact *a, char *err,
     const char *k = read_meta(b + off[1], slen[1], &a->meta, slen[2], err, n);
     if (k) return k;
     a->code_off = off[2], a->code_len = slen[2], a->weights_off = off[3], a->weights_len = slen[3];
-    if (version >= 2) {
+    if (variants_layout) {
         size_t lens[8];
         for (size_t i = 0; i < n_codes; i++) lens[i] = code_len[i];
         k = read_variants(b + off[4], slen[4], a, lens, n_codes, err, n);

@@ -2,7 +2,7 @@
  * neo_host: runs a neoc aarch64 artifact (.neo) without the Rust runtime.
  *
  * A static C program (aarch64-linux-gnu-gcc -static -O2 -pthread) that reads the same
- * file the Rust runtime reads (runtime/src/artifact.rs, format versions 1 and 2), verifies
+ * file the Rust runtime reads (runtime/src/artifact/, format versions 1, 2, 4 and 5), verifies
  * it as the runtime does (magic, versions, length, XXH64 checksum, header, sections,
  * metadata, code variants; then ISA, calling convention, CPU features from the auxiliary
  * vector, kernel ABI version), maps its code executable, provides the runtime services

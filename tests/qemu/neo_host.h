@@ -31,7 +31,7 @@ typedef struct {
     size_t n_runtime_features;
 } meta;
 
-/* One code variant of a format version 2 artifact (runtime/src/variants.rs). */
+/* One code variant of a format version 5 (or 2) artifact (runtime/src/variants.rs). */
 typedef struct {
     char *name;
     char **features;

@@ -1,4 +1,4 @@
-//! The step table (section kind 6, optional, in format versions 1 and 2): what each step
+//! The step table (section kind 6, optional, in format versions 4 and 5, and 1 and 2): what each step
 //! function of the code is and where it starts, so a profiler can call the steps one by one
 //! ([`crate::Model::run_profiled`]) — the same functions the entry calls, in the same order.
 //!

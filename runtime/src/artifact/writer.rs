@@ -47,7 +47,7 @@ impl ArtifactWriter {
         }
     }
 
-    /// Code variants instead of one code section (format version 2): `(variant, code)`
+    /// Code variants instead of one code section (format version 5): `(variant, code)`
     /// from the least to the most demanding. The metadata's CPU features and entry offset
     /// are taken from the first; [`ArtifactWriter::set_code`] is then unused.
     pub fn set_code_variants(&mut self, variants: Vec<(CodeVariant, Vec<u8>)>) -> &mut Self {
@@ -55,7 +55,7 @@ impl ArtifactWriter {
         self
     }
 
-    /// A CUDA program instead of code (format version 3; see [`crate::cuda`]). The metadata
+    /// A CUDA program instead of code (format version 6; see [`crate::cuda`]). The metadata
     /// must name the runtime feature `cuda` and no CPU feature; code is then unused.
     pub fn set_cuda_program(&mut self, program: crate::cuda::Program) -> &mut Self {
         self.program = Some(program);
@@ -125,7 +125,7 @@ impl ArtifactWriter {
         Ok(Some(t.encode()))
     }
 
-    /// Format version 3: metadata, the cuda section, weights.
+    /// Format version 6: metadata, the cuda section, weights.
     fn finish_cuda(&self, program: &crate::cuda::Program) -> Result<Vec<u8>, FormatError> {
         self.metadata.validate_signatures()?;
         if !self.metadata.cpu_features.is_empty() || !self.metadata.runtime_features.iter().any(|f| f == crate::cuda::RUNTIME_FEATURE) {
@@ -137,7 +137,7 @@ impl ArtifactWriter {
         self.assemble(CUDA_FORMAT_VERSION, &[(SectionKind::Metadata, 0, &meta), (SectionKind::Cuda, 0, &prog), (SectionKind::Weights, 0, &self.weights)])
     }
 
-    /// Format version 2: metadata, the variants section, one code section per variant
+    /// Format version 5: metadata, the variants section, one code section per variant
     /// (flags = its index), weights.
     fn finish_variants(&self) -> Result<Vec<u8>, FormatError> {
         let mut meta = self.metadata.clone();

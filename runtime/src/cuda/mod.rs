@@ -1,7 +1,7 @@
 //! Artifacts for NVIDIA GPUs: the program the CUDA driver runs, and (behind the `cuda`
 //! cargo feature) the engine that runs it.
 //!
-//! A CUDA artifact (format version 3, see [`crate::artifact`]) has no machine code: its
+//! A CUDA artifact (format version 6, see [`crate::artifact`]) has no machine code: its
 //! cuda section (kind 5) holds a [`Program`]: PTX modules, which the driver compiles for
 //! the GPU at load (its JIT cache keeps the result), and the launch sequence, run in order
 //! on one stream. Memory is two device allocations: the **arena** (the static memory
@@ -13,7 +13,7 @@
 //! A kernel that finds a run-time error (an index out of range) stores its error code in
 //! the status word; the runtime zeroes it before each run and reads it after.
 //!
-//! # The cuda section (kind 5, 8-byte aligned; version 3 only)
+//! # The cuda section (kind 5, 8-byte aligned; versions 6 and 3 only)
 //!
 //! `str` is a u32 byte length and UTF-8 bytes; `ptr` is `u8 base (0 arena, 1 weights),
 //! u64 byte offset`. In order:
