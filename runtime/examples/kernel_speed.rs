@@ -186,6 +186,20 @@ fn conv_case(ctx: &RunContext, c: Conv) {
         });
         println!("{:<30} {:>8.3} ms  {:>6.1} GFLOP/s", format!("  packed weights"), s * 1e3, flops / s / 1e9);
     }
+    if let Some(transformed) = conv::pack_winograd_weights(&p, &w) {
+        let mut p = ConvParams { weight_layout: 3, ..p };
+        p.scratch_bytes = conv_scratch_bytes(&p);
+        let mut scratch = vec![0f32; p.scratch_bytes as usize / 4];
+        let s = best_time(|| {
+            // SAFETY: buffers of the sizes the parameters describe, w transformed for them.
+            let code = unsafe {
+                conv::conv(ctx, &p, x.as_ptr(), transformed.as_ptr(), bias.as_ptr(), std::ptr::null(), y.as_mut_ptr(), scratch.as_mut_ptr().cast())
+            };
+            assert_eq!(code, 0);
+        });
+        // GFLOP/s of the direct conv's count, as for the other layouts.
+        println!("{:<30} {:>8.3} ms  {:>6.1} GFLOP/s (direct-equivalent)", "  Winograd", s * 1e3, flops / s / 1e9);
+    }
 }
 
 fn max_pool_case(ctx: &RunContext) {
@@ -260,6 +274,7 @@ fn main() {
     conv_case(&ctx, conv("conv 1x1 960->160 7x7", 960, 160, 7, 1, 0, 1));
     conv_case(&ctx, conv("conv 1x1 144->24 56x56", 144, 24, 56, 1, 0, 1));
     conv_case(&ctx, conv("depthwise 3x3 144 56x56 pad 1", 144, 144, 56, 3, 1, 144));
+    conv_case(&ctx, conv("conv 3x3 128->128 28x28 pad 1", 128, 128, 28, 3, 1, 1));
     conv_case(&ctx, conv("conv 3x3 256->256 14x14 pad 1", 256, 256, 14, 3, 1, 1));
     conv_case(&ctx, conv("conv 3x3 512->512 7x7 pad 1", 512, 512, 7, 3, 1, 1));
     conv_case(&ctx, conv("grouped 3x3 128->128 g32 28x28", 128, 128, 28, 3, 1, 32));

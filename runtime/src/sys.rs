@@ -66,7 +66,6 @@ pub fn cast_slice_mut<T: Pod>(bytes: &mut [u8]) -> Option<&mut [T]> {
 struct Block([u8; 64]);
 
 /// A zero-initialised byte buffer whose start is 64-byte aligned.
-#[derive(Default)]
 pub struct AlignedBuf {
     storage: BufStorage,
     len: usize,
@@ -74,10 +73,8 @@ pub struct AlignedBuf {
 
 /// Where an [`AlignedBuf`]'s bytes live: small buffers on the heap, big ones in an
 /// anonymous mapping of their own.
-#[derive(Default)]
 enum BufStorage {
-    #[default]
-    Empty,
+    /// Also the empty buffer, whose dangling pointer is 64-byte aligned as every buffer's is.
     Heap(Vec<Block>),
     Mapped(memmap2::MmapMut),
 }
@@ -95,7 +92,7 @@ impl AlignedBuf {
     /// GEMM workspace that a model uses only in part is only in part resident.
     pub fn zeroed(len: usize) -> Option<AlignedBuf> {
         if len == 0 {
-            return Some(AlignedBuf::default());
+            return Some(AlignedBuf { storage: BufStorage::Heap(Vec::new()), len });
         }
         if len >= MAP_FROM_BYTES {
             // A mapping starts on a page boundary, so it is 64-byte aligned; its pages
@@ -123,7 +120,6 @@ impl AlignedBuf {
 
     pub fn as_slice(&self) -> &[u8] {
         match &self.storage {
-            BufStorage::Empty => &[],
             // SAFETY: the blocks hold at least `len` initialised bytes, contiguously.
             BufStorage::Heap(blocks) => unsafe { std::slice::from_raw_parts(blocks.as_ptr().cast(), self.len) },
             BufStorage::Mapped(map) => &map[..self.len],
@@ -132,11 +128,16 @@ impl AlignedBuf {
 
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         match &mut self.storage {
-            BufStorage::Empty => &mut [],
             // SAFETY: as in `as_slice`, with a unique borrow.
             BufStorage::Heap(blocks) => unsafe { std::slice::from_raw_parts_mut(blocks.as_mut_ptr().cast(), self.len) },
             BufStorage::Mapped(map) => &mut map[..self.len],
         }
+    }
+}
+
+impl Default for AlignedBuf {
+    fn default() -> Self {
+        AlignedBuf { storage: BufStorage::Heap(Vec::new()), len: 0 }
     }
 }
 
@@ -326,4 +327,29 @@ pub fn invoke_each(code: &ExecCode, call: Call<'_, '_, '_>, steps: &[u64], timed
     }
     ptrs.clear();
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AlignedBuf;
+
+    /// Every buffer starts 64-byte aligned and reads as zeros: empty (a zero-sized f32
+    /// output still needs an aligned pointer), on the heap, and mapped.
+    #[test]
+    fn buffers_are_aligned_and_zero_whatever_their_size() {
+        for len in [0, 1, 63, 64, 4096, super::MAP_FROM_BYTES - 1, super::MAP_FROM_BYTES, 3 << 20] {
+            let mut b = AlignedBuf::zeroed(len).unwrap();
+            assert_eq!(b.len(), len);
+            assert_eq!(b.as_slice().as_ptr() as usize % 64, 0, "len {len}");
+            assert_eq!(b.as_mut_slice().as_ptr() as usize % 64, 0, "len {len}");
+            assert!(b.as_slice().iter().all(|&v| v == 0), "len {len}");
+            if len > 0 {
+                b.as_mut_slice()[len - 1] = 7;
+                let c = b.clone();
+                assert_eq!(c.as_slice()[len - 1], 7);
+                assert!(c == b);
+            }
+        }
+        assert_eq!(AlignedBuf::default().as_slice().as_ptr() as usize % 64, 0);
+    }
 }

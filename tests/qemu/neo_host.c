@@ -64,7 +64,7 @@ static const char *const KERNEL_NAMES[] = {
 /* The newest kernel ABI whose table this host builds (KERNEL_ABI_VERSION). Version 7
  * added activations to the conv and GEMM kernels, which this host does not provide
  * (their slots are traps, as for every numeric kernel), so its table is version 6's. */
-#define HOST_KERNEL_ABI 7
+#define HOST_KERNEL_ABI 8
 
 typedef struct {
     uint32_t version;

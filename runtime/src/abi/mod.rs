@@ -31,7 +31,8 @@ pub use table::*;
 /// 5: `sgemm_epilogue`.
 /// 6: `sgemm_packed_b`.
 /// 7: activations 7 and 8 (GELU, erf and tanh forms) in the conv and GEMM epilogues.
-pub const KERNEL_ABI_VERSION: u32 = 7;
+/// 8: conv weight layout 3 (Winograd F(4×4, 3×3) and F(2×2, 3×3)).
+pub const KERNEL_ABI_VERSION: u32 = 8;
 
 /// The runtime services: the kernel-table entries that are not numeric kernels (threads,
 /// copies, fills) plus the scalar math functions of the C library (`math_f32`/`math_f64`:
@@ -249,8 +250,9 @@ pub struct ConvParams {
     /// 0: `w` is ONNX's (C_out, C_in/group, k...) layout. 1: pointwise weights packed by
     /// [`crate::kernels::pack_conv_weights`]. 2: depthwise weights packed in blocks of 8
     /// channels by [`crate::kernels::pack_depthwise_weights`] (the kernel then computes
-    /// on channel blocks). The kernel refuses other values, and layouts that do not apply
-    /// to the parameters.
+    /// on channel blocks). 3: 3×3 weights transformed for Winograd's algorithm by
+    /// [`crate::kernels::pack_winograd_weights`]. The kernel refuses other values, and
+    /// layouts that do not apply to the parameters.
     pub weight_layout: u32,
     pub act_alpha: f32,
     pub act_beta: f32,

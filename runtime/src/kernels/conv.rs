@@ -33,9 +33,11 @@ use super::{ERR_BAD_CONV_PARAMS, ERR_CONV_BUFFERS, in_bounds, parallel, thread_c
 mod blocked;
 mod direct;
 mod packed;
+mod winograd;
 
 pub use blocked::pack_depthwise_weights;
 pub use packed::pack_conv_weights;
+pub use winograd::pack_winograd_weights;
 
 /// The most items of im2col or direct work that run at once, each lane with its own part
 /// of the scratch (so [`conv_scratch_bytes`] asks for this many parts, or fewer when
@@ -134,7 +136,7 @@ pub unsafe extern "C" fn conv(
     // SAFETY: `ctx` is null or valid.
     let threads = unsafe { thread_count(ctx) };
     // Never more lanes than the scratch has room for.
-    let lanes = if g.lane_floats() == 0 { 0 } else { p.scratch_bytes as usize / 4 / g.lane_floats() };
+    let lanes = if g.lane_floats() == 0 { 0 } else { (p.scratch_bytes as usize / 4 - g.shared_floats()) / g.lane_floats() };
     // How many ranges of items run at once: when that is one but there are more
     // threads, the GEMMs split their rows over them instead.
     let outer = match g.path {
@@ -164,6 +166,7 @@ pub unsafe extern "C" fn conv(
         }
         Path::Pointwise { tile } => unsafe { parallel(ctx, g.items(tile), &|b, e| job.pointwise(tile, b, e)) },
         Path::Direct { .. } | Path::Blocked { .. } | Path::Im2col { .. } => unsafe { parallel(ctx, outer, &|b, e| job.lanes(outer, b, e)) },
+        Path::Winograd { m } => job.winograd(m, threads, lanes),
     }
 }
 
@@ -178,6 +181,8 @@ enum Path {
     /// an interleaved padded plane of `padded` pixels and one output row.
     Blocked { padded: [usize; 3] },
     Im2col { tile: usize },
+    /// Weight layout 3 (`winograd.rs`): F(m×m, 3×3).
+    Winograd { m: usize },
 }
 
 /// [`ConvParams`], checked and in `usize`, with the spatial dimensions right-aligned
@@ -259,7 +264,7 @@ impl Geometry {
             alpha: p.act_alpha,
             beta: p.act_beta,
         };
-        if p.weight_layout > 2 {
+        if p.weight_layout > winograd::LAYOUT {
             return Err(format!("unknown weight layout {}", p.weight_layout));
         }
         let product = |xs: &[usize]| xs.iter().try_fold(1usize, |a, &b| a.checked_mul(b).filter(|&v| v <= SIZE_LIMIT));
@@ -303,9 +308,14 @@ impl Geometry {
             }
             g.path = Path::Blocked { padded: g.padded_plane() };
         }
+        if p.weight_layout == winograd::LAYOUT {
+            g.path = winograd::path(&g)?;
+        }
         match g.path {
             Path::Direct { padded } => product(&[padded[0], padded[1], padded[2], cig]).ok_or_else(too_big)?,
             Path::Blocked { padded } => product(&[padded[0], padded[1], padded[2], blocked::BLOCK]).ok_or_else(too_big)?,
+            // V and M: 36 · tiles · (c_in + c_out) floats; tiles ≤ out_len, so this bounds them.
+            Path::Winograd { .. } => product(&[36, g.out_len, g.c_in + g.c_out]).ok_or_else(too_big)?,
             _ => 0,
         };
         product(&[g.lane_floats(), g.lane_items().min(MAX_CONV_LANES), 8]).ok_or_else(too_big)?;
@@ -338,6 +348,7 @@ impl Geometry {
             Path::Im2col { tile } => self.kdim * tile,
             Path::Direct { padded } => self.cig * padded.iter().product::<usize>(),
             Path::Blocked { padded } => blocked::BLOCK * (padded.iter().product::<usize>() + self.output[2]),
+            Path::Winograd { m } => winograd::scratch_floats(self, m).1,
             Path::Pointwise { .. } => 0,
         }
     }
@@ -347,12 +358,22 @@ impl Geometry {
         match self.path {
             Path::Im2col { tile } => self.items(tile),
             Path::Blocked { .. } => self.batch * self.c_out.div_ceil(blocked::BLOCK),
+            // Lanes share out channels.
+            Path::Winograd { .. } => self.c_in.max(self.c_out),
             _ => self.batch * self.group,
         }
     }
 
+    /// Scratch floats shared by all lanes (before the lanes' parts).
+    fn shared_floats(&self) -> usize {
+        match self.path {
+            Path::Winograd { m } => winograd::scratch_floats(self, m).0,
+            _ => 0,
+        }
+    }
+
     fn scratch_bytes(&self) -> usize {
-        4 * self.lane_floats() * self.lane_items().min(MAX_CONV_LANES)
+        4 * (self.shared_floats() + self.lane_floats() * self.lane_items().min(MAX_CONV_LANES))
     }
 
     /// (image, group, first column, columns) of item `item` on a GEMM path.
@@ -618,7 +639,7 @@ impl Job {
                         self.blocked_item(item, buf, &taps);
                     }
                 }
-                Path::Pointwise { .. } => {}
+                Path::Pointwise { .. } | Path::Winograd { .. } => {}
             }
         }
         0

@@ -22,7 +22,7 @@ mod tfidf;
 mod test_util;
 
 pub use blocked_gemm::{pack_b_matrix as pack_gemm_b, packed_b_len as packed_gemm_b_len};
-pub use conv::{check_conv_params, conv_scratch_bytes, pack_conv_weights, pack_depthwise_weights};
+pub use conv::{check_conv_params, conv_scratch_bytes, pack_conv_weights, pack_depthwise_weights, pack_winograd_weights};
 pub use erf::erf;
 pub use gemm_epilogue::sgemm_epilogue_with;
 pub use pool::check_pool_params;

@@ -143,6 +143,9 @@ fn as_f32(lw: &mut Lw, v: crate::ir::ValueId) -> Result<crate::kernel_ir::Mem> {
 ///   paths (full convs whose groups are too wide for its direct path): packed GEMM
 ///   panels, which the runtime multiplies against the input planes or the patch tile
 ///   without repacking either.
+/// - Layout 3 (`pack_winograd_weights`): 3×3 stride-1 convs with 16+ channels in and out
+///   and enough 4×4 (or 2×2) output tiles: Winograd's F(4,3) or F(2,3), weights
+///   transformed here.
 /// - Layout 2 (`pack_depthwise_weights`): depthwise convs (one input and one output
 ///   channel per group) with at least [`BLOCKED_MIN_CHANNELS`] channels: the runtime then
 ///   computes on blocks of 8 channels interleaved in scratch (NCHW8c inside the kernel;
@@ -156,6 +159,12 @@ fn as_f32(lw: &mut Lw, v: crate::ir::ValueId) -> Result<crate::kernel_ir::Mem> {
 /// AVX2 copies): EfficientNet-B0 2.92 → 1.52 (e.g. 197 → 90 ms in one quieter pair of
 /// runs), MobileNetV2 1.47 → 1.26, ResNet-50 (no depthwise convs) 1.41 → 1.41.
 fn choose_weight_layout(p: &ConvParams, w: &[f32]) -> Option<(u32, Vec<f32>)> {
+    // 3×3 stride-1 convs with enough channels and output tiles: Winograd (layout 3), a
+    // quarter (F(4,3)) or 4/9 (F(2,3)) of the multiply-adds. ResNet-50, Zen 4, 1 thread:
+    // see the README's speed section.
+    if let Some(transformed) = neoc_runtime::kernels::pack_winograd_weights(p, w) {
+        return Some((3, transformed));
+    }
     // On the im2col path layout 1 once measured slower than the GEMM with run-time
     // packing, while the packed kernel finished each tile's last 16 columns in plain Rust;
     // with its masked vector tails it is faster (`examples/kernel_speed.rs`, Zen 4, 1
@@ -221,6 +230,13 @@ mod tests {
         assert_eq!(layout(params(16, 24, 1, 1, 1)), Some(1));
         assert_eq!(layout(params(16, 24, 1, 3, 1)), Some(1));
         assert_eq!(layout(params(16, 24, 2, 1, 2)), Some(1));
+        // 3×3 stride 1 with 16+ channels and 32+ tiles (16×16: 64 2×2 tiles): Winograd;
+        // at 10×10 (25 tiles) the GEMM would be too narrow.
+        let big = |p: ConvParams| ConvParams { in_size: [16, 16, 1], out_size: [16, 16, 1], ..p };
+        assert_eq!(layout(big(params(16, 16, 1, 3, 1))), Some(3));
+        assert_eq!(layout(params(16, 16, 1, 3, 1)), Some(1));
+        assert_eq!(layout(params(8, 16, 1, 3, 1)), Some(1));
+        assert_eq!(layout(params(16, 16, 1, 3, 2)), Some(1));
     }
 
     /// Depthwise convs that take layout 2 (and one with too few channels that does not),

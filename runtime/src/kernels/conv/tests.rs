@@ -122,6 +122,14 @@ fn check(rng: &mut Rng, mut p: ConvParams, run: Run) {
     let mut blocked_p = ConvParams { weight_layout: 2, ..p };
     blocked_p.scratch_bytes = conv_scratch_bytes(&blocked_p);
     layouts.extend(blocked.map(|w| (blocked_p, w)));
+    // And layout 3 (Winograd) where it applies, with its own tolerance (below).
+    let winograd = pack_winograd_weights(&p, &w);
+    let winograd_m = winograd::tile_size(&g);
+    assert_eq!(winograd.is_some(), winograd_m.is_some(), "{p:?}");
+    let mut winograd_p = ConvParams { weight_layout: winograd::LAYOUT, ..p };
+    winograd_p.scratch_bytes = conv_scratch_bytes(&winograd_p);
+    let winograd_mag = winograd_m.map(|m| winograd_magnitudes(&p, &x, &w, bias, residual, m));
+    layouts.extend(winograd.map(|w| (winograd_p, w)));
     for (p, w) in layouts {
         let mut y = vec![GUARD; y_len + 2 * GUARD_LEN];
         if run.in_place {
@@ -140,12 +148,85 @@ fn check(rng: &mut Rng, mut p: ConvParams, run: Run) {
         let act = Act { kind: activation(p.act).unwrap(), alpha: p.act_alpha, beta: p.act_beta };
         for (i, (&got, &(pre, mag))) in y[GUARD_LEN..GUARD_LEN + y_len].iter().zip(&want).enumerate() {
             let exact = act_f64(act, pre);
-            let tol = 1.5 * gamma(g.kdim + 2) * mag + 8.0 * f64::from(f32::EPSILON) * exact.abs() + 1e-30;
+            // Winograd: each stage is a fixed linear map, so its f32 result is within
+            // γ_n of the same computation on absolute values (Higham, ch. 3), n being the
+            // longest chain of roundings: U rounded once, Bᵀ d B two sums of α terms, the
+            // GEMM's c_in, Aᵀ M A two of α, bias and residual.
+            let pre_tol = match (&winograd_mag, winograd_m) {
+                (Some(wm), Some(m)) if p.weight_layout == winograd::LAYOUT => gamma(1 + 4 * (m + 2) + g.c_in + 2) * wm[i],
+                _ => gamma(g.kdim + 2) * mag,
+            };
+            let tol = 1.5 * pre_tol + 8.0 * f64::from(f32::EPSILON) * exact.abs() + 1e-30;
             assert!((got as f64 - exact).abs() <= tol, "{p:?} {run:?} layout {}: y[{i}] = {got}, want {exact} (tol {tol})", p.weight_layout);
         }
         assert!(y[..GUARD_LEN].iter().chain(&y[GUARD_LEN + y_len..]).all(|&v| v == GUARD), "{p:?}: wrote outside y");
         assert!(scratch[scratch_len..].iter().all(|&v| v == GUARD), "{p:?}: wrote past scratch_bytes");
     }
+}
+
+/// For each output, the Winograd F(m×m, 3×3) computation of its pre-activation value on
+/// absolute values — `|Aᵀ| [Σ_c (|G| |g_c| |G|ᵀ) ⊙ (|Bᵀ| |d_c| |B|)] |A|` plus |bias| and
+/// |residual| — in f64: the scale of the kernel's rounding error on layout 3.
+fn winograd_magnitudes(p: &ConvParams, x: &[f32], w: &[f32], bias: Option<&[f32]>, residual: Option<&[f32]>, m: usize) -> Vec<f64> {
+    let tr = winograd::Transforms::of(m);
+    let a = tr.alpha;
+    let (ci, co) = (p.c_in as usize, p.c_out as usize);
+    let ([h, wd], [oh, ow], [ph, pw]) = ([p.in_size[0], p.in_size[1]].map(|v| v as usize), [p.out_size[0], p.out_size[1]].map(|v| v as usize), [p.pad_begin[0], p.pad_begin[1]].map(|v| v as usize));
+    let bt = |r: usize, c: usize| f64::from(tr.bt[r][c]).abs();
+    let at = |r: usize, c: usize| f64::from(tr.at[r][c]).abs();
+    // |U| for every (o, c): α×α.
+    let u: Vec<f64> = (0..co * ci)
+        .flat_map(|oc| {
+            let f = &w[oc * 9..][..9];
+            (0..a * a).map(move |rc| {
+                let (r, c) = (rc / a, rc % a);
+                (0..3).flat_map(|k| (0..3).map(move |l| tr.g[r][k].abs() * f64::from(f[k * 3 + l]).abs() * tr.g[c][l].abs())).sum::<f64>()
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for b in 0..p.batch as usize {
+        let mut plane = vec![0f64; co * oh * ow];
+        for ty in 0..oh.div_ceil(m) {
+            for tx in 0..ow.div_ceil(m) {
+                // |V| of the tile for every input channel.
+                let v: Vec<f64> = (0..ci)
+                    .flat_map(|c| {
+                        let d = move |r: usize, j: usize| {
+                            let (iy, ix) = ((ty * m + r).wrapping_sub(ph), (tx * m + j).wrapping_sub(pw));
+                            if iy < h && ix < wd { f64::from(x[((b * ci + c) * h + iy) * wd + ix]).abs() } else { 0.0 }
+                        };
+                        (0..a * a).map(move |rc| {
+                            let (r, cc) = (rc / a, rc % a);
+                            (0..a).flat_map(|k| (0..a).map(move |l| bt(r, k) * d(k, l) * bt(cc, l))).sum::<f64>()
+                        })
+                    })
+                    .collect();
+                for o in 0..co {
+                    let mut mm = vec![0f64; a * a];
+                    for c in 0..ci {
+                        for xi in 0..a * a {
+                            mm[xi] += u[(o * ci + c) * a * a + xi] * v[c * a * a + xi];
+                        }
+                    }
+                    for i in 0..m {
+                        for j in 0..m {
+                            let (oy, ox) = (ty * m + i, tx * m + j);
+                            if oy < oh && ox < ow {
+                                plane[(o * oh + oy) * ow + ox] = (0..a).flat_map(|r| (0..a).map(move |c| (r, c))).map(|(r, c)| at(i, r) * mm[r * a + c] * at(j, c)).sum();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (k, s) in plane.into_iter().enumerate() {
+            let o = k / (oh * ow);
+            let yi = out.len();
+            out.push(s + bias.map_or(0.0, |v| f64::from(v[o]).abs()) + residual.map_or(0.0, |r| f64::from(r[yi]).abs()));
+        }
+    }
+    out
 }
 
 /// Random parameters: `spatial` dimensions, and the shape of the groups: "depthwise"
@@ -463,4 +544,60 @@ fn blocked_depthwise_over_ragged_shapes() {
         let run = random_run(&mut rng);
         check(&mut rng, p, run);
     }
+}
+
+/// Layout 3 (Winograd) on F(4,3) and F(2,3) shapes: odd sizes whose last tiles hang over
+/// the output, pads 0 to 2, an output one larger than ONNX's (windows over the end
+/// padding), channel counts that leave a partial weight panel, batch 2, every activation,
+/// bias, residual and in-place residual, on one and three threads. `check` compares
+/// layouts 0, 1 and 3 with the f64 reference, layout 3 within the rounding bound of the
+/// Winograd computation on absolute values.
+#[test]
+fn winograd_over_ragged_shapes() {
+    let mut rng = Rng::new(53);
+    let acts = all_acts();
+    let mut seen = [0; 5];
+    for case in 0..24 {
+        let mut p = base(2);
+        (p.batch, p.c_in, p.c_out) = (rng.range(1, 2), rng.range(16, 40), rng.range(16, 40));
+        let (h, w) = (rng.range(10, 30), rng.range(10, 30));
+        let pad = rng.range(0, 2);
+        let extra = u64::from(rng.range(0, 3) == 0);
+        (p.in_size, p.kernel, p.pad_begin) = ([h, w, 1], [3, 3, 1], [pad, pad, 0]);
+        p.out_size = [h + 2 * pad - 2 + extra, w + 2 * pad - 2, 1];
+        let act = acts[case % acts.len()];
+        (p.act, p.act_alpha, p.act_beta) = (act.kind as u32, act.alpha, act.beta);
+        let Some(m) = winograd::tile_size(&Geometry::new(&p).unwrap()) else { continue };
+        seen[m] += 1;
+        let run = random_run(&mut rng);
+        check(&mut rng, p, run);
+    }
+    assert!(seen[4] >= 3 && seen[2] >= 3, "both tile sizes: {seen:?}");
+}
+
+/// Layout 3 for parameters it does not apply to is refused by the packer and the kernel.
+#[test]
+fn winograd_layout_for_refused_params_is_an_error() {
+    let mut ok = base(2);
+    (ok.c_in, ok.c_out, ok.in_size, ok.out_size, ok.kernel, ok.pad_begin) = (16, 16, [24, 24, 1], [24, 24, 1], [3, 3, 1], [1, 1, 0]);
+    let w = vec![0.5f32; 16 * 16 * 9];
+    assert!(pack_winograd_weights(&ok, &w).is_some());
+    assert!(pack_winograd_weights(&ok, &w[1..]).is_none());
+    assert!(pack_winograd_weights(&ConvParams { weight_layout: 1, ..ok }, &w).is_none());
+    let refused = [
+        ConvParams { stride: [2, 2, 1], out_size: [12, 12, 1], ..ok },
+        ConvParams { dilation: [2, 2, 1], out_size: [22, 22, 1], ..ok },
+        ConvParams { kernel: [5, 5, 1], out_size: [22, 22, 1], ..ok },
+        ConvParams { group: 2, ..ok },
+        ConvParams { c_in: 8, ..ok },
+        ConvParams { in_size: [7, 7, 1], out_size: [7, 7, 1], ..ok },
+        ConvParams { spatial: 3, in_size: [2, 24, 24], out_size: [2, 24, 24], kernel: [1, 3, 3], pad_begin: [0, 1, 1], ..ok },
+    ];
+    for p in refused {
+        assert!(check_conv_params(&p).is_ok(), "{p:?}");
+        let len = (p.c_out * p.c_in / u64::from(p.group) * p.kernel.iter().product::<u64>()) as usize;
+        assert!(pack_winograd_weights(&p, &vec![0.5; len]).is_none(), "{p:?}");
+        assert!(check_conv_params(&ConvParams { weight_layout: 3, ..p }).is_err(), "{p:?}");
+    }
+    assert!(check_conv_params(&ConvParams { weight_layout: 4, ..ok }).is_err());
 }
