@@ -126,7 +126,7 @@ pub(super) fn scratch_floats(g: &Geometry, m: usize) -> (usize, usize) {
     let a = m + 2;
     let [th, tw] = tiles(g, m);
     let t = th * tw;
-    (a * a * t * (g.c_in + g.c_out), 2 * a * a * t)
+    (a * a * t * (g.c_in + g.c_out), a * a * t + (a * a * t).max(gather_floats(m, [th, tw])))
 }
 
 /// Transforms ONNX OIHW 3×3 weights `w` for `p` into layout 3 (U = G g Gᵀ per output and
@@ -203,6 +203,26 @@ fn at2(m: [f32; 4]) -> [f32; 2] {
 
 /// Tiles per block of [`transform_tiles`]: one AVX-512 vector.
 const LANES: usize = 16;
+
+/// `dst.copy_from_slice(src)` for the short rows of this file (a few to a few hundred
+/// floats), inline: whole vectors, then a tail under a condition, which the compiler does
+/// not turn into a call to `memcpy` (calls that took a quarter of a 64-channel conv's time).
+#[inline(always)]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    assert_eq!(dst.len(), src.len());
+    let n = dst.len();
+    let mut i = 0;
+    while i + LANES <= n {
+        let block: &[f32; LANES] = src[i..i + LANES].try_into().unwrap();
+        dst[i..i + LANES].copy_from_slice(block);
+        i += LANES;
+    }
+    for k in 0..LANES {
+        if i + k < n {
+            dst[i + k] = src[i + k];
+        }
+    }
+}
 
 /// `dst[(i, j)][l] = (T s_l Tᵀ)[i][j]` for every tile l < n, where `s_l` is the A×A
 /// matrix `src[(r, c)][l]` (AA = A·A rows) and `T` the 1-D transform `f` (A values to B;
@@ -447,47 +467,78 @@ impl Job {
 }
 
 /// `d[(r, j)][ty·tw + tx] = plane[ty·M + r − pad][tx·M + j − pad]` (0 outside the plane)
-/// for the α = M + 2 window points: each input row a tile row reads is copied once into
-/// `row` with its padding, and its columns dealt out by phase (`tx·M + k`, a strided
-/// copy the compiler vectorises for a constant M); window column j ≥ M is phase j − M one
-/// tile on.
+/// for the α = M + 2 window points. The plane is copied once with its padding into
+/// `work` (rows of (tw + 1)·M), and its columns dealt out by phase (`tx·M + k`) in one
+/// long vectorised pass; window column j is phase j mod M, j div M tiles on. `work` holds
+/// [`gather_floats`].
 #[inline(always)]
-fn gather<const M: usize>(g: &Geometry, plane: &[f32], [th, tw]: [usize; 2], d: &mut [f32], row: &mut [f32]) {
+fn gather<const M: usize>(g: &Geometry, plane: &[f32], [th, tw]: [usize; 2], d: &mut [f32], work: &mut [f32]) {
     let a = M + 2;
     let t = th * tw;
     let (h, w) = (g.input[1], g.input[2]);
     let (pad_h, pad_w) = (g.pad[1], g.pad[2]);
-    // row: (tw + 1)·M padded columns, then M phases of tw + 1.
-    let (padded, phases) = row.split_at_mut((tw + 1) * M);
+    let (hp, wp) = (th * M + 2, (tw + 1) * M);
+    let (padded, phases) = work.split_at_mut(hp * wp);
     // The padded row's columns that lie in the input: x = X − pad_w ∈ 0..w.
-    let lo = pad_w.min(padded.len());
-    let hi = (pad_w + w).min(padded.len());
+    let lo = pad_w.min(wp);
+    let hi = (pad_w + w).min(wp);
+    for (y, row) in padded.chunks_exact_mut(wp).enumerate() {
+        let iy = y.wrapping_sub(pad_h);
+        if iy >= h || lo >= hi {
+            row.fill(0.0);
+            continue;
+        }
+        row[..lo].fill(0.0);
+        row[hi..].fill(0.0);
+        row[lo..hi].copy_from_slice(&plane[iy * w..][..hi - lo]);
+    }
+    let n = hp * (tw + 1);
+    let (p01, p23) = phases.split_at_mut(2 * n);
+    let (p0, p1) = p01.split_at_mut(n);
+    if M == 4 {
+        let (p2, p3) = p23[..2 * n].split_at_mut(n);
+        deal4(padded, p0, p1, p2, p3);
+    } else {
+        deal2(padded, p0, p1);
+    }
     for ty in 0..th {
         for r in 0..a {
-            let iy = (ty * M + r).wrapping_sub(pad_h);
-            let dst = |j: usize| (r * a + j) * t + ty * tw;
-            if iy >= h {
-                for j in 0..a {
-                    d[dst(j)..][..tw].fill(0.0);
-                }
-                continue;
-            }
-            let src = &plane[iy * w..][..w];
-            padded[..lo].fill(0.0);
-            padded[hi..].fill(0.0);
-            if lo < hi {
-                padded[lo..hi].copy_from_slice(&src[..hi - lo]);
-            }
-            for tx in 0..=tw {
-                for k in 0..M {
-                    phases[k * (tw + 1) + tx] = padded[tx * M + k];
-                }
-            }
+            let y = ty * M + r;
             for j in 0..a {
                 let (k, shift) = (j % M, j / M);
-                d[dst(j)..][..tw].copy_from_slice(&phases[k * (tw + 1) + shift..][..tw]);
+                d[(r * a + j) * t + ty * tw..][..tw].copy_from_slice(&phases[k * n + y * (tw + 1) + shift..][..tw]);
             }
         }
+    }
+}
+
+/// Floats of [`gather`]'s work space: the padded plane and its M phases.
+pub(super) fn gather_floats(m: usize, [th, tw]: [usize; 2]) -> usize {
+    2 * (th * m + 2) * (tw + 1) * m
+}
+
+/// `a[i], b[i], c[i], d[i] = src[4i..4i + 4]`: separate arguments, so that the compiler
+/// knows the four outputs apart and vectorises the loop (loads and shuffles).
+#[inline(always)]
+fn deal4(src: &[f32], a: &mut [f32], b: &mut [f32], c: &mut [f32], d: &mut [f32]) {
+    let n = a.len();
+    let (b, c, d, src) = (&mut b[..n], &mut c[..n], &mut d[..n], &src[..4 * n]);
+    for i in 0..n {
+        a[i] = src[4 * i];
+        b[i] = src[4 * i + 1];
+        c[i] = src[4 * i + 2];
+        d[i] = src[4 * i + 3];
+    }
+}
+
+/// `a[i], b[i] = src[2i..2i + 2]`, as [`deal4`].
+#[inline(always)]
+fn deal2(src: &[f32], a: &mut [f32], b: &mut [f32]) {
+    let n = a.len();
+    let (b, src) = (&mut b[..n], &src[..2 * n]);
+    for i in 0..n {
+        a[i] = src[2 * i];
+        b[i] = src[2 * i + 1];
     }
 }
 
@@ -508,7 +559,7 @@ fn scatter<const M: usize>(g: &Geometry, o: &[f32], [th, tw]: [usize; 2], row: &
             if add {
                 out.iter_mut().zip(&row[..ow]).for_each(|(y, &v)| *y += v);
             } else {
-                out.copy_from_slice(&row[..ow]);
+                copy_short(out, &row[..ow]);
             }
         }
     }
