@@ -176,7 +176,7 @@ fn conv_case(ctx: &RunContext, c: Conv) {
         p.scratch_bytes / 1024
     );
     if let Some(packed) = conv::pack_conv_weights(&p, &w) {
-        let p = ConvParams { weight_layout: 1, ..p };
+        let p = ConvParams { weight_layout: 4, ..p };
         let s = best_time(|| {
             // SAFETY: buffers of the sizes the parameters describe, w packed for them.
             let code = unsafe {

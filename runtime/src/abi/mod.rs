@@ -31,7 +31,8 @@ pub use table::*;
 /// 5: `sgemm_epilogue`.
 /// 6: `sgemm_packed_b`.
 /// 7: activations 7 and 8 (GELU, erf and tanh forms) in the conv and GEMM epilogues.
-/// 8: conv weight layout 3 (Winograd F(4×4, 3×3) and F(2×2, 3×3)).
+/// 8: conv weight layout 3 (Winograd F(4×4, 3×3) and F(2×2, 3×3)), and layout 4
+/// (layout 1 in panels of 12 output channels, which neoc writes instead of layout 1).
 pub const KERNEL_ABI_VERSION: u32 = 8;
 
 /// The runtime services: the kernel-table entries that are not numeric kernels (threads,
@@ -247,8 +248,9 @@ pub struct ConvParams {
     pub pad_begin: [u64; MAX_SPATIAL],
     /// An [`Activation`] as u32.
     pub act: u32,
-    /// 0: `w` is ONNX's (C_out, C_in/group, k...) layout. 1: pointwise weights packed by
-    /// [`crate::kernels::pack_conv_weights`]. 2: depthwise weights packed in blocks of 8
+    /// 0: `w` is ONNX's (C_out, C_in/group, k...) layout. 1: pointwise and im2col weights
+    /// packed in panels of 6 output channels (kernel ABI 3 to 7; still run). 4: the same in
+    /// panels of 12, by [`crate::kernels::pack_conv_weights`]. 2: depthwise weights packed in blocks of 8
     /// channels by [`crate::kernels::pack_depthwise_weights`] (the kernel then computes
     /// on channel blocks). 3: 3×3 weights transformed for Winograd's algorithm by
     /// [`crate::kernels::pack_winograd_weights`]. The kernel refuses other values, and

@@ -73,10 +73,10 @@ const TILE_GRAIN: usize = 16;
 /// Checks `p` as [`conv`] would: `spatial` in 1..=3, `c_in` ≥ 1, `group` ≥ 1 dividing
 /// `c_in` and `c_out`, input sizes, kernel sizes, strides and dilations ≥ 1 (batch,
 /// `c_out` and output sizes may be 0), unused trailing entries 1 (sizes,
-/// strides, dilations) or 0 (pads), a known activation, `weight_layout` 0 (or 1 on the
-/// pointwise path, see [`pack_conv_weights`], or 2 with one input and one output channel
-/// per group, see [`pack_depthwise_weights`]), and tensor
-/// sizes that fit in memory. Any `out_size` is accepted (reads are bounds-checked).
+/// strides, dilations) or 0 (pads), a known activation, `weight_layout` 0 (or 1 or 4 on
+/// the pointwise and im2col paths, see [`pack_conv_weights`], 2 with one input and one
+/// output channel per group, see [`pack_depthwise_weights`], or 3 for Winograd's shapes,
+/// see [`pack_winograd_weights`]), and tensor sizes that fit in memory. Any `out_size` is accepted (reads are bounds-checked).
 /// `scratch_bytes` is not checked here: the kernel compares it with
 /// [`conv_scratch_bytes`].
 pub fn check_conv_params(p: &ConvParams) -> Result<(), String> {
@@ -96,9 +96,10 @@ pub fn conv_scratch_bytes(p: &ConvParams) -> u64 {
 /// # Safety
 /// `ctx` is null (one thread) or valid; `params` is null or valid. `x`, `w`, `y`, and
 /// `bias` and `residual` when not null, point to the f32 tensors the parameters describe
-/// (x: batch×c_in×in_size, w: c_out×c_in/group×kernel, or with `weight_layout` 1 the
-/// `group·⌈(c_out/group)/6⌉·6·c_in/group` floats of [`pack_conv_weights`], or with
-/// `weight_layout` 2 the `⌈c_out/8⌉·8·Π kernel` floats of [`pack_depthwise_weights`], bias: c_out, residual and y:
+/// (x: batch×c_in×in_size, w: c_out×c_in/group×kernel, or with `weight_layout` 1 or 4
+/// the `group·⌈(c_out/group)/R⌉·R·kdim` floats of [`pack_conv_weights`] (R = 6 or 12),
+/// with `weight_layout` 2 the `⌈c_out/8⌉·8·Π kernel` floats of [`pack_depthwise_weights`],
+/// with 3 those of [`pack_winograd_weights`]; bias: c_out, residual and y:
 /// batch×c_out×out_size); `scratch` to `params.scratch_bytes` writable bytes. `y` and
 /// `scratch` overlap nothing else, except that `residual` may be exactly `y` (the
 /// output then accumulates onto the residual in place).
@@ -209,8 +210,11 @@ struct Geometry {
     kdim: usize,
     act: Act,
     path: Path,
-    /// `weight_layout` 1: w holds [`packed::pack_conv_weights`]'s panels (pointwise only).
+    /// `weight_layout` 1 or 4: w holds [`packed::pack_conv_weights`]'s panels (pointwise
+    /// and im2col paths only).
     packed: bool,
+    /// Rows per weight panel of layouts 1, 3 and 4 ([`packed::panel_rows`]); 0 otherwise.
+    mr: usize,
 }
 
 /// Sizes and offsets are kept below this, so index arithmetic (which adds a few of them)
@@ -264,7 +268,7 @@ impl Geometry {
             alpha: p.act_alpha,
             beta: p.act_beta,
         };
-        if p.weight_layout > winograd::LAYOUT {
+        if p.weight_layout > packed::LAYOUT {
             return Err(format!("unknown weight layout {}", p.weight_layout));
         }
         let product = |xs: &[usize]| xs.iter().try_fold(1usize, |a, &b| a.checked_mul(b).filter(|&v| v <= SIZE_LIMIT));
@@ -296,11 +300,12 @@ impl Geometry {
             kdim,
             act,
             path: Path::Pointwise { tile: 1 },
-            packed: p.weight_layout == 1,
+            packed: matches!(p.weight_layout, 1 | packed::LAYOUT),
+            mr: packed::panel_rows(p.weight_layout).unwrap_or(0),
         };
         g.path = g.choose_path();
         if g.packed && !matches!(g.path, Path::Pointwise { .. } | Path::Im2col { .. }) {
-            return Err("weight layout 1 (packed) applies to convs on the pointwise and im2col paths only".into());
+            return Err(format!("weight layout {} (packed) applies to convs on the pointwise and im2col paths only", p.weight_layout));
         }
         if p.weight_layout == 2 {
             if (cig, cog) != (1, 1) {
@@ -528,7 +533,7 @@ impl Job {
         0
     }
 
-    /// Items `begin..end` of the pointwise path with packed weights (layout 1).
+    /// Items `begin..end` of the pointwise path with packed weights (layout 1 or 4).
     /// Each item is cut into `split` column ranges (multiples of 32 columns), so that a
     /// conv with fewer items than threads still uses them all.
     fn pointwise_packed(&self, tile: usize, split: usize, begin: usize, end: usize) -> i32 {
@@ -549,7 +554,7 @@ impl Job {
                 let n = chunk.min(s0 + cols - c0);
                 let at = (image * g.c_out + group * g.cog) * g.out_len + c0;
                 // SAFETY: the group's packed panels inside w (which holds `packed_len`
-                // floats, the caller's promise for layout 1); the group's cig input rows
+                // floats, the caller's promise for layouts 1 and 4); the group's cig input rows
                 // (stride in_len) from column c0, read-only; the item's cog output rows of
                 // `n` values from `at` (stride out_len), disjoint from x and w, written by
                 // this item only.
@@ -557,7 +562,7 @@ impl Job {
                     let w = std::slice::from_raw_parts(self.w.add(group * group_w), group_w);
                     let x = std::slice::from_raw_parts(self.x.add((image * g.c_in + group * g.cig) * g.in_len + c0), (g.cig - 1) * g.in_len + n);
                     let y = self.y.add(at);
-                    packed::gemm(&mut packed::Tile { w, x, ldx: g.in_len, y, ldy: g.out_len, rows: g.cog, cols: n, accumulate: self.in_place });
+                    packed::gemm(&mut packed::Tile { w, mr: g.mr, x, ldx: g.in_len, y, ldy: g.out_len, rows: g.cog, cols: n, accumulate: self.in_place });
                     self.epilogue_rows(group * g.cog, g.cog, at, n);
                 }
             }
@@ -566,26 +571,26 @@ impl Job {
     }
 
     /// C = W_group · col (+ C when in place) for one im2col tile (`col`: kdim rows of
-    /// `cols` values) with packed weights (layout 1), then the epilogue. When the items
+    /// `cols` values) with packed weights (layout 1 or 4), then the epilogue. When the items
     /// run one at a time on several threads, the weight panels are split over them.
     fn packed_tile(&self, image: usize, group: usize, s0: usize, cols: usize, col: &[f32]) {
         let g = &self.g;
         let group_w = packed::packed_len(g) / g.group;
         let at = (image * g.c_out + group * g.cog) * g.out_len + s0;
-        let panels = g.cog.div_ceil(packed::MR);
-        let panel_w = packed::MR * g.kdim;
+        let panels = g.cog.div_ceil(g.mr);
+        let panel_w = g.mr * g.kdim;
         // Panels `begin..end` (output rows from begin·MR).
         let run = |begin: usize, end: usize| {
-            let first = begin * packed::MR;
+            let first = begin * g.mr;
             // SAFETY: panels begin..end of the group's packed panels inside w (which holds
-            // `packed_len` floats, the caller's promise for layout 1), read-only; the
+            // `packed_len` floats, the caller's promise for layouts 1 and 4), read-only; the
             // item's output rows first.. (< cog) of `cols` values from `at` (stride
             // out_len), written by this range of panels only.
             unsafe {
                 let w = std::slice::from_raw_parts(self.w.add(group * group_w + begin * panel_w), (end - begin) * panel_w);
-                let rows = (end * packed::MR).min(g.cog) - first;
+                let rows = (end * g.mr).min(g.cog) - first;
                 let y = self.y.add(at + first * g.out_len);
-                packed::gemm(&mut packed::Tile { w, x: col, ldx: cols, y, ldy: g.out_len, rows, cols, accumulate: self.in_place });
+                packed::gemm(&mut packed::Tile { w, mr: g.mr, x: col, ldx: cols, y, ldy: g.out_len, rows, cols, accumulate: self.in_place });
             }
             0
         };

@@ -139,10 +139,11 @@ fn as_f32(lw: &mut Lw, v: crate::ir::ValueId) -> Result<crate::kernel_ir::Mem> {
 /// time from the conv's shape, and the weights packed into it: `None` keeps ONNX's
 /// layout (0).
 ///
-/// - Layout 1 (`pack_conv_weights`): convs on the runtime's pointwise and im2col GEMM
+/// - Layout 4 (`pack_conv_weights`): convs on the runtime's pointwise and im2col GEMM
 ///   paths (full convs whose groups are too wide for its direct path): packed GEMM
-///   panels, which the runtime multiplies against the input planes or the patch tile
-///   without repacking either.
+///   panels of 12 output channels, which the runtime multiplies against the input planes
+///   or the patch tile without repacking either (layout 1, the same in panels of 6, is
+///   what artifacts of kernel ABI 3 to 7 hold; the runtime still runs it).
 /// - Layout 3 (`pack_winograd_weights`): 3×3 stride-1 convs with 16+ channels in and out
 ///   and enough 4×4 (or 2×2) output tiles: Winograd's F(4,3) or F(2,3), weights
 ///   transformed here.
@@ -165,13 +166,13 @@ fn choose_weight_layout(p: &ConvParams, w: &[f32]) -> Option<(u32, Vec<f32>)> {
     if let Some(transformed) = neoc_runtime::kernels::pack_winograd_weights(p, w) {
         return Some((3, transformed));
     }
-    // On the im2col path layout 1 once measured slower than the GEMM with run-time
+    // On the im2col path the packed layout once measured slower than the GEMM with run-time
     // packing, while the packed kernel finished each tile's last 16 columns in plain Rust;
     // with its masked vector tails it is faster (`examples/kernel_speed.rs`, Zen 4, 1
     // thread: 3×3 64→64 at 56×56 95 against 79 GFLOP/s; 3×3 256→256 at 14×14 91 against
     // 91; 7×7 3→64 at 224×224 84 against 76; ResNet-50 about 5% faster).
     if let Some(packed) = neoc_runtime::kernels::pack_conv_weights(p, w) {
-        return Some((1, packed));
+        return Some((4, packed));
     }
     if p.c_out >= BLOCKED_MIN_CHANNELS {
         return neoc_runtime::kernels::pack_depthwise_weights(p, w).map(|packed| (2, packed));
@@ -227,16 +228,16 @@ mod tests {
         assert_eq!(layout(params(4, 4, 4, 3, 1)), None);
         assert_eq!(layout(params(16, 32, 16, 3, 1)), None);
         // Pointwise and other full convs (im2col): packed GEMM panels.
-        assert_eq!(layout(params(16, 24, 1, 1, 1)), Some(1));
-        assert_eq!(layout(params(16, 24, 1, 3, 1)), Some(1));
-        assert_eq!(layout(params(16, 24, 2, 1, 2)), Some(1));
+        assert_eq!(layout(params(16, 24, 1, 1, 1)), Some(4));
+        assert_eq!(layout(params(16, 24, 1, 3, 1)), Some(4));
+        assert_eq!(layout(params(16, 24, 2, 1, 2)), Some(4));
         // 3×3 stride 1 with 16+ channels and 32+ tiles (16×16: 64 2×2 tiles): Winograd;
         // at 10×10 (25 tiles) the GEMM would be too narrow.
         let big = |p: ConvParams| ConvParams { in_size: [16, 16, 1], out_size: [16, 16, 1], ..p };
         assert_eq!(layout(big(params(16, 16, 1, 3, 1))), Some(3));
-        assert_eq!(layout(params(16, 16, 1, 3, 1)), Some(1));
-        assert_eq!(layout(params(8, 16, 1, 3, 1)), Some(1));
-        assert_eq!(layout(params(16, 16, 1, 3, 2)), Some(1));
+        assert_eq!(layout(params(16, 16, 1, 3, 1)), Some(4));
+        assert_eq!(layout(params(8, 16, 1, 3, 1)), Some(4));
+        assert_eq!(layout(params(16, 16, 1, 3, 2)), Some(4));
     }
 
     /// Depthwise convs that take layout 2 (and one with too few channels that does not),

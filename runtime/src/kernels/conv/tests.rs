@@ -109,13 +109,15 @@ fn check(rng: &mut Rng, mut p: ConvParams, run: Run) {
     let residual = rng.values(y_len);
     let (bias, residual) = (run.bias.then_some(&bias[..]), (run.residual || run.in_place).then_some(&residual[..]));
     let want = reference(&p, &x, &w, bias, residual);
-    // Layout 0, then layout 1 with the packed weights where the packer takes `p`.
+    // Layout 0, then layouts 4 and 1 (12- and 6-row panels) with the packed weights where
+    // the packer takes `p`.
     let packed = pack_conv_weights(&p, &w);
     assert_eq!(packed.is_some(), matches!(g.path, Path::Pointwise { .. } | Path::Im2col { .. }), "{p:?}");
-    let mut packed_p = p;
-    packed_p.weight_layout = 1;
     let mut layouts = vec![(p, w.clone())];
-    layouts.extend(packed.map(|w| (packed_p, w)));
+    let (mut layout_4, mut layout_1) = (p, p);
+    (layout_4.weight_layout, layout_1.weight_layout) = (packed::LAYOUT, 1);
+    layouts.extend(packed.map(|w| (layout_4, w)));
+    layouts.extend(packed::pack_conv_weights_as(&p, &w, 1).map(|w| (layout_1, w)));
     // And layout 2 (channel-blocked) for depthwise convs, with its own scratch size.
     let blocked = pack_depthwise_weights(&p, &w);
     assert_eq!(blocked.is_some(), g.cig == 1 && g.cog == 1, "{p:?}");
@@ -478,8 +480,8 @@ fn packed_pointwise_over_ragged_shapes() {
     }
 }
 
-/// Weight layout 1 for parameters the packer refuses (they are not on a GEMM path) is an
-/// error code, never a run over misread weights.
+/// Weight layouts 1 and 4 for parameters the packer refuses (they are not on a GEMM path)
+/// are an error code, never a run over misread weights.
 #[test]
 fn packed_layout_for_refused_params_is_an_error() {
     let mut im2col = base(2);
@@ -493,19 +495,23 @@ fn packed_layout_for_refused_params_is_an_error() {
     let (x, w) = (vec![1f32; 8 * 36], vec![1f32; 8 * 8 * 9]);
     let mut y = vec![0f32; 8 * 36];
     let mut scratch = vec![0f32; 8 * 9 * 36];
-    // The GEMM paths (im2col, strided 1×1 on im2col) take layout 1.
+    // The GEMM paths (im2col, strided 1×1 on im2col) take layouts 1 and 4.
     for p in [im2col, strided] {
         assert!(pack_conv_weights(&p, &w[..p.c_out as usize * Geometry::new(&p).unwrap().kdim]).is_some(), "{p:?}");
-        assert!(check_conv_params(&ConvParams { weight_layout: 1, ..p }).is_ok(), "{p:?}");
+        for layout in [1, packed::LAYOUT] {
+            assert!(check_conv_params(&ConvParams { weight_layout: layout, ..p }).is_ok(), "{p:?}");
+        }
     }
     for p in [direct, depthwise] {
         assert!(check_conv_params(&p).is_ok());
         assert!(pack_conv_weights(&p, &w[..p.c_out as usize * Geometry::new(&p).unwrap().kdim]).is_none(), "{p:?}");
-        let p = ConvParams { weight_layout: 1, scratch_bytes: (scratch.len() * 4) as u64, ..p };
-        assert!(check_conv_params(&p).is_err(), "{p:?}");
-        // SAFETY: buffers larger than p needs; the parameters are refused first.
-        let code = unsafe { conv(std::ptr::null(), &p, x.as_ptr(), w.as_ptr(), std::ptr::null(), std::ptr::null(), y.as_mut_ptr(), scratch.as_mut_ptr().cast()) };
-        assert_eq!(code, ERR_BAD_CONV_PARAMS, "{p:?}");
+        for layout in [1, packed::LAYOUT] {
+            let p = ConvParams { weight_layout: layout, scratch_bytes: (scratch.len() * 4) as u64, ..p };
+            assert!(check_conv_params(&p).is_err(), "{p:?}");
+            // SAFETY: buffers larger than p needs; the parameters are refused first.
+            let code = unsafe { conv(std::ptr::null(), &p, x.as_ptr(), w.as_ptr(), std::ptr::null(), std::ptr::null(), y.as_mut_ptr(), scratch.as_mut_ptr().cast()) };
+            assert_eq!(code, ERR_BAD_CONV_PARAMS, "{p:?}");
+        }
     }
     // The packer also refuses weights of the wrong length and params already packed.
     let mut pointwise = base(2);
@@ -514,6 +520,7 @@ fn packed_layout_for_refused_params_is_an_error() {
     assert!(pack_conv_weights(&pointwise, &w[..63]).is_none());
     assert!(pack_conv_weights(&ConvParams { weight_layout: 1, ..pointwise }, &w[..64]).is_none());
     assert!(check_conv_params(&ConvParams { weight_layout: 2, ..pointwise }).is_err());
+    assert!(check_conv_params(&ConvParams { weight_layout: 5, ..pointwise }).is_err());
 }
 
 /// Layout 2 (channel-blocked depthwise) over shapes that exercise its strips of 8, 4 and
@@ -599,5 +606,5 @@ fn winograd_layout_for_refused_params_is_an_error() {
         assert!(pack_winograd_weights(&p, &vec![0.5; len]).is_none(), "{p:?}");
         assert!(check_conv_params(&ConvParams { weight_layout: 3, ..p }).is_err(), "{p:?}");
     }
-    assert!(check_conv_params(&ConvParams { weight_layout: 4, ..ok }).is_err());
+    assert!(check_conv_params(&ConvParams { weight_layout: 5, ..ok }).is_err());
 }

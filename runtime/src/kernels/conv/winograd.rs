@@ -36,6 +36,12 @@ const MIN_CHANNELS: usize = 16;
 /// A tile size is used only when it gives at least this many tiles (the GEMMs' columns;
 /// the packed kernel computes 32 at a time): F(4,3) from 32×32-ish outputs (28×28: 49
 /// tiles), F(2,3) below (14×14: 49 tiles); 7×7 outputs keep im2col.
+///
+/// Part of the kernel ABI, as [`MIN_CHANNELS`] is: the packer and the kernel must pick
+/// the same F(m) for a layout-3 conv (changing either needs a new layout number).
+/// Measured: taking 7×7 and 14×14 outputs at 16 tiles made those convs 1.6-2× faster in
+/// `kernel_speed` (weights hot in cache) but not ResNet-50 (whose layer3/4 convs then
+/// stream 9.4 to 17 MB of transformed weights each from memory) and cost 41 MB of artifact.
 const MIN_TILES: usize = 32;
 
 /// Bᵀ, G and Aᵀ of F(4,3), rows padded to 6 columns.
@@ -303,7 +309,7 @@ impl Job {
                         let w = std::slice::from_raw_parts(self.w.add(xi * per_point), per_point);
                         let x = std::slice::from_raw_parts(self.scratch.add(xi * g.c_in * t), g.c_in * t);
                         let y = self.scratch.add(m_at + xi * g.c_out * t);
-                        packed::gemm(&mut packed::Tile { w, x, ldx: t, y, ldy: t, rows: g.c_out, cols: t, accumulate: false });
+                        packed::gemm(&mut packed::Tile { w, mr: MR, x, ldx: t, y, ldy: t, rows: g.c_out, cols: t, accumulate: false });
                     }
                 }
                 0
