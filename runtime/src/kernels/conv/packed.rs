@@ -32,7 +32,8 @@ pub const MR_LAYOUT_1: usize = 6;
 /// The layout [`pack_conv_weights`] writes.
 pub const LAYOUT: u32 = 4;
 
-/// Rows of a panel the AVX2 kernel computes at once (12 ymm accumulators).
+/// Rows of a panel the AVX2 kernel computes at once (12 ymm accumulators), and the
+/// AVX-512 kernel's for a last panel with at most this many live rows.
 #[cfg(target_arch = "x86_64")]
 const AVX2_ROWS: usize = 6;
 
@@ -364,16 +365,36 @@ mod x86 {
     use std::arch::x86_64::*;
 
     /// n (1 to 32) columns with AVX-512: 24 zmm accumulators, two per row; with `TWO`
-    /// false, n ≤ 16 columns in one zmm per row (half the FMAs).
+    /// false, n ≤ 16 columns in one zmm per row (half the FMAs). A panel with 6 or fewer
+    /// live rows (the last of c_out = 16, 40, …) computes only 6.
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) fn micro_avx512<const R: usize, const FULL: bool, const TWO: bool>(w: &[f32], x: &[f32], ldx: usize, n: usize, rows: &mut [&mut [f32]], accumulate: bool) {
         let k = w.len() / R;
-        if n == 0 || n > if TWO { 32 } else { 16 } || (FULL && n != 32) || (FULL && !TWO) || (k > 0 && x.len() < (k - 1) * ldx + n) || rows.iter().any(|r| r.len() < n) {
+        if n == 0 || n > if TWO { 32 } else { 16 } || (FULL && n != 32) || (FULL && !TWO) || (k > 0 && x.len() < (k - 1) * ldx + n) || rows.len() > R || rows.iter().any(|r| r.len() < n) {
             return micro_scalar::<R>(w, x, ldx, n, rows, accumulate);
         }
+        // SAFETY (both): checked just above; ROWS ≤ R.
+        unsafe {
+            if R > AVX2_ROWS && rows.len() <= AVX2_ROWS {
+                micro_avx512_rows::<R, AVX2_ROWS, FULL, TWO>(w, x, ldx, n, rows, accumulate)
+            } else {
+                micro_avx512_rows::<R, R, FULL, TWO>(w, x, ldx, n, rows, accumulate)
+            }
+        }
+    }
+
+    /// The first ROWS rows of the panel (of R) for [`micro_avx512`].
+    ///
+    /// # Safety
+    /// As checked by [`micro_avx512`]: 1 ≤ n ≤ 32 (16 unless `TWO`; 32 if `FULL`), x holds
+    /// k = w.len() / R rows of n values at stride ldx, `rows` are at most ROWS ≤ R, each
+    /// holding n floats.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn micro_avx512_rows<const R: usize, const ROWS: usize, const FULL: bool, const TWO: bool>(w: &[f32], x: &[f32], ldx: usize, n: usize, rows: &mut [&mut [f32]], accumulate: bool) {
+        let k = w.len() / R;
         let lanes = |m: usize| if m >= 16 { 0xffff } else { (1u16 << m) - 1 };
         let (m0, m1) = (lanes(n), lanes(n.saturating_sub(16)));
-        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
         for kk in 0..k {
             // SAFETY: kk < k, so w[kk·R..kk·R + R] is inside w; row kk of x has n
             // values from kk·ldx (x.len() checked above), and the masked loads read only
@@ -386,8 +407,8 @@ mod x86 {
                     (_mm512_maskz_loadu_ps(m0, xp), _mm512_maskz_loadu_ps(m1, xp.wrapping_add(16)), w.as_ptr().add(kk * R))
                 }
             };
-            for r in 0..R {
-                // SAFETY: r < R, inside the panel row (see above).
+            for r in 0..ROWS {
+                // SAFETY: r < ROWS ≤ R, inside the panel row (see above).
                 let b = _mm512_set1_ps(unsafe { *wk.add(r) });
                 acc[r][0] = _mm512_fmadd_ps(b, x0, acc[r][0]);
                 if TWO {
@@ -395,10 +416,10 @@ mod x86 {
                 }
             }
         }
-        for (r, row) in rows.iter_mut().enumerate().take(R) {
+        for (r, row) in rows.iter_mut().enumerate().take(ROWS) {
             let out = row.as_mut_ptr();
-            // SAFETY: the row holds n floats (checked above); the masked accesses touch
-            // only those.
+            // SAFETY: the row holds n floats (the caller's promise); the masked accesses
+            // touch only those.
             unsafe {
                 let [mut lo, mut hi] = acc[r];
                 if FULL {
