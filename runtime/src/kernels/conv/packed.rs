@@ -291,9 +291,10 @@ unsafe fn strip<const R: usize>(t: &mut Tile, j: usize, n: usize, micro: impl Fn
             let first = panel * R;
             let live = R.min(t.rows - first);
             // Filled slice by slice in place (MR ≥ R slots, the first `live` used): built
-            // by `array::from_fn`, the array was assembled from 8-byte stores and then moved with one 64-byte load, which
-            // store forwarding cannot serve (a stall on every strip: `perf` put 11% of
-            // MobileNetV2's samples on that load; 7% after, and about 1.5% off its median).
+            // by `array::from_fn`, the array was assembled from 8-byte stores and then
+            // moved with one 64-byte load, which store forwarding cannot serve (a stall on
+            // every strip: `perf` put 11% of MobileNetV2's samples on that load; 7% after,
+            // and about 1.5% off its median).
             let mut rows: [&mut [f32]; MR] = Default::default();
             for (r, row) in rows.iter_mut().enumerate().take(live) {
                 // SAFETY: row first + r < t.rows, columns j..j + n ≤ cols of y, this
