@@ -98,6 +98,13 @@ impl AlignedBuf {
             // A mapping starts on a page boundary, so it is 64-byte aligned; its pages
             // read as zero.
             let map = memmap2::MmapOptions::new().len(len).map_anon().ok()?;
+            // Transparent huge pages where the system gives them on request
+            // (`madvise` mode, the usual default): the conv GEMMs read their input
+            // planes' rows thousands of bytes apart, one 4 KiB page per row, and a
+            // 256-row slice of them missed the first-level TLB on every load. A hint
+            // only: refused, the buffer works the same on small pages.
+            #[cfg(target_os = "linux")]
+            let _ = map.advise(memmap2::Advice::HugePage);
             return Some(AlignedBuf { storage: BufStorage::Mapped(map), len });
         }
         let n = len.div_ceil(64);
