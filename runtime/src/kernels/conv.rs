@@ -118,7 +118,7 @@ pub unsafe extern "C" fn conv(
     }
     // SAFETY: params is valid (not null, and the caller's promise).
     let p = unsafe { *params };
-    let Ok(g) = Geometry::new(&p) else { return ERR_BAD_CONV_PARAMS };
+    let Ok(mut g) = Geometry::new(&p) else { return ERR_BAD_CONV_PARAMS };
     if g.batch == 0 || g.c_out == 0 || g.out_len == 0 {
         return 0;
     }
@@ -136,6 +136,9 @@ pub unsafe extern "C" fn conv(
     let in_place = std::ptr::eq(residual, y);
     // SAFETY: `ctx` is null or valid.
     let threads = unsafe { thread_count(ctx) };
+    if let Path::Im2col { tile } = g.path {
+        g.path = Path::Im2col { tile: balanced_tile(&g, tile, threads) };
+    }
     // Never more lanes than the scratch has room for.
     let lanes = if g.lane_floats() == 0 { 0 } else { (p.scratch_bytes as usize / 4 - g.shared_floats()) / g.lane_floats() };
     // How many ranges of items run at once: when that is one but there are more
@@ -169,6 +172,36 @@ pub unsafe extern "C" fn conv(
         Path::Direct { .. } | Path::Blocked { .. } | Path::Im2col { .. } => unsafe { parallel(ctx, outer, &|b, e| job.lanes(outer, b, e)) },
         Path::Winograd { m } => job.winograd(m, threads, lanes),
     }
+}
+
+/// The im2col column tile for `threads`: at most `tile` (the scratch holds
+/// `min(items, MAX_CONV_LANES)` lanes of `tile` columns, so a narrower tile leaves room
+/// for as many lanes of it), a multiple of [`TILE_GRAIN`] where it is narrower (rows of
+/// the patch tile and the tiles' first outputs stay 64-byte aligned: 419-column tiles
+/// made ResNet-50's stem 15% slower than 432), and the one that gives the busiest
+/// thread the fewest columns. With the compile-time tile, a 28×28 output of 256-column
+/// tiles was items of 256, 256, 256 and 16 columns (two threads: 512 against 272; now
+/// 4 × 208 columns, the last 160, and ResNet-50's layer2.0 3×3/2 conv went from 1.33 to
+/// 1.09 ms on two threads). Fewer items than threads are kept: their GEMM splits the
+/// weight panels over the threads instead, so that each streams half of the weights
+/// (split into column tiles, ResNet-50's 14×14 stride-2 convs were no faster: both
+/// threads read all the weights, and the GEMMs were narrower).
+fn balanced_tile(g: &Geometry, tile: usize, threads: usize) -> usize {
+    let per = g.out_len.div_ceil(tile);
+    let bg = g.batch * g.group;
+    if threads <= 1 || bg * per < threads {
+        return tile;
+    }
+    // The busiest thread's columns (whole tiles, an upper bound) for tile t.
+    let busiest = |t: usize| (bg * g.out_len.div_ceil(t)).div_ceil(threads) * t;
+    let mut best = tile;
+    for n in per..=per + 2 * threads {
+        let t = g.out_len.div_ceil(n).next_multiple_of(TILE_GRAIN).min(tile);
+        if busiest(t) < busiest(best) {
+            best = t;
+        }
+    }
+    best
 }
 
 /// How a conv is computed.

@@ -301,6 +301,42 @@ fn every_activation_with_and_without_bias_and_residual() {
     }
 }
 
+/// The run-time im2col tile: the busiest thread's share as small as whole tiles of
+/// 16-column multiples allow, never wider than the compile-time tile; fewer items than
+/// threads kept.
+#[test]
+fn im2col_tiles_are_balanced_over_the_threads() {
+    let geometry = |batch: u64, group: u32, out: u64| {
+        let mut p = base(2);
+        (p.batch, p.group, p.c_in, p.c_out, p.kernel) = (batch, group, 32 * u64::from(group), 32 * u64::from(group), [3, 3, 1]);
+        (p.in_size, p.out_size) = ([out + 2, out + 2, 1], [out, out, 1]);
+        Geometry::new(&p).unwrap()
+    };
+    let g28 = geometry(1, 1, 28);
+    assert_eq!(balanced_tile(&g28, 256, 1), 256);
+    // 784 columns: tiles of 256, 256, 256 and 16 (512 against 272) become 208, 208,
+    // 208 and 160 (416 against 368).
+    assert_eq!(balanced_tile(&g28, 256, 2), 208);
+    // ResNet-50's stem, 12544 columns in tiles of 432: 15 against 14 and a bit; 400
+    // gives 16 against 15 and a bit, fewer columns for the busiest.
+    assert_eq!(balanced_tile(&geometry(1, 1, 112), 432, 2), 400);
+    // One item: kept whole (the GEMM splits its rows).
+    assert_eq!(balanced_tile(&geometry(1, 1, 14), 196, 2), 196);
+    assert_eq!(balanced_tile(&geometry(1, 1, 7), 49, 2), 49);
+    // Three images of one tile: two threads, two tiles each.
+    assert_eq!(balanced_tile(&geometry(3, 1, 10), 100, 2), 64);
+    // Already balanced: 2 images of 2 tiles.
+    assert_eq!(balanced_tile(&geometry(2, 1, 16), 128, 2), 128);
+    // Never wider than the tile, never 0, and never a busier busiest thread.
+    for (g, tile) in [(&g28, 256), (&geometry(1, 1, 112), 432), (&geometry(3, 2, 9), 81)] {
+        let busiest = |t: usize, threads: usize| (g.batch * g.group * g.out_len.div_ceil(t)).div_ceil(threads) * t;
+        for threads in 1..20 {
+            let t = balanced_tile(g, tile, threads);
+            assert!((1..=tile).contains(&t) && busiest(t, threads) <= busiest(tile, threads), "{threads}: {t}");
+        }
+    }
+}
+
 #[test]
 fn multi_tile_convs_on_one_to_many_threads() {
     let mut rng = Rng::new(9);
@@ -328,13 +364,18 @@ fn multi_tile_convs_on_one_to_many_threads() {
     let mut single = base(2);
     (single.c_in, single.c_out, single.in_size, single.out_size, single.kernel) = (16, 16, [14, 14, 1], [12, 12, 1], [3, 3, 1]);
     const { assert!(16 * 144 * 144 >= super::super::gemm::PARALLEL_MIN_WORK) };
+    // Three images of one 49-column tile: two threads take two tiles of 32 and 17
+    // columns each (`balanced_tile`).
+    let mut narrow = base(2);
+    (narrow.batch, narrow.c_in, narrow.c_out, narrow.in_size, narrow.out_size, narrow.kernel) = (3, 16, 16, [9, 9, 1], [7, 7, 1], [3, 3, 1]);
     let path = |p: &ConvParams| Geometry::new(p).unwrap().path;
     assert_eq!(path(&single), Path::Im2col { tile: 144 });
+    assert_eq!(path(&narrow), Path::Im2col { tile: 49 });
     assert_eq!(path(&im2col), Path::Im2col { tile: 896 });
     assert_eq!(path(&deep), Path::Im2col { tile: MIN_IM2COL_TILE });
     assert_eq!(path(&pointwise), Path::Pointwise { tile: POINTWISE_TILE });
     assert!(matches!(path(&depthwise), Path::Direct { .. }));
-    for p in [im2col, deep, pointwise, depthwise, single] {
+    for p in [im2col, deep, pointwise, depthwise, single, narrow] {
         for threads in [1, 2, 3, 16] {
             let mut p = p;
             p.act = Activation::Relu as u32;
