@@ -20,8 +20,9 @@ use super::{ConvParams, Geometry};
 
 /// Output channels per weight panel in layouts 3 and 4: the AVX-512 kernel holds a
 /// 12 × 32 tile in 24 zmm registers (each X vector loaded feeds 12 FMAs); the AVX2
-/// kernel, with 16 ymm registers, takes a panel in halves of [`AVX2_ROWS`]. On Zen 4, one
-/// thread (`kernel_speed`), 12 rows against 6: 1×1 256→64 at 56×56 0.99 → 0.85 ms, 1×1
+/// kernel, with 16 ymm registers, takes a panel in halves of [`AVX2_ROWS`]. On an Intel
+/// Xeon with AVX-512 (family 6 model 167, two FMA units), one thread (`kernel_speed`),
+/// 12 rows against 6: 1×1 256→64 at 56×56 0.99 → 0.85 ms, 1×1
 /// 576→96 at 14×14 0.142 → 0.120 ms, 3×3 512→512 at 7×7 2.96 → 2.24 ms, Winograd
 /// 128→128 at 28×28 1.04 → 0.85 ms.
 pub const MR: usize = 12;
