@@ -22,9 +22,10 @@ use super::{ConvParams, Geometry};
 /// 12 × 32 tile in 24 zmm registers (each X vector loaded feeds 12 FMAs); the AVX2
 /// kernel, with 16 ymm registers, takes a panel in halves of [`AVX2_ROWS`]. On an Intel
 /// Xeon with AVX-512 (family 6 model 167, two FMA units), one thread (`kernel_speed`),
-/// 12 rows against 6: 1×1 256→64 at 56×56 0.99 → 0.85 ms, 1×1
-/// 576→96 at 14×14 0.142 → 0.120 ms, 3×3 512→512 at 7×7 2.96 → 2.24 ms, Winograd
-/// 128→128 at 28×28 1.04 → 0.85 ms.
+/// 12 rows against 6: 1×1 256→64 at 56×56 0.99 → 0.85 ms, 1×1 576→96 at 14×14 0.142 →
+/// 0.120 ms, 3×3 512→512 at 7×7 2.96 → 2.24 ms, Winograd 128→128 at 28×28 1.04 → 0.85
+/// ms. (The portable kernel, aarch64's for now, has the same panels; not yet measured
+/// there.)
 pub const MR: usize = 12;
 
 /// Output channels per weight panel in layout 1 (kernel ABI 3 to 7).
