@@ -76,7 +76,8 @@ const TILE_GRAIN: usize = 16;
 /// strides, dilations) or 0 (pads), a known activation, `weight_layout` 0 (or 1 or 4 on
 /// the pointwise and im2col paths, see [`pack_conv_weights`], 2 with one input and one
 /// output channel per group, see [`pack_depthwise_weights`], or 3 for Winograd's shapes,
-/// see [`pack_winograd_weights`]), and tensor sizes that fit in memory. Any `out_size` is accepted (reads are bounds-checked).
+/// see [`pack_winograd_weights`]), and tensor sizes that fit in memory. Any `out_size`
+/// is accepted (reads are bounds-checked).
 /// `scratch_bytes` is not checked here: the kernel compares it with
 /// [`conv_scratch_bytes`].
 pub fn check_conv_params(p: &ConvParams) -> Result<(), String> {
