@@ -26,6 +26,9 @@
 use super::packed::{self, MR};
 use super::{ConvParams, Geometry, Job, Path};
 
+/// Transform points α² of the larger tile size (F(4,3): 6 × 6).
+const POINTS: usize = 36;
+
 /// The weight layout this file implements.
 pub const LAYOUT: u32 = 3;
 
@@ -391,12 +394,16 @@ impl Job {
         }
         // V[(ρ, ξx)] = (Bᵀ d B)[ρ][ξx], tile by tile: one loop over the tiles that the
         // compiler vectorises, each lane a tile.
-        let src: Vec<&[f32]> = d.chunks_exact(t).collect();
-        // SAFETY: rows (ξ, c) of V, this call's alone (the caller's promise), disjoint.
-        let mut dst: Vec<&mut [f32]> = (0..a * a).map(|xi| unsafe { std::slice::from_raw_parts_mut(v.add((xi * g.c_in + c) * t), t) }).collect();
+        // Arrays, not Vecs: this runs per channel on every run, which allocates nothing.
+        let mut rows = d.chunks_exact(t);
+        let src: [&[f32]; POINTS] = std::array::from_fn(|_| rows.next().unwrap_or_default());
+        // SAFETY: rows (ξ, c) of V for ξ < α², this call's alone (the caller's promise),
+        // disjoint.
+        let mut dst: [&mut [f32]; POINTS] =
+            std::array::from_fn(|xi| if xi < a * a { unsafe { std::slice::from_raw_parts_mut(v.add((xi * g.c_in + c) * t), t) } } else { Default::default() });
         match tr.m {
             4 => transform_tiles::<6, 6, 36, 36>(&src, &mut dst, t, bt4),
-            _ => transform_tiles::<4, 4, 16, 16>(&src, &mut dst, t, bt2),
+            _ => transform_tiles::<4, 4, 16, 16>(&src[..16], &mut dst[..16], t, bt2),
         }
     }
 
@@ -449,14 +456,16 @@ impl Job {
         let (a, m) = (tr.alpha, tr.m);
         let t = th * tw;
         // o[(i, j)] = (Aᵀ M A)[i][j], tile by tile, straight from M's rows (ξ, co).
-        // SAFETY: rows (ξ, co) of M, read-only.
-        let src: Vec<&[f32]> = (0..a * a).map(|xi| unsafe { std::slice::from_raw_parts(mm.add((xi * g.c_out + co) * t), t) }).collect();
+        // SAFETY: rows (ξ, co) of M for ξ < α², read-only.
+        let src: [&[f32]; POINTS] =
+            std::array::from_fn(|xi| if xi < a * a { unsafe { std::slice::from_raw_parts(mm.add((xi * g.c_out + co) * t), t) } } else { &[] });
         let (e, _) = buf.split_at_mut(a * a * t);
         {
-            let mut dst: Vec<&mut [f32]> = e[..m * m * t].chunks_exact_mut(t).collect();
+            let mut rows = e[..m * m * t].chunks_exact_mut(t);
+            let mut dst: [&mut [f32]; 16] = std::array::from_fn(|_| rows.next().unwrap_or_default());
             match m {
                 4 => transform_tiles::<6, 4, 36, 16>(&src, &mut dst, t, at4),
-                _ => transform_tiles::<4, 2, 16, 4>(&src, &mut dst, t, at2),
+                _ => transform_tiles::<4, 2, 16, 4>(&src[..16], &mut dst[..4], t, at2),
             }
         }
         let at = (image * g.c_out + co) * g.out_len;
